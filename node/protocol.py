@@ -238,6 +238,12 @@ class FrameDecoder:
         """Bytes received but not yet returned as messages."""
         return len(self._buffer)
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the bytes not yet returned as messages (e.g. to re-queue them)."""
+        out = bytes(self._buffer)
+        self._buffer.clear()
+        return out
+
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
         if self._failed is None:

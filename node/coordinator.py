@@ -1,0 +1,487 @@
+"""The read and write paths: any node coordinates, per-request consistency levels, hints, read repair.
+
+Write: find the key's replicas, refuse with Unavailable *before sending* when too few are alive
+for the consistency level, send the mutation to every live replica (and store hints for the
+dead ones), answer once enough replicas acknowledged, or WriteTimeout after ``write_timeout``
+(the write may have been applied). Replica requests outlive the answer: they run in the
+coordinator's own nursery and turn into hints if the replica never acknowledges.
+
+Read: ask the closest replica for data and as many others as the level needs for digests. If a
+digest disagrees, read full data from all of them, answer with the last-write-wins merge and,
+for tables with ``read_repair = BLOCKING``, first write the merged partition back to the stale
+replicas and wait for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from node.faults import FaultSwitches
+from node.hints import HintStore
+from node.protocol import InvalidRequest, ReadTimeout, Unavailable, WriteTimeout
+from node.ring import NetworkTopologyStrategy, Strategy, TokenMetadata
+from node.runtime import Runtime
+from node.schema import Schema
+from node.storage.cells import Cell, Mutation, Partition, RangeTombstone, cell_sort_key, merge_all
+
+log = logging.getLogger("node.coordinator")
+
+VERB_MUTATION = "MUTATION"
+VERB_READ = "READ"
+
+QUORUM_LEVELS = ("QUORUM", "LOCAL_QUORUM", "EACH_QUORUM")
+
+
+class LocalStore(Protocol):
+    """The node's own replica: what the coordinator and the replica verbs call."""
+
+    async def apply(self, keyspace: str, table: str, mutation: Mutation) -> None:
+        """Apply a mutation durably per the commit log mode."""
+        ...
+
+    async def read(self, keyspace: str, table: str, key: bytes, columns: Sequence[str] | None) -> Partition | None:
+        """The stored partition (tombstones included), restricted to ``columns``."""
+        ...
+
+
+class Membership(Protocol):
+    """Who is alive and where nodes are."""
+
+    def is_alive(self, node_id: str) -> bool:
+        """Per the failure detector."""
+        ...
+
+    def datacenter_of(self, node_id: str) -> str:
+        """The node's datacenter."""
+        ...
+
+
+# --------------------------------------------------------------------------- consistency
+
+
+@dataclass
+class _Group:
+    nodes: frozenset[str]
+    needed: int
+    got: set[str] = field(default_factory=set)
+
+
+class ConsistencyTracker:
+    """Which acknowledgements satisfy a consistency level for one key's replicas (pure)."""
+
+    def __init__(
+        self,
+        level: str,
+        replicas: Sequence[str],
+        strategy: Strategy,
+        datacenter_of: Callable[[str], str],
+        local_dc: str,
+        quorum_after_one: bool = False,
+    ) -> None:
+        self.level = level
+        all_nodes = frozenset(replicas)
+        if isinstance(strategy, NetworkTopologyStrategy):
+            dc_rf = dict(strategy.dc_rf)
+            by_dc = {dc: frozenset(r for r in replicas if datacenter_of(r) == dc) for dc in dc_rf}
+            total_rf = sum(dc_rf.values())
+        else:
+            # SimpleStrategy ignores datacenters, so LOCAL_* and EACH_QUORUM count every replica.
+            dc_rf = {local_dc: strategy.replication_factor}
+            by_dc = {local_dc: all_nodes}
+            total_rf = strategy.replication_factor
+        local_nodes = by_dc.get(local_dc, frozenset())
+        local_rf = dc_rf.get(local_dc, 0)
+        if quorum_after_one and level in QUORUM_LEVELS:
+            # Fault switch: a deliberate bug for the checkers to find.
+            level = "ONE"
+        if level in ("ONE", "ANY"):
+            groups = [_Group(all_nodes, 1)]
+        elif level == "TWO":
+            groups = [_Group(all_nodes, 2)]
+        elif level == "THREE":
+            groups = [_Group(all_nodes, 3)]
+        elif level == "QUORUM":
+            groups = [_Group(all_nodes, total_rf // 2 + 1)]
+        elif level == "ALL":
+            groups = [_Group(all_nodes, len(all_nodes))]
+        elif level == "LOCAL_ONE":
+            groups = [_Group(local_nodes, 1)]
+        elif level == "LOCAL_QUORUM":
+            groups = [_Group(local_nodes, local_rf // 2 + 1)]
+        elif level == "EACH_QUORUM":
+            groups = [_Group(by_dc[dc], rf // 2 + 1) for dc, rf in dc_rf.items() if rf > 0]
+        else:
+            raise InvalidRequest(f"unknown consistency level {level!r}")
+        self.groups = groups
+        self.required = sum(g.needed for g in groups)
+
+    def available(self, alive: Sequence[str]) -> bool:
+        """Could the live replicas satisfy the level?"""
+        live = set(alive)
+        return all(len(g.nodes & live) >= g.needed for g in self.groups)
+
+    def add(self, node: str) -> None:
+        """Count one acknowledgement."""
+        for g in self.groups:
+            if node in g.nodes:
+                g.got.add(node)
+
+    def useful(self, node: str) -> bool:
+        """Would an answer from ``node`` count towards a group that is still short?"""
+        return any(node in g.nodes and node not in g.got and len(g.got) < g.needed for g in self.groups)
+
+    @property
+    def received(self) -> int:
+        """Acknowledgements that counted, capped per group at what it needs."""
+        return sum(min(len(g.got), g.needed) for g in self.groups)
+
+    def satisfied(self) -> bool:
+        """True once every group has what it needs."""
+        return all(len(g.got) >= g.needed for g in self.groups)
+
+
+# --------------------------------------------------------------------------- coordinator
+
+
+@dataclass
+class _WriteState:
+    tracker: ConsistencyTracker
+    done: trio.Event = field(default_factory=trio.Event)
+    acks: int = 0
+    hinted: int = 0
+
+
+class Coordinator:
+    """Coordinates reads and writes for any key; serves the replica side of them too."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        node_id: str,
+        datacenter: str,
+        messaging: Any,
+        membership: Membership,
+        ring: Callable[[], TokenMetadata],
+        schema: Callable[[], Schema],
+        local: LocalStore,
+        hints: HintStore | None,
+        faults: FaultSwitches,
+        write_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+    ) -> None:
+        self.runtime = runtime
+        self.node_id = node_id
+        self.datacenter = datacenter
+        self.messaging = messaging
+        self.membership = membership
+        self.ring = ring
+        self.schema = schema
+        self.local = local
+        self.hints = hints
+        self.faults = faults
+        self.write_timeout = write_timeout
+        self.read_timeout = read_timeout
+        self._nursery: trio.Nursery | None = None
+        self.stats: dict[str, int] = {
+            "writes": 0,
+            "reads": 0,
+            "write_timeouts": 0,
+            "read_timeouts": 0,
+            "unavailable": 0,
+            "digest_mismatches": 0,
+            "read_repairs": 0,
+            "hints_stored": 0,
+        }
+        messaging.register(VERB_MUTATION, self._handle_mutation)
+        messaging.register(VERB_READ, self._handle_read)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the replica-request tasks that outlive a client's answer, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+
+    # ---- replica side
+
+    async def _handle_mutation(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        ks, table = payload["ks"], payload["t"]
+        self.schema().table(ks, table)
+        await self.local.apply(ks, table, Mutation.from_obj(payload["m"]))
+        return {}
+
+    async def _handle_read(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        ks, table = payload["ks"], payload["t"]
+        self.schema().table(ks, table)
+        part = await self.local.read(ks, table, payload["k"], payload.get("c"))
+        if payload.get("d"):
+            return {"g": _digest(part, payload["k"])}
+        return {"p": part.to_obj() if part is not None else None}
+
+    # ---- helpers
+
+    def _replicas(self, keyspace: str, key: bytes) -> tuple[tuple[str, ...], Strategy]:
+        strategy = self.schema().keyspace(keyspace).strategy()
+        replicas = self.ring().endpoints_for(key, strategy)
+        return replicas, strategy
+
+    def _alive(self, node: str) -> bool:
+        return node == self.node_id or self.membership.is_alive(node)
+
+    def _tracker(self, level: str, replicas: Sequence[str], strategy: Strategy, writes: bool) -> ConsistencyTracker:
+        return ConsistencyTracker(
+            level,
+            replicas,
+            strategy,
+            self.membership.datacenter_of,
+            self.datacenter,
+            quorum_after_one=writes and self.faults.ack_quorum_after_one,
+        )
+
+    def _store_hint(self, target: str, keyspace: str, table: str, mutation_obj: Any) -> bool:
+        if self.hints is None or self.faults.drop_hints or target == self.node_id:
+            return False
+        try:
+            ok = self.hints.store(target, keyspace, table, mutation_obj, self.runtime.clock.wall_us())
+        except OSError as exc:
+            log.error("node %s: cannot store hint for %s: %s", self.node_id, target, exc)
+            return False
+        if ok:
+            self.stats["hints_stored"] += 1
+        return ok
+
+    # ---- write path
+
+    async def write(self, keyspace: str, table: str, mutation: Mutation, level: str) -> None:
+        """Apply ``mutation`` at ``level`` (Unavailable / WriteTimeout as the level demands)."""
+        self.schema().table(keyspace, table)
+        replicas, strategy = self._replicas(keyspace, mutation.key)
+        if not replicas:
+            self.stats["unavailable"] += 1
+            raise Unavailable("no replicas: the ring is empty", consistency=level, required=1, alive=0)
+        tracker = self._tracker(level, replicas, strategy, writes=True)
+        alive = [r for r in replicas if self._alive(r)]
+        dead = [r for r in replicas if r not in alive]
+        hints_possible = self.hints is not None and not self.faults.drop_hints
+        if level == "ANY":
+            if not alive and not (hints_possible and any(self.hints.within_window(r) for r in dead)):  # type: ignore[union-attr]
+                self.stats["unavailable"] += 1
+                raise Unavailable("no replica alive and no hint can be stored", consistency=level, required=1, alive=0)
+        elif not tracker.available(alive):
+            self.stats["unavailable"] += 1
+            raise Unavailable(
+                f"{level} needs {tracker.required} live replica(s) of {len(replicas)}, {len(alive)} alive",
+                consistency=level,
+                required=tracker.required,
+                alive=len(alive),
+            )
+        if self._nursery is None:
+            raise RuntimeError("coordinator is not running")
+        self.stats["writes"] += 1
+        state = _WriteState(tracker)
+        mutation_obj = mutation.to_obj()
+        payload = {"ks": keyspace, "t": table, "m": mutation_obj}
+        for r in dead:
+            if self._store_hint(r, keyspace, table, mutation_obj):
+                state.hinted += 1
+        if level == "ANY" and state.hinted:
+            state.done.set()
+        for r in alive:
+            self._nursery.start_soon(self._write_replica, r, keyspace, table, mutation, payload, state)
+        with trio.move_on_after(self.write_timeout):
+            await state.done.wait()
+        if not state.done.is_set():
+            self.stats["write_timeouts"] += 1
+            raise WriteTimeout(
+                f"{level} write: {tracker.received} of {tracker.required} required acknowledgements within "
+                f"{self.write_timeout:g} s; the write may have been applied",
+                consistency=level,
+                received=tracker.received,
+                required=tracker.required,
+                may_have_applied=True,
+            )
+
+    async def _write_replica(
+        self, r: str, keyspace: str, table: str, mutation: Mutation, payload: dict[str, Any], state: _WriteState
+    ) -> None:
+        try:
+            if r == self.node_id:
+                with trio.fail_after(self.write_timeout):
+                    await self.local.apply(keyspace, table, mutation)
+            else:
+                await self.messaging.request(r, VERB_MUTATION, payload, self.write_timeout)
+        except Exception as exc:  # timeout, unreachable, remote error: hint it (Cassandra does)
+            log.debug("node %s: write to %s failed: %s", self.node_id, r, exc)
+            if self._store_hint(r, keyspace, table, payload["m"]):
+                state.hinted += 1
+                if state.tracker.level == "ANY":
+                    state.done.set()
+            return
+        state.acks += 1
+        state.tracker.add(r)
+        if state.tracker.satisfied():
+            state.done.set()
+
+    # ---- read path
+
+    async def read(
+        self, keyspace: str, table: str, key: bytes, columns: Sequence[str] | None, level: str
+    ) -> Partition | None:
+        """The merged partition for ``key`` at ``level`` (Unavailable / ReadTimeout as needed)."""
+        tdef = self.schema().table(keyspace, table)
+        replicas, strategy = self._replicas(keyspace, key)
+        tracker = self._tracker(level, replicas, strategy, writes=False)
+        alive = [r for r in replicas if self._alive(r)]
+        if not replicas or not tracker.available(alive):
+            self.stats["unavailable"] += 1
+            raise Unavailable(
+                f"{level} read needs {tracker.required} live replica(s) of {len(replicas)}, {len(alive)} alive",
+                consistency=level,
+                required=tracker.required,
+                alive=len(alive),
+            )
+        self.stats["reads"] += 1
+        # Closest first: this node, then its datacenter, then the rest, each in placement order.
+        ordered = sorted(alive, key=lambda r: (r != self.node_id, self.membership.datacenter_of(r) != self.datacenter))
+        targets: list[str] = []
+        for r in ordered:
+            if tracker.useful(r):
+                targets.append(r)
+                tracker.add(r)
+        tracker = self._tracker(level, replicas, strategy, writes=False)
+        base = {"ks": keyspace, "t": table, "k": key, "c": list(columns) if columns is not None else None}
+        deadline = trio.current_time() + self.read_timeout
+
+        responses: dict[str, Any] = {}
+
+        async def ask(r: str, digest: bool) -> None:
+            try:
+                if r == self.node_id:
+                    part = await self.local.read(keyspace, table, key, columns)
+                    responses[r] = _digest(part, key) if digest else part
+                else:
+                    reply = await self.messaging.request(r, VERB_READ, {**base, "d": digest}, max(0.0, deadline - trio.current_time()))
+                    if digest:
+                        responses[r] = reply["g"]
+                    else:
+                        obj = reply.get("p")
+                        responses[r] = Partition.from_obj(obj) if obj is not None else None
+            except Exception as exc:
+                log.debug("node %s: read from %s failed: %s", self.node_id, r, exc)
+
+        with trio.move_on_after(max(0.0, deadline - trio.current_time())):
+            async with trio.open_nursery() as n:
+                n.start_soon(ask, targets[0], False)
+                for r in targets[1:]:
+                    n.start_soon(ask, r, True)
+        for r in responses:
+            tracker.add(r)
+        if targets[0] not in responses or not tracker.satisfied():
+            self.stats["read_timeouts"] += 1
+            raise ReadTimeout(
+                f"{level} read: {tracker.received} of {tracker.required} required responses within {self.read_timeout:g} s",
+                consistency=level,
+                received=tracker.received,
+                required=tracker.required,
+                data_present=targets[0] in responses,
+            )
+        data = responses[targets[0]]
+        data_digest = _digest(data, key)
+        if all(responses[r] == data_digest for r in targets[1:]):
+            return data
+
+        # Digest mismatch: full data from every target, merge, repair the stale ones.
+        self.stats["digest_mismatches"] += 1
+        full: dict[str, Partition | None] = {targets[0]: data}
+        with trio.move_on_after(max(0.0, deadline - trio.current_time())):
+            async with trio.open_nursery() as n:
+                for r in targets[1:]:
+                    n.start_soon(_collect, ask, r, full, responses)
+        if len(full) < len(targets):
+            self.stats["read_timeouts"] += 1
+            raise ReadTimeout(
+                f"{level} read: digest mismatch and only {len(full)} of {len(targets)} full data responses in time",
+                consistency=level,
+                received=len(full),
+                required=len(targets),
+                data_present=True,
+            )
+        merged = merge_all(p for p in full.values() if p is not None)
+        if merged is None:
+            return None
+        if tdef.read_repair == "BLOCKING" and not self.faults.skip_read_repair:
+            await self._repair(keyspace, table, merged, full, deadline)
+        return merged
+
+    async def _repair(
+        self, keyspace: str, table: str, merged: Partition, full: dict[str, Partition | None], deadline: float
+    ) -> None:
+        want = merged.digest()
+        stale = [r for r, p in full.items() if _digest(p, merged.key) != want]
+        if not stale:
+            return
+        self.stats["read_repairs"] += len(stale)
+        mutation = partition_to_mutation(merged)
+        payload = {"ks": keyspace, "t": table, "m": mutation.to_obj()}
+        repaired: set[str] = set()
+
+        async def fix(r: str) -> None:
+            try:
+                if r == self.node_id:
+                    await self.local.apply(keyspace, table, mutation)
+                else:
+                    await self.messaging.request(r, VERB_MUTATION, payload, max(0.0, deadline - trio.current_time()))
+                repaired.add(r)
+            except Exception as exc:
+                log.debug("node %s: read repair of %s failed: %s", self.node_id, r, exc)
+
+        with trio.move_on_after(max(0.0, deadline - trio.current_time())):
+            async with trio.open_nursery() as n:
+                for r in stale:
+                    n.start_soon(fix, r)
+        if len(repaired) < len(stale):
+            self.stats["read_timeouts"] += 1
+            raise ReadTimeout(
+                f"blocking read repair: {len(repaired)} of {len(stale)} stale replicas repaired in time",
+                received=len(repaired),
+                required=len(stale),
+                data_present=True,
+            )
+
+
+async def _collect(ask: Any, r: str, full: dict[str, Partition | None], responses: dict[str, Any]) -> None:
+    responses.pop(r, None)
+    await ask(r, False)
+    if r in responses:
+        full[r] = responses[r]
+
+
+def _digest(part: Partition | None, key: bytes) -> bytes:
+    return (part if part is not None else Partition(key)).digest()
+
+
+def partition_to_mutation(p: Partition) -> Mutation:
+    """A mutation that makes a replica hold at least ``p`` (used for read repair)."""
+    return Mutation(
+        p.key,
+        list(p.cells.values()),
+        p.partition_tombstone,
+        p.partition_deletion_time,
+        [RangeTombstone(rt.prefix, rt.timestamp, rt.local_deletion_time) for rt in p.range_tombstones.values()],
+    )
+
+
+def live_row(p: Partition | None, now_s: int, column_order: str, limit: int | None) -> list[Cell]:
+    """The visible cells of a read answer, in the table's column order, at most ``limit``."""
+    if p is None:
+        return []
+    cells = sorted(p.live_cells(now_s).values(), key=cell_sort_key(column_order))
+    return cells[:limit] if limit is not None else cells

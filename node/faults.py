@@ -1,0 +1,40 @@
+"""Validation fault switches: deliberate bugs the harness's checkers must catch. All off by default.
+
+They exist so an end-to-end test can break one guarantee on purpose and assert that the checkers
+notice. Each switch is settable in node.toml ``[faults]`` and at run time through the admin op
+``faults`` (with the cluster secret). Only switches that really change behaviour are listed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class FaultSwitches:
+    """The deliberate bugs one node can be told to have."""
+
+    # Coordinator: acknowledge QUORUM (and LOCAL_QUORUM / EACH_QUORUM) writes after one replica
+    # acknowledged, so a QUORUM read can miss an acknowledged write.
+    ack_quorum_after_one: bool = False
+    # Coordinator: on a digest mismatch answer with the merged value but skip the blocking repair,
+    # although the table says read_repair = BLOCKING (monotonic reads can break).
+    skip_read_repair: bool = False
+    # Coordinator: never store hints (writes to down replicas are silently lost there; ANY fails
+    # with Unavailable when no replica is alive).
+    drop_hints: bool = False
+
+    def set(self, name: str, value: Any) -> None:
+        """Set one switch by name (ValueError names an unknown switch or a non-bool value)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        if name not in names:
+            raise ValueError(f"unknown fault switch {name!r}; known: {', '.join(sorted(names))}")
+        if not isinstance(value, bool):
+            raise ValueError(f"fault switch {name} takes true or false, got {value!r}")
+        setattr(self, name, value)
+
+    def as_dict(self) -> dict[str, bool]:
+        """Every switch and its state."""
+        return dataclasses.asdict(self)

@@ -1,0 +1,183 @@
+"""Hinted handoff: writes for a replica that is down (or did not answer) kept on disk, per target.
+
+A hint file per target node holds length-prefixed msgpack frames (the protocol's framing), each
+one mutation with its keyspace and table. New hints stop once the target has been down longer
+than ``max_hint_window`` (Cassandra's rule: past that, repair is the tool). When the target is
+seen UP again the file is delivered at a throttled byte rate and deleted once every hint was
+acknowledged; on failure the undelivered rest goes back into the target's file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import trio
+
+from node.protocol import FrameDecoder, ProtocolError, encode_frame
+from node.runtime import Runtime
+
+log = logging.getLogger("node.hints")
+
+# Reading hint files in chunks keeps delivery memory bounded whatever the file size.
+_READ_CHUNK = 256 * 1024
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+SendHint = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class HintStore:
+    """Per-target hint files under ``directory`` and their throttled delivery."""
+
+    def __init__(
+        self,
+        directory: Path,
+        runtime: Runtime,
+        max_hint_window: float,
+        throttle_kb_per_s: int,
+        check_interval: float = 10.0,
+    ) -> None:
+        self.directory = directory
+        self.runtime = runtime
+        self.max_hint_window = max_hint_window
+        self.throttle_bytes_per_s = throttle_kb_per_s * 1024
+        self.check_interval = check_interval
+        directory.mkdir(parents=True, exist_ok=True)
+        self._files: dict[str, BinaryIO] = {}
+        self._down_since: dict[str, float] = {}
+        self._delivering: set[str] = set()
+        self._wake = trio.Event()
+        self.stored = 0
+        self.delivered = 0
+        self.refused_window = 0
+
+    # ---- membership events
+
+    def note_down(self, target: str) -> None:
+        """The target was convicted DOWN now (starts its hint window)."""
+        self._down_since.setdefault(target, self.runtime.clock.monotonic())
+
+    def note_up(self, target: str) -> None:
+        """The target is UP again: close its window and wake delivery."""
+        self._down_since.pop(target, None)
+        self._wake.set()
+
+    def within_window(self, target: str) -> bool:
+        """True unless the target has been down for longer than max_hint_window."""
+        since = self._down_since.get(target)
+        return since is None or self.runtime.clock.monotonic() - since <= self.max_hint_window
+
+    # ---- storing
+
+    def _path(self, target: str) -> Path:
+        if not _SAFE_NAME.match(target):
+            raise ValueError(f"node id {target!r} cannot name a hint file")
+        return self.directory / f"{target}.hints"
+
+    def store(self, target: str, keyspace: str, table: str, mutation_obj: Any, created_us: int) -> bool:
+        """Append one hint for ``target``; False if its hint window has passed."""
+        if not self.within_window(target):
+            self.refused_window += 1
+            return False
+        f = self._files.get(target)
+        if f is None:
+            f = self._files[target] = open(self._path(target), "ab")
+        # One write per frame and a flush: the hint reaches the OS at once, so a node crash (not a
+        # machine crash) keeps it; hints are best effort in Cassandra too (no fsync per hint).
+        f.write(encode_frame({"ks": keyspace, "t": table, "m": mutation_obj, "at": created_us}))
+        f.flush()
+        self.stored += 1
+        return True
+
+    def pending(self) -> dict[str, int]:
+        """Bytes of undelivered hints per target."""
+        out: dict[str, int] = {}
+        for p in self.directory.glob("*.hints*"):
+            target = p.name.split(".hints")[0]
+            out[target] = out.get(target, 0) + p.stat().st_size
+        return {k: v for k, v in out.items() if v > 0}
+
+    def close(self) -> None:
+        """Close the open hint files."""
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    # ---- delivery
+
+    async def run(
+        self,
+        is_alive: Callable[[str], bool],
+        send: SendHint,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Deliver hints to live targets on UP events and every ``check_interval`` until cancelled."""
+        task_status.started()
+        try:
+            while True:
+                with trio.move_on_after(self.check_interval):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                for target in sorted(self.pending()):
+                    if is_alive(target) and target not in self._delivering:
+                        await self.deliver(target, send)
+        finally:
+            self.close()
+
+    async def deliver(self, target: str, send: SendHint) -> bool:
+        """Send every hint for ``target`` (throttled); True if all were acknowledged."""
+        self._delivering.add(target)
+        try:
+            f = self._files.pop(target, None)
+            if f is not None:
+                f.close()
+            live = self._path(target)
+            work = live.with_suffix(".hints.delivering")
+            if not work.exists():
+                if not live.exists():
+                    return True
+                os.replace(live, work)
+            return await self._deliver_file(target, work, send)
+        finally:
+            self._delivering.discard(target)
+
+    async def _deliver_file(self, target: str, work: Path, send: SendHint) -> bool:
+        decoder = FrameDecoder()
+        sent = 0
+        with open(work, "rb") as f:
+            while True:
+                try:
+                    msg = decoder.next_message()
+                except ProtocolError as exc:
+                    log.warning("hint file %s is corrupt after %d hints (%s); dropping the rest", work, sent, exc)
+                    break
+                if msg is None:
+                    chunk = f.read(_READ_CHUNK)
+                    if not chunk:
+                        break
+                    decoder.feed(chunk)
+                    continue
+                try:
+                    await send(target, msg)
+                except Exception as exc:  # any failure: keep the rest for the next attempt
+                    log.info("hint delivery to %s paused after %d hints: %s", target, sent, exc)
+                    rest = bytearray(encode_frame(msg))
+                    rest += decoder.take_buffered()
+                    rest += f.read()
+                    with open(self._path(target), "ab") as out:
+                        out.write(rest)
+                    os.unlink(work)
+                    return False
+                sent += 1
+                self.delivered += 1
+                # Throttle by bytes, like Cassandra's hinted_handoff_throttle_in_kb.
+                await self.runtime.clock.sleep(len(encode_frame(msg)) / self.throttle_bytes_per_s)
+        os.unlink(work)
+        log.info("delivered %d hints to %s", sent, target)
+        return True
