@@ -1,0 +1,251 @@
+"""The harness's door to a Toxiproxy server (ours, nemesis/proxy.py, or a real one by URL).
+
+It wraps the ``toxiproxy-python`` client so that nothing it does can hang or crash a run:
+
+* every request has a socket timeout *and* a Trio deadline: the sync client runs in a worker
+  thread that is abandoned if the deadline passes (``abandon_on_cancel``), so a server that
+  accepts and never answers costs one idle thread, never a stuck nemesis;
+* every failure (refused connection, timeout, an error status, a body that is not JSON, the
+  library's own ``ProxyExists`` / ``NotFound`` / ``InvalidToxic``) becomes a :class:`ProxyError`
+  naming the operation and the proxy.
+
+toxiproxy-python 0.1.1 keeps the server address in class attributes of ``APIConsumer`` and its
+high-level ``Toxiproxy``/``Proxy`` methods pass no timeout to ``requests``. So each client makes
+its own ``APIConsumer`` subclass bound to its URL (no shared state is mutated) and calls that
+HTTP layer, with a timeout, on the same paths the high-level methods use.
+
+Toxics this module adds are named ``ringlab_<kind>_<stream>`` so that healing removes exactly
+ringlab's faults and leaves anything else on a shared Toxiproxy server alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+import trio
+from toxiproxy.api import APIConsumer
+from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
+
+# A healthy proxy server answers in milliseconds; 5 s means it is wedged, and a nemesis step
+# must give up and report rather than stall the run's schedule.
+DEFAULT_TIMEOUT_S = 5.0
+# Extra time the Trio deadline allows beyond the socket timeout, so that the socket timeout
+# (which ends the worker thread cleanly) normally fires first.
+DEADLINE_GRACE_S = 1.0
+# Prefix of every toxic ringlab adds; heal() removes these and nothing else.
+TOXIC_PREFIX = "ringlab_"
+STREAMS = ("upstream", "downstream")
+
+_LIBRARY_ERRORS: tuple[tuple[type[Exception], int], ...] = (
+    (ProxyExists, 409),
+    (NotFound, 404),
+    (InvalidToxic, 400),
+)
+
+
+class ProxyError(Exception):
+    """A fault-proxy operation failed; names the operation, the proxy and the cause."""
+
+    def __init__(self, operation: str, proxy: str | None, detail: str,
+                 status: int | None = None) -> None:
+        where = f" on proxy {proxy!r}" if proxy else ""
+        super().__init__(f"fault proxy {operation}{where} failed: {detail}")
+        self.operation = operation
+        self.proxy = proxy
+        self.detail = detail
+        self.status = status
+
+
+def link_name(src: str, dst: str) -> str:
+    """The proxy name for the directed link carrying connections from ``src`` to ``dst``."""
+    return f"{src}_to_{dst}"
+
+
+def _toxic_name(kind: str, stream: str) -> str:
+    return f"{TOXIC_PREFIX}{kind}_{stream}"
+
+
+def _error_text(content: Any) -> str:
+    if isinstance(content, bytes):
+        content = content.decode("utf-8", "replace")
+    text = str(content).strip()
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text[:200] or "(empty body)"
+    if isinstance(parsed, dict) and "error" in parsed:
+        return str(parsed["error"])
+    return text[:200]
+
+
+class ProxyClient:
+    """Drive a Toxiproxy-compatible server at ``url`` from Trio, with timeouts everywhere."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8474", *,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        parts = urlsplit(url if "//" in url else f"http://{url}")
+        if parts.scheme != "http" or not parts.hostname or parts.port is None:
+            raise ValueError(f"toxiproxy URL must look like http://HOST:PORT, got {url!r}")
+        self.url = f"http://{parts.netloc}"
+        self.timeout_s = timeout_s
+        # The library reads host and port from class attributes; a subclass per client keeps
+        # two clients (or a test and the harness) from redirecting each other.
+        self._api: type[APIConsumer] = type(
+            "RinglabAPIConsumer", (APIConsumer,), {"host": parts.hostname, "port": parts.port}
+        )
+
+    async def _call(self, operation: str, proxy: str | None, method: str, path: str,
+                    body: Any = None, *, tolerate: Iterable[int] = ()) -> Any:
+        """One HTTP request; the decoded JSON (or None); ProxyError on any failure."""
+        tolerated = set(tolerate)
+
+        def request() -> requests.Response:
+            fn = getattr(self._api, method)
+            if method == "post":
+                return fn(path, json=body, timeout=self.timeout_s)
+            return fn(path, timeout=self.timeout_s)
+
+        try:
+            with trio.fail_after(self.timeout_s + DEADLINE_GRACE_S):
+                response = await trio.to_thread.run_sync(request, abandon_on_cancel=True)
+        except trio.TooSlowError:
+            raise ProxyError(operation, proxy,
+                             f"no answer from {self.url} within {self.timeout_s} s") from None
+        except requests.Timeout as exc:
+            raise ProxyError(operation, proxy,
+                             f"no answer from {self.url} within {self.timeout_s} s") from exc
+        except requests.RequestException as exc:
+            raise ProxyError(operation, proxy, f"cannot reach {self.url}: {exc}") from exc
+        except Exception as exc:  # the library's ProxyExists / NotFound / InvalidToxic
+            status = next((s for cls, s in _LIBRARY_ERRORS if isinstance(exc, cls)), None)
+            if status is None:
+                raise ProxyError(operation, proxy, f"{type(exc).__name__}: {exc}") from exc
+            if status in tolerated:
+                return None
+            detail = _error_text(exc.args[0] if exc.args else "")
+            raise ProxyError(operation, proxy, f"HTTP {status}: {detail}", status) from exc
+        if response.status_code >= 400:
+            if response.status_code in tolerated:
+                return None
+            raise ProxyError(operation, proxy,
+                             f"HTTP {response.status_code}: {_error_text(response.content)}",
+                             response.status_code)
+        if response.status_code == 204 or not response.content.strip():
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ProxyError(operation, proxy,
+                             f"answer is not JSON: {response.content[:100]!r}") from exc
+
+    @staticmethod
+    def _path(name: str, *rest: str) -> str:
+        return "/proxies/" + "/".join(quote(p, safe="") for p in (name, *rest))
+
+    # -- server ---------------------------------------------------------------------------
+
+    async def version(self) -> str:
+        """The server's version string (ours reports '2.x.y-ringlab')."""
+        answer = await self._call("version", None, "get", "/version")
+        if isinstance(answer, dict) and "version" in answer:
+            return str(answer["version"])
+        return str(answer)
+
+    async def reset(self) -> None:
+        """Enable every proxy and remove every toxic (ringlab's and anyone else's)."""
+        await self._call("reset", None, "post", "/reset")
+
+    async def proxies(self) -> dict[str, dict[str, Any]]:
+        """Every proxy with its fields and toxics, by name."""
+        answer = await self._call("list proxies", None, "get", "/proxies")
+        if not isinstance(answer, dict):
+            raise ProxyError("list proxies", None, f"unexpected answer {answer!r}")
+        return answer
+
+    # -- proxies --------------------------------------------------------------------------
+
+    async def create_proxies(self, proxies: Mapping[str, tuple[str, str]]) -> dict[str, str]:
+        """Create (or keep, or replace) proxies {name: (listen, upstream)}; returns name → listen."""
+        body = [{"name": name, "listen": listen, "upstream": upstream, "enabled": True}
+                for name, (listen, upstream) in proxies.items()]
+        names = ", ".join(proxies)
+        answer = await self._call("populate", names, "post", "/populate", body)
+        if not isinstance(answer, dict) or not isinstance(answer.get("proxies"), list):
+            raise ProxyError("populate", names, f"unexpected answer {answer!r}")
+        return {p["name"]: p["listen"] for p in answer["proxies"]}
+
+    async def delete_proxies(self, names: Iterable[str]) -> None:
+        """Delete proxies by name; already-missing ones are fine."""
+        for name in names:
+            await self._call("delete proxy", name, "delete", self._path(name), tolerate=(404,))
+
+    async def set_enabled(self, name: str, enabled: bool) -> None:
+        """Enable or disable one proxy (disabling closes its listener and connections)."""
+        await self._call("enable" if enabled else "disable", name, "post", self._path(name),
+                         {"enabled": enabled})
+
+    # -- faults ---------------------------------------------------------------------------
+
+    async def _add_toxic(self, name: str, kind: str, type_: str, stream: str,
+                         attributes: dict[str, int]) -> None:
+        toxic = _toxic_name(kind, stream)
+        body = {"name": toxic, "type": type_, "stream": stream, "toxicity": 1.0,
+                "attributes": attributes}
+        created = await self._call(f"add {kind}", name, "post", self._path(name, "toxics"), body,
+                                   tolerate=(409,))
+        if created is None:  # already there: make it say what we want now
+            await self._call(f"update {kind}", name, "post",
+                             self._path(name, "toxics", toxic),
+                             {"attributes": attributes, "toxicity": 1.0})
+
+    async def _remove_toxic(self, name: str, kind: str, stream: str) -> None:
+        await self._call(f"remove {kind}", name, "delete",
+                         self._path(name, "toxics", _toxic_name(kind, stream)), tolerate=(404,))
+
+    async def partition(self, links: Iterable[str]) -> None:
+        """Cut the named link proxies: timeout=0 on both streams, so traffic silently stops."""
+        for name in links:
+            for stream in STREAMS:
+                await self._add_toxic(name, "partition", "timeout", stream, {"timeout": 0})
+
+    async def heal(self, links: Iterable[str] | None = None) -> None:
+        """Remove ringlab's partition toxics from the named proxies (default: every proxy)."""
+        await self._remove_kind("partition", links)
+
+    async def add_latency(self, links: Iterable[str], latency_ms: int,
+                          jitter_ms: int = 0) -> None:
+        """Delay every byte crossing the named link proxies by latency ± jitter, both streams."""
+        for name in links:
+            for stream in STREAMS:
+                await self._add_toxic(name, "latency", "latency", stream,
+                                      {"latency": int(latency_ms), "jitter": int(jitter_ms)})
+
+    async def remove_latency(self, links: Iterable[str] | None = None) -> None:
+        """Remove ringlab's latency toxics from the named proxies (default: every proxy)."""
+        await self._remove_kind("latency", links)
+
+    async def heal_all(self) -> None:
+        """Remove every toxic ringlab added, on every proxy, and re-enable disabled proxies."""
+        for name, proxy in (await self.proxies()).items():
+            for toxic in proxy.get("toxics") or []:
+                if str(toxic.get("name", "")).startswith(TOXIC_PREFIX):
+                    await self._call("heal", name, "delete",
+                                     self._path(name, "toxics", toxic["name"]), tolerate=(404,))
+            if not proxy.get("enabled", True):
+                await self.set_enabled(name, True)
+
+    async def _remove_kind(self, kind: str, links: Iterable[str] | None) -> None:
+        if links is None:
+            current = await self.proxies()
+            wanted = {_toxic_name(kind, s) for s in STREAMS}
+            names = [n for n, p in current.items()
+                     if any(t.get("name") in wanted for t in p.get("toxics") or [])]
+        else:
+            names = list(links)
+        for name in names:
+            for stream in STREAMS:
+                await self._remove_toxic(name, kind, stream)
