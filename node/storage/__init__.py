@@ -1,0 +1,24 @@
+"""The node's storage engine: commit log, memtables, SSTables, compaction, snapshots.
+
+Public API (see docs/storage.md): :class:`StorageEngine` (synchronous, thread-safe core),
+:class:`AsyncStorageEngine` (the Trio facade the node runs), and the data model.
+"""
+
+from .cells import Cell, Mutation, Partition, RangeTombstone, reconcile
+from .config import StorageConfig, TableOptions
+from .engine import StorageEngine
+from .errors import (
+    CommitLogError,
+    CorruptSSTableError,
+    EngineClosed,
+    InvalidMutation,
+    InvalidName,
+    StorageError,
+    UnknownTable,
+)
+
+__all__ = [
+    "Cell", "Mutation", "Partition", "RangeTombstone", "reconcile", "StorageConfig", "TableOptions",
+    "StorageEngine", "StorageError", "InvalidMutation", "InvalidName", "UnknownTable",
+    "CorruptSSTableError", "CommitLogError", "EngineClosed",
+]

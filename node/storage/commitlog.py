@@ -1,0 +1,354 @@
+"""The commit log: segmented append-only files of CRC-framed mutation records.
+
+Segment file ``CommitLog-<id>.log``::
+
+    header  = magic "RLCL" | version u16 | segment id u64 | crc32(previous 14 bytes) u32
+    record* = length u32 | crc32(length bytes + payload) u32 | payload (msgpack [table_id, mutation])
+
+A position is ``segment_id << 32 | end offset of the record``: positions grow monotonically across
+segments, so "everything up to position P" is one integer comparison.
+
+Every append is written to the OS at once (``os.write``), so a *process* crash never loses an
+acknowledged record in any mode; the sync mode decides when ``fsync`` makes records survive an
+*OS* crash or power loss:
+
+* ``periodic``: :meth:`CommitLog.sync` is called every period by the node (acknowledge at once);
+* ``batch``: callers of :meth:`CommitLog.wait_durable` block until an fsync covers their record; a
+  single leader fsyncs on behalf of every waiter (writes from many threads coalesce);
+* ``group``: like batch, but the leader first waits until ``window`` has passed since the previous
+  fsync, so there is at most one fsync per window and the whole group is acknowledged together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from ..runtime import Clock
+from .errors import CommitLogError
+
+log = logging.getLogger("ringlab.storage.commitlog")
+
+SEGMENT_MAGIC = b"RLCL"
+SEGMENT_VERSION = 1
+_SEG_HEADER = struct.Struct("<4sHQ")
+_CRC = struct.Struct("<I")
+SEGMENT_HEADER_BYTES = _SEG_HEADER.size + _CRC.size
+_REC_HEADER = struct.Struct("<II")
+_LEN = struct.Struct("<I")
+_SEGMENT_RE = re.compile(r"^CommitLog-(\d{16})\.log$")
+# Offsets live in the low 32 bits of a position; a segment never grows past this.
+_MAX_SEGMENT_BYTES = (1 << 32) - 1
+
+
+def make_position(segment_id: int, offset: int) -> int:
+    """Pack a segment id and an end offset into one comparable position."""
+    return (segment_id << 32) | offset
+
+
+def position_segment(position: int) -> int:
+    """The segment id a position belongs to."""
+    return position >> 32
+
+
+@dataclass
+class _Segment:
+    id: int
+    path: Path
+    fd: int | None
+    size: int
+    # table id -> position of the last record of that table in this segment
+    dirty: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class ReplayReport:
+    """What replay found: records read, and every truncation with its file and byte offset."""
+
+    records: int = 0
+    segments: int = 0
+    truncations: list[tuple[str, int, str]] = field(default_factory=list)
+
+
+class CommitLog:
+    """Segmented commit log with periodic, batch and group sync; thread-safe."""
+
+    def __init__(self, directory: Path, *, sync_mode: str, segment_bytes: int, group_window_s: float,
+                 clock: Clock) -> None:
+        self.directory = directory
+        self.sync_mode = sync_mode
+        self.segment_bytes = min(segment_bytes, _MAX_SEGMENT_BYTES)
+        self.group_window_s = group_window_s
+        self._clock = clock
+        self._lock = threading.Lock()  # appends, segment list
+        self._cond = threading.Condition(threading.Lock())  # durability waiters
+        self._segments: list[_Segment] = []
+        self._active: _Segment | None = None
+        self._written = 0  # position of the last appended record
+        self._synced = 0  # every record at or before this position is fsynced
+        self._syncing = False
+        self._last_sync = clock.monotonic()
+        self._flushed: dict[int, int] = {}  # table id -> every record <= this is in an SSTable
+        self._closed = False
+
+    # -- opening and replay ------------------------------------------------------------------
+
+    def replay(self) -> Iterator[tuple[int, int, Any]]:
+        """Yield ``(position, table_id, mutation_obj)`` from existing segments, truncating bad tails.
+
+        Must be exhausted before :meth:`start`. A torn or corrupt record is reported with its file
+        and byte offset on the ``ringlab.storage.commitlog`` logger and the segment is truncated
+        there (nothing after it is accepted).
+        """
+        self.report = ReplayReport()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        ids = sorted(int(m.group(1)) for p in self.directory.iterdir() if (m := _SEGMENT_RE.match(p.name)))
+        for seg_id in ids:
+            path = self._path(seg_id)
+            data = path.read_bytes()
+            seg = _Segment(seg_id, path, None, len(data))
+            if len(data) < SEGMENT_HEADER_BYTES or not self._header_ok(data, seg_id):
+                self._truncate(seg, 0, "missing or corrupt segment header", len(data))
+                path.unlink()
+                continue
+            self.report.segments += 1
+            self._segments.append(seg)
+            offset = SEGMENT_HEADER_BYTES
+            end = len(data)
+            while offset < end:
+                problem = None
+                if end - offset < _REC_HEADER.size:
+                    problem = "torn record header"
+                else:
+                    length, crc = _REC_HEADER.unpack_from(data, offset)
+                    start = offset + _REC_HEADER.size
+                    if start + length > end:
+                        problem = f"torn record (length {length} runs past end of file)"
+                    else:
+                        payload = data[start:start + length]
+                        if zlib.crc32(payload, zlib.crc32(data[offset:offset + 4])) != crc:
+                            problem = "record checksum mismatch"
+                        else:
+                            try:
+                                table_id, obj = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+                            except Exception as exc:  # noqa: BLE001 - any decode failure is corruption
+                                problem = f"undecodable record ({exc})"
+                if problem is not None:
+                    self._truncate(seg, offset, problem, end)
+                    break
+                offset = start + length
+                pos = make_position(seg_id, offset)
+                seg.dirty[table_id] = pos
+                self.report.records += 1
+                yield pos, table_id, obj
+            self._written = max(self._written, make_position(seg_id, seg.size))
+        self._synced = self._written
+
+    def _truncate(self, seg: _Segment, offset: int, problem: str, end: int) -> None:
+        log.warning("commit log %s: %s at byte offset %d; truncating %d trailing bytes",
+                    seg.path, problem, offset, end - offset)
+        self.report.truncations.append((str(seg.path), offset, problem))
+        with open(seg.path, "r+b") as f:
+            f.truncate(offset)
+            os.fsync(f.fileno())
+        seg.size = offset
+
+    @staticmethod
+    def _header_ok(data: bytes, seg_id: int) -> bool:
+        magic, version, sid = _SEG_HEADER.unpack_from(data)
+        (crc,) = _CRC.unpack_from(data, _SEG_HEADER.size)
+        return (magic == SEGMENT_MAGIC and version == SEGMENT_VERSION and sid == seg_id
+                and zlib.crc32(data[:_SEG_HEADER.size]) == crc)
+
+    def start(self) -> None:
+        """Open a fresh active segment after replay."""
+        next_id = max((s.id for s in self._segments), default=0) + 1
+        with self._lock:
+            self._roll(next_id)
+
+    def _path(self, seg_id: int) -> Path:
+        return self.directory / f"CommitLog-{seg_id:016d}.log"
+
+    def _roll(self, seg_id: int) -> None:
+        path = self._path(seg_id)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        header = _SEG_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, seg_id)
+        os.write(fd, header + _CRC.pack(zlib.crc32(header)))
+        _fsync_dir(self.directory)
+        seg = _Segment(seg_id, path, fd, SEGMENT_HEADER_BYTES)
+        self._segments.append(seg)
+        self._active = seg
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, table_id: int, mutation_obj: Any) -> int:
+        """Write one record and return its position (durable per :meth:`wait_durable`)."""
+        return self.append_payload(table_id, msgpack.packb([table_id, mutation_obj], use_bin_type=True))
+
+    def append_payload(self, table_id: int, payload: bytes) -> int:
+        """Write one already encoded ``[table_id, mutation]`` record; returns its position."""
+        lenb = _LEN.pack(len(payload))
+        record = lenb + _CRC.pack(zlib.crc32(payload, zlib.crc32(lenb))) + payload
+        with self._lock:
+            seg = self._active
+            if seg is None or self._closed:
+                raise CommitLogError("commit log is not open")
+            if seg.size + len(record) > self.segment_bytes and seg.size > SEGMENT_HEADER_BYTES:
+                self._roll(seg.id + 1)
+                seg = self._active
+                assert seg is not None
+            try:
+                _write_all(seg.fd, record)  # type: ignore[arg-type]
+            except OSError as exc:
+                # Cut a partial record off so later records are not hidden behind a torn one.
+                os.ftruncate(seg.fd, seg.size)  # type: ignore[arg-type]
+                raise CommitLogError(f"commit log write failed: {exc}") from exc
+            seg.size += len(record)
+            pos = make_position(seg.id, seg.size)
+            seg.dirty[table_id] = pos
+            self._written = pos
+            return pos
+
+    def current_position(self) -> int:
+        """Position of the last appended record."""
+        with self._lock:
+            return self._written
+
+    # -- durability -----------------------------------------------------------------------------
+
+    def sync(self) -> int:
+        """fsync everything appended so far; returns the position now durable."""
+        with self._cond:
+            while self._syncing:
+                self._cond.wait()
+            self._syncing = True
+        return self._lead_sync()
+
+    def _lead_sync(self) -> int:
+        target = 0
+        try:
+            with self._lock:
+                target = self._written
+                todo = [s for s in self._segments if s.fd is not None]
+                active = self._active
+            for seg in todo:
+                os.fsync(seg.fd)  # type: ignore[arg-type]
+            with self._lock:
+                for seg in todo:
+                    if seg is not active and seg.fd is not None:
+                        os.close(seg.fd)
+                        seg.fd = None
+        finally:
+            with self._cond:
+                self._syncing = False
+                self._synced = max(self._synced, target)
+                self._last_sync = self._clock.monotonic()
+                self._cond.notify_all()
+        return target
+
+    def wait_durable(self, position: int) -> None:
+        """Block until ``position`` is fsynced, as the sync mode requires (periodic: return at once)."""
+        if self.sync_mode == "periodic":
+            return
+        while True:
+            with self._cond:
+                if self._synced >= position:
+                    return
+                if self._syncing:
+                    self._cond.wait()
+                    continue
+                self._syncing = True
+                if self.sync_mode == "group":
+                    # Hold leadership while the window fills: later writers join this fsync.
+                    delay = self._last_sync + self.group_window_s - self._clock.monotonic()
+                    if delay > 0:
+                        self._cond.wait(delay)
+            self._lead_sync()
+
+    def synced_position(self) -> int:
+        """Every record at or before this position has been fsynced."""
+        with self._cond:
+            return self._synced
+
+    # -- segment lifecycle ----------------------------------------------------------------------
+
+    def mark_flushed(self, table_id: int, position: int) -> None:
+        """Record that every record of ``table_id`` at or before ``position`` is in an SSTable."""
+        with self._lock:
+            if position > self._flushed.get(table_id, -1):
+                self._flushed[table_id] = position
+
+    def discard_clean(self, live_tables: set[int]) -> list[Path]:
+        """Delete segments whose every table has been flushed (or dropped); returns deleted paths."""
+        deleted = []
+        with self._lock:
+            keep = []
+            for seg in self._segments:
+                clean = all(
+                    t not in live_tables or pos <= self._flushed.get(t, -1) for t, pos in seg.dirty.items()
+                )
+                if seg is not self._active and seg.fd is None and clean:
+                    seg.path.unlink(missing_ok=True)
+                    deleted.append(seg.path)
+                else:
+                    keep.append(seg)
+            self._segments = keep
+        return deleted
+
+    def total_bytes(self) -> int:
+        """Bytes held by all segments on disk."""
+        with self._lock:
+            return sum(s.size for s in self._segments)
+
+    def oldest_dirty_tables(self, live_tables: set[int]) -> set[int]:
+        """Tables that keep the oldest segment alive (flush them to free commit log space)."""
+        with self._lock:
+            for seg in self._segments:
+                dirty = {t for t, pos in seg.dirty.items()
+                         if t in live_tables and pos > self._flushed.get(t, -1)}
+                if dirty:
+                    return dirty
+        return set()
+
+    def segment_count(self) -> int:
+        """How many segments exist."""
+        with self._lock:
+            return len(self._segments)
+
+    def close(self) -> None:
+        """fsync and close every segment."""
+        if self._active is None:
+            return
+        self.sync()
+        with self._lock:
+            self._closed = True
+            for seg in self._segments:
+                if seg.fd is not None:
+                    os.close(seg.fd)
+                    seg.fd = None
+            self._active = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,106 @@
+"""Engine and per-table configuration (data, not scattered constants), with documented limits."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import InvalidMutation
+
+# Cassandra refuses partition keys over 64 KiB (their length is an unsigned short on disk); we keep
+# the same bound so anything that worked there works here.
+DEFAULT_MAX_KEY_BYTES = 64 * 1024
+# Cassandra's hard limit for a value is 2 GiB and its native frame is 256 MiB, but it recommends
+# values well under 1 MiB: a value is held whole in memory on every replica, in the memtable, in the
+# commit log record and in read repair. 1 MiB keeps a full partition read within one frame.
+DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
+# Column names share Cassandra's 64 KiB bound (also an unsigned short length there).
+DEFAULT_MAX_COLUMN_NAME_BYTES = 64 * 1024
+# Cassandra caps TTLs at 20 years (630720000 s) so expiry times fit its 32-bit deletion times.
+MAX_TTL_SECONDS = 630_720_000
+
+
+@dataclass
+class TableOptions:
+    """Per-table options: column order, tombstone grace, bloom filter and compaction tuning."""
+
+    column_order: str = "name"  # "name", or "time": newest first (the paper's inbox search)
+    gc_grace_seconds: int = 864_000  # ten days, Cassandra's default
+    bloom_fp_chance: float = 0.01
+    compaction_min_threshold: int = 4
+    compaction_max_threshold: int = 32
+    compaction_bucket_low: float = 0.5
+    compaction_bucket_high: float = 1.5
+    # Cassandra's min_sstable_size: every SSTable below it lands in one bucket, so many tiny
+    # flushes are compacted together instead of being compared by (noisy) size ratios.
+    compaction_min_sstable_bytes: int = 50 * 1024 * 1024
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad option."""
+        if self.column_order not in ("name", "time"):
+            raise ValueError(f"column_order must be 'name' or 'time', got {self.column_order!r}")
+        if self.gc_grace_seconds < 0:
+            raise ValueError("gc_grace_seconds must be >= 0")
+        if not 0.0 < self.bloom_fp_chance < 1.0:
+            raise ValueError("bloom_fp_chance must be in (0, 1)")
+        if not 2 <= self.compaction_min_threshold <= self.compaction_max_threshold:
+            raise ValueError("need 2 <= compaction_min_threshold <= compaction_max_threshold")
+        if not 0 < self.compaction_bucket_low <= 1 <= self.compaction_bucket_high:
+            raise ValueError("need 0 < compaction_bucket_low <= 1 <= compaction_bucket_high")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly copy."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TableOptions:
+        """Inverse of :meth:`to_dict`; unknown keys are kept in ``extra``."""
+        known = {f for f in cls.__dataclass_fields__}
+        opts = cls(**{k: v for k, v in d.items() if k in known})
+        opts.extra = dict(opts.extra) | {k: v for k, v in d.items() if k not in known}
+        return opts
+
+
+@dataclass
+class StorageConfig:
+    """Engine-wide settings: commit log sync mode and sizes, flush threshold, limits."""
+
+    commitlog_sync: str = "periodic"  # "periodic" | "batch" | "group"
+    commitlog_sync_period_ms: int = 10_000  # Cassandra's periodic default
+    # Cassandra's group window default is 15 ms: long enough to gather many writers, short enough
+    # not to dominate the write latency.
+    commitlog_group_window_ms: int = 15
+    commitlog_segment_size_mb: int = 32  # Cassandra's default segment size
+    commitlog_total_space_mb: int = 1024
+    memtable_flush_threshold_mb: int = 64
+    max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    max_column_name_bytes: int = DEFAULT_MAX_COLUMN_NAME_BYTES
+    # Cassandra refuses a mutation larger than half a commit log segment; so do we (None = derive).
+    max_mutation_bytes: int | None = None
+    # How many decoded index positions each SSTable remembers (Cassandra's key cache).
+    key_cache_entries: int = 100_000
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting."""
+        if self.commitlog_sync not in ("periodic", "batch", "group"):
+            raise ValueError(f"commitlog_sync must be periodic, batch or group, got {self.commitlog_sync!r}")
+        for name in ("commitlog_sync_period_ms", "commitlog_group_window_ms", "commitlog_segment_size_mb",
+                     "commitlog_total_space_mb", "memtable_flush_threshold_mb", "max_key_bytes",
+                     "max_value_bytes", "max_column_name_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+    @property
+    def mutation_limit(self) -> int:
+        """The largest encoded mutation accepted, in bytes."""
+        if self.max_mutation_bytes is not None:
+            return self.max_mutation_bytes
+        return self.commitlog_segment_size_mb * 1024 * 1024 // 2
+
+
+def check_ttl(ttl: int | None) -> None:
+    """Raise :class:`InvalidMutation` for a TTL outside 1..MAX_TTL_SECONDS."""
+    if ttl is not None and (not isinstance(ttl, int) or not 0 < ttl <= MAX_TTL_SECONDS):
+        raise InvalidMutation(f"ttl must be an int in 1..{MAX_TTL_SECONDS} seconds, got {ttl!r}")

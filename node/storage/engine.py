@@ -1,0 +1,766 @@
+"""The storage engine: tables of partitions on a commit log, memtables and SSTables.
+
+Synchronous and thread-safe: ``apply``/``read``/``scan`` may run from many threads while one
+thread flushes and another compacts. One write lock makes "append to the commit log, then apply to
+the memtable" atomic with respect to a memtable switch, so the commit log position recorded at a
+switch splits the table's records exactly between the flushed memtable and the new one.
+
+Layout under ``data_dir``::
+
+    schema.json                        tables with their ids and options (atomically replaced)
+    commitlog/CommitLog-<id>.log       commit log segments
+    data/<keyspace>/<table>-<id>/      SSTable components (see sstable.py)
+    snapshots/<tag>/<keyspace>/<table>/ hard links to the SSTables live at snapshot time
+    corrupt/                           SSTables moved aside by discard_corrupt()
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from ..runtime import Clock
+from .cells import Cell, Mutation, Partition, RangeTombstone, cell_sort_key
+from .commitlog import CommitLog
+from .compaction import choose_compaction, compacted_partitions
+from .config import MAX_TTL_SECONDS, StorageConfig, TableOptions
+from .errors import CorruptSSTableError, EngineClosed, InvalidMutation, InvalidName, UnknownTable
+from .memtable import Memtable
+from .sstable import TOC, SSTableReader, SSTableWriter, fsync_dir, remove_generation
+
+log = logging.getLogger("ringlab.storage")
+
+# Cassandra's rule for keyspace and table names: word characters, at most 48 of them (they become
+# directory names, and 48 keeps paths well under filesystem limits).
+_NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,48}$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_GEN_RE = re.compile(r"^(\d+)-")
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_SCHEMA_VERSION = 1
+
+
+def _identity(key: bytes) -> bytes:
+    return key
+
+
+@dataclass
+class _Table:
+    id: int
+    keyspace: str
+    name: str
+    options: TableOptions
+    directory: Path
+    memtable: Memtable
+    flushing: list[Memtable] = field(default_factory=list)
+    sstables: list[SSTableReader] = field(default_factory=list)  # newest first, copy-on-write
+    compacting: set[int] = field(default_factory=set)
+    next_generation: int = 1
+    flush_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.keyspace}.{self.name}"
+
+
+class StorageEngine:
+    """Commit log + memtables + SSTables for every table of one node."""
+
+    def __init__(self, data_dir: Path, config: StorageConfig, clock: Clock,
+                 sort_key: Callable[[bytes], Any] | None = None) -> None:
+        config.validate()
+        self.data_dir = Path(data_dir)
+        self.config = config
+        self.clock = clock
+        self.sort_key: Callable[[bytes], Any] = sort_key or _identity
+        self._lock = threading.RLock()  # the write lock (see module docstring)
+        self._schema_lock = threading.Lock()
+        self._tables: dict[tuple[str, str], _Table] = {}
+        self._next_id = 1
+        self._commitlog: CommitLog | None = None
+        self._opened = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Load the schema and SSTables, replay the commit log, start a new segment."""
+        for sub in ("data", "commitlog", "snapshots"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        self._load_schema()
+        for t in self._tables.values():
+            self._load_sstables(t)
+        self._remove_orphan_table_dirs()
+        cfg = self.config
+        cl = CommitLog(self.data_dir / "commitlog", sync_mode=cfg.commitlog_sync,
+                       segment_bytes=cfg.commitlog_segment_size_mb * 1024 * 1024,
+                       group_window_s=cfg.commitlog_group_window_ms / 1000, clock=self.clock)
+        by_id = {t.id: t for t in self._tables.values()}
+        replay_from = {t.id: max((r.stats.get("replay_position", 0) for r in t.sstables if r.corrupt is None),
+                                 default=0) for t in by_id.values()}
+        for tid, pos in replay_from.items():
+            cl.mark_flushed(tid, pos)
+        replayed = 0
+        for pos, tid, obj in cl.replay():
+            t = by_id.get(tid)
+            if t is None or pos <= replay_from[tid]:
+                continue
+            t.memtable.apply(Mutation.from_obj(obj))
+            replayed += 1
+        cl.start()
+        self._commitlog = cl
+        self._opened = True
+        cl.discard_clean(set(by_id))
+        log.info("storage opened at %s: %d tables, %d commit log records replayed, %d truncations",
+                 self.data_dir, len(self._tables), replayed, len(cl.report.truncations))
+
+    @property
+    def replay_report(self) -> Any:
+        """What the last commit log replay found (records, truncations with byte offsets)."""
+        return self._cl().report
+
+    def close(self) -> None:
+        """fsync the commit log and release files (memtables stay in the commit log for replay)."""
+        if not self._opened:
+            return
+        self._opened = False
+        self._cl().close()
+        for t in self._tables.values():
+            for r in t.sstables:
+                r.close()
+
+    def __enter__(self) -> StorageEngine:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _cl(self) -> CommitLog:
+        if self._commitlog is None:
+            raise EngineClosed("storage engine is not open")
+        return self._commitlog
+
+    def now_s(self) -> int:
+        """The node's wall clock in whole seconds (deletion and expiry times use it)."""
+        return self.clock.wall_us() // 1_000_000
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def _schema_path(self) -> Path:
+        return self.data_dir / "schema.json"
+
+    def _load_schema(self) -> None:
+        path = self._schema_path()
+        if not path.exists():
+            return
+        doc = json.loads(path.read_text())
+        self._next_id = doc["next_id"]
+        for entry in doc["tables"]:
+            opts = TableOptions.from_dict(entry["options"])
+            self._tables[(entry["keyspace"], entry["table"])] = self._new_table(
+                entry["id"], entry["keyspace"], entry["table"], opts)
+
+    def _save_schema(self) -> None:
+        doc = {
+            "version": _SCHEMA_VERSION,
+            "next_id": self._next_id,
+            "tables": [{"id": t.id, "keyspace": t.keyspace, "table": t.name, "options": t.options.to_dict()}
+                       for t in self._tables.values()],
+        }
+        tmp = self._schema_path().with_suffix(".json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._schema_path())
+        fsync_dir(self.data_dir)
+
+    def _new_table(self, tid: int, keyspace: str, name: str, opts: TableOptions) -> _Table:
+        directory = self.data_dir / "data" / keyspace / f"{name}-{tid}"
+        directory.mkdir(parents=True, exist_ok=True)
+        return _Table(tid, keyspace, name, opts, directory, Memtable(self.sort_key))
+
+    def _load_sstables(self, t: _Table) -> None:
+        gens: set[int] = set()
+        for p in t.directory.iterdir():
+            m = _GEN_RE.match(p.name)
+            if m:
+                gens.add(int(m.group(1)))
+        readers = []
+        for gen in sorted(gens):
+            t.next_generation = max(t.next_generation, gen + 1)
+            if not (t.directory / f"{gen}-{TOC}").exists():
+                # No TOC: a flush or compaction died mid-write; its parts were never visible.
+                log.info("removing unfinished SSTable generation %d in %s", gen, t.directory)
+                remove_generation(t.directory, gen)
+                continue
+            readers.append(self._open_reader(t, gen))
+        t.sstables = sorted(readers, key=lambda r: -r.generation)
+
+    def _open_reader(self, t: _Table, gen: int) -> SSTableReader:
+        try:
+            return SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries())
+        except CorruptSSTableError as exc:
+            log.error("%s; table %s will refuse reads until it is discarded", exc, t.qualified)
+            return _CorruptSSTable(t.directory, gen, exc)  # type: ignore[return-value]
+
+    def _block_cache_entries(self) -> int:
+        return max(16, self.config.key_cache_entries // 32)
+
+    def _remove_orphan_table_dirs(self) -> None:
+        known = {t.directory for t in self._tables.values()}
+        for ks_dir in (self.data_dir / "data").iterdir():
+            for tdir in ks_dir.iterdir():
+                if tdir not in known:
+                    log.info("removing data of dropped table %s", tdir)
+                    shutil.rmtree(tdir, ignore_errors=True)
+
+    def create_table(self, keyspace: str, table: str, options: TableOptions | None = None) -> None:
+        """Create a table (or update the options of an existing one)."""
+        for what, name in (("keyspace", keyspace), ("table", table)):
+            if not isinstance(name, str) or not _NAME_RE.match(name):
+                raise InvalidName(f"{what} name {name!r} must be 1-48 letters, digits or underscores")
+        options = options or TableOptions()
+        try:
+            options.validate()
+        except ValueError as exc:
+            raise InvalidName(f"bad options for {keyspace}.{table}: {exc}") from exc
+        with self._schema_lock, self._lock:
+            t = self._tables.get((keyspace, table))
+            if t is not None:
+                t.options = options
+            else:
+                tid = self._next_id
+                self._next_id += 1
+                self._tables[(keyspace, table)] = self._new_table(tid, keyspace, table, options)
+            self._save_schema()
+
+    def drop_table(self, keyspace: str, table: str) -> None:
+        """Drop a table and delete its data (its commit log records are ignored from now on)."""
+        with self._schema_lock:
+            with self._lock:
+                t = self._table(keyspace, table)
+                del self._tables[(keyspace, table)]
+                self._save_schema()
+            for r in t.sstables:
+                r.close()
+            shutil.rmtree(t.directory, ignore_errors=True)
+        if self._commitlog is not None:
+            self._discard_segments()
+
+    def tables(self) -> dict[tuple[str, str], TableOptions]:
+        """Every table with its options."""
+        with self._lock:
+            return {k: t.options for k, t in self._tables.items()}
+
+    def table_options(self, keyspace: str, table: str) -> TableOptions:
+        """The options of one table (raises :class:`UnknownTable`)."""
+        return self._table(keyspace, table).options
+
+    def _table(self, keyspace: str, table: str) -> _Table:
+        t = self._tables.get((keyspace, table))
+        if t is None:
+            raise UnknownTable(f"unknown table {keyspace}.{table}")
+        return t
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def validate(self, m: Mutation, now_s: int | None = None) -> Mutation:
+        """Check limits and types; fill missing deletion/expiry times. Raises :class:`InvalidMutation`."""
+        cfg = self.config
+        if not isinstance(m, Mutation):
+            raise InvalidMutation(f"expected a Mutation, got {type(m).__name__}")
+        key = m.key
+        if not isinstance(key, bytes):
+            raise InvalidMutation(f"partition key must be bytes, got {type(key).__name__}")
+        if not key:
+            raise InvalidMutation("partition key must not be empty")
+        if len(key) > cfg.max_key_bytes:
+            raise InvalidMutation(f"partition key is {len(key)} bytes; the limit is {cfg.max_key_bytes}")
+        if not m.cells and m.partition_tombstone is None and not m.range_tombstones:
+            raise InvalidMutation("empty mutation: no cells and no deletions")
+        now = self.now_s() if now_s is None else now_s
+        changed = False
+        cells = []
+        max_value, max_name = cfg.max_value_bytes, cfg.max_column_name_bytes
+        for c in m.cells:
+            if type(c) is not Cell:
+                raise InvalidMutation(f"expected Cell, got {type(c).__name__}")
+            name, value, ts, ttl = c.name, c.value, c.timestamp, c.ttl
+            if not isinstance(name, str) or not name:
+                raise InvalidMutation(f"column name must be a non-empty str, got {name!r}")
+            if len(name) * 4 > max_name and len(name.encode()) > max_name:
+                raise InvalidMutation(f"column name is over {max_name} bytes")
+            if value is not None:
+                if type(value) is not bytes:
+                    raise InvalidMutation(f"value of column {name!r} must be bytes or None")
+                if len(value) > max_value:
+                    raise InvalidMutation(f"value of column {name!r} is {len(value)} bytes; the limit is {max_value}")
+            if type(ts) is not int or not _INT64_MIN <= ts <= _INT64_MAX:
+                raise InvalidMutation(f"timestamp of column {name!r} must be a 64-bit int, got {ts!r}")
+            if ttl is not None:
+                if value is None:
+                    raise InvalidMutation(f"tombstone for column {name!r} cannot have a ttl")
+                if type(ttl) is not int or not 0 < ttl <= MAX_TTL_SECONDS:
+                    raise InvalidMutation(f"ttl of column {name!r} must be 1..{MAX_TTL_SECONDS} s, got {ttl!r}")
+                if c.local_deletion_time is None:
+                    c = Cell(name, value, ts, ttl, now + ttl)
+                    changed = True
+            elif value is None and c.local_deletion_time is None:
+                c = Cell(name, None, ts, None, now)
+                changed = True
+            elif value is not None and c.local_deletion_time is not None:
+                raise InvalidMutation(f"column {name!r}: a live cell without ttl has no deletion time")
+            cells.append(c)
+        pt, pdt = m.partition_tombstone, m.partition_deletion_time
+        if pt is not None:
+            if type(pt) is not int or not _INT64_MIN <= pt <= _INT64_MAX:
+                raise InvalidMutation(f"partition tombstone must be a 64-bit int, got {pt!r}")
+            if pdt is None:
+                pdt = now
+                changed = True
+        rts = []
+        for rt in m.range_tombstones:
+            if type(rt) is not RangeTombstone or not isinstance(rt.prefix, str) or not rt.prefix:
+                raise InvalidMutation(f"bad range tombstone {rt!r}")
+            if type(rt.timestamp) is not int or not _INT64_MIN <= rt.timestamp <= _INT64_MAX:
+                raise InvalidMutation(f"range tombstone timestamp must be a 64-bit int, got {rt.timestamp!r}")
+            if rt.local_deletion_time is None:
+                rt = RangeTombstone(rt.prefix, rt.timestamp, now)
+                changed = True
+            rts.append(rt)
+        if not changed:
+            return m
+        return Mutation(key, cells, pt, pdt, rts)
+
+    def apply(self, keyspace: str, table: str, mutation: Mutation, now_s: int | None = None) -> int:
+        """Validate, append to the commit log and apply to the memtable; returns the log position."""
+        t = self._table(keyspace, table)
+        m = self.validate(mutation, now_s)
+        payload = msgpack.packb([t.id, m.to_obj()], use_bin_type=True)
+        if len(payload) > self.config.mutation_limit:
+            raise InvalidMutation(f"mutation is {len(payload)} bytes encoded; the limit is {self.config.mutation_limit}")
+        cl = self._cl()
+        with self._lock:
+            if self._tables.get((keyspace, table)) is not t:
+                raise UnknownTable(f"unknown table {keyspace}.{table}")
+            pos = cl.append_payload(t.id, payload)
+            t.memtable.apply(m)
+        return pos
+
+    def wait_durable(self, position: int) -> None:
+        """Block until ``position`` is durable per the sync mode (periodic: return at once)."""
+        self._cl().wait_durable(position)
+
+    def sync_commitlog(self) -> int:
+        """fsync the commit log now (the periodic mode's tick); returns the durable position."""
+        return self._cl().sync()
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def read(self, keyspace: str, table: str, key: bytes, columns: list[str] | None = None,
+             limit: int | None = None, now_s: int | None = None) -> Partition | None:
+        """The merged partition (tombstones included), or ``None`` when no source holds the key.
+
+        ``columns`` restricts to those names (a name ending in ":" selects a whole super column);
+        ``limit`` keeps cells in column order until that many *live* cells (at ``now_s``) are in.
+        Raises :class:`CorruptSSTableError` if the table has an SSTable known to be corrupt.
+        """
+        t = self._table(keyspace, table)
+        skey = self.sort_key(key)
+        with self._lock:
+            mems = [t.memtable, *t.flushing]
+            sstables = t.sstables
+            parts = [p for p in (m.get(key) for m in mems) if p is not None]
+        if columns is not None:
+            parts = [_filter_columns(p, columns) for p in parts]
+        for r in sstables:
+            if r.corrupt is not None:
+                raise r.corrupt
+        for r in sstables:
+            if r.might_contain(key, skey):
+                p = r.get(key, skey, columns)
+                if p is not None:
+                    parts.append(p)
+        if not parts:
+            return None
+        result = parts[0]
+        for p in parts[1:]:
+            result = result.merge(p)
+        result = result.normalized()
+        if result.is_empty():
+            return None
+        return self._shape(result, t.options.column_order, limit, now_s)
+
+    def _shape(self, p: Partition, order: str, limit: int | None, now_s: int | None) -> Partition:
+        cells = sorted(p.cells.values(), key=cell_sort_key(order))
+        if limit is not None:
+            now = self.now_s() if now_s is None else now_s
+            kept, live = [], 0
+            for c in cells:
+                if live >= limit:
+                    break
+                kept.append(c)
+                live += c.is_live(now)
+            cells = kept
+        return Partition(p.key, {c.name: c for c in cells}, p.partition_tombstone,
+                         p.partition_deletion_time, p.range_tombstones)
+
+    def scan(self, keyspace: str, table: str, start: Any = None, end: Any = None) -> Iterator[Partition]:
+        """Partitions with ``start < sort_key(key) <= end`` in sort order (``None`` = unbounded)."""
+        t = self._table(keyspace, table)
+        with self._lock:
+            mems = [t.memtable, *t.flushing]
+            sstables = t.sstables
+            mem_keys = [m.sorted_keys() for m in mems]
+        for r in sstables:
+            if r.corrupt is not None:
+                raise r.corrupt
+        streams: list[Iterator[tuple[Any, bytes, Partition]]] = []
+        for m, (sks, keys) in zip(mems, mem_keys):
+            streams.append(self._mem_stream(m, sks, keys, start, end))
+        for r in sstables:
+            streams.append(((sk, p.key, p) for sk, p in r.iter_range(start, end)))
+        order = t.options.column_order
+        current: Partition | None = None
+        for _sk, key, part in heapq.merge(*streams, key=lambda e: (e[0], e[1])):
+            if current is not None and current.key == key:
+                current = current.merge(part)
+                continue
+            if current is not None and not (current := current.normalized()).is_empty():
+                yield self._shape(current, order, None, None)
+            current = part
+        if current is not None and not (current := current.normalized()).is_empty():
+            yield self._shape(current, order, None, None)
+
+    def _mem_stream(self, m: Memtable, sks: list[Any], keys: list[bytes], start: Any, end: Any
+                    ) -> Iterator[tuple[Any, bytes, Partition]]:
+        i = 0 if start is None else bisect.bisect_right(sks, start)
+        j = len(sks) if end is None else bisect.bisect_right(sks, end)
+        for n in range(i, j):
+            with self._lock:
+                p = m.get(keys[n])
+            if p is not None:
+                yield sks[n], keys[n], p
+
+    # -- flush ----------------------------------------------------------------------------------
+
+    def flush(self, keyspace: str | None = None, table: str | None = None) -> list[str]:
+        """Write memtables to SSTables (all tables, one keyspace, or one table); returns their names."""
+        with self._lock:
+            targets = [t for (ks, name), t in self._tables.items()
+                       if (keyspace is None or ks == keyspace) and (table is None or name == table)]
+        if keyspace is not None and table is not None and not targets:
+            raise UnknownTable(f"unknown table {keyspace}.{table}")
+        flushed = [t.qualified for t in targets if self._flush_table(t)]
+        self._discard_segments()
+        return flushed
+
+    def _flush_table(self, t: _Table) -> bool:
+        cl = self._cl()
+        with t.flush_lock:
+            with self._lock:
+                mt = t.memtable
+                if len(mt):
+                    mt.switch_position = cl.current_position()
+                    t.memtable = Memtable(self.sort_key)
+                    t.flushing = [*t.flushing, mt]
+                elif not t.flushing:
+                    # Nothing buffered: every record of this table so far is already in SSTables.
+                    cl.mark_flushed(t.id, cl.current_position())
+                    return False
+                pending = list(t.flushing)
+            for m in pending:  # earlier failures first, so replay positions stay in order
+                self._write_memtable(t, m)
+            return True
+
+    def _write_memtable(self, t: _Table, mt: Memtable) -> None:
+        with self._lock:
+            gen = t.next_generation
+            t.next_generation += 1
+        writer = SSTableWriter(t.directory, gen, len(mt), t.options.bloom_fp_chance)
+        try:
+            _, keys = mt.sorted_keys()
+            for key in keys:
+                writer.add(mt.parts[key].snapshot())
+            writer.finish({"replay_position": mt.switch_position or 0, "origin": "flush",
+                           "created_us": self.clock.wall_us()})
+            reader = SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries())
+        except BaseException:
+            writer.abort()
+            raise
+        with self._lock:
+            t.sstables = [reader, *t.sstables]
+            t.flushing = [m for m in t.flushing if m is not mt]
+        self._cl().mark_flushed(t.id, mt.switch_position or 0)
+
+    def _discard_segments(self) -> None:
+        cl = self._cl()
+        with self._lock:
+            live = {t.id for t in self._tables.values()}
+        if cl.segment_count() > 1:
+            cl.sync()  # closes completed segments so they can be deleted
+        cl.discard_clean(live)
+
+    def maybe_flush(self) -> list[str]:
+        """Flush tables past the memtable threshold, and the oldest ones when the log is too big."""
+        threshold = self.config.memtable_flush_threshold_mb * 1024 * 1024
+        with self._lock:
+            due = [t for t in self._tables.values() if t.memtable.bytes >= threshold]
+            live = {t.id: t for t in self._tables.values()}
+        cl = self._cl()
+        if cl.total_bytes() > self.config.commitlog_total_space_mb * 1024 * 1024:
+            due += [live[tid] for tid in cl.oldest_dirty_tables(set(live)) if live[tid] not in due]
+        flushed = [t.qualified for t in due if self._flush_table(t)]
+        if flushed:
+            self._discard_segments()
+        return flushed
+
+    # -- compaction -----------------------------------------------------------------------------
+
+    def compact(self, keyspace: str, table: str, major: bool = False) -> dict[str, Any] | None:
+        """Run one size-tiered compaction (or a major one); returns what it did, or ``None``."""
+        t = self._table(keyspace, table)
+        with self._lock:
+            candidates = [r for r in t.sstables if r.generation not in t.compacting and r.corrupt is None]
+            chosen = choose_compaction(candidates, t.options, major)
+            if not chosen or (not major and len(chosen) < 2):
+                return None
+            t.compacting |= {r.generation for r in chosen}
+            gen = t.next_generation
+            t.next_generation += 1
+        try:
+            return self._run_compaction(t, chosen, gen)
+        finally:
+            with self._lock:
+                t.compacting -= {r.generation for r in chosen}
+
+    def compact_due(self) -> list[dict[str, Any]]:
+        """One round of background compaction: every table whose buckets are due."""
+        with self._lock:
+            tables = list(self._tables.values())
+        done = []
+        for t in tables:
+            result = self.compact(t.keyspace, t.name)
+            if result is not None:
+                done.append(result)
+        return done
+
+    def _max_purgeable(self, t: _Table, chosen: set[int]) -> Callable[[bytes, Any], int | None]:
+        def oldest_elsewhere(key: bytes, skey: Any) -> int | None:
+            with self._lock:
+                mems = [t.memtable, *t.flushing]
+                others = [r for r in t.sstables if r.generation not in chosen]
+            oldest: int | None = None
+            for m in mems:
+                if key in m.parts and m.min_timestamp is not None:
+                    oldest = m.min_timestamp if oldest is None else min(oldest, m.min_timestamp)
+            for r in others:
+                lo = r.stats.get("min_timestamp")
+                if r.corrupt is not None:
+                    lo = _INT64_MIN  # unknown content: never purge what it might shadow
+                elif lo is None or not r.might_contain(key, skey):
+                    continue
+                oldest = lo if oldest is None else min(oldest, lo)
+            return oldest
+        return oldest_elsewhere
+
+    def _run_compaction(self, t: _Table, chosen: list[SSTableReader], gen: int) -> dict[str, Any]:
+        started = self.clock.monotonic()
+        now = self.now_s()
+        chosen_gens = {r.generation for r in chosen}
+        expected = sum(r.stats.get("partitions", 0) for r in chosen)
+        writer = SSTableWriter(t.directory, gen, expected, t.options.bloom_fp_chance)
+        try:
+            stream = compacted_partitions(chosen, now, t.options.gc_grace_seconds,
+                                          self._max_purgeable(t, chosen_gens), self.sort_key)
+            for p in stream:
+                writer.add(p)
+            out_bytes = writer.finish({
+                "replay_position": max(r.stats.get("replay_position", 0) for r in chosen),
+                "origin": "compaction", "ancestors": sorted(chosen_gens), "created_us": self.clock.wall_us(),
+            })
+            reader: SSTableReader | None = None
+            if writer.stats["partitions"]:
+                reader = SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries())
+        except CorruptSSTableError as exc:
+            writer.abort()
+            log.error("compaction of %s stopped: %s", t.qualified, exc)
+            raise
+        except BaseException:
+            writer.abort()
+            raise
+        with self._lock:
+            keep = [r for r in t.sstables if r.generation not in chosen_gens]
+            t.sstables = sorted(([reader] if reader else []) + keep, key=lambda r: -r.generation)
+            # Under the lock so a snapshot never links a half-deleted generation.
+            if reader is None:
+                remove_generation(t.directory, gen)
+            for r in chosen:
+                remove_generation(t.directory, r.generation)
+        in_bytes = sum(r.data_bytes for r in chosen)
+        elapsed = self.clock.monotonic() - started
+        log.info("compacted %s: %d SSTables, %d -> %d bytes in %.2fs", t.qualified, len(chosen), in_bytes,
+                 out_bytes if reader else 0, elapsed)
+        return {"table": t.qualified, "inputs": sorted(chosen_gens), "output": gen if reader else None,
+                "bytes_in": in_bytes, "bytes_out": out_bytes if reader else 0, "seconds": elapsed}
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def _snapshot_dir(self, tag: str) -> Path:
+        if not isinstance(tag, str) or not _TAG_RE.match(tag) or tag in (".", ".."):
+            raise InvalidName(f"snapshot tag {tag!r} must be 1-128 letters, digits, '_', '.' or '-'")
+        return self.data_dir / "snapshots" / tag
+
+    def snapshot(self, tag: str) -> Path:
+        """Flush, then hard-link every live SSTable under ``snapshots/<tag>/``; returns that path."""
+        root = self._snapshot_dir(tag)
+        if root.exists():
+            raise InvalidName(f"snapshot {tag!r} already exists")
+        self.flush()
+        tmp = root.with_name(tag + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        with self._lock:
+            for t in self._tables.values():
+                dest = tmp / t.keyspace / t.name
+                dest.mkdir(parents=True, exist_ok=True)
+                for r in t.sstables:
+                    for f in r.files():
+                        os.link(f, dest / f.name)
+            if self._schema_path().exists():
+                shutil.copy2(self._schema_path(), tmp / "schema.json")
+        os.rename(tmp, root)
+        fsync_dir(root.parent)
+        return root
+
+    def list_snapshots(self) -> list[str]:
+        """Tags of existing snapshots."""
+        base = self.data_dir / "snapshots"
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.endswith(".partial"))
+
+    def clear_snapshot(self, tag: str) -> None:
+        """Delete one snapshot (its hard links; live SSTables are untouched)."""
+        root = self._snapshot_dir(tag)
+        if not root.exists():
+            raise InvalidName(f"no snapshot {tag!r}")
+        shutil.rmtree(root)
+
+    # -- health and statistics -------------------------------------------------------------------
+
+    def corrupt_sstables(self) -> list[str]:
+        """Data file names of every SSTable detected corrupt."""
+        with self._lock:
+            return [r.name for t in self._tables.values() for r in t.sstables if r.corrupt is not None]
+
+    def verify(self, keyspace: str | None = None, table: str | None = None) -> list[str]:
+        """Check every data file's full checksum (a scrub); returns the names found corrupt."""
+        with self._lock:
+            targets = [t for (ks, n), t in self._tables.items()
+                       if (keyspace is None or ks == keyspace) and (table is None or n == table)]
+        bad = []
+        for t in targets:
+            for r in t.sstables:
+                try:
+                    if r.corrupt is None:
+                        r.verify()
+                except CorruptSSTableError as exc:
+                    log.error("%s", exc)
+                if r.corrupt is not None:
+                    bad.append(r.name)
+        return bad
+
+    def discard_corrupt(self, keyspace: str, table: str) -> list[str]:
+        """Move corrupt SSTables of a table to ``corrupt/`` so it serves again (then repair it)."""
+        t = self._table(keyspace, table)
+        dest = self.data_dir / "corrupt" / keyspace / t.name
+        moved = []
+        with self._lock:
+            bad = [r for r in t.sstables if r.corrupt is not None]
+            if not bad:
+                return []
+            dest.mkdir(parents=True, exist_ok=True)
+            for r in bad:
+                for f in r.files():
+                    if f.exists():
+                        os.replace(f, dest / f.name)
+                r.close()
+                moved.append(r.name)
+            t.sstables = [r for r in t.sstables if r.corrupt is None]
+        log.warning("moved corrupt SSTables of %s to %s: %s", t.qualified, dest, moved)
+        return moved
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per table ("keyspace.table"): memtable size, SSTable count, live bytes, and more."""
+        out: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for t in self._tables.values():
+                ss = t.sstables
+                out[t.qualified] = {
+                    "memtable_bytes": t.memtable.bytes,
+                    "memtable_partitions": len(t.memtable),
+                    "memtable_cells": t.memtable.cells,
+                    "flushing_memtables": len(t.flushing),
+                    "sstable_count": len(ss),
+                    "live_bytes": sum(r.data_bytes for r in ss),
+                    "sstable_partitions": sum(r.stats.get("partitions", 0) for r in ss if r.corrupt is None),
+                    "sstable_tombstones": sum(r.stats.get("tombstones", 0) for r in ss if r.corrupt is None),
+                    "corrupt_sstables": [r.name for r in ss if r.corrupt is not None],
+                    "compacting": len(t.compacting),
+                }
+        if self._commitlog is not None:
+            out["_commitlog"] = {"segments": self._commitlog.segment_count(),
+                                 "bytes": self._commitlog.total_bytes(),
+                                 "synced_position": self._commitlog.synced_position()}
+        return out
+
+
+def _filter_columns(p: Partition, columns: list[str]) -> Partition:
+    cells = {}
+    for want in columns:
+        if want.endswith(":"):
+            cells.update({n: c for n, c in p.cells.items() if n.startswith(want)})
+        elif want in p.cells:
+            cells[want] = p.cells[want]
+    return Partition(p.key, cells, p.partition_tombstone, p.partition_deletion_time, p.range_tombstones)
+
+
+class _CorruptSSTable:
+    """Stands in for an SSTable that failed its checks at open: every use raises its error."""
+
+    def __init__(self, directory: Path, generation: int, error: CorruptSSTableError) -> None:
+        self.directory = directory
+        self.generation = generation
+        self.corrupt: CorruptSSTableError | None = error
+        self.name = error.path
+        self.data_bytes = 0
+        self.stats: dict[str, Any] = {}
+
+    def might_contain(self, key: bytes, skey: Any) -> bool:
+        return True
+
+    def get(self, *args: Any, **kwargs: Any) -> Partition | None:
+        raise self.corrupt  # type: ignore[misc]
+
+    def iter_range(self, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, Partition]]:
+        raise self.corrupt  # type: ignore[misc]
+
+    def verify(self) -> None:
+        raise self.corrupt  # type: ignore[misc]
+
+    def files(self) -> list[Path]:
+        from .sstable import COMPONENTS, DIGEST, component_path
+        return [component_path(self.directory, self.generation, c) for c in (*COMPONENTS, DIGEST, TOC)]
+
+    def close(self) -> None:
+        pass
