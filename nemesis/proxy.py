@@ -24,6 +24,7 @@ fresh connections. See docs/fault-proxy.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -534,8 +535,20 @@ class Proxy:
             log.warning("proxy %s: cannot reach upstream %s: %s", self.name, self.upstream, exc)
             await trio.aclose_forcefully(client)
             return
-        for s in (client, upstream):
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        try:
+            for s in (client, upstream):
+                # Small messages (RPC frames) must not wait for Nagle's algorithm.
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+            await self._pipe(client, upstream)
+        except Exception:
+            # One connection's surprise must not take down every proxy of a running campaign;
+            # it is logged with its traceback and only that connection is closed.
+            log.exception("proxy %s: connection failed", self.name)
+        finally:
+            client.socket.close()
+            upstream.socket.close()
+
+    async def _pipe(self, client: trio.SocketStream, upstream: trio.SocketStream) -> None:
         conn: _Connection | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -553,9 +566,6 @@ class Proxy:
             if conn is not None:
                 self.connections.discard(conn)
                 conn.close_sockets()
-            else:
-                client.socket.close()
-                upstream.socket.close()
 
     def add_toxic(self, toxic: Toxic) -> None:
         """Add a toxic and attach it to every live connection."""
@@ -895,6 +905,13 @@ async def serve_proxy_api(
         task_status.started(bound)
 
 
+async def _serve_and_announce(host: str, port: int, rng: random.Random) -> None:
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(functools.partial(serve_proxy_api, host, port, rng=rng))
+        # One line on stdout, so a parent that asked for port 0 learns the port it got.
+        print(f"fault proxy API listening on http://{_join_hostport(host, bound)}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m nemesis.proxy --host 127.0.0.1 --port 8474``."""
     parser = argparse.ArgumentParser(
@@ -912,7 +929,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     rng = random.Random(args.seed)
     try:
-        trio.run(lambda: serve_proxy_api(args.host, args.port, rng=rng))
+        trio.run(_serve_and_announce, args.host, args.port, rng)
     except KeyboardInterrupt:
         return 0
     except OSError as exc:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -341,3 +343,24 @@ async def test_dead_upstream_closes_the_client(api_port: int) -> None:
     p = await in_thread(toxiproxy.Toxiproxy().create, upstream=dead, name="dead")
     stream = await connect(p.listen)
     assert await read_to_eof(stream) == b""
+
+
+async def test_command_line_server_process() -> None:
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "nemesis.proxy", "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = b""
+        with trio.fail_after(20):
+            while not line.endswith(b"\n"):
+                line += await process.stdout.receive_some(1)
+        url = line.decode().split()[-1]
+        assert url.startswith("http://127.0.0.1:")
+        r = await in_thread(requests.get, url + "/version", timeout=5)
+        assert r.json() == {"version": VERSION}
+    finally:
+        process.terminate()
+        with trio.fail_after(10):
+            await process.wait()
