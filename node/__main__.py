@@ -1,0 +1,3 @@
+from node.server import main
+import sys
+sys.exit(main())

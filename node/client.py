@@ -1,0 +1,237 @@
+"""Async Trio client for a node's client port: pipelined requests with ids, typed errors.
+
+Usage::
+
+    async with open_client("127.0.0.1", 9042, secret="s") as c:
+        ts = await c.put("ks", "t", "key", {"col": 1}, consistency="QUORUM")
+        row = await c.get("ks", "t", "key", consistency="QUORUM")   # {"col": (1, ts)}
+
+Any number of tasks may share one client: each request gets an id, one writer task coalesces
+queued frames into one ``send_all`` and one reader task routes responses back by id. Errors come
+back as the exceptions of :mod:`node.protocol` (Unavailable, WriteTimeout, ...); a lost
+connection raises :class:`ConnectionLost` in every waiting request (outcome unknown for writes).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from node import protocol
+from node.protocol import FrameDecoder, ProtocolError, RinglabError, encode_frame, error_from_wire
+from node.runtime import Network
+
+# Large reads so a burst of pipelined responses is decoded from one syscall.
+_RECV_BYTES = 256 * 1024
+
+
+class ConnectionLost(RinglabError):
+    """The connection closed before the response arrived (a write's outcome is unknown)."""
+
+    name = "ConnectionLost"
+
+
+class ClientTimeout(RinglabError):
+    """No response within the client-side timeout (a write's outcome is unknown)."""
+
+    name = "ClientTimeout"
+
+
+class Client:
+    """One connection to a node; use :func:`open_client`."""
+
+    def __init__(self, stream: trio.abc.Stream, secret: str | None = None, timeout: float | None = None) -> None:
+        self._stream = stream
+        self.secret = secret
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, list[Any]] = {}  # id -> [event, response]
+        self._outgoing: list[bytes] = []
+        self._wake = trio.Event()
+        self._closed: RinglabError | None = None
+
+    # ---- plumbing
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            if not self._outgoing:
+                continue
+            data = b"".join(self._outgoing)
+            self._outgoing.clear()
+            await self._stream.send_all(data)
+
+    async def _reader(self) -> None:
+        decoder = FrameDecoder()
+        try:
+            while True:
+                data = await self._stream.receive_some(_RECV_BYTES)
+                if not data:
+                    raise ConnectionLost("server closed the connection")
+                decoder.feed(data)
+                while (msg := decoder.next_message()) is not None:
+                    rid = msg.get("id")
+                    slot = self._waiting.pop(rid, None) if isinstance(rid, int) else None
+                    if slot is not None:
+                        slot[1] = msg
+                        slot[0].set()
+                    elif not msg.get("ok", True):
+                        # An error not tied to a request (e.g. ProtocolError before closing).
+                        self._closed = error_from_wire(msg.get("error"))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._fail(ConnectionLost(f"connection lost: {exc}"))
+        except ProtocolError as exc:
+            self._fail(exc)
+        except ConnectionLost as exc:
+            self._fail(self._closed or exc)
+
+    def _fail(self, exc: RinglabError) -> None:
+        self._closed = exc
+        for slot in self._waiting.values():
+            slot[1] = None
+            slot[0].set()
+        self._waiting.clear()
+
+    async def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and return its response map (raises the typed error on failure)."""
+        if self._closed is not None:
+            raise type(self._closed)(self._closed.message, **self._closed.details)
+        rid = next(self._ids)
+        msg = {"id": rid, "op": op, **{k: v for k, v in fields.items() if v is not None}}
+        if op in protocol.ADMIN_OPS + protocol.SCHEMA_OPS and self.secret is not None and "secret" not in msg:
+            msg["secret"] = self.secret
+        frame = encode_frame(msg)
+        slot: list[Any] = [trio.Event(), None]
+        self._waiting[rid] = slot
+        self._outgoing.append(frame)
+        self._wake.set()
+        timeout = self.timeout if self.timeout is not None else math.inf
+        with trio.move_on_after(timeout):
+            await slot[0].wait()
+        if not slot[0].is_set():
+            self._waiting.pop(rid, None)
+            raise ClientTimeout(f"no response to {op} within {timeout:g} s")
+        resp = slot[1]
+        if resp is None:
+            exc = self._closed or ConnectionLost("connection lost")
+            raise type(exc)(exc.message, **exc.details)
+        if not resp.get("ok"):
+            raise error_from_wire(resp.get("error"))
+        return resp
+
+    # ---- data operations
+
+    async def put(
+        self,
+        keyspace: str,
+        table: str,
+        key: Any,
+        columns: dict[str, Any],
+        consistency: str | None = None,
+        timestamp: int | None = None,
+        ttl: int | None = None,
+    ) -> int:
+        """Write columns; returns the write timestamp (µs)."""
+        resp = await self.request(
+            "put", keyspace=keyspace, table=table, key=key, columns=columns, consistency=consistency, timestamp=timestamp, ttl=ttl
+        )
+        return int(resp["timestamp"])
+
+    async def get(
+        self,
+        keyspace: str,
+        table: str,
+        key: Any,
+        columns: list[str] | None = None,
+        consistency: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, tuple[Any, int]]:
+        """Read a row: ``{column: (value, write timestamp µs)}`` ({} if absent)."""
+        resp = await self.request("get", keyspace=keyspace, table=table, key=key, columns=columns, consistency=consistency, limit=limit)
+        return {name: (v[0], v[1]) for name, v in resp["columns"].items()}
+
+    async def delete(
+        self,
+        keyspace: str,
+        table: str,
+        key: Any,
+        columns: list[str] | None = None,
+        consistency: str | None = None,
+        timestamp: int | None = None,
+    ) -> int:
+        """Delete a row (or named columns); returns the deletion timestamp."""
+        resp = await self.request("delete", keyspace=keyspace, table=table, key=key, columns=columns, consistency=consistency, timestamp=timestamp)
+        return int(resp["timestamp"])
+
+    async def batch(
+        self,
+        keyspace: str,
+        table: str,
+        key: Any,
+        mutations: list[dict[str, Any]],
+        consistency: str | None = None,
+        timestamp: int | None = None,
+    ) -> int:
+        """Apply several puts/deletes to one partition as one mutation; returns the timestamp."""
+        resp = await self.request("batch", keyspace=keyspace, table=table, key=key, mutations=mutations, consistency=consistency, timestamp=timestamp)
+        return int(resp["timestamp"])
+
+    # ---- schema
+
+    async def create_keyspace(self, name: str, replication: dict[str, Any], if_not_exists: bool = False) -> dict[str, Any]:
+        """Create a keyspace, e.g. ``{"class": "SimpleStrategy", "replication_factor": 3}``."""
+        return await self.request("create_keyspace", name=name, replication=replication, if_not_exists=if_not_exists or None)
+
+    async def drop_keyspace(self, name: str, if_exists: bool = False) -> dict[str, Any]:
+        """Drop a keyspace and its tables."""
+        return await self.request("drop_keyspace", name=name, if_exists=if_exists or None)
+
+    async def create_table(self, keyspace: str, name: str, options: dict[str, Any] | None = None, if_not_exists: bool = False) -> dict[str, Any]:
+        """Create a table (options: read_repair, gc_grace_seconds, column_order, ...)."""
+        return await self.request("create_table", keyspace=keyspace, name=name, options=options or {}, if_not_exists=if_not_exists or None)
+
+    async def drop_table(self, keyspace: str, name: str, if_exists: bool = False) -> dict[str, Any]:
+        """Drop a table."""
+        return await self.request("drop_table", keyspace=keyspace, name=name, if_exists=if_exists or None)
+
+    async def admin(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Run an admin operation (status, ring, gossipinfo, flush, clock, faults, ...)."""
+        return await self.request(op, **fields)
+
+
+@asynccontextmanager
+async def open_client(
+    host: str,
+    port: int,
+    secret: str | None = None,
+    timeout: float | None = None,
+    network: Network | None = None,
+) -> AsyncIterator[Client]:
+    """Connect to a node's client port; the connection closes when the block exits."""
+    net = network or Network()
+    stream = await net.open_tcp_stream(host, port)
+    client = Client(stream, secret=secret, timeout=timeout)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client._reader)
+            nursery.start_soon(_guarded_writer, client)
+            try:
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+async def _guarded_writer(client: Client) -> None:
+    try:
+        await client._writer()
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        client._fail(ConnectionLost(f"connection lost: {exc}"))

@@ -1,0 +1,739 @@
+"""The node process: client port, internode port, storage, gossip, coordinator, admin operations.
+
+``ringnode --config node.toml`` (or ``python -m node --config node.toml``). Startup order: open
+storage (replaying the commit log), load the schema, bind the internode port, start gossip and
+the coordinator, bind the client port, then log ``ready`` and write ``data_dir/ready`` (JSON with
+the bound ports and pid) so a harness can wait for it. SIGTERM/SIGINT drain: stop accepting
+clients, flush every table, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from node import protocol
+from node.cluster.membership import SCHEMA, NodeInfo
+from node.cluster.messaging import Messaging
+from node.config import ConfigError, NodeConfig, load_config
+from node.coordinator import Coordinator, live_row
+from node.hints import HintStore
+from node.protocol import (
+    FrameDecoder,
+    InvalidRequest,
+    Overloaded,
+    ProtocolError,
+    RinglabError,
+    ServerError,
+    Unauthorized,
+    encode_frame,
+    error_response,
+    ok_response,
+)
+from node.ring import Endpoint, TokenMetadata, generate_tokens, make_partitioner
+from node.runtime import Runtime
+from node.schema import Schema, load_schema, save_schema
+from node.storage.cells import Cell, Mutation, Partition, RangeTombstone
+from node.storage.engine import StorageEngine
+from node.storage.errors import StorageError
+
+log = logging.getLogger("node.server")
+
+VERB_SCHEMA_PUSH = "SCHEMA_PUSH"
+VERB_SCHEMA_PULL = "SCHEMA_PULL"
+
+# Read size per receive on client connections: a burst of pipelined requests in one syscall.
+_RECV_BYTES = 256 * 1024
+# Unanswered requests one client connection may pipeline before we stop reading from it (TCP
+# pushes back on the client); the node-wide max_in_flight still answers Overloaded beyond it.
+_PER_CONNECTION_PIPELINE = 1024
+# How often background storage housekeeping runs (periodic commit log sync is separate).
+_HOUSEKEEPING_INTERVAL = 1.0
+# How often to compare schema versions with live peers besides gossip CHANGE events.
+_SCHEMA_CHECK_INTERVAL = 2.0
+
+
+class _Formatter(logging.Formatter):
+    """One line per event: time, level, node id, logger, message."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self.node_id = node_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}"
+        line = f"{ts} {record.levelname} node={self.node_id} {record.name}: {record.getMessage()}"
+        if record.exc_info:
+            line += " | " + self.formatException(record.exc_info).replace("\n", " | ")
+        return line
+
+
+def setup_logging(node_id: str, data_dir: Path, level: int = logging.INFO) -> None:
+    """Log to stderr and to data_dir/node.log."""
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(level)
+    fmt = _Formatter(node_id)
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(data_dir / "node.log")):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+
+
+class LocalStore:
+    """The coordinator's view of this node's storage engine (Trio side)."""
+
+    def __init__(self, engine: StorageEngine, sync_mode: str) -> None:
+        self.engine = engine
+        self.sync_mode = sync_mode
+
+    async def apply(self, keyspace: str, table: str, mutation: Mutation) -> None:
+        """Append and apply; in batch/group mode wait (in a thread) until the record is fsynced."""
+        pos = self.engine.apply(keyspace, table, mutation)
+        if self.sync_mode != "periodic":
+            await trio.to_thread.run_sync(self.engine.wait_durable, pos)
+
+    async def read(self, keyspace: str, table: str, key: bytes, columns: Sequence[str] | None) -> Partition | None:
+        """The stored partition (memtables and SSTables merged)."""
+        return self.engine.read(keyspace, table, key, list(columns) if columns is not None else None)
+
+
+class Node:
+    """One ringlab node."""
+
+    def __init__(self, config: NodeConfig, runtime: Runtime | None = None) -> None:
+        self.config = config
+        self.runtime = runtime or Runtime.real(config.rng_seed)
+        self.node_id = config.node_id
+        self.partitioner = make_partitioner(config.partitioner)
+        self.data_dir = config.data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.schema_path = self.data_dir / "schema.json"
+        self.schema = load_schema(self.schema_path)
+        self.tokens = self._load_tokens()
+        self.engine = StorageEngine(self.data_dir / "storage", config.storage, self.runtime.clock)
+        self.local = LocalStore(self.engine, config.storage.commitlog_sync)
+        self.messaging = Messaging(
+            self.runtime,
+            self.node_id,
+            config.listen_host,
+            config.internode_port,
+            routes=config.route_addresses(),
+            secret=config.cluster_secret,
+        )
+        self.hints = HintStore(
+            self.data_dir / "hints",
+            self.runtime,
+            config.hints.max_hint_window,
+            config.hints.throttle_kb_per_s,
+            config.hints.delivery_check_interval,
+        )
+        self.gossiper: Any = None
+        self._ring: TokenMetadata | None = None
+        self._ring_key: Any = None
+        self.coordinator = Coordinator(
+            self.runtime,
+            self.node_id,
+            config.datacenter,
+            self.messaging,
+            self,
+            self.ring,
+            lambda: self.schema,
+            self.local,
+            self.hints if config.hints.enabled else None,
+            config.faults,
+            config.timeouts.write,
+            config.timeouts.read,
+        )
+        self.messaging.register(VERB_SCHEMA_PUSH, self._handle_schema_push)
+        self.messaging.register(VERB_SCHEMA_PULL, self._handle_schema_pull)
+        self.in_flight = 0
+        self.client_port: int | None = None
+        self.internode_port: int | None = None
+        self._client_scope: trio.CancelScope | None = None
+        self._drain = trio.Event()
+        self._schema_lock = trio.Lock()
+
+    # ---- tokens and ring
+
+    def _load_tokens(self) -> list[Any]:
+        path = self.data_dir / "tokens.json"
+        part = self.partitioner
+        if path.exists():
+            return [part.from_string(t) for t in json.loads(path.read_text())]
+        if self.config.initial_tokens:
+            tokens = sorted(part.from_string(t) for t in self.config.initial_tokens)
+        else:
+            tokens = generate_tokens(part, self.config.num_tokens, self.runtime.rng)
+        path.write_text(json.dumps([part.to_string(t) for t in tokens]))
+        return tokens
+
+    def _members(self) -> dict[str, NodeInfo]:
+        nodes = dict(self.gossiper.nodes()) if self.gossiper is not None else {}
+        nodes[self.node_id] = self._local_info()
+        return nodes
+
+    def ring(self) -> TokenMetadata:
+        """The current token metadata (rebuilt when gossip changes tokens or placement)."""
+        members = self._members()
+        key = tuple(sorted((n, tuple(i.tokens), i.datacenter, i.rack, i.status) for n, i in members.items()))
+        if self._ring is None or key != self._ring_key:
+            usable = {n: i for n, i in members.items() if i.tokens and i.status in ("NORMAL", "LEAVING")}
+            self._ring = TokenMetadata(
+                self.partitioner,
+                {n: i.tokens for n, i in usable.items()},
+                {n: Endpoint(i.datacenter, i.rack) for n, i in usable.items()},
+            )
+            self._ring_key = key
+        return self._ring
+
+    def is_alive(self, node_id: str) -> bool:
+        """Per gossip's failure detector (this node is always alive to itself)."""
+        if node_id == self.node_id:
+            return True
+        return self.gossiper is not None and self.gossiper.is_alive(node_id)
+
+    def datacenter_of(self, node_id: str) -> str:
+        """The node's datacenter per gossip."""
+        if node_id == self.node_id:
+            return self.config.datacenter
+        info = self._members().get(node_id)
+        return info.datacenter if info is not None else "?"
+
+    def _local_info(self) -> NodeInfo:
+        return NodeInfo(
+            node_id=self.node_id,
+            internode_host=self.config.listen_host,
+            internode_port=self.internode_port or self.config.internode_port,
+            client_host=self.config.client_host or self.config.listen_host,
+            client_port=self.client_port or self.config.client_port,
+            datacenter=self.config.datacenter,
+            rack=self.config.rack,
+            tokens=list(self.tokens),
+            status="NORMAL",
+            load=0,
+        )
+
+    # ---- schema
+
+    def _apply_schema_to_storage(self) -> None:
+        live = {(t.keyspace, t.name): t for t in self.schema.live_tables()}
+        existing = self.engine.tables()
+        for key, t in live.items():
+            if key not in existing:
+                self.engine.create_table(t.keyspace, t.name, t.storage_options())
+        for key in existing:
+            if key not in live:
+                self.engine.drop_table(*key)
+
+    async def _adopt_schema(self, other: Schema) -> bool:
+        async with self._schema_lock:
+            if not self.schema.merge(other):
+                return False
+            await trio.to_thread.run_sync(save_schema, self.schema_path, self.schema)
+            await trio.to_thread.run_sync(self._apply_schema_to_storage)
+            self._publish_schema_version()
+            log.info("schema now %s", self.schema.version())
+            return True
+
+    def _publish_schema_version(self) -> None:
+        if self.gossiper is not None:
+            self.gossiper.set_app_state(SCHEMA, self.schema.version())
+
+    async def _handle_schema_push(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        await self._adopt_schema(Schema.from_obj(payload["schema"]))
+        return {"version": self.schema.version()}
+
+    async def _handle_schema_pull(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"schema": self.schema.to_obj()}
+
+    async def _schema_change(self, change: Any) -> dict[str, Any]:
+        """Apply a schema change here, persist it, push it to every live node and wait for them."""
+        async with self._schema_lock:
+            candidate = Schema.from_obj(self.schema.to_obj())
+            changed = change(candidate)
+            if changed:
+                self.schema.merge(candidate)
+                await trio.to_thread.run_sync(save_schema, self.schema_path, self.schema)
+                await trio.to_thread.run_sync(self._apply_schema_to_storage)
+                self._publish_schema_version()
+        agreed = [self.node_id]
+        if changed:
+            obj = self.schema.to_obj()
+            peers = [n for n in self._members() if n != self.node_id and self.is_alive(n)]
+
+            async def push(peer: str) -> None:
+                try:
+                    await self.messaging.request(peer, VERB_SCHEMA_PUSH, {"schema": obj}, self.config.timeouts.schema)
+                    agreed.append(peer)
+                except Exception as exc:
+                    log.warning("schema push to %s failed: %s", peer, exc)
+
+            async with trio.open_nursery() as n:
+                for p in peers:
+                    n.start_soon(push, p)
+        return {"version": self.schema.version(), "applied": bool(changed), "agreed": sorted(agreed)}
+
+    async def _schema_sync_loop(self) -> None:
+        """Pull the schema from live peers announcing a different version (joiners catch up)."""
+        while True:
+            await self.runtime.clock.sleep(_SCHEMA_CHECK_INTERVAL)
+            mine = self.schema.version()
+            for peer in list(self._members()):
+                if peer == self.node_id or not self.is_alive(peer):
+                    continue
+                state = self.gossiper.endpoint_state(peer) if self.gossiper is not None else None
+                theirs = _app_state(state, SCHEMA)
+                if theirs is None or theirs == mine:
+                    continue
+                try:
+                    reply = await self.messaging.request(peer, VERB_SCHEMA_PULL, {}, self.config.timeouts.schema)
+                    await self._adopt_schema(Schema.from_obj(reply["schema"]))
+                    mine = self.schema.version()
+                except Exception as exc:
+                    log.info("schema pull from %s failed: %s", peer, exc)
+
+    # ---- running
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the node until drained (SIGTERM or the drain admin op) or cancelled."""
+        ready = self.data_dir / "ready"
+        ready.unlink(missing_ok=True)
+        await trio.to_thread.run_sync(self.engine.open)
+        await trio.to_thread.run_sync(self._apply_schema_to_storage)
+        try:
+            async with trio.open_nursery() as nursery:
+                self.internode_port = await nursery.start(self.messaging.run)
+                self.gossiper = self._make_gossiper()
+                if self.gossiper is not None:
+                    self.gossiper.subscribe(self._on_membership_event)
+                    self._publish_schema_version()
+                    nursery.start_soon(self.gossiper.run)
+                await nursery.start(self.coordinator.run)
+                nursery.start_soon(self.hints.run, self.is_alive, self._send_hint)
+                nursery.start_soon(self._housekeeping)
+                nursery.start_soon(self._schema_sync_loop)
+                nursery.start_soon(self._signals)
+                listeners = await self.runtime.network.open_tcp_listeners(self.config.client_port, host=self.config.listen_host)
+                self.client_port = listeners[0].socket.getsockname()[1]
+                if self.gossiper is not None:
+                    self.gossiper.set_app_state("CLIENT_ADDR", [self.config.client_host or self.config.listen_host, self.client_port])
+                self._client_scope = trio.CancelScope()
+                nursery.start_soon(self._serve_clients, listeners)
+                ready.write_text(json.dumps({"client_port": self.client_port, "internode_port": self.internode_port, "pid": os.getpid()}))
+                log.info("ready client_port=%d internode_port=%d tokens=%d", self.client_port, self.internode_port, len(self.tokens))
+                task_status.started()
+                await self._drain.wait()
+                log.info("draining: closing the client port, flushing")
+                self._client_scope.cancel()
+                await trio.to_thread.run_sync(self.engine.flush)
+                nursery.cancel_scope.cancel()
+        finally:
+            ready.unlink(missing_ok=True)
+            self.hints.close()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.engine.close)
+            log.info("stopped")
+
+    def _make_gossiper(self) -> Any:
+        try:
+            from node.cluster.gossip import Gossiper
+        except ImportError:
+            log.error("node.cluster.gossip is not available: running without membership")
+            return None
+        info = self._local_info()
+        seeds = self.config.seed_addresses()
+        return Gossiper(self.runtime, self.messaging, info, seeds, self.config.gossip.interval, **_gossip_kwargs(Gossiper, self.config))
+
+    def _on_membership_event(self, event: str, node_id: str) -> None:
+        log.info("membership %s %s", event, node_id)
+        if event == "DOWN":
+            self.hints.note_down(node_id)
+        elif event in ("UP", "JOIN"):
+            self.hints.note_up(node_id)
+
+    async def _send_hint(self, target: str, hint: dict[str, Any]) -> None:
+        await self.messaging.request(target, "MUTATION", {"ks": hint["ks"], "t": hint["t"], "m": hint["m"]}, self.config.timeouts.write)
+
+    async def _housekeeping(self) -> None:
+        period = self.config.storage.commitlog_sync_period_ms / 1000.0
+        last_sync = self.runtime.clock.monotonic()
+        while True:
+            await self.runtime.clock.sleep(min(_HOUSEKEEPING_INTERVAL, period))
+            try:
+                if self.config.storage.commitlog_sync == "periodic" and self.runtime.clock.monotonic() - last_sync >= period:
+                    last_sync = self.runtime.clock.monotonic()
+                    await trio.to_thread.run_sync(self.engine.sync_commitlog)
+                await trio.to_thread.run_sync(self.engine.maybe_flush)
+                await trio.to_thread.run_sync(self.engine.compact_due)
+            except StorageError as exc:
+                log.error("storage housekeeping failed: %s", exc)
+
+    async def _signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for sig in signals:
+                log.info("received %s", signal.Signals(sig).name)
+                self._drain.set()
+
+    # ---- client port
+
+    async def _serve_clients(self, listeners: list[trio.SocketListener]) -> None:
+        assert self._client_scope is not None
+        with self._client_scope:
+            await self.runtime.network.serve_listeners(self._handle_connection, listeners)
+
+    async def _handle_connection(self, stream: trio.SocketStream) -> None:
+        outgoing: list[bytes] = []
+        wake = trio.Event()
+        slots = trio.Semaphore(_PER_CONNECTION_PIPELINE)
+        state = {"wake": wake, "closing": False}
+
+        def respond(msg: dict[str, Any]) -> None:
+            try:
+                outgoing.append(encode_frame(msg))
+            except ProtocolError as exc:
+                outgoing.append(encode_frame(error_response(msg.get("id"), ServerError(f"response not encodable: {exc}"))))
+            state["wake"].set()
+
+        async def writer() -> None:
+            while True:
+                await state["wake"].wait()
+                state["wake"] = trio.Event()
+                if outgoing:
+                    data = b"".join(outgoing)
+                    outgoing.clear()
+                    await stream.send_all(data)
+                if state["closing"] and not outgoing:
+                    return
+
+        async def run_one(msg: dict[str, Any]) -> None:
+            try:
+                respond(await self.handle_request(msg))
+            finally:
+                self.in_flight -= 1
+                slots.release()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer)
+                decoder = FrameDecoder()
+                try:
+                    while True:
+                        data = await stream.receive_some(_RECV_BYTES)
+                        if not data:
+                            break
+                        decoder.feed(data)
+                        while (msg := decoder.next_message()) is not None:
+                            if self.in_flight >= self.config.max_in_flight:
+                                respond(error_response(msg.get("id"), Overloaded(f"node {self.node_id} has {self.in_flight} requests in flight")))
+                                continue
+                            await slots.acquire()
+                            self.in_flight += 1
+                            nursery.start_soon(run_one, msg)
+                except ProtocolError as exc:
+                    log.info("client protocol error, closing connection: %s", exc)
+                    respond(error_response(None, exc))
+                # Let in-flight requests answer, then flush and close.
+                while slots.value < _PER_CONNECTION_PIPELINE:
+                    await trio.sleep(0.005)
+                state["closing"] = True
+                state["wake"].set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def handle_request(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Execute one client request and build its response (never raises)."""
+        rid = msg.get("id")
+        try:
+            req = protocol.validate_request(msg)
+            op = req["op"]
+            if op in protocol.ADMIN_OPS or op in protocol.SCHEMA_OPS and op != "describe":
+                if not self.config.cluster_secret or req.get("secret") != self.config.cluster_secret:
+                    raise Unauthorized(f"{op} needs the cluster secret")
+            handler = getattr(self, f"_op_{op}")
+            return ok_response(rid, **(await handler(req)))
+        except RinglabError as exc:
+            return error_response(rid if isinstance(rid, int) else None, exc)
+        except StorageError as exc:
+            return error_response(rid, InvalidRequest(f"storage refused the request: {exc}"))
+        except Exception as exc:
+            log.exception("request %r failed", msg.get("op"))
+            return error_response(rid if isinstance(rid, int) else None, ServerError(f"{type(exc).__name__}: {exc}"))
+
+    # ---- data ops
+
+    def _now_s(self) -> int:
+        return int(self.runtime.clock.wall())
+
+    def _cells(self, columns: dict[str, Any], ts: int, ttl: int | None) -> list[Cell]:
+        ldt = self._now_s() + ttl if ttl is not None else None
+        return [Cell(name, protocol.encode_value(v), ts, ttl, ldt) for name, v in columns.items()]
+
+    def _deletion(self, key: bytes, columns: list[str] | None, ts: int) -> Mutation:
+        now = self._now_s()
+        if columns is None:
+            return Mutation(key, [], ts, now)
+        return Mutation(key, [Cell(c, None, ts, None, now) for c in columns])
+
+    async def _op_ping(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"node": self.node_id}
+
+    async def _op_put(self, req: dict[str, Any]) -> dict[str, Any]:
+        ts = req["timestamp"] if req["timestamp"] is not None else self.runtime.clock.wall_us()
+        m = Mutation(req["key_bytes"], self._cells(req["columns"], ts, req["ttl"]))
+        await self.coordinator.write(req["keyspace"], req["table"], m, req["consistency"])
+        return {"timestamp": ts}
+
+    async def _op_delete(self, req: dict[str, Any]) -> dict[str, Any]:
+        ts = req["timestamp"] if req["timestamp"] is not None else self.runtime.clock.wall_us()
+        await self.coordinator.write(req["keyspace"], req["table"], self._deletion(req["key_bytes"], req["columns"], ts), req["consistency"])
+        return {"timestamp": ts}
+
+    async def _op_batch(self, req: dict[str, Any]) -> dict[str, Any]:
+        ts = req["timestamp"] if req["timestamp"] is not None else self.runtime.clock.wall_us()
+        key = req["key_bytes"]
+        m = Mutation(key)
+        for sub in req["mutations"]:
+            if sub["op"] == "put":
+                m.cells.extend(self._cells(sub["columns"], ts, sub.get("ttl")))
+            else:
+                d = self._deletion(key, sub.get("columns"), ts)
+                m.cells.extend(d.cells)
+                if d.partition_tombstone is not None:
+                    m.partition_tombstone, m.partition_deletion_time = d.partition_tombstone, d.partition_deletion_time
+        await self.coordinator.write(req["keyspace"], req["table"], m, req["consistency"])
+        return {"timestamp": ts}
+
+    async def _op_get(self, req: dict[str, Any]) -> dict[str, Any]:
+        tdef = self.schema.table(req["keyspace"], req["table"])
+        part = await self.coordinator.read(req["keyspace"], req["table"], req["key_bytes"], req["columns"], req["consistency"])
+        cells = live_row(part, self._now_s(), tdef.column_order, req.get("limit"))
+        return {"columns": {c.name: [protocol.decode_value(c.value), c.timestamp] for c in cells}}
+
+    # ---- schema ops
+
+    async def _op_create_keyspace(self, req: dict[str, Any]) -> dict[str, Any]:
+        ts = self.runtime.clock.wall_us()
+        return await self._schema_change(lambda s: s.create_keyspace(req["name"], req["replication"], ts, bool(req.get("if_not_exists"))))
+
+    async def _op_drop_keyspace(self, req: dict[str, Any]) -> dict[str, Any]:
+        ts = self.runtime.clock.wall_us()
+        return await self._schema_change(lambda s: s.drop_keyspace(req["name"], ts, bool(req.get("if_exists"))))
+
+    async def _op_create_table(self, req: dict[str, Any]) -> dict[str, Any]:
+        ts = self.runtime.clock.wall_us()
+        return await self._schema_change(
+            lambda s: s.create_table(req["keyspace"], req["name"], req.get("options") or {}, ts, bool(req.get("if_not_exists")))
+        )
+
+    async def _op_drop_table(self, req: dict[str, Any]) -> dict[str, Any]:
+        ts = self.runtime.clock.wall_us()
+        return await self._schema_change(lambda s: s.drop_table(req["keyspace"], req["name"], ts, bool(req.get("if_exists"))))
+
+    async def _op_describe(self, req: dict[str, Any]) -> dict[str, Any]:
+        return self.schema.describe()
+
+    # ---- admin ops
+
+    async def _op_status(self, req: dict[str, Any]) -> dict[str, Any]:
+        ring = self.ring()
+        ks = req.get("keyspace")
+        strategy = self.schema.keyspace(ks).strategy() if isinstance(ks, str) else None
+        owns = ring.ownership(strategy)
+        nodes = []
+        for n, info in sorted(self._members().items()):
+            nodes.append(
+                {
+                    "node_id": n,
+                    "state": "U" if self.is_alive(n) else "D",
+                    "status": info.status,
+                    "address": f"{info.internode_host}:{info.internode_port}",
+                    "client": f"{info.client_host}:{info.client_port}",
+                    "datacenter": info.datacenter,
+                    "rack": info.rack,
+                    "load": info.load if n != self.node_id else self._load_bytes(),
+                    "tokens": len(info.tokens),
+                    "owns": owns.get(n),
+                }
+            )
+        return {
+            "node": self.node_id,
+            "nodes": nodes,
+            "schema_version": self.schema.version(),
+            "in_flight": self.in_flight,
+            "coordinator": dict(self.coordinator.stats),
+            "hints": {"pending_bytes": self.hints.pending(), "stored": self.hints.stored, "delivered": self.hints.delivered},
+            "faults": self.config.faults.as_dict(),
+            "clock": {"offset_us": self.runtime.clock.offset_us(), "rate": self.runtime.clock.rate},
+        }
+
+    def _load_bytes(self) -> int:
+        total = 0
+        for root, _, files in os.walk(self.data_dir / "storage" / "data"):
+            for f in files:
+                try:
+                    total += os.path.getsize(os.path.join(root, f))
+                except OSError:
+                    pass
+        return total
+
+    async def _op_ring(self, req: dict[str, Any]) -> dict[str, Any]:
+        ring = self.ring()
+        part = self.partitioner
+        return {
+            "partitioner": part.name,
+            "tokens": [[part.to_string(t), ring.owner(t), "U" if self.is_alive(ring.owner(t)) else "D"] for t in ring.sorted_tokens],
+        }
+
+    async def _op_gossipinfo(self, req: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for n in self._members():
+            state = self.gossiper.endpoint_state(n) if self.gossiper is not None else None
+            out[n] = {"alive": self.is_alive(n), "state": _plain(state)}
+        return {"nodes": out}
+
+    async def _op_getendpoints(self, req: dict[str, Any]) -> dict[str, Any]:
+        strategy = self.schema.keyspace(req["keyspace"]).strategy()
+        key = req["key_bytes"]
+        token = self.partitioner.token(key)
+        return {"token": self.partitioner.to_string(token), "endpoints": list(self.ring().endpoints_for(key, strategy))}
+
+    async def _op_flush(self, req: dict[str, Any]) -> dict[str, Any]:
+        flushed = await trio.to_thread.run_sync(lambda: self.engine.flush(req.get("keyspace"), req.get("table")))
+        return {"flushed": flushed}
+
+    async def _op_compact(self, req: dict[str, Any]) -> dict[str, Any]:
+        results = []
+        for (ks, t) in list(self.engine.tables()):
+            if req.get("keyspace") not in (None, ks) or req.get("table") not in (None, t):
+                continue
+            results.append(await trio.to_thread.run_sync(lambda ks=ks, t=t: self.engine.compact(ks, t, major=True)))
+        return {"compacted": [r for r in results if r]}
+
+    async def _op_snapshot(self, req: dict[str, Any]) -> dict[str, Any]:
+        tag = req.get("tag") or f"snap-{self.runtime.clock.wall_us()}"
+        if not isinstance(tag, str):
+            raise InvalidRequest("tag must be a string")
+        path = await trio.to_thread.run_sync(self.engine.snapshot, tag)
+        return {"tag": tag, "path": str(path)}
+
+    async def _op_drain(self, req: dict[str, Any]) -> dict[str, Any]:
+        self._drain.set()
+        return {"draining": True}
+
+    async def _op_clock(self, req: dict[str, Any]) -> dict[str, Any]:
+        clock = self.runtime.clock
+        action = req.get("action", "get")
+        try:
+            if action == "set":
+                offset, rate = req.get("offset_us"), req.get("rate")
+                if offset is not None and (isinstance(offset, bool) or not isinstance(offset, int)):
+                    raise InvalidRequest("offset_us must be an integer")
+                if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))):
+                    raise InvalidRequest("rate must be a number")
+                clock.set_skew(offset_us=offset, rate=float(rate) if rate is not None else None)
+            elif action == "bump":
+                delta = req.get("delta_us")
+                if isinstance(delta, bool) or not isinstance(delta, int):
+                    raise InvalidRequest("delta_us must be an integer")
+                clock.bump(delta)
+            elif action == "reset":
+                clock.reset()
+            elif action != "get":
+                raise InvalidRequest(f"clock action must be get, set, bump or reset, got {action!r}")
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if action != "get":
+            log.info("clock %s: offset_us=%d rate=%g", action, clock.offset_us(), clock.rate)
+        return {"wall_us": clock.wall_us(), "offset_us": clock.offset_us(), "rate": clock.rate}
+
+    async def _op_faults(self, req: dict[str, Any]) -> dict[str, Any]:
+        changes = req.get("set") or {}
+        if not isinstance(changes, dict):
+            raise InvalidRequest("set must be a map of switch name to bool")
+        try:
+            for name, value in changes.items():
+                self.config.faults.set(name, value)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if changes:
+            log.info("fault switches now %s", self.config.faults.as_dict())
+        return {"faults": self.config.faults.as_dict()}
+
+
+def _gossip_kwargs(gossiper_cls: Any, config: NodeConfig) -> dict[str, Any]:
+    import inspect
+
+    params = inspect.signature(gossiper_cls).parameters
+    out: dict[str, Any] = {}
+    for name in ("phi_convict_threshold", "phi_threshold", "convict_threshold"):
+        if name in params:
+            out[name] = config.gossip.phi_convict_threshold
+            break
+    return out
+
+
+def _app_state(state: Any, key: str) -> Any:
+    if state is None:
+        return None
+    for attr in ("app_states", "application_states", "states"):
+        states = getattr(state, attr, None)
+        if isinstance(states, dict):
+            value = states.get(key)
+            return getattr(value, "value", value)
+    if isinstance(state, dict):
+        value = state.get(key)
+        return getattr(value, "value", value)
+    return None
+
+
+def _plain(obj: Any) -> Any:
+    """A msgpack-friendly copy of gossip state objects."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _plain(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, bytes, bool, float)) or obj is None:
+        return obj
+    if isinstance(obj, int):
+        return obj if -(2**63) <= obj < 2**64 else str(obj)
+    return repr(obj)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ringnode``."""
+    parser = argparse.ArgumentParser(prog="ringnode", description="Run one ringlab node.")
+    parser.add_argument("--config", required=True, help="path to node.toml")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ringnode: bad config: {exc}", file=sys.stderr)
+        return 2
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(config.node_id, config.data_dir)
+    node = Node(config)
+    try:
+        trio.run(node.run)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
