@@ -718,6 +718,7 @@ class ProxyServer:
         return proxy
 
     async def _populate(self, body: Any) -> tuple[int, Any]:
+        body = _require_body(body)
         if not isinstance(body, list):
             raise _bad_body("expected a JSON array of proxies")
         # Phase 1: validate everything before touching any proxy, as Toxiproxy does.
@@ -756,9 +757,18 @@ class ProxyServer:
         return 201, {"proxies": [p.to_json() for p in done]}
 
 
+class _BadBody:
+    """A request body that is not JSON; an error only for endpoints that read a body."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+
+
 def _require_body(body: Any) -> Any:
     if body is _NO_BODY:
         raise _bad_body("EOF")
+    if isinstance(body, _BadBody):
+        raise _bad_body(body.detail)
     return body
 
 
@@ -873,7 +883,7 @@ async def _dispatch(server: ProxyServer, request: h11.Request, raw: bytes) -> tu
             try:
                 body = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as exc:
-                raise _bad_body(str(exc)) from exc
+                body = _BadBody(str(exc))  # POST /reset ignores its body, as Toxiproxy does
         return await server.handle(method, path, body)
     except ApiError as exc:
         if exc.status >= 500:

@@ -207,6 +207,8 @@ async def test_populate_and_reset(api_port: int, echo_addr: str) -> None:
     assert r.status_code == 400 and "upstream at proxy 1" in r.json()["error"]
     r = await raw("POST", "/populate", api_port, json={"name": "p3"})
     assert r.status_code == 400
+    r = await raw("POST", "/populate", api_port, data=b"[oops")
+    assert r.status_code == 400 and r.json()["error"].startswith("bad request body")
     assert "p3" not in (await raw("GET", "/proxies", api_port)).json()
 
     # The library's own populate helper works against us too.
