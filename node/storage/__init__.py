@@ -6,6 +6,7 @@ Public API (see docs/storage.md): :class:`StorageEngine` (synchronous, thread-sa
 
 from .cells import Cell, Mutation, Partition, RangeTombstone, reconcile
 from .config import StorageConfig, TableOptions
+from .async_engine import AsyncStorageEngine
 from .engine import StorageEngine
 from .errors import (
     CommitLogError,
@@ -19,6 +20,6 @@ from .errors import (
 
 __all__ = [
     "Cell", "Mutation", "Partition", "RangeTombstone", "reconcile", "StorageConfig", "TableOptions",
-    "StorageEngine", "StorageError", "InvalidMutation", "InvalidName", "UnknownTable",
+    "StorageEngine", "AsyncStorageEngine", "StorageError", "InvalidMutation", "InvalidName", "UnknownTable",
     "CorruptSSTableError", "CommitLogError", "EngineClosed",
 ]

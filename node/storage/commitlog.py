@@ -76,6 +76,7 @@ class ReplayReport:
     """What replay found: records read, and every truncation with its file and byte offset."""
 
     records: int = 0
+    applied: int = 0  # set by the engine: records not already in an SSTable
     segments: int = 0
     truncations: list[tuple[str, int, str]] = field(default_factory=list)
 

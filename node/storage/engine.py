@@ -117,6 +117,7 @@ class StorageEngine:
                 continue
             t.memtable.apply(Mutation.from_obj(obj))
             replayed += 1
+        cl.report.applied = replayed
         cl.start()
         self._commitlog = cl
         self._opened = True
