@@ -3,9 +3,10 @@
 A *grudge* (Jepsen's representation) maps every node to the set of nodes it must not hear
 from. Every node of the cluster is a key (possibly with an empty set), so a stored grudge says
 explicitly who was untouched. :func:`grudge_links` turns a grudge into the directed links
-``(src, dst)`` whose traffic is cut: ``dst`` must not hear from ``src``. On the fault proxy that
-is the proxy carrying the connections ``src`` opens to ``dst`` (both of its streams), which is
-exact for Cassandra-style messaging where each node sends on its own outbound connections.
+``(src, dst)`` whose traffic is cut: ``dst`` must not hear from ``src``. Where replies travel on
+the connection that carried the request (ringlab's internode messaging), :func:`stream_cuts` says
+which stream of which link proxy to cut; for symmetric grudges that is both streams of both
+proxies of each cut pair.
 
 Shapes (the names ``harness run --partition`` takes):
 
@@ -138,6 +139,21 @@ def grudge_links(grudge: Grudge) -> set[Link]:
     return {(src, dst) for dst, hated in grudge.items() for src in hated if src != dst}
 
 
+def stream_cuts(grudge: Grudge) -> set[tuple[str, str, str]]:
+    """Per-stream cuts (src, dst, stream) for messaging whose replies share the request's connection.
+
+    Proxy ``(src, dst)`` carries the connections ``src`` opens to ``dst``: its ``upstream`` stream
+    is src's requests, its ``downstream`` stream dst's replies. For dst not to hear from src, cut
+    src's requests to dst and src's replies to dst's own requests; dst's requests still reach src,
+    as with an iptables DROP on dst of packets from src.
+    """
+    cuts: set[tuple[str, str, str]] = set()
+    for src, dst in grudge_links(grudge):
+        cuts.add((src, dst, "upstream"))
+        cuts.add((dst, src, "downstream"))
+    return cuts
+
+
 @dataclass(frozen=True)
 class Partition:
     """A chosen partition: its shape, the exact grudge, and a sentence describing it."""
@@ -149,6 +165,10 @@ class Partition:
     def links(self) -> set[Link]:
         """The directed links (src, dst) to cut."""
         return grudge_links({k: set(v) for k, v in self.grudge.items()})
+
+    def stream_cuts(self) -> set[tuple[str, str, str]]:
+        """The per-stream cuts (src, dst, stream); see :func:`stream_cuts`."""
+        return stream_cuts({k: set(v) for k, v in self.grudge.items()})
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready record for the history (sorted, so equal grudges compare equal)."""

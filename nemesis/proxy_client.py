@@ -212,6 +212,13 @@ class ProxyClient:
             for stream in STREAMS:
                 await self._add_toxic(name, "partition", "timeout", stream, {"timeout": 0})
 
+    async def cut_streams(self, cuts: Iterable[tuple[str, str]]) -> None:
+        """Cut single streams: (proxy name, 'upstream' | 'downstream'), with timeout=0."""
+        for name, stream in cuts:
+            if stream not in STREAMS:
+                raise ValueError(f"stream must be upstream or downstream, got {stream!r}")
+            await self._add_toxic(name, "partition", "timeout", stream, {"timeout": 0})
+
     async def heal(self, links: Iterable[str] | None = None) -> None:
         """Remove ringlab's partition toxics from the named proxies (default: every proxy)."""
         await self._remove_kind("partition", links)

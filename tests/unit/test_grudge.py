@@ -141,3 +141,15 @@ def test_bad_input_is_named() -> None:
         g.one(["a", "a", "b"], random.Random(0))
     with pytest.raises(ValueError, match="at least 2"):
         g.one(["a"], random.Random(0))
+
+
+def test_stream_cuts() -> None:
+    # One-way grudge: a must not hear from b. Cut b's requests to a, and b's replies to a.
+    assert g.stream_cuts({"a": {"b"}, "b": set()}) == {("b", "a", "upstream"),
+                                                       ("a", "b", "downstream")}
+    # Symmetric grudges cut both streams of both proxies of each pair.
+    nodes = nodes_of(5)
+    grudge, _ = g.majority(nodes, random.Random(4))
+    links = g.grudge_links(grudge)
+    assert g.stream_cuts(grudge) == {(s, d, st) for s, d in links
+                                     for st in ("upstream", "downstream")}

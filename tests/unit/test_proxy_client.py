@@ -79,6 +79,18 @@ async def test_create_partition_heal_latency(client: ProxyClient, echo_addr: str
     assert (await client.proxies())[b_a]["toxics"] == []
 
 
+async def test_cut_one_stream(client: ProxyClient, echo_addr: str) -> None:
+    listens = await client.create_proxies({"s": ("127.0.0.1:0", echo_addr)})
+    await client.cut_streams([("s", "downstream")])
+    assert not await echoes(listens["s"], timeout=0.3)  # requests arrive, replies do not
+    toxics = (await client.proxies())["s"]["toxics"]
+    assert [t["stream"] for t in toxics] == ["downstream"]
+    await client.heal(["s"])
+    assert await echoes(listens["s"])
+    with pytest.raises(ValueError, match="sideways"):
+        await client.cut_streams([("s", "sideways")])
+
+
 async def test_heal_all_leaves_foreign_toxics(client: ProxyClient, echo_addr: str) -> None:
     await client.create_proxies({"x": ("127.0.0.1:0", echo_addr)})
     await client._call("add", "x", "post", "/proxies/x/toxics",
