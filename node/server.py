@@ -290,8 +290,7 @@ class Node:
             for peer in list(self._members()):
                 if peer == self.node_id or not self.is_alive(peer):
                     continue
-                state = self.gossiper.endpoint_state(peer) if self.gossiper is not None else None
-                theirs = _app_state(state, SCHEMA)
+                theirs = self.gossiper.app_state(peer, SCHEMA) if self.gossiper is not None else None
                 if theirs is None or theirs == mine:
                     continue
                 try:
@@ -682,20 +681,6 @@ def _gossip_kwargs(gossiper_cls: Any, config: NodeConfig) -> dict[str, Any]:
             out[name] = config.gossip.phi_convict_threshold
             break
     return out
-
-
-def _app_state(state: Any, key: str) -> Any:
-    if state is None:
-        return None
-    for attr in ("app_states", "application_states", "states"):
-        states = getattr(state, attr, None)
-        if isinstance(states, dict):
-            value = states.get(key)
-            return getattr(value, "value", value)
-    if isinstance(state, dict):
-        value = state.get(key)
-        return getattr(value, "value", value)
-    return None
 
 
 def _plain(obj: Any) -> Any:

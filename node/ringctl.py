@@ -1,0 +1,218 @@
+"""ringctl: command-line client for a ringlab node (data, schema and admin operations).
+
+Exit codes: 0 success, 1 the node answered with an error, 2 bad arguments, 3 cannot connect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import trio
+
+from node.client import open_client
+from node.protocol import RinglabError
+
+# Generous: admin operations such as flush or compact may take a while on a loaded node.
+DEFAULT_TIMEOUT = 30.0
+
+
+def _value(text: str) -> Any:
+    """Command-line values: JSON when it parses (numbers, true, "quoted"), else the raw string."""
+    try:
+        v = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return v if isinstance(v, (int, float, str, bool)) else text
+
+
+def _columns(pairs: list[str]) -> dict[str, Any]:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise SystemExit(f"ringctl: expected column=value, got {p!r}")
+        k, _, v = p.partition("=")
+        out[k] = _value(v)
+    return out
+
+
+def _human_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.2f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return str(n)
+
+
+def format_status(resp: dict[str, Any]) -> str:
+    """``nodetool status``-like table."""
+    lines = []
+    by_dc: dict[str, list[dict[str, Any]]] = {}
+    for n in resp["nodes"]:
+        by_dc.setdefault(n["datacenter"], []).append(n)
+    for dc, nodes in sorted(by_dc.items()):
+        lines.append(f"Datacenter: {dc}")
+        lines.append("=" * (12 + len(dc)))
+        lines.append("Status=Up/Down")
+        lines.append("|/ State=Normal/Leaving/Joining/Moving")
+        lines.append(f"--  {'Address':<22} {'Load':<12} {'Tokens':<7} {'Owns':<8} {'Host ID':<16} Rack")
+        for n in nodes:
+            st = n["state"] + {"NORMAL": "N", "LEAVING": "L", "JOINING": "J", "LEFT": "L"}.get(n["status"], "?")
+            owns = f"{100 * n['owns']:.1f}%" if n.get("owns") is not None else "?"
+            lines.append(f"{st:<3} {n['address']:<22} {_human_bytes(n.get('load')):<12} {n['tokens']:<7} {owns:<8} {n['node_id']:<16} {n['rack']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    async with open_client(args.host, args.port, secret=args.secret, timeout=args.timeout) as c:
+        cmd = args.command
+        if cmd == "put":
+            ts = await c.put(args.keyspace, args.table, args.key, _columns(args.columns), consistency=args.consistency, ttl=args.ttl)
+            print(f"ok timestamp={ts}")
+        elif cmd == "get":
+            row = await c.get(args.keyspace, args.table, args.key, columns=args.columns or None, consistency=args.consistency, limit=args.limit)
+            if not row:
+                print("(no row)")
+            for name, (value, ts) in row.items():
+                print(f"{name} = {value!r}  (timestamp {ts})")
+        elif cmd == "delete":
+            ts = await c.delete(args.keyspace, args.table, args.key, columns=args.columns or None, consistency=args.consistency)
+            print(f"ok timestamp={ts}")
+        elif cmd == "status":
+            print(format_status(await c.admin("status", keyspace=args.keyspace)))
+        elif cmd == "ring":
+            resp = await c.admin("ring")
+            print(f"Partitioner: {resp['partitioner']}")
+            for tok, owner, state in resp["tokens"]:
+                print(f"{owner:<16} {state}  {tok}")
+        elif cmd == "getendpoints":
+            resp = await c.admin("getendpoints", keyspace=args.keyspace, key=args.key)
+            print(f"token {resp['token']}")
+            for e in resp["endpoints"]:
+                print(e)
+        elif cmd == "gossipinfo":
+            print(json.dumps((await c.admin("gossipinfo"))["nodes"], indent=2, default=str))
+        elif cmd in ("flush", "compact"):
+            print(json.dumps(await c.admin(cmd, keyspace=args.keyspace, table=args.table), default=str))
+        elif cmd == "snapshot":
+            resp = await c.admin("snapshot", tag=args.tag)
+            print(f"snapshot {resp['tag']} at {resp['path']}")
+        elif cmd == "drain":
+            await c.admin("drain")
+            print("draining")
+        elif cmd == "clock":
+            fields: dict[str, Any] = {"action": args.action}
+            if args.action == "set":
+                fields.update(offset_us=args.offset_us, rate=args.rate)
+            elif args.action == "bump":
+                fields.update(delta_us=args.delta_us)
+            resp = await c.admin("clock", **fields)
+            print(f"wall_us={resp['wall_us']} offset_us={resp['offset_us']} rate={resp['rate']}")
+        elif cmd == "faults":
+            changes = {k: v.lower() in ("1", "true", "on", "yes") for k, v in (_split_eq(s) for s in args.set)}
+            print(json.dumps((await c.admin("faults", set=changes or None))["faults"], indent=2))
+        elif cmd == "create-keyspace":
+            if args.nts:
+                rep: dict[str, Any] = {"class": "NetworkTopologyStrategy", **{k: int(v) for k, v in (_split_eq(s) for s in args.nts)}}
+            else:
+                rep = {"class": "SimpleStrategy", "replication_factor": args.rf}
+            resp = await c.create_keyspace(args.name, rep, if_not_exists=args.if_not_exists)
+            print(f"schema version {resp['version']} (agreed: {', '.join(resp['agreed'])})")
+        elif cmd == "create-table":
+            opts = {k: _value(v) for k, v in (_split_eq(s) for s in args.option)}
+            resp = await c.create_table(args.keyspace, args.name, opts, if_not_exists=args.if_not_exists)
+            print(f"schema version {resp['version']} (agreed: {', '.join(resp['agreed'])})")
+        elif cmd == "describe":
+            print(json.dumps(await c.request("describe"), indent=2, default=str))
+    return 0
+
+
+def _split_eq(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise SystemExit(f"ringctl: expected name=value, got {text!r}")
+    k, _, v = text.partition("=")
+    return k, v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (all subcommands)."""
+    p = argparse.ArgumentParser(prog="ringctl", description="Talk to a ringlab node.")
+    p.add_argument("--host", default=os.environ.get("RINGCTL_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("RINGCTL_PORT", "9042")))
+    p.add_argument("--secret", default=os.environ.get("RINGLAB_SECRET"), help="cluster secret (or $RINGLAB_SECRET)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def data(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("keyspace")
+        sp.add_argument("table")
+        sp.add_argument("key")
+        sp.add_argument("-c", "--consistency", default="ONE")
+        return sp
+
+    sp = data("put", "write columns: put ks t key col=value ...")
+    sp.add_argument("columns", nargs="+")
+    sp.add_argument("--ttl", type=int)
+    sp = data("get", "read a row (optionally named columns)")
+    sp.add_argument("columns", nargs="*")
+    sp.add_argument("--limit", type=int)
+    sp = data("delete", "delete a row or named columns")
+    sp.add_argument("columns", nargs="*")
+    sp = sub.add_parser("status", help="nodetool-status-like view of the cluster")
+    sp.add_argument("--keyspace", help="effective ownership under this keyspace's replication")
+    sub.add_parser("ring", help="every token and its owner")
+    sp = sub.add_parser("getendpoints", help="replicas of a key")
+    sp.add_argument("keyspace")
+    sp.add_argument("key")
+    sub.add_parser("gossipinfo", help="gossip state of every node")
+    for name in ("flush", "compact"):
+        sp = sub.add_parser(name, help=f"{name} tables on this node")
+        sp.add_argument("keyspace", nargs="?")
+        sp.add_argument("table", nargs="?")
+    sp = sub.add_parser("snapshot", help="snapshot every table on this node")
+    sp.add_argument("--tag")
+    sub.add_parser("drain", help="flush and stop the node")
+    sp = sub.add_parser("clock", help="this node's clock: get, set --offset-us/--rate, bump --delta-us, reset")
+    sp.add_argument("action", choices=["get", "set", "bump", "reset"], nargs="?", default="get")
+    sp.add_argument("--offset-us", type=int)
+    sp.add_argument("--rate", type=float)
+    sp.add_argument("--delta-us", type=int, default=0)
+    sp = sub.add_parser("faults", help="show or set validation fault switches: faults name=true ...")
+    sp.add_argument("set", nargs="*")
+    sp = sub.add_parser("create-keyspace", help="create a keyspace")
+    sp.add_argument("name")
+    sp.add_argument("--rf", type=int, default=3, help="SimpleStrategy replication factor")
+    sp.add_argument("--nts", nargs="+", metavar="DC=RF", help="NetworkTopologyStrategy factors instead")
+    sp.add_argument("--if-not-exists", action="store_true")
+    sp = sub.add_parser("create-table", help="create a table")
+    sp.add_argument("keyspace")
+    sp.add_argument("name")
+    sp.add_argument("-o", "--option", nargs="*", default=[], metavar="NAME=VALUE")
+    sp.add_argument("--if-not-exists", action="store_true")
+    sub.add_parser("describe", help="the schema")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ringctl``."""
+    args = build_parser().parse_args(argv)
+    try:
+        return trio.run(_run, args)
+    except RinglabError as exc:
+        print(f"ringctl: {exc.name}: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"ringctl: cannot reach {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
