@@ -1,0 +1,97 @@
+"""A write loop for the SIGKILL crash test: ``python -m node.storage.crashwriter DIR MODE``.
+
+It writes numbered cells through the Trio facade from several tasks and prints ``A <n>`` on stdout
+once write ``n`` is acknowledged (durable as the sync mode requires). In periodic mode it also
+prints ``S <count>`` after each periodic fsync: the first ``count`` acknowledged writes (in the
+order of the ``A`` lines) were acknowledged before that fsync began, so they would survive even an
+OS crash. Memtables are tiny so flushes and compactions
+run while the process is killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+import trio
+
+from ..runtime import Clock
+from .async_engine import AsyncStorageEngine
+from .cells import Cell, Mutation
+from .config import StorageConfig, TableOptions
+from .engine import StorageEngine
+
+# Distinct partitions the writes spread over: enough for several SSTables per flush round.
+PARTITIONS = 500
+
+
+def partition_of(n: int) -> bytes:
+    """The partition key that write ``n`` goes to."""
+    return b"p%04d" % (n % PARTITIONS)
+
+
+def cell_of(n: int) -> Cell:
+    """The cell that write ``n`` stores (its value names ``n`` so a reader can verify it)."""
+    return Cell(f"c{n:09d}", b"value-%d" % n, n)
+
+
+async def _main(args: argparse.Namespace) -> None:
+    cfg = StorageConfig(commitlog_sync=args.mode, commitlog_sync_period_ms=args.period_ms,
+                        commitlog_group_window_ms=5, memtable_flush_threshold_mb=1,
+                        commitlog_segment_size_mb=1)
+    engine = StorageEngine(Path(args.dir), cfg, Clock())
+    engine.open()
+    engine.create_table("ks", "t", TableOptions(compaction_min_threshold=2))
+    lock = threading.Lock()
+    acked = [0]  # how many writes were acknowledged so far
+    out = sys.stdout
+
+    if args.mode == "periodic":
+        plain_sync = engine.sync_commitlog
+
+        def reporting_sync() -> int:
+            with lock:
+                covered = acked[0]
+            pos = plain_sync()
+            with lock:
+                out.write(f"S {covered}\n")
+                out.flush()
+            return pos
+
+        engine.sync_commitlog = reporting_sync  # type: ignore[method-assign]
+
+    facade = AsyncStorageEngine(engine, flush_check_interval_s=0.05, compaction_interval_s=0.2)
+
+    async def writer(task: int) -> None:
+        n = task
+        while True:
+            await facade.apply("ks", "t", Mutation(partition_of(n), [cell_of(n)]))
+            with lock:
+                acked[0] += 1
+                out.write(f"A {n}\n")
+                out.flush()
+            n += args.tasks
+            await trio.sleep(0)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(facade.run)
+        out.write("READY\n")
+        out.flush()
+        for task in range(args.tasks):
+            nursery.start_soon(writer, task)
+
+
+def main() -> None:
+    """Parse arguments and write until killed."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dir")
+    parser.add_argument("mode", choices=["periodic", "batch", "group"])
+    parser.add_argument("--period-ms", type=int, default=200)
+    parser.add_argument("--tasks", type=int, default=4)
+    trio.run(_main, parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
