@@ -1,0 +1,83 @@
+"""Workloads: what the clients do, how each operation maps to store calls, and the final reads.
+
+A workload is a small object with three jobs (the shape of Jepsen's client + generator pair):
+``next_op`` picks the next invocation for a process, ``apply`` performs it against the store and
+returns a :class:`~harness.client.Completion`, and ``final_ops`` lists the reads that run at ALL
+after every fault has healed. ``checker_params`` tells the checkers which model applies.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from harness.client import Completion
+from node.client import Client
+
+KEYSPACE = "jepsen"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One operation a process is about to perform."""
+
+    f: str
+    key: Any
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class WorkloadSettings:
+    """The knobs every workload reads."""
+
+    key_count: int
+    read_cl: str
+    write_cl: str
+    # Operations on one key before it is retired for a fresh one; bounds each key's history so the
+    # linearizability search stays small (Jepsen's independent keys do the same).
+    ops_per_key: int = 300
+
+
+class Workload(Protocol):
+    """The interface every workload implements."""
+
+    name: str
+    table: str
+    model: str
+
+    def next_op(self, rng: random.Random) -> Invocation:
+        """The next invocation (called from one task at a time)."""
+        ...
+
+    async def apply(self, client: Client, op: Invocation, cl: str | None = None) -> Completion:
+        """Perform the operation; store errors propagate to the caller for mapping."""
+        ...
+
+    def is_write(self, op: Invocation) -> bool:
+        """Whether the operation has a side effect (an unanswered write is info, a read fail)."""
+        ...
+
+    def final_ops(self) -> list[Invocation]:
+        """Reads to perform at ALL once the cluster has healed."""
+        ...
+
+
+def make_workload(name: str, settings: WorkloadSettings) -> Workload:
+    """The workload called ``name`` (register, set, lww-rmw)."""
+    from harness.workloads.lww_rmw import LwwRmwWorkload
+    from harness.workloads.register import RegisterWorkload
+    from harness.workloads.sets import SetWorkload
+
+    workloads: dict[str, type] = {
+        "register": RegisterWorkload,
+        "set": SetWorkload,
+        "lww-rmw": LwwRmwWorkload,
+    }
+    try:
+        return workloads[name](settings)
+    except KeyError:
+        raise ValueError(f"unknown workload {name!r}; one of {', '.join(workloads)}") from None
+
+
+WORKLOADS = ("register", "set", "lww-rmw")

@@ -1,0 +1,293 @@
+"""A cluster of real node processes on this machine, each internode link through the fault proxy.
+
+Node ``a`` reaches node ``b`` at the proxy ``a_to_b`` (listening on its own loopback port, upstream
+``b``'s internode port), so a partition is a set of link proxies whose traffic is held, the way
+an iptables DROP holds it. Clients connect to nodes directly: like Jepsen's control node, the
+harness is never partitioned from the cluster it watches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from nemesis.proxy_client import link_name
+from node.client import open_client
+
+log = logging.getLogger("harness.deploy.local")
+
+# How long a node may take from exec to answering on its client port (imports, commit log replay).
+START_TIMEOUT = 30.0
+# How long to wait for every node to see every other UP through gossip before giving up.
+CONVERGE_TIMEOUT = 30.0
+# SIGTERM drains (flush, exit); past this the node is killed.
+STOP_GRACE = 10.0
+# Seeds per cluster: Cassandra recommends a few per datacenter, never every node.
+MAX_SEEDS = 3
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalNode:
+    """One node process and where it listens."""
+
+    node_id: str
+    dir: Path
+    client_port: int
+    internode_port: int
+    host: str = "127.0.0.1"
+    process: trio.Process | None = None
+    paused: bool = False
+    config_path: Path = field(default_factory=Path)
+
+    @property
+    def log_path(self) -> Path:
+        """Where the node's stdout and stderr go."""
+        return self.dir / "stdout.log"
+
+    def alive(self) -> bool:
+        """Whether the process is running (stopped-by-signal counts as running)."""
+        return self.process is not None and self.process.returncode is None
+
+
+@dataclass
+class LocalClusterSpec:
+    """What to start."""
+
+    node_count: int
+    base_dir: Path
+    secret: str
+    seed: int
+    num_tokens: int = 16
+    commitlog_sync: str = "batch"
+    faults: dict[str, bool] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+
+
+class LocalCluster:
+    """Start, stop, kill, pause and resume local node processes; owns their lifetimes."""
+
+    def __init__(self, spec: LocalClusterSpec, proxy_host: str = "127.0.0.1") -> None:
+        self.spec = spec
+        self.proxy_host = proxy_host
+        self.nodes: dict[str, LocalNode] = {}
+        self.link_ports: dict[tuple[str, str], int] = {}
+        for i in range(1, spec.node_count + 1):
+            nid = f"n{i}"
+            d = spec.base_dir / nid
+            self.nodes[nid] = LocalNode(nid, d, free_port(spec.host), free_port(spec.host), spec.host)
+        for a in self.nodes:
+            for b in self.nodes:
+                if a != b:
+                    self.link_ports[(a, b)] = free_port(proxy_host)
+
+    # ---- topology
+
+    def node_ids(self) -> list[str]:
+        """Node ids in order."""
+        return list(self.nodes)
+
+    def proxies(self) -> dict[str, tuple[str, str]]:
+        """Every link proxy: name → (listen, upstream)."""
+        out = {}
+        for (a, b), port in self.link_ports.items():
+            nb = self.nodes[b]
+            out[link_name(a, b)] = (f"{self.proxy_host}:{port}", f"{nb.host}:{nb.internode_port}")
+        return out
+
+    def client_address(self, node_id: str) -> tuple[str, int]:
+        """Where clients reach ``node_id``."""
+        n = self.nodes[node_id]
+        return n.host, n.client_port
+
+    def write_configs(self) -> None:
+        """One node.toml per node, routes through the link proxies, seeds through them too."""
+        ids = self.node_ids()
+        seeds = ids[:MAX_SEEDS]
+        for idx, (nid, n) in enumerate(self.nodes.items()):
+            n.dir.mkdir(parents=True, exist_ok=True)
+            routes = {b: f"{self.proxy_host}:{self.link_ports[(nid, b)]}" for b in ids if b != nid}
+            seed_addrs = [
+                f"{n.host}:{n.internode_port}" if s == nid else routes[s] for s in seeds
+            ]
+            lines = [
+                f'node_id = "{nid}"',
+                f'data_dir = "{(n.dir / "data").as_posix()}"',
+                f'listen_host = "{n.host}"',
+                f"client_port = {n.client_port}",
+                f"internode_port = {n.internode_port}",
+                "seeds = [" + ", ".join(f'"{s}"' for s in seed_addrs) + "]",
+                f"num_tokens = {self.spec.num_tokens}",
+                f'cluster_secret = "{self.spec.secret}"',
+                f"rng_seed = {self.spec.seed * 1000 + idx}",
+                "",
+                "[routes]",
+                *[f'{b} = "{addr}"' for b, addr in routes.items()],
+                "",
+                "[storage]",
+                f'commitlog_sync = "{self.spec.commitlog_sync}"',
+                "",
+                "[faults]",
+                *[f"{k} = {'true' if v else 'false'}" for k, v in self.spec.faults.items()],
+                "",
+            ]
+            n.config_path = n.dir / "node.toml"
+            n.config_path.write_text("\n".join(lines))
+
+    # ---- process control
+
+    async def start_node(self, node_id: str) -> None:
+        """Start one node process (its log appends, so restarts keep earlier lines)."""
+        n = self.nodes[node_id]
+        if n.alive():
+            return
+        logf = open(n.log_path, "ab")  # noqa: SIM115 - handed to the child, closed right after
+        try:
+            n.process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "node", "--config", str(n.config_path)],
+                stdin=subprocess_devnull(), stdout=logf, stderr=logf,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        finally:
+            logf.close()
+        n.paused = False
+        log.info("started %s pid=%s client=%s:%s", node_id, n.process.pid, n.host, n.client_port)
+
+    async def wait_ready(self, node_id: str, timeout: float = START_TIMEOUT) -> None:
+        """Wait until the node answers ``ping`` on its client port."""
+        n = self.nodes[node_id]
+        with trio.move_on_after(timeout) as scope:
+            while True:
+                if n.process is not None and n.process.returncode is not None:
+                    raise DeployError(
+                        f"node {node_id} exited with code {n.process.returncode} during start; "
+                        f"see {n.log_path}: {tail(n.log_path)}"
+                    )
+                try:
+                    async with open_client(n.host, n.client_port, secret=self.spec.secret, timeout=2.0) as c:
+                        await c.request("ping")
+                        return
+                except Exception:  # noqa: BLE001 - not up yet: any failure means try again
+                    await trio.sleep(0.1)
+        if scope.cancelled_caught:
+            raise DeployError(f"node {node_id} did not answer within {timeout:g} s; see {n.log_path}: {tail(n.log_path)}")
+
+    async def start(self) -> None:
+        """Write configs, start every node, wait until each answers."""
+        self.write_configs()
+        for nid in self.nodes:
+            await self.start_node(nid)
+        for nid in self.nodes:
+            await self.wait_ready(nid)
+
+    async def wait_converged(self, timeout: float = CONVERGE_TIMEOUT, nodes: list[str] | None = None) -> None:
+        """Wait until every running node sees every running node UP and NORMAL."""
+        want = set(nodes or [nid for nid, n in self.nodes.items() if n.alive() and not n.paused])
+        with trio.move_on_after(timeout):
+            while True:
+                if all([await self._sees(nid, want) for nid in want]):
+                    return
+                await trio.sleep(0.25)
+        raise DeployError(f"gossip did not converge on {sorted(want)} within {timeout:g} s")
+
+    async def _sees(self, node_id: str, want: set[str]) -> bool:
+        host, port = self.client_address(node_id)
+        try:
+            async with open_client(host, port, secret=self.spec.secret, timeout=2.0) as c:
+                status = await c.admin("status")
+        except Exception:  # noqa: BLE001 - a node that cannot answer does not see anyone yet
+            return False
+        up = {row["node_id"] for row in status.get("nodes", []) if row.get("state") == "U" and row.get("status") == "NORMAL"}
+        return want <= up
+
+    def signal(self, node_id: str, sig: int) -> None:
+        """Send a signal to a node process if it is running."""
+        n = self.nodes[node_id]
+        if n.alive() and n.process is not None:
+            n.process.send_signal(sig)
+
+    async def kill(self, node_id: str) -> None:
+        """SIGKILL a node and reap it."""
+        n = self.nodes[node_id]
+        if n.process is None:
+            return
+        if n.paused:
+            self.signal(node_id, signal.SIGCONT)
+        self.signal(node_id, signal.SIGKILL)
+        with trio.CancelScope(shield=True):
+            await n.process.wait()
+        n.paused = False
+        log.info("killed %s", node_id)
+
+    def pause(self, node_id: str) -> None:
+        """SIGSTOP a node."""
+        self.signal(node_id, signal.SIGSTOP)
+        self.nodes[node_id].paused = True
+
+    def resume(self, node_id: str) -> None:
+        """SIGCONT a node."""
+        self.signal(node_id, signal.SIGCONT)
+        self.nodes[node_id].paused = False
+
+    async def stop_node(self, node_id: str, grace: float = STOP_GRACE) -> None:
+        """SIGTERM (drain), then SIGKILL after the grace period."""
+        n = self.nodes[node_id]
+        if n.process is None or n.process.returncode is not None:
+            return
+        if n.paused:
+            self.resume(node_id)
+        self.signal(node_id, signal.SIGTERM)
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(grace):
+                await n.process.wait()
+            if n.process.returncode is None:
+                await self.kill(node_id)
+
+    async def stop(self) -> None:
+        """Stop every node (used on every exit path)."""
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as nursery:
+                for nid in self.nodes:
+                    nursery.start_soon(self.stop_node, nid)
+
+    def describe(self) -> dict[str, Any]:
+        """The topology, for test.json."""
+        return {
+            nid: {"client": f"{n.host}:{n.client_port}", "internode": f"{n.host}:{n.internode_port}",
+                  "dir": str(n.dir)}
+            for nid, n in self.nodes.items()
+        }
+
+
+class DeployError(RuntimeError):
+    """The cluster could not be brought up; the message names the node and its log."""
+
+
+def subprocess_devnull() -> int:
+    """stdin for node processes: nothing to read."""
+    import subprocess
+
+    return subprocess.DEVNULL
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    """The last lines of a log, for error messages."""
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty log)"

@@ -1,0 +1,514 @@
+"""`harness run`: one Jepsen-style campaign from cluster start to verdict.
+
+The phases, each with its own cancel scope so Ctrl-C or a crash at any point still heals every
+fault, stops every node and checks what was recorded:
+
+1. make the run directory, write test.json, start the fault proxy and the nodes, wait for gossip;
+2. create the keyspace and table;
+3. run the clients and the nemesis schedule until the time limit;
+4. heal every fault, wait for recovery, read every key at ALL;
+5. stop the cluster, run the checkers, write results.json (and the report), print the verdict.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import platform
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from harness import store
+from harness.client import NodeConnection
+from harness.deploy.local import DeployError, LocalCluster, LocalClusterSpec, free_port
+from harness.generator import Rate, Recorder, Worker, parse_concurrency
+from harness.history import HistoryWriter
+from harness.progress import Progress
+from harness.workloads import KEYSPACE, WORKLOADS, Invocation, WorkloadSettings, make_workload
+from nemesis import faults
+from nemesis.grudge import SHAPES
+from nemesis.proxy_client import ProxyClient, link_name
+from node.client import open_client
+from node.protocol import CONSISTENCY_LEVELS
+
+log = logging.getLogger("harness.run")
+
+# Client-side timeout per operation: above the store's read timeout (5 s) so the store's own
+# ReadTimeout/WriteTimeout normally answers first, and a paused node still ends as info/fail.
+OP_TIMEOUT = 7.0
+# Final reads at ALL can fail while a restarted node catches up; try a few times.
+FINAL_READ_ATTEMPTS = 5
+# Validation fault switches a campaign may turn on (node/faults.py documents each).
+VALIDATION_FAULTS = ("ack_quorum_after_one", "skip_read_repair", "drop_hints", "no_fsync")
+
+
+@dataclass
+class RunOptions:
+    """Every parameter of a campaign (recorded in test.json)."""
+
+    workload: str = "register"
+    nemesis: str = "partition"
+    nemesis_interval: float = 10.0
+    partition: str = "all"
+    time_limit: float = 60.0
+    concurrency: str = "2n"
+    rate: float = 200.0
+    nodes: int = 5
+    replication_factor: int = 3
+    read_cl: str = "QUORUM"
+    write_cl: str = "QUORUM"
+    key_count: int = 5
+    ops_per_key: int = 300
+    seed: int | None = None
+    test_count: int = 1
+    leave_db_running: bool = False
+    store: str = "store"
+    toxiproxy: str | None = None
+    junit_xml: str | None = None
+    recovery_time: float = 5.0
+    commitlog_sync: str = "periodic"
+    read_repair: str = "BLOCKING"
+    validation_faults: list[str] = field(default_factory=list)
+    test_name: str | None = None
+    checker_time_limit: float = 60.0
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad option."""
+        if self.workload not in WORKLOADS:
+            raise ValueError(f"--workload must be one of {', '.join(WORKLOADS)}, got {self.workload!r}")
+        faults.parse_nemeses(self.nemesis)
+        self.partition_shapes()
+        if self.nemesis_interval <= 0:
+            raise ValueError(f"--nemesis-interval must be positive, got {self.nemesis_interval}")
+        if self.time_limit <= 0:
+            raise ValueError(f"--time-limit must be positive, got {self.time_limit}")
+        if self.nodes < 1:
+            raise ValueError(f"--nodes must be at least 1, got {self.nodes}")
+        if not 1 <= self.replication_factor <= self.nodes:
+            raise ValueError(f"--replication-factor must be between 1 and --nodes ({self.nodes}), got {self.replication_factor}")
+        for flag, cl in (("--read-cl", self.read_cl), ("--write-cl", self.write_cl)):
+            if cl not in CONSISTENCY_LEVELS:
+                raise ValueError(f"{flag} must be one of {', '.join(CONSISTENCY_LEVELS)}, got {cl!r}")
+        parse_concurrency(self.concurrency, self.nodes)
+        if self.rate is not None and self.rate < 0:
+            raise ValueError(f"--rate must be >= 0 (0 = unthrottled), got {self.rate}")
+        if self.key_count < 1:
+            raise ValueError(f"--key-count must be at least 1, got {self.key_count}")
+        if self.test_count < 1:
+            raise ValueError(f"--test-count must be at least 1, got {self.test_count}")
+        if self.commitlog_sync not in ("periodic", "batch", "group"):
+            raise ValueError(f"--commitlog-sync must be periodic, batch or group, got {self.commitlog_sync!r}")
+        if self.read_repair not in ("BLOCKING", "NONE"):
+            raise ValueError(f"--read-repair must be BLOCKING or NONE, got {self.read_repair!r}")
+        for f in self.validation_faults:
+            if f not in VALIDATION_FAULTS:
+                raise ValueError(f"--fault must be one of {', '.join(VALIDATION_FAULTS)}, got {f!r}")
+
+    def partition_shapes(self) -> list[str]:
+        """The partition shapes to draw from."""
+        if self.partition == "all":
+            return list(SHAPES)
+        shapes = [s.strip() for s in self.partition.split(",") if s.strip()]
+        for s in shapes:
+            if s not in SHAPES:
+                raise ValueError(f"--partition must be one of {', '.join(SHAPES)} or all, got {s!r}")
+        return shapes
+
+    def name(self) -> str:
+        """The test's name: workload and nemeses."""
+        return self.test_name or f"{self.workload}-{self.nemesis.replace(',', '+')}"
+
+    def checker_params(self) -> dict[str, Any]:
+        """What the checkers need to know about the test."""
+        return {
+            "workload": self.workload,
+            "model": make_workload(self.workload, self._settings()).model,
+            "replication_factor": self.replication_factor,
+            "read_cl": self.read_cl,
+            "write_cl": self.write_cl,
+            "nodes": self.nodes,
+            "time_limit": self.checker_time_limit,
+        }
+
+    def _settings(self) -> WorkloadSettings:
+        return WorkloadSettings(self.key_count, self.read_cl, self.write_cl, self.ops_per_key)
+
+
+class LocalDB:
+    """The nemesis's view of a local cluster."""
+
+    def __init__(self, cluster: LocalCluster, secret: str) -> None:
+        self.cluster = cluster
+        self.secret = secret
+
+    def node_ids(self) -> list[str]:
+        """Node ids."""
+        return self.cluster.node_ids()
+
+    async def kill(self, node_id: str) -> None:
+        """SIGKILL."""
+        await self.cluster.kill(node_id)
+
+    async def restart(self, node_id: str) -> None:
+        """Start and wait until it answers."""
+        await self.cluster.start_node(node_id)
+        await self.cluster.wait_ready(node_id)
+
+    async def pause(self, node_id: str) -> None:
+        """SIGSTOP."""
+        self.cluster.pause(node_id)
+
+    async def resume(self, node_id: str) -> None:
+        """SIGCONT."""
+        self.cluster.resume(node_id)
+
+    async def admin(self, node_id: str, op: str, **fields: Any) -> dict[str, Any]:
+        """An admin operation with a short timeout."""
+        host, port = self.cluster.client_address(node_id)
+        with trio.fail_after(5):
+            async with open_client(host, port, secret=self.secret) as c:
+                return await c.admin(op, **fields)
+
+
+class ProxyNet:
+    """The nemesis's view of the network: link proxies on a Toxiproxy-compatible server."""
+
+    def __init__(self, client: ProxyClient) -> None:
+        self.client = client
+
+    async def cut(self, links: Iterable[tuple[str, str]]) -> None:
+        """Hold traffic on each directed link."""
+        await self.client.partition(link_name(a, b) for a, b in sorted(links))
+
+    async def heal(self) -> None:
+        """Remove every partition toxic."""
+        await self.client.heal()
+
+    async def slow(self, links: Iterable[tuple[str, str]], latency_ms: int, jitter_ms: int) -> None:
+        """Add latency to each link."""
+        await self.client.add_latency([link_name(a, b) for a, b in sorted(links)], latency_ms, jitter_ms)
+
+    async def unslow(self) -> None:
+        """Remove every latency toxic."""
+        await self.client.remove_latency()
+
+
+class ProxyProcess:
+    """ringlab's fault proxy as a child process (so it survives --leave-db-running)."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        """Start it on a free loopback port and return its URL."""
+        port = free_port()
+        logf = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nemesis.proxy", "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+        )
+        logf.close()
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def wait_ready(self, client: ProxyClient, timeout: float = 15.0) -> None:
+        """Wait until the API answers."""
+        with trio.move_on_after(timeout):
+            while True:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise DeployError(f"fault proxy exited with code {self.proc.returncode}; see {self.log_path}")
+                try:
+                    await client.version()
+                    return
+                except Exception:  # noqa: BLE001 - not listening yet
+                    await trio.sleep(0.1)
+        raise DeployError(f"fault proxy did not answer within {timeout:g} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        """Terminate it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class Outcome:
+    """What one campaign produced."""
+
+    run_dir: Path
+    valid: bool | str
+    results: dict[str, Any]
+    ops: int
+    duration_s: float
+    ops_per_s: float
+    interrupted: bool = False
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded in test.json."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("ringlab", "trio", "msgpack"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "unknown"
+    return out
+
+
+def setup_logging(run_dir: Path) -> logging.Handler:
+    """harness.log in the run directory gets every harness and nemesis event."""
+    handler = logging.FileHandler(run_dir / store.LOG_FILE)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outcome:
+    """Run one campaign in ``run_dir``; always heals, stops and checks."""
+    seed = opts.seed if opts.seed is not None else secrets.randbits(31)
+    rng = random.Random(seed)
+    secret = secrets.token_hex(16)
+    node_count = opts.nodes
+    concurrency = parse_concurrency(opts.concurrency, node_count)
+    workload = make_workload(opts.workload, opts._settings())
+    test = {
+        "name": opts.name(),
+        "options": asdict(opts),
+        "seed": seed,
+        "concurrency": concurrency,
+        "params": opts.checker_params(),
+        "versions": versions(),
+        "start_time": time.time(),
+        "deploy": "local",
+    }
+    store.write_json(run_dir / store.TEST_FILE, test)
+    spec = LocalClusterSpec(node_count, run_dir / "nodes", secret, seed,
+                            commitlog_sync=opts.commitlog_sync,
+                            faults={f: True for f in opts.validation_faults})
+    cluster = LocalCluster(spec)
+    test["nodes"] = cluster.describe()
+    store.write_json(run_dir / store.TEST_FILE, test)
+    proxy_proc = ProxyProcess(run_dir / "proxy.log")
+    proxy_url = opts.toxiproxy or proxy_proc.start()
+    proxy = ProxyClient(proxy_url)
+    net = ProxyNet(proxy)
+    db = LocalDB(cluster, secret)
+    names = faults.parse_nemeses(opts.nemesis)
+    nemeses = faults.build(names, db, net, opts.partition_shapes())
+    history_path = run_dir / store.HISTORY_FILE
+    started = time.monotonic()
+    interrupted = False
+    recorder: Recorder | None = None
+    schedule: faults.Schedule | None = None
+    try:
+        progress.phase("starting fault proxy and nodes")
+        if not opts.toxiproxy:
+            await proxy_proc.wait_ready(proxy)
+        await proxy.create_proxies(cluster.proxies())
+        await proxy.heal_all()
+        await cluster.start()
+        progress.phase("waiting for gossip to converge")
+        await cluster.wait_converged()
+        await create_schema(cluster, secret, opts, workload.table)
+        with HistoryWriter(history_path) as writer:
+            recorder = Recorder(writer)
+            schedule = faults.Schedule(nemeses, opts.nemesis_interval, rng, recorder.nemesis)
+            progress.attach(recorder, schedule, opts.time_limit)
+            progress.phase("running")
+            workers = [
+                Worker(i, concurrency, cluster.node_ids()[i % node_count],
+                       NodeConnection(*cluster.client_address(cluster.node_ids()[i % node_count]),
+                                      secret=secret, timeout=OP_TIMEOUT),
+                       random.Random(rng.getrandbits(64)))
+                for i in range(concurrency)
+            ]
+            rate = Rate(opts.rate or None, concurrency)
+            op_rng = random.Random(rng.getrandbits(64))
+
+            def cl_of(op: Invocation) -> str:
+                return opts.write_cl if workload.is_write(op) else opts.read_cl
+
+            with trio.CancelScope() as main_phase:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_watch_interrupt, main_phase)
+                    nursery.start_soon(schedule.run)
+                    for w in workers:
+                        nursery.start_soon(w.run, workload, recorder, rate, lambda: workload.next_op(op_rng), cl_of)
+                    await trio.sleep(opts.time_limit)
+                    nursery.cancel_scope.cancel()
+            interrupted = main_phase.cancelled_caught
+            progress.phase("healing")
+            healed = await schedule.heal_all()
+            recorder.nemesis("info", "heal", {"healed": healed}, "heal")
+            for w in workers:
+                await w.conn.close()
+            if not interrupted:
+                progress.phase("recovering")
+                with trio.move_on_after(60):
+                    await cluster.wait_converged(timeout=60)
+                await trio.sleep(opts.recovery_time)
+                progress.phase("final reads at ALL")
+                await final_reads(cluster, secret, workload, recorder, concurrency)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        with trio.CancelScope(shield=True):
+            if schedule is not None:
+                await schedule.heal_all()
+            if not opts.leave_db_running:
+                progress.phase("stopping nodes")
+                await cluster.stop()
+                proxy_proc.stop()
+            else:
+                store.write_json(run_dir / "cluster.json", {"nodes": cluster.describe(), "proxy": proxy_url,
+                                                            "pids": {n: c.process.pid for n, c in cluster.nodes.items() if c.process},
+                                                            "secret": secret})
+    duration = time.monotonic() - started
+    progress.phase("checking")
+    results = check_run(run_dir)
+    ops = recorder.index if recorder else 0
+    completed = sum(recorder.counts[t] for t in ("ok", "fail", "info")) if recorder else 0
+    return Outcome(run_dir, results["valid"], results, ops, duration,
+                   completed / opts.time_limit if completed else 0.0, interrupted)
+
+
+async def _watch_interrupt(scope: trio.CancelScope) -> None:
+    """The first Ctrl-C (or SIGTERM) ends the workload phase; healing and checking still run."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            log.warning("interrupted: healing faults, stopping nodes, checking what was recorded")
+            scope.cancel()
+            return
+
+
+async def create_schema(cluster: LocalCluster, secret: str, opts: RunOptions, table: str) -> None:
+    """The test keyspace (SimpleStrategy, the test's RF) and the workload's table."""
+    host, port = cluster.client_address(cluster.node_ids()[0])
+    async with open_client(host, port, secret=secret, timeout=30) as c:
+        await c.create_keyspace(KEYSPACE, {"class": "SimpleStrategy", "replication_factor": opts.replication_factor},
+                                if_not_exists=True)
+        await c.create_table(KEYSPACE, table, {"read_repair": opts.read_repair}, if_not_exists=True)
+    # Every node must know the table before clients use it.
+    for nid in cluster.node_ids():
+        h, p = cluster.client_address(nid)
+        with trio.move_on_after(30):
+            while True:
+                async with open_client(h, p, secret=secret, timeout=5) as c:
+                    desc = await c.request("describe")
+                if table in str(desc):
+                    break
+                await trio.sleep(0.2)
+
+
+async def final_reads(cluster: LocalCluster, secret: str, workload: Any, recorder: Recorder, concurrency: int) -> None:
+    """Read every key at ALL, retrying while replicas catch up; recorded with ``final: true``."""
+    ids = cluster.node_ids()
+    worker = Worker(10 * concurrency, concurrency, ids[0],
+                    NodeConnection(*cluster.client_address(ids[0]), secret=secret, timeout=OP_TIMEOUT),
+                    random.Random(0))
+    try:
+        for op in workload.final_ops():
+            for attempt in range(FINAL_READ_ATTEMPTS):
+                done = await worker.perform(workload, op, recorder, "ALL", extra={"final": True}, apply_cl="ALL")
+                if done.type == "ok":
+                    break
+                await trio.sleep(0.5 * (attempt + 1))
+    finally:
+        await worker.conn.close()
+
+
+def check_run(run_dir: Path) -> dict[str, Any]:
+    """Run every checker on the stored history; writes results.json and returns it."""
+    from checkers.compose import check_run_dir
+
+    return check_run_dir(run_dir)
+
+
+def exit_code(valid: bool | str) -> int:
+    """Jepsen's exit codes: 0 valid, 1 invalid, 2 unknown."""
+    if valid is True:
+        return 0
+    if valid is False:
+        return 1
+    return 2
+
+
+def run_command(opts: RunOptions) -> int:
+    """The `harness run` command: validates, runs --test-count campaigns, prints verdicts."""
+    opts.validate()
+    store_dir = Path(opts.store).resolve()
+    codes: list[int] = []
+    outcomes: list[Outcome] = []
+    for i in range(opts.test_count):
+        run_dir = store.new_run_dir(store_dir, opts.name())
+        handler = setup_logging(run_dir)
+        progress = Progress(sys.stdout)
+        try:
+            outcome = trio.run(_campaign_with_progress, opts, run_dir, progress)
+        except DeployError as exc:
+            progress.close()
+            print(f"harness: cluster setup failed: {exc}", file=sys.stderr)
+            print(f"run directory: {run_dir}", file=sys.stderr)
+            return 255
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        outcomes.append(outcome)
+        print_verdict(outcome)
+        codes.append(exit_code(outcome.valid))
+        if outcome.interrupted:
+            break
+        if opts.seed is not None:
+            opts.seed += 1
+    if opts.junit_xml:
+        from harness.junit import write_junit
+
+        write_junit(Path(opts.junit_xml), outcomes)
+    if 1 in codes:
+        return 1
+    if 2 in codes:
+        return 2
+    return 0
+
+
+async def _campaign_with_progress(opts: RunOptions, run_dir: Path, progress: Progress) -> Outcome:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(progress.run)
+        try:
+            return await campaign(opts, run_dir, progress)
+        finally:
+            nursery.cancel_scope.cancel()
+            progress.close()
+
+
+def print_verdict(outcome: Outcome) -> None:
+    """A readable summary of one campaign."""
+    from checkers.compose import format_verdict
+
+    print(format_verdict(outcome.results))
+    report = outcome.run_dir / store.REPORT_FILE
+    print(f"{outcome.ops} history records, {outcome.ops_per_s:.0f} ops/s over {outcome.duration_s:.1f} s"
+          + (" (interrupted)" if outcome.interrupted else ""))
+    print(f"run directory: {outcome.run_dir}")
+    if report.exists():
+        print(f"report: {report}")
+    os.sync() if hasattr(os, "sync") else None

@@ -1,0 +1,84 @@
+"""Single-register reads and writes of unique values, on a rotating set of keys.
+
+Checked for linearizability (register model), last-write-wins anomalies and quorum guarantees.
+Values are unique per key (1, 2, 3, ...) so every read names exactly one write.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from harness.client import Completion
+from harness.workloads import KEYSPACE, Invocation, WorkloadSettings
+from node.client import Client
+
+# The share of operations that are reads; Jepsen's register tests mix reads and writes evenly.
+READ_FRACTION = 0.5
+COLUMN = "v"
+
+
+class KeyRotation:
+    """``key_count`` active keys; a key that has seen ``ops_per_key`` operations is replaced."""
+
+    def __init__(self, key_count: int, ops_per_key: int) -> None:
+        self.ops_per_key = ops_per_key
+        self.active = list(range(key_count))
+        self.next_key = key_count
+        self.ops: dict[int, int] = {k: 0 for k in self.active}
+        self.used: list[int] = list(self.active)
+
+    def pick(self, rng: random.Random) -> int:
+        """A key to operate on, retiring it for a fresh one once it is full."""
+        slot = rng.randrange(len(self.active))
+        key = self.active[slot]
+        self.ops[key] += 1
+        if self.ops[key] >= self.ops_per_key:
+            self.active[slot] = self.next_key
+            self.ops[self.next_key] = 0
+            self.used.append(self.next_key)
+            self.next_key += 1
+        return key
+
+
+class RegisterWorkload:
+    """Reads and writes of unique values per key."""
+
+    name = "register"
+    table = "registers"
+    model = "register"
+
+    def __init__(self, settings: WorkloadSettings) -> None:
+        self.settings = settings
+        self.keys = KeyRotation(settings.key_count, settings.ops_per_key)
+        self.next_value: dict[int, int] = {}
+
+    def next_op(self, rng: random.Random) -> Invocation:
+        """A read or a write of the key's next unique value."""
+        key = self.keys.pick(rng)
+        if rng.random() < READ_FRACTION:
+            return Invocation("read", key)
+        value = self.next_value.get(key, 0) + 1
+        self.next_value[key] = value
+        return Invocation("write", key, value)
+
+    def is_write(self, op: Invocation) -> bool:
+        """Writes have side effects."""
+        return op.f == "write"
+
+    async def apply(self, client: Client, op: Invocation, cl: str | None = None) -> Completion:
+        """Perform a read or write at the workload's consistency levels."""
+        if op.f == "write":
+            ts = await client.put(KEYSPACE, self.table, op.key, {COLUMN: op.value},
+                                  consistency=cl or self.settings.write_cl)
+            return Completion("ok", op.value, timestamp=ts)
+        row: dict[str, tuple[Any, int]] = await client.get(
+            KEYSPACE, self.table, op.key, columns=[COLUMN], consistency=cl or self.settings.read_cl)
+        if COLUMN in row:
+            value, ts = row[COLUMN]
+            return Completion("ok", value, timestamp=ts)
+        return Completion("ok", None)
+
+    def final_ops(self) -> list[Invocation]:
+        """A read of every key ever used."""
+        return [Invocation("read", k) for k in self.keys.used]

@@ -1,0 +1,366 @@
+"""The nemeses a campaign can run: partition, kill, pause, clock, latency.
+
+Each nemesis has ``start`` (inject a fault, returning what it did for the history), ``stop``
+(undo it) and ``heal`` (undo everything it may have done; idempotent, called on every exit path).
+They act through two small interfaces so the same nemesis drives local processes and remote
+hosts: a :class:`DB` (process control and a node's admin port) and a :class:`Net` (cutting and
+slowing links). :class:`Schedule` runs Jepsen's standard cycle — sleep, start a fault, sleep, stop
+it — picking one of the enabled nemeses each time from the seeded RNG.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+from nemesis.grudge import SHAPES, partition
+
+log = logging.getLogger("nemesis")
+
+NEMESES = ("partition", "kill", "pause", "clock", "latency")
+# `all` is every nemesis; `none` runs the workload without faults.
+NEMESIS_ALIASES = {"all": NEMESES, "none": ()}
+# Which nodes a process fault hits, as Jepsen's node specs.
+TARGET_SPECS = ("one", "minority", "majority", "all")
+# Clock bumps: Jepsen bumps by up to 2^18 ms; we stay within a few seconds by default so LWW
+# inversions are frequent but nodes still gossip sensibly.
+MAX_BUMP_MS = 4_000
+# Strobe: flip a node's clock back and forth every period for a duration (Jepsen's strobe-time).
+STROBE_DELTA_MS = 1_000
+STROBE_PERIOD_MS = 50
+STROBE_DURATION_S = 2.0
+# Latency on links: Jepsen's netem default is 50 ms; with jitter it reaches timeouts only rarely.
+LATENCY_MS = 100
+JITTER_MS = 50
+
+
+class DB(Protocol):
+    """What process and clock nemeses need from a deployment."""
+
+    def node_ids(self) -> list[str]:
+        """The nodes, in order."""
+        ...
+
+    async def kill(self, node_id: str) -> None:
+        """SIGKILL a node."""
+        ...
+
+    async def restart(self, node_id: str) -> None:
+        """Start a killed node and wait until it answers."""
+        ...
+
+    async def pause(self, node_id: str) -> None:
+        """SIGSTOP a node."""
+        ...
+
+    async def resume(self, node_id: str) -> None:
+        """SIGCONT a node."""
+        ...
+
+    async def admin(self, node_id: str, op: str, **fields: Any) -> dict[str, Any]:
+        """Run an admin operation on a node."""
+        ...
+
+
+class Net(Protocol):
+    """What network nemeses need: directed links that can be cut and slowed."""
+
+    async def cut(self, links: Iterable[tuple[str, str]]) -> None:
+        """Drop traffic on the links silently."""
+        ...
+
+    async def heal(self) -> None:
+        """Restore every link."""
+        ...
+
+    async def slow(self, links: Iterable[tuple[str, str]], latency_ms: int, jitter_ms: int) -> None:
+        """Add latency to the links."""
+        ...
+
+    async def unslow(self) -> None:
+        """Remove added latency."""
+        ...
+
+
+def targets(spec: str, nodes: Sequence[str], rng: random.Random) -> list[str]:
+    """The nodes a process fault hits for Jepsen's node spec ``spec``."""
+    shuffled = list(nodes)
+    rng.shuffle(shuffled)
+    n = len(nodes)
+    count = {"one": 1, "minority": max(1, (n - 1) // 2), "majority": n // 2 + 1, "all": n}[spec]
+    return sorted(shuffled[:count])
+
+
+@dataclass
+class Event:
+    """What a nemesis step did, for the history: its f and value."""
+
+    f: str
+    value: Any
+
+
+class PartitionNemesis:
+    """Cut the links of a Jepsen partition shape."""
+
+    name = "partition"
+
+    def __init__(self, db: DB, net: Net, shapes: Sequence[str]) -> None:
+        for s in shapes:
+            if s not in SHAPES:
+                raise ValueError(f"unknown partition shape {s!r}; one of {', '.join(SHAPES)}")
+        self.db, self.net, self.shapes = db, net, list(shapes)
+
+    async def start(self, rng: random.Random) -> Event:
+        """Cut a partition drawn from the enabled shapes."""
+        p = partition(rng.choice(self.shapes), self.db.node_ids(), rng)
+        await self.net.cut(p.links())
+        return Event("start-partition", p.to_json())
+
+    async def stop(self) -> Event:
+        """Heal the network."""
+        await self.net.heal()
+        return Event("stop-partition", "network healed")
+
+    async def heal(self) -> None:
+        """Heal the network."""
+        await self.net.heal()
+
+
+class KillNemesis:
+    """SIGKILL nodes, then restart them."""
+
+    name = "kill"
+
+    def __init__(self, db: DB) -> None:
+        self.db = db
+        self.killed: list[str] = []
+
+    async def start(self, rng: random.Random) -> Event:
+        """Kill one, a minority, a majority or all nodes."""
+        spec = rng.choice(TARGET_SPECS)
+        victims = targets(spec, self.db.node_ids(), rng)
+        for nid in victims:
+            await self.db.kill(nid)
+        self.killed = sorted(set(self.killed) | set(victims))
+        return Event("kill", {"spec": spec, "nodes": victims})
+
+    async def stop(self) -> Event:
+        """Restart every killed node."""
+        restarted = list(self.killed)
+        await self.heal()
+        return Event("start", {"nodes": restarted})
+
+    async def heal(self) -> None:
+        """Restart every killed node."""
+        killed, self.killed = self.killed, []
+        async with trio.open_nursery() as nursery:
+            for nid in killed:
+                nursery.start_soon(self.db.restart, nid)
+
+
+class PauseNemesis:
+    """SIGSTOP nodes, then SIGCONT them."""
+
+    name = "pause"
+
+    def __init__(self, db: DB) -> None:
+        self.db = db
+        self.paused: list[str] = []
+
+    async def start(self, rng: random.Random) -> Event:
+        """Pause one, a minority, a majority or all nodes."""
+        spec = rng.choice(TARGET_SPECS)
+        victims = targets(spec, self.db.node_ids(), rng)
+        for nid in victims:
+            await self.db.pause(nid)
+        self.paused = sorted(set(self.paused) | set(victims))
+        return Event("pause", {"spec": spec, "nodes": victims})
+
+    async def stop(self) -> Event:
+        """Resume every paused node."""
+        resumed = list(self.paused)
+        await self.heal()
+        return Event("resume", {"nodes": resumed})
+
+    async def heal(self) -> None:
+        """Resume every paused node."""
+        paused, self.paused = self.paused, []
+        for nid in paused:
+            await self.db.resume(nid)
+
+
+class ClockNemesis:
+    """Bump or strobe nodes' wall clocks through their admin clock control, then reset them."""
+
+    name = "clock"
+
+    def __init__(self, db: DB, max_bump_ms: int = MAX_BUMP_MS) -> None:
+        self.db = db
+        self.max_bump_ms = max_bump_ms
+        self.touched: set[str] = set()
+
+    async def offsets(self) -> dict[str, int | None]:
+        """Every node's clock offset in µs (None where the node did not answer)."""
+        out: dict[str, int | None] = {}
+        for nid in self.db.node_ids():
+            try:
+                out[nid] = int((await self.db.admin(nid, "clock", action="get"))["offset_us"])
+            except Exception as exc:  # noqa: BLE001 - a dead node has no offset to record
+                log.debug("clock offset of %s unavailable: %s", nid, exc)
+                out[nid] = None
+        return out
+
+    async def start(self, rng: random.Random) -> Event:
+        """Bump a random subset of nodes by up to ±max_bump_ms, or strobe one node's clock."""
+        nodes = self.db.node_ids()
+        if rng.random() < 0.75:
+            victims = targets(rng.choice(("one", "minority", "majority")), nodes, rng)
+            deltas = {nid: rng.choice((-1, 1)) * rng.randrange(1, self.max_bump_ms + 1) for nid in victims}
+            for nid, ms in deltas.items():
+                await self.db.admin(nid, "clock", action="bump", delta_us=ms * 1000)
+            self.touched |= set(victims)
+            return Event("bump-clock", {"delta_ms": deltas, "offsets": await self.offsets()})
+        nid = rng.choice(nodes)
+        self.touched.add(nid)
+        deadline = trio.current_time() + STROBE_DURATION_S
+        flips = 0
+        while trio.current_time() < deadline:
+            await self.db.admin(nid, "clock", action="bump", delta_us=(STROBE_DELTA_MS if flips % 2 == 0 else -STROBE_DELTA_MS) * 1000)
+            flips += 1
+            await trio.sleep(STROBE_PERIOD_MS / 1000)
+        return Event("strobe-clock", {"node": nid, "delta_ms": STROBE_DELTA_MS, "period_ms": STROBE_PERIOD_MS,
+                                      "flips": flips, "offsets": await self.offsets()})
+
+    async def stop(self) -> Event:
+        """Reset every touched clock to real time."""
+        reset = sorted(self.touched)
+        await self.heal()
+        return Event("reset-clock", {"nodes": reset, "offsets": await self.offsets()})
+
+    async def heal(self) -> None:
+        """Reset every touched clock (a node that is down is reset when it restarts with a fresh clock)."""
+        touched, self.touched = self.touched, set()
+        for nid in sorted(touched):
+            try:
+                await self.db.admin(nid, "clock", action="reset")
+            except Exception as exc:  # noqa: BLE001 - a killed node restarts with a real clock anyway
+                log.warning("could not reset the clock of %s: %s", nid, exc)
+
+
+class LatencyNemesis:
+    """Add latency and jitter to the links of a random subset of nodes."""
+
+    name = "latency"
+
+    def __init__(self, db: DB, net: Net, latency_ms: int = LATENCY_MS, jitter_ms: int = JITTER_MS) -> None:
+        self.db, self.net = db, net
+        self.latency_ms, self.jitter_ms = latency_ms, jitter_ms
+
+    async def start(self, rng: random.Random) -> Event:
+        """Slow every link into and out of a minority, a majority or all nodes."""
+        nodes = self.db.node_ids()
+        slow = targets(rng.choice(("one", "majority", "all")), nodes, rng)
+        links = {(a, b) for a in nodes for b in nodes if a != b and (a in slow or b in slow)}
+        await self.net.slow(links, self.latency_ms, self.jitter_ms)
+        return Event("start-latency", {"nodes": slow, "latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms})
+
+    async def stop(self) -> Event:
+        """Remove the latency."""
+        await self.net.unslow()
+        return Event("stop-latency", "latency removed")
+
+    async def heal(self) -> None:
+        """Remove the latency."""
+        await self.net.unslow()
+
+
+Nemesis = PartitionNemesis | KillNemesis | PauseNemesis | ClockNemesis | LatencyNemesis
+
+
+def parse_nemeses(text: str) -> list[str]:
+    """``partition,kill`` / ``all`` / ``none`` → nemesis names (ValueError naming a bad one)."""
+    names: list[str] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part in NEMESIS_ALIASES:
+            names.extend(NEMESIS_ALIASES[part])
+        elif part in NEMESES:
+            names.append(part)
+        else:
+            raise ValueError(f"unknown nemesis {part!r}; one of {', '.join(NEMESES + tuple(NEMESIS_ALIASES))}")
+    return list(dict.fromkeys(names))
+
+
+def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str]) -> list[Nemesis]:
+    """The nemesis objects for ``names``."""
+    makers: dict[str, Callable[[], Nemesis]] = {
+        "partition": lambda: PartitionNemesis(db, net, partition_shapes),
+        "kill": lambda: KillNemesis(db),
+        "pause": lambda: PauseNemesis(db),
+        "clock": lambda: ClockNemesis(db),
+        "latency": lambda: LatencyNemesis(db, net),
+    }
+    return [makers[n]() for n in names]
+
+
+# record(type, f, value, action): appends a nemesis operation to the history.
+Record = Callable[[str, str, Any, str | None], None]
+
+
+class Schedule:
+    """Jepsen's standard nemesis cycle: sleep, start one fault, sleep, stop it; repeat."""
+
+    def __init__(self, nemeses: Sequence[Nemesis], interval: float, rng: random.Random,
+                 record: Record) -> None:
+        self.nemeses = list(nemeses)
+        self.interval = interval
+        self.rng = rng
+        self.record = record
+        self.active: list[str] = []
+
+    async def run(self) -> None:
+        """Cycle until cancelled; the caller heals on every exit path."""
+        if not self.nemeses:
+            await trio.sleep_forever()
+        while True:
+            await trio.sleep(self.interval)
+            nemesis = self.rng.choice(self.nemeses)
+            await self._step(nemesis, start=True)
+            await trio.sleep(self.interval)
+            await self._step(nemesis, start=False)
+
+    async def _step(self, nemesis: Nemesis, *, start: bool) -> None:
+        f = f"start-{nemesis.name}" if start else f"stop-{nemesis.name}"
+        self.record("invoke", f, None, None)
+        if start:
+            self.active.append(nemesis.name)
+        try:
+            event = await (nemesis.start(self.rng) if start else nemesis.stop())
+        except Exception as exc:
+            log.exception("nemesis %s failed", f)
+            self.record("info", f, {"error": f"{type(exc).__name__}: {exc}"}, None)
+            return
+        finally:
+            if not start and nemesis.name in self.active:
+                self.active.remove(nemesis.name)
+        # Invocation and completion share f (start-<name> / stop-<name>) so fault windows are
+        # found generically; what exactly happened (kill, bump-clock, strobe-clock...) is `action`.
+        self.record("info", f, event.value, event.f)
+
+    async def heal_all(self) -> list[str]:
+        """Heal every nemesis (shielded from cancellation); returns the names healed."""
+        healed = []
+        with trio.CancelScope(shield=True):
+            for nemesis in self.nemeses:
+                try:
+                    with trio.move_on_after(60):
+                        await nemesis.heal()
+                    healed.append(nemesis.name)
+                except Exception:
+                    log.exception("healing %s failed", nemesis.name)
+        self.active.clear()
+        return healed
