@@ -1,0 +1,114 @@
+"""Malformed input gets a clear error or a closed connection, and the node keeps serving."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import msgpack
+import trio
+
+from node.protocol import MAX_FRAME_BYTES, MAX_VALUE_BYTES, InvalidRequest, encode_frame
+from tests.cluster.conftest import SECRET, Cluster, call
+from node.client import open_client
+
+
+def _frame(obj) -> bytes:
+    body = msgpack.packb(obj, use_bin_type=True)
+    return struct.pack(">I", len(body)) + body
+
+
+def _raw(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+def _responses(data: bytes) -> list[dict]:
+    out, off = [], 0
+    while off + 4 <= len(data):
+        (n,) = struct.unpack_from(">I", data, off)
+        out.append(msgpack.unpackb(data[off + 4 : off + 4 + n], raw=False))
+        off += 4 + n
+    return out
+
+
+def test_protocol_errors_close_with_a_named_error(cluster3: Cluster) -> None:
+    port = cluster3[0].client_port
+    for bad, match in [
+        (struct.pack(">I", MAX_FRAME_BYTES + 1) + b"xx", "exceeds MAX_FRAME_BYTES"),
+        (struct.pack(">I", 3) + b"\xc1\xc1\xc1", "undecodable msgpack"),
+        (_frame([1, 2, 3]), "must be a msgpack map"),
+    ]:
+        resp = _responses(_raw(port, bad))
+        assert resp and resp[-1]["error"]["name"] == "ProtocolError" and match in resp[-1]["error"]["message"]
+    assert _raw(port, struct.pack(">I", 100) + b"trunc") == b""  # truncated frame: closed, no answer
+
+
+def test_invalid_requests_get_invalid_request_and_connection_stays(cluster3: Cluster) -> None:
+    port = cluster3[0].client_port
+    reqs = [
+        {"id": 1, "op": "put", "keyspace": "nope", "table": "t", "key": "k", "columns": {"a": 1}},
+        {"id": 2, "op": "put", "keyspace": "ks", "table": "nope", "key": "k", "columns": {"a": 1}},
+        {"id": 3, "op": "put", "keyspace": "ks", "table": "t", "key": 1.5, "columns": {"a": 1}},
+        {"id": 4, "op": "put", "keyspace": "ks", "table": "t", "key": "k", "columns": {"a": b"x" * (MAX_VALUE_BYTES + 1)}},
+        {"id": 5, "op": "status"},
+        {"id": 6, "op": "ping"},
+    ]
+    resp = {r["id"]: r for r in _responses(_raw(port, b"".join(_frame(r) for r in reqs)))}
+    assert [resp[i]["error"]["name"] for i in (1, 2, 3, 4)] == ["InvalidRequest"] * 4
+    assert "unknown keyspace" in resp[1]["error"]["message"] and "unknown table" in resp[2]["error"]["message"]
+    assert resp[5]["error"]["name"] == "Unauthorized"
+    assert resp[6]["ok"] is True
+
+
+def test_thousands_of_malformed_frames_then_normal_service(cluster3: Cluster) -> None:
+    port = cluster3[1].client_port
+    garbage = [
+        b"\xff" * 64,
+        struct.pack(">I", 2**32 - 1),
+        struct.pack(">I", 5) + b"\x93\x01\x02",
+        _frame("str"),
+        _frame({"id": "x", "op": 5}),
+        _frame({"id": 1, "op": "get", "keyspace": 5}),
+    ]
+
+    async def storm() -> None:
+        async def one(i: int) -> None:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            try:
+                await stream.send_all(garbage[i % len(garbage)] * (1 + i % 3))
+                with trio.move_on_after(2):
+                    while await stream.receive_some(65536):
+                        pass
+            except (trio.BrokenResourceError, OSError):
+                pass
+            finally:
+                await stream.aclose()
+
+        limiter = trio.CapacityLimiter(50)
+
+        async def limited(i: int) -> None:
+            async with limiter:
+                await one(i)
+
+        async with trio.open_nursery() as n:
+            for i in range(2000):
+                n.start_soon(limited, i)
+
+        async with open_client("127.0.0.1", port, secret=SECRET, timeout=10) as c:
+            ts = await c.put("ks", "t", "after-storm", {"v": 1}, consistency="QUORUM")
+            assert await c.get("ks", "t", "after-storm", consistency="QUORUM") == {"v": (1, ts)}
+            try:
+                await c.get("ks", "nope", "k")
+            except InvalidRequest:
+                pass
+            else:
+                raise AssertionError("unknown table accepted")
+
+    trio.run(storm)
+    assert trio.run(lambda: call(cluster3[1], "ping"))["ok"]
