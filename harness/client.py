@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from node.client import Client, ClientTimeout, ConnectionLost, open_client
+from node.client import Client, ClientTimeout, ConnectionLost, _guarded_writer
 from node.protocol import (
     InvalidRequest,
     Overloaded,
@@ -56,40 +57,66 @@ def completion_for_error(exc: BaseException, *, writes: bool) -> Completion:
 
 
 class NodeConnection:
-    """A reconnecting connection from one harness worker to one node's client port."""
+    """A reconnecting connection from one harness worker to one node's client port.
+
+    Use as ``async with conn.session():`` in the task that owns it: each connection's reader and
+    writer tasks live in that session's nursery, so nothing outlives the worker.
+    """
 
     def __init__(self, host: str, port: int, *, secret: str | None, timeout: float) -> None:
         self.host = host
         self.port = port
         self.secret = secret
         self.timeout = timeout
-        self._stack: AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
         self._client: Client | None = None
+        self._scope: trio.CancelScope | None = None
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[NodeConnection]:
+        """Own this connection's tasks for the duration of the block."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                yield self
+            finally:
+                self.close()
+                self._nursery = None
+
+    async def _pump(self, stream: trio.SocketStream, client: Client, scope: trio.CancelScope,
+                    *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(client._reader)
+                    nursery.start_soon(_guarded_writer, client)
+                    task_status.started()
+        finally:
+            client._fail(ConnectionLost("connection closed by the harness"))
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
 
     async def client(self) -> Client:
         """The live client, connecting first if needed (raises ConnectionLost when refused)."""
         if self._client is None:
-            stack = AsyncExitStack()
+            if self._nursery is None:
+                raise RuntimeError("NodeConnection used outside its session()")
             try:
                 with trio.fail_after(self.timeout):
-                    self._client = await stack.enter_async_context(
-                        open_client(self.host, self.port, secret=self.secret, timeout=math.inf)
-                    )
+                    stream = await trio.open_tcp_stream(self.host, self.port)
             except (OSError, trio.TooSlowError) as exc:
-                await stack.aclose()
                 raise ConnectionLost(f"cannot connect to {self.host}:{self.port}: {exc}") from None
-            self._stack = stack
+            client = Client(stream, secret=self.secret, timeout=math.inf)
+            scope = trio.CancelScope()
+            await self._nursery.start(self._pump, stream, client, scope)
+            self._client, self._scope = client, scope
         return self._client
 
-    async def close(self) -> None:
+    def close(self) -> None:
         """Drop the connection; the next call reconnects."""
-        stack, self._stack, self._client = self._stack, None, None
-        if stack is not None:
-            with trio.CancelScope(shield=True):
-                try:
-                    await stack.aclose()
-                except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone either way
-                    pass
+        if self._scope is not None:
+            self._scope.cancel()
+        self._client, self._scope = None, None
 
     async def run(self, fn: Callable[[Client], Awaitable[Completion]], *, writes: bool) -> Completion:
         """Run one operation with the client-side timeout, mapping errors to Jepsen outcomes."""
@@ -99,11 +126,11 @@ class NodeConnection:
         except trio.TooSlowError:
             # The node did not answer at all (paused, partitioned from us): start afresh next time
             # so a stale pipelined response can never be mistaken for a new one.
-            await self.close()
+            self.close()
             return Completion("info" if writes else "fail", error="ClientTimeout",
                               extra={"message": f"no response within {self.timeout:g} s"})
         except (ConnectionLost, ProtocolError, OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            await self.close()
+            self.close()
             return completion_for_error(exc, writes=writes)
         except RinglabError as exc:
             return completion_for_error(exc, writes=writes)

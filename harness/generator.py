@@ -95,10 +95,11 @@ class Worker:
     async def run(self, workload: Workload, recorder: Recorder, rate: Rate,
                   next_op: Callable[[], Invocation], cl_of: Callable[[Invocation], str]) -> None:
         """Perform operations until cancelled."""
-        while True:
-            await trio.sleep(rate.delay(self.rng))
-            op = next_op()
-            await self.perform(workload, op, recorder, cl_of(op))
+        async with self.conn.session():
+            while True:
+                await trio.sleep(rate.delay(self.rng))
+                op = next_op()
+                await self.perform(workload, op, recorder, cl_of(op))
 
 
 def parse_concurrency(text: str | int, node_count: int) -> int:

@@ -19,7 +19,6 @@ import platform
 import random
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -31,7 +30,7 @@ import trio
 
 from harness import store
 from harness.client import NodeConnection
-from harness.deploy.local import DeployError, LocalCluster, LocalClusterSpec, free_port
+from harness.deploy.local import DeployError, LocalCluster, LocalClusterSpec, ProxyProcess
 from harness.generator import Rate, Recorder, Worker, parse_concurrency
 from harness.history import HistoryWriter
 from harness.progress import Progress
@@ -50,7 +49,7 @@ OP_TIMEOUT = 7.0
 # Final reads at ALL can fail while a restarted node catches up; try a few times.
 FINAL_READ_ATTEMPTS = 5
 # Validation fault switches a campaign may turn on (node/faults.py documents each).
-VALIDATION_FAULTS = ("ack_quorum_after_one", "skip_read_repair", "drop_hints", "no_fsync")
+VALIDATION_FAULTS = ("ack_quorum_after_one", "skip_read_repair", "drop_hints")
 
 
 @dataclass
@@ -204,50 +203,6 @@ class ProxyNet:
         await self.client.remove_latency()
 
 
-class ProxyProcess:
-    """ringlab's fault proxy as a child process (so it survives --leave-db-running)."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-
-    def start(self) -> str:
-        """Start it on a free loopback port and return its URL."""
-        port = free_port()
-        logf = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nemesis.proxy", "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"],
-            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
-        )
-        logf.close()
-        self.url = f"http://127.0.0.1:{port}"
-        return self.url
-
-    async def wait_ready(self, client: ProxyClient, timeout: float = 15.0) -> None:
-        """Wait until the API answers."""
-        with trio.move_on_after(timeout):
-            while True:
-                if self.proc is not None and self.proc.poll() is not None:
-                    raise DeployError(f"fault proxy exited with code {self.proc.returncode}; see {self.log_path}")
-                try:
-                    await client.version()
-                    return
-                except Exception:  # noqa: BLE001 - not listening yet
-                    await trio.sleep(0.1)
-        raise DeployError(f"fault proxy did not answer within {timeout:g} s; see {self.log_path}")
-
-    def stop(self) -> None:
-        """Terminate it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @dataclass
 class Outcome:
     """What one campaign produced."""
@@ -359,8 +314,6 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
             progress.phase("healing")
             healed = await schedule.heal_all()
             recorder.nemesis("info", "heal", {"healed": healed}, "heal")
-            for w in workers:
-                await w.conn.close()
             if not interrupted:
                 progress.phase("recovering")
                 with trio.move_on_after(60):
@@ -425,15 +378,13 @@ async def final_reads(cluster: LocalCluster, secret: str, workload: Any, recorde
     worker = Worker(10 * concurrency, concurrency, ids[0],
                     NodeConnection(*cluster.client_address(ids[0]), secret=secret, timeout=OP_TIMEOUT),
                     random.Random(0))
-    try:
+    async with worker.conn.session():
         for op in workload.final_ops():
             for attempt in range(FINAL_READ_ATTEMPTS):
                 done = await worker.perform(workload, op, recorder, "ALL", extra={"final": True}, apply_cl="ALL")
                 if done.type == "ok":
                     break
                 await trio.sleep(0.5 * (attempt + 1))
-    finally:
-        await worker.conn.close()
 
 
 def check_run(run_dir: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import trio
 
-from nemesis.proxy_client import link_name
+from nemesis.proxy_client import ProxyClient, link_name
 from node.client import open_client
 
 log = logging.getLogger("harness.deploy.local")
@@ -159,8 +160,11 @@ class LocalCluster:
         try:
             n.process = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "node", "--config", str(n.config_path)],
-                stdin=subprocess_devnull(), stdout=logf, stderr=logf,
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # Its own session: a Ctrl-C at the terminal reaches the harness, which heals and
+                # stops the nodes in order, and `cluster up` nodes outlive the command.
+                start_new_session=True,
             )
         finally:
             logf.close()
@@ -273,15 +277,52 @@ class LocalCluster:
         }
 
 
+class ProxyProcess:
+    """ringlab's fault proxy as a child process (so it survives --leave-db-running)."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        """Start it on a free loopback port and return its URL."""
+        port = free_port()
+        logf = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nemesis.proxy", "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+        )
+        logf.close()
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def wait_ready(self, client: ProxyClient, timeout: float = 15.0) -> None:
+        """Wait until the API answers."""
+        with trio.move_on_after(timeout):
+            while True:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise DeployError(f"fault proxy exited with code {self.proc.returncode}; see {self.log_path}")
+                try:
+                    await client.version()
+                    return
+                except Exception:  # noqa: BLE001 - not listening yet
+                    await trio.sleep(0.1)
+        raise DeployError(f"fault proxy did not answer within {timeout:g} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        """Terminate it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 class DeployError(RuntimeError):
     """The cluster could not be brought up; the message names the node and its log."""
-
-
-def subprocess_devnull() -> int:
-    """stdin for node processes: nothing to read."""
-    import subprocess
-
-    return subprocess.DEVNULL
 
 
 def tail(path: Path, lines: int = 5) -> str:
@@ -291,3 +332,105 @@ def tail(path: Path, lines: int = 5) -> str:
     except OSError:
         return "(no log)"
     return " | ".join(text[-lines:]) or "(empty log)"
+
+
+# ---- `harness cluster up|down|status`: a long-lived local cluster for manual use, as ccm does.
+
+CLUSTER_FILE = "cluster.json"
+
+
+async def cluster_up(cluster_dir: Path, node_count: int, seed: int, commitlog_sync: str = "periodic") -> dict[str, Any]:
+    """Start a fault proxy and ``node_count`` nodes that outlive this command; returns the state."""
+    import json
+    import secrets as _secrets
+
+    state_path = cluster_dir / CLUSTER_FILE
+    if state_path.exists():
+        raise DeployError(f"a cluster is already described by {state_path}; run `harness cluster down` first")
+    cluster_dir.mkdir(parents=True, exist_ok=True)
+    secret = _secrets.token_hex(16)
+    cluster = LocalCluster(LocalClusterSpec(node_count, cluster_dir / "nodes", secret, seed, commitlog_sync=commitlog_sync))
+    proxy = ProxyProcess(cluster_dir / "proxy.log")
+    url = proxy.start()
+    state: dict[str, Any] = {"proxy": {"url": url, "pid": proxy.proc.pid if proxy.proc else None}, "secret": secret, "nodes": {}}
+    try:
+        client = ProxyClient(url)
+        await proxy.wait_ready(client)
+        await client.create_proxies(cluster.proxies())
+        await cluster.start()
+        await cluster.wait_converged()
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await cluster.stop()
+        proxy.stop()
+        raise
+    for nid, n in cluster.nodes.items():
+        state["nodes"][nid] = {**cluster.describe()[nid], "pid": n.process.pid if n.process else None}
+    state_path.write_text(json.dumps(state, indent=2))
+    return state
+
+
+def cluster_down(cluster_dir: Path) -> list[str]:
+    """Stop everything ``cluster up`` started (SIGTERM, then SIGKILL); returns what was stopped."""
+    import json
+    import time as _time
+
+    state_path = cluster_dir / CLUSTER_FILE
+    try:
+        state = json.loads(state_path.read_text())
+    except FileNotFoundError:
+        raise DeployError(f"no cluster is running here ({state_path} does not exist)") from None
+    pids = {nid: n.get("pid") for nid, n in state.get("nodes", {}).items()}
+    pids["proxy"] = state.get("proxy", {}).get("pid")
+    stopped = []
+    for name, pid in pids.items():
+        if not pid:
+            continue
+        try:
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGTERM)
+            stopped.append(name)
+        except ProcessLookupError:
+            continue
+    deadline = _time.monotonic() + STOP_GRACE
+    for pid in (p for p in pids.values() if p):
+        while _time.monotonic() < deadline and _pid_alive(pid):
+            _time.sleep(0.1)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    state_path.unlink()
+    return stopped
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours would still answer; we are never the parent of `cluster up` nodes.
+    return True
+
+
+async def cluster_status(cluster_dir: Path) -> list[dict[str, Any]]:
+    """Each node's process state and what it reports about the ring."""
+    import json
+
+    state_path = cluster_dir / CLUSTER_FILE
+    try:
+        state = json.loads(state_path.read_text())
+    except FileNotFoundError:
+        raise DeployError(f"no cluster is running here ({state_path} does not exist)") from None
+    rows = []
+    for nid, n in state["nodes"].items():
+        host, port = n["client"].rsplit(":", 1)
+        row: dict[str, Any] = {"node": nid, "pid": n.get("pid"), "client": n["client"],
+                               "process": "running" if n.get("pid") and _pid_alive(n["pid"]) else "gone"}
+        try:
+            with trio.fail_after(3):
+                async with open_client(host, int(port), secret=state["secret"]) as c:
+                    status = await c.admin("status")
+            row["sees"] = {r["node_id"]: r["state"] + r["status"][0] for r in status.get("nodes", [])}
+        except Exception as exc:  # noqa: BLE001 - report whatever is wrong per node
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        rows.append(row)
+    return rows
