@@ -299,8 +299,8 @@ class StorageEngine:
             if type(c) is not Cell:
                 raise InvalidMutation(f"expected Cell, got {type(c).__name__}")
             name, value, ts, ttl = c.name, c.value, c.timestamp, c.ttl
-            if not isinstance(name, str) or not name:
-                raise InvalidMutation(f"column name must be a non-empty str, got {name!r}")
+            if not isinstance(name, str) or not name or "\x00" in name:
+                raise InvalidMutation(f"column name must be a non-empty str without NUL, got {name!r}")
             if len(name) * 4 > max_name and len(name.encode()) > max_name:
                 raise InvalidMutation(f"column name is over {max_name} bytes")
             if value is not None:
@@ -378,18 +378,26 @@ class StorageEngine:
         ``limit`` keeps cells in column order until that many *live* cells (at ``now_s``) are in.
         Raises :class:`CorruptSSTableError` if the table has an SSTable known to be corrupt.
         """
-        t = self._table(keyspace, table)
+        t = self._tables.get((keyspace, table))
+        if t is None:
+            raise UnknownTable(f"unknown table {keyspace}.{table}")
         skey = self.sort_key(key)
         with self._lock:
-            mems = [t.memtable, *t.flushing]
             sstables = t.sstables
-            parts = [p for p in (m.get(key) for m in mems) if p is not None]
-        if columns is not None:
+            parts = []
+            p = t.memtable.get(key)
+            if p is not None:
+                parts.append(p)
+            for m in t.flushing:
+                p = m.get(key)
+                if p is not None:
+                    parts.append(p)
+        if columns is not None and parts:
             parts = [_filter_columns(p, columns) for p in parts]
         for r in sstables:
+            # Every SSTable is looked at: a known-corrupt one fails the read whatever the key.
             if r.corrupt is not None:
                 raise r.corrupt
-        for r in sstables:
             if r.might_contain(key, skey):
                 p = r.get(key, skey, columns)
                 if p is not None:
@@ -402,6 +410,8 @@ class StorageEngine:
         result = result.normalized()
         if result.is_empty():
             return None
+        if limit is None and len(result.cells) <= 1:
+            return result
         return self._shape(result, t.options.column_order, limit, now_s)
 
     def _shape(self, p: Partition, order: str, limit: int | None, now_s: int | None) -> Partition:

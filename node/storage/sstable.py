@@ -4,9 +4,11 @@ Components of generation ``g`` (see docs/storage.md for byte layouts):
 
 * ``g-Data.db``       partition records in ``(sort_key(key), key)`` order. Each record is
   ``header_len u32 | body_len u32 | header_crc u32 | body_crc u32 | header | body`` where the header
-  is msgpack ``[key, pt, pdt, [[prefix, ts, ldt]...], names, ends]`` and the body is a msgpack array
-  of cells ``[value, ts, ttl, ldt]`` sorted by name; ``ends`` are the byte offsets where each cell
-  ends inside the body, so reading one column decodes one cell, not the whole row.
+  is msgpack ``[key, pt, pdt, [[prefix, ts, ldt]...], names, ends, crcs]`` and the body is a msgpack
+  array of cells ``[value, ts, ttl, ldt]`` sorted by name. ``names`` is one string, every name
+  wrapped in NUL separators; ``ends`` and ``crcs`` are little-endian u32 arrays: where each cell ends
+  inside the body and the CRC32 of its bytes. Reading one column decodes one small header and one
+  cell (no per-column Python objects for the rest of the row) and checks that cell's CRC.
 * ``g-Index.db``      blocks of up to ``INDEX_BLOCK_ENTRIES`` msgpack maps ``{key: [offset, length]}``.
 * ``g-Summary.db``    msgpack ``[[first_key, block_offset, block_length]...]``: one entry per index
   block, held in memory and searched with bisect.
@@ -26,8 +28,10 @@ import bisect
 import mmap
 import os
 import struct
+import sys
 import threading
 import zlib
+from array import array
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,11 @@ from .errors import CorruptSSTableError
 INDEX_BLOCK_ENTRIES = 32
 _REC = struct.Struct("<IIII")
 _LENS = struct.Struct("<II")
+_U32 = struct.Struct("<I")
+_U32_PAIR = struct.Struct("<II")
+# Column names are joined with NUL into one string per record (the engine refuses NUL in names).
+NAME_SEPARATOR = "\x00"
+assert array("I").itemsize == 4, "the u32 arrays of the record header need 4-byte items"
 COMPONENTS = ("Data.db", "Index.db", "Summary.db", "Filter.db", "Statistics.db")
 DIGEST = "Digest.crc32"
 TOC = "TOC.txt"
@@ -58,20 +67,26 @@ def component_path(directory: Path, generation: int, component: str) -> Path:
 def encode_partition(p: Partition) -> bytes:
     """One data record for ``p`` (cells in name order)."""
     names = sorted(p.cells)
-    ends = []
-    packed = []
-    size = 0
+    array_head = _array_header(len(names))
+    packed = [array_head]
+    ends = array("I")
+    crcs = array("I")
+    size = len(array_head)
+    cells = p.cells
     for n in names:
-        b = msgpack.packb(p.cells[n].to_obj(), use_bin_type=True)
+        b = msgpack.packb(cells[n].to_obj(), use_bin_type=True)
         packed.append(b)
         size += len(b)
         ends.append(size)
-    array_head = _array_header(len(names))
-    body = array_head + b"".join(packed)
-    ends = [e + len(array_head) for e in ends]
+        crcs.append(zlib.crc32(b))
+    if sys.byteorder != "little":
+        ends.byteswap()
+        crcs.byteswap()
+    body = b"".join(packed)
     rts = [[rt.prefix, rt.timestamp, rt.local_deletion_time] for rt in p.range_tombstones.values()]
-    header = msgpack.packb([p.key, p.partition_tombstone, p.partition_deletion_time, rts, names, ends],
-                           use_bin_type=True)
+    names_blob = NAME_SEPARATOR + NAME_SEPARATOR.join(names) + NAME_SEPARATOR if names else NAME_SEPARATOR
+    header = msgpack.packb([p.key, p.partition_tombstone, p.partition_deletion_time, rts, names_blob,
+                            ends.tobytes(), crcs.tobytes()], use_bin_type=True)
     lens = _LENS.pack(len(header), len(body))
     return _REC.pack(len(header), len(body), zlib.crc32(header, zlib.crc32(lens)), zlib.crc32(body)) + header + body
 
@@ -323,7 +338,8 @@ class SSTableReader:
             return None
         return self._block(i).get(key)
 
-    def _record(self, offset: int, length: int) -> tuple[list[Any], memoryview, int]:
+    def _record(self, offset: int, length: int) -> tuple[list[Any], int, int, int]:
+        """Check and decode a record header; returns (header, body offset, body length, body crc)."""
         mm = self._mm
         if offset + length > self.data_bytes or length < _REC.size:
             raise self._fail(f"index points past the data file at offset {offset}")
@@ -334,11 +350,8 @@ class SSTableReader:
         header = mm[hstart:hstart + hlen]
         if zlib.crc32(header, zlib.crc32(mm[offset:offset + 8])) != hcrc:
             raise self._fail(f"record header checksum mismatch at offset {offset}")
-        body = mm[hstart + hlen:hstart + hlen + blen]
-        if zlib.crc32(body) != bcrc:
-            raise self._fail(f"record body checksum mismatch at offset {offset}")
         try:
-            return msgpack.unpackb(header, raw=False), memoryview(body), offset
+            return msgpack.unpackb(header, raw=False), hstart + hlen, blen, bcrc
         except Exception as exc:  # noqa: BLE001 - CRC passed, so this is a writer bug; still refuse
             raise self._fail(f"record at offset {offset} undecodable: {exc}") from exc
 
@@ -349,36 +362,53 @@ class SSTableReader:
         loc = self._locate(key, skey)
         if loc is None:
             return None
-        header, body, offset = self._record(loc[0], loc[1])
-        return self._decode(header, body, columns, offset)
+        offset = loc[0]
+        header, bstart, blen, bcrc = self._record(offset, loc[1])
+        return self._decode(header, bstart, blen, bcrc, columns, offset)
 
-    def _decode(self, header: list[Any], body: memoryview, columns: list[str] | None, offset: int) -> Partition:
-        key, pt, pdt, rts, names, ends = header
+    def _decode(self, header: list[Any], bstart: int, blen: int, bcrc: int, columns: list[str] | None,
+                offset: int) -> Partition:
+        key, pt, pdt, rts, names_blob, ends, crcs = header
         try:
             if columns is None:
+                body = self._mm[bstart:bstart + blen]
+                if zlib.crc32(body) != bcrc:
+                    raise self._fail(f"record body checksum mismatch at offset {offset}")
                 objs = msgpack.unpackb(body, raw=False)
+                names = names_blob[1:-1].split(NAME_SEPARATOR) if objs else []
                 cells = {n: Cell(n, o[0], o[1], o[2], o[3]) for n, o in zip(names, objs)}
             else:
                 cells = {}
                 for want in columns:
-                    if want.endswith(":"):  # a whole super column
-                        i = bisect.bisect_left(names, want)
-                        while i < len(names) and names[i].startswith(want):
-                            cells[names[i]] = self._cell_at(names, ends, body, i)
-                            i += 1
+                    if want.endswith(":"):  # a whole super column: contiguous names with this prefix
+                        pos = names_blob.find(NAME_SEPARATOR + want)
+                        while pos >= 0:
+                            stop = names_blob.find(NAME_SEPARATOR, pos + 1)
+                            name = names_blob[pos + 1:stop]
+                            if not name.startswith(want):
+                                break
+                            cells[name] = self._cell_at(names_blob, pos, name, ends, crcs, bstart, offset)
+                            pos = stop if stop + 1 < len(names_blob) else -1
                     else:
-                        i = bisect.bisect_left(names, want)
-                        if i < len(names) and names[i] == want:
-                            cells[want] = self._cell_at(names, ends, body, i)
-        except (ValueError, TypeError, IndexError, msgpack.UnpackException) as exc:
+                        pos = names_blob.find(NAME_SEPARATOR + want + NAME_SEPARATOR)
+                        if pos >= 0:
+                            cells[want] = self._cell_at(names_blob, pos, want, ends, crcs, bstart, offset)
+        except (ValueError, TypeError, IndexError, struct.error, msgpack.UnpackException) as exc:
             raise self._fail(f"record at offset {offset} undecodable: {exc}") from exc
         return Partition(bytes(key), cells, pt, pdt, {r[0]: RangeTombstone(r[0], r[1], r[2]) for r in rts})
 
-    @staticmethod
-    def _cell_at(names: list[str], ends: list[int], body: memoryview, i: int) -> Cell:
-        start = ends[i - 1] if i else _array_header_len(len(names))
-        o = msgpack.unpackb(body[start:ends[i]], raw=False)
-        return Cell(names[i], o[0], o[1], o[2], o[3])
+    def _cell_at(self, names_blob: str, pos: int, name: str, ends: bytes, crcs: bytes, bstart: int,
+                 offset: int) -> Cell:
+        i = names_blob.count(NAME_SEPARATOR, 0, pos)  # the cell's index among the sorted names
+        if i:
+            start, end = _U32_PAIR.unpack_from(ends, 4 * (i - 1))
+        else:
+            start, end = _array_header_len(len(ends) // 4), _U32.unpack_from(ends, 0)[0]
+        raw = self._mm[bstart + start:bstart + end]
+        if zlib.crc32(raw) != _U32.unpack_from(crcs, 4 * i)[0]:
+            raise self._fail(f"cell {name!r} checksum mismatch in record at offset {offset}")
+        o = msgpack.unpackb(raw, raw=False)
+        return Cell(name, o[0], o[1], o[2], o[3])
 
     # -- sequential access ---------------------------------------------------------------------
 
@@ -401,8 +431,8 @@ class SSTableReader:
                     continue
                 if end is not None and skey > end:
                     return
-                header, body, offset = self._record(off, length)
-                yield skey, self._decode(header, body, None, offset)
+                header, bstart, blen, bcrc = self._record(off, length)
+                yield skey, self._decode(header, bstart, blen, bcrc, None, off)
 
     def verify(self) -> None:
         """Check the whole data file against its recorded CRC; raise :class:`CorruptSSTableError`."""
@@ -426,4 +456,5 @@ class SSTableReader:
 
 
 def _array_header_len(n: int) -> int:
+    """Bytes of a msgpack array header for ``n`` elements."""
     return 1 if n < 16 else 3 if n < 1 << 16 else 5
