@@ -1,0 +1,121 @@
+"""End-to-end campaigns: `harness run` as a user runs it, asserting on verdicts and findings.
+
+Each campaign is short (about 12-15 s of workload) and uses a fixed seed, so the fault schedule is
+reproducible. Settings that should be safe must come out valid; deliberately broken settings and
+the node's validation fault switches must come out invalid with the anomaly named.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# Workload seconds per campaign: long enough for two or three fault cycles.
+TIME_LIMIT = "14"
+
+
+def harness(*args: str, store: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run the harness CLI as a subprocess (as a user would)."""
+    cmd = [sys.executable, "-m", "harness", *args]
+    if args and args[0] == "run":
+        cmd += ["--store", str(store)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def campaign(store: Path, *args: str) -> tuple[int, dict[str, Any], Path, str]:
+    """Run one campaign; returns (exit code, results.json, run dir, stdout)."""
+    proc = harness("run", "--time-limit", TIME_LIMIT, "--nemesis-interval", "3", "--seed", "7",
+                   "--recovery-time", "2", *args, store=store)
+    latest = store / "latest"
+    assert latest.exists(), f"no run directory: {proc.stdout}\n{proc.stderr}"
+    run_dir = latest.resolve()
+    results = json.loads((run_dir / "results.json").read_text())
+    return proc.returncode, results, run_dir, proc.stdout + proc.stderr
+
+
+def anomaly_kinds(results: dict[str, Any], checker: str) -> set[str]:
+    """The kinds of anomaly one checker reported."""
+    return {a["kind"] for a in results["checkers"][checker].get("anomalies", [])}
+
+
+def test_register_under_partitions_at_quorum_is_valid(tmp_path: Path) -> None:
+    code, results, run_dir, out = campaign(tmp_path, "--workload", "register", "--nemesis", "partition")
+    assert code == 0, out
+    assert results["valid"] is True
+    for name in ("test.json", "history.jsonl", "results.json", "harness.log"):
+        assert (run_dir / name).exists(), name
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").open()]
+    assert any(o["process"] == "nemesis" and o["f"] == "start-partition" and o["type"] == "info" for o in history)
+    assert sum(1 for o in history if o["type"] == "ok") > 100
+    assert "valid" in out.lower() and str(run_dir) in out
+
+
+def test_register_under_kills_and_pauses_at_quorum_is_valid(tmp_path: Path) -> None:
+    code, results, _, out = campaign(tmp_path, "--workload", "register", "--nemesis", "kill,pause")
+    assert code == 0, out
+    assert results["valid"] is True
+
+
+def test_set_under_partitions_is_valid(tmp_path: Path) -> None:
+    code, results, _, out = campaign(tmp_path, "--workload", "set", "--nemesis", "partition")
+    assert code == 0, out
+    assert results["checkers"]["set"]["valid"] is True
+
+
+def test_clock_faults_show_timestamp_inversions(tmp_path: Path) -> None:
+    code, results, _, out = campaign(tmp_path, "--workload", "register", "--nemesis", "clock",
+                                     "--nemesis-interval", "2")
+    assert code == 1, out
+    assert "timestamp-inversion" in anomaly_kinds(results, "lww"), results["checkers"]["lww"]
+
+
+def test_one_one_stale_reads_are_expected_behaviour(tmp_path: Path) -> None:
+    code, results, _, out = campaign(tmp_path, "--workload", "register", "--nemesis", "partition",
+                                     "--partition", "majority", "--read-cl", "ONE", "--write-cl", "ONE")
+    quorum = results["checkers"]["quorum"]
+    assert quorum["valid"] is True, quorum
+    assert quorum["counts"].get("stale-read", 0) > 0, quorum
+    assert quorum["details"].get("overlapping") is False, quorum
+
+
+def test_lww_read_modify_write_loses_updates(tmp_path: Path) -> None:
+    code, results, _, out = campaign(tmp_path, "--workload", "lww-rmw", "--nemesis", "none", "--rate", "0",
+                                     "--key-count", "1")
+    assert code == 1, out
+    assert "lost-update" in anomaly_kinds(results, "counter")
+
+
+@pytest.mark.parametrize(
+    ("switch", "extra"),
+    [
+        ("ack_quorum_after_one", ["--workload", "register", "--nemesis", "partition", "--partition", "majority"]),
+        ("drop_hints", ["--workload", "set", "--nemesis", "kill", "--write-cl", "ANY", "--read-cl", "ALL"]),
+    ],
+)
+def test_validation_fault_switch_is_caught(tmp_path: Path, switch: str, extra: list[str]) -> None:
+    code, results, _, out = campaign(tmp_path, "--fault", switch, *extra)
+    assert code == 1, out
+    found = {kind for r in results["checkers"].values() for kind in (a["kind"] for a in r.get("anomalies", []))}
+    assert found, results
+    assert "invalid" in out.lower()
+
+
+def test_bad_arguments_exit_254_naming_the_argument(tmp_path: Path) -> None:
+    for args, word in (
+        (["run", "--nemesis", "meteor"], "meteor"),
+        (["run", "--read-cl", "SOME"], "SOME"),
+        (["run", "--concurrency", "lots"], "lots"),
+        (["run", "--replication-factor", "9"], "replication-factor"),
+        (["run", "--no-such-flag"], "no-such-flag"),
+    ):
+        proc = harness(*args, store=tmp_path)
+        assert proc.returncode == 254, (args, proc.stdout, proc.stderr)
+        assert word in proc.stderr, (args, proc.stderr)
