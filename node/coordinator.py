@@ -196,6 +196,7 @@ class Coordinator:
             "digest_mismatches": 0,
             "read_repairs": 0,
             "hints_stored": 0,
+            "hints_dropped": 0,
         }
         messaging.register(VERB_MUTATION, self._handle_mutation)
         messaging.register(VERB_READ, self._handle_read)
@@ -247,8 +248,12 @@ class Coordinator:
         )
 
     def _store_hint(self, target: str, keyspace: str, table: str, mutation_obj: Any) -> bool:
-        if self.hints is None or self.faults.drop_hints or target == self.node_id:
+        if self.hints is None or target == self.node_id:
             return False
+        if self.faults.drop_hints:
+            # The validation bug: claim the hint was stored (ANY is satisfied by it) but keep nothing.
+            self.stats["hints_dropped"] += 1
+            return True
         try:
             ok = self.hints.store(target, keyspace, table, mutation_obj, self.runtime.clock.wall_us())
         except OSError as exc:
@@ -270,7 +275,7 @@ class Coordinator:
         tracker = self._tracker(level, replicas, strategy, writes=True)
         alive = [r for r in replicas if self._alive(r)]
         dead = [r for r in replicas if r not in alive]
-        hints_possible = self.hints is not None and not self.faults.drop_hints
+        hints_possible = self.hints is not None
         if level == "ANY":
             if not alive and not (hints_possible and any(self.hints.within_window(r) for r in dead)):  # type: ignore[union-attr]
                 self.stats["unavailable"] += 1

@@ -22,8 +22,8 @@ class FaultSwitches:
     # Coordinator: on a digest mismatch answer with the merged value but skip the blocking repair,
     # although the table says read_repair = BLOCKING (monotonic reads can break).
     skip_read_repair: bool = False
-    # Coordinator: never store hints (writes to down replicas are silently lost there; ANY fails
-    # with Unavailable when no replica is alive).
+    # Coordinator: claim hints were stored but keep none (writes to down replicas are silently
+    # lost there, and an ANY write acknowledged on a hint alone is lost outright).
     drop_hints: bool = False
 
     def set(self, name: str, value: Any) -> None:
