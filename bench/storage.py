@@ -134,7 +134,9 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=10_000)
     ap.add_argument("--value-bytes", type=int, default=100)
     ap.add_argument("--durable-writes", type=int, default=2_000)
-    ap.add_argument("--threads", type=int, default=8, help="writer threads for batch/group modes")
+    ap.add_argument("--threads", type=int, default=8, help="writer threads for batch mode")
+    ap.add_argument("--group-threads", type=int, default=64,
+                    help="writer threads for group mode (it pays off only with many concurrent writers)")
     ap.add_argument("--reads", type=int, default=100_000)
     ap.add_argument("--dir", default=None, help="where to put the data (default: a temp dir)")
     args = ap.parse_args()
@@ -151,7 +153,7 @@ def main() -> None:
     sq_full = sqlite_open(root / "full.db", "FULL")
     sq_rate, sq_lat = sqlite_writes(sq_full, args.durable_writes, parts, value)
     sq_full.close()
-    for mode, threads in (("batch", 1), ("batch", args.threads), ("group", args.threads)):
+    for mode, threads in (("batch", 1), ("batch", args.threads), ("group", args.group_threads)):
         d = root / f"engine-{mode}-{threads}"
         rate, lat, e = engine_writes(d, mode, args.durable_writes, parts, value, threads)
         e.close()

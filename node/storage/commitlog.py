@@ -243,7 +243,7 @@ class CommitLog:
                 todo = [s for s in self._segments if s.fd is not None]
                 active = self._active
             for seg in todo:
-                os.fsync(seg.fd)  # type: ignore[arg-type]
+                _datasync(seg.fd)  # type: ignore[arg-type]
             with self._lock:
                 for seg in todo:
                     if seg is not active and seg.fd is not None:
@@ -338,6 +338,15 @@ class CommitLog:
                     os.close(seg.fd)
                     seg.fd = None
             self._active = None
+
+
+def _datasync(fd: int) -> None:
+    # fdatasync still persists the file size (needed to read appended records back) but skips
+    # the mtime update that fsync would also write.
+    if hasattr(os, "fdatasync"):
+        os.fdatasync(fd)
+    else:
+        os.fsync(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -395,13 +395,17 @@ class StorageEngine:
         if columns is not None and parts:
             parts = [_filter_columns(p, columns) for p in parts]
         for r in sstables:
-            # Every SSTable is looked at: a known-corrupt one fails the read whatever the key.
+            # A known-corrupt SSTable fails every read of its table, whatever the key.
             if r.corrupt is not None:
                 raise r.corrupt
-            if r.might_contain(key, skey):
-                p = r.get(key, skey, columns)
-                if p is not None:
-                    parts.append(p)
+        if columns is not None and len(sstables) > 1 and not any(c.endswith(":") for c in columns):
+            self._read_named(parts, sstables, key, skey, columns)
+        else:
+            for r in sstables:
+                if r.might_contain(key, skey):
+                    p = r.get(key, skey, columns)
+                    if p is not None:
+                        parts.append(p)
         if not parts:
             return None
         result = parts[0]
@@ -413,6 +417,32 @@ class StorageEngine:
         if limit is None and len(result.cells) <= 1:
             return result
         return self._shape(result, t.options.column_order, limit, now_s)
+
+    @staticmethod
+    def _read_named(parts: list[Partition], sstables: list[SSTableReader], key: bytes, skey: Any,
+                    columns: list[str]) -> None:
+        """Named-column read: visit SSTables newest data first, stop once older ones cannot win.
+
+        Cassandra's time-ordered read: when every requested column already has a version newer
+        than anything a remaining SSTable holds (its max timestamp), that SSTable cannot change
+        the answer — neither by a cell nor by a deletion, which would carry an older timestamp.
+        """
+        newest: dict[str, int] = {}
+        for p in parts:
+            for name, c in p.cells.items():
+                if c.timestamp > newest.get(name, _INT64_MIN):
+                    newest[name] = c.timestamp
+        wanted = len(set(columns))
+        for r in sorted(sstables, key=lambda r: -r.max_timestamp):
+            if len(newest) == wanted and min(newest.values()) > r.max_timestamp:
+                break
+            if r.might_contain(key, skey):
+                p = r.get(key, skey, columns)
+                if p is not None:
+                    parts.append(p)
+                    for name, c in p.cells.items():
+                        if c.timestamp > newest.get(name, _INT64_MIN):
+                            newest[name] = c.timestamp
 
     def _shape(self, p: Partition, order: str, limit: int | None, now_s: int | None) -> Partition:
         cells = sorted(p.cells.values(), key=cell_sort_key(order))
@@ -755,6 +785,7 @@ class _CorruptSSTable:
         self.corrupt: CorruptSSTableError | None = error
         self.name = error.path
         self.data_bytes = 0
+        self.max_timestamp = _INT64_MAX
         self.stats: dict[str, Any] = {}
 
     def might_contain(self, key: bytes, skey: Any) -> bool:

@@ -290,6 +290,9 @@ class SSTableReader:
         if data_size:
             with open(self.data_path, "rb") as f:
                 self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        # Unknown (no cells) counts as newest, so the time-ordered read never skips it wrongly.
+        max_ts = self.stats.get("max_timestamp")
+        self.max_timestamp: int = max_ts if max_ts is not None else (1 << 63) - 1
         first, last = self.stats.get("first_key"), self.stats.get("last_key")
         self.first = (sort_key(first), first) if first is not None else None
         self.last = (sort_key(last), last) if last is not None else None

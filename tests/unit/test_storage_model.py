@@ -120,6 +120,9 @@ class EngineVsModel(RuleBasedStateMachine):
             got_one = {} if one is None else {n: c.value for n, c in one.live_cells(now).items()}
             want_one = {n: v for n, v in self.model.live(key, now).items() if n == "x" or n.startswith("s:")}
             assert got_one == want_one, key
+            named = self.engine.read("ks", "t", key, columns=["x", "y"], now_s=now)
+            got_named = {} if named is None else {n: c.value for n, c in named.live_cells(now).items()}
+            assert got_named == {n: v for n, v in self.model.live(key, now).items() if n in ("x", "y")}, key
 
     @invariant()
     def scan_agrees(self) -> None:
