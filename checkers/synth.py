@@ -1,0 +1,138 @@
+"""Synthetic histories from real sequential executions, for property tests and benchmarks.
+
+Each client invokes an operation, the operation takes effect at one instant strictly between its
+invocation and its completion (its linearization point), and the sequential model computes the
+result at that instant. The history is therefore linearizable by construction; ``info``
+operations either took effect at their point or never did, and a client whose operation ended
+``info`` continues as a new process, as Jepsen's do. Write timestamps are the linearization
+points in microseconds, so the last-write-wins and quorum checkers must find nothing either.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from harness.history import NEMESIS, Op
+
+
+@dataclass(slots=True)
+class _Planned:
+    client: int
+    process: int
+    inv: int
+    lp: int
+    comp: int
+    f: str
+    key: Any
+    value: Any
+    outcome: str  # ok / fail / info
+    applied: bool
+    out: Any = None
+    ts: int | None = None
+
+
+def generate(
+    model: str = "register",
+    n_ops: int = 100,
+    clients: int = 5,
+    keys: int = 1,
+    info_rate: float = 0.05,
+    fail_rate: float = 0.02,
+    seed: int = 0,
+    nemesis_every: int = 0,
+) -> list[Op]:
+    """A linearizable history of ``n_ops`` completed operations by ``clients`` concurrent clients.
+
+    ``keys`` > 1 spreads operations over keys 0..keys-1 (``keys`` == 1 uses key None for the
+    register, as Knossos' single-register histories do). ``nemesis_every`` > 0 inserts a
+    start/stop-partition pair every that many operations.
+    """
+    rng = random.Random(seed)
+    clock = [0] * clients
+    procs = list(range(clients))
+    next_proc = clients
+    plans: list[_Planned] = []
+    value_seq = 0
+    for _ in range(n_ops):
+        c = rng.randrange(clients)
+        inv = clock[c] + rng.randrange(1, 2_000)
+        # Mostly short operations with a tail of long ones, as a loaded cluster gives.
+        dur = rng.randrange(50, 3_000) if rng.random() < 0.9 else rng.randrange(3_000, 40_000)
+        comp = inv + dur
+        lp = rng.randrange(inv + 1, comp)
+        clock[c] = comp
+        r = rng.random()
+        key: Any = rng.randrange(keys) if keys > 1 else None
+        value_seq += 1
+        if model == "set":
+            f, value = ("add", value_seq) if r < 0.75 else ("read", None)
+        elif model == "kv":
+            f, value = ("get", None) if r < 0.4 else ("put", value_seq) if r < 0.7 else ("append", value_seq)
+        else:
+            if r < 0.45:
+                f, value = "read", None
+            elif r < 0.85:
+                f, value = "write", value_seq
+            else:
+                f, value = "cas", [rng.randrange(max(1, value_seq - 5), value_seq + 1), value_seq]
+        x = rng.random()
+        outcome = "info" if x < info_rate else "fail" if x < info_rate + fail_rate else "ok"
+        applied = outcome == "ok" or (outcome == "info" and rng.random() < 0.5)
+        plans.append(_Planned(c, procs[c], inv, lp, comp, f, key, value, outcome, applied))
+        if outcome == "info":
+            procs[c] = next_proc
+            next_proc += 1
+    # Execute the applied operations sequentially, in linearization-point order.
+    state: dict[Any, Any] = {}
+    for p in sorted(plans, key=lambda p: p.lp):
+        if not p.applied:
+            continue
+        cur = state.get(p.key)
+        if p.f in ("read", "get"):
+            p.out = sorted(cur or ()) if model == "set" else (list(cur) if isinstance(cur, tuple) else cur)
+            ts = state.get(("ts", p.key))
+            p.ts = ts
+        elif p.f in ("write", "put"):
+            state[p.key] = p.value
+            state[("ts", p.key)] = p.ts = p.lp
+        elif p.f == "append":
+            state[p.key] = (cur if isinstance(cur, tuple) else () if cur is None else (cur,)) + (p.value,)
+            state[("ts", p.key)] = p.ts = p.lp
+        elif p.f == "cas":
+            if cur == p.value[0]:
+                state[p.key] = p.value[1]
+                state[("ts", p.key)] = p.ts = p.lp
+            elif p.outcome == "ok":
+                p.outcome = "fail"  # the comparison failed: a real store answers fail
+                p.applied = False
+        elif p.f == "add":
+            state[p.key] = (cur or frozenset()) | {p.value}
+    events: list[tuple[int, int, Op]] = []
+    for n, p in enumerate(plans):
+        reads = p.f in ("read", "get")
+        events.append((p.inv, 0, Op(0, p.inv, p.process, "invoke", p.f, p.key, None if reads else p.value)))
+        out_value = p.out if (reads and p.outcome == "ok") else (None if reads else p.value)
+        done = Op(0, p.comp, p.process, p.outcome, p.f, p.key, out_value)
+        if p.outcome == "ok":
+            done.timestamp = p.ts  # a write's own stamp, or the stamp of the value a read returned
+        elif p.outcome == "info":
+            done.error = "WriteTimeout" if not reads else "ReadTimeout"
+        else:
+            done.error = "Unavailable"
+        events.append((p.comp, 1, done))
+    if nemesis_every:
+        end = max((p.comp for p in plans), default=0)
+        step = max(1, end * nemesis_every // max(1, n_ops))
+        t = step
+        while t + step // 2 < end:
+            events.append((t, 0, Op(0, t, NEMESIS, "info", "start-partition", None, "majority")))
+            events.append((t + step // 2, 0, Op(0, t + step // 2, NEMESIS, "info", "stop-partition", None, None)))
+            t += step
+    events.sort(key=lambda e: (e[0], e[1]))
+    ops = []
+    for i, (_, _, op) in enumerate(events):
+        op.index = i
+        ops.append(op)
+    return ops

@@ -1,0 +1,535 @@
+"""The history model: operations, a streaming JSONL writer/reader, and Jepsen's EDN format.
+
+A history is the ordered list of every client and nemesis operation of a test, as Jepsen
+records it: each client operation is an ``invoke`` followed by exactly one completion (``ok``,
+``fail`` or ``info``) from the same process. ``docs/history-format.md`` documents the fields.
+
+Readers stream: they yield one :class:`Op` at a time and never hold the file in memory, so a
+history of ten million operations costs the memory of one line plus what the caller keeps.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+OP_TYPES = frozenset({"invoke", "ok", "fail", "info"})
+COMPLETION_TYPES = frozenset({"ok", "fail", "info"})
+NEMESIS = "nemesis"
+
+# The fields an Op has besides ``extra``, in the order they are written.
+_FIELDS = ("index", "time", "process", "type", "f", "key", "value", "node", "cl", "timestamp", "error")
+_OPTIONAL = ("node", "cl", "timestamp", "error")
+
+# How much of an EDN file is read at a time: large enough that the regex tokenizer runs on long
+# stretches, small enough that memory stays flat whatever the file's size.
+_EDN_CHUNK_CHARS = 1 << 16
+
+
+class HistoryError(ValueError):
+    """A history file or operation is malformed; the message names the line and the field."""
+
+
+@dataclass(slots=True)
+class Op:
+    """One history event: an invocation or a completion by a client process or the nemesis."""
+
+    index: int
+    time: int
+    process: int | str
+    type: str
+    f: str
+    key: Any = None
+    value: Any = None
+    node: str | None = None
+    cl: str | None = None
+    timestamp: int | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: every core field, optional ones only when set, then ``extra``."""
+        d: dict[str, Any] = {
+            "index": self.index,
+            "time": self.time,
+            "process": self.process,
+            "type": self.type,
+            "f": self.f,
+            "key": self.key,
+            "value": self.value,
+        }
+        for name in _OPTIONAL:
+            v = getattr(self, name)
+            if v is not None:
+                d[name] = v
+        if self.extra:
+            d.update(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "operation") -> Op:
+        """Build an Op from its JSON form, raising HistoryError naming the bad field."""
+        if not isinstance(d, dict):
+            raise HistoryError(f"{where}: expected an object, got {type(d).__name__}")
+        try:
+            index = d["index"]
+            time = d["time"]
+            process = d["process"]
+            typ = d["type"]
+            f = d["f"]
+        except KeyError as e:
+            raise HistoryError(f"{where}: missing field {e.args[0]!r}") from None
+        if type(index) is not int:
+            raise HistoryError(f"{where}: field 'index' must be an integer, got {index!r}")
+        if type(time) is not int:
+            raise HistoryError(f"{where}: field 'time' must be an integer (ns), got {time!r}")
+        if type(process) is not int and process != NEMESIS:
+            raise HistoryError(f"{where}: field 'process' must be an integer or 'nemesis', got {process!r}")
+        if typ not in OP_TYPES:
+            raise HistoryError(f"{where}: field 'type' must be one of invoke/ok/fail/info, got {typ!r}")
+        if type(f) is not str:
+            raise HistoryError(f"{where}: field 'f' must be a string, got {f!r}")
+        ts = d.get("timestamp")
+        if ts is not None and type(ts) is not int:
+            raise HistoryError(f"{where}: field 'timestamp' must be an integer (µs), got {ts!r}")
+        extra = {k: v for k, v in d.items() if k not in _FIELDS} if len(d) > 7 else {}
+        return cls(index, time, process, typ, f, d.get("key"), d.get("value"), d.get("node"),
+                   d.get("cl"), ts, d.get("error"), extra)
+
+    def is_client(self) -> bool:
+        """True for client operations, False for the nemesis."""
+        return self.process != NEMESIS
+
+
+class HistoryWriter:
+    """Appends operations to a JSONL history, one line per op, flushed as each is written.
+
+    Flushing per operation is what lets an interrupted run keep every line it recorded; pass
+    ``fsync=True`` to survive a machine crash too (much slower).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fsync: bool = False) -> None:
+        self.path = Path(path)
+        self._fsync = fsync
+        self._file: TextIO = open(self.path, "a", encoding="utf-8")
+        self.count = 0
+
+    def write(self, op: Op | dict[str, Any]) -> None:
+        """Append one operation and flush it to the operating system."""
+        d = op.to_dict() if isinstance(op, Op) else op
+        self._file.write(json.dumps(d, separators=(",", ":"), ensure_ascii=False) + "\n")
+        self._file.flush()
+        if self._fsync:
+            os.fsync(self._file.fileno())
+        self.count += 1
+
+    append = write
+
+    def close(self) -> None:
+        """Close the file (every line is already flushed)."""
+        self._file.close()
+
+    def __enter__(self) -> HistoryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_jsonl(ops: Iterable[Op], path: str | os.PathLike[str]) -> int:
+    """Write a whole history as JSONL (buffered; for tools, not for live runs); returns the count."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as out:
+        for op in ops:
+            out.write(json.dumps(op.to_dict(), separators=(",", ":"), ensure_ascii=False))
+            out.write("\n")
+            n += 1
+    return n
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Op]:
+    """Stream the operations of a JSONL history; a truncated last line is ignored."""
+    loads = json.loads
+    from_dict = Op.from_dict
+    with open(path, encoding="utf-8") as f:
+        pending: tuple[int, str] | None = None
+        for lineno, line in enumerate(f, 1):
+            if pending is not None:
+                raise pending_error(path, *pending)
+            if not line.strip():
+                continue
+            try:
+                d = loads(line)
+            except ValueError as e:
+                if not line.endswith("\n"):
+                    # An interrupted run can leave half a line at the very end: keep the rest.
+                    pending = (lineno, str(e))
+                    continue
+                raise HistoryError(f"{path}:{lineno}: not valid JSON: {e}") from None
+            yield from_dict(d, f"{path}:{lineno}")
+
+
+def pending_error(path: str | os.PathLike[str], lineno: int, msg: str) -> HistoryError:
+    """The error for a malformed line that turned out not to be the last one."""
+    return HistoryError(f"{path}:{lineno}: not valid JSON: {msg}")
+
+
+def read_history(path: str | os.PathLike[str], independent: bool = False) -> Iterator[Op]:
+    """Stream a history file: ``.edn`` as Jepsen's EDN, anything else as JSONL.
+
+    ``independent`` splits EDN values written as jepsen.independent ``[key value]`` tuples.
+    """
+    p = str(path)
+    if not os.path.exists(p):
+        raise HistoryError(f"{p}: no such history file")
+    if p.endswith(".edn"):
+        return read_edn(p, independent=independent)
+    return read_jsonl(p)
+
+
+def pair_ops(ops: Iterable[Op]) -> Iterator[tuple[Op, Op | None]]:
+    """Match each invocation with its completion from the same process.
+
+    Yields ``(invoke, completion)`` as completions arrive, then ``(invoke, None)`` for every
+    invocation the history never completed (an interrupted run: treat it as ``info``).
+    Nemesis operations are paired the same way; a lone nemesis completion is yielded as
+    ``(completion, completion)``.
+    """
+    pending: dict[int | str, Op] = {}
+    for op in ops:
+        if op.type == "invoke":
+            prev = pending.get(op.process)
+            if prev is not None:
+                raise HistoryError(
+                    f"op {op.index}: process {op.process!r} invoked again before op {prev.index} completed"
+                )
+            pending[op.process] = op
+        else:
+            inv = pending.pop(op.process, None)
+            if inv is None:
+                if op.process == NEMESIS:
+                    yield op, op
+                    continue
+                raise HistoryError(f"op {op.index}: {op.type} from process {op.process!r} without an invocation")
+            yield inv, op
+    for inv in sorted(pending.values(), key=lambda o: o.index):
+        yield inv, None
+
+
+# --------------------------------------------------------------------------------------------
+# EDN: the subset Jepsen histories use (maps, vectors, lists, sets, keywords, strings, numbers,
+# nil/true/false, tagged elements such as #jepsen.history.Op{...} or #inst "...").
+
+
+class Keyword(str):
+    """An EDN keyword read from a file, kept distinct from strings so it can be written back."""
+
+    __slots__ = ()
+
+
+class _Tagged:
+    __slots__ = ("tag",)
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+
+_EDN_TOKEN = re.compile(
+    r"""
+    (?P<ws>[\s,]+|;[^\n]*)
+  | (?P<str>"(?:[^"\\]|\\.)*")
+  | (?P<open>\#\{|[\[({])
+  | (?P<close>[\])}])
+  | (?P<discard>\#_)
+  | (?P<tag>\#[A-Za-z][^\s,\[\]{}()"]*)
+  | (?P<char>\\(?:newline|space|tab|return|u[0-9a-fA-F]{4}|.))
+  | (?P<atom>[^\s,\[\]{}()"\\;]+)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_INT = re.compile(r"[+-]?\d+N?")
+_FLOAT = re.compile(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?M?")
+_STR_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f"}
+_CHAR_NAMES = {"newline": "\n", "space": " ", "tab": "\t", "return": "\r"}
+
+
+def _edn_string(tok: str) -> str:
+    body = tok[1:-1]
+    if "\\" not in body:
+        return body
+    out = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\":
+            n = body[i + 1]
+            if n == "u":
+                out.append(chr(int(body[i + 2 : i + 6], 16)))
+                i += 6
+                continue
+            out.append(_STR_ESCAPES.get(n, n))
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _edn_atom(tok: str) -> Any:
+    if tok == "nil":
+        return None
+    if tok == "true":
+        return True
+    if tok == "false":
+        return False
+    if tok[0] == ":":
+        return Keyword(tok[1:])
+    if _INT.fullmatch(tok):
+        return int(tok.rstrip("N"))
+    if _FLOAT.fullmatch(tok):
+        return float(tok.rstrip("M"))
+    return tok  # a symbol: keep its name
+
+
+def _edn_tokens(f: TextIO, where: str) -> Iterator[tuple[str, str]]:
+    buf = ""
+    eof = False
+    pos = 0
+    while True:
+        if not eof and len(buf) - pos < _EDN_CHUNK_CHARS:
+            chunk = f.read(_EDN_CHUNK_CHARS)
+            buf = buf[pos:] + chunk
+            pos = 0
+            eof = not chunk
+        if pos >= len(buf):
+            return
+        m = _EDN_TOKEN.match(buf, pos)
+        if m is None or (m.end() == len(buf) and not eof):
+            if eof:
+                raise HistoryError(f"{where}: cannot read EDN near {buf[pos:pos + 40]!r}")
+            # The token may continue in the next chunk: read more before deciding.
+            chunk = f.read(_EDN_CHUNK_CHARS)
+            buf = buf[pos:] + chunk
+            pos = 0
+            eof = not chunk
+            continue
+        pos = m.end()
+        kind = m.lastgroup
+        assert kind is not None
+        if kind != "ws":
+            yield kind, m.group()
+
+
+def _edn_forms(tokens: Iterator[tuple[str, str]], where: str) -> Iterator[tuple[int, Any]]:
+    """Yield (depth, form) for each complete form at depth 0 and for elements at depth 1."""
+    stack: list[tuple[str, list[Any]]] = []
+    # Depths at which a #_ is waiting to swallow the next complete form.
+    discard_depths: list[int] = []
+    for kind, tok in tokens:
+        if kind == "open":
+            stack.append((tok, []))
+            continue
+        if kind == "discard":
+            discard_depths.append(len(stack))
+            continue
+        if kind == "tag":
+            continue  # #inst "..." → the string; #jepsen.history.Op{...} → the map
+        if kind == "close":
+            if not stack:
+                raise HistoryError(f"{where}: unbalanced {tok!r} in EDN")
+            opener, items = stack.pop()
+            expected = {"[": "]", "(": ")", "{": "}", "#{": "}"}[opener]
+            if tok != expected:
+                raise HistoryError(f"{where}: EDN {opener!r} closed by {tok!r}")
+            if opener == "{":
+                if len(items) % 2:
+                    raise HistoryError(f"{where}: EDN map with an odd number of forms")
+                value: Any = {_edn_key(items[i]): items[i + 1] for i in range(0, len(items), 2)}
+            elif opener == "#{":
+                value = _sorted_set(items)
+            else:
+                value = items
+        elif kind == "str":
+            value = _edn_string(tok)
+        elif kind == "char":
+            body = tok[1:]
+            value = _CHAR_NAMES.get(body) or (chr(int(body[1:], 16)) if len(body) == 5 and body[0] == "u" else body)
+        else:
+            value = _edn_atom(tok)
+        depth = len(stack)
+        if discard_depths and discard_depths[-1] == depth:
+            discard_depths.pop()
+            continue
+        if depth == 0:
+            yield 0, value
+        elif depth == 1 and stack[0][0] in ("[", "("):
+            yield 1, value
+        else:
+            stack[-1][1].append(value)
+    if stack:
+        raise HistoryError(f"{where}: EDN ends inside an unclosed {stack[-1][0]!r}")
+
+
+def _edn_key(k: Any) -> Any:
+    if isinstance(k, list):
+        return tuple(k)
+    return k
+
+
+def _sorted_set(items: list[Any]) -> list[Any]:
+    try:
+        return sorted(items)
+    except TypeError:
+        return items
+
+
+def _plain(v: Any) -> Any:
+    """EDN value → JSON-friendly value: keywords become strings, maps get string keys."""
+    if isinstance(v, Keyword):
+        return str(v)
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k) if not isinstance(k, tuple) else json.dumps(_plain(list(k))): _plain(x) for k, x in v.items()}
+    return v
+
+
+def _op_from_edn(m: Any, n: int, where: str, independent: bool) -> Op:
+    if not isinstance(m, dict):
+        raise HistoryError(f"{where}: operation {n}: expected an EDN map, got {type(m).__name__}")
+    d = {str(k): v for k, v in m.items()}
+    for name in ("type", "f", "process"):
+        if name not in d:
+            raise HistoryError(f"{where}: operation {n}: missing :{name}")
+    process = d["process"]
+    process = NEMESIS if isinstance(process, str) else process
+    err = d.get("error")
+    if isinstance(err, list) and err:
+        err = err[0]
+    error = None if err is None else str(_plain(err))
+    key = _plain(d.get("key"))
+    value = _plain(d.get("value"))
+    if independent and "key" not in d and isinstance(value, list) and len(value) == 2:
+        key, value = value
+    extra = {k: _plain(v) for k, v in d.items() if k not in _FIELDS}
+    ts = d.get("timestamp")
+    time = d.get("time", 0)
+    op = Op(
+        index=d.get("index", n) if type(d.get("index", n)) is int else n,
+        time=int(time) if isinstance(time, (int, float)) else 0,
+        process=process,
+        type=str(d["type"]),
+        f=str(_plain(d["f"])),
+        key=key,
+        value=value,
+        node=None if d.get("node") is None else str(_plain(d["node"])),
+        cl=None if d.get("cl") is None else str(_plain(d["cl"])),
+        timestamp=ts if type(ts) is int else None,
+        error=error,
+        extra=extra,
+    )
+    if op.type not in OP_TYPES:
+        raise HistoryError(f"{where}: operation {n}: :type must be :invoke/:ok/:fail/:info, got {op.type!r}")
+    return op
+
+
+def read_edn(path: str | os.PathLike[str], independent: bool = False) -> Iterator[Op]:
+    """Stream a Jepsen EDN history: one map per operation, bare or inside one vector/list."""
+    where = str(path)
+    with open(path, encoding="utf-8") as f:
+        n = 0
+        for depth, form in _edn_forms(_edn_tokens(f, where), where):
+            if depth == 0 and isinstance(form, list):
+                continue  # the closing of a top-level vector whose elements were yielded
+            yield _op_from_edn(form, n, where, independent)
+            n += 1
+
+
+def parse_edn(text: str) -> list[Any]:
+    """Parse every top-level EDN form in ``text`` (for tests and tools)."""
+    out: list[Any] = []
+    stack_top: list[Any] = []
+    for depth, form in _edn_forms(_edn_tokens(io.StringIO(text), "<string>"), "<string>"):
+        if depth == 1:
+            stack_top.append(form)
+        elif isinstance(form, list):
+            out.append(stack_top + form)
+            stack_top = []
+        else:
+            out.append(form)
+    return out
+
+
+def _edn_dump(v: Any) -> str:
+    if v is None:
+        return "nil"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, Keyword):
+        return ":" + v
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)  # JSON string escapes are valid EDN
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + " ".join(_edn_dump(x) for x in v) + "]"
+    if isinstance(v, (set, frozenset)):
+        return "#{" + " ".join(_edn_dump(x) for x in _sorted_set(list(v))) + "}"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_edn_dump(_kw_key(k))} {_edn_dump(x)}" for k, x in v.items()) + "}"
+    raise HistoryError(f"cannot write {type(v).__name__} value {v!r} as EDN")
+
+
+def _kw_key(k: Any) -> Any:
+    if isinstance(k, str) and re.fullmatch(r"[A-Za-z*+!_?<>=-][\w*+!?<>=./-]*", k):
+        return Keyword(k)
+    return k
+
+
+def op_to_edn(op: Op, independent: bool = False) -> str:
+    """One operation as a Jepsen EDN map (``:type``/``:f`` keywords, ``:process :nemesis``)."""
+    parts = [
+        f":index {op.index}",
+        f":time {op.time}",
+        f":type :{op.type}",
+        f":process {':nemesis' if op.process == NEMESIS else op.process}",
+        f":f {_edn_dump(_kw_key(op.f))}",
+    ]
+    if independent and op.key is not None:
+        parts.append(f":value {_edn_dump([op.key, op.value])}")
+    else:
+        if op.key is not None:
+            parts.append(f":key {_edn_dump(op.key)}")
+        parts.append(f":value {_edn_dump(op.value)}")
+    for name in _OPTIONAL:
+        v = getattr(op, name)
+        if v is not None:
+            parts.append(f":{name} {_edn_dump(v)}")
+    for k, v in op.extra.items():
+        parts.append(f"{_edn_dump(_kw_key(k))} {_edn_dump(v)}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def write_edn(ops: Iterable[Op], path: str | os.PathLike[str], independent: bool = False) -> int:
+    """Write a history as Jepsen EDN, one map per line; returns the number of operations.
+
+    With ``independent`` keyed values are written as jepsen.independent ``[key value]`` tuples,
+    which is what Knossos' independent checker expects; otherwise the key goes in ``:key``.
+    """
+    n = 0
+    with open(path, "w", encoding="utf-8") as out:
+        for op in ops:
+            out.write(op_to_edn(op, independent))
+            out.write("\n")
+            n += 1
+    return n
