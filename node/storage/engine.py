@@ -90,6 +90,7 @@ class StorageEngine:
         self._next_id = 1
         self._commitlog: CommitLog | None = None
         self._opened = False
+        self._local = threading.local()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -291,7 +292,7 @@ class StorageEngine:
             raise InvalidMutation(f"partition key is {len(key)} bytes; the limit is {cfg.max_key_bytes}")
         if not m.cells and m.partition_tombstone is None and not m.range_tombstones:
             raise InvalidMutation("empty mutation: no cells and no deletions")
-        now = self.now_s() if now_s is None else now_s
+        now = now_s  # read the clock only if a deletion or expiry time must be filled in
         changed = False
         cells = []
         max_value, max_name = cfg.max_value_bytes, cfg.max_column_name_bytes
@@ -316,9 +317,11 @@ class StorageEngine:
                 if type(ttl) is not int or not 0 < ttl <= MAX_TTL_SECONDS:
                     raise InvalidMutation(f"ttl of column {name!r} must be 1..{MAX_TTL_SECONDS} s, got {ttl!r}")
                 if c.local_deletion_time is None:
+                    now = self.now_s() if now is None else now
                     c = Cell(name, value, ts, ttl, now + ttl)
                     changed = True
             elif value is None and c.local_deletion_time is None:
+                now = self.now_s() if now is None else now
                 c = Cell(name, None, ts, None, now)
                 changed = True
             elif value is not None and c.local_deletion_time is not None:
@@ -329,7 +332,7 @@ class StorageEngine:
             if type(pt) is not int or not _INT64_MIN <= pt <= _INT64_MAX:
                 raise InvalidMutation(f"partition tombstone must be a 64-bit int, got {pt!r}")
             if pdt is None:
-                pdt = now
+                pdt = now = self.now_s() if now is None else now
                 changed = True
         rts = []
         for rt in m.range_tombstones:
@@ -338,6 +341,7 @@ class StorageEngine:
             if type(rt.timestamp) is not int or not _INT64_MIN <= rt.timestamp <= _INT64_MAX:
                 raise InvalidMutation(f"range tombstone timestamp must be a 64-bit int, got {rt.timestamp!r}")
             if rt.local_deletion_time is None:
+                now = self.now_s() if now is None else now
                 rt = RangeTombstone(rt.prefix, rt.timestamp, now)
                 changed = True
             rts.append(rt)
@@ -349,7 +353,11 @@ class StorageEngine:
         """Validate, append to the commit log and apply to the memtable; returns the log position."""
         t = self._table(keyspace, table)
         m = self.validate(mutation, now_s)
-        payload = msgpack.packb([t.id, m.to_obj()], use_bin_type=True)
+        packer = getattr(self._local, "packer", None)
+        if packer is None:
+            # msgpack.packb builds a Packer per call; one per thread (they are not thread-safe).
+            packer = self._local.packer = msgpack.Packer(use_bin_type=True)
+        payload = packer.pack([t.id, m.to_obj()])
         if len(payload) > self.config.mutation_limit:
             raise InvalidMutation(f"mutation is {len(payload)} bytes encoded; the limit is {self.config.mutation_limit}")
         cl = self._cl()
