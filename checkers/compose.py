@@ -1,0 +1,117 @@
+"""Run the checkers a test calls for and compose their verdicts into ``results.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from checkers import linearizable, lww, perf, quorum, sets
+from checkers.result import Result, Validity, merge_validity
+from harness.history import Op, read_history
+
+CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
+    "linearizable": linearizable.check,
+    "lww": lww.check,
+    "quorum": quorum.check,
+    "set": sets.check,
+    "perf": perf.check,
+}
+"""Every checker by name; each is a pure function of (history, params)."""
+
+EXIT_CODES = {True: 0, False: 1, "unknown": 2}
+"""Jepsen's exit codes for a verdict."""
+
+
+@dataclass(slots=True)
+class ComposedResult:
+    """The verdict of every checker and the overall one (Jepsen's merge)."""
+
+    valid: Validity
+    results: dict[str, Result] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict: overall validity, then each checker's result."""
+        return {
+            "valid": self.valid,
+            "checkers": {name: r.to_json() for name, r in self.results.items()},
+            "summary": {name: r.valid for name, r in self.results.items()},
+            "params": self.params,
+            "elapsed_s": self.elapsed_s,
+        }
+
+    def exit_code(self) -> int:
+        """0 valid, 1 invalid, 2 unknown."""
+        return EXIT_CODES[self.valid]
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write ``results.json`` atomically (a reader never sees half a file)."""
+        p = Path(path)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, p)
+
+
+def default_checkers(params: dict[str, Any]) -> list[str]:
+    """The checkers that fit the model: register/kv get LWW (and quorum with a replication
+    factor), set gets set-full; every model gets linearizability and perf."""
+    model = params.get("model") or "register"
+    names = ["linearizable"]
+    if model == "set":
+        names.append("set")
+    else:
+        names.append("lww")
+        if params.get("replication_factor"):
+            names.append("quorum")
+    names.append("perf")
+    return names
+
+
+def check_all(history: str | os.PathLike[str] | Iterable[Op], params: dict[str, Any] | None = None,
+              save_to: str | os.PathLike[str] | None = None) -> ComposedResult:
+    """Run every applicable checker (``params['checkers']`` overrides) and merge the verdicts.
+
+    A path is re-read (streaming) by each checker so memory stays bounded; an iterable that is
+    not a list is materialised once.
+    """
+    params = dict(params or {})
+    names = params.get("checkers") or default_checkers(params)
+    for n in names:
+        if n not in CHECKERS:
+            raise ValueError(f"unknown checker {n!r}; expected one of {', '.join(CHECKERS)}")
+    if isinstance(history, (str, os.PathLike)):
+        path = history
+
+        def source() -> Iterable[Op]:
+            return read_history(path)
+    else:
+        ops = history if isinstance(history, list) else list(history)
+
+        def source() -> Iterable[Op]:
+            return ops
+
+    results: dict[str, Result] = {}
+    elapsed: dict[str, float] = {}
+    for n in names:
+        t0 = time.monotonic()
+        results[n] = CHECKERS[n](source(), params)
+        elapsed[n] = round(time.monotonic() - t0, 6)
+    composed = ComposedResult(merge_validity([r.valid for r in results.values()]), results,
+                              {k: v for k, v in params.items() if _jsonable(v)}, elapsed)
+    if save_to is not None:
+        composed.save(save_to)
+    return composed
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,191 @@
+"""Last-write-wins anomalies, found from the write timestamps the store assigned.
+
+* lost write: an acknowledged write that no read beginning after it completed could see: no
+  read that ended after it began returned its value or a value with a greater timestamp, and
+  at least one read (the final reads included) began after it completed;
+* timestamp inversion: a write that began after another write to the key had completed, yet
+  carries a smaller timestamp, so last-write-wins silently discarded it (what clock skew does);
+* timestamp collision: two writes to a key with the same timestamp and different values (the
+  store's tie-break keeps one; the other is silently lost);
+* phantom read: a read of a value no write to that key had been invoked with before it ended.
+
+One pass collects small per-key records; the analysis is O(n log n) per key.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from typing import Any
+
+from checkers.result import Anomaly, AnomalyLog, Result
+from harness.history import NEMESIS, Op
+
+READ_FS = frozenset({"read", "get"})
+WRITE_FS = frozenset({"write", "put", "cas"})
+
+
+def _hashable(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_hashable(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
+    return v
+
+
+def collect(history: Iterable[Op]) -> tuple[dict[Any, list[tuple[Any, ...]]], dict[Any, list[tuple[Any, ...]]], dict[str, int]]:
+    """One pass: per key, writes (inv_time, comp_time, ts, value, ok, inv, comp) and reads
+    (inv_time, comp_time, ts, value, inv, comp); keys that see appends are left out."""
+    pending: dict[Any, Op] = {}
+    writes: dict[Any, list[tuple[Any, ...]]] = {}
+    reads: dict[Any, list[tuple[Any, ...]]] = {}
+    counts = {"writes": 0, "reads": 0, "writes_without_timestamp": 0, "keys_with_appends": 0}
+    appended: set[Any] = set()
+    for op in history:
+        p = op.process
+        if p == NEMESIS:
+            continue
+        if op.type == "invoke":
+            pending[p] = op
+            continue
+        inv = pending.pop(p, None)
+        if inv is None:
+            continue
+        f = inv.f
+        t = op.type
+        if f == "append":
+            appended.add(_hashable(inv.key))
+        elif f in WRITE_FS:
+            if t == "fail":
+                continue
+            key = _hashable(inv.key)
+            ok = t == "ok"
+            ts = op.timestamp
+            counts["writes"] += 1
+            if ts is None and ok:
+                counts["writes_without_timestamp"] += 1
+            v = inv.value
+            if f == "cas":
+                if not isinstance(v, list) or len(v) != 2:
+                    continue
+                v = v[1]  # a compare-and-set writes its new value
+            writes.setdefault(key, []).append((inv.time, op.time if ok else None, ts, _hashable(v), ok, inv, op))
+        elif f in READ_FS and t == "ok":
+            counts["reads"] += 1
+            reads.setdefault(_hashable(inv.key), []).append((inv.time, op.time, op.timestamp, _hashable(op.value), inv, op))
+    for inv in pending.values():  # never completed: an indeterminate write, no timestamp
+        if inv.f in WRITE_FS:
+            v = inv.value
+            if inv.f == "cas":
+                if not isinstance(v, list) or len(v) != 2:
+                    continue
+                v = v[1]
+            counts["writes"] += 1
+            writes.setdefault(_hashable(inv.key), []).append((inv.time, None, None, _hashable(v), False, inv, None))
+        elif inv.f == "append":
+            appended.add(_hashable(inv.key))
+    # A key that is appended to holds a list, not one last-written value: LWW says nothing there.
+    for k in appended:
+        writes.pop(k, None)
+        reads.pop(k, None)
+    counts["keys_with_appends"] = len(appended)
+    return writes, reads, counts
+
+
+def _ops(*ops: Op | None) -> list[Op]:
+    return [o for o in ops if o is not None]
+
+
+def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
+    """Find lost writes, timestamp inversions, timestamp collisions and phantom reads."""
+    writes, reads, counts = collect(history)
+    log = AnomalyLog()
+    for key in set(writes) | set(reads):
+        _check_key(key, writes.get(key, []), reads.get(key, []), log)
+    counts = dict(counts)
+    counts["keys"] = len(set(writes) | set(reads))
+    for kind in ("lost-write", "timestamp-inversion", "timestamp-collision", "phantom-read"):
+        counts[kind] = log.count(kind)
+    valid = not any(log.counts.values())
+    details: dict[str, Any] = {}
+    if counts["writes_without_timestamp"]:
+        details["note"] = (f"{counts['writes_without_timestamp']} acknowledged writes carry no timestamp; "
+                           "timestamp checks skip them")
+    return Result("lww", valid, counts, log.examples, details)
+
+
+def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], log: AnomalyLog) -> None:
+    # Value → greatest timestamp written with it, and when it was first invoked.
+    value_ts: dict[Any, int] = {}
+    first_invoke: dict[Any, int] = {}
+    by_ts: dict[int, tuple[Any, ...]] = {}
+    for w in ws:
+        inv_t, _c, ts, v = w[0], w[1], w[2], w[3]
+        if v not in first_invoke or inv_t < first_invoke[v]:
+            first_invoke[v] = inv_t
+        if ts is not None:
+            if value_ts.get(v, -1) < ts:
+                value_ts[v] = ts
+            other = by_ts.get(ts)
+            if other is None:
+                by_ts[ts] = w
+            elif other[3] != v:
+                log.add(Anomaly(
+                    "timestamp-collision",
+                    f"key {key!r}: writes of {other[3]!r} (op {other[5].index}) and {v!r} (op {w[5].index}) "
+                    f"both carry timestamp {ts}; last-write-wins keeps only one of them",
+                    _ops(other[5], other[6], w[5], w[6]), key, {"timestamp": ts}))
+    # Phantom reads, and each read's timestamp (its own, or that of the write of its value).
+    read_ts: list[tuple[int, int, int, tuple[Any, ...]]] = []  # (comp_time, ts, inv_time, read)
+    for r in rs:
+        inv_t, comp_t, ts, v = r[0], r[1], r[2], r[3]
+        if v is not None and (v not in first_invoke or first_invoke[v] > comp_t):
+            log.add(Anomaly(
+                "phantom-read",
+                f"key {key!r}: read (op {r[5].index}) returned {v!r}, which no write to this key had been "
+                f"invoked with before the read ended",
+                _ops(r[4], r[5]), key))
+            continue
+        if ts is None:
+            ts = value_ts.get(v, -1) if v is not None else -1
+        read_ts.append((comp_t, ts, inv_t, r))
+    # Timestamp inversions: sweep writes by invocation, keeping the greatest timestamp of the
+    # acknowledged writes completed before it.
+    acked = sorted((w for w in ws if w[4] and w[2] is not None), key=lambda w: w[1])
+    ordered = sorted((w for w in ws if w[2] is not None), key=lambda w: w[0])
+    j = 0
+    top: tuple[Any, ...] | None = None
+    for w in ordered:
+        while j < len(acked) and acked[j][1] < w[0]:
+            if top is None or acked[j][2] > top[2]:
+                top = acked[j]
+            j += 1
+        if top is not None and w[2] < top[2]:
+            log.add(Anomaly(
+                "timestamp-inversion",
+                f"key {key!r}: write of {w[3]!r} (op {w[5].index}) began after the write of {top[3]!r} "
+                f"(op {top[5].index}) completed, but carries the smaller timestamp {w[2]} < {top[2]}: "
+                f"last-write-wins silently discarded it",
+                _ops(top[5], top[6], w[5], w[6]), key, {"earlier_ts": top[2], "later_ts": w[2]}))
+    # Lost writes: suffix maximum of read timestamps by read completion time.
+    read_ts.sort(key=lambda x: x[0])
+    comps = [x[0] for x in read_ts]
+    suffix_max = [0] * (len(read_ts) + 1)
+    suffix_max[len(read_ts)] = -1
+    for i in range(len(read_ts) - 1, -1, -1):
+        suffix_max[i] = max(suffix_max[i + 1], read_ts[i][1])
+    last_invoke = max((x[2] for x in read_ts), default=None)
+    final = max(read_ts, key=lambda x: x[2])[3] if read_ts else None
+    for w in ws:
+        if not w[4] or w[2] is None or last_invoke is None or last_invoke <= w[1]:
+            continue  # not acknowledged, no timestamp, or no read began after it completed
+        i = bisect.bisect_right(comps, w[0])
+        if suffix_max[i] >= w[2]:
+            continue  # seen, or superseded by a newer write that was seen
+        fr = final
+        log.add(Anomaly(
+            "lost-write",
+            f"key {key!r}: acknowledged write of {w[3]!r} (op {w[5].index}, timestamp {w[2]}) was never seen: "
+            f"every read that ended after it began returned an older value; the final read "
+            f"(op {fr[5].index}) returned {fr[3]!r}",
+            _ops(w[5], w[6], fr[4], fr[5]), key, {"timestamp": w[2]}))

@@ -1,0 +1,149 @@
+"""Performance: latency quantiles per operation kind, throughput over time, and availability
+(the share of ``ok`` completions) inside and outside each nemesis fault window.
+
+Informational: the result is always valid. Fault windows open with a nemesis start operation
+(start-partition, kill, pause, bump-clock, strobe-clock, start-latency) and close with its
+matching stop (stop-partition, start, resume, reset-clock, stop-latency), or at the end.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from checkers.result import Result
+from harness.history import NEMESIS, Op
+
+QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
+
+# Which nemesis f closes which: the fault kind (the window's name) for each opening f.
+_OPENS = {
+    "start-partition": ("partition", "stop-partition"),
+    "kill": ("kill", "start"),
+    "pause": ("pause", "resume"),
+    "bump-clock": ("clock", "reset-clock"),
+    "strobe-clock": ("clock", "reset-clock"),
+    "start-latency": ("latency", "stop-latency"),
+}
+_CLOSES = {close: kind for kind, close in _OPENS.values()}
+
+# Throughput buckets: one second, the resolution at which a partition's effect is visible.
+DEFAULT_BUCKET_NS = 1_000_000_000
+
+
+def quantiles(values: Sequence[int] | array, scale: float = 1.0) -> dict[str, float]:
+    """Nearest-rank quantiles of ``values`` (multiplied by ``scale``), keyed "0.5", ..., "1.0"."""
+    if not values:
+        return {}
+    s = sorted(values)
+    n = len(s)
+    return {str(q): round(s[min(n - 1, max(0, int(q * n + 0.999999) - 1))] * scale, 6) for q in QUANTILES}
+
+
+def fault_windows(nemesis_ops: Iterable[Op], end: int) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of every fault window, from the nemesis operations' times."""
+    open_at: dict[str, int] = {}
+    windows: list[tuple[int, int, str]] = []
+    for op in nemesis_ops:
+        if op.type == "invoke" and (op.f in _OPENS or op.f in _CLOSES):
+            # Windows run from the opening's invocation to the closing's completion, so the time
+            # a fault takes to apply or heal counts as inside it.
+            if op.f in _OPENS and _OPENS[op.f][0] not in open_at:
+                open_at[_OPENS[op.f][0]] = op.time
+            continue
+        if op.f in _OPENS:
+            open_at.setdefault(_OPENS[op.f][0], op.time)
+        elif op.f in _CLOSES:
+            kind = _CLOSES[op.f]
+            if kind in open_at:
+                windows.append((open_at.pop(kind), op.time, kind))
+    for kind, start in open_at.items():
+        windows.append((start, end, kind))
+    windows.sort()
+    return windows
+
+
+def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
+    """Latency quantiles, throughput per bucket and availability per fault window."""
+    params = params or {}
+    bucket = int(params.get("perf_bucket_ns") or DEFAULT_BUCKET_NS)
+    pending: dict[Any, Op] = {}
+    lat: dict[str, array] = {}
+    nemesis: list[Op] = []
+    # (invoke time, completion type code) per client operation, for the availability pass.
+    times = array("q")
+    outcome = array("b")
+    thr: dict[int, list[int]] = {}
+    end = 0
+    codes = {"ok": 0, "fail": 1, "info": 2}
+    for op in history:
+        if op.time > end:
+            end = op.time
+        p = op.process
+        if p == NEMESIS:
+            nemesis.append(op)
+            continue
+        if op.type == "invoke":
+            pending[p] = op
+            continue
+        inv = pending.pop(p, None)
+        if inv is None:
+            continue
+        t = op.type
+        k = f"{inv.f}:{t}"
+        a = lat.get(k)
+        if a is None:
+            a = lat[k] = array("q")
+        a.append(op.time - inv.time)
+        code = codes[t]
+        times.append(inv.time)
+        outcome.append(code)
+        b = thr.get(op.time // bucket)
+        if b is None:
+            b = thr[op.time // bucket] = [0, 0, 0]
+        b[code] += 1
+    for inv in pending.values():
+        times.append(inv.time)
+        outcome.append(2)
+    windows = fault_windows(nemesis, end)
+    # Availability: each operation counts inside every window its invocation falls in. Windows
+    # of different kinds may overlap, so cut time into segments with their set of open windows.
+    bounds = sorted({w[0] for w in windows} | {w[1] + 1 for w in windows})
+    active = [[i for i, w in enumerate(windows) if w[0] <= b <= w[1]] for b in bounds]
+    inside = [[0, 0] for _ in windows]  # ok, total
+    outside = [0, 0]
+    for t, c in zip(times, outcome):
+        j = bisect.bisect_right(bounds, t) - 1
+        hits = active[j] if j >= 0 else ()
+        if not hits:
+            outside[1] += 1
+            outside[0] += c == 0
+        for i in hits:
+            inside[i][1] += 1
+            inside[i][0] += c == 0
+    by_kind: dict[str, list[int]] = {}
+    per_window = []
+    for (s, e, kind), (ok, tot) in zip(windows, inside):
+        bk = by_kind.setdefault(kind, [0, 0])
+        bk[0] += ok
+        bk[1] += tot
+        per_window.append({"kind": kind, "start_ns": s, "end_ns": e, "ok": ok, "total": tot,
+                           "availability": round(ok / tot, 4) if tot else None})
+    details = {
+        "latency_ms": {k: quantiles(v, scale=1e-6) for k, v in sorted(lat.items())},
+        "throughput": {"bucket_s": bucket / 1e9,
+                       "series": [{"t": k * bucket / 1e9, "ok": v[0], "fail": v[1], "info": v[2]}
+                                  for k, v in sorted(thr.items())]},
+        "availability": {
+            "outside": {"ok": outside[0], "total": outside[1],
+                        "availability": round(outside[0] / outside[1], 4) if outside[1] else None},
+            "inside": {k: {"ok": v[0], "total": v[1], "availability": round(v[0] / v[1], 4) if v[1] else None}
+                       for k, v in by_kind.items()},
+            "windows": per_window,
+        },
+    }
+    counts = {"operations": len(times), "windows": len(windows),
+              "ok": sum(1 for c in outcome if c == 0)}
+    return Result("perf", True, counts, [], details)

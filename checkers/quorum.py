@@ -1,0 +1,148 @@
+"""Quorum guarantees from the test's consistency levels and replication factor.
+
+* stale read: when R + W > N, a read that begins after a write completed must return that
+  write or one with a greater timestamp (the read and write replica sets intersect);
+* non-monotonic read: once a completed read returned a value, a read that begins afterwards
+  must not return an older one, given blocking read repair — the first read wrote its value back
+  to the R replicas it contacted, so this holds when R_first + R_second > N.
+
+When the levels do not overlap (R + W <= N) the same findings are counted as expected
+behaviour, not as violations. Per-operation ``cl`` fields override the test's levels.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from typing import Any
+
+from checkers.lww import collect
+from checkers.result import Anomaly, AnomalyLog, Result
+from harness.history import Op
+
+# Consistency levels that need a fixed number of replicas, whatever the replication factor.
+_FIXED = {"ANY": 0, "ONE": 1, "LOCAL_ONE": 1, "TWO": 2, "THREE": 3}
+# Levels that need a majority; with one datacenter the LOCAL/EACH variants and the serial
+# levels (Paxos over a quorum) all mean the same count.
+_MAJORITY = {"QUORUM", "LOCAL_QUORUM", "EACH_QUORUM", "SERIAL", "LOCAL_SERIAL"}
+
+
+def replicas_for(cl: str, rf: int) -> int:
+    """How many replicas a consistency level waits for, with replication factor ``rf``."""
+    name = str(cl).upper()
+    if name in _FIXED:
+        return min(_FIXED[name], rf)
+    if name in _MAJORITY:
+        return rf // 2 + 1
+    if name == "ALL":
+        return rf
+    raise ValueError(f"unknown consistency level {cl!r}; expected one of "
+                     f"{', '.join([*_FIXED, *sorted(_MAJORITY), 'ALL'])}")
+
+
+def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
+    """Find stale and non-monotonic reads; violations only where the levels promise overlap."""
+    params = params or {}
+    rf = params.get("replication_factor")
+    if rf is None:
+        raise ValueError("the quorum checker needs params['replication_factor']")
+    rf = int(rf)
+    default_r = replicas_for(params.get("read_cl") or "ONE", rf)
+    default_w = replicas_for(params.get("write_cl") or "ONE", rf)
+    writes, reads, counts = collect(history)
+    log = AnomalyLog()
+    expected = AnomalyLog()
+    for key in reads:
+        _check_key(key, writes.get(key, []), reads[key], rf, default_r, default_w, log, expected)
+    counts = dict(counts)
+    counts.update({
+        "stale-read": log.count("stale-read"),
+        "non-monotonic-read": log.count("non-monotonic-read"),
+        "expected-stale-read": expected.count("stale-read"),
+        "expected-non-monotonic-read": expected.count("non-monotonic-read"),
+    })
+    details = {
+        "replication_factor": rf,
+        "read_replicas": default_r,
+        "write_replicas": default_w,
+        "overlapping": default_r + default_w > rf,
+        "expected": [a.to_json() for a in expected.examples[:5]],
+        "note": ("R + W > N: reads must see every write completed before they began"
+                 if default_r + default_w > rf else
+                 "R + W <= N: stale reads are expected behaviour and reported, not counted as violations"),
+    }
+    return Result("quorum", not log.counts, counts, log.examples, details)
+
+
+def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], rf: int, dr: int, dw: int,
+               log: AnomalyLog, expected: AnomalyLog) -> None:
+    value_ts: dict[Any, int] = {}
+    for w in ws:
+        if w[2] is not None and value_ts.get(w[3], -1) < w[2]:
+            value_ts[w[3]] = w[2]
+    # Acknowledged writes with timestamps, by completion time, grouped by how many replicas
+    # acknowledged them (so a read knows which writes it must intersect).
+    acked = sorted((w for w in ws if w[4] and w[2] is not None), key=lambda w: w[1])
+    levels = sorted({_level(w[6].cl, rf, dw) for w in acked})
+    # Per write level: completion times and the running maximum (ts, write) up to each.
+    prefix: dict[int, tuple[list[int], list[tuple[int, tuple[Any, ...]]]]] = {}
+    for lv in levels:
+        times: list[int] = []
+        best: list[tuple[int, tuple[Any, ...]]] = []
+        top: tuple[int, tuple[Any, ...]] | None = None
+        for w in acked:
+            if _level(w[6].cl, rf, dw) != lv:
+                continue
+            if top is None or w[2] > top[0]:
+                top = (w[2], w)
+            times.append(w[1])
+            best.append(top)
+        prefix[lv] = (times, best)
+    rts = []
+    for r in rs:
+        ts = r[2]
+        if ts is None:
+            ts = value_ts.get(r[3], -1) if r[3] is not None else -1
+            if r[3] is not None and r[3] not in value_ts:
+                continue  # a value never written: the LWW checker reports it
+        rts.append((r[0], r[1], ts, _level(r[5].cl, rf, dr), r))
+    # Stale reads.
+    for inv_t, _comp_t, ts, rl, r in rts:
+        for lv, (times, best) in prefix.items():
+            i = bisect.bisect_left(times, inv_t)
+            if i == 0:
+                continue
+            need_ts, w = best[i - 1]
+            if ts < need_ts:
+                strong = rl + lv > rf
+                (log if strong else expected).add(Anomaly(
+                    "stale-read",
+                    f"key {key!r}: read (op {r[5].index}, {rl} replicas) began after the write of {w[3]!r} "
+                    f"(op {w[5].index}, {lv} replicas, timestamp {need_ts}) completed, but returned "
+                    f"{r[3]!r} (timestamp {ts if ts >= 0 else 'none'})"
+                    + ("" if strong else f"; expected with R + W = {rl + lv} <= N = {rf}"),
+                    [w[5], w[6], r[4], r[5]], key, {"read_ts": ts, "write_ts": need_ts, "r": rl, "w": lv}))
+    # Monotonic reads: sweep reads by invocation over completed reads by completion.
+    by_comp = sorted(rts, key=lambda x: x[1])
+    by_inv = sorted(rts, key=lambda x: x[0])
+    tops: dict[int, tuple[int, Any]] = {}  # read level → (greatest ts returned, that read)
+    j = 0
+    for inv_t, _c, ts, rl, r in by_inv:
+        while j < len(by_comp) and by_comp[j][1] < inv_t:
+            _i, _cc, pts, plv, pr = by_comp[j]
+            if plv not in tops or pts > tops[plv][0]:
+                tops[plv] = (pts, pr)
+            j += 1
+        for plv, (pts, pr) in tops.items():
+            if ts < pts:
+                strong = plv + rl > rf
+                (log if strong else expected).add(Anomaly(
+                    "non-monotonic-read",
+                    f"key {key!r}: read (op {r[5].index}) returned {r[3]!r} (timestamp {ts}) after an earlier "
+                    f"completed read (op {pr[5].index}) had returned the newer {pr[3]!r} (timestamp {pts})",
+                    [pr[4], pr[5], r[4], r[5]], key, {"r_first": plv, "r_second": rl}))
+                break
+
+
+def _level(cl: str | None, rf: int, default: int) -> int:
+    return default if cl is None else replicas_for(cl, rf)
