@@ -1,0 +1,258 @@
+"""The ``harness`` command: subcommands registered on one argparse parser.
+
+Exit codes follow Jepsen: 0 valid, 1 invalid, 2 unknown, 254 bad arguments (or unreadable
+input), 255 the harness itself failed. Other parts add subcommands (run, cluster, report, serve,
+hosts) with :func:`add_command`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
+EXIT_BAD_ARGS = 254  # Jepsen's code for bad command-line arguments
+EXIT_INTERNAL = 255  # Jepsen's code for a crash of the harness itself
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """A bad argument or unusable input file; the message names it. Exits 254."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad arguments exit 254 (Jepsen's code) instead of 2, which means unknown."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_ARGS, f"{self.prog}: error: {message}\n")
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+    """Register a subcommand whose parsed arguments go to ``handler`` (returning an exit code)."""
+    p = sub.add_parser(name, help=help, description=help)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every subcommand registered."""
+    parser = _Parser(prog="harness", description="ringlab: a Jepsen-style testbed for Cassandra-like stores")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _register_check(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the subcommand and return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_usage(sys.stderr)
+        print("harness: error: a COMMAND is required", file=sys.stderr)
+        return EXIT_BAD_ARGS
+    try:
+        return int(handler(args))
+    except UsageError as e:
+        print(f"harness {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_ARGS
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception:  # the harness itself failed: say so loudly, with the traceback
+        traceback.print_exc()
+        print("harness: internal error (exit 255)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+# --- harness check ---------------------------------------------------------------------------
+
+
+def _register_check(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "check", cmd_check, "check a history: linearizability, LWW, quorum, sets, performance")
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
+                   help="a run directory (reads test.json and history.jsonl, writes results.json)")
+    p.add_argument("--history", metavar="FILE", help="a history file (.jsonl, or Jepsen .edn)")
+    p.add_argument("--model", choices=["register", "kv", "set"], help="the model to check against")
+    p.add_argument("--replication-factor", type=_positive_int, metavar="N", help="replication factor (enables the quorum checker)")
+    p.add_argument("--read-cl", metavar="CL", help="read consistency level (ONE, QUORUM, ALL, ...)")
+    p.add_argument("--write-cl", metavar="CL", help="write consistency level (ONE, QUORUM, ALL, ...)")
+    p.add_argument("--time-limit", type=_positive_float, metavar="S", help="linearizability search budget in seconds (unknown after)")
+    p.add_argument("--checkers", metavar="NAMES", help="comma-separated subset: linearizable,lww,quorum,set,perf")
+    p.add_argument("--independent", action="store_true", help="EDN values are jepsen.independent [key value] tuples")
+    p.add_argument("--results", metavar="FILE", help="also write the results JSON here")
+    p.add_argument("--json", action="store_true", help="print the results JSON instead of the summary")
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {s!r}")
+    return v
+
+
+# Keys of test.json the checkers use, with the names the campaign runner may give them.
+_TEST_JSON_KEYS = {
+    "model": ("model", "workload"),
+    "replication_factor": ("replication_factor", "rf"),
+    "read_cl": ("read_cl",),
+    "write_cl": ("write_cl",),
+    "nodes": ("nodes",),
+    "time_limit": ("check_time_limit",),
+}
+
+
+def params_from_test(test: dict[str, Any]) -> dict[str, Any]:
+    """Checker params from a run's test.json (top level or under "params"/"workload_params")."""
+    sources = [test]
+    for nest in ("params", "workload_params", "checker"):
+        if isinstance(test.get(nest), dict):
+            sources.append(test[nest])
+    out: dict[str, Any] = {}
+    for name, aliases in _TEST_JSON_KEYS.items():
+        for src in sources:
+            for a in aliases:
+                if a in src and src[a] is not None and not isinstance(src[a], dict):
+                    out.setdefault(name, src[a])
+    if isinstance(out.get("nodes"), list):
+        out["nodes"] = len(out["nodes"])
+    return out
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``harness check``: run the checkers and print the verdict; exit 0/1/2."""
+    from checkers.compose import CHECKERS, check_all
+    from checkers.quorum import replicas_for
+    from harness.history import HistoryError
+
+    if args.run_dir and args.history:
+        raise UsageError("give either RUN_DIR or --history, not both")
+    params: dict[str, Any] = {}
+    save_to: Path | None = Path(args.results) if args.results else None
+    if args.run_dir:
+        run = Path(args.run_dir)
+        if not run.is_dir():
+            raise UsageError(f"RUN_DIR {str(run)!r} is not a directory")
+        history = run / "history.jsonl"
+        if not history.exists():
+            raise UsageError(f"RUN_DIR {str(run)!r} has no history.jsonl")
+        test_json = run / "test.json"
+        if test_json.exists():
+            try:
+                test = json.loads(test_json.read_text(encoding="utf-8"))
+            except ValueError as e:
+                raise UsageError(f"{test_json} is not valid JSON: {e}") from None
+            if not isinstance(test, dict):
+                raise UsageError(f"{test_json} must hold a JSON object")
+            params = params_from_test(test)
+        save_to = save_to or run / "results.json"
+    elif args.history:
+        history = Path(args.history)
+        if not history.exists():
+            raise UsageError(f"--history {str(history)!r}: no such file")
+    else:
+        raise UsageError("give a RUN_DIR or --history FILE")
+    for name in ("model", "replication_factor", "read_cl", "write_cl", "time_limit"):
+        v = getattr(args, name)
+        if v is not None:
+            params[name] = v
+    params.setdefault("model", "register")
+    if params["model"] not in ("register", "kv", "set"):
+        raise UsageError(f"model {params['model']!r} is not one of register, kv, set")
+    for name in ("read_cl", "write_cl"):
+        if params.get(name) is not None:
+            try:
+                replicas_for(params[name], int(params.get("replication_factor") or 3))
+            except ValueError as e:
+                raise UsageError(f"--{name.replace('_', '-')}: {e}") from None
+    if args.checkers:
+        names = [n.strip() for n in args.checkers.split(",") if n.strip()]
+        bad = [n for n in names if n not in CHECKERS]
+        if bad:
+            raise UsageError(f"--checkers: unknown checker {bad[0]!r}; expected from {', '.join(CHECKERS)}")
+        if "quorum" in names and not params.get("replication_factor"):
+            raise UsageError("--checkers quorum needs --replication-factor")
+        params["checkers"] = names
+    source: Any = history
+    if args.independent:
+        from harness.history import read_history
+
+        source = list(read_history(history, independent=True))
+    try:
+        result = check_all(source, params, save_to=save_to)
+    except HistoryError as e:
+        raise UsageError(f"cannot read history {str(history)!r}: {e}") from None
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        print_verdict(result, history, save_to)
+    return result.exit_code()
+
+
+def _verdict_word(v: Any) -> str:
+    return {True: "valid", False: "INVALID", "unknown": "unknown"}[v]
+
+
+def print_verdict(result: Any, history: Path, saved: Path | None) -> None:
+    """A readable summary: one line per checker, the first anomalies explained, the overall verdict."""
+    lines: list[tuple[str, str, str]] = []
+    for name, r in result.results.items():
+        summary = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v and not k.startswith("keys_"))
+        lines.append((name, _verdict_word(r.valid), summary[:160]))
+    if sys.stdout.isatty():
+        try:
+            from rich.console import Console
+            from rich.table import Table
+        except ImportError:  # pragma: no cover - rich is a dependency
+            pass
+        else:
+            console = Console()
+            table = Table(title=f"harness check {history}")
+            table.add_column("checker")
+            table.add_column("verdict")
+            table.add_column("counts")
+            colour = {"valid": "green", "INVALID": "bold red", "unknown": "yellow"}
+            for name, word, summary in lines:
+                table.add_row(name, f"[{colour[word]}]{word}[/]", summary)
+            console.print(table)
+            for name, r in result.results.items():
+                for a in r.anomalies[:3]:
+                    console.print(f"[red]{name}[/] {a.kind}: {a.explanation}", highlight=False)
+                if r.valid == "unknown" and r.details.get("reason"):
+                    console.print(f"[yellow]{name}[/]: {r.details['reason']}")
+            word = _verdict_word(result.valid)
+            console.print(f"[{colour[word]}]Overall: {word}[/]" + (f"  (results: {saved})" if saved else ""))
+            return
+    print(f"harness check {history}")
+    for name, word, summary in lines:
+        print(f"  {name:<13} {word:<8} {summary}")
+    for name, r in result.results.items():
+        for a in r.anomalies[:3]:
+            print(f"  {name} {a.kind}: {a.explanation}")
+        if r.valid == "unknown" and r.details.get("reason"):
+            print(f"  {name}: {r.details['reason']}")
+    print(f"Overall: {_verdict_word(result.valid)}" + (f"  (results: {saved})" if saved else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
