@@ -36,6 +36,7 @@ def make_run(root: Path, kind: str, n_ops: int | None = None, seed: int = 7) -> 
     clients = 10
     ops = synth.generate("register", n_ops=n, clients=clients, keys=5 if kind != "big" else 50,
                          info_rate=0.03, fail_rate=0.02, seed=seed)
+    _jepsen_processes(ops, clients)
     for op in ops:
         op.time *= _SYNTH_TO_NS
         if op.process != NEMESIS:
@@ -53,11 +54,13 @@ def make_run(root: Path, kind: str, n_ops: int | None = None, seed: int = 7) -> 
         anomalies = _lww_inversions(ops)
     if kind == "valid":
         # A hostile value recorded by a client: the report must show it as text.
+        first = next(op for op in ops if op.f == "write" and op.type == "invoke")
         for op in ops:
-            if op.f == "write" and op.process != NEMESIS:
+            if op.process == first.process and op.index >= first.index:
                 op.value = HOSTILE_VALUE
                 op.extra["note"] = "<b>not bold</b>"
-                break
+                if op.type != "invoke":
+                    break
     ops = sorted(ops + nemesis, key=lambda o: (o.time, o.process == NEMESIS))
     for i, op in enumerate(ops):
         op.index = i
@@ -88,6 +91,23 @@ def make_run(root: Path, kind: str, n_ops: int | None = None, seed: int = 7) -> 
     store.write_json(run / store.RESULTS_FILE, results)
     _node_logs(run, start, end_ns, rng, hostile=kind == "valid")
     return run
+
+
+def _jepsen_processes(ops: list[Op], clients: int) -> None:
+    """Renumber processes as Jepsen (and harness.generator) do: a worker's next process is old + concurrency."""
+    mapping = {p: p for p in range(clients)}
+    freed: list[int] = []   # workers whose process ended with info, oldest first
+    worker_of = {p: p for p in range(clients)}
+    for op in ops:
+        if op.process == NEMESIS:
+            continue
+        if op.process not in mapping:
+            w = freed.pop(0)
+            mapping[op.process] = mapping_for = max(p for p, wk in worker_of.items() if wk == w) + clients
+            worker_of[mapping_for] = w
+        op.process = mapping[op.process]
+        if op.type == "info":
+            freed.append(worker_of[op.process])
 
 
 def _results(ops: list[Op], kind: str, anomalies: list[Anomaly]) -> dict[str, Any]:
