@@ -42,12 +42,14 @@ def generate(
     fail_rate: float = 0.02,
     seed: int = 0,
     nemesis_every: int = 0,
+    cas: bool = True,
 ) -> list[Op]:
     """A linearizable history of ``n_ops`` completed operations by ``clients`` concurrent clients.
 
     ``keys`` > 1 spreads operations over keys 0..keys-1 (``keys`` == 1 uses key None for the
     register, as Knossos' single-register histories do). ``nemesis_every`` > 0 inserts a
-    start/stop-partition pair every that many operations.
+    start/stop-partition pair every that many operations. ``cas=False`` keeps the register
+    to reads and writes.
     """
     rng = random.Random(seed)
     clock = [0] * clients
@@ -73,7 +75,7 @@ def generate(
         else:
             if r < 0.45:
                 f, value = "read", None
-            elif r < 0.85:
+            elif r < 0.85 or not cas:
                 f, value = "write", value_seq
             else:
                 f, value = "cas", [rng.randrange(max(1, value_seq - 5), value_seq + 1), value_seq]
@@ -136,3 +138,54 @@ def generate(
         op.index = i
         ops.append(op)
     return ops
+
+
+class HistoryBuilder:
+    """Hand-written histories in a few lines: ``b.invoke(0, "write", 1); b.ok(0)``.
+
+    Times advance by one microsecond per event unless given, so the event order is the real-time
+    order. A completion repeats its invocation's f and key; reads give their value at completion.
+    """
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self._open: dict[Any, Op] = {}
+        self._t = 0
+
+    def _time(self, t: int | None) -> int:
+        self._t = self._t + 1_000 if t is None else t
+        return self._t
+
+    def invoke(self, process: int, f: str, value: Any = None, key: Any = None, t: int | None = None,
+               cl: str | None = None) -> HistoryBuilder:
+        """An invocation by ``process``."""
+        op = Op(len(self.ops), self._time(t), process, "invoke", f, key, value, cl=cl)
+        self.ops.append(op)
+        self._open[process] = op
+        return self
+
+    def complete(self, process: int, type: str, value: Any = ..., ts: int | None = None,
+                 t: int | None = None, error: str | None = None) -> HistoryBuilder:
+        """The completion of ``process``'s open invocation (value defaults to the invoked one)."""
+        inv = self._open.pop(process)
+        v = inv.value if value is ... else value
+        self.ops.append(Op(len(self.ops), self._time(t), process, type, inv.f, inv.key, v, cl=inv.cl,
+                           timestamp=ts, error=error))
+        return self
+
+    def ok(self, process: int, value: Any = ..., ts: int | None = None, t: int | None = None) -> HistoryBuilder:
+        """An ``ok`` completion."""
+        return self.complete(process, "ok", value, ts, t)
+
+    def info(self, process: int, t: int | None = None) -> HistoryBuilder:
+        """An ``info`` completion (indeterminate)."""
+        return self.complete(process, "info", t=t, error="WriteTimeout")
+
+    def fail(self, process: int, t: int | None = None) -> HistoryBuilder:
+        """A ``fail`` completion (certainly did not happen)."""
+        return self.complete(process, "fail", t=t, error="Unavailable")
+
+    def nemesis(self, f: str, value: Any = None, t: int | None = None) -> HistoryBuilder:
+        """A nemesis event (one ``info`` op, as a fault starts or stops)."""
+        self.ops.append(Op(len(self.ops), self._time(t), NEMESIS, "info", f, None, value))
+        return self
