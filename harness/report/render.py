@@ -479,12 +479,12 @@ def collect_logs(run_dir: Path, t0_epoch: float | None) -> dict[str, Any]:
             names.append(str(path.relative_to(node_dir)))
             last: int | None = None
             for line in lines:
+                t = _line_time_ms(line, t0_epoch)
+                last = t if t is not None else last  # a traceback line takes its log line's time
                 if line in seen:
                     continue  # stdout.log repeats node.log's lines (the node logs to both)
                 seen.add(line)
                 budget -= len(line) + 1
-                t = _line_time_ms(line, t0_epoch)
-                last = t if t is not None else last
                 times.append(last)
                 texts.append(line)
                 srcs.append(len(names) - 1)
