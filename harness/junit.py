@@ -11,7 +11,7 @@ def write_junit(path: Path, outcomes: list[Any]) -> None:
     """Write the verdicts of ``outcomes`` (harness.run.Outcome) as JUnit XML."""
     suites = ET.Element("testsuites")
     for o in outcomes:
-        checkers = o.results.get("checkers", {})
+        checkers = o.results.to_json().get("checkers", {})
         failures = sum(1 for r in checkers.values() if r.get("valid") is False)
         errors = sum(1 for r in checkers.values() if r.get("valid") not in (True, False))
         suite = ET.SubElement(suites, "testsuite", name=o.run_dir.parent.name, tests=str(len(checkers)),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
 import platform
 import random
 import secrets
@@ -137,7 +136,7 @@ class RunOptions:
             "read_cl": self.read_cl,
             "write_cl": self.write_cl,
             "nodes": self.nodes,
-            "time_limit": self.checker_time_limit,
+            "check_time_limit": self.checker_time_limit,
         }
 
     def _settings(self) -> WorkloadSettings:
@@ -209,7 +208,7 @@ class Outcome:
 
     run_dir: Path
     valid: bool | str
-    results: dict[str, Any]
+    results: Any  # checkers.compose.ComposedResult
     ops: int
     duration_s: float
     ops_per_s: float
@@ -337,10 +336,12 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
                                                             "secret": secret})
     duration = time.monotonic() - started
     progress.phase("checking")
-    results = check_run(run_dir)
+    composed = check_run(run_dir)
+    progress.phase("writing the report")
+    write_report(run_dir)
     ops = recorder.index if recorder else 0
     completed = sum(recorder.counts[t] for t in ("ok", "fail", "info")) if recorder else 0
-    return Outcome(run_dir, results["valid"], results, ops, duration,
+    return Outcome(run_dir, composed.valid, composed, ops, duration,
                    completed / opts.time_limit if completed else 0.0, interrupted)
 
 
@@ -387,11 +388,25 @@ async def final_reads(cluster: LocalCluster, secret: str, workload: Any, recorde
                 await trio.sleep(0.5 * (attempt + 1))
 
 
-def check_run(run_dir: Path) -> dict[str, Any]:
-    """Run every checker on the stored history; writes results.json and returns it."""
-    from checkers.compose import check_run_dir
+def check_run(run_dir: Path) -> Any:
+    """Run every checker on the stored history and write results.json (a ComposedResult)."""
+    from checkers.compose import check_all
+    from harness.cli import params_from_test
 
-    return check_run_dir(run_dir)
+    params = params_from_test(store.read_json(run_dir / store.TEST_FILE))
+    return check_all(run_dir / store.HISTORY_FILE, params, save_to=run_dir / store.RESULTS_FILE)
+
+
+def write_report(run_dir: Path) -> Path | None:
+    """Write report.html; a report failure is logged and shown, never changes the verdict."""
+    from harness.report.render import write_report as render
+
+    try:
+        return render(run_dir)
+    except Exception:
+        log.exception("writing the report failed")
+        print(f"harness: warning: could not write the report; see {run_dir / store.LOG_FILE}", file=sys.stderr)
+        return None
 
 
 def exit_code(valid: bool | str) -> int:
@@ -453,13 +468,12 @@ async def _campaign_with_progress(opts: RunOptions, run_dir: Path, progress: Pro
 
 def print_verdict(outcome: Outcome) -> None:
     """A readable summary of one campaign."""
-    from checkers.compose import format_verdict
+    from harness.cli import print_verdict as print_checks
 
-    print(format_verdict(outcome.results))
+    print_checks(outcome.results, outcome.run_dir / store.HISTORY_FILE, outcome.run_dir / store.RESULTS_FILE)
     report = outcome.run_dir / store.REPORT_FILE
     print(f"{outcome.ops} history records, {outcome.ops_per_s:.0f} ops/s over {outcome.duration_s:.1f} s"
           + (" (interrupted)" if outcome.interrupted else ""))
     print(f"run directory: {outcome.run_dir}")
     if report.exists():
         print(f"report: {report}")
-    os.sync() if hasattr(os, "sync") else None
