@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser with every subcommand registered."""
     parser = _Parser(prog="harness", description="ringlab: a Jepsen-style testbed for Cassandra-like stores")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _register_run(sub)
     _register_check(sub)
+    _register_cluster(sub)
     return parser
 
 
@@ -70,6 +72,118 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         print("harness: internal error (exit 255)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+# --- harness run ---------------------------------------------------------------------------
+
+
+def _register_run(sub: argparse._SubParsersAction) -> None:
+    """Register `harness run`."""
+    from harness.run import RunOptions
+
+    d = RunOptions()
+    p = add_command(sub, "run", _cmd_run,
+                    "run a Jepsen-style campaign: start a cluster, run clients while faults come and go, "
+                    "check the history and print the verdict (exit 0 valid, 1 invalid, 2 unknown, "
+                    "254 bad arguments, 255 harness failure)")
+    p.add_argument("--config", metavar="FILE", help="TOML file with any of these options (flags override it)")
+    p.add_argument("--workload", choices=["register", "set", "lww-rmw"], help=f"what the clients do (default {d.workload})")
+    p.add_argument("--nemesis", help=f"faults: comma list of partition,kill,pause,clock,latency, or all / none (default {d.nemesis})")
+    p.add_argument("--nemesis-interval", type=float, metavar="S", help=f"seconds between fault changes (default {d.nemesis_interval:g})")
+    p.add_argument("--partition", help=f"partition shapes: one, majority, majorities-ring, minority-third, bridge, random-halves, comma list or all (default {d.partition})")
+    p.add_argument("--time-limit", type=float, metavar="S", help=f"seconds of workload (default {d.time_limit:g})")
+    p.add_argument("--concurrency", help=f"client processes: a number, or Nn for N per node (default {d.concurrency})")
+    p.add_argument("--rate", type=float, help=f"target operations per second over all clients, 0 = unthrottled (default {d.rate:g})")
+    p.add_argument("--nodes", type=int, help=f"local cluster size (default {d.nodes})")
+    p.add_argument("--replication-factor", type=int, help=f"replicas per key (default {d.replication_factor})")
+    p.add_argument("--read-cl", help=f"read consistency level (default {d.read_cl})")
+    p.add_argument("--write-cl", help=f"write consistency level (default {d.write_cl})")
+    p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")
+    p.add_argument("--ops-per-key", type=int, help=f"register workload: operations before a key is retired (default {d.ops_per_key})")
+    p.add_argument("--seed", type=int, help="seed for the operation stream and the fault schedule (default: random, recorded)")
+    p.add_argument("--test-count", type=int, help=f"how many campaigns to run (default {d.test_count})")
+    p.add_argument("--leave-db-running", action="store_true", default=None, help="keep the nodes (and the fault proxy) running afterwards")
+    p.add_argument("--store", metavar="DIR", help=f"where runs are stored (default {d.store})")
+    p.add_argument("--toxiproxy", metavar="URL", help="drive an existing Toxiproxy server instead of ringlab's fault proxy")
+    p.add_argument("--junit-xml", metavar="FILE", help="also write the verdicts as JUnit XML")
+    p.add_argument("--recovery-time", type=float, metavar="S", help=f"seconds to wait after healing before final reads (default {d.recovery_time:g})")
+    p.add_argument("--commitlog-sync", choices=["periodic", "batch", "group"], help=f"the nodes' commit log sync mode (default {d.commitlog_sync})")
+    p.add_argument("--read-repair", choices=["BLOCKING", "NONE"], help=f"the table's read repair (default {d.read_repair})")
+    p.add_argument("--fault", dest="validation_faults", action="append", metavar="SWITCH",
+                   help="turn on a node validation fault switch (repeatable): ack_quorum_after_one, skip_read_repair, drop_hints, no_fsync")
+    p.add_argument("--test-name", help="name of the test in the store (default WORKLOAD-NEMESIS)")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import tomllib
+    from dataclasses import fields
+
+    from harness.run import RunOptions, run_command
+
+    names = {f.name for f in fields(RunOptions)}
+    values: dict[str, Any] = {}
+    if args.config:
+        try:
+            with open(args.config, "rb") as fh:
+                raw = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise UsageError(f"--config {args.config}: {exc}") from None
+        for k, v in raw.items():
+            key = k.replace("-", "_")
+            if key not in names:
+                raise UsageError(f"--config {args.config}: unknown option {k!r}")
+            values[key] = v
+    for key in names:
+        v = getattr(args, key, None)
+        if v is not None:
+            values[key] = v
+    try:
+        opts = RunOptions(**values)
+        opts.validate()
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return run_command(opts)
+
+
+# --- harness cluster ---------------------------------------------------------------------------
+
+
+def _register_cluster(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "cluster", _cmd_cluster,
+                    "start, inspect or stop a long-lived local cluster for manual use (as ccm does)")
+    p.add_argument("action", choices=["up", "down", "status"], help="what to do")
+    p.add_argument("--dir", default="store/cluster", help="where the cluster keeps its state and data (default store/cluster)")
+    p.add_argument("--nodes", type=_positive_int, default=3, help="how many nodes `up` starts (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the nodes' tokens (default 0)")
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    import trio
+
+    from harness.deploy.local import DeployError, cluster_down, cluster_status, cluster_up
+
+    where = Path(args.dir).resolve()
+    try:
+        if args.action == "up":
+            state = trio.run(cluster_up, where, args.nodes, args.seed)
+            for nid, n in state["nodes"].items():
+                print(f"{nid}  client {n['client']}  internode {n['internode']}  pid {n['pid']}")
+            print(f"fault proxy API {state['proxy']['url']}")
+            print(f"cluster secret (for ringctl --secret): {state['secret']}")
+            print(f"state: {where / 'cluster.json'}; stop with: harness cluster down --dir {args.dir}")
+        elif args.action == "down":
+            stopped = cluster_down(where)
+            print("stopped: " + (", ".join(stopped) or "nothing was running"))
+        else:
+            rows = trio.run(cluster_status, where)
+            for r in rows:
+                seen = " ".join(f"{k}={v}" for k, v in sorted(r.get("sees", {}).items()))
+                print(f"{r['node']}  {r['process']:<8} pid {r['pid']}  client {r['client']}  "
+                      + (seen or r.get("error", "")))
+    except DeployError as e:
+        print(f"harness cluster {args.action}: {e}", file=sys.stderr)
+        return EXIT_INTERNAL if args.action == "up" else EXIT_BAD_ARGS
+    return 0
 
 
 # --- harness check ---------------------------------------------------------------------------
