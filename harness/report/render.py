@@ -397,6 +397,15 @@ def nemesis_windows(ops: list[Op], end_us: int) -> tuple[list[dict[str, Any]], l
         if op.type != "invoke":
             events.append({"t": t, "f": op.f, "action": op.extra.get("action"), "value": op.value,
                            "index": op.index})
+        if op.f == "heal" and op.type != "invoke":
+            # The runner's final heal ends every fault still open (it records no stop-<name>).
+            for w in open_.values():
+                w["end"] = t
+                w["stop_value"] = op.value
+                w["actions"].append("heal")
+                windows.append(w)
+            open_.clear()
+            continue
         m = re.match(r"(start|stop)-(.+)", op.f)
         if not m:
             continue

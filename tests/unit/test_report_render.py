@@ -88,7 +88,10 @@ def test_minimal_run_without_results_or_logs(tmp_path: Path) -> None:
     assert data["ops"]["cmp"] == [3000, -1]          # the read never completed
     assert data["ops"]["type"] == [2, 2]
     (w,) = data["nemesis"]
-    assert w["kind"] == "kill" and w["targets"] == "one: n3" and w.get("open") is True
+    assert w["kind"] == "kill" and w["targets"] == "one: n3" and w["end"] == 5000 and "heal" in w["actions"]
+    write_jsonl(ops[:-1], tmp_path / "history.jsonl")
+    (w,) = collect(tmp_path)["nemesis"]
+    assert w.get("open") is True and w["end"] == 4000  # never stopped: runs to the last operation
     assert data["logs"] == {}
     assert write_report(tmp_path).exists()
 
