@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     _register_run(sub)
     _register_check(sub)
     _register_cluster(sub)
+    _register_report(sub)
+    _register_serve(sub)
     return parser
 
 
@@ -184,6 +186,33 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         print(f"harness cluster {args.action}: {e}", file=sys.stderr)
         return EXIT_INTERNAL if args.action == "up" else EXIT_BAD_ARGS
     return 0
+
+
+# --- harness report / serve ------------------------------------------------------------------
+
+
+def _register_report(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "report", _cmd_report, "write RUN_DIR/report.html again from the stored files")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (e.g. store/latest)")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import report_command
+
+    return report_command(args.run_dir)
+
+
+def _register_serve(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "serve", _cmd_serve, "browse the stored runs and their reports over HTTP")
+    p.add_argument("--store", default="store", metavar="DIR", help="the store directory (default store)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from harness.serve import serve_command
+
+    return serve_command(args.store, args.host, args.port)
 
 
 # --- harness check ---------------------------------------------------------------------------

@@ -285,6 +285,9 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
         await create_schema(cluster, secret, opts, workload.table)
         with HistoryWriter(history_path) as writer:
             recorder = Recorder(writer)
+            # The wall time of the history's zero, so node log lines line up with operations.
+            test["history_start_time"] = time.time() - recorder.now_ns() / 1e9
+            store.write_json(run_dir / store.TEST_FILE, test)
             schedule = faults.Schedule(nemeses, opts.nemesis_interval, rng, recorder.nemesis)
             progress.attach(recorder, schedule, opts.time_limit)
             progress.phase("running")
@@ -335,6 +338,9 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
                                                             "pids": {n: c.process.pid for n, c in cluster.nodes.items() if c.process},
                                                             "secret": secret})
     duration = time.monotonic() - started
+    test["end_time"] = time.time()
+    test["interrupted"] = interrupted
+    store.write_json(run_dir / store.TEST_FILE, test)
     progress.phase("checking")
     composed = check_run(run_dir)
     progress.phase("writing the report")
