@@ -906,7 +906,12 @@ class SSHCluster:
                 await self.collect_logs()
             if not self.spec.leave_running or force:
                 await self.stop()
+                created_root = [nid for nid, n in self.nodes.items() if n.installed and n.created_root]
                 errors = await for_each(self.node_ids(), self._uninstall_one)
+                # Only once every node dir is gone, and only if empty: namespace hosts share a
+                # filesystem, so another node's directory may live in the same root.
+                for nid in created_root:
+                    await self.run(nid, ["rmdir", "--", self.spec.remote_root], sudo=True, check=False)
                 for nid, exc in errors.items():
                     log.warning("could not remove the installation on %s: %s", nid, exc)
             for n in self.nodes.values():
@@ -919,9 +924,6 @@ class SSHCluster:
         if n.dir.rstrip("/") in FORBIDDEN_ROOTS or not n.dir.startswith(self.spec.remote_root.rstrip("/") + "/"):
             raise SSHError(f"refusing to remove {n.dir} on {n.spec.label}: not a node directory")
         await self.run(node_id, ["rm", "-rf", "--", n.dir], sudo=True)
-        if n.created_root:
-            # Only if empty: other nodes (namespace hosts share a filesystem) may still live there.
-            await self.run(node_id, ["rmdir", "--", self.spec.remote_root], sudo=True, check=False)
         n.installed = False
 
 

@@ -1,0 +1,51 @@
+"""Namespace test hosts for the SSH deploy tests: brought up once per session, always torn down."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.deploy import hosts as H
+
+HOST_COUNT = 5
+
+
+def _free_subnet() -> str:
+    """A 10.77.x.0/24 not configured on any interface (two runs at once must not collide)."""
+    used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=False).stdout
+    for x in range(0, 250):
+        net = f"10.77.{x}.0/24"
+        if f" 10.77.{x}." not in used:
+            return net
+    pytest.skip("no free 10.77.x.0/24 subnet for test hosts")
+
+
+def leftovers(state: H.HostsState) -> list[str]:
+    """Namespaces, links and processes of ``state`` that still exist."""
+    out = [h.netns for h in state.hosts if Path("/run/netns", h.netns).exists()]
+    out += [h.veth for h in state.hosts if Path("/sys/class/net", h.veth).exists()]
+    if state.bridge and Path("/sys/class/net", state.bridge).exists():
+        out.append(state.bridge)
+    out += [f"sshd pid {h.sshd_pid}" for h in state.hosts if h.sshd_pid and H._pid_alive(h.sshd_pid)]
+    return out
+
+
+@pytest.fixture(scope="session")
+def namespace_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[H.HostsState]:
+    """Five namespace hosts with an sshd each; skipped with the reason when this machine cannot."""
+    missing = H.missing_requirements()
+    if missing:
+        pytest.skip("host tests need " + "; ".join(missing))
+    prefix = f"rlt{os.getpid() % 10000}"
+    state_dir = tmp_path_factory.mktemp("hosts") / prefix
+    state = H.hosts_up(HOST_COUNT, prefix, _free_subnet(), state_dir)
+    try:
+        yield state
+    finally:
+        if (state_dir / H.STATE_FILE).exists():
+            H.hosts_down(state_dir)
+    assert leftovers(state) == [], f"test hosts left behind: {leftovers(state)}"
