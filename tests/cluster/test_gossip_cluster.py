@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ from node.cluster.membership import NodeInfo
 from node.cluster.messaging import Messaging
 from node.runtime import Runtime
 
-N = int(__import__("os").environ.get("GN", "5"))
+N = 5
 
 
 class Node:
@@ -56,26 +57,15 @@ class Node:
 
 
 def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = trio.socket.socket()
-        s.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
-        socks.append(s)
-    ports = []
-    for s in socks:
-        s.bind_sync = None  # type: ignore[attr-defined]
-    import socket as _socket
-
-    raw = [_socket.socket() for _ in range(n)]
-    for r in raw:
-        r.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-        r.bind(("127.0.0.1", 0))
-        ports.append(r.getsockname()[1])
-    for r in raw:
-        r.close()
-    for s in socks:
-        s.close()
-    return ports
+    """Ports that were free a moment ago (held together so they are distinct)."""
+    held = [socket.socket() for _ in range(n)]
+    try:
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 def make_cluster(n: int = N) -> list[Node]:
@@ -154,4 +144,33 @@ async def test_stopped_node_is_marked_down_then_up_after_restart() -> None:
         for n in others:
             assert n.gossiper.endpoint_state(victim.node_id)["generation"] == victim.gossiper.generation  # type: ignore[index]
             assert [e for e, node, _ in n.events if node == victim.node_id][-1] == "UP"
+        nursery.cancel_scope.cancel()
+
+
+async def test_paused_node_is_marked_down_then_up_when_it_resumes() -> None:
+    # A stand-in for SIGSTOP / SIGCONT: the node's tasks stop (its sockets go silent) and later
+    # the very same objects run again, with the same generation and all their state.
+    nodes = make_cluster()
+    victim = nodes[2]
+    others = [n for n in nodes if n is not victim]
+    async with trio.open_nursery() as nursery:
+        for n in nodes:
+            await nursery.start(n.serve)
+        await wait_until(lambda: converged(nodes), timeout=5.0)
+        await trio.sleep(6.0)
+        generation = victim.gossiper.generation
+        victim.stop()
+        took = await wait_until(lambda: all(not n.gossiper.is_alive(victim.node_id) for n in others), 15.0)
+        print(f"paused node DOWN everywhere after {took:.1f} s")
+        resumed_at = trio.current_time()
+        await nursery.start(victim.serve)
+        took = await wait_until(lambda: converged(nodes), timeout=10.0)
+        print(f"resumed node UP everywhere after {took:.1f} s")
+        assert victim.gossiper.generation == generation
+        for n in others:
+            assert [e for e, node, _ in n.events if node == victim.node_id][-2:] == ["DOWN", "UP"]
+        # The resumed node saw silence from everyone, but it was its own pause: no convictions.
+        await trio.sleep(3.0)
+        assert [(e, node) for e, node, t in victim.events if e == "DOWN" and t >= resumed_at] == []
+        assert victim.gossiper.live_nodes() == {n.node_id for n in nodes}
         nursery.cancel_scope.cancel()
