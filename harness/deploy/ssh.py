@@ -1005,4 +1005,6 @@ def add_ssh_options(parser: Any) -> None:
                    help="refuse hosts not in known_hosts (default: record a new key once, refuse a changed one)")
     g.add_argument("--known-hosts", default=None, help=f"known_hosts file (default {DEFAULT_KNOWN_HOSTS})")
     g.add_argument("--remote-root", default=DEFAULT_REMOTE_ROOT, help="install directory on the hosts")
-    g.add_argument("--leave-db-running", action="store_true", help="leave nodes running and installed at the end")
+    g.add_argument("--clock-mode", choices=("host", "admin"), default="host",
+                   help="clock nemesis on hosts: their real clocks (refused where they share this machine's), "
+                        "or each node's own admin clock control")
