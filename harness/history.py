@@ -30,6 +30,9 @@ _OPTIONAL = ("node", "cl", "timestamp", "error")
 # How much of an EDN file is read at a time: large enough that the regex tokenizer runs on long
 # stretches, small enough that memory stays flat whatever the file's size.
 _EDN_CHUNK_CHARS = 1 << 16
+# Refill the buffer when fewer than this many characters are left: longer than any token in a
+# Jepsen history, and small enough that the copy of the leftover is rare and cheap.
+_EDN_REFILL_CHARS = 1 << 12
 
 
 class HistoryError(ValueError):
@@ -302,7 +305,7 @@ def _edn_tokens(f: TextIO, where: str) -> Iterator[tuple[str, str]]:
     eof = False
     pos = 0
     while True:
-        if not eof and len(buf) - pos < _EDN_CHUNK_CHARS:
+        if not eof and len(buf) - pos < _EDN_REFILL_CHARS:
             chunk = f.read(_EDN_CHUNK_CHARS)
             buf = buf[pos:] + chunk
             pos = 0
