@@ -115,17 +115,19 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
 
 
 def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], log: AnomalyLog) -> None:
-    # Value → greatest timestamp written with it, and when it was first invoked.
+    # Value → greatest timestamp written with it (and that write's completion), first invocation.
     value_ts: dict[Any, int] = {}
+    value_comp: dict[Any, float] = {}
     first_invoke: dict[Any, int] = {}
     by_ts: dict[int, tuple[Any, ...]] = {}
     for w in ws:
-        inv_t, _c, ts, v = w[0], w[1], w[2], w[3]
+        inv_t, c, ts, v = w[0], w[1], w[2], w[3]
         if v not in first_invoke or inv_t < first_invoke[v]:
             first_invoke[v] = inv_t
         if ts is not None:
             if value_ts.get(v, -1) < ts:
                 value_ts[v] = ts
+                value_comp[v] = c if c is not None else float("inf")
             other = by_ts.get(ts)
             if other is None:
                 by_ts[ts] = w
@@ -148,7 +150,9 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
             continue
         if ts is None:
             ts = value_ts.get(v, -1) if v is not None else -1
-        read_ts.append((comp_t, ts, inv_t, r))
+        # A read can only vouch for writes that began before both it and its value's write ended:
+        # a value written before a write began cannot legitimately supersede that write.
+        read_ts.append((min(comp_t, value_comp.get(v, float("inf"))), ts, inv_t, r))
     # Timestamp inversions: sweep writes by invocation, keeping the greatest timestamp of the
     # acknowledged writes completed before it.
     acked = sorted((w for w in ws if w[4] and w[2] is not None), key=lambda w: w[1])
@@ -176,16 +180,19 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
         suffix_max[i] = max(suffix_max[i + 1], read_ts[i][1])
     last_invoke = max((x[2] for x in read_ts), default=None)
     final = max(read_ts, key=lambda x: x[2])[3] if read_ts else None
+    values_read = {x[3][3] for x in read_ts}
     for w in ws:
         if not w[4] or w[2] is None or last_invoke is None or last_invoke <= w[1]:
             continue  # not acknowledged, no timestamp, or no read began after it completed
+        if w[3] in values_read:
+            continue  # seen
         i = bisect.bisect_right(comps, w[0])
-        if suffix_max[i] >= w[2]:
-            continue  # seen, or superseded by a newer write that was seen
+        if suffix_max[i] > w[2]:
+            continue  # superseded by a newer write that was seen
         fr = final
         log.add(Anomaly(
             "lost-write",
             f"key {key!r}: acknowledged write of {w[3]!r} (op {w[5].index}, timestamp {w[2]}) was never seen: "
-            f"every read that ended after it began returned an older value; the final read "
+            f"no read returned it or a value with a greater timestamp written after it began; the final read "
             f"(op {fr[5].index}) returned {fr[3]!r}",
             _ops(w[5], w[6], fr[4], fr[5]), key, {"timestamp": w[2]}))
