@@ -119,6 +119,8 @@ class Node:
         self.schema_path = self.data_dir / "schema.json"
         self.schema = load_schema(self.schema_path)
         self.tokens = self._load_tokens()
+        self.peers_path = self.data_dir / "peers.json"
+        self._saved_peers = self._load_peers()
         self.engine = StorageEngine(self.data_dir / "storage", config.storage, self.runtime.clock)
         self.local = LocalStore(self.engine, config.storage.commitlog_sync)
         self.messaging = Messaging(
@@ -176,8 +178,54 @@ class Node:
         path.write_text(json.dumps([part.to_string(t) for t in tokens]))
         return tokens
 
+    def _load_peers(self) -> dict[str, NodeInfo]:
+        """The ring as this node last knew it (Cassandra's system.peers).
+
+        A restarted node must place replicas on the same ring as everyone else from its first
+        request: before gossip has told it about every peer, a ring of only the nodes heard from
+        so far would send writes to the wrong replicas and read from the wrong ones. Known peers
+        start out DOWN until gossip hears from them.
+        """
+        try:
+            raw = json.loads(self.peers_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("node %s: ignoring unreadable %s: %s", self.node_id, self.peers_path, exc)
+            return {}
+        part = self.partitioner
+        peers = {}
+        for d in raw:
+            try:
+                d = dict(d)
+                d["tokens"] = [part.from_string(t) for t in d["tokens"]]
+                peers[d["node_id"]] = NodeInfo(**d)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("node %s: ignoring a bad entry in %s: %s", self.node_id, self.peers_path, exc)
+        return peers
+
+    def _save_peers(self, members: dict[str, NodeInfo]) -> None:
+        import dataclasses
+
+        part = self.partitioner
+        rows = []
+        for n, info in sorted(members.items()):
+            if n == self.node_id or not info.tokens:
+                continue
+            d = dataclasses.asdict(info)
+            d["tokens"] = [part.to_string(t) for t in info.tokens]
+            rows.append(d)
+        tmp = self.peers_path.with_name("peers.json.tmp")
+        try:
+            tmp.write_text(json.dumps(rows))
+            tmp.replace(self.peers_path)
+        except OSError as exc:
+            log.warning("node %s: cannot save %s: %s", self.node_id, self.peers_path, exc)
+
     def _members(self) -> dict[str, NodeInfo]:
-        nodes = dict(self.gossiper.nodes()) if self.gossiper is not None else {}
+        nodes = dict(self._saved_peers)
+        if self.gossiper is not None:
+            nodes.update(self.gossiper.nodes())
         nodes[self.node_id] = self._local_info()
         return nodes
 
@@ -193,6 +241,8 @@ class Node:
                 {n: Endpoint(i.datacenter, i.rack) for n, i in usable.items()},
             )
             self._ring_key = key
+            self._saved_peers = {n: i for n, i in members.items() if n != self.node_id}
+            self._save_peers(members)
         return self._ring
 
     def is_alive(self, node_id: str) -> bool:
