@@ -41,6 +41,9 @@ def collect(history: Iterable[Op]) -> tuple[dict[Any, list[tuple[Any, ...]]], di
     reads: dict[Any, list[tuple[Any, ...]]] = {}
     counts = {"writes": 0, "reads": 0, "writes_without_timestamp": 0, "keys_with_appends": 0}
     appended: set[Any] = set()
+    scalar = (int, str, type(None))
+    wget = writes.get
+    rget = reads.get
     for op in history:
         p = op.process
         if p == NEMESIS:
@@ -53,15 +56,14 @@ def collect(history: Iterable[Op]) -> tuple[dict[Any, list[tuple[Any, ...]]], di
             continue
         f = inv.f
         t = op.type
-        if f == "append":
-            appended.add(_hashable(inv.key))
-        elif f in WRITE_FS:
+        key = inv.key
+        if type(key) not in scalar:
+            key = _hashable(key)
+        if f in WRITE_FS:
             if t == "fail":
                 continue
-            key = _hashable(inv.key)
             ok = t == "ok"
             ts = op.timestamp
-            counts["writes"] += 1
             if ts is None and ok:
                 counts["writes_without_timestamp"] += 1
             v = inv.value
@@ -69,10 +71,30 @@ def collect(history: Iterable[Op]) -> tuple[dict[Any, list[tuple[Any, ...]]], di
                 if not isinstance(v, list) or len(v) != 2:
                     continue
                 v = v[1]  # a compare-and-set writes its new value
-            writes.setdefault(key, []).append((inv.time, op.time if ok else None, ts, _hashable(v), ok, inv, op))
-        elif f in READ_FS and t == "ok":
-            counts["reads"] += 1
-            reads.setdefault(_hashable(inv.key), []).append((inv.time, op.time, op.timestamp, _hashable(op.value), inv, op))
+            if type(v) not in scalar:
+                v = _hashable(v)
+            rec = (inv.time, op.time if ok else None, ts, v, ok, inv, op)
+            lst = wget(key)
+            if lst is None:
+                writes[key] = [rec]
+            else:
+                lst.append(rec)
+        elif f in READ_FS:
+            if t != "ok":
+                continue
+            v = op.value
+            if type(v) not in scalar:
+                v = _hashable(v)
+            rec = (inv.time, op.time, op.timestamp, v, inv, op)
+            lst = rget(key)
+            if lst is None:
+                reads[key] = [rec]
+            else:
+                lst.append(rec)
+        elif f == "append":
+            appended.add(key)
+    counts["writes"] = sum(len(v) for v in writes.values())
+    counts["reads"] = sum(len(v) for v in reads.values())
     for inv in pending.values():  # never completed: an indeterminate write, no timestamp
         if inv.f in WRITE_FS:
             v = inv.value

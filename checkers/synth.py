@@ -88,9 +88,12 @@ def generate(
             next_proc += 1
     # Execute the applied operations sequentially, in linearization-point order.
     state: dict[Any, Any] = {}
+    stamp = 0
     for p in sorted(plans, key=lambda p: p.lp):
         if not p.applied:
             continue
+        # Timestamps follow linearization order strictly: equal points would be a collision.
+        stamp = max(stamp + 1, p.lp)
         cur = state.get(p.key)
         if p.f in ("read", "get"):
             p.out = sorted(cur or ()) if model == "set" else (list(cur) if isinstance(cur, tuple) else cur)
@@ -98,14 +101,14 @@ def generate(
             p.ts = ts
         elif p.f in ("write", "put"):
             state[p.key] = p.value
-            state[("ts", p.key)] = p.ts = p.lp
+            state[("ts", p.key)] = p.ts = stamp
         elif p.f == "append":
             state[p.key] = (cur if isinstance(cur, tuple) else () if cur is None else (cur,)) + (p.value,)
-            state[("ts", p.key)] = p.ts = p.lp
+            state[("ts", p.key)] = p.ts = stamp
         elif p.f == "cas":
             if cur == p.value[0]:
                 state[p.key] = p.value[1]
-                state[("ts", p.key)] = p.ts = p.lp
+                state[("ts", p.key)] = p.ts = stamp
             elif p.outcome == "ok":
                 p.outcome = "fail"  # the comparison failed: a real store answers fail
                 p.applied = False
