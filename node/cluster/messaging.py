@@ -72,6 +72,9 @@ MAX_INFLIGHT_HANDLERS = 1024
 # How long an accepted connection may take to send its hello before we close it (slowloris).
 HANDSHAKE_TIMEOUT = 5.0
 
+# Listening on these says nothing about where the node can be reached, so they are not learnt.
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
 # Domain-separates the handshake MAC from any other use of the cluster secret.
 _MAC_CONTEXT = b"ringlab-internode-hello:"
 
@@ -513,6 +516,7 @@ class Messaging:
         if (
             isinstance(addr, list) and len(addr) == 2 and isinstance(addr[0], str)
             and isinstance(addr[1], int) and 0 < addr[1] < 65536
+            and addr[0] not in _WILDCARD_HOSTS
         ):
             self._learned[node_id] = (addr[0], addr[1])
         return node_id

@@ -354,3 +354,19 @@ async def test_cancellation_leaves_no_task() -> None:
             await trio.sleep_forever()
     assert count_tasks() == before
     assert a.port is None and b.port is None
+
+
+async def test_peer_address_is_learnt_from_its_hello() -> None:
+    a, b = make("a"), make("b")
+    a.register("ECHO", echo)
+    b.register("ECHO", echo)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.run)
+        b_port = await nursery.start(b.run)
+        a.set_address("b", "127.0.0.1", b_port)
+        assert b.address_of("a") is None
+        await a.request("b", "ECHO", {}, timeout=2)
+        assert b.address_of("a") == ("127.0.0.1", a.port)
+        assert (await b.request("a", "ECHO", {}, timeout=2))["from"] == "b"
+        assert a.remote_id("b") == "b" and a.is_connected("b")
+        nursery.cancel_scope.cancel()
