@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_cluster(sub)
     _register_report(sub)
     _register_serve(sub)
+    _register_hosts(sub)
     return parser
 
 
@@ -81,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _register_run(sub: argparse._SubParsersAction) -> None:
     """Register `harness run`."""
+    from harness.deploy import DEPLOYS
+    from harness.deploy.ssh import add_ssh_options, nodes_arg
     from harness.run import RunOptions
 
     d = RunOptions()
@@ -96,7 +99,10 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-limit", type=float, metavar="S", help=f"seconds of workload (default {d.time_limit:g})")
     p.add_argument("--concurrency", help=f"client processes: a number, or Nn for N per node (default {d.concurrency})")
     p.add_argument("--rate", type=float, help=f"target operations per second over all clients, 0 = unthrottled (default {d.rate:g})")
-    p.add_argument("--nodes", type=int, help=f"local cluster size (default {d.nodes})")
+    p.add_argument("--nodes", type=nodes_arg,
+                   help=f"local cluster size (default {d.nodes}), or with --deploy ssh a host list host1,host2,...")
+    p.add_argument("--deploy", choices=list(DEPLOYS), help="where the cluster runs: local processes (default), "
+                   "hosts over SSH (--nodes-file/--nodes), or the Vagrant VMs of vagrant/")
     p.add_argument("--replication-factor", type=int, help=f"replicas per key (default {d.replication_factor})")
     p.add_argument("--read-cl", help=f"read consistency level (default {d.read_cl})")
     p.add_argument("--write-cl", help=f"write consistency level (default {d.write_cl})")
@@ -112,8 +118,9 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--commitlog-sync", choices=["periodic", "batch", "group"], help=f"the nodes' commit log sync mode (default {d.commitlog_sync})")
     p.add_argument("--read-repair", choices=["BLOCKING", "NONE"], help=f"the table's read repair (default {d.read_repair})")
     p.add_argument("--fault", dest="validation_faults", action="append", metavar="SWITCH",
-                   help="turn on a node validation fault switch (repeatable): ack_quorum_after_one, skip_read_repair, drop_hints, no_fsync")
+                   help="turn on a node validation fault switch (repeatable): ack_quorum_after_one, skip_read_repair, drop_hints")
     p.add_argument("--test-name", help="name of the test in the store (default WORKLOAD-NEMESIS)")
+    add_ssh_options(p)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -137,8 +144,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             values[key] = v
     for key in names:
         v = getattr(args, key, None)
-        if v is not None:
-            values[key] = v
+        if v is not None and not (key == "strict_host_key_checking" and v is False):
+            values[key] = str(v) if key == "nodes_file" else v
     try:
         opts = RunOptions(**values)
         opts.validate()
@@ -213,6 +220,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from harness.serve import serve_command
 
     return serve_command(args.store, args.host, args.port)
+
+
+def _register_hosts(sub: argparse._SubParsersAction) -> None:
+    from harness.deploy.hosts import add_hosts_parser
+
+    p = add_hosts_parser(sub)
+    p.set_defaults(handler=lambda args: args.func(args))
 
 
 # --- harness check ---------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,14 @@ import trio
 
 from harness import store
 from harness.client import NodeConnection
-from harness.deploy.local import DeployError, LocalCluster, LocalClusterSpec, ProxyProcess
+from harness.deploy import DEPLOYS, make_deployment
+from harness.deploy.local import DeployError
 from harness.generator import Rate, Recorder, Worker, parse_concurrency
 from harness.history import HistoryWriter
 from harness.progress import Progress
 from harness.workloads import KEYSPACE, WORKLOADS, Invocation, WorkloadSettings, make_workload
 from nemesis import faults
 from nemesis.grudge import SHAPES
-from nemesis.proxy_client import ProxyClient, link_name
 from node.client import open_client
 from node.protocol import CONSISTENCY_LEVELS
 
@@ -45,6 +44,8 @@ log = logging.getLogger("harness.run")
 # Client-side timeout per operation: above the store's read timeout (5 s) so the store's own
 # ReadTimeout/WriteTimeout normally answers first, and a paused node still ends as info/fail.
 OP_TIMEOUT = 7.0
+# After healing, how long to wait for every node to see every other UP again before final reads.
+RECOVERY_CONVERGE_TIMEOUT = 60.0
 # Final reads at ALL can fail while a restarted node catches up; try a few times.
 FINAL_READ_ATTEMPTS = 5
 # Validation fault switches a campaign may turn on (node/faults.py documents each).
@@ -62,7 +63,7 @@ class RunOptions:
     time_limit: float = 60.0
     concurrency: str = "2n"
     rate: float = 200.0
-    nodes: int = 5
+    nodes: int | str = 5
     replication_factor: int = 3
     read_cl: str = "QUORUM"
     write_cl: str = "QUORUM"
@@ -80,6 +81,22 @@ class RunOptions:
     validation_faults: list[str] = field(default_factory=list)
     test_name: str | None = None
     checker_time_limit: float = 60.0
+    # Where the cluster runs, and the SSH settings for ssh/vagrant deploys.
+    deploy: str = "local"
+    nodes_file: str | None = None
+    username: str | None = None
+    ssh_private_key: str | None = None
+    password: str | None = None
+    strict_host_key_checking: bool = False
+    known_hosts: str | None = None
+    remote_root: str = "/opt/ringlab"
+    clock_mode: str = "host"
+
+    def node_count(self) -> int:
+        """How many nodes (for ssh with a host list: how many hosts)."""
+        if isinstance(self.nodes, int):
+            return self.nodes
+        return len([h for h in str(self.nodes).split(",") if h.strip()])
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option."""
@@ -91,14 +108,23 @@ class RunOptions:
             raise ValueError(f"--nemesis-interval must be positive, got {self.nemesis_interval}")
         if self.time_limit <= 0:
             raise ValueError(f"--time-limit must be positive, got {self.time_limit}")
-        if self.nodes < 1:
+        if self.deploy not in DEPLOYS:
+            raise ValueError(f"--deploy must be one of {', '.join(DEPLOYS)}, got {self.deploy!r}")
+        if self.deploy == "local" and not isinstance(self.nodes, int):
+            raise ValueError(f"--nodes must be a node count for local runs, got {self.nodes!r} (host lists need --deploy ssh)")
+        if self.deploy == "ssh" and not self.nodes_file and isinstance(self.nodes, int):
+            raise ValueError("--deploy ssh needs --nodes-file FILE or --nodes host1,host2,...")
+        if self.deploy == "local" and self.toxiproxy is None and self.nodes > 50:
+            raise ValueError(f"--nodes {self.nodes} is more than a local cluster on one machine can carry (50)")
+        count = self.node_count() if not (self.deploy == "ssh" and self.nodes_file) else None
+        if count is not None and count < 1:
             raise ValueError(f"--nodes must be at least 1, got {self.nodes}")
-        if not 1 <= self.replication_factor <= self.nodes:
-            raise ValueError(f"--replication-factor must be between 1 and --nodes ({self.nodes}), got {self.replication_factor}")
+        if count is not None and not 1 <= self.replication_factor <= count:
+            raise ValueError(f"--replication-factor must be between 1 and the node count ({count}), got {self.replication_factor}")
         for flag, cl in (("--read-cl", self.read_cl), ("--write-cl", self.write_cl)):
             if cl not in CONSISTENCY_LEVELS:
                 raise ValueError(f"{flag} must be one of {', '.join(CONSISTENCY_LEVELS)}, got {cl!r}")
-        parse_concurrency(self.concurrency, self.nodes)
+        parse_concurrency(self.concurrency, count or 1)
         if self.rate is not None and self.rate < 0:
             raise ValueError(f"--rate must be >= 0 (0 = unthrottled), got {self.rate}")
         if self.key_count < 1:
@@ -135,71 +161,12 @@ class RunOptions:
             "replication_factor": self.replication_factor,
             "read_cl": self.read_cl,
             "write_cl": self.write_cl,
-            "nodes": self.nodes,
+            "nodes": self.node_count(),
             "check_time_limit": self.checker_time_limit,
         }
 
     def _settings(self) -> WorkloadSettings:
         return WorkloadSettings(self.key_count, self.read_cl, self.write_cl, self.ops_per_key)
-
-
-class LocalDB:
-    """The nemesis's view of a local cluster."""
-
-    def __init__(self, cluster: LocalCluster, secret: str) -> None:
-        self.cluster = cluster
-        self.secret = secret
-
-    def node_ids(self) -> list[str]:
-        """Node ids."""
-        return self.cluster.node_ids()
-
-    async def kill(self, node_id: str) -> None:
-        """SIGKILL."""
-        await self.cluster.kill(node_id)
-
-    async def restart(self, node_id: str) -> None:
-        """Start and wait until it answers."""
-        await self.cluster.start_node(node_id)
-        await self.cluster.wait_ready(node_id)
-
-    async def pause(self, node_id: str) -> None:
-        """SIGSTOP."""
-        self.cluster.pause(node_id)
-
-    async def resume(self, node_id: str) -> None:
-        """SIGCONT."""
-        self.cluster.resume(node_id)
-
-    async def admin(self, node_id: str, op: str, **fields: Any) -> dict[str, Any]:
-        """An admin operation with a short timeout."""
-        host, port = self.cluster.client_address(node_id)
-        with trio.fail_after(5):
-            async with open_client(host, port, secret=self.secret) as c:
-                return await c.admin(op, **fields)
-
-
-class ProxyNet:
-    """The nemesis's view of the network: link proxies on a Toxiproxy-compatible server."""
-
-    def __init__(self, client: ProxyClient) -> None:
-        self.client = client
-
-    async def cut(self, links: Iterable[tuple[str, str]]) -> None:
-        """Hold traffic on each directed link."""
-        await self.client.partition(link_name(a, b) for a, b in sorted(links))
-
-    async def heal(self) -> None:
-        """Remove every partition toxic."""
-        await self.client.heal()
-
-    async def slow(self, links: Iterable[tuple[str, str]], latency_ms: int, jitter_ms: int) -> None:
-        """Add latency to each link."""
-        await self.client.add_latency([link_name(a, b) for a, b in sorted(links)], latency_ms, jitter_ms)
-
-    async def unslow(self) -> None:
-        """Remove every latency toxic."""
-        await self.client.remove_latency()
 
 
 @dataclass
@@ -241,47 +208,38 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
     seed = opts.seed if opts.seed is not None else secrets.randbits(31)
     rng = random.Random(seed)
     secret = secrets.token_hex(16)
-    node_count = opts.nodes
-    concurrency = parse_concurrency(opts.concurrency, node_count)
-    workload = make_workload(opts.workload, opts._settings())
-    test = {
+    test: dict[str, Any] = {
         "name": opts.name(),
-        "options": asdict(opts),
+        "options": {k: v for k, v in asdict(opts).items() if k != "password"},
         "seed": seed,
-        "concurrency": concurrency,
         "params": opts.checker_params(),
         "versions": versions(),
         "start_time": time.time(),
-        "deploy": "local",
+        "deploy": opts.deploy,
     }
     store.write_json(run_dir / store.TEST_FILE, test)
-    spec = LocalClusterSpec(node_count, run_dir / "nodes", secret, seed,
-                            commitlog_sync=opts.commitlog_sync,
-                            faults={f: True for f in opts.validation_faults})
-    cluster = LocalCluster(spec)
+    deployment = make_deployment(opts, run_dir, secret, seed)
+    cluster = deployment.cluster
+    node_ids = cluster.node_ids()
+    concurrency = parse_concurrency(opts.concurrency, len(node_ids))
+    workload = make_workload(opts.workload, opts._settings())
     test["nodes"] = cluster.describe()
+    test["concurrency"] = concurrency
+    test["params"]["nodes"] = len(node_ids)
     store.write_json(run_dir / store.TEST_FILE, test)
-    proxy_proc = ProxyProcess(run_dir / "proxy.log")
-    proxy_url = opts.toxiproxy or proxy_proc.start()
-    proxy = ProxyClient(proxy_url)
-    net = ProxyNet(proxy)
-    db = LocalDB(cluster, secret)
-    names = faults.parse_nemeses(opts.nemesis)
-    nemeses = faults.build(names, db, net, opts.partition_shapes())
     history_path = run_dir / store.HISTORY_FILE
     started = time.monotonic()
     interrupted = False
     recorder: Recorder | None = None
     schedule: faults.Schedule | None = None
     try:
-        progress.phase("starting fault proxy and nodes")
-        if not opts.toxiproxy:
-            await proxy_proc.wait_ready(proxy)
-        await proxy.create_proxies(cluster.proxies())
-        await proxy.heal_all()
-        await cluster.start()
+        progress.phase(f"starting {len(node_ids)} nodes ({opts.deploy})")
+        await deployment.setup()
         progress.phase("waiting for gossip to converge")
         await cluster.wait_converged()
+        names = faults.parse_nemeses(opts.nemesis)
+        clock_db = await deployment.clock_db() if "clock" in names else deployment.db
+        nemeses = faults.build(names, deployment.db, deployment.net, opts.partition_shapes(), clock_db=clock_db)
         await create_schema(cluster, secret, opts, workload.table)
         with HistoryWriter(history_path) as writer:
             recorder = Recorder(writer)
@@ -292,8 +250,8 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
             progress.attach(recorder, schedule, opts.time_limit)
             progress.phase("running")
             workers = [
-                Worker(i, concurrency, cluster.node_ids()[i % node_count],
-                       NodeConnection(*cluster.client_address(cluster.node_ids()[i % node_count]),
+                Worker(i, concurrency, node_ids[i % len(node_ids)],
+                       NodeConnection(*cluster.client_address(node_ids[i % len(node_ids)]),
                                       secret=secret, timeout=OP_TIMEOUT),
                        random.Random(rng.getrandbits(64)))
                 for i in range(concurrency)
@@ -315,11 +273,12 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
             interrupted = main_phase.cancelled_caught
             progress.phase("healing")
             healed = await schedule.heal_all()
-            recorder.nemesis("info", "heal", {"healed": healed}, "heal")
+            recorder.nemesis("info", "heal", {"healed": sorted(healed),
+                                              **{f"{k}_result": v for k, v in healed.items() if v is not None}}, "heal")
             if not interrupted:
                 progress.phase("recovering")
-                with trio.move_on_after(60):
-                    await cluster.wait_converged(timeout=60)
+                with trio.move_on_after(RECOVERY_CONVERGE_TIMEOUT):
+                    await cluster.wait_converged(timeout=RECOVERY_CONVERGE_TIMEOUT)
                 await trio.sleep(opts.recovery_time)
                 progress.phase("final reads at ALL")
                 await final_reads(cluster, secret, workload, recorder, concurrency)
@@ -329,14 +288,8 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
         with trio.CancelScope(shield=True):
             if schedule is not None:
                 await schedule.heal_all()
-            if not opts.leave_db_running:
-                progress.phase("stopping nodes")
-                await cluster.stop()
-                proxy_proc.stop()
-            else:
-                store.write_json(run_dir / "cluster.json", {"nodes": cluster.describe(), "proxy": proxy_url,
-                                                            "pids": {n: c.process.pid for n, c in cluster.nodes.items() if c.process},
-                                                            "secret": secret})
+            progress.phase("leaving the cluster running" if opts.leave_db_running else "stopping nodes")
+            await deployment.teardown(opts.leave_db_running, run_dir)
     duration = time.monotonic() - started
     test["end_time"] = time.time()
     test["interrupted"] = interrupted
@@ -360,7 +313,7 @@ async def _watch_interrupt(scope: trio.CancelScope) -> None:
             return
 
 
-async def create_schema(cluster: LocalCluster, secret: str, opts: RunOptions, table: str) -> None:
+async def create_schema(cluster: Any, secret: str, opts: RunOptions, table: str) -> None:
     """The test keyspace (SimpleStrategy, the test's RF) and the workload's table."""
     host, port = cluster.client_address(cluster.node_ids()[0])
     async with open_client(host, port, secret=secret, timeout=30) as c:
@@ -379,7 +332,7 @@ async def create_schema(cluster: LocalCluster, secret: str, opts: RunOptions, ta
                 await trio.sleep(0.2)
 
 
-async def final_reads(cluster: LocalCluster, secret: str, workload: Any, recorder: Recorder, concurrency: int) -> None:
+async def final_reads(cluster: Any, secret: str, workload: Any, recorder: Recorder, concurrency: int) -> None:
     """Read every key at ALL, retrying while replicas catch up; recorded with ``final: true``."""
     ids = cluster.node_ids()
     worker = Worker(10 * concurrency, concurrency, ids[0],

@@ -122,13 +122,21 @@ class PartitionNemesis:
         return Event("start-partition", p.to_json())
 
     async def stop(self) -> Event:
-        """Heal the network."""
-        await self.net.heal()
-        return Event("stop-partition", "network healed")
+        """Heal the network, recording what the cut dropped where the network can count it."""
+        dropped = await self.heal()
+        return Event("stop-partition", {"healed": True, "dropped_packets": dropped} if dropped is not None else "network healed")
 
-    async def heal(self) -> None:
-        """Heal the network."""
+    async def heal(self) -> dict[str, dict[str, int]] | None:
+        """Heal the network; returns packets dropped per destination and source where countable."""
+        counters = getattr(self.net, "counters", None)
+        dropped = None
+        if counters is not None:
+            try:
+                dropped = await counters()
+            except Exception as exc:  # noqa: BLE001 - healing matters more than the statistics
+                log.warning("could not read drop counters: %s", exc)
         await self.net.heal()
+        return dropped
 
 
 class KillNemesis:
@@ -295,13 +303,14 @@ def parse_nemeses(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str]) -> list[Nemesis]:
-    """The nemesis objects for ``names``."""
+def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str],
+          clock_db: DB | None = None) -> list[Nemesis]:
+    """The nemesis objects for ``names`` (``clock_db`` acts on clocks where it differs from ``db``)."""
     makers: dict[str, Callable[[], Nemesis]] = {
         "partition": lambda: PartitionNemesis(db, net, partition_shapes),
         "kill": lambda: KillNemesis(db),
         "pause": lambda: PauseNemesis(db),
-        "clock": lambda: ClockNemesis(db),
+        "clock": lambda: ClockNemesis(clock_db or db),
         "latency": lambda: LatencyNemesis(db, net),
     }
     return [makers[n]() for n in names]
@@ -351,16 +360,16 @@ class Schedule:
         # found generically; what exactly happened (kill, bump-clock, strobe-clock...) is `action`.
         self.record("info", f, event.value, event.f)
 
-    async def heal_all(self) -> list[str]:
-        """Heal every nemesis (shielded from cancellation); returns the names healed."""
-        healed = []
+    async def heal_all(self) -> dict[str, Any]:
+        """Heal every nemesis (shielded from cancellation); returns what each heal reported."""
+        healed: dict[str, Any] = {}
         with trio.CancelScope(shield=True):
             for nemesis in self.nemeses:
                 try:
                     with trio.move_on_after(60):
-                        await nemesis.heal()
-                    healed.append(nemesis.name)
-                except Exception:
+                        healed[nemesis.name] = await nemesis.heal()
+                except Exception as exc:
                     log.exception("healing %s failed", nemesis.name)
+                    healed[nemesis.name] = {"error": f"{type(exc).__name__}: {exc}"}
         self.active.clear()
         return healed

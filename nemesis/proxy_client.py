@@ -256,3 +256,26 @@ class ProxyClient:
         for name in names:
             for stream in STREAMS:
                 await self._remove_toxic(name, kind, stream)
+
+
+class ProxyNet:
+    """The nemesis's view of the network: link proxies on a Toxiproxy-compatible server."""
+
+    def __init__(self, client: ProxyClient) -> None:
+        self.client = client
+
+    async def cut(self, links: Iterable[tuple[str, str]]) -> None:
+        """Hold traffic on each directed link."""
+        await self.client.partition(link_name(a, b) for a, b in sorted(links))
+
+    async def heal(self) -> None:
+        """Remove every partition toxic."""
+        await self.client.heal()
+
+    async def slow(self, links: Iterable[tuple[str, str]], latency_ms: int, jitter_ms: int) -> None:
+        """Add latency to each link."""
+        await self.client.add_latency([link_name(a, b) for a, b in sorted(links)], latency_ms, jitter_ms)
+
+    async def unslow(self) -> None:
+        """Remove every latency toxic."""
+        await self.client.remove_latency()

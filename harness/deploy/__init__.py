@@ -1,0 +1,148 @@
+"""Where a campaign's cluster runs: local processes, or hosts over SSH (namespaces, Vagrant, any).
+
+A :class:`Deployment` gives the campaign runner one surface whatever the target: the cluster
+(start, converge, client addresses, stop), the nemesis's ``db`` (process and clock control) and
+``net`` (cutting and slowing links), and ``teardown`` on every exit path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import trio
+
+DEPLOYS = ("local", "ssh", "vagrant")
+
+
+class Deployment(Protocol):
+    """What the campaign runner needs from a deployment."""
+
+    cluster: Any
+    db: Any
+    net: Any
+
+    async def setup(self) -> None:
+        """Bring the cluster up (raise DeployError naming what failed; leave nothing behind)."""
+        ...
+
+    async def clock_db(self) -> Any:
+        """The DB the clock nemesis uses."""
+        ...
+
+    async def teardown(self, leave_running: bool, run_dir: Path) -> None:
+        """Stop and remove what setup made (unless leave_running); shielded by the caller."""
+        ...
+
+
+class LocalDeployment:
+    """Node processes on this machine, every internode link through a Toxiproxy-compatible proxy."""
+
+    def __init__(self, node_count: int, run_dir: Path, secret: str, seed: int, *, commitlog_sync: str,
+                 faults: dict[str, bool], toxiproxy: str | None) -> None:
+        from harness.deploy.local import LocalCluster, LocalClusterSpec, LocalDB, ProxyProcess
+        from nemesis.proxy_client import ProxyClient, ProxyNet
+
+        self.cluster = LocalCluster(LocalClusterSpec(node_count, run_dir / "nodes", secret, seed,
+                                                     commitlog_sync=commitlog_sync, faults=faults))
+        self.proxy_proc = ProxyProcess(run_dir / "proxy.log")
+        self.external_proxy = toxiproxy
+        self.proxy_url = toxiproxy or self.proxy_proc.start()
+        self.proxy = ProxyClient(self.proxy_url)
+        self.db = LocalDB(self.cluster, secret)
+        self.net = ProxyNet(self.proxy)
+
+    async def setup(self) -> None:
+        """Start the proxy (unless external), create the link proxies, start the nodes."""
+        if not self.external_proxy:
+            await self.proxy_proc.wait_ready(self.proxy)
+        await self.proxy.create_proxies(self.cluster.proxies())
+        await self.proxy.heal_all()
+        await self.cluster.start()
+
+    async def clock_db(self) -> Any:
+        """Local processes share this machine's clock: skew each node's runtime clock."""
+        return self.db
+
+    async def teardown(self, leave_running: bool, run_dir: Path) -> None:
+        """Stop nodes and the proxy, or record how to reach them."""
+        from harness import store
+
+        if leave_running:
+            store.write_json(run_dir / "cluster.json", {
+                "nodes": {nid: {**d, "pid": self.cluster.nodes[nid].process.pid if self.cluster.nodes[nid].process else None}
+                          for nid, d in self.cluster.describe().items()},
+                "proxy": {"url": self.proxy_url, "pid": self.proxy_proc.proc.pid if self.proxy_proc.proc else None},
+                "secret": self.db.secret,
+            })
+            return
+        await self.cluster.stop()
+        self.proxy_proc.stop()
+
+
+class SSHDeployment:
+    """Nodes installed over SSH on real hosts; partitions with iptables, clocks on the hosts."""
+
+    def __init__(self, hosts: list[Any], opts: Any, run_dir: Path, secret: str, seed: int, *,
+                 faults: dict[str, bool]) -> None:
+        from harness.deploy.ssh import SSHCluster, SSHClusterSpec, SSHDB, settings_from_args
+        from nemesis.iptables import IptablesNet
+
+        self.cluster = SSHCluster(SSHClusterSpec(
+            hosts, settings_from_args(opts), run_dir / "nodes", secret, seed,
+            commitlog_sync=opts.commitlog_sync, faults=faults, remote_root=opts.remote_root,
+            leave_running=opts.leave_db_running))
+        self.db = SSHDB(self.cluster)
+        self.net = IptablesNet(self.cluster)
+        self.clock_mode = opts.clock_mode
+        self._net_installed = False
+
+    async def setup(self) -> None:
+        """Install and start the nodes, then ringlab's iptables chain."""
+        await self.cluster.start()
+        await self.net.install()
+        self._net_installed = True
+
+    async def clock_db(self) -> Any:
+        """Real host clocks (refused where hosts share this machine's), or the nodes' own."""
+        from nemesis.hostclock import HostClock, clock_db
+
+        helper_dirs = {nid: n.dir for nid, n in self.cluster.nodes.items()}
+        return await clock_db(self.db, HostClock(self.cluster, helper_dirs), self.clock_mode)
+
+    async def teardown(self, leave_running: bool, run_dir: Path) -> None:
+        """Remove our iptables rules, download logs, stop and uninstall (unless leave_running)."""
+        if self._net_installed:
+            try:
+                await self.net.uninstall()
+            except Exception:  # noqa: BLE001 - keep tearing down; the error is in the log
+                import logging
+
+                logging.getLogger("harness.deploy").exception("removing iptables rules failed")
+        await self.cluster.teardown()
+
+
+def hosts_for(opts: Any) -> list[Any]:
+    """The host list for an ssh or vagrant deploy (ValueError naming what is wrong)."""
+    if opts.deploy == "vagrant":
+        from harness.deploy.vagrant import vagrant_hosts
+
+        return vagrant_hosts()
+    from harness.deploy.ssh import hosts_from_args
+
+    return hosts_from_args(opts)
+
+
+def make_deployment(opts: Any, run_dir: Path, secret: str, seed: int) -> Deployment:
+    """The deployment ``opts.deploy`` asks for."""
+    faults = {f: True for f in opts.validation_faults}
+    if opts.deploy == "local":
+        return LocalDeployment(opts.node_count(), run_dir, secret, seed, commitlog_sync=opts.commitlog_sync,
+                               faults=faults, toxiproxy=opts.toxiproxy)
+    return SSHDeployment(hosts_for(opts), opts, run_dir, secret, seed, faults=faults)
+
+
+async def shielded(fn: Any, *args: Any) -> None:
+    """Run a cleanup step that must finish even while the campaign is being cancelled."""
+    with trio.CancelScope(shield=True):
+        await fn(*args)

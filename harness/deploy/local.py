@@ -321,6 +321,42 @@ class ProxyProcess:
                 self.proc.wait()
 
 
+class LocalDB:
+    """The nemesis's view of a local cluster."""
+
+    def __init__(self, cluster: LocalCluster, secret: str) -> None:
+        self.cluster = cluster
+        self.secret = secret
+
+    def node_ids(self) -> list[str]:
+        """Node ids."""
+        return self.cluster.node_ids()
+
+    async def kill(self, node_id: str) -> None:
+        """SIGKILL."""
+        await self.cluster.kill(node_id)
+
+    async def restart(self, node_id: str) -> None:
+        """Start and wait until it answers."""
+        await self.cluster.start_node(node_id)
+        await self.cluster.wait_ready(node_id)
+
+    async def pause(self, node_id: str) -> None:
+        """SIGSTOP."""
+        self.cluster.pause(node_id)
+
+    async def resume(self, node_id: str) -> None:
+        """SIGCONT."""
+        self.cluster.resume(node_id)
+
+    async def admin(self, node_id: str, op: str, **fields: Any) -> dict[str, Any]:
+        """An admin operation with a short timeout."""
+        host, port = self.cluster.client_address(node_id)
+        with trio.fail_after(5):
+            async with open_client(host, port, secret=self.secret) as c:
+                return await c.admin(op, **fields)
+
+
 class DeployError(RuntimeError):
     """The cluster could not be brought up; the message names the node and its log."""
 
