@@ -59,7 +59,7 @@ class _KeySearch:
     """A resumable WGL search over one key's calls."""
 
     __slots__ = ("key", "calls", "fns", "args", "outs", "zbits", "nxt", "prv", "cache", "entry",
-                 "state", "h", "stack", "depth", "best", "best_depth", "status", "steps", "init", "phs",
+                 "state", "h", "stack", "depth", "best", "best_depth", "status", "steps", "init", "phs", "skip",
                  "phase", "todo")
 
     def __init__(self, key: Any, calls: list[Call], init: Any) -> None:
@@ -73,6 +73,7 @@ class _KeySearch:
         self.phs = [2 if c.kind == "read" else 1 if c.determinate else 0 for c in calls]
         self.todo = sum(1 for p in self.phs if p)  # info calls left over may all go at +infinity
         self.phase = 2
+        self.skip = -1
         if n <= EXACT_BITSET_LIMIT:
             self.zbits = [1 << i for i in range(n)]
         else:
@@ -118,6 +119,7 @@ class _KeySearch:
         cache_add = cache.add
         entry = self.entry
         phase = self.phase
+        skip = self.skip
         state = self.state
         h = self.h
         stack = self.stack
@@ -128,21 +130,37 @@ class _KeySearch:
         limit = size + room
         steps = 0
         status = RUNNING
-        # Three passes over the pending calls at each configuration: reads, then determinate
-        # writes, then indeterminate ones. A read that is legal now can be linearized now without
-        # loss (it changes no state, and every call that had to precede it is already placed), so
-        # it is committed without trying alternatives. An info operation that never happened is
-        # best placed at +infinity, so it is tried only when nothing else fits.
+        # Candidates at each configuration (the calls before the first return entry) are tried
+        # in this order:
+        # 2. reads that are legal now, committed without trying alternatives: a read changes no
+        #    state and every call that had to precede it is already placed, so if it cannot go
+        #    now the configuration fails whatever else is tried;
+        # 3. the call whose return comes first (just-in-time linearization, as Lowe does): in a
+        #    valid history it usually can go now, and that keeps every other write pending;
+        # 4. when that call is a read that is illegal now: the calls after which it would be
+        #    legal (the write of the value it returned, often an info one);
+        # 1. the other determinate calls, in invocation order;
+        # 0. indeterminate calls: one that never happened is best left at +infinity, so it is
+        #    tried only when nothing else fits.
         while todo:
             if steps >= budget:
                 break
             steps += 1
             if not entry & 1:
                 i = (entry - 2) >> 1
-                if phs[i] != phase:
+                if phase == 4:
+                    if phs[i] == 2:
+                        entry = nxt[entry]
+                        continue
+                elif phase != 3 and (phs[i] != phase or entry == skip):
                     entry = nxt[entry]
                     continue
                 ns = fns[i](state, args[i], outs[i])
+                if ns is not ILLEGAL and phase == 4:
+                    xi = (skip - 2) >> 1
+                    if fns[xi](ns, args[xi], outs[xi]) is ILLEGAL:
+                        entry = nxt[entry]
+                        continue
                 if ns is not ILLEGAL:
                     nh = h ^ zbits[i]
                     k = (nh, ns)
@@ -152,10 +170,10 @@ class _KeySearch:
                             break
                         cache_add(k)
                         size += 1
-                        stack = (entry, state, h, stack)
+                        stack = (entry, state, h, phase, skip, stack)
                         depth += 1
-                        if phase:
-                            todo -= 1  # phases 2 and 1 are the determinate calls
+                        if phs[i]:
+                            todo -= 1
                         state = ns
                         h = nh
                         # Lift the call and its return out of the list (dancing links).
@@ -170,39 +188,60 @@ class _KeySearch:
                         prv[n] = p
                         entry = nxt[0]
                         phase = 2
+                        skip = -1
                         continue
-                entry = nxt[entry]
-            elif phase:
-                # Every candidate of this pass failed here; next pass.
-                phase -= 1
+                if phase == 3:
+                    phase = 1
+                    entry = nxt[0]
+                else:
+                    entry = nxt[entry]
+            elif phase == 2:
+                # The first return entry: try its call next, unless it is a read (tried already).
+                x = entry - 1
+                skip = x
+                if phs[(x - 2) >> 1] == 1:
+                    phase = 3
+                    entry = x
+                else:
+                    phase = 4
+                    entry = nxt[0]
+            elif phase == 4:
+                phase = 1
+                entry = nxt[0]
+            elif phase == 1:
+                phase = 0
                 entry = nxt[0]
             else:
-                # A return entry: its call could not be linearized before it returned.
+                # Nothing can be linearized before this return entry: backtrack.
                 if depth > best_depth or self.best is None:
                     self.best = (stack, state, entry)
                     best_depth = depth
                 if stack is None:
                     status = ILLEGAL_HISTORY
                     break
-                c, state, h, stack = stack
+                c, state, h, ph, skip, stack = stack
                 depth -= 1
                 r = c + 1
                 nxt[prv[r]] = r
                 prv[nxt[r]] = r
                 nxt[prv[c]] = c
                 prv[nxt[c]] = c
-                phase = phs[(c - 2) >> 1]
-                if phase:
+                if phs[(c - 2) >> 1]:
                     todo += 1
-                if phase == 2:
+                if ph == 2:
                     # A committed read failed: this whole configuration fails, backtrack again.
                     phase = 0
                     entry = r
+                elif ph == 3:
+                    phase = 1
+                    entry = nxt[0]
                 else:
+                    phase = ph
                     entry = nxt[c]
         else:
             status = LINEARIZABLE
         self.entry = entry
+        self.skip = skip
         self.phase = phase
         self.state = state
         self.h = h
@@ -370,7 +409,7 @@ def explain(s: _KeySearch, model: Model) -> Anomaly:
     order: list[tuple[int, Any]] = []
     node = stack
     while node is not None:
-        c, before, _h, node = node
+        c, before, _h, _phase, _skip, node = node
         order.append(((c - 2) >> 1, before))
     order.reverse()
     linearized = {i for i, _ in order}
