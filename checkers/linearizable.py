@@ -308,8 +308,8 @@ def prepare(history: Iterable[Op], model: Model) -> _Prepared:
     for k, cs in parts.items():
         seen: set[Any] = set()
         for c in cs:
-            if c.determinate:
-                seen.update(model.observed(c))
+            # Info calls observe too: an info cas expecting v needs a write of v before it.
+            seen.update(model.observed(c))
         kept = []
         for c in cs:
             if not c.determinate:

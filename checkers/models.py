@@ -128,13 +128,13 @@ class Model:
         return parts
 
     def observed(self, call: Call) -> Iterable[Hashable]:
-        """Tokens for what a determinate call can see (values read, values a cas expects)."""
+        """Tokens for what a call can see (values read, values a cas expects)."""
         return ()
 
     def effect(self, call: Call) -> Hashable | None:
         """The token an indeterminate call's effect would show as; None if it cannot be pruned.
 
-        An info operation whose effect token no determinate call observes can be placed at
+        An info operation whose effect token no call observes can be placed at
         +infinity (never happened) without loss, so the checker drops it: applying it could only
         make later reads and compare-and-sets fail.
         """
