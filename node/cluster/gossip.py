@@ -72,10 +72,17 @@ MAX_INTERVAL_ROUNDS = 1.0
 # its first seconds take much longer than 15 s to convict.
 BOOTSTRAP_INTERVAL_ROUNDS = 1.0
 
-# Heartbeats one arrival may stand for (see Gossiper._report). A node bumps its heartbeat about
-# 2-3 times per second (its own round plus each SYN it answers), so a one-second relay gap
-# carries about that many; the cap keeps a burst of state changes from flooding the window.
-MAX_BEATS_PER_ARRIVAL = 4
+# Heartbeats per round. Peers record the beats they learn as arrivals spread over the gap since
+# the previous one (Gossiper._report), so their mean interval tends to interval / BEATS_PER_ROUND
+# whatever the cluster size or gossip luck: 0.5 s here, and phi > 8 (18.4 mean intervals of
+# silence) convicts a dead node in about 10 s. One beat per round, recorded per batch as
+# Cassandra does, leaves the mean near a whole round and conviction near 19 s.
+BEATS_PER_ROUND = 2
+
+# Heartbeats one arrival may stand for (see Gossiper._report): a few rounds' worth, so a burst
+# of application state changes (which draw versions from the same counter) cannot flood the
+# window with tiny intervals.
+MAX_BEATS_PER_ARRIVAL = 3 * BEATS_PER_ROUND
 
 SYN = "GOSSIP_SYN"
 ACK2 = "GOSSIP_ACK2"
@@ -277,6 +284,7 @@ class Gossiper:
                 # _last_check survives a stop and re-run (an in-process stand-in for SIGSTOP /
                 # SIGCONT), so the first check after it sees the pause and holds convictions.
                 self._nursery = nursery
+                nursery.start_soon(self._beat_loop)
                 nursery.start_soon(self._loop)
                 task_status.started()
         finally:
@@ -285,10 +293,10 @@ class Gossiper:
             self._echoing.clear()
 
     async def _loop(self) -> None:
+        """Gossip rounds and failure checks, every interval."""
         clock = self.runtime.clock
         next_round = clock.monotonic()
         while True:
-            self._beat()
             self._round()
             self._check_failures()
             self.rounds += 1
@@ -302,6 +310,23 @@ class Gossiper:
             if next_round < now:
                 next_round = now  # we fell behind (paused): do not fire a burst of rounds
             await clock.sleep(next_round - now)
+
+    async def _beat_loop(self) -> None:
+        """Advance the heartbeat BEATS_PER_ROUND times per interval, at a steady pace.
+
+        Beats are kept apart from rounds so their pace stays even while rounds shift phase;
+        peers learn of them with our next exchange, as a batch that _report spreads back out.
+        """
+        clock = self.runtime.clock
+        tick = self.interval / BEATS_PER_ROUND
+        next_beat = clock.monotonic()
+        while True:
+            self._beat()
+            next_beat += tick
+            now = clock.monotonic()
+            if next_beat < now:
+                next_beat = now  # paused: resume the pace rather than fire missed beats
+            await clock.sleep(next_beat - now)
 
     def _beat(self) -> None:
         self._states[self.local_id].heartbeat.version = next(self._versions)
@@ -392,11 +417,6 @@ class Gossiper:
     async def _on_syn(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Answer a SYN with an ACK: what we want, and what the initiator lacks."""
         self._direct_evidence(sender)
-        # Beat on every answer too, not only once per round: the heartbeat then advances a few
-        # times per second, so peers learn of our liveness through every exchange they take
-        # part in. That keeps the mean arrival interval near 0.5 s, and phi > 8 (18.4 mean
-        # intervals of silence) convicts a dead node in about 10 s rather than 18 s.
-        self._beat()
         wanted: list[list[Any]] = []
         send: dict[str, Any] = {}
         named = set()

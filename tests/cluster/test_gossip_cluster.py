@@ -161,7 +161,8 @@ async def test_paused_node_is_marked_down_then_up_when_it_resumes() -> None:
         generation = victim.gossiper.generation
         victim.stop()
         took = await wait_until(lambda: all(not n.gossiper.is_alive(victim.node_id) for n in others), 15.0)
-        print(f"paused node DOWN everywhere after {took:.1f} s")
+        means = [round(n.gossiper.fd.mean_interval(victim.node_id) or 0, 3) for n in others]
+        print(f"paused node DOWN everywhere after {took:.1f} s; mean intervals {means}")
         resumed_at = trio.current_time()
         await nursery.start(victim.serve)
         took = await wait_until(lambda: converged(nodes), timeout=10.0)
