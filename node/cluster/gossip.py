@@ -1,11 +1,10 @@
 """Gossip membership: versioned endpoint state spread by a SYN / ACK / ACK2 exchange, as in Cassandra.
 
 Every node owns one :class:`EndpointState` per endpoint it knows: a heartbeat (generation = the
-node's start time in seconds, and a version bumped every round) plus application states (STATUS,
+node's start time in seconds, and a version bumped twice a round) plus application states (STATUS,
 TOKENS, LOAD, DC, RACK, INTERNODE_ADDR, CLIENT_ADDR, SCHEMA, or any other key), each stamped
 with a version from the same per-node counter, so "everything newer than version v" is one
-comparison. Once per interval a node bumps its heartbeat and starts an exchange with a random
-live peer, sometimes also with an unreachable one and sometimes with a seed (Cassandra's rules):
+comparison. Once per interval a node starts an exchange with a random live peer, sometimes also with an unreachable one and sometimes with a seed (Cassandra's rules):
 
 * SYN  (initiator → peer, a request): digests ``[endpoint, generation, max_version]`` of
   everything the initiator knows;
@@ -15,8 +14,9 @@ live peer, sometimes also with an unreachable one and sometimes with a seed (Cas
 
 Each exchange moves information both ways, so news reaches all N nodes in O(log N) rounds.
 
-Liveness: the phi-accrual detector is fed whenever a newer heartbeat of an endpoint arrives
-(through any peer) or a gossip message arrives from it directly; a check every interval convicts
+Liveness: the phi-accrual detector is fed whenever newer heartbeats of an endpoint arrive
+(through any peer; a batch of k beats counts as k arrivals spread over the gap since the last
+one) or a gossip message arrives from it directly; a check every interval convicts
 endpoints whose phi exceeds the threshold (DOWN). An endpoint is marked UP only after it answers
 an ECHO request, as Cassandra does, so stale second-hand state cannot resurrect a dead node.
 """
