@@ -4,7 +4,8 @@ Every node owns one :class:`EndpointState` per endpoint it knows: a heartbeat (g
 node's start time in seconds, and a version bumped twice a round) plus application states (STATUS,
 TOKENS, LOAD, DC, RACK, INTERNODE_ADDR, CLIENT_ADDR, SCHEMA, or any other key), each stamped
 with a version from the same per-node counter, so "everything newer than version v" is one
-comparison. Once per interval a node starts an exchange with a random live peer, sometimes also with an unreachable one and sometimes with a seed (Cassandra's rules):
+comparison. Once per interval a node starts an exchange with a random live peer, sometimes
+also with an unreachable one and sometimes with a seed (Cassandra's rules):
 
 * SYN  (initiator → peer, a request): digests ``[endpoint, generation, max_version]`` of
   everything the initiator knows;
