@@ -300,7 +300,9 @@ class Messaging:
             raise PeerUnreachable(f"{self.node_id}: messaging is not running")
         if p.state == "backoff":
             self.stats.dropped_unreachable += 1
-            raise PeerUnreachable(f"{self.node_id}: peer {peer} is unreachable (reconnecting after {p.failures} failure(s))")
+            raise PeerUnreachable(
+                f"{self.node_id}: peer {peer} is unreachable (reconnecting after {p.failures} failure(s))"
+            )
         if len(p.frames) >= self.max_queue:
             self.stats.dropped_queue_full += 1
             raise QueueFull(f"{self.node_id}: outgoing queue to {peer} is full ({self.max_queue} frames)")
