@@ -581,7 +581,12 @@ class Messaging:
                     raise _BadPeer(f"malformed message from {sender}: keys {sorted(map(str, msg))[:5]}")
                 if not isinstance(payload, dict):
                     payload = {}
-                await conn.slots.acquire()
+                try:
+                    # Non-blocking first: an awaited acquire yields to the scheduler once per
+                    # message, which would drain a coalesced batch one message per loop turn.
+                    conn.slots.acquire_nowait()
+                except trio.WouldBlock:
+                    await conn.slots.acquire()
                 nursery.start_soon(self._handle, conn, sender, verb, rid, payload)
             data = await stream.receive_some(RECV_BYTES)
             if not data:

@@ -370,3 +370,27 @@ async def test_peer_address_is_learnt_from_its_hello() -> None:
         assert (await b.request("a", "ECHO", {}, timeout=2))["from"] == "b"
         assert a.remote_id("b") == "b" and a.is_connected("b")
         nursery.cancel_scope.cancel()
+
+
+async def test_handlers_per_connection_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import node.cluster.messaging as messaging_module
+
+    monkeypatch.setattr(messaging_module, "MAX_INFLIGHT_HANDLERS", 3)
+    a, b = make("a"), make("b")
+    running_now = 0
+    peak = 0
+
+    async def slow(sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        nonlocal running_now, peak
+        running_now += 1
+        peak = max(peak, running_now)
+        await trio.sleep(0.01)
+        running_now -= 1
+        return payload
+
+    b.register("SLOW", slow)
+    async with running(a, b):
+        async with trio.open_nursery() as n:
+            for i in range(30):
+                n.start_soon(a.request, "b", "SLOW", {"i": i}, 5)
+    assert peak == 3
