@@ -53,6 +53,26 @@ class GossipConfig:
 
 
 @dataclass
+class MembershipConfig:
+    """Bootstrap, range movements and load balancing (node/membership_ops.py)."""
+
+    # A node started without tokens.json joins by streaming: it picks tokens splitting the most
+    # loaded ranges, announces JOINING and becomes NORMAL when its ranges are streamed. Off, a
+    # node without tokens takes random tokens at once (how a brand-new cluster starts).
+    auto_bootstrap: bool = False
+    # After every live peer sees an announced change, wait this long before streaming so writes
+    # placed on the old ring finish (Cassandra's RING_DELAY is 30 s; peers confirm here, so the
+    # wait only covers in-flight writes, which are bounded by the write timeout).
+    ring_delay: float = 2.0
+    # The paper's load balancing: a light node moves a token into a heavy node's range.
+    load_balance: bool = False
+    # How often (mean, jittered) a node compares loads; the paper leaves it to the operator.
+    balance_interval: float = 60.0
+    # A node moves only when its load is at most this fraction of the heaviest node's.
+    balance_ratio: float = 0.5
+
+
+@dataclass
 class NodeConfig:
     """One node's configuration (node.toml)."""
 
@@ -81,6 +101,7 @@ class NodeConfig:
     hints: HintsConfig = field(default_factory=HintsConfig)
     gossip: GossipConfig = field(default_factory=GossipConfig)
     faults: FaultSwitches = field(default_factory=FaultSwitches)
+    membership: MembershipConfig = field(default_factory=MembershipConfig)
 
     def seed_addresses(self) -> list[tuple[str, int]]:
         """The seeds as (host, port)."""
@@ -101,7 +122,7 @@ def parse_host_port(text: Any, where: str) -> tuple[str, int]:
     return host, int(port)
 
 
-_SECTIONS = {"storage": StorageConfig, "timeouts": Timeouts, "hints": HintsConfig, "gossip": GossipConfig, "faults": FaultSwitches}
+_SECTIONS = {"storage": StorageConfig, "timeouts": Timeouts, "hints": HintsConfig, "gossip": GossipConfig, "faults": FaultSwitches, "membership": MembershipConfig}
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

@@ -25,6 +25,9 @@ class FaultSwitches:
     # Coordinator: claim hints were stored but keep none (writes to down replicas are silently
     # lost there, and an ANY write acknowledged on a hint alone is lost outright).
     drop_hints: bool = False
+    # Coordinator: do not send writes to pending replicas (nodes joining, or gaining ranges in a
+    # move/decommission/removenode), so writes acknowledged while ranges stream are lost there.
+    skip_pending_ranges: bool = False
 
     def set(self, name: str, value: Any) -> None:
         """Set one switch by name (ValueError names an unknown switch or a non-bool value)."""

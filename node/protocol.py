@@ -75,6 +75,13 @@ ADMIN_OPS = (
     "drain",
     "clock",
     "faults",
+    "join",
+    "decommission",
+    "removenode",
+    "cleanup",
+    "move",
+    "repair",
+    "netstats",
 )
 OTHER_OPS = ("ping",)
 ALL_OPS = DATA_OPS + SCHEMA_OPS + ADMIN_OPS + OTHER_OPS
