@@ -301,6 +301,13 @@ class Coordinator:
             state.done.set()
         for r in alive:
             self._nursery.start_soon(self._write_replica, r, keyspace, table, mutation, payload, state)
+        # Pending replicas (ranges moving in a membership change) get the write too, uncounted:
+        # the tracker ignores their acks, as Cassandra's pending endpoints (node/membership_ops.py).
+        pending_of = getattr(self.membership, "pending_endpoints", None)
+        if pending_of is not None and not self.faults.skip_pending_ranges:
+            for r in pending_of(strategy, mutation.key):
+                if r not in replicas and self._alive(r):
+                    self._nursery.start_soon(self._write_replica, r, keyspace, table, mutation, payload, state)
         with trio.move_on_after(self.write_timeout):
             await state.done.wait()
         if not state.done.is_set():

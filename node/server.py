@@ -45,6 +45,10 @@ from node.schema import Schema, load_schema, save_schema
 from node.storage.cells import Cell, Mutation, Partition, RangeTombstone
 from node.storage.engine import StorageEngine
 from node.storage.errors import StorageError
+from node.membership_admin import admin_ops
+from node.membership_ops import MembershipManager
+from node.repair import Repairer
+from node.streaming import Streamer, choose_sort_key
 
 log = logging.getLogger("node.server")
 
@@ -119,9 +123,13 @@ class Node:
         self.schema_path = self.data_dir / "schema.json"
         self.schema = load_schema(self.schema_path)
         self.tokens = self._load_tokens()
+        # JOINING until bootstrap streamed this node's ranges (node/membership_ops.py).
+        self.status = "JOINING" if not self.tokens or (self.data_dir / "bootstrap.json").exists() else "NORMAL"
         self.peers_path = self.data_dir / "peers.json"
         self._saved_peers = self._load_peers()
-        self.engine = StorageEngine(self.data_dir / "storage", config.storage, self.runtime.clock)
+        # Partitions in token order, so streaming and repair scan a token range in one pass.
+        sort_key, token_ordered = choose_sort_key(self.data_dir / "storage", self.partitioner)
+        self.engine = StorageEngine(self.data_dir / "storage", config.storage, self.runtime.clock, sort_key)
         self.local = LocalStore(self.engine, config.storage.commitlog_sync)
         self.messaging = Messaging(
             self.runtime,
@@ -155,6 +163,12 @@ class Node:
             config.timeouts.write,
             config.timeouts.read,
         )
+        self.streamer = Streamer(
+            self.node_id, self.messaging, self.engine, self.partitioner, token_ordered,
+            config.storage.commitlog_sync, lambda ks, t: (ks, t) in self.engine.tables(),
+        )
+        self.membership = MembershipManager(self, self.streamer)
+        self.repairer = Repairer(self, self.streamer)
         self.messaging.register(VERB_SCHEMA_PUSH, self._handle_schema_push)
         self.messaging.register(VERB_SCHEMA_PULL, self._handle_schema_pull)
         self.in_flight = 0
@@ -163,6 +177,7 @@ class Node:
         self._client_scope: trio.CancelScope | None = None
         self._drain = trio.Event()
         self._schema_lock = trio.Lock()
+        self.membership_ops = admin_ops(self)
 
     # ---- tokens and ring
 
@@ -171,6 +186,8 @@ class Node:
         part = self.partitioner
         if path.exists():
             return [part.from_string(t) for t in json.loads(path.read_text())]
+        if self.config.membership.auto_bootstrap:
+            return []  # chosen at bootstrap from the ring's load (node/membership_ops.py)
         if self.config.initial_tokens:
             tokens = sorted(part.from_string(t) for t in self.config.initial_tokens)
         else:
@@ -232,9 +249,9 @@ class Node:
     def ring(self) -> TokenMetadata:
         """The current token metadata (rebuilt when gossip changes tokens or placement)."""
         members = self._members()
-        key = tuple(sorted((n, tuple(i.tokens), i.datacenter, i.rack, i.status) for n, i in members.items()))
+        key = (tuple(sorted((n, tuple(i.tokens), i.datacenter, i.rack, i.status) for n, i in members.items())), self.membership.ring_key())
         if self._ring is None or key != self._ring_key:
-            usable = {n: i for n, i in members.items() if i.tokens and i.status in ("NORMAL", "LEAVING")}
+            usable = self.membership.natural(members)
             self._ring = TokenMetadata(
                 self.partitioner,
                 {n: i.tokens for n, i in usable.items()},
@@ -250,6 +267,10 @@ class Node:
         if node_id == self.node_id:
             return True
         return self.gossiper is not None and self.gossiper.is_alive(node_id)
+
+    def pending_endpoints(self, strategy: Any, key: bytes) -> tuple[str, ...]:
+        """Nodes gaining ``key``'s range in an announced membership change (writes go there too)."""
+        return self.membership.pending_endpoints(strategy, key)
 
     def datacenter_of(self, node_id: str) -> str:
         """The node's datacenter per gossip."""
@@ -268,7 +289,7 @@ class Node:
             datacenter=self.config.datacenter,
             rack=self.config.rack,
             tokens=list(self.tokens),
-            status="NORMAL",
+            status=self.status,
             load=0,
         )
 
@@ -367,6 +388,7 @@ class Node:
                     self._publish_schema_version()
                     nursery.start_soon(self.gossiper.run)
                 await nursery.start(self.coordinator.run)
+                nursery.start_soon(self.membership.run)
                 nursery.start_soon(self.hints.run, self.is_alive, self._send_hint)
                 nursery.start_soon(self._housekeeping)
                 nursery.start_soon(self._schema_sync_loop)
@@ -510,7 +532,7 @@ class Node:
             if op in protocol.ADMIN_OPS or op in protocol.SCHEMA_OPS and op != "describe":
                 if not self.config.cluster_secret or req.get("secret") != self.config.cluster_secret:
                     raise Unauthorized(f"{op} needs the cluster secret")
-            handler = getattr(self, f"_op_{op}")
+            handler = self.membership_ops.get(op) or getattr(self, f"_op_{op}")
             return ok_response(rid, **(await handler(req)))
         except RinglabError as exc:
             return error_response(rid if isinstance(rid, int) else None, exc)
