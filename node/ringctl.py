@@ -131,6 +131,16 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"schema version {resp['version']} (agreed: {', '.join(resp['agreed'])})")
         elif cmd == "describe":
             print(json.dumps(await c.request("describe"), indent=2, default=str))
+        elif cmd in ("join", "decommission", "netstats"):
+            print(json.dumps(await c.admin(cmd), indent=2, default=str))
+        elif cmd == "removenode":
+            print(json.dumps(await c.admin("removenode", node=args.node), indent=2, default=str))
+        elif cmd == "cleanup":
+            print(json.dumps(await c.admin("cleanup", keyspace=args.keyspace), indent=2, default=str))
+        elif cmd == "move":
+            print(json.dumps(await c.admin("move", tokens=args.tokens), indent=2, default=str))
+        elif cmd == "repair":
+            print(json.dumps(await c.admin("repair", keyspace=args.keyspace, range=args.range), indent=2, default=str))
     return 0
 
 
@@ -198,6 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--option", nargs="*", default=[], metavar="NAME=VALUE")
     sp.add_argument("--if-not-exists", action="store_true")
     sub.add_parser("describe", help="the schema")
+    sub.add_parser("join", help="bootstrap this JOINING node: stream its ranges, then NORMAL")
+    sub.add_parser("decommission", help="stream this node's ranges to their new replicas, leave the ring, stop")
+    sp = sub.add_parser("removenode", help="re-replicate a dead node's ranges from the survivors and drop it")
+    sp.add_argument("node")
+    sp = sub.add_parser("cleanup", help="drop data of ranges this node no longer replicates")
+    sp.add_argument("keyspace", nargs="?")
+    sp = sub.add_parser("move", help="move this node to new tokens (streaming what it gains)")
+    sp.add_argument("tokens", nargs="+")
+    sp = sub.add_parser("repair", help="Merkle-tree anti-entropy repair of the ranges this node replicates")
+    sp.add_argument("keyspace", nargs="?")
+    sp.add_argument("--range", help="only this token range, as LEFT:RIGHT ((left, right])")
+    sub.add_parser("netstats", help="membership operation, streaming and repair counters")
     return p
 
 
