@@ -156,6 +156,11 @@ class _KeySearch:
                     entry = nxt[entry]
                     continue
                 ns = fns[i](state, args[i], outs[i])
+                if not phs[i] and ns == state:
+                    # An info call that changes nothing here is better left pending: at
+                    # +infinity it is always legal, and later it may still be needed.
+                    entry = nxt[entry]
+                    continue
                 if ns is not ILLEGAL and phase == 4:
                     xi = (skip - 2) >> 1
                     if fns[xi](ns, args[xi], outs[xi]) is ILLEGAL:
@@ -306,15 +311,17 @@ def prepare(history: Iterable[Op], model: Model) -> _Prepared:
         add(inv, inv_pos, None, float("inf"))
     parts = model.partition(calls)
     for k, cs in parts.items():
-        seen: set[Any] = set()
+        # How many calls observe each token. Info calls observe too (an info cas expecting v
+        # needs a write of v before it), but a call's own observation does not count for it.
+        seen: dict[Any, int] = {}
         for c in cs:
-            # Info calls observe too: an info cas expecting v needs a write of v before it.
-            seen.update(model.observed(c))
+            for token in set(model.observed(c)):
+                seen[token] = seen.get(token, 0) + 1
         kept = []
         for c in cs:
             if not c.determinate:
                 token = model.effect(c)
-                if token is not None and token not in seen:
+                if token is not None and seen.get(token, 0) - (token in set(model.observed(c))) <= 0:
                     counts["info_unobserved"] += 1
                     continue
             kept.append(c)
