@@ -1,0 +1,1 @@
+"""The cluster layer: internode messaging, gossip membership and phi-accrual failure detection."""
