@@ -90,9 +90,11 @@ async def status(p: Proc) -> dict[str, dict[str, Any]]:
 
 async def load(p: Proc, keys: range, value: bytes, level: str, writers: int = 16) -> None:
     """Write ``keys`` with ``value`` from concurrent writers."""
+    todo = list(keys)
+
     async def worker(start: int) -> None:
         async with open_client("127.0.0.1", p.client, secret=SECRET, timeout=30) as c:
-            for i in range(keys.start + start, keys.stop, writers):
+            for i in todo[start::writers]:
                 await c.put("ks", "t", f"key{i}", {"v": value}, consistency=level)
 
     async with trio.open_nursery() as n:
@@ -129,7 +131,7 @@ async def run(args: argparse.Namespace) -> None:
         clean = await admin(n3, "repair", keyspace="ks")
         await admin(n1, "faults", set={"drop_hints": True})
         n3.stop()
-        changed = max(1, nkeys // 100)
+        changed = len(range(0, nkeys, 100))
         await load(n1, range(0, nkeys, 100), b"y" * args.value_bytes, "QUORUM")
         await admin(n1, "faults", set={"drop_hints": False})
         n3.start()
