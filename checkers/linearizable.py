@@ -60,6 +60,7 @@ class _KeySearch:
 
     __slots__ = ("key", "calls", "fns", "args", "outs", "zbits", "nxt", "prv", "cache", "entry",
                  "state", "h", "stack", "depth", "best", "best_depth", "status", "steps", "init", "phs", "skip",
+                 "first", "rem", "cnt", "cpos", "rpos",
                  "phase", "todo")
 
     def __init__(self, key: Any, calls: list[Call], init: Any) -> None:
@@ -74,6 +75,11 @@ class _KeySearch:
         self.todo = sum(1 for p in self.phs if p)  # info calls left over may all go at +infinity
         self.phase = 2
         self.skip = -1
+        self.first = -1
+        self.rem = 0
+        self.cnt = 0
+        self.cpos = [c.call_pos for c in calls]
+        self.rpos = [c.ret_pos for c in calls]
         if n <= EXACT_BITSET_LIMIT:
             self.zbits = [1 << i for i in range(n)]
         else:
@@ -99,7 +105,7 @@ class _KeySearch:
         self.init = init
         self.state = init
         self.h = 0
-        self.stack: tuple[Any, ...] | None = None  # cons list: (call entry, state before, h before, rest)
+        self.stack: tuple[Any, ...] | None = None  # cons list: (call entry, state before, h before, pass, skip, first, rem, rest)
         self.depth = 0
         self.best: tuple[Any, Any, int] | None = None
         self.best_depth = -1
@@ -114,12 +120,17 @@ class _KeySearch:
         args = self.args
         outs = self.outs
         phs = self.phs
+        cpos = self.cpos
+        rpos = self.rpos
         zbits = self.zbits
         cache = self.cache
         cache_add = cache.add
         entry = self.entry
         phase = self.phase
         skip = self.skip
+        first = self.first
+        rem = self.rem
+        cnt = self.cnt
         state = self.state
         h = self.h
         stack = self.stack
@@ -130,8 +141,8 @@ class _KeySearch:
         limit = size + room
         steps = 0
         status = RUNNING
-        # Candidates at each configuration (the calls before the first return entry) are tried
-        # in this order:
+        # Candidates at each configuration (the calls before the first return entry, `first`)
+        # are tried in this order, each pass its own phase:
         # 2. reads that are legal now, committed without trying alternatives: a read changes no
         #    state and every call that had to precede it is already placed, so if it cannot go
         #    now the configuration fails whatever else is tried;
@@ -139,34 +150,101 @@ class _KeySearch:
         #    valid history it usually can go now, and that keeps every other write pending;
         # 4. when that call is a read that is illegal now: the calls after which it would be
         #    legal (the write of the value it returned, often an info one);
-        # 1. the other determinate calls, in invocation order;
+        # 1. the other determinate writes in the order of their returns, found by walking the
+        #    return entries from `first` on: a long-running write is tried last, not first;
         # 0. indeterminate calls: one that never happened is best left at +infinity, so it is
-        #    tried only when nothing else fits.
+        #    tried only when nothing else fits, and never where it would change nothing.
         while todo:
             if steps >= budget:
                 break
             steps += 1
-            if not entry & 1:
-                i = (entry - 2) >> 1
-                if phase == 4:
-                    if phs[i] == 2:
+            if phase == 2:
+                if not entry & 1:
+                    p = phs[(entry - 2) >> 1]
+                    if p != 2:
+                        if p == 1:
+                            cnt += 1
                         entry = nxt[entry]
                         continue
-                elif phase != 3 and (phs[i] != phase or entry == skip):
+                    cand = entry
+                else:
+                    first = entry
+                    skip = entry - 1
+                    if phs[(skip - 2) >> 1] == 1:
+                        phase = 3
+                        rem = cnt - 1
+                        cand = skip
+                    else:
+                        phase = 4
+                        rem = cnt
+                        entry = nxt[0]
+                        continue
+            elif phase == 1:
+                if rem <= 0 or entry == 1:
+                    phase = 0
+                    entry = nxt[0]
+                    continue
+                if not entry & 1:
                     entry = nxt[entry]
                     continue
-                ns = fns[i](state, args[i], outs[i])
-                if not phs[i] and ns == state:
-                    # An info call that changes nothing here is better left pending: at
-                    # +infinity it is always legal, and later it may still be needed.
+                cand = entry - 1
+                i = (cand - 2) >> 1
+                if phs[i] != 1 or cand == skip or cpos[i] > rpos[(first - 3) >> 1]:
                     entry = nxt[entry]
                     continue
-                if ns is not ILLEGAL and phase == 4:
-                    xi = (skip - 2) >> 1
-                    if fns[xi](ns, args[xi], outs[xi]) is ILLEGAL:
+                rem -= 1
+            elif phase == 4:
+                if entry & 1:
+                    phase = 1
+                    entry = first
+                    continue
+                if phs[(entry - 2) >> 1] == 2:
+                    entry = nxt[entry]
+                    continue
+                cand = entry
+            else:  # phase 0
+                if not entry & 1:
+                    if phs[(entry - 2) >> 1]:
                         entry = nxt[entry]
                         continue
-                if ns is not ILLEGAL:
+                    cand = entry
+                else:
+                    # Nothing can be linearized before this return entry: backtrack.
+                    if depth > best_depth or self.best is None:
+                        self.best = (stack, state, entry)
+                        best_depth = depth
+                    if stack is None:
+                        status = ILLEGAL_HISTORY
+                        break
+                    c, state, h, ph, skip, first, rem, stack = stack
+                    depth -= 1
+                    r = c + 1
+                    nxt[prv[r]] = r
+                    prv[nxt[r]] = r
+                    nxt[prv[c]] = c
+                    prv[nxt[c]] = c
+                    if phs[(c - 2) >> 1]:
+                        todo += 1
+                    if ph == 2:
+                        # A committed read failed: this whole configuration fails, backtrack again.
+                        phase = 0
+                        entry = r
+                    elif ph == 3:
+                        phase = 1
+                        entry = first
+                    elif ph == 1:
+                        phase = 1
+                        entry = nxt[r]
+                    else:
+                        phase = ph
+                        entry = nxt[c]
+                    continue
+            # Try to linearize `cand` now.
+            i = (cand - 2) >> 1
+            ns = fns[i](state, args[i], outs[i])
+            if ns is not ILLEGAL and (phs[i] or ns != state):
+                x = (skip - 2) >> 1
+                if phase != 4 or fns[x](ns, args[x], outs[x]) is not ILLEGAL:
                     nh = h ^ zbits[i]
                     k = (nh, ns)
                     if k not in cache:
@@ -175,79 +253,42 @@ class _KeySearch:
                             break
                         cache_add(k)
                         size += 1
-                        stack = (entry, state, h, phase, skip, stack)
+                        stack = (cand, state, h, phase, skip, first, rem, stack)
                         depth += 1
                         if phs[i]:
                             todo -= 1
                         state = ns
                         h = nh
                         # Lift the call and its return out of the list (dancing links).
-                        p = prv[entry]
-                        n = nxt[entry]
+                        p = prv[cand]
+                        n = nxt[cand]
                         nxt[p] = n
                         prv[n] = p
-                        r = entry + 1
+                        r = cand + 1
                         p = prv[r]
                         n = nxt[r]
                         nxt[p] = n
                         prv[n] = p
                         entry = nxt[0]
                         phase = 2
-                        skip = -1
+                        cnt = 0
                         continue
-                if phase == 3:
-                    phase = 1
-                    entry = nxt[0]
-                else:
-                    entry = nxt[entry]
-            elif phase == 2:
-                # The first return entry: try its call next, unless it is a read (tried already).
-                x = entry - 1
-                skip = x
-                if phs[(x - 2) >> 1] == 1:
-                    phase = 3
-                    entry = x
-                else:
-                    phase = 4
-                    entry = nxt[0]
-            elif phase == 4:
+            # `cand` cannot go here: next candidate of this pass.
+            if phase == 3:
                 phase = 1
-                entry = nxt[0]
+                entry = first
             elif phase == 1:
-                phase = 0
-                entry = nxt[0]
+                entry = nxt[cand + 1]
             else:
-                # Nothing can be linearized before this return entry: backtrack.
-                if depth > best_depth or self.best is None:
-                    self.best = (stack, state, entry)
-                    best_depth = depth
-                if stack is None:
-                    status = ILLEGAL_HISTORY
-                    break
-                c, state, h, ph, skip, stack = stack
-                depth -= 1
-                r = c + 1
-                nxt[prv[r]] = r
-                prv[nxt[r]] = r
-                nxt[prv[c]] = c
-                prv[nxt[c]] = c
-                if phs[(c - 2) >> 1]:
-                    todo += 1
-                if ph == 2:
-                    # A committed read failed: this whole configuration fails, backtrack again.
-                    phase = 0
-                    entry = r
-                elif ph == 3:
-                    phase = 1
-                    entry = nxt[0]
-                else:
-                    phase = ph
-                    entry = nxt[c]
+                entry = nxt[cand]
         else:
             status = LINEARIZABLE
         self.entry = entry
-        self.skip = skip
         self.phase = phase
+        self.skip = skip
+        self.first = first
+        self.rem = rem
+        self.cnt = cnt
         self.state = state
         self.h = h
         self.stack = stack
@@ -416,7 +457,7 @@ def explain(s: _KeySearch, model: Model) -> Anomaly:
     order: list[tuple[int, Any]] = []
     node = stack
     while node is not None:
-        c, before, _h, _phase, _skip, node = node
+        c, before, _h, _phase, _skip, _first, _rem, node = node
         order.append(((c - 2) >> 1, before))
     order.reverse()
     linearized = {i for i, _ in order}
