@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checkers import linearizable, lww, perf, quorum, sets
+from checkers import counter, linearizable, lww, perf, quorum, sets
 from checkers.result import Result, Validity, merge_validity
 from harness.history import Op, read_history
 
@@ -19,6 +19,7 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "lww": lww.check,
     "quorum": quorum.check,
     "set": sets.check,
+    "counter": counter.check,
     "perf": perf.check,
 }
 """Every checker by name; each is a pure function of (history, params)."""
@@ -62,6 +63,9 @@ def default_checkers(params: dict[str, Any]) -> list[str]:
     """The checkers that fit the model: register/kv get LWW (and quorum with a replication
     factor), set gets set-full; every model gets linearizability and perf."""
     model = params.get("model") or "register"
+    if model == "counter":
+        # Read-modify-write increments: no single-op model to linearize; count lost updates.
+        return ["counter", "perf"]
     names = ["linearizable"]
     if model == "set":
         names.append("set")

@@ -237,7 +237,7 @@ def _register_check(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
                    help="a run directory (reads test.json and history.jsonl, writes results.json)")
     p.add_argument("--history", metavar="FILE", help="a history file (.jsonl, or Jepsen .edn)")
-    p.add_argument("--model", choices=["register", "kv", "set"], help="the model to check against")
+    p.add_argument("--model", choices=["register", "kv", "set", "counter"], help="the model to check against")
     p.add_argument("--replication-factor", type=_positive_int, metavar="N", help="replication factor (enables the quorum checker)")
     p.add_argument("--read-cl", metavar="CL", help="read consistency level (ONE, QUORUM, ALL, ...)")
     p.add_argument("--write-cl", metavar="CL", help="write consistency level (ONE, QUORUM, ALL, ...)")
@@ -334,8 +334,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if v is not None:
             params[name] = v
     params.setdefault("model", "register")
-    if params["model"] not in ("register", "kv", "set"):
-        raise UsageError(f"model {params['model']!r} is not one of register, kv, set")
+    if params["model"] not in ("register", "kv", "set", "counter"):
+        raise UsageError(f"model {params['model']!r} is not one of register, kv, set, counter")
     for name in ("read_cl", "write_cl"):
         if params.get(name) is not None:
             try:

@@ -271,6 +271,13 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
                     await trio.sleep(opts.time_limit)
                     nursery.cancel_scope.cancel()
             interrupted = main_phase.cancelled_caught
+            crashed = getattr(cluster, "crashed", dict)()
+            if crashed:
+                # A node that dies on its own is a bug in the store whatever the checkers say.
+                test["crashed_nodes"] = crashed
+                for nid, why in crashed.items():
+                    log.error("node %s crashed: %s", nid, why)
+                    print(f"harness: node {nid} crashed during the run: {why}", file=sys.stderr)
             progress.phase("healing")
             healed = await schedule.heal_all()
             recorder.nemesis("info", "heal", {"healed": sorted(healed),

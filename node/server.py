@@ -517,8 +517,10 @@ class Node:
                     await trio.sleep(0.005)
                 state["closing"] = True
                 state["wake"].set()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+            # The client went away (reset, closed mid-request): this connection ends, the node
+            # serves on. The nursery wraps such errors in a group, hence except*.
+            log.debug("client connection closed: %s", group.exceptions[0])
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()

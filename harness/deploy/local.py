@@ -53,6 +53,8 @@ class LocalNode:
     host: str = "127.0.0.1"
     process: trio.Process | None = None
     paused: bool = False
+    # Set when the harness itself kills or stops the process, so any other exit is a crash.
+    stopping: bool = False
     config_path: Path = field(default_factory=Path)
 
     @property
@@ -169,6 +171,7 @@ class LocalCluster:
         finally:
             logf.close()
         n.paused = False
+        n.stopping = False
         log.info("started %s pid=%s client=%s:%s", node_id, n.process.pid, n.host, n.client_port)
 
     async def wait_ready(self, node_id: str, timeout: float = START_TIMEOUT) -> None:
@@ -229,6 +232,7 @@ class LocalCluster:
         n = self.nodes[node_id]
         if n.process is None:
             return
+        n.stopping = True
         if n.paused:
             self.signal(node_id, signal.SIGCONT)
         self.signal(node_id, signal.SIGKILL)
@@ -252,6 +256,7 @@ class LocalCluster:
         n = self.nodes[node_id]
         if n.process is None or n.process.returncode is not None:
             return
+        n.stopping = True
         if n.paused:
             self.resume(node_id)
         self.signal(node_id, signal.SIGTERM)
@@ -267,6 +272,14 @@ class LocalCluster:
             async with trio.open_nursery() as nursery:
                 for nid in self.nodes:
                     nursery.start_soon(self.stop_node, nid)
+
+    def crashed(self) -> dict[str, str]:
+        """Nodes whose process exited without the harness killing or stopping it: node → why."""
+        out = {}
+        for nid, n in self.nodes.items():
+            if n.process is not None and n.process.returncode is not None and not n.stopping:
+                out[nid] = f"exited with code {n.process.returncode}; see {n.log_path}: {tail(n.log_path, 2)}"
+        return out
 
     def describe(self) -> dict[str, Any]:
         """The topology, for test.json."""

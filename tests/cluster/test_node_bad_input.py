@@ -112,3 +112,22 @@ def test_thousands_of_malformed_frames_then_normal_service(cluster3: Cluster) ->
 
     trio.run(storm)
     assert trio.run(lambda: call(cluster3[1], "ping"))["ok"]
+
+
+def test_clients_resetting_mid_request_do_not_take_the_node_down(cluster3: Cluster) -> None:
+    """A client that resets its connection (RST) with requests in flight ends only that connection.
+
+    Found by a campaign: a reset surfaced inside the connection's nursery as an exception group
+    and escaped the handler, killing the whole node.
+    """
+    port = cluster3[0].client_port
+    for i in range(50):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        reqs = b"".join(_frame({"id": j, "op": "get", "keyspace": "ks", "table": "t", "key": f"k{j}",
+                                "consistency": "QUORUM"}) for j in range(20))
+        s.sendall(reqs)
+        s.close()  # SO_LINGER 0: RST while the node is still answering
+    assert trio.run(call, cluster3[0], "ping") is not None
+    for node in cluster3:
+        assert node.proc.poll() is None, f"{node} exited"
