@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # Porcupine's Jepsen-style benchmark shape: about 100 operations by 20 processes per history.
 PORCUPINE_OPS, PORCUPINE_PROCS, PORCUPINE_HISTORIES = 100, 20, 200
 # The linearizability budget per case: long enough for every case below, a bound if one regresses.
-TIME_LIMIT_S = 120.0
+TIME_LIMIT_S = 60.0
 
 
 def _rss_mb() -> float:

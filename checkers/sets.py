@@ -37,21 +37,31 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     pending: dict[Any, Op] = {}
     adds: dict[Any, dict[Any, tuple[Op, Op | None]]] = {}
     reads: dict[Any, list[tuple[int, int, Any, Op, Op]]] = {}
+    pop = pending.pop
+    adds_get = adds.get
+    reads_get = reads.get
     for op in history:
         p = op.process
-        if p == NEMESIS:
+        t = op.type
+        if t == "invoke":
+            if p != NEMESIS:
+                pending[p] = op
             continue
-        if op.type == "invoke":
-            pending[p] = op
-            continue
-        inv = pending.pop(p, None)
+        inv = pop(p, None)
         if inv is None:
             continue
-        if inv.f in ADD_FS:
-            if op.type != "fail":
-                adds.setdefault(inv.key, {})[inv.value] = (inv, op)
-        elif inv.f in READ_FS and op.type == "ok":
-            reads.setdefault(inv.key, []).append((inv.time, op.time, op.value or (), inv, op))
+        f = inv.f
+        if f in ADD_FS:
+            if t != "fail":
+                d = adds_get(inv.key)
+                if d is None:
+                    d = adds[inv.key] = {}
+                d[inv.value] = (inv, op)
+        elif f in READ_FS and t == "ok":
+            lst = reads_get(inv.key)
+            if lst is None:
+                lst = reads[inv.key] = []
+            lst.append((inv.time, op.time, op.value or (), inv, op))
     for inv in pending.values():
         if inv.f in ADD_FS:
             adds.setdefault(inv.key, {})[inv.value] = (inv, None)
