@@ -188,3 +188,30 @@ def test_decommission_streams_ranges_away_and_the_node_exits(ring: dict[str, Any
     nodes = _live(ring)
     assert trio.run(_check_replicas, nodes, acked) == []
     assert trio.run(_check_all, c[0], acked) == []
+
+
+def test_skip_pending_ranges_fault_makes_a_join_lose_acknowledged_writes(ring: dict[str, Any]) -> None:
+    """The validation switch: without pending ranges, writes acknowledged while n5 streams miss n5."""
+    c: Cluster = ring["cluster"]
+    coordinator = c[0]
+    trio.run(lambda: call(coordinator, "faults", set={"skip_pending_ranges": True}))
+    n5 = NodeProc(ring["root"], "n5", [coordinator.internode_addr], EXTRA.replace("[membership]\n", "[membership]\nauto_bootstrap = true\n"))
+    ring["extra"].append(n5)
+    during: dict[str, int] = {}
+
+    async def main() -> None:
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_writer, coordinator, "nopending", during, stop)
+            n5.start()
+            with trio.fail_after(45):
+                while (await _status(coordinator)).get("n5", {}).get("status") != "NORMAL":
+                    await trio.sleep(0.2)
+            stop.set()
+
+    try:
+        trio.run(main)
+    finally:
+        trio.run(lambda: call(coordinator, "faults", set={"skip_pending_ranges": False}))
+    missing = trio.run(_check_replicas, _live(ring), during)
+    assert any(m.endswith("@n5") for m in missing), "n5 should lack writes made while it joined"
