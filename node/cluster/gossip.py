@@ -191,9 +191,11 @@ class Gossiper:
             max_interval=MAX_INTERVAL_ROUNDS * interval,
         )
         self._versions = itertools.count(1)
-        # Seconds since the epoch on this node's clock: a restart gets a larger generation, so
-        # every peer replaces the old incarnation's state instead of merging with it.
-        gen = generation if generation is not None else int(runtime.clock.wall())
+        # Seconds since the epoch: a restart gets a larger generation, so every peer replaces the
+        # old incarnation's state instead of merging with it. The clock nemesis's skew is taken
+        # out: a node skewed backwards must not restart "older" than its previous incarnation.
+        clock = runtime.clock
+        gen = generation if generation is not None else (clock.wall_us() - clock.offset_us()) // 1_000_000
         self._states: dict[str, EndpointState] = {
             self.local_id: EndpointState(HeartBeatState(gen, next(self._versions)), alive=True)
         }

@@ -201,3 +201,12 @@ def test_gossiper_rejects_bad_interval(bad: Any) -> None:
     runtime = Runtime.real()
     with pytest.raises(ValueError):
         Gossiper(runtime, Messaging(runtime, "n1", "127.0.0.1", 0), NodeInfo("n1"), [], interval=bad)
+
+
+def test_generation_ignores_the_clock_nemesis_skew() -> None:
+    runtime = Runtime.real()
+    runtime.clock.set_skew(offset_us=-3600 * 10**6)  # an hour behind
+    g = Gossiper(runtime, Messaging(runtime, "n1", "127.0.0.1", 0), NodeInfo("n1"), [])
+    import time
+
+    assert abs(g.generation - int(time.time())) <= 1
