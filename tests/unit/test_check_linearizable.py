@@ -151,29 +151,39 @@ def test_unknown_operation_is_a_clear_error() -> None:
         check(b.ops)
 
 
-def test_illegal_key_found_even_when_another_key_is_hard() -> None:
-    hard = generate("kv", n_ops=120, clients=20, keys=1, seed=7, info_rate=0.0)
-    for op in hard:
-        op.key = "hard"
+def hard_history(writers: int = 20, key: Any = "hard") -> list[Op]:
+    """Many overlapping writes and a read of a value none wrote: refuting it visits every
+    subset of the writes (about writers * 2**writers configurations)."""
     b = HistoryBuilder()
-    t0 = hard[-1].time
-    b.invoke(100, "write", 1, key="easy", t=t0 + 1).ok(100, t=t0 + 2)
-    b.invoke(100, "read", key="easy", t=t0 + 3).ok(100, 2, t=t0 + 4)
-    ops = hard + [Op(len(hard) + i, o.time, o.process, o.type, "put" if o.f == "write" else "get", o.key, o.value)
-                  for i, o in enumerate(b.ops)]
+    for p in range(writers):
+        b.invoke(p, "put", p, key=key)
+    b.invoke(writers, "get", key=key).ok(writers, 999)
+    for p in range(writers):
+        b.ok(p)
+    return b.ops
+
+
+def test_illegal_key_found_even_when_another_key_is_hard() -> None:
+    hard = hard_history()
+    b = HistoryBuilder()
+    b.invoke(100, "put", 1, key="easy", t=10**9).ok(100)
+    b.invoke(100, "get", key="easy").ok(100, 2)
+    ops = hard + [Op(len(hard) + i, o.time, o.process, o.type, o.f, o.key, o.value) for i, o in enumerate(b.ops)]
     r = linearizable.check(ops, {"model": "kv", "time_limit": 20})
     assert r.valid is False
     assert r.anomalies[0].key == "easy"
 
 
 def test_time_and_memory_bounds_give_unknown() -> None:
-    hard = generate("kv", n_ops=150, clients=20, keys=1, seed=7, info_rate=0.0)
-    r = linearizable.check(hard, {"model": "kv", "max_states": 500})
+    hard = hard_history()
+    r = linearizable.check(hard, {"model": "kv", "max_states": 5_000})
     assert r.valid == "unknown" and "memory bound" in r.details["reason"]
-    r = linearizable.check(hard, {"model": "kv", "time_limit": 0.05})
-    assert r.valid in ("unknown", True)
-    if r.valid == "unknown":
-        assert "time limit" in r.details["reason"]
+    assert r.details["undecided_keys"] == ["hard"]
+    r = linearizable.check(hard, {"model": "kv", "time_limit": 0.2})
+    assert r.valid == "unknown" and "time limit" in r.details["reason"]
+    # With room to finish, the same history is refuted.
+    small = hard_history(writers=8)
+    assert linearizable.check(small, {"model": "kv"}).valid is False
 
 
 # --- brute force over all orders ---------------------------------------------------------------

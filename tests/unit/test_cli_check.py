@@ -39,9 +39,15 @@ def test_invalid_history_exits_1_and_explains(tmp_path: Path, capsys: pytest.Cap
 
 def test_undecided_search_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "h.jsonl"
-    write_jsonl(generate("kv", n_ops=150, clients=20, keys=1, seed=7, info_rate=0.0), path)
+    b = HistoryBuilder()  # 20 overlapping writes and a read of a value none wrote: 20 * 2**20 configurations
+    for p in range(20):
+        b.invoke(p, "put", p)
+    b.invoke(20, "get").ok(20, 999)
+    for p in range(20):
+        b.ok(p)
+    write_jsonl(b.ops, path)
     code = main(["check", "--history", str(path), "--model", "kv", "--checkers", "linearizable",
-                 "--time-limit", "0.001"])
+                 "--time-limit", "0.2"])
     assert code == 2
     assert "time limit" in capsys.readouterr().out
 
