@@ -423,13 +423,20 @@ def run_command(opts: RunOptions) -> int:
 
 
 async def _campaign_with_progress(opts: RunOptions, run_dir: Path, progress: Progress) -> Outcome:
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(progress.run)
-        try:
-            return await campaign(opts, run_dir, progress)
-        finally:
-            nursery.cancel_scope.cancel()
-            progress.close()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(progress.run)
+            try:
+                return await campaign(opts, run_dir, progress)
+            finally:
+                nursery.cancel_scope.cancel()
+                progress.close()
+    except BaseExceptionGroup as group:
+        # The progress display never fails, so a group here holds the campaign's one error:
+        # raise it as itself so run_command can name it (DeployError → exit 255 with a message).
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 def print_verdict(outcome: Outcome) -> None:

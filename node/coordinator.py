@@ -35,6 +35,12 @@ VERB_MUTATION = "MUTATION"
 VERB_READ = "READ"
 
 QUORUM_LEVELS = ("QUORUM", "LOCAL_QUORUM", "EACH_QUORUM")
+# Speculative retry: ask one more replica when the chosen ones have not answered by then.
+# Cassandra's default is the table's 99th percentile read latency; reads on loopback take a few
+# milliseconds (p99 tens under load), so 100 ms rarely speculates on a healthy cluster yet turns a
+# replica that is down but not yet convicted (phi needs ~9 s of silence) from a 5 s ReadTimeout
+# into a 100 ms delay.
+SPECULATIVE_RETRY_S = 0.1
 
 
 class LocalStore(Protocol):
@@ -197,6 +203,7 @@ class Coordinator:
             "read_repairs": 0,
             "hints_stored": 0,
             "hints_dropped": 0,
+            "speculative_retries": 0,
         }
         messaging.register(VERB_MUTATION, self._handle_mutation)
         messaging.register(VERB_READ, self._handle_read)
@@ -373,6 +380,8 @@ class Coordinator:
         deadline = trio.current_time() + self.read_timeout
 
         responses: dict[str, Any] = {}
+        data_from: list[str] = []
+        answered = trio.Event()
 
         async def ask(r: str, digest: bool) -> None:
             try:
@@ -388,26 +397,46 @@ class Coordinator:
                         responses[r] = Partition.from_obj(obj) if obj is not None else None
             except Exception as exc:
                 log.debug("node %s: read from %s failed: %s", self.node_id, r, exc)
+                return
+            if not digest:
+                data_from.append(r)
+            tracker.add(r)
+            if data_from and tracker.satisfied():
+                answered.set()
 
+        spare = [r for r in ordered if r not in targets]
         with trio.move_on_after(max(0.0, deadline - trio.current_time())):
             async with trio.open_nursery() as n:
                 n.start_soon(ask, targets[0], False)
                 for r in targets[1:]:
                     n.start_soon(ask, r, True)
-        for r in responses:
-            tracker.add(r)
-        if targets[0] not in responses or not tracker.satisfied():
+                # Speculative retry (Cassandra's speculative_retry): a replica that has not answered
+                # by then is probably down or cut off; ask one more instead of waiting for the
+                # timeout, for data if the data replica is the one missing.
+                while not answered.is_set():
+                    with trio.move_on_after(SPECULATIVE_RETRY_S):
+                        await answered.wait()
+                    if answered.is_set() or not spare:
+                        break
+                    self.stats["speculative_retries"] += 1
+                    n.start_soon(ask, spare.pop(0), bool(data_from))
+                await answered.wait()
+                n.cancel_scope.cancel()
+        if not answered.is_set():
             self.stats["read_timeouts"] += 1
             raise ReadTimeout(
                 f"{level} read: {tracker.received} of {tracker.required} required responses within {self.read_timeout:g} s",
                 consistency=level,
                 received=tracker.received,
                 required=tracker.required,
-                data_present=targets[0] in responses,
+                data_present=bool(data_from),
             )
+        # Compare what answered: one full data response and the digests of the rest.
+        targets = [data_from[0]] + [r for r in responses if r != data_from[0]]
         data = responses[targets[0]]
         data_digest = _digest(data, key)
-        if all(responses[r] == data_digest for r in targets[1:]):
+        if all((responses[r] if isinstance(responses[r], bytes) else _digest(responses[r], key)) == data_digest
+               for r in targets[1:]):
             return data
 
         # Digest mismatch: full data from every target, merge, repair the stale ones.

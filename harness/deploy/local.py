@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -37,9 +38,47 @@ MAX_SEEDS = 3
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports that were free a moment ago.
+
+    All sockets stay bound until every port is chosen, so the OS cannot hand out one port twice;
+    ports come from below the ephemeral range (see ip_local_port_range) so that outgoing
+    connections, which take ephemeral ports, cannot grab them between our choice and the bind.
+    """
+    socks: list[socket.socket] = []
+    try:
+        low = _ephemeral_low()
+        candidates = list(range(max(1024, low - 20000), low))
+        random.SystemRandom().shuffle(candidates)
+        ports: list[int] = []
+        for port in candidates:
+            if len(ports) == count:
+                break
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind((host, port))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+            ports.append(port)
+        if len(ports) < count:
+            raise DeployError(f"could not find {count} free ports on {host}")
+        return ports
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (Linux default 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 @dataclass
@@ -89,14 +128,15 @@ class LocalCluster:
         self.proxy_host = proxy_host
         self.nodes: dict[str, LocalNode] = {}
         self.link_ports: dict[tuple[str, str], int] = {}
-        for i in range(1, spec.node_count + 1):
+        n = spec.node_count
+        ports = free_ports(2 * n + n * (n - 1), spec.host)
+        for i in range(1, n + 1):
             nid = f"n{i}"
-            d = spec.base_dir / nid
-            self.nodes[nid] = LocalNode(nid, d, free_port(spec.host), free_port(spec.host), spec.host)
+            self.nodes[nid] = LocalNode(nid, spec.base_dir / nid, ports.pop(), ports.pop(), spec.host)
         for a in self.nodes:
             for b in self.nodes:
                 if a != b:
-                    self.link_ports[(a, b)] = free_port(proxy_host)
+                    self.link_ports[(a, b)] = ports.pop()
 
     # ---- topology
 
