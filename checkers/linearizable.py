@@ -52,6 +52,8 @@ CANDIDATES_KEEP = 12
 
 RUNNING, LINEARIZABLE, ILLEGAL_HISTORY, OUT_OF_MEMORY = 0, 1, 2, 3
 
+_NO_TOKEN: Any = object()  # a call that needs or produces no state token
+
 _HEAD, _TAIL = 0, 1  # sentinel entries; call i is entry 2+2i and its return entry 3+2i
 
 
@@ -60,13 +62,32 @@ class _KeySearch:
 
     __slots__ = ("key", "calls", "fns", "args", "outs", "zbits", "nxt", "prv", "cache", "entry",
                  "state", "h", "stack", "depth", "best", "best_depth", "status", "steps", "init", "phs", "skip",
-                 "first", "rem", "cnt", "cpos", "rpos",
+                 "first", "rem", "cnt", "cpos", "rpos", "rule", "ntok", "ptok",
+                 "need", "prod",
                  "phase", "todo")
 
-    def __init__(self, key: Any, calls: list[Call], init: Any) -> None:
+    def __init__(self, key: Any, calls: list[Call], init: Any, model: Model | None = None) -> None:
         self.key = key
         self.calls = calls
         n = len(calls)
+        # Overwrite pruning: how many unlinearized calls need each state, and how many could
+        # still produce it (see Model.overwrite_rule).
+        self.rule = model.overwrite_rule if model is not None else 0
+        self.ntok = [_NO_TOKEN] * n
+        self.ptok = [_NO_TOKEN] * n
+        self.need: dict[Any, int] = {}
+        self.prod: dict[Any, int] = {}
+        if self.rule:
+            assert model is not None
+            for i, c in enumerate(calls):
+                t = model.needs(c)
+                if t is not None:
+                    self.ntok[i] = t
+                    self.need[t] = self.need.get(t, 0) + 1
+                t = model.effect(c)
+                if t is not None:
+                    self.ptok[i] = t
+                    self.prod[t] = self.prod.get(t, 0) + 1
         self.fns = [c.stepper for c in calls]
         self.args = [c.arg for c in calls]
         self.outs = [c.output for c in calls]
@@ -123,6 +144,11 @@ class _KeySearch:
         cpos = self.cpos
         rpos = self.rpos
         zbits = self.zbits
+        rule = self.rule
+        ntok = self.ntok
+        ptok = self.ptok
+        need = self.need
+        prod = self.prod
         cache = self.cache
         cache_add = cache.add
         entry = self.entry
@@ -225,6 +251,13 @@ class _KeySearch:
                     prv[nxt[c]] = c
                     if phs[(c - 2) >> 1]:
                         todo += 1
+                    i = (c - 2) >> 1
+                    t = ntok[i]
+                    if t is not _NO_TOKEN:
+                        need[t] += 1
+                    t = ptok[i]
+                    if t is not _NO_TOKEN:
+                        prod[t] += 1
                     if ph == 2:
                         # A committed read failed: this whole configuration fails, backtrack again.
                         phase = 0
@@ -242,7 +275,14 @@ class _KeySearch:
             # Try to linearize `cand` now.
             i = (cand - 2) >> 1
             ns = fns[i](state, args[i], outs[i])
-            if ns is not ILLEGAL and (phs[i] or ns != state):
+            ok = ns is not ILLEGAL and (phs[i] or ns != state)
+            if ok and rule and phs[i] != 2 and ns != state and (rule == 1 or type(state) is not tuple):
+                # Overwriting `state` kills every unlinearized call that needs it if no
+                # unlinearized call can produce it again: that branch cannot succeed.
+                # (A cas that needs `state` itself is the one consuming it.)
+                if need.get(state, 0) > (ntok[i] == state) and not prod.get(state):
+                    ok = False
+            if ok:
                 x = (skip - 2) >> 1
                 if phase != 4 or fns[x](ns, args[x], outs[x]) is not ILLEGAL:
                     nh = h ^ zbits[i]
@@ -257,6 +297,12 @@ class _KeySearch:
                         depth += 1
                         if phs[i]:
                             todo -= 1
+                        t = ntok[i]
+                        if t is not _NO_TOKEN:
+                            need[t] -= 1
+                        t = ptok[i]
+                        if t is not _NO_TOKEN:
+                            prod[t] -= 1
                         state = ns
                         h = nh
                         # Lift the call and its return out of the list (dancing links).
@@ -391,7 +437,7 @@ def search(prep: _Prepared, params: dict[str, Any], started: float | None = None
     max_states = int(params.get("max_states") or DEFAULT_MAX_STATES)
     model = prep.model
     init = model.init()
-    active = [_KeySearch(k, sorted(cs, key=lambda c: c.call_pos), init) for k, cs in prep.parts.items()]
+    active = [_KeySearch(k, sorted(cs, key=lambda c: c.call_pos), init, model) for k, cs in prep.parts.items()]
     keys_total = len(active)
     active.sort(key=lambda s: len(s.calls))  # smallest first: cheap verdicts come first
     decided = 0
@@ -467,25 +513,51 @@ def explain(s: _KeySearch, model: Model) -> Anomaly:
         steps.append({"op": _op_ref(s.calls[i]), "describe": model.describe_op(s.calls[i]),
                       "state_before": model.describe_state(before), "state_after": model.describe_state(after)})
     kept = steps[-PREFIX_KEEP:]
+    # Unlinearized calls that can only run in the current state, which nothing left can produce
+    # again: overwriting the state would strand them (the search's overwrite rule).
+    needers: list[Call] = []
+    if s.rule and (s.rule == 1 or type(final_state) is not tuple):
+        producible = any(s.ptok[i] == final_state for i in range(len(s.calls)) if i not in linearized)
+        if not producible:
+            needers = [c for i, c in enumerate(s.calls) if i not in linearized and s.ntok[i] == final_state]
     # The operations that were pending when the blocked one had to return: none could go next.
     candidates = []
     for i, c in enumerate(s.calls):
         if i in linearized or c.call_pos > blocked.ret_pos:
             continue
         ns = c.stepper(final_state, c.arg, c.output)
-        why = "illegal in this state" if ns is ILLEGAL else (
-            f"legal (→ {model.describe_state(ns)}) but every continuation from there fails")
+        if ns is ILLEGAL:
+            why = "illegal in this state"
+        elif ns != final_state and [n for n in needers if n is not c]:
+            n = next(n for n in needers if n is not c)
+            why = (f"would overwrite {model.describe_state(final_state)}, which {model.describe_op(n)} "
+                   f"(op {n.invoke.index}) still needs and nothing left can write again")
+        else:
+            why = f"legal (→ {model.describe_state(ns)}) but every continuation from there fails"
         candidates.append({"op": _op_ref(c), "describe": model.describe_op(c), "why": why})
     state_s = model.describe_state(final_state)
     inv = blocked.invoke
+    ret_index = blocked.completion.index if blocked.completion else inv.index
     explanation = (
         f"key {s.key!r}: {model.describe_op(blocked)} (op {inv.index}, process {inv.process}) cannot be "
         f"linearized. The longest linearizable prefix has {len(order)} operations and leaves the "
-        f"state {state_s}; from there no pending operation can be linearized before op "
-        f"{blocked.completion.index if blocked.completion else inv.index} returned."
+        f"state {state_s}; from there no pending operation can be linearized before op {ret_index} returned"
     )
-    # The proof: the blocked operation, then the last operations linearized before it.
+    stranded = [n for n in needers if n is not blocked]
+    if stranded and blocked.stepper(final_state, blocked.arg, blocked.output) is not ILLEGAL:
+        n = stranded[0]
+        explanation += (
+            f": placing it would overwrite {state_s}, which {model.describe_op(n)} (op {n.invoke.index}, "
+            f"process {n.invoke.process}) must still see and no remaining operation can write again."
+        )
+    else:
+        explanation += "."
+    # The proof: the blocked operation, what it would strand, then the last operations before it.
     ops: list[Op] = [inv] + ([blocked.completion] if blocked.completion is not None else [])
+    for n in stranded[:3]:
+        ops.append(n.invoke)
+        if n.completion is not None:
+            ops.append(n.completion)
     for i, _ in order[-5:]:
         c = s.calls[i]
         ops.append(c.invoke)
@@ -505,6 +577,7 @@ def explain(s: _KeySearch, model: Model) -> Anomaly:
             "prefix": kept,
             "prefix_truncated": len(steps) - len(kept),
             "pending": candidates[:CANDIDATES_KEEP],
+            "stranded": [_op_ref(n) for n in stranded[:CANDIDATES_KEEP]],
             "pending_total": len(candidates),
         },
     )

@@ -140,6 +140,15 @@ class Model:
         """
         return None
 
+    # How the search may prune overwrites: 0 never; 1 a state that no unlinearized call can
+    # produce again must not be overwritten while an unlinearized call needs it; 2 the same,
+    # but only for states that are not tuples (appends can rebuild a tuple in many ways).
+    overwrite_rule = 0
+
+    def needs(self, call: Call) -> Hashable | None:
+        """The state (token) a determinate call can only be linearized in, if there is one."""
+        return None
+
     def describe_op(self, call: Call) -> str:
         """A short human description of a call, e.g. ``write 3`` or ``read → 3``."""
         inv = call.invoke
@@ -213,6 +222,18 @@ class RegisterModel(Model):
             return (call.arg[0],)
         return ()
 
+    overwrite_rule = 1
+
+    def needs(self, call: Call) -> Hashable | None:
+        """A read needs the state it returned; a determinate cas the state it expected."""
+        if not call.determinate:
+            return None
+        if call.kind == "read":
+            return call.output
+        if call.kind == "cas":
+            return call.arg[0]
+        return None
+
     def effect(self, call: Call) -> Hashable | None:
         """A write shows as its value, a cas as its new value, an append as its element."""
         if call.kind == "write":
@@ -228,6 +249,7 @@ class KVModel(RegisterModel):
     """A key-value map, one register per key: get, put, append (plus read/write/cas aliases)."""
 
     name = "kv"
+    overwrite_rule = 2
     READ = ("get", "read")
     WRITE = ("put", "write")
     CAS = ("cas",)

@@ -38,12 +38,16 @@ def test_stale_read_after_completed_write_is_not_linearizable_and_explained() ->
     assert r.valid is False
     a = r.anomalies[0]
     assert a.kind == "not-linearizable"
-    assert a.details["op"]["invoke_index"] == 4  # the stale read is the op that cannot be placed
-    assert a.details["state"] == "2"
-    assert [s["describe"] for s in a.details["prefix"]] == ["write 1", "write 2"]
-    assert [s["state_after"] for s in a.details["prefix"]] == ["1", "2"]
-    assert "read → 1" in a.explanation and "cannot be linearized" in a.explanation
-    assert a.ops[0].index == 4
+    # Write 2 cannot be placed: it must precede the read in real time, yet it would overwrite
+    # the 1 that the read must still return, and nothing else writes 1.
+    assert a.details["op"]["invoke_index"] == 2
+    assert a.details["state"] == "1"
+    assert [s["describe"] for s in a.details["prefix"]] == ["write 1"]
+    assert [s["state_after"] for s in a.details["prefix"]] == ["1"]
+    assert [r["invoke_index"] for r in a.details["stranded"]] == [4]
+    assert "write 2 (op 2, process 0) cannot be linearized" in a.explanation
+    assert "read → 1 (op 4, process 1) must still see" in a.explanation
+    assert [o.index for o in a.ops[:4]] == [2, 3, 4, 5]
 
 
 def test_concurrent_writes_allow_either_order() -> None:
