@@ -6,6 +6,11 @@ to linearize the first pending call whose step is legal, lifting it (and its ret
 list; reaching a return entry means that operation could not be placed before it returned, so
 the search backtracks. A cache of (linearized set, state) prunes configurations already seen.
 
+Within a key, candidates are ordered (legal reads committed at once, then the call that returns
+first, then the rest by return order, indeterminate calls last), and a register value that an
+unlinearized read or compare-and-set still needs is never overwritten while nothing left can
+write it again: that prunes the branches a stale read would otherwise make the search exhaust.
+
 Searches of all keys are interleaved in slices of steps, so one hard key cannot hide an easy
 key's Illegal verdict; a time budget and a bound on cached configurations give ``unknown``
 instead of running forever or exhausting memory.
