@@ -84,7 +84,7 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     """Register `harness run`."""
     from harness.deploy import DEPLOYS
     from harness.deploy.ssh import add_ssh_options, nodes_arg
-    from harness.run import RunOptions
+    from harness.run import VALIDATION_FAULTS, RunOptions
 
     d = RunOptions()
     p = add_command(sub, "run", _cmd_run,
@@ -118,7 +118,7 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--commitlog-sync", choices=["periodic", "batch", "group"], help=f"the nodes' commit log sync mode (default {d.commitlog_sync})")
     p.add_argument("--read-repair", choices=["BLOCKING", "NONE"], help=f"the table's read repair (default {d.read_repair})")
     p.add_argument("--fault", dest="validation_faults", action="append", metavar="SWITCH",
-                   help="turn on a node validation fault switch (repeatable): ack_quorum_after_one, skip_read_repair, drop_hints")
+                   help="turn on a node validation fault switch (repeatable): " + ", ".join(VALIDATION_FAULTS))
     p.add_argument("--test-name", help="name of the test in the store (default WORKLOAD-NEMESIS)")
     add_ssh_options(p)
 

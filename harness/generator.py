@@ -75,6 +75,8 @@ class Worker:
     node_id: str
     conn: NodeConnection
     rng: random.Random
+    # Called when this worker's node has left the ring: returns another node and a connection to it.
+    relocate: Callable[[str], tuple[str, NodeConnection] | None] | None = None
     process: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -90,16 +92,23 @@ class Worker:
                         timestamp=done.timestamp, error=done.error, extra={**(extra or {}), **done.extra})
         if done.type == "info":
             self.process += self.concurrency
+        if done.error == "ConnectionLost" and self.relocate is not None:
+            moved = self.relocate(self.node_id)
+            if moved is not None:
+                self.conn.close()
+                self.node_id, self.conn = moved
         return done
 
     async def run(self, workload: Workload, recorder: Recorder, rate: Rate,
                   next_op: Callable[[], Invocation], cl_of: Callable[[Invocation], str]) -> None:
         """Perform operations until cancelled."""
-        async with self.conn.session():
-            while True:
-                await trio.sleep(rate.delay(self.rng))
-                op = next_op()
-                await self.perform(workload, op, recorder, cl_of(op))
+        while True:
+            conn = self.conn
+            async with conn.session():
+                while conn is self.conn:
+                    await trio.sleep(rate.delay(self.rng))
+                    op = next_op()
+                    await self.perform(workload, op, recorder, cl_of(op))
 
 
 def parse_concurrency(text: str | int, node_count: int) -> int:

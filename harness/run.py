@@ -12,6 +12,7 @@ fault, stops every node and checks what was recorded:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import logging
 import platform
@@ -37,6 +38,7 @@ from harness.workloads import KEYSPACE, WORKLOADS, Invocation, WorkloadSettings,
 from nemesis import faults
 from nemesis.grudge import SHAPES
 from node.client import open_client
+from node.faults import FaultSwitches
 from node.protocol import CONSISTENCY_LEVELS
 
 log = logging.getLogger("harness.run")
@@ -48,8 +50,8 @@ OP_TIMEOUT = 7.0
 RECOVERY_CONVERGE_TIMEOUT = 60.0
 # Final reads at ALL can fail while a restarted node catches up; try a few times.
 FINAL_READ_ATTEMPTS = 5
-# Validation fault switches a campaign may turn on (node/faults.py documents each).
-VALIDATION_FAULTS = ("ack_quorum_after_one", "skip_read_repair", "drop_hints")
+# Validation fault switches a campaign may turn on: the node's own list (node/faults.py documents each).
+VALIDATION_FAULTS = tuple(f.name for f in dataclasses.fields(FaultSwitches))
 
 
 @dataclass
@@ -249,11 +251,20 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
             schedule = faults.Schedule(nemeses, opts.nemesis_interval, rng, recorder.nemesis)
             progress.attach(recorder, schedule, opts.time_limit)
             progress.phase("running")
+            def connect(nid: str) -> NodeConnection:
+                return NodeConnection(*cluster.client_address(nid), secret=secret, timeout=OP_TIMEOUT)
+
+            def relocate(nid: str) -> tuple[str, NodeConnection] | None:
+                # A client of a node that left the ring (membership nemesis) moves to a member.
+                current = cluster.node_ids()
+                if nid in current or not current:
+                    return None
+                new = current[int(nid.lstrip("n") or 0) % len(current)]
+                return new, connect(new)
+
             workers = [
-                Worker(i, concurrency, node_ids[i % len(node_ids)],
-                       NodeConnection(*cluster.client_address(node_ids[i % len(node_ids)]),
-                                      secret=secret, timeout=OP_TIMEOUT),
-                       random.Random(rng.getrandbits(64)))
+                Worker(i, concurrency, node_ids[i % len(node_ids)], connect(node_ids[i % len(node_ids)]),
+                       random.Random(rng.getrandbits(64)), relocate)
                 for i in range(concurrency)
             ]
             rate = Rate(opts.rate or None, concurrency)
@@ -341,7 +352,7 @@ async def create_schema(cluster: Any, secret: str, opts: RunOptions, table: str)
 
 async def final_reads(cluster: Any, secret: str, workload: Any, recorder: Recorder, concurrency: int) -> None:
     """Read every key at ALL, retrying while replicas catch up; recorded with ``final: true``."""
-    ids = cluster.node_ids()
+    ids = cluster.node_ids()  # members now: a node may have left the ring during the run
     worker = Worker(10 * concurrency, concurrency, ids[0],
                     NodeConnection(*cluster.client_address(ids[0]), secret=secret, timeout=OP_TIMEOUT),
                     random.Random(0))

@@ -22,9 +22,10 @@ from nemesis.grudge import SHAPES, partition
 
 log = logging.getLogger("nemesis")
 
-NEMESES = ("partition", "kill", "pause", "clock", "latency")
-# `all` is every nemesis; `none` runs the workload without faults.
-NEMESIS_ALIASES = {"all": NEMESES, "none": ()}
+NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership")
+# `all` is every fault nemesis (membership changes are opt-in: they take tens of seconds each);
+# `none` runs the workload without faults.
+NEMESIS_ALIASES = {"all": ("partition", "kill", "pause", "clock", "latency"), "none": ()}
 # Which nodes a process fault hits, as Jepsen's node specs.
 TARGET_SPECS = ("one", "minority", "majority", "all")
 # Clock bumps: Jepsen bumps by up to 2^18 ms; we stay within a few seconds by default so LWW
@@ -287,7 +288,22 @@ class LatencyNemesis:
         await self.net.unslow()
 
 
-Nemesis = PartitionNemesis | KillNemesis | PauseNemesis | ClockNemesis | LatencyNemesis
+class Nemesis(Protocol):
+    """What every nemesis implements."""
+
+    name: str
+
+    async def start(self, rng: random.Random) -> Event:
+        """Inject the fault; returns what was done."""
+        ...
+
+    async def stop(self) -> Event:
+        """Undo it."""
+        ...
+
+    async def heal(self) -> Any:
+        """Undo everything it may have done (idempotent); may return what it measured."""
+        ...
 
 
 def parse_nemeses(text: str) -> list[str]:
@@ -312,8 +328,17 @@ def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str
         "pause": lambda: PauseNemesis(db),
         "clock": lambda: ClockNemesis(clock_db or db),
         "latency": lambda: LatencyNemesis(db, net),
+        "membership": lambda: _membership(db),
     }
     return [makers[n]() for n in names]
+
+
+def _membership(db: DB) -> Nemesis:
+    from nemesis.membership import MembershipNemesis
+
+    if not hasattr(db, "add_node"):
+        raise ValueError("the membership nemesis needs a deployment that can add nodes (local runs)")
+    return MembershipNemesis(db)  # type: ignore[arg-type]
 
 
 # record(type, f, value, action): appends a nemesis operation to the history.

@@ -49,7 +49,7 @@ class LocalDeployment:
         self.external_proxy = toxiproxy
         self.proxy_url = toxiproxy or self.proxy_proc.start()
         self.proxy = ProxyClient(self.proxy_url)
-        self.db = LocalDB(self.cluster, secret)
+        self.db = LocalDB(self.cluster, secret, self.proxy)
         self.net = ProxyNet(self.proxy)
 
     async def setup(self) -> None:

@@ -128,6 +128,7 @@ class LocalCluster:
         self.proxy_host = proxy_host
         self.nodes: dict[str, LocalNode] = {}
         self.link_ports: dict[tuple[str, str], int] = {}
+        self.forgotten: set[str] = set()
         n = spec.node_count
         ports = free_ports(2 * n + n * (n - 1), spec.host)
         for i in range(1, n + 1):
@@ -141,8 +142,8 @@ class LocalCluster:
     # ---- topology
 
     def node_ids(self) -> list[str]:
-        """Node ids in order."""
-        return list(self.nodes)
+        """Node ids in order (nodes that left the ring excluded)."""
+        return [n for n in self.nodes if n not in self.forgotten]
 
     def proxies(self) -> dict[str, tuple[str, str]]:
         """Every link proxy: name → (listen, upstream)."""
@@ -159,37 +160,65 @@ class LocalCluster:
 
     def write_configs(self) -> None:
         """One node.toml per node, routes through the link proxies, seeds through them too."""
-        ids = self.node_ids()
-        seeds = ids[:MAX_SEEDS]
-        for idx, (nid, n) in enumerate(self.nodes.items()):
-            n.dir.mkdir(parents=True, exist_ok=True)
-            routes = {b: f"{self.proxy_host}:{self.link_ports[(nid, b)]}" for b in ids if b != nid}
-            seed_addrs = [
-                f"{n.host}:{n.internode_port}" if s == nid else routes[s] for s in seeds
-            ]
-            lines = [
-                f'node_id = "{nid}"',
-                f'data_dir = "{(n.dir / "data").as_posix()}"',
-                f'listen_host = "{n.host}"',
-                f"client_port = {n.client_port}",
-                f"internode_port = {n.internode_port}",
-                "seeds = [" + ", ".join(f'"{s}"' for s in seed_addrs) + "]",
-                f"num_tokens = {self.spec.num_tokens}",
-                f'cluster_secret = "{self.spec.secret}"',
-                f"rng_seed = {self.spec.seed * 1000 + idx}",
-                "",
-                "[routes]",
-                *[f'{b} = "{addr}"' for b, addr in routes.items()],
-                "",
-                "[storage]",
-                f'commitlog_sync = "{self.spec.commitlog_sync}"',
-                "",
-                "[faults]",
-                *[f"{k} = {'true' if v else 'false'}" for k, v in self.spec.faults.items()],
-                "",
-            ]
-            n.config_path = n.dir / "node.toml"
-            n.config_path.write_text("\n".join(lines))
+        for idx, nid in enumerate(self.nodes):
+            self._write_config(nid, idx)
+
+    def _write_config(self, nid: str, idx: int, auto_bootstrap: bool = False) -> None:
+        n = self.nodes[nid]
+        ids = [i for i in self.node_ids() if (nid, i) in self.link_ports or i == nid]
+        seeds = [s for s in self.node_ids() if s not in self.forgotten][:MAX_SEEDS]
+        n.dir.mkdir(parents=True, exist_ok=True)
+        routes = {b: f"{self.proxy_host}:{self.link_ports[(nid, b)]}" for b in ids if b != nid}
+        seed_addrs = [f"{n.host}:{n.internode_port}" if s == nid else routes[s] for s in seeds if s in routes or s == nid]
+        lines = [
+            f'node_id = "{nid}"',
+            f'data_dir = "{(n.dir / "data").as_posix()}"',
+            f'listen_host = "{n.host}"',
+            f"client_port = {n.client_port}",
+            f"internode_port = {n.internode_port}",
+            "seeds = [" + ", ".join(f'"{s}"' for s in seed_addrs) + "]",
+            f"num_tokens = {self.spec.num_tokens}",
+            f'cluster_secret = "{self.spec.secret}"',
+            f"rng_seed = {self.spec.seed * 1000 + idx}",
+            "",
+            "[routes]",
+            *[f'{b} = "{addr}"' for b, addr in routes.items()],
+            "",
+            "[storage]",
+            f'commitlog_sync = "{self.spec.commitlog_sync}"',
+            "",
+            "[membership]",
+            f"auto_bootstrap = {'true' if auto_bootstrap else 'false'}",
+            "",
+            "[faults]",
+            *[f"{k} = {'true' if v else 'false'}" for k, v in self.spec.faults.items()],
+            "",
+        ]
+        n.config_path = n.dir / "node.toml"
+        n.config_path.write_text("\n".join(lines))
+
+    def add_node(self) -> tuple[str, dict[str, tuple[str, str]]]:
+        """Describe a fresh node that will bootstrap into the ring; returns its id and new link proxies.
+
+        The new node reaches every other node through new proxies. The running nodes' routes
+        were fixed when they started, so they reach the newcomer at the address it gossips,
+        directly: a partition cuts only the newcomer's outgoing links (documented limitation).
+        """
+        nid = f"n{len(self.nodes) + 1}"
+        others = [i for i in self.nodes]
+        ports = free_ports(2 + 2 * len(others), self.spec.host)
+        self.nodes[nid] = LocalNode(nid, self.spec.base_dir / nid, ports.pop(), ports.pop(), self.spec.host)
+        for b in others:
+            self.link_ports[(nid, b)] = ports.pop()
+            self.link_ports[(b, nid)] = ports.pop()
+        self._write_config(nid, len(self.nodes) - 1, auto_bootstrap=True)
+        new = {k: v for k, v in self.proxies().items() if k.startswith(f"{nid}_to_") or k.endswith(f"_to_{nid}")}
+        return nid, new
+
+    def forget(self, node_id: str) -> None:
+        """A node that left the ring: no longer a target, a seed, or expected to be running."""
+        self.forgotten.add(node_id)
+        self.nodes[node_id].stopping = True
 
     # ---- process control
 
@@ -243,7 +272,7 @@ class LocalCluster:
 
     async def wait_converged(self, timeout: float = CONVERGE_TIMEOUT, nodes: list[str] | None = None) -> None:
         """Wait until every running node sees every running node UP and NORMAL."""
-        want = set(nodes or [nid for nid, n in self.nodes.items() if n.alive() and not n.paused])
+        want = set(nodes or [nid for nid in self.node_ids() if self.nodes[nid].alive() and not self.nodes[nid].paused])
         with trio.move_on_after(timeout):
             while True:
                 if all([await self._sees(nid, want) for nid in want]):
@@ -377,9 +406,10 @@ class ProxyProcess:
 class LocalDB:
     """The nemesis's view of a local cluster."""
 
-    def __init__(self, cluster: LocalCluster, secret: str) -> None:
+    def __init__(self, cluster: LocalCluster, secret: str, proxy: ProxyClient | None = None) -> None:
         self.cluster = cluster
         self.secret = secret
+        self.proxy = proxy
 
     def node_ids(self) -> list[str]:
         """Node ids."""
@@ -402,12 +432,27 @@ class LocalDB:
         """SIGCONT."""
         self.cluster.resume(node_id)
 
-    async def admin(self, node_id: str, op: str, **fields: Any) -> dict[str, Any]:
-        """An admin operation with a short timeout."""
+    async def admin(self, node_id: str, op: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        """An admin operation (decommission and removenode stream data: they get longer)."""
+        if op in ("decommission", "removenode"):
+            timeout = 180.0
         host, port = self.cluster.client_address(node_id)
-        with trio.fail_after(5):
+        with trio.fail_after(timeout):
             async with open_client(host, port, secret=self.secret) as c:
                 return await c.admin(op, **fields)
+
+    async def add_node(self) -> str:
+        """Start a fresh node that bootstraps into the ring (membership nemesis)."""
+        nid, proxies = self.cluster.add_node()
+        if self.proxy is not None:
+            await self.proxy.create_proxies(proxies)
+        await self.cluster.start_node(nid)
+        await self.cluster.wait_ready(nid)
+        return nid
+
+    async def forget_node(self, node_id: str) -> None:
+        """A node that left the ring is no longer a target."""
+        self.cluster.forget(node_id)
 
 
 class DeployError(RuntimeError):

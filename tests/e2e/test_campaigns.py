@@ -122,3 +122,14 @@ def test_bad_arguments_exit_254_naming_the_argument(tmp_path: Path) -> None:
         proc = harness(*args, store=tmp_path)
         assert proc.returncode == 254, (args, proc.stdout, proc.stderr)
         assert word in proc.stderr, (args, proc.stderr)
+
+
+def test_membership_changes_under_kills_lose_no_acknowledged_write(tmp_path: Path) -> None:
+    proc = harness("run", "--time-limit", "30", "--nemesis-interval", "4", "--seed", "3", "--recovery-time", "2",
+                   "--nodes", "4", "--nemesis", "membership,partition,kill", store=tmp_path, timeout=400)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    run_dir = (tmp_path / "latest").resolve()
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").open()]
+    actions = {o.get("action") for o in history if o["process"] == "nemesis" and o["type"] == "info"}
+    assert actions & {"join", "decommission", "removenode"}, actions
