@@ -64,6 +64,11 @@ _PER_CONNECTION_PIPELINE = 1024
 _HOUSEKEEPING_INTERVAL = 1.0
 # How often to compare schema versions with live peers besides gossip CHANGE events.
 _SCHEMA_CHECK_INTERVAL = 2.0
+# The ring view is rebuilt on every gossip event and local status/token/move/removal change; on
+# top of that it is fully re-derived at least this often, so a change that reached neither (a
+# future membership field) is picked up within a second instead of never. Cheap: nothing is
+# rebuilt when the full derivation finds the same members.
+_RING_VIEW_REFRESH_S = 1.0
 
 
 class _Formatter(logging.Formatter):
@@ -149,6 +154,14 @@ class Node:
         self.gossiper: Any = None
         self._ring: TokenMetadata | None = None
         self._ring_key: Any = None
+        # Per-request topology lookups are served from a view taken when anything that shapes the
+        # ring changed (gossip events bump the epoch), not re-derived from gossip per request.
+        self._topology_epoch = 0
+        self._view_key: Any = None
+        self._view_expires = 0.0
+        self._view_serial = 0
+        self._dc_of: dict[str, str] = {}
+        self._pending_view: tuple[int, bool] = (-1, False)
         self.coordinator = Coordinator(
             self.runtime,
             self.node_id,
@@ -246,8 +259,24 @@ class Node:
         nodes[self.node_id] = self._local_info()
         return nodes
 
+    def _view_fast_key(self) -> Any:
+        """Everything besides gossip events that shapes the ring view (cheap to compare)."""
+        m = self.membership
+        move_to = m.move_to
+        return (
+            self._topology_epoch,
+            self.status,
+            tuple(self.tokens),
+            tuple(move_to) if move_to else None,
+            tuple(sorted(m.local_removals.items())) if m.local_removals else (),
+        )
+
     def ring(self) -> TokenMetadata:
         """The current token metadata (rebuilt when gossip changes tokens or placement)."""
+        fast = self._view_fast_key()
+        now = self.runtime.clock.monotonic()
+        if self._ring is not None and fast == self._view_key and now < self._view_expires:
+            return self._ring
         members = self._members()
         key = (tuple(sorted((n, tuple(i.tokens), i.datacenter, i.rack, i.status) for n, i in members.items())), self.membership.ring_key())
         if self._ring is None or key != self._ring_key:
@@ -260,6 +289,10 @@ class Node:
             self._ring_key = key
             self._saved_peers = {n: i for n, i in members.items() if n != self.node_id}
             self._save_peers(members)
+        self._dc_of = {n: i.datacenter for n, i in members.items()}
+        self._view_key = fast
+        self._view_expires = now + _RING_VIEW_REFRESH_S
+        self._view_serial += 1
         return self._ring
 
     def is_alive(self, node_id: str) -> bool:
@@ -270,14 +303,23 @@ class Node:
 
     def pending_endpoints(self, strategy: Any, key: bytes) -> tuple[str, ...]:
         """Nodes gaining ``key``'s range in an announced membership change (writes go there too)."""
+        self.ring()
+        serial, in_transition = self._pending_view
+        if serial != self._view_serial:
+            # Re-derived only when the view changed: outside a membership change there is no
+            # future ring and nothing is pending, which is every request's common case.
+            in_transition = self.membership.future_ring() is not None
+            self._pending_view = (self._view_serial, in_transition)
+        if not in_transition:
+            return ()
         return self.membership.pending_endpoints(strategy, key)
 
     def datacenter_of(self, node_id: str) -> str:
         """The node's datacenter per gossip."""
         if node_id == self.node_id:
             return self.config.datacenter
-        info = self._members().get(node_id)
-        return info.datacenter if info is not None else "?"
+        self.ring()  # refreshes the view the datacenters come from
+        return self._dc_of.get(node_id, "?")
 
     def _local_info(self) -> NodeInfo:
         return NodeInfo(
@@ -425,6 +467,7 @@ class Node:
         return Gossiper(self.runtime, self.messaging, info, seeds, self.config.gossip.interval, **_gossip_kwargs(Gossiper, self.config))
 
     def _on_membership_event(self, event: str, node_id: str) -> None:
+        self._topology_epoch += 1
         log.info("membership %s %s", event, node_id)
         if event == "DOWN":
             self.hints.note_down(node_id)
