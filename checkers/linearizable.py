@@ -67,7 +67,7 @@ class _KeySearch:
 
     __slots__ = ("key", "calls", "fns", "args", "outs", "zbits", "nxt", "prv", "cache", "entry",
                  "state", "h", "stack", "depth", "best", "best_depth", "status", "steps", "init", "phs", "skip",
-                 "first", "rem", "cnt", "cpos", "rpos", "rule", "ntok", "ptok",
+                 "first", "rem", "cnt", "cpos", "rpos", "rule", "ntok", "ptok", "unproducible",
                  "need", "prod",
                  "phase", "todo")
 
@@ -137,9 +137,22 @@ class _KeySearch:
         self.best_depth = -1
         self.status = RUNNING if self.todo else LINEARIZABLE
         self.steps = 0
+        # A call that needs a state no call produces (a read of a value nobody wrote) is refuted
+        # before any search.
+        self.unproducible: Any = _NO_TOKEN
+        for i, t in enumerate(self.ntok):
+            if t is not _NO_TOKEN and t != init and not self.prod.get(t) and (
+                    self.rule == 1 or type(t) is not tuple):
+                self.unproducible = t
+                self.best = (None, init, 3 + 2 * i)
+                self.best_depth = 0
+                self.status = ILLEGAL_HISTORY
+                break
 
     def run(self, budget: int, room: int) -> int:
         """Search for up to ``budget`` steps with at most ``room`` more cache entries; returns the status."""
+        if self.status == ILLEGAL_HISTORY:
+            return self.status
         nxt = self.nxt
         prv = self.prv
         fns = self.fns
@@ -549,7 +562,13 @@ def explain(s: _KeySearch, model: Model) -> Anomaly:
         f"state {state_s}; from there no pending operation can be linearized before op {ret_index} returned"
     )
     stranded = [n for n in needers if n is not blocked]
-    if stranded and blocked.stepper(final_state, blocked.arg, blocked.output) is not ILLEGAL:
+    if s.unproducible is not _NO_TOKEN:
+        explanation = (
+            f"key {s.key!r}: {model.describe_op(blocked)} (op {inv.index}, process {inv.process}) cannot be "
+            f"linearized: it needs the state {model.describe_state(s.unproducible)}, which is not the initial "
+            f"state and which no operation on this key could have produced."
+        )
+    elif stranded and blocked.stepper(final_state, blocked.arg, blocked.output) is not ILLEGAL:
         n = stranded[0]
         explanation += (
             f": placing it would overwrite {state_s}, which {model.describe_op(n)} (op {n.invoke.index}, "
