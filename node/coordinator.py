@@ -205,8 +205,22 @@ class Coordinator:
             "hints_dropped": 0,
             "speculative_retries": 0,
         }
-        messaging.register(VERB_MUTATION, self._handle_mutation)
-        messaging.register(VERB_READ, self._handle_read)
+        # Replica verbs that never wait run inline in the messaging reader (no task per request):
+        # a read always (it is synchronous), a mutation when the commit log mode needs no fsync
+        # wait before the acknowledgement (periodic). Batch/group mode keeps the awaiting handler.
+        self._apply_inline = not getattr(local, "waits_for_sync", True) and hasattr(local, "apply_now")
+        inline = getattr(messaging, "register_inline", None)
+        if inline is not None and self._apply_inline:
+            inline(VERB_MUTATION, self._handle_mutation_now)
+        else:
+            messaging.register(VERB_MUTATION, self._handle_mutation)
+        if inline is not None and hasattr(local, "read_now"):
+            inline(VERB_READ, self._handle_read_now)
+        else:
+            messaging.register(VERB_READ, self._handle_read)
+        # Parsed replication strategy per keyspace, reused while the keyspace definition is the
+        # same object with the same replication map (parsing it per request showed in profiles).
+        self._strategies: dict[str, tuple[Any, dict[str, Any], Strategy]] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the replica-request tasks that outlive a client's answer, until cancelled."""
@@ -226,6 +240,12 @@ class Coordinator:
         await self.local.apply(ks, table, Mutation.from_obj(payload["m"]))
         return {}
 
+    def _handle_mutation_now(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        ks, table = payload["ks"], payload["t"]
+        self.schema().table(ks, table)
+        self.local.apply_now(ks, table, Mutation.from_obj(payload["m"]))  # type: ignore[attr-defined]
+        return {}
+
     async def _handle_read(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
         ks, table = payload["ks"], payload["t"]
         self.schema().table(ks, table)
@@ -234,10 +254,24 @@ class Coordinator:
             return {"g": _digest(part, payload["k"])}
         return {"p": part.to_obj() if part is not None else None}
 
+    def _handle_read_now(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        ks, table = payload["ks"], payload["t"]
+        self.schema().table(ks, table)
+        part = self.local.read_now(ks, table, payload["k"], payload.get("c"))  # type: ignore[attr-defined]
+        if payload.get("d"):
+            return {"g": _digest(part, payload["k"])}
+        return {"p": part.to_obj() if part is not None else None}
+
     # ---- helpers
 
     def _replicas(self, keyspace: str, key: bytes) -> tuple[tuple[str, ...], Strategy]:
-        strategy = self.schema().keyspace(keyspace).strategy()
+        ksdef = self.schema().keyspace(keyspace)
+        hit = self._strategies.get(keyspace)
+        if hit is not None and hit[0] is ksdef and hit[1] == ksdef.replication:
+            strategy = hit[2]
+        else:
+            strategy = ksdef.strategy()
+            self._strategies[keyspace] = (ksdef, dict(ksdef.replication), strategy)
         replicas = self.ring().endpoints_for(key, strategy)
         return replicas, strategy
 
@@ -306,17 +340,36 @@ class Coordinator:
                 state.hinted += 1
         if level == "ANY" and state.hinted:
             state.done.set()
-        for r in alive:
-            self._nursery.start_soon(self._write_replica, r, keyspace, table, mutation, payload, state)
+        targets = list(alive)
         # Pending replicas (ranges moving in a membership change) get the write too, uncounted:
         # the tracker ignores their acks, as Cassandra's pending endpoints (node/membership_ops.py).
         pending_of = getattr(self.membership, "pending_endpoints", None)
         if pending_of is not None and not self.faults.skip_pending_ranges:
             for r in pending_of(strategy, mutation.key):
                 if r not in replicas and self._alive(r):
-                    self._nursery.start_soon(self._write_replica, r, keyspace, table, mutation, payload, state)
-        with trio.move_on_after(self.write_timeout):
-            await state.done.wait()
+                    targets.append(r)
+        send = getattr(self.messaging, "request_callback", None)
+        for r in targets:
+            if r == self.node_id and self._apply_inline:
+                # Periodic commit log: the local apply never waits, so no task for it.
+                try:
+                    self.local.apply_now(keyspace, table, mutation)  # type: ignore[attr-defined]
+                except Exception as exc:
+                    self._replica_failed(r, keyspace, table, payload, state, exc)
+                else:
+                    self._replica_acked(r, state)
+            elif r != self.node_id and send is not None:
+                # Remote replicas answer through a callback: no task per replica either. The
+                # request outlives this call, like the tasks it replaces (timeouts via messaging).
+                try:
+                    send(r, VERB_MUTATION, payload, self.write_timeout, self._mutation_reply(r, keyspace, table, payload, state))
+                except Exception as exc:
+                    self._replica_failed(r, keyspace, table, payload, state, exc)
+            else:
+                self._nursery.start_soon(self._write_replica, r, keyspace, table, mutation, payload, state)
+        if not state.done.is_set():
+            with trio.move_on_after(self.write_timeout):
+                await state.done.wait()
         if not state.done.is_set():
             self.stats["write_timeouts"] += 1
             raise WriteTimeout(
@@ -338,16 +391,37 @@ class Coordinator:
             else:
                 await self.messaging.request(r, VERB_MUTATION, payload, self.write_timeout)
         except Exception as exc:  # timeout, unreachable, remote error: hint it (Cassandra does)
-            log.debug("node %s: write to %s failed: %s", self.node_id, r, exc)
-            if self._store_hint(r, keyspace, table, payload["m"]):
-                state.hinted += 1
-                if state.tracker.level == "ANY":
-                    state.done.set()
+            self._replica_failed(r, keyspace, table, payload, state, exc)
             return
+        self._replica_acked(r, state)
+
+    def _mutation_reply(
+        self, r: str, keyspace: str, table: str, payload: dict[str, Any], state: _WriteState
+    ) -> Callable[[Any, Exception | None], None]:
+        def done(reply: Any, error: Exception | None) -> None:
+            if self._nursery is None:
+                return  # shutting down: as a cancelled replica task, neither an ack nor a hint
+            if error is None:
+                self._replica_acked(r, state)
+            else:
+                self._replica_failed(r, keyspace, table, payload, state, error)
+        return done
+
+    def _replica_acked(self, r: str, state: _WriteState) -> None:
         state.acks += 1
         state.tracker.add(r)
         if state.tracker.satisfied():
             state.done.set()
+
+    def _replica_failed(
+        self, r: str, keyspace: str, table: str, payload: dict[str, Any], state: _WriteState, exc: Exception
+    ) -> None:
+        """Timeout, unreachable, remote error: hint it (Cassandra does)."""
+        log.debug("node %s: write to %s failed: %s", self.node_id, r, exc)
+        if self._store_hint(r, keyspace, table, payload["m"]):
+            state.hinted += 1
+            if state.tracker.level == "ANY":
+                state.done.set()
 
     # ---- read path
 

@@ -103,15 +103,28 @@ class LocalStore:
     def __init__(self, engine: StorageEngine, sync_mode: str) -> None:
         self.engine = engine
         self.sync_mode = sync_mode
+        # Periodic mode acknowledges once the record is handed to the OS inside engine.apply, so
+        # an apply never waits and the coordinator may call apply_now instead of awaiting apply.
+        self.waits_for_sync = sync_mode != "periodic"
 
     async def apply(self, keyspace: str, table: str, mutation: Mutation) -> None:
         """Append and apply; in batch/group mode wait (in a thread) until the record is fsynced."""
         pos = self.engine.apply(keyspace, table, mutation)
-        if self.sync_mode != "periodic":
+        if self.waits_for_sync:
             await trio.to_thread.run_sync(self.engine.wait_durable, pos)
+
+    def apply_now(self, keyspace: str, table: str, mutation: Mutation) -> None:
+        """Append and apply without waiting: only when ``waits_for_sync`` is False (periodic mode)."""
+        if self.waits_for_sync:
+            raise RuntimeError(f"apply_now in {self.sync_mode} commit log mode would acknowledge before the fsync")
+        self.engine.apply(keyspace, table, mutation)
 
     async def read(self, keyspace: str, table: str, key: bytes, columns: Sequence[str] | None) -> Partition | None:
         """The stored partition (memtables and SSTables merged)."""
+        return self.engine.read(keyspace, table, key, list(columns) if columns is not None else None)
+
+    def read_now(self, keyspace: str, table: str, key: bytes, columns: Sequence[str] | None) -> Partition | None:
+        """The same read, synchronously (it never waits: memtables and mmap'd SSTables)."""
         return self.engine.read(keyspace, table, key, list(columns) if columns is not None else None)
 
 

@@ -44,6 +44,8 @@ from node.runtime import Runtime
 log = logging.getLogger("node.cluster.messaging")
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+InlineHandler = Callable[[str, dict[str, Any]], dict[str, Any] | None]
+ReplyCallback = Callable[[dict[str, Any] | None, "MessagingError | None"], None]
 
 # Frames queued per peer before send() starts dropping: at the ~12k QUORUM writes/s the cluster
 # bench targets, this is over half a second of traffic to one replica, enough to ride out a
@@ -123,15 +125,41 @@ class MessagingStats:
 
 @dataclass
 class _Pending:
-    event: trio.Event = field(default_factory=trio.Event)
+    event: trio.Event | None = field(default_factory=trio.Event)
     reply: dict[str, Any] | None = None
     error: MessagingError | None = None
+    # Callback requests (request_callback) have no waiting task: whoever resolves them (reader,
+    # reaper, connection teardown) removes them from the peer's table and calls this.
+    callback: ReplyCallback | None = None
+    owner: dict[int, "_Pending"] | None = None
+    rid: int = 0
+    peer: str = ""
+    done: bool = False
 
     def resolve(self, reply: dict[str, Any] | None, error: MessagingError | None = None) -> None:
-        if not self.event.is_set():
-            self.reply = reply
-            self.error = error
+        if self.done:
+            return
+        self.done = True
+        self.reply = reply
+        self.error = error
+        if self.event is not None:
             self.event.set()
+            return
+        if self.owner is not None:
+            self.owner.pop(self.rid, None)
+        if error is None:
+            reply = reply or {}
+            if "e" in reply:
+                error = RemoteError(f"{self.peer}: {reply['e']}")
+            else:
+                body = reply.get("p")
+                reply = body if isinstance(body, dict) else {}
+        assert self.callback is not None
+        try:
+            self.callback(None if error is not None else reply, error)
+        except Exception:
+            # A caller's bug must not take down the connection reader or the reaper.
+            log.exception("reply callback for request %d to %s failed", self.rid, self.peer)
 
 
 class _Peer:
@@ -200,6 +228,7 @@ class Messaging:
         self._addresses: dict[str, tuple[str, int]] = {}
         self._learned: dict[str, tuple[str, int]] = {}
         self._handlers: dict[str, Handler] = {}
+        self._inline: dict[str, InlineHandler] = {}
         self._peers: dict[str, _Peer] = {}
         self._ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
@@ -210,7 +239,17 @@ class Messaging:
 
     def register(self, verb: str, handler: Handler) -> None:
         """Serve ``verb`` with ``handler(sender_id, payload)``; its return value is the reply payload."""
+        self._inline.pop(verb, None)
         self._handlers[verb] = handler
+
+    def register_inline(self, verb: str, handler: InlineHandler) -> None:
+        """Serve ``verb`` with a synchronous ``handler(sender_id, payload)`` run in the reader itself.
+
+        For handlers that never wait (a replica's in-memory apply or read): no task per request,
+        and a coalesced batch of such requests is answered in one pass.
+        """
+        self._handlers.pop(verb, None)
+        self._inline[verb] = handler
 
     def set_address(self, node_id: str, host: str, port: int) -> None:
         """Reach ``node_id`` at ``host:port`` (unless a route overrides it)."""
@@ -295,6 +334,49 @@ class Messaging:
         """Send a request and wait for its reply payload (RequestTimeout, PeerUnreachable, RemoteError)."""
         if peer == self.node_id:
             return await self._request_locally(verb, payload, timeout)
+        p = self._sendable(peer)
+        rid = next(self._ids)
+        frame = protocol.encode_frame({"i": rid, "v": verb, "p": payload})
+        pending = _Pending()
+        p.pending[rid] = pending
+        p.frames.append(frame)
+        self.stats.requests_sent += 1
+        p.wake()
+        self._expire_at(trio.current_time() + timeout, pending, peer, verb, timeout)
+        try:
+            await pending.event.wait()  # type: ignore[union-attr]
+        finally:
+            p.pending.pop(rid, None)
+        if pending.error is not None:
+            raise pending.error
+        reply = pending.reply or {}
+        if "e" in reply:
+            raise RemoteError(f"{peer}: {reply['e']}")
+        body = reply.get("p")
+        return body if isinstance(body, dict) else {}
+
+    def request_callback(
+        self, peer: str, verb: str, payload: dict[str, Any], timeout: float, callback: ReplyCallback
+    ) -> None:
+        """Send a request whose outcome goes to ``callback(reply_payload, None)`` or ``callback(None, error)``.
+
+        The same semantics as :meth:`request` without a task waiting for each reply: a
+        coordinator fanning a write out to its replicas would otherwise pay for one task per
+        replica. Failures known at once (peer in backoff, queue full, not running) raise here
+        instead; the callback is then never called. Not for ``peer`` == this node.
+        """
+        p = self._sendable(peer)
+        rid = next(self._ids)
+        frame = protocol.encode_frame({"i": rid, "v": verb, "p": payload})
+        pending = _Pending(event=None, callback=callback, owner=p.pending, rid=rid, peer=peer)
+        p.pending[rid] = pending
+        p.frames.append(frame)
+        self.stats.requests_sent += 1
+        p.wake()
+        self._expire_at(trio.current_time() + timeout, pending, peer, verb, timeout)
+
+    def _sendable(self, peer: str) -> _Peer:
+        """The peer's queue, or the reason a request cannot be queued for it now."""
         p = self._peer(peer)
         if p is None:
             raise PeerUnreachable(f"{self.node_id}: messaging is not running")
@@ -306,25 +388,7 @@ class Messaging:
         if len(p.frames) >= self.max_queue:
             self.stats.dropped_queue_full += 1
             raise QueueFull(f"{self.node_id}: outgoing queue to {peer} is full ({self.max_queue} frames)")
-        rid = next(self._ids)
-        frame = protocol.encode_frame({"i": rid, "v": verb, "p": payload})
-        pending = _Pending()
-        p.pending[rid] = pending
-        p.frames.append(frame)
-        self.stats.requests_sent += 1
-        p.wake()
-        self._expire_at(trio.current_time() + timeout, pending, peer, verb, timeout)
-        try:
-            await pending.event.wait()
-        finally:
-            p.pending.pop(rid, None)
-        if pending.error is not None:
-            raise pending.error
-        reply = pending.reply or {}
-        if "e" in reply:
-            raise RemoteError(f"{peer}: {reply['e']}")
-        body = reply.get("p")
-        return body if isinstance(body, dict) else {}
+        return p
 
     def _expire_at(self, deadline: float, pending: _Pending, peer: str, verb: str, timeout: float) -> None:
         """Have the reaper fail ``pending`` with RequestTimeout at ``deadline`` unless answered.
@@ -362,6 +426,13 @@ class Messaging:
         return p
 
     def _deliver_locally(self, verb: str, payload: dict[str, Any]) -> bool:
+        inline = self._inline.get(verb)
+        if inline is not None and self._nursery is not None:
+            try:
+                inline(self.node_id, payload)
+            except Exception:
+                log.exception("node %s: local one-way %s failed", self.node_id, verb)
+            return True
         if self._nursery is None or verb not in self._handlers:
             self.stats.dropped_unreachable += 1
             return False
@@ -375,6 +446,13 @@ class Messaging:
             log.exception("node %s: local one-way %s failed", self.node_id, verb)
 
     async def _request_locally(self, verb: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+        inline = self._inline.get(verb)
+        if inline is not None:
+            try:
+                answer = inline(self.node_id, payload)
+            except Exception as exc:
+                raise RemoteError(f"{self.node_id}: {type(exc).__name__}: {exc}") from exc
+            return answer if isinstance(answer, dict) else {}
         handler = self._handlers.get(verb)
         if handler is None:
             raise RemoteError(f"{self.node_id}: unknown verb {verb!r}")
@@ -441,7 +519,8 @@ class Messaging:
             p.frames = []
         if p.pending:
             error = PeerUnreachable(f"{self.node_id}: {reason}")
-            for pending in p.pending.values():
+            # A copy: resolving a callback request removes it from p.pending.
+            for pending in list(p.pending.values()):
                 pending.resolve(None, error)
             p.pending.clear()
 
@@ -581,6 +660,10 @@ class Messaging:
                     raise _BadPeer(f"malformed message from {sender}: keys {sorted(map(str, msg))[:5]}")
                 if not isinstance(payload, dict):
                     payload = {}
+                inline = self._inline.get(verb)
+                if inline is not None:
+                    self._handle_inline(conn, sender, verb, rid, payload, inline)
+                    continue
                 try:
                     # Non-blocking first: an awaited acquire yields to the scheduler once per
                     # message, which would drain a coalesced batch one message per loop turn.
@@ -592,6 +675,24 @@ class Messaging:
             if not data:
                 return
             decoder.feed(data)
+
+    def _handle_inline(
+        self, conn: _Incoming, sender: str, verb: str, rid: int | None, payload: dict[str, Any], handler: InlineHandler
+    ) -> None:
+        try:
+            result = handler(sender, payload)
+        except Exception as exc:
+            log.exception("node %s: handler for %s from %s failed", self.node_id, verb, sender)
+            reply: dict[str, Any] = {"r": rid, "e": f"{type(exc).__name__}: {exc}"}
+        else:
+            reply = {"r": rid, "p": result if isinstance(result, dict) else {}}
+        if rid is None:
+            return
+        try:
+            frame = protocol.encode_frame(reply)
+        except protocol.ProtocolError as exc:
+            frame = protocol.encode_frame({"r": rid, "e": f"reply to {verb} cannot be encoded: {exc}"})
+        conn.push(frame)
 
     async def _handle(self, conn: _Incoming, sender: str, verb: str, rid: int | None, payload: dict[str, Any]) -> None:
         reply: dict[str, Any]
