@@ -24,6 +24,12 @@ DEFAULT_NUM_TOKENS = 16
 
 Token = Any  # int for murmur3/random, bytes for byteordered
 
+# Partition keys whose replicas one TokenMetadata remembers: hashing a key (pure-Python Murmur3)
+# costs more than the rest of a replica lookup, and hot keys repeat. Bounded so a scan over
+# millions of keys costs at most this many entries (~10 MB); the whole cache is dropped when full
+# (cheaper per hit than LRU bookkeeping), and a new ring snapshot starts empty.
+KEY_CACHE_ENTRIES = 65536
+
 
 class Partitioner(Protocol):
     """Maps keys to tokens and tokens to/from the strings gossip carries."""
@@ -282,6 +288,7 @@ class TokenMetadata:
         self._owners: list[str] = [pairs[t] for t in self._sorted_tokens]
         self.locations: dict[str, Endpoint] = {n: (locations or {}).get(n, Endpoint()) for n in tokens}
         self._cache: dict[tuple[Strategy, int], tuple[str, ...]] = {}
+        self._key_cache: dict[tuple[Strategy, bytes], tuple[str, ...]] = {}
 
     @property
     def nodes(self) -> list[str]:
@@ -326,7 +333,16 @@ class TokenMetadata:
 
     def endpoints_for(self, key: bytes, strategy: Strategy) -> tuple[str, ...]:
         """The replicas of a partition key, primary first."""
-        return self.replicas_for_token(self.partitioner.token(key), strategy)
+        if type(key) is not bytes:  # bytearray/memoryview: not hashable or may change
+            return self.replicas_for_token(self.partitioner.token(key), strategy)
+        ck = (strategy, key)
+        hit = self._key_cache.get(ck)
+        if hit is None:
+            hit = self.replicas_for_token(self.partitioner.token(key), strategy)
+            if len(self._key_cache) >= KEY_CACHE_ENTRIES:
+                self._key_cache.clear()
+            self._key_cache[ck] = hit
+        return hit
 
     def _walk(self, start: int) -> Iterable[str]:
         n = len(self._owners)
