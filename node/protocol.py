@@ -13,6 +13,7 @@ the client, so both ends agree on one table of names.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from typing import Any
 
@@ -375,10 +376,14 @@ def _name(value: Any, what: str) -> str:
     return value
 
 
+# Keyspace and table names: 1-48 ASCII letters, digits or underscores (Cassandra's rule).
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_]{1,48}")
+
+
 def _identifier(value: Any, what: str) -> str:
     name = _name(value, what)
     # Keyspace and table names become directory names on every node.
-    if len(name) > 48 or not all(c.isascii() and (c.isalnum() or c == "_") for c in name):
+    if _IDENTIFIER.fullmatch(name) is None:
         raise InvalidRequest(f"{what} {name!r} must be 1-48 ASCII letters, digits or underscores")
     return name
 
