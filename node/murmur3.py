@@ -60,18 +60,27 @@ def murmur3_x64_128(data: bytes, seed: int = 0) -> tuple[int, int]:
         h2 = (h2 * 5 + 0x38495AB5) & _MASK
     tail = data[nblocks * 16 :]
     rem = len(tail)
+    # Tail bytes below 0x80 read the same signed or unsigned, so an ASCII tail is one
+    # little-endian integer; only other tails need Java's sign extension byte by byte.
+    plain = tail.isascii()
     if rem > 8:
-        k2 = 0
-        for j in range(rem - 1, 7, -1):
-            k2 ^= (_signed_byte(tail[j]) << ((j - 8) * 8)) & _MASK
+        if plain:
+            k2 = int.from_bytes(tail[8:], "little")
+        else:
+            k2 = 0
+            for j in range(rem - 1, 7, -1):
+                k2 ^= (_signed_byte(tail[j]) << ((j - 8) * 8)) & _MASK
         k2 = (k2 * _C2) & _MASK
         k2 = _rotl(k2, 33)
         k2 = (k2 * _C1) & _MASK
         h2 ^= k2
     if rem > 0:
-        k1 = 0
-        for j in range(min(rem, 8) - 1, -1, -1):
-            k1 ^= (_signed_byte(tail[j]) << (j * 8)) & _MASK
+        if plain:
+            k1 = int.from_bytes(tail[:8], "little")
+        else:
+            k1 = 0
+            for j in range(min(rem, 8) - 1, -1, -1):
+                k1 ^= (_signed_byte(tail[j]) << (j * 8)) & _MASK
         k1 = (k1 * _C1) & _MASK
         k1 = _rotl(k1, 31)
         k1 = (k1 * _C2) & _MASK

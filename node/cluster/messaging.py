@@ -71,10 +71,10 @@ RECV_BYTES = 256 * 1024
 # TCP flow control pushes back on the sender instead of us buffering unbounded work.
 MAX_INFLIGHT_HANDLERS = 1024
 
-# The reaper fails expired requests in sweeps at most this often instead of waking for every
-# single deadline: at thousands of requests/s each deadline is microseconds after the previous
-# one, and a wake-up per request cost as much as the request. Timeouts are seconds, so firing up
-# to 10 ms late changes nothing a caller can tell.
+# Request deadlines are kept in buckets of this width (a timing wheel) and the reaper fails a
+# bucket's unanswered requests when the bucket ends: at thousands of requests/s a wake-up or a
+# heap operation per deadline cost as much as the request. Timeouts are seconds, so firing up to
+# 10 ms late (never early) changes nothing a caller can tell.
 REAPER_RESOLUTION_S = 0.01
 
 # How long an accepted connection may take to send its hello before we close it (slowloris).
@@ -238,7 +238,9 @@ class Messaging:
         self._peers: dict[str, _Peer] = {}
         self._ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
-        self._deadlines: list[tuple[float, int, _Pending, str, str, float]] = []
+        # Timing wheel: bucket number -> requests expiring in it, plus a heap of bucket numbers.
+        self._buckets: dict[int, list[tuple[_Pending, str, str, float]]] = {}
+        self._bucket_heap: list[int] = []
         self._reaper_scope: trio.CancelScope | None = None
 
     # ------------------------------------------------------------------ configuration
@@ -312,7 +314,8 @@ class Messaging:
             for p in self._peers.values():
                 self._fail_peer(p, "messaging stopped")
             self._peers = {}
-            self._deadlines = []
+            self._buckets = {}
+            self._bucket_heap = []
             self._reaper_scope = None
             for listener in listeners:
                 with trio.CancelScope(shield=True):
@@ -399,29 +402,37 @@ class Messaging:
     def _expire_at(self, deadline: float, pending: _Pending, peer: str, verb: str, timeout: float) -> None:
         """Have the reaper fail ``pending`` with RequestTimeout at ``deadline`` unless answered.
 
-        One reaper task and a heap replace a cancel scope per request: entering and leaving a
-        scope costs about as much as the rest of a request, and requests almost always finish
-        long before their deadline.
+        One reaper task and a timing wheel replace a cancel scope per request: entering and
+        leaving a scope costs about as much as the rest of a request, and requests almost always
+        finish long before their deadline.
         """
-        heapq.heappush(self._deadlines, (deadline, next(self._ids), pending, peer, verb, timeout))
-        if self._reaper_scope is not None and deadline + REAPER_RESOLUTION_S < self._reaper_scope.deadline:
-            self._reaper_scope.deadline = deadline + REAPER_RESOLUTION_S
+        if math.isinf(deadline):
+            return  # no timeout: only an answer or the connection's end resolves it
+        slot = math.ceil(deadline / REAPER_RESOLUTION_S)
+        bucket = self._buckets.get(slot)
+        if bucket is None:
+            bucket = self._buckets[slot] = []
+            heapq.heappush(self._bucket_heap, slot)
+            ends = slot * REAPER_RESOLUTION_S
+            if self._reaper_scope is not None and ends < self._reaper_scope.deadline:
+                self._reaper_scope.deadline = ends
+        bucket.append((pending, peer, verb, timeout))
 
     async def _reaper(self) -> None:
         """Fail requests whose deadline passed without a reply."""
         while True:
-            deadline = self._deadlines[0][0] + REAPER_RESOLUTION_S if self._deadlines else math.inf
+            deadline = self._bucket_heap[0] * REAPER_RESOLUTION_S if self._bucket_heap else math.inf
             with trio.CancelScope(deadline=deadline) as scope:
                 self._reaper_scope = scope
                 await trio.sleep_forever()
             self._reaper_scope = None
             now = trio.current_time()
-            while self._deadlines and self._deadlines[0][0] <= now:
-                _, _, pending, peer, verb, timeout = heapq.heappop(self._deadlines)
-                if not pending.done:  # most were answered long ago: no error to build for them
-                    pending.resolve(
-                        None, RequestTimeout(f"{self.node_id}: no reply from {peer} to {verb} within {timeout:g} s")
-                    )
+            while self._bucket_heap and self._bucket_heap[0] * REAPER_RESOLUTION_S <= now:
+                for pending, peer, verb, timeout in self._buckets.pop(heapq.heappop(self._bucket_heap)):
+                    if not pending.done:  # most were answered long ago: no error to build for them
+                        pending.resolve(
+                            None, RequestTimeout(f"{self.node_id}: no reply from {peer} to {verb} within {timeout:g} s")
+                        )
 
     def _peer(self, node_id: str) -> _Peer | None:
         p = self._peers.get(node_id)
