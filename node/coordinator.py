@@ -368,7 +368,7 @@ class Coordinator:
             else:
                 self._nursery.start_soon(self._write_replica, r, keyspace, table, mutation, payload, state)
         if not state.done.is_set():
-            with trio.move_on_after(self.write_timeout):
+            with trio.CancelScope(deadline=trio.current_time() + self.write_timeout):
                 await state.done.wait()
         if not state.done.is_set():
             self.stats["write_timeouts"] += 1
@@ -481,151 +481,6 @@ class Coordinator:
                 record(r, digest, value)
 
         send = getattr(self.messaging, "request_callback", None)
-        for r in targets:
-            if r == self.node_id and self._apply_inline:
-                # Periodic commit log: the local apply never waits, so no task for it.
-                try:
-                    self.local.apply_now(keyspace, table, mutation)  # type: ignore[attr-defined]
-                except Exception as exc:
-                    self._replica_failed(r, keyspace, table, payload, state, exc)
-                else:
-                    self._replica_acked(r, state)
-            elif r != self.node_id and send is not None:
-                # Remote replicas answer through a callback: no task per replica either. The
-                # request outlives this call, like the tasks it replaces (timeouts via messaging).
-                try:
-                    send(r, VERB_MUTATION, payload, self.write_timeout, self._mutation_reply(r, keyspace, table, payload, state))
-                except Exception as exc:
-                    self._replica_failed(r, keyspace, table, payload, state, exc)
-            else:
-                self._nursery.start_soon(self._write_replica, r, keyspace, table, mutation, payload, state)
-        if not state.done.is_set():
-            with trio.move_on_after(self.write_timeout):
-                await state.done.wait()
-        if not state.done.is_set():
-            self.stats["write_timeouts"] += 1
-            raise WriteTimeout(
-                f"{level} write: {tracker.received} of {tracker.required} required acknowledgements within "
-                f"{self.write_timeout:g} s; the write may have been applied",
-                consistency=level,
-                received=tracker.received,
-                required=tracker.required,
-                may_have_applied=True,
-            )
-
-    async def _write_replica(
-        self, r: str, keyspace: str, table: str, mutation: Mutation, payload: dict[str, Any], state: _WriteState
-    ) -> None:
-        try:
-            if r == self.node_id:
-                with trio.fail_after(self.write_timeout):
-                    await self.local.apply(keyspace, table, mutation)
-            else:
-                await self.messaging.request(r, VERB_MUTATION, payload, self.write_timeout)
-        except Exception as exc:  # timeout, unreachable, remote error: hint it (Cassandra does)
-            self._replica_failed(r, keyspace, table, payload, state, exc)
-            return
-        self._replica_acked(r, state)
-
-    def _mutation_reply(
-        self, r: str, keyspace: str, table: str, payload: dict[str, Any], state: _WriteState
-    ) -> Callable[[Any, Exception | None], None]:
-        def done(reply: Any, error: Exception | None) -> None:
-            if self._nursery is None:
-                return  # shutting down: as a cancelled replica task, neither an ack nor a hint
-            if error is None:
-                self._replica_acked(r, state)
-            else:
-                self._replica_failed(r, keyspace, table, payload, state, error)
-        return done
-
-    def _replica_acked(self, r: str, state: _WriteState) -> None:
-        state.acks += 1
-        state.tracker.add(r)
-        if state.tracker.satisfied():
-            state.done.set()
-
-    def _replica_failed(
-        self, r: str, keyspace: str, table: str, payload: dict[str, Any], state: _WriteState, exc: Exception
-    ) -> None:
-        """Timeout, unreachable, remote error: hint it (Cassandra does)."""
-        log.debug("node %s: write to %s failed: %s", self.node_id, r, exc)
-        if self._store_hint(r, keyspace, table, payload["m"]):
-            state.hinted += 1
-            if state.tracker.level == "ANY":
-                state.done.set()
-
-    # ---- read path
-
-    async def read(
-        self, keyspace: str, table: str, key: bytes, columns: Sequence[str] | None, level: str
-    ) -> Partition | None:
-        """The merged partition for ``key`` at ``level`` (Unavailable / ReadTimeout as needed)."""
-        tdef = self.schema().table(keyspace, table)
-        replicas, strategy = self._replicas(keyspace, key)
-        tracker = self._tracker(level, replicas, strategy, writes=False)
-        alive = [r for r in replicas if self._alive(r)]
-        if not replicas or not tracker.available(alive):
-            self.stats["unavailable"] += 1
-            raise Unavailable(
-                f"{level} read needs {tracker.required} live replica(s) of {len(replicas)}, {len(alive)} alive",
-                consistency=level,
-                required=tracker.required,
-                alive=len(alive),
-            )
-        self.stats["reads"] += 1
-        # Closest first: this node, then its datacenter, then the rest, each in placement order.
-        ordered = sorted(alive, key=lambda r: (r != self.node_id, self.membership.datacenter_of(r) != self.datacenter))
-        targets: list[str] = []
-        for r in ordered:
-            if tracker.useful(r):
-                targets.append(r)
-                tracker.add(r)
-        tracker = self._tracker(level, replicas, strategy, writes=False)
-        base = {"ks": keyspace, "t": table, "k": key, "c": list(columns) if columns is not None else None}
-        deadline = trio.current_time() + self.read_timeout
-
-        responses: dict[str, Any] = {}
-        data_from: list[str] = []
-        answered = trio.Event()
-        first_phase = [True]  # answers arriving after the first phase are ignored
-
-        def record(r: str, digest: bool, value: Any) -> None:
-            responses[r] = value
-            if not digest:
-                data_from.append(r)
-            tracker.add(r)
-            if data_from and tracker.satisfied():
-                answered.set()
-
-        async def ask(r: str, digest: bool) -> None:
-            try:
-                if r == self.node_id:
-                    part = await self.local.read(keyspace, table, key, columns)
-                    value = _digest(part, key) if digest else part
-                else:
-                    reply = await self.messaging.request(r, VERB_READ, {**base, "d": digest}, max(0.0, deadline - trio.current_time()))
-                    value = _read_reply(reply, digest)
-            except Exception as exc:
-                log.debug("node %s: read from %s failed: %s", self.node_id, r, exc)
-                return
-            record(r, digest, value)
-
-        async def ask_first_phase(r: str, digest: bool) -> None:
-            try:
-                if r == self.node_id:
-                    part = await self.local.read(keyspace, table, key, columns)
-                    value = _digest(part, key) if digest else part
-                else:
-                    reply = await self.messaging.request(r, VERB_READ, {**base, "d": digest}, max(0.0, deadline - trio.current_time()))
-                    value = _read_reply(reply, digest)
-            except Exception as exc:
-                log.debug("node %s: read from %s failed: %s", self.node_id, r, exc)
-                return
-            if first_phase[0]:
-                record(r, digest, value)
-
-        send = getattr(self.messaging, "request_callback", None)
         read_now = getattr(self.local, "read_now", None)
 
         def ask_now(r: str, digest: bool) -> None:
@@ -666,19 +521,19 @@ class Coordinator:
             ask_now(targets[0], False)
             for r in targets[1:]:
                 ask_now(r, True)
-            if not answered.is_set():
-                with trio.move_on_after(max(0.0, deadline - trio.current_time())):
-                    # Speculative retry (Cassandra's speculative_retry): a replica that has not
-                    # answered by then is probably down or cut off; ask one more instead of
-                    # waiting for the timeout, for data if the data replica is the one missing.
-                    while not answered.is_set() and spare:
-                        with trio.move_on_after(SPECULATIVE_RETRY_S):
-                            await answered.wait()
-                        if answered.is_set():
-                            break
-                        self.stats["speculative_retries"] += 1
-                        ask_now(spare.pop(0), bool(data_from))
+            # Speculative retry (Cassandra's speculative_retry): a replica that has not answered
+            # by then is probably down or cut off; ask one more instead of waiting for the
+            # timeout, for data if the data replica is the one missing. One plain cancel scope
+            # per wait (not nested move_on_after helpers): this runs for every read.
+            while not answered.is_set():
+                now = trio.current_time()
+                if now >= deadline:
+                    break
+                with trio.CancelScope(deadline=min(deadline, now + SPECULATIVE_RETRY_S) if spare else deadline):
                     await answered.wait()
+                if not answered.is_set() and spare and trio.current_time() < deadline:
+                    self.stats["speculative_retries"] += 1
+                    ask_now(spare.pop(0), bool(data_from))
         finally:
             first_phase[0] = False
         if not answered.is_set():
