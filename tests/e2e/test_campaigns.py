@@ -99,7 +99,10 @@ def test_lww_read_modify_write_loses_updates(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("switch", "extra"),
     [
-        ("ack_quorum_after_one", ["--workload", "register", "--nemesis", "partition", "--partition", "majority"]),
+        # Longer partitions: clients on the minority side spend most of a window in read
+        # timeouts, so each needs a few seconds to land the writes that prove the bug.
+        ("ack_quorum_after_one", ["--workload", "register", "--nemesis", "partition", "--partition", "majority",
+                                  "--nemesis-interval", "5", "--time-limit", "21"]),
         ("drop_hints", ["--workload", "set", "--nemesis", "kill", "--write-cl", "ANY", "--read-cl", "ALL"]),
     ],
 )
