@@ -392,8 +392,17 @@
   }
   function zoomTo(rows) {
     if (!rows.length) return;
-    let a = Infinity, b = -Infinity;
-    for (const i of rows) { a = Math.min(a, inv[i]); b = Math.max(b, end[i]); }
+    // Zoom to the tightest stretch holding three quarters of the rows: a proof often cites one
+    // far-away operation (a read that needed an overwritten value), which would otherwise
+    // stretch the view to the whole run. Every row stays selected and outlined.
+    const byInv = rows.slice().sort((x, y) => inv[x] - inv[y]);
+    const need = rows.length <= 2 ? rows.length : Math.ceil(rows.length * 0.75);
+    let a = inv[byInv[0]], b = Infinity;
+    for (let s = 0; s + need <= byInv.length; s++) {
+      let hi = -Infinity;
+      for (let k = s; k < s + need; k++) hi = Math.max(hi, end[byInv[k]]);
+      if (hi - inv[byInv[s]] < b - a) { a = inv[byInv[s]]; b = hi; }
+    }
     const pad = Math.max((b - a) * 0.25, 2000);
     setView(a - pad, b + pad);
   }
