@@ -113,12 +113,36 @@ class LocalStore:
         # Periodic mode acknowledges once the record is handed to the OS inside engine.apply, so
         # an apply never waits and the coordinator may call apply_now instead of awaiting apply.
         self.waits_for_sync = sync_mode != "periodic"
+        # Batch/group mode: one worker thread waits for the fsync on behalf of every writer of
+        # the moment (a thread hop per write cost more than the shared fsync); the others wait
+        # on its event. _durable is how far those waits have confirmed the log fsynced.
+        self._written = -1
+        self._durable = -1
+        self._sync_done: trio.Event | None = None
 
     async def apply(self, keyspace: str, table: str, mutation: Mutation) -> None:
         """Append and apply; in batch/group mode wait (in a thread) until the record is fsynced."""
         pos = self.engine.apply(keyspace, table, mutation)
         if self.waits_for_sync:
-            await trio.to_thread.run_sync(self.engine.wait_durable, pos)
+            await self._wait_durable(pos)
+
+    async def _wait_durable(self, pos: int) -> None:
+        self._written = max(self._written, pos)
+        while self._durable < pos:
+            done = self._sync_done
+            if done is not None:
+                await done.wait()
+                continue
+            # Lead: wait for everything appended so far, so the writers queued behind this one
+            # are covered by the same fsync.
+            target = self._written
+            done = self._sync_done = trio.Event()
+            try:
+                await trio.to_thread.run_sync(self.engine.wait_durable, target)
+                self._durable = max(self._durable, target)
+            finally:
+                self._sync_done = None
+                done.set()
 
     def apply_now(self, keyspace: str, table: str, mutation: Mutation) -> None:
         """Append and apply without waiting: only when ``waits_for_sync`` is False (periodic mode)."""
