@@ -2,7 +2,10 @@
 
 Also measures, in the same run, a trivial Trio + msgpack request/response echo on this machine
 (8 connections) as the ceiling, and prints QUORUM writes/s x 3 / echo ceiling as the efficiency
-ratio (a QUORUM write costs about three such round trips). Prints figures; asserts nothing.
+ratio (a QUORUM write costs about three such round trips). Next to each rate it prints the CPU
+time the three node processes (``node µs/op``, from /proc) and this client process spent per
+operation: on a shared 2-core machine the rates move with whatever else runs, the CPU cost per
+operation much less, so compare that between versions. Prints figures; asserts nothing.
 
     .venv/bin/python bench/cluster.py [--seconds 5] [--clients 1,8,64]
 """
@@ -10,6 +13,7 @@ ratio (a QUORUM write costs about three such round trips). Prints figures; asser
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -34,7 +38,7 @@ def _pct(lat: list[float], p: float) -> float:
     return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
 
 
-async def _echo_ceiling(seconds: float, conns: int = 8) -> float:
+async def _echo_ceiling(seconds: float, conns: int = 8) -> tuple[float, float]:
     async def handler(stream: trio.SocketStream) -> None:
         dec = FrameDecoder()
         try:
@@ -46,8 +50,8 @@ async def _echo_ceiling(seconds: float, conns: int = 8) -> float:
             pass
 
     count = 0
+    cpu0 = _own_cpu()
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, handler, 0, host="127.0.0.1") if False else None
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         port = listeners[0].socket.getsockname()[1]
         nursery.start_soon(trio.serve_listeners, handler, listeners)
@@ -72,7 +76,7 @@ async def _echo_ceiling(seconds: float, conns: int = 8) -> float:
             for _ in range(conns):
                 cn.start_soon(client)
         nursery.cancel_scope.cancel()
-    return count / seconds
+    return count / seconds, (_own_cpu() - cpu0) / max(1, count) * 1e6
 
 
 async def _load(ports: list[int], op: str, cl: str, clients: int, seconds: float) -> tuple[float, list[float], int]:
@@ -110,14 +114,32 @@ async def _load(ports: list[int], op: str, cl: str, clients: int, seconds: float
     return len(lat) / seconds, lat, errors
 
 
+def _cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU seconds the processes used so far (None where /proc is unavailable)."""
+    total = 0
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--clients", default="1,8,64")
     args = ap.parse_args()
     clients = [int(x) for x in args.clients.split(",")]
-    echo = trio.run(_echo_ceiling, args.seconds)
-    print(f"echo ceiling (trio+msgpack, 8 connections, pipeline {PIPELINE}): {echo:,.0f} req/s")
+    echo, echo_us = trio.run(_echo_ceiling, args.seconds)
+    print(f"echo ceiling (trio+msgpack, 8 connections, pipeline {PIPELINE}): {echo:,.0f} req/s, {echo_us:.1f} CPU µs/req")
     with tempfile.TemporaryDirectory() as tmp:
         cluster = Cluster(Path(tmp), 3, extra='[storage]\ncommitlog_sync = "periodic"\n')
         try:
@@ -127,16 +149,32 @@ def main() -> None:
             trio.run(lambda: call(cluster[0], "create_table", keyspace="bench", name="t", options={}))
             ports = [n.client_port for n in cluster.nodes]
             results = {}
-            print(f"{'op':<6} {'CL':<7} {'clients':>7} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8} {'errors':>6}")
+            cpu: dict[tuple[str, str, int], float] = {}
+            pids = [n.proc.pid for n in cluster.nodes if n.proc is not None]
+            print(f"{'op':<6} {'CL':<7} {'clients':>7} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8} {'errors':>6}"
+                  f" {'node µs/op':>10} {'client µs/op':>12}")
             for op in ("write", "read"):
                 for cl in ("ONE", "QUORUM"):
                     for n in clients:
+                        nodes0, own0 = _cpu_seconds(pids), _own_cpu()
                         rate, lat, errors = trio.run(_load, ports, op, cl, n, args.seconds)
+                        nodes1, own1 = _cpu_seconds(pids), _own_cpu()
+                        done = max(1, len(lat))
+                        node_us = f"{'n/a':>10}"
+                        if nodes0 is not None and nodes1 is not None:
+                            cpu[(op, cl, n)] = (nodes1 - nodes0 + own1 - own0) / done * 1e6
+                            node_us = f"{(nodes1 - nodes0) / done * 1e6:>10,.0f}"
                         results[(op, cl, n)] = rate
-                        print(f"{op:<6} {cl:<7} {n:>7} {rate:>10,.0f} {_pct(lat, .5):>8.2f} {_pct(lat, .99):>8.2f} {_pct(lat, .999):>8.2f} {errors:>6}", flush=True)
+                        print(f"{op:<6} {cl:<7} {n:>7} {rate:>10,.0f} {_pct(lat, .5):>8.2f} {_pct(lat, .99):>8.2f} {_pct(lat, .999):>8.2f} {errors:>6}"
+                              f" {node_us} {(own1 - own0) / done * 1e6:>12,.0f}", flush=True)
             best = max(v for (op, cl, _), v in results.items() if op == "write" and cl == "QUORUM")
             print(f"best QUORUM writes/s: {best:,.0f} (target 12,000)")
             print(f"efficiency = QUORUM writes/s x 3 / echo ceiling = {best * 3 / echo:.2f} (target ~0.8)")
+            quorum_cpu = [v for (op, cl, _), v in cpu.items() if op == "write" and cl == "QUORUM"]
+            if quorum_cpu:
+                # The same ratio in CPU time, which other load on the machine barely moves.
+                print(f"CPU efficiency = 3 x echo CPU µs/req / cheapest QUORUM write CPU µs/op (nodes + client) = "
+                      f"{3 * echo_us / min(quorum_cpu):.2f}")
         finally:
             cluster.stop()
 
