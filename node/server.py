@@ -174,6 +174,8 @@ class Node:
         self.tokens = self._load_tokens()
         # JOINING until bootstrap streamed this node's ranges (node/membership_ops.py).
         self.status = "JOINING" if not self.tokens or (self.data_dir / "bootstrap.json").exists() else "NORMAL"
+        # The last write timestamp this node assigned (see _write_timestamp).
+        self._last_write_ts = 0
         self.peers_path = self.data_dir / "peers.json"
         self._saved_peers = self._load_peers()
         # Partitions in token order, so streaming and repair scan a token range in one pass.
@@ -651,22 +653,35 @@ class Node:
             return Mutation(key, [], ts, now)
         return Mutation(key, [Cell(c, None, ts, None, now) for c in columns])
 
+    def _write_timestamp(self, req: dict[str, Any]) -> int:
+        """The client's timestamp, or one from this node's clock, strictly increasing per node.
+
+        Two writes this node stamps in the same microsecond would otherwise tie, and
+        last-write-wins would keep one silently (found by the LWW checker's timestamp-collision
+        finding). Cassandra's coordinator does the same: max(now, last + 1).
+        """
+        if req["timestamp"] is not None:
+            return int(req["timestamp"])
+        ts = max(self.runtime.clock.wall_us(), self._last_write_ts + 1)
+        self._last_write_ts = ts
+        return ts
+
     async def _op_ping(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"node": self.node_id}
 
     async def _op_put(self, req: dict[str, Any]) -> dict[str, Any]:
-        ts = req["timestamp"] if req["timestamp"] is not None else self.runtime.clock.wall_us()
+        ts = self._write_timestamp(req)
         m = Mutation(req["key_bytes"], self._cells(req["columns"], ts, req["ttl"]))
         await self.coordinator.write(req["keyspace"], req["table"], m, req["consistency"])
         return {"timestamp": ts}
 
     async def _op_delete(self, req: dict[str, Any]) -> dict[str, Any]:
-        ts = req["timestamp"] if req["timestamp"] is not None else self.runtime.clock.wall_us()
+        ts = self._write_timestamp(req)
         await self.coordinator.write(req["keyspace"], req["table"], self._deletion(req["key_bytes"], req["columns"], ts), req["consistency"])
         return {"timestamp": ts}
 
     async def _op_batch(self, req: dict[str, Any]) -> dict[str, Any]:
-        ts = req["timestamp"] if req["timestamp"] is not None else self.runtime.clock.wall_us()
+        ts = self._write_timestamp(req)
         key = req["key_bytes"]
         m = Mutation(key)
         for sub in req["mutations"]:
