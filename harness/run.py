@@ -179,6 +179,7 @@ class Outcome:
     valid: bool | str
     results: Any  # checkers.compose.ComposedResult
     ops: int
+    completed: int
     duration_s: float
     ops_per_s: float
     interrupted: bool = False
@@ -308,7 +309,6 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
                 await schedule.heal_all()
             progress.phase("leaving the cluster running" if opts.leave_db_running else "stopping nodes")
             await deployment.teardown(opts.leave_db_running, run_dir)
-    duration = time.monotonic() - started
     test["end_time"] = time.time()
     test["interrupted"] = interrupted
     store.write_json(run_dir / store.TEST_FILE, test)
@@ -318,7 +318,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
     write_report(run_dir)
     ops = recorder.index if recorder else 0
     completed = sum(recorder.counts[t] for t in ("ok", "fail", "info")) if recorder else 0
-    return Outcome(run_dir, composed.valid, composed, ops, duration,
+    return Outcome(run_dir, composed.valid, composed, ops, completed, time.monotonic() - started,
                    completed / opts.time_limit if completed else 0.0, interrupted)
 
 
@@ -456,8 +456,8 @@ def print_verdict(outcome: Outcome) -> None:
 
     print_checks(outcome.results, outcome.run_dir / store.HISTORY_FILE, outcome.run_dir / store.RESULTS_FILE)
     report = outcome.run_dir / store.REPORT_FILE
-    print(f"{outcome.ops} history records, {outcome.ops_per_s:.0f} ops/s over {outcome.duration_s:.1f} s"
-          + (" (interrupted)" if outcome.interrupted else ""))
+    print(f"{outcome.completed} operations completed, {outcome.ops_per_s:.0f} ops/s during the workload; "
+          f"{outcome.duration_s:.1f} s from start to verdict" + (" (interrupted)" if outcome.interrupted else ""))
     print(f"run directory: {outcome.run_dir}")
     if report.exists():
         print(f"report: {report}")
