@@ -235,6 +235,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
     interrupted = False
     recorder: Recorder | None = None
     schedule: faults.Schedule | None = None
+    workload_s = 0.0
     try:
         progress.phase(f"starting {len(node_ids)} nodes ({opts.deploy})")
         await deployment.setup()
@@ -274,6 +275,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
             def cl_of(op: Invocation) -> str:
                 return opts.write_cl if workload.is_write(op) else opts.read_cl
 
+            workload_started = time.monotonic()
             with trio.CancelScope() as main_phase:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_interrupt, main_phase)
@@ -283,6 +285,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
                     await trio.sleep(opts.time_limit)
                     nursery.cancel_scope.cancel()
             interrupted = main_phase.cancelled_caught
+            workload_s = time.monotonic() - workload_started
             crashed = getattr(cluster, "crashed", dict)()
             if crashed:
                 # A node that dies on its own is a bug in the store whatever the checkers say.
@@ -319,7 +322,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
     ops = recorder.index if recorder else 0
     completed = sum(recorder.counts[t] for t in ("ok", "fail", "info")) if recorder else 0
     return Outcome(run_dir, composed.valid, composed, ops, completed, time.monotonic() - started,
-                   completed / opts.time_limit if completed else 0.0, interrupted)
+                   completed / workload_s if workload_s else 0.0, interrupted)
 
 
 async def _watch_interrupt(scope: trio.CancelScope) -> None:
