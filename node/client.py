@@ -112,8 +112,7 @@ class Client:
         self._outgoing.append(frame)
         self._wake.set()
         timeout = self.timeout if self.timeout is not None else math.inf
-        # A plain scope rather than the move_on_after helper: this is paid on every request.
-        with trio.CancelScope(deadline=trio.current_time() + timeout):
+        with trio.move_on_after(timeout):
             await slot[0].wait()
         if not slot[0].is_set():
             self._waiting.pop(rid, None)

@@ -389,7 +389,6 @@ class StorageEngine:
         t = self._tables.get((keyspace, table))
         if t is None:
             raise UnknownTable(f"unknown table {keyspace}.{table}")
-        skey = self.sort_key(key)
         with self._lock:
             sstables = t.sstables
             parts = []
@@ -400,6 +399,9 @@ class StorageEngine:
                 p = m.get(key)
                 if p is not None:
                     parts.append(p)
+        # Only SSTable lookups need the sort key (a Murmur3 token: pure Python, the costliest
+        # step of a memtable-only read), so it is not computed when there are none.
+        skey = self.sort_key(key) if sstables else None
         if columns is not None and parts:
             parts = [_filter_columns(p, columns) for p in parts]
         for r in sstables:
