@@ -29,17 +29,6 @@ def test_gossip_converges_on_five_nodes_within_5s(cluster5: Cluster) -> None:
     assert took <= 5.0
 
 
-def test_sigstopped_node_marked_down_within_15s_and_up_after_sigcont(cluster5: Cluster) -> None:
-    victim = cluster5[4]
-    others = cluster5.nodes[:4]
-    victim.pause()
-    try:
-        wait_until(lambda: all(alive_view(n).get("n5") == "D" for n in others), 15.0, what="n5 DOWN everywhere")
-    finally:
-        victim.resume()
-    wait_until(lambda: all(alive_view(n).get("n5") == "U" for n in others), 15.0, what="n5 UP everywhere")
-
-
 def test_no_false_down_in_a_steady_run(cluster5: Cluster) -> None:
     # Equivalence: phi depends only on the ratio of the current silence to the mean arrival
     # interval, so 10 minutes of steady 1 s gossip is 600 rounds of the same test; we sample
@@ -52,3 +41,17 @@ def test_no_false_down_in_a_steady_run(cluster5: Cluster) -> None:
             view = alive_view(n)
             assert set(view.values()) == {"U"}, f"false DOWN at {n.node_id}: {view}"
         time.sleep(0.25)
+
+
+def test_sigstopped_node_marked_down_within_15s_and_up_after_sigcont(cluster5: Cluster) -> None:
+    # Runs after the steady run: the detectors have a settled arrival history, as in a cluster
+    # that has been up a while. In a cluster's first seconds the few early (slower) arrivals
+    # dominate the mean and conviction can take longer (docs/cluster.md).
+    victim = cluster5[4]
+    others = cluster5.nodes[:4]
+    victim.pause()
+    try:
+        wait_until(lambda: all(alive_view(n).get("n5") == "D" for n in others), 15.0, what="n5 DOWN everywhere")
+    finally:
+        victim.resume()
+    wait_until(lambda: all(alive_view(n).get("n5") == "U" for n in others), 15.0, what="n5 UP everywhere")
