@@ -5,8 +5,11 @@
   at least one read (the final reads included) began after it completed;
 * timestamp inversion: a write that began after another write to the key had completed, yet
   carries a smaller timestamp, so last-write-wins silently discarded it (what clock skew does);
-* timestamp collision: two writes to a key with the same timestamp and different values (the
-  store's tie-break keeps one; the other is silently lost);
+* timestamp collision: two writes to a key with the same timestamp and different values, one of
+  which had completed before the other began (the store's tie-break may keep the earlier one and
+  silently drop the later). Two *concurrent* writes that tie are not an anomaly: either order is
+  a valid one, and the tie-break picks the same winner on every replica; they are counted as
+  ``concurrent-timestamp-tie`` and the loser is not reported as a lost write;
 * phantom read: a read of a value no write to that key had been invoked with before it ended.
 
 One pass collects small per-key records; the analysis is O(n log n) per key.
@@ -114,6 +117,13 @@ def collect(history: Iterable[Op]) -> tuple[dict[Any, list[tuple[Any, ...]]], di
     return writes, reads, counts
 
 
+def _overlap(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Whether two writes were concurrent (neither completed before the other was invoked)."""
+    a_end = a[1] if a[1] is not None else float("inf")
+    b_end = b[1] if b[1] is not None else float("inf")
+    return a[0] < b_end and b[0] < a_end
+
+
 def _ops(*ops: Op | None) -> list[Op]:
     return [o for o in ops if o is not None]
 
@@ -122,9 +132,11 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     """Find lost writes, timestamp inversions, timestamp collisions and phantom reads."""
     writes, reads, counts = collect(history)
     log = AnomalyLog()
+    ties = {"concurrent-timestamp-tie": 0}
     for key in set(writes) | set(reads):
-        _check_key(key, writes.get(key, []), reads.get(key, []), log)
+        _check_key(key, writes.get(key, []), reads.get(key, []), log, ties)
     counts = dict(counts)
+    counts.update(ties)
     counts["keys"] = len(set(writes) | set(reads))
     for kind in ("lost-write", "timestamp-inversion", "timestamp-collision", "phantom-read"):
         counts[kind] = log.count(kind)
@@ -136,12 +148,14 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     return Result("lww", valid, counts, log.examples, details)
 
 
-def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], log: AnomalyLog) -> None:
+def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], log: AnomalyLog,
+               ties: dict[str, int]) -> None:
     # Value → greatest timestamp written with it (and that write's completion), first invocation.
     value_ts: dict[Any, int] = {}
     value_comp: dict[Any, float] = {}
     first_invoke: dict[Any, int] = {}
     by_ts: dict[int, tuple[Any, ...]] = {}
+    tied: set[Any] = set()  # values of writes in a concurrent tie: the loser was superseded
     for w in ws:
         inv_t, c, ts, v = w[0], w[1], w[2], w[3]
         if v not in first_invoke or inv_t < first_invoke[v]:
@@ -153,6 +167,9 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
             other = by_ts.get(ts)
             if other is None:
                 by_ts[ts] = w
+            elif other[3] != v and _overlap(other, w):
+                ties["concurrent-timestamp-tie"] += 1
+                tied.update((other[3], v))
             elif other[3] != v:
                 log.add(Anomaly(
                     "timestamp-collision",
@@ -209,8 +226,8 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
         if w[3] in values_read:
             continue  # seen
         i = bisect.bisect_right(comps, w[0])
-        if suffix_max[i] > w[2]:
-            continue  # superseded by a newer write that was seen
+        if suffix_max[i] > w[2] or (w[3] in tied and suffix_max[i] == w[2]):
+            continue  # superseded by a newer (or concurrently tied) write that was seen
         fr = final
         log.add(Anomaly(
             "lost-write",
