@@ -13,6 +13,9 @@ for p in "${want[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "system-deps: installing ${missing[*]}"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # A failed install must not fail `make test`: the tests that need a package skip and say so.
+  if ! { apt-get update -qq >/dev/null && \
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+    echo "system-deps: WARNING: could not install ${missing[*]}; host and browser tests that need them will skip" >&2
+  fi
 fi
