@@ -301,6 +301,11 @@ def describe_run(run: Path, root: Path) -> dict[str, Any]:
     params = " ".join(f"{k}={opts[k]}" for k in keys if opts.get(k) not in (None, ""))
     if test.get("seed") is not None:
         params += f" seed={test['seed']}"
+    if opts.get("deploy") not in (None, "local"):
+        params += f" deploy={opts['deploy']}"
+    if opts.get("validation_faults"):
+        # A deliberately broken store: say so, it explains an invalid verdict at a glance.
+        params += " fault=" + ",".join(map(str, opts["validation_faults"]))
     start, end = test.get("start_time"), test.get("end_time")
     if isinstance(start, (int, float)) and isinstance(end, (int, float)):
         duration = f"{end - start:.1f} s"
