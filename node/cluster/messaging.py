@@ -704,6 +704,11 @@ class Messaging:
             reply: dict[str, Any] = {"r": rid, "e": f"{type(exc).__name__}: {exc}"}
         else:
             reply = {"r": rid, "p": result if isinstance(result, dict) else {}}
+        self._push_reply(conn, verb, rid, reply)
+
+    @staticmethod
+    def _push_reply(conn: _Incoming, verb: str, rid: int | None, reply: dict[str, Any]) -> None:
+        """Queue a handler's reply (nothing for one-way messages); an unencodable one becomes an error."""
         if rid is None:
             return
         try:
@@ -726,12 +731,6 @@ class Messaging:
                     reply = {"r": rid, "e": f"{type(exc).__name__}: {exc}"}
                 else:
                     reply = {"r": rid, "p": result if isinstance(result, dict) else {}}
-            if rid is None:
-                return
-            try:
-                frame = protocol.encode_frame(reply)
-            except protocol.ProtocolError as exc:
-                frame = protocol.encode_frame({"r": rid, "e": f"reply to {verb} cannot be encoded: {exc}"})
-            conn.push(frame)
+            self._push_reply(conn, verb, rid, reply)
         finally:
             conn.slots.release()

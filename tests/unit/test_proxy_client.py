@@ -7,16 +7,9 @@ import functools
 import pytest
 import trio
 
+from tests.unit.echo import echo_handler
 from nemesis.proxy import VERSION, serve_proxy_api
 from nemesis.proxy_client import ProxyClient, ProxyError, link_name
-
-
-async def echo_handler(stream: trio.SocketStream) -> None:
-    try:
-        async for data in stream:
-            await stream.send_all(data)
-    except trio.BrokenResourceError:
-        pass
 
 
 @pytest.fixture

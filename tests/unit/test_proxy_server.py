@@ -18,20 +18,13 @@ import trio
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
+from tests.unit.echo import echo_handler
 from nemesis.proxy import VERSION, serve_proxy_api
 
 
 async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run a blocking toxiproxy-python call without blocking the proxy in this same loop."""
     return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
-
-
-async def echo_handler(stream: trio.SocketStream) -> None:
-    try:
-        async for data in stream:
-            await stream.send_all(data)
-    except trio.BrokenResourceError:
-        pass
 
 
 @pytest.fixture
