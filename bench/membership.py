@@ -1,18 +1,51 @@
-"""Membership bench: a Merkle repair when 1% of keys differ on one replica, and a join of a fourth
-node into a 3-node cluster holding data (bytes streamed, time to NORMAL).
+"""Membership bench: a join of a fourth node into a 3-node cluster holding data (bytes and
+partitions streamed, time to NORMAL), and a Merkle repair when 1% of keys differ on one replica.
 
-    .venv/bin/python bench/membership.py [--mb 64] [--value-bytes 1024]
+    .venv/bin/python bench/membership.py [--mb 64] [--value-bytes 1024] [--preload direct|client]
+        [--skip-repair] [--verify-keys 200] [--seed 1] [--timeout 3600] [--dir PARENT] [--keep]
 
-Real node processes on 127.0.0.1, keyspace RF=3. The 1% difference is made by killing n3,
-overwriting 1% of the keys at QUORUM through n1 with the ``drop_hints`` fault switch on (so the
-writes reach n3 only by repair), and restarting n3. Reference figures from the same run: the size
-of the table on one replica (what a full copy would send) and a repair with nothing to fix.
+Real node processes on 127.0.0.1, keyspace ``ks`` RF=3 (SimpleStrategy), table ``ks.t``; key
+``key<i>`` holds one column ``v`` of ``--value-bytes`` pseudo-random (incompressible) bytes, as
+many keys as make ``--mb`` MiB of values. ``--mb 1024`` is the issue's 1 GB.
+
+Preload (every replica holds every key: RF=3 on 3 nodes):
+
+- ``direct`` (default): offline, before any node starts. The schema (keyspace and table) is
+  written to each node's ``schema.json`` as the node persists it (node/schema.py), and the data
+  is written into n1's storage directory through the storage engine's public methods (``apply``,
+  a ``flush`` per GiB of values, a major compaction if that made several SSTables; in the token
+  sort order the node picks), then that directory (without its commit log) is copied to n2 and
+  n3. Each copy is opened with the engine and checked (partition count and a sample of values)
+  before the nodes start.
+- ``client``: the original path: create the keyspace and table through n1, write every key at ONE
+  through n1's client port, flush every node. Slow (about 3x the data in replica writes).
+
+Either way, once the cluster is up a sample of keys (``--verify-keys``, plus the first and last)
+is read at ALL through n1 and compared with the written values, and the on-disk table size per
+node is printed.
+
+Repair (runs first; skipped with ``--skip-repair``): a repair with nothing to fix, then the 1% difference is
+made by killing n3, overwriting 1% of the keys at QUORUM through n1 with the ``drop_hints`` fault
+switch on (so the writes reach n3 only by repair), restarting n3 and repairing. Reference: the size
+of the table on one replica (what a full copy would send) and the repair with nothing to fix.
+
+Join (after the repair, if any): n4 starts with ``auto_bootstrap``; measured are seconds from process start to NORMAL (as n1
+sees it), the bootstrap operation's seconds (announce waits + streaming), bytes and partitions
+streamed, and MB/s over the bootstrap operation; n4's table size is taken after a flush that
+follows the measurement. References measured in the same run: one replica's table size; n4's
+effective ownership of ``ks`` (the fraction of the keys it should receive, about 3/4 with RF=3 over
+4 nodes); a local copy (read, write, fsync) of one replica's SSTable files on the same disk, as
+MB/s. The printed ratios are join/reference.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import random
+import resource
 import shutil
 import signal
 import socket
@@ -28,8 +61,19 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from node.client import open_client  # noqa: E402
+from node.protocol import encode_value  # noqa: E402
+from node.ring import make_partitioner  # noqa: E402
+from node.runtime import Clock  # noqa: E402
+from node.schema import Schema, save_schema  # noqa: E402
+from node.storage import Cell, Mutation, StorageConfig, StorageEngine  # noqa: E402
+from node.streaming import choose_sort_key  # noqa: E402
 
 SECRET = "bench"
+KS, TABLE = "ks", "t"
+REPLICATION = {"class": "SimpleStrategy", "replication_factor": 3}
+PARTITIONER = "murmur3"  # the node's default (node/config.py); the nodes here do not override it
+# The direct preload flushes one SSTable per this many bytes of values (bounds the bench's RAM).
+DIRECT_FLUSH_BYTES = 1 << 30
 
 
 def _port() -> int:
@@ -38,20 +82,32 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+def value_of(seed: int, i: int, size: int) -> bytes:
+    """The value written to ``key<i>``: ``size`` pseudo-random bytes, reproducible for checking."""
+    return hashlib.shake_128(b"%d:%d" % (seed, i)).digest(size)
+
+
+def key_of(i: int) -> str:
+    """The partition key of key number ``i`` (UTF-8 on the wire, as the client sends a str)."""
+    return f"key{i}"
+
+
 class Proc:
     """One node process."""
 
     def __init__(self, root: Path, nid: str, seed: str | None, extra: str = "") -> None:
         self.nid, self.dir = nid, root / nid
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.data = self.dir / "data"
         self.client, self.internode = _port(), _port()
         self.seed = seed or f"127.0.0.1:{self.internode}"
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
+        self.peak_rss_kb = 0
 
     def start(self) -> None:
         (self.dir / "node.toml").write_text(
-            f'node_id = "{self.nid}"\ndata_dir = "{self.dir / "data"}"\nclient_port = {self.client}\n'
+            f'node_id = "{self.nid}"\ndata_dir = "{self.data}"\nclient_port = {self.client}\n'
             f'internode_port = {self.internode}\nseeds = ["{self.seed}"]\ncluster_secret = "{SECRET}"\n'
             f"num_tokens = 16\n[gossip]\ninterval = 0.5\n[membership]\nring_delay = 0.5\n{self.extra}\n"
         )
@@ -61,8 +117,26 @@ class Proc:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.note_peak_rss()
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+
+    def note_peak_rss(self) -> None:
+        """Remember the process's peak RSS (VmHWM) so far."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():  # type: ignore[union-attr]
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_kb = max(self.peak_rss_kb, int(line.split()[1]))
+        except (OSError, AttributeError, ValueError):
+            pass
+
+    def table_bytes(self) -> int:
+        """Bytes of every file under the node's table directories (what the node reports as load)."""
+        return _tree_bytes(self.data / "storage" / "data")
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
 async def admin(p: Proc, op: str, timeout: float = 600, **fields: Any) -> dict[str, Any]:
@@ -88,91 +162,240 @@ async def status(p: Proc) -> dict[str, dict[str, Any]]:
     return {n["node_id"]: n for n in (await admin(p, "status"))["nodes"]}
 
 
-async def load(p: Proc, keys: range, value: bytes, level: str, writers: int = 16) -> None:
-    """Write ``keys`` with ``value`` from concurrent writers."""
+async def load(p: Proc, keys: range, seed: int, value_bytes: int, level: str, writers: int = 16) -> None:
+    """Write ``keys`` (values from ``seed``) from concurrent writers through ``p``'s client port."""
     todo = list(keys)
 
     async def worker(start: int) -> None:
         async with open_client("127.0.0.1", p.client, secret=SECRET, timeout=30) as c:
             for i in todo[start::writers]:
-                await c.put("ks", "t", f"key{i}", {"v": value}, consistency=level)
+                await c.put(KS, TABLE, key_of(i), {"v": value_of(seed, i, value_bytes)}, consistency=level)
 
     async with trio.open_nursery() as n:
         for w in range(writers):
             n.start_soon(worker, w)
 
 
+def sample_keys(nkeys: int, k: int, seed: int) -> list[int]:
+    """``k`` random key numbers plus the first and the last."""
+    return sorted({0, nkeys - 1, *random.Random(seed).sample(range(nkeys), min(k, nkeys))})
+
+
+def preload_direct(nodes: list[Proc], nkeys: int, seed: int, value_bytes: int, check: list[int]) -> dict[str, Any]:
+    """Write the schema and every key into the nodes' data directories before they start."""
+    # The schema as the node persists it (node/server.py: data_dir/schema.json, loaded at start,
+    # applied to the storage engine, its version gossiped): identical on every node.
+    ts = time.time_ns() // 1000
+    schema = Schema()
+    schema.create_keyspace(KS, REPLICATION, ts)
+    schema.create_table(KS, TABLE, {}, ts)
+    for p in nodes:
+        p.data.mkdir(parents=True, exist_ok=True)
+        save_schema(p.data / "schema.json", schema)
+    options = schema.table(KS, TABLE).storage_options()
+
+    # n1's storage: data_dir/storage, ordered by the partitioner's token as the node would order it.
+    src = nodes[0].data / "storage"
+    sort_key, token_ordered = choose_sort_key(src, make_partitioner(PARTITIONER))
+    if not token_ordered:
+        raise RuntimeError(f"{src} is not token-ordered")
+    engine = StorageEngine(src, StorageConfig(), Clock(), sort_key)
+    engine.open()
+    t0 = time.monotonic()
+    per_flush = max(1, DIRECT_FLUSH_BYTES // value_bytes)
+    try:
+        engine.create_table(KS, TABLE, options)
+        for i in range(nkeys):
+            cell = Cell("v", encode_value(value_of(seed, i, value_bytes)), ts + i)
+            engine.apply(KS, TABLE, Mutation(key_of(i).encode(), [cell]))
+            if (i + 1) % per_flush == 0:
+                engine.flush()
+        engine.flush()
+        if engine.stats()[f"{KS}.{TABLE}"]["sstable_count"] > 1:
+            engine.compact(KS, TABLE, major=True)
+        write_s = time.monotonic() - t0
+    finally:
+        engine.close()
+
+    # The other replicas: the same files (same keys, values and timestamps as RF=3 writes leave).
+    t0 = time.monotonic()
+    for p in nodes[1:]:
+        shutil.copytree(src, p.data / "storage", ignore=shutil.ignore_patterns("commitlog"))
+    copy_s = time.monotonic() - t0
+
+    # Check every replica on its own (a read at ALL later would repair a replica that lacked a key).
+    t0 = time.monotonic()
+    for p in nodes:
+        sk, _ = choose_sort_key(p.data / "storage", make_partitioner(PARTITIONER))
+        with StorageEngine(p.data / "storage", StorageConfig(), Clock(), sk) as e:
+            st = e.stats()[f"{KS}.{TABLE}"]
+            if st["sstable_partitions"] != nkeys or st["corrupt_sstables"]:
+                raise RuntimeError(f"{p.nid}: {st['sstable_partitions']} partitions, expected {nkeys}: {st}")
+            for i in check:
+                part = e.read(KS, TABLE, key_of(i).encode())
+                if part is None or part.cells["v"].value != encode_value(value_of(seed, i, value_bytes)):
+                    raise RuntimeError(f"{p.nid}: key{i} does not hold the written value")
+    check_s = time.monotonic() - t0
+    return {"write_s": write_s, "copy_s": copy_s, "check_s": check_s, "sstable_bytes": nodes[0].table_bytes()}
+
+
+async def verify_all(p: Proc, keys: list[int], seed: int, value_bytes: int, readers: int = 8) -> float:
+    """Read ``keys`` at ALL through ``p`` and compare with the written values; returns seconds."""
+    bad: list[str] = []
+    t0 = time.monotonic()
+
+    async def worker(start: int) -> None:
+        async with open_client("127.0.0.1", p.client, secret=SECRET, timeout=60) as c:
+            for i in keys[start::readers]:
+                row = await c.get(KS, TABLE, key_of(i), consistency="ALL")
+                if row.get("v", (None,))[0] != value_of(seed, i, value_bytes):
+                    bad.append(key_of(i))
+
+    async with trio.open_nursery() as n:
+        for w in range(readers):
+            n.start_soon(worker, w)
+    if bad:
+        raise RuntimeError(f"{len(bad)} of {len(keys)} keys read at ALL differ from what was written: {bad[:5]}")
+    return time.monotonic() - t0
+
+
+def copy_reference(p: Proc, dest: Path) -> tuple[int, float]:
+    """Copy ``p``'s SSTable files to ``dest`` on the same disk (read, write, fsync); bytes and seconds."""
+    files = [f for f in (p.data / "storage" / "data").rglob("*") if f.is_file()]
+    dest.mkdir(parents=True, exist_ok=True)
+    total = 0
+    t0 = time.monotonic()
+    for f in files:
+        out = dest / f.name
+        with open(f, "rb") as fin, open(out, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+            fout.flush()
+            os.fsync(fout.fileno())
+        total += f.stat().st_size
+    secs = time.monotonic() - t0
+    shutil.rmtree(dest, ignore_errors=True)
+    return total, secs
+
+
+def _row(name: str, v: Any) -> None:
+    if isinstance(v, int):
+        print(f"  {name:<56}{v:>16,}")
+    elif isinstance(v, float):
+        print(f"  {name:<56}{v:>16.2f}")
+    else:
+        print(f"  {name:<56}{v!s:>16}")
+
+
 async def run(args: argparse.Namespace) -> None:
-    root = Path(tempfile.mkdtemp(prefix="ringlab-bench-membership-"))
+    root = Path(tempfile.mkdtemp(prefix="ringlab-bench-membership-", dir=args.dir))
     nodes: list[Proc] = []
+    result: dict[str, Any] = {}
     try:
         n1 = Proc(root, "n1", None)
         nodes = [n1, Proc(root, "n2", n1.seed), Proc(root, "n3", n1.seed)]
+        nkeys = args.mb * 1024 * 1024 // args.value_bytes
+        check = sample_keys(nkeys, args.verify_keys, args.seed)
+        t0 = time.monotonic()
+        if args.preload == "direct":
+            pre = preload_direct(nodes, nkeys, args.seed, args.value_bytes, check)
+            how = (f"direct preload: engine write+flush on n1 {pre['write_s']:.1f} s, copied to n2/n3 in "
+                   f"{pre['copy_s']:.1f} s, each replica checked offline ({len(check)} keys) in {pre['check_s']:.1f} s")
         for p in nodes:
             p.start()
-        await wait_for(lambda: _all_up(n1, 3), 60, "3 nodes up")
-        await admin(n1, "create_keyspace", name="ks", replication={"class": "SimpleStrategy", "replication_factor": 3})
-        await admin(n1, "create_table", keyspace="ks", name="t", options={})
-        nkeys = args.mb * 1024 * 1024 // args.value_bytes
-        value = b"x" * args.value_bytes
-        t0 = time.monotonic()
-        await load(n1, range(nkeys), value, "ONE")
-        for p in nodes:
-            await admin(p, "flush")
-        write_s = time.monotonic() - t0
+        await wait_for(lambda: _all_up(n1, 3), 120, "3 nodes up")
+        if args.preload == "client":
+            await admin(n1, "create_keyspace", name=KS, replication=REPLICATION)
+            await admin(n1, "create_table", keyspace=KS, name=TABLE, options={})
+            await load(n1, range(nkeys), args.seed, args.value_bytes, "ONE")
+            for p in nodes:
+                await admin(p, "flush")
+            how = f"client preload (start, schema, writes at ONE through n1, flush): {time.monotonic() - t0:.1f} s"
+        else:
+            await wait_for(lambda: _sees_up(nodes[1], 3), 60, "n2 sees all")
+            await wait_for(lambda: _sees_up(nodes[2], 3), 60, "n3 sees all")
+        preload_s = time.monotonic() - t0
+        verify_s = await verify_all(n1, check, args.seed, args.value_bytes)
         await trio.sleep(6)  # LOAD is re-published in gossip every 5 s
         st = await status(n1)
         per_node = {n: st[n]["load"] for n in st}
-        print(f"membership bench: {nkeys:,} keys x {args.value_bytes} B (~{args.mb} MiB of values), RF=3 on 3 nodes; "
-              f"loaded in {write_s:.1f} s; SSTable bytes per node {per_node}; data in {root}")
+        on_disk = {p.nid: p.table_bytes() for p in nodes}
+        print(f"membership bench: {nkeys:,} keys x {args.value_bytes} B random values (~{args.mb} MiB), RF=3 on 3 nodes; "
+              f"{how}; ready and serving {preload_s:.1f} s after start of preload; data in {root}")
+        print(f"  verified: {len(check)} keys read at ALL through n1 return the written values ({verify_s:.1f} s)")
+        print(f"  on-disk table bytes per node: {on_disk}; gossiped LOAD {per_node}")
+        table_bytes = on_disk["n3"]
+        result["preload"] = {"mode": args.preload, "keys": nkeys, "seconds": round(preload_s, 1), "table_bytes": on_disk}
 
+        print(f"  {'metric':<56}{'value':>16}")
         # ---- repair: nothing differs (validation only), then 1% differs on n3
-        n3 = nodes[2]
-        clean = await admin(n3, "repair", keyspace="ks")
-        await admin(n1, "faults", set={"drop_hints": True})
-        n3.stop()
-        changed = len(range(0, nkeys, 100))
-        await load(n1, range(0, nkeys, 100), b"y" * args.value_bytes, "QUORUM")
-        await admin(n1, "faults", set={"drop_hints": False})
-        n3.start()
-        await wait_for(lambda: _all_up(n1, 3), 60, "n3 back")
-        await wait_for(lambda: _sees_up(n3, 3), 60, "n3 sees all")
-        t0 = time.monotonic()
-        rep = await admin(n3, "repair", keyspace="ks")
-        rep_s = time.monotonic() - t0
-        table_bytes = per_node["n3"]
-        print(f"  {'metric':<52}{'value':>16}")
-        rows = [
-            ("repair, no differences: seconds", clean["seconds"]),
-            ("repair, no differences: tree bytes received", clean["tree_bytes"]),
-            ("repair, no differences: bytes streamed", clean["streamed_bytes"]),
-            (f"repair, {changed:,} keys (1%) differ: seconds", round(rep_s, 2)),
-            ("repair, 1% differ: tree bytes received", rep["tree_bytes"]),
-            ("repair, 1% differ: differing leaves", rep["differing_leaves"]),
-            ("repair, 1% differ: partitions streamed (both ways)", rep["streamed_partitions"]),
-            ("repair, 1% differ: bytes streamed (both ways)", rep["streamed_bytes"]),
-            ("  one replica's table (a full copy) bytes", table_bytes),
-            ("  streamed / full copy", f"{rep['streamed_bytes'] / max(1, table_bytes):.3f}x"),
-        ]
-        for name, v in rows:
-            print(f"  {name:<52}{v:>16,}" if isinstance(v, int) else f"  {name:<52}{v!s:>16}")
+        if not args.skip_repair:
+            n3 = nodes[2]
+            clean = await admin(n3, "repair", timeout=args.timeout, keyspace=KS)
+            await admin(n1, "faults", set={"drop_hints": True})
+            n3.stop()
+            changed = len(range(0, nkeys, 100))
+            await load(n1, range(0, nkeys, 100), args.seed + 1, args.value_bytes, "QUORUM")
+            await admin(n1, "faults", set={"drop_hints": False})
+            n3.start()
+            await wait_for(lambda: _all_up(n1, 3), 120, "n3 back")
+            await wait_for(lambda: _sees_up(n3, 3), 60, "n3 sees all")
+            t0 = time.monotonic()
+            rep = await admin(n3, "repair", timeout=args.timeout, keyspace=KS)
+            rep_s = time.monotonic() - t0
+            for name, v in [
+                ("repair, no differences: seconds", clean["seconds"]),
+                ("repair, no differences: tree bytes received", clean["tree_bytes"]),
+                ("repair, no differences: bytes streamed", clean["streamed_bytes"]),
+                (f"repair, {changed:,} keys (1%) differ: seconds", round(rep_s, 2)),
+                ("repair, 1% differ: tree bytes received", rep["tree_bytes"]),
+                ("repair, 1% differ: differing leaves", rep["differing_leaves"]),
+                ("repair, 1% differ: partitions streamed (both ways)", rep["streamed_partitions"]),
+                ("repair, 1% differ: bytes streamed (both ways)", rep["streamed_bytes"]),
+                ("  one replica's table (a full copy) bytes", table_bytes),
+                ("  streamed / full copy", f"{rep['streamed_bytes'] / max(1, table_bytes):.3f}x"),
+            ]:
+                _row(name, v)
+            result["repair"] = {"clean": clean, "one_percent": rep}
 
         # ---- join a fourth node
         n4 = Proc(root, "n4", n1.seed, "auto_bootstrap = true")
         nodes.append(n4)
         t0 = time.monotonic()
         n4.start()
-        await wait_for(lambda: _normal(n1, "n4"), 600, "n4 NORMAL")
+        await wait_for(lambda: _normal(n1, "n4"), args.timeout, "n4 NORMAL")
         join_s = time.monotonic() - t0
-        ns = await admin(n4, "netstats")
-        last = ns["last"]
-        print(f"  {'join n4: seconds from process start to NORMAL':<52}{join_s:>16.2f}")
-        print(f"  {'join n4: streaming seconds (bootstrap op)':<52}{last['seconds']:>16}")
-        print(f"  {'join n4: bytes streamed':<52}{last['bytes']:>16,}")
-        print(f"  {'join n4: partitions streamed':<52}{last['partitions']:>16,}")
-        print(f"  {'join n4: MB/s while streaming':<52}{last['bytes'] / 1e6 / max(0.001, last['seconds']):>16.1f}")
-        print(f"  {'  cluster data (3 replicas, SSTable bytes)':<52}{sum(per_node.values()):>16,}")
-        print(json.dumps({"repair": rep, "join": last}, default=str))
+        last = (await admin(n4, "netstats"))["last"]
+        owns = (await admin(n1, "status", keyspace=KS))["nodes"]
+        n4_owns = next(r["owns"] for r in owns if r["node_id"] == "n4")
+        for p in nodes:
+            p.note_peak_rss()
+        await admin(n4, "flush", timeout=args.timeout)  # what it received sits in its memtables
+        join_mbs = last["bytes"] / 1e6 / max(0.001, last["seconds"])
+        ref_bytes = nodes[0].table_bytes()  # n1: never restarted nor repaired into
+        copied, copy_s = copy_reference(nodes[0], root / "copy-reference")
+        copy_mbs = copied / 1e6 / max(0.001, copy_s)
+        for name, v in [
+            ("join n4: seconds from process start to NORMAL", join_s),
+            ("join n4: bootstrap op seconds (announce + streaming)", last["seconds"]),
+            ("join n4: bytes streamed", last["bytes"]),
+            ("join n4: partitions streamed", last["partitions"]),
+            ("join n4: MB/s (bytes streamed / bootstrap op seconds)", round(join_mbs, 1)),
+            ("join n4: table bytes on n4 after join", n4.table_bytes()),
+            ("  one replica's table bytes (n1)", ref_bytes),
+            ("  streamed / one replica's table", f"{last['bytes'] / max(1, ref_bytes):.3f}x"),
+            ("  partitions streamed / keys", f"{last['partitions'] / nkeys:.3f}"),
+            ("  n4's effective ownership of ks after the join", f"{n4_owns:.3f}"),
+            ("  local copy of n1's SSTables (read+write+fsync): s", copy_s),
+            ("  local copy MB/s", round(copy_mbs, 1)),
+            ("  join MB/s / local copy MB/s", f"{join_mbs / max(0.001, copy_mbs):.3f}x"),
+            ("  cluster data before join (3 replicas, bytes)", sum(on_disk.values())),
+        ]:
+            _row(name, v)
+        peaks = {p.nid: round(p.peak_rss_kb / 1024) for p in nodes}
+        bench_peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(f"  peak RSS MiB: nodes {peaks}, bench process {bench_peak}; data directory {_tree_bytes(root):,} bytes at the end")
+        result["join"] = {**last, "to_normal_s": round(join_s, 2), "copy_reference": {"bytes": copied, "seconds": round(copy_s, 3)}}
+        print(json.dumps(result, default=str))
     finally:
         for p in nodes:
             p.stop()
@@ -198,6 +421,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=64, help="MiB of values to load (1024 = the issue's 1 GB)")
     ap.add_argument("--value-bytes", type=int, default=1024)
+    ap.add_argument("--preload", choices=("direct", "client"), default="direct",
+                    help="direct: write the data set into the data directories before the nodes start (default); "
+                         "client: write it through n1's client port (slow; small --mb)")
+    ap.add_argument("--skip-repair", action="store_true", help="measure the join only")
+    ap.add_argument("--verify-keys", type=int, default=200, help="random keys read back at ALL after the preload")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the values and of the verified sample")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed for each repair and for the join")
+    ap.add_argument("--dir", default=None, help="parent of the bench's data directory (default: the system temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
     trio.run(run, ap.parse_args())
 
