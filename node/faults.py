@@ -28,6 +28,10 @@ class FaultSwitches:
     # Coordinator: do not send writes to pending replicas (nodes joining, or gaining ranges in a
     # move/decommission/removenode), so writes acknowledged while ranges stream are lost there.
     skip_pending_ranges: bool = False
+    # Membership: a change (join, decommission, removenode, move) skips streaming the ranges
+    # the new replicas gain, so they take ownership empty and data written before the change
+    # exists only on the replicas that remain (two such changes leave a quorum without it).
+    skip_pending_streaming: bool = False
 
     def set(self, name: str, value: Any) -> None:
         """Set one switch by name (ValueError names an unknown switch or a non-bool value)."""

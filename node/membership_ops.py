@@ -40,6 +40,7 @@ from node.cluster.membership import LOAD, STATUS, TOKENS, NodeInfo
 from node.protocol import InvalidRequest
 from node.ring import Endpoint, Partitioner, Strategy, Token, TokenMetadata, generate_tokens
 from node.storage.cells import Mutation
+from node.storage.errors import StorageError
 from node.streaming import Range, Streamer, range_contains
 
 log = logging.getLogger("node.membership")
@@ -72,6 +73,9 @@ class Transfer:
     right: Token
     target: str
     sources: tuple[str, ...]
+    # How many of ``sources`` (the first ones) lose the range: one of them, alive, held every
+    # quorum the range had; when none is alive every live source must be streamed and merged.
+    losing: int = 0
 
 
 def build_ring(partitioner: Partitioner, members: Mapping[str, NodeInfo], tokens: Mapping[str, Sequence[Token]] | None = None) -> TokenMetadata:
@@ -125,10 +129,10 @@ def transfer_plan(old: TokenMetadata, new: TokenMetadata, strategy: Strategy) ->
         for target in new_eps:
             if target in old_eps:
                 continue
-            t = Transfer(left, right, target, tuple(losing + keeping))
+            t = Transfer(left, right, target, tuple(losing + keeping), len(losing))
             prev = out[-1] if out else None
-            if prev is not None and prev.target == target and prev.sources == t.sources and prev.right == left:
-                out[-1] = Transfer(prev.left, right, target, t.sources)
+            if prev is not None and prev.target == target and prev.sources == t.sources and prev.losing == t.losing and prev.right == left:
+                out[-1] = Transfer(prev.left, right, target, t.sources, t.losing)
             else:
                 out.append(t)
     return out
@@ -368,7 +372,7 @@ class MembershipManager:
         total = {"bytes": 0, "partitions": 0, "transfers": 0}
         for ks, table, strategy in self._tables():
             plan = transfer_plan(old, new, strategy)
-            groups: dict[tuple[str, tuple[str, ...]], list[Range]] = {}
+            groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Range]] = {}
             for tr in plan:
                 if only_target is not None and tr.target != only_target:
                     continue
@@ -379,12 +383,20 @@ class MembershipManager:
                 if prefer_source in sources:
                     sources.remove(prefer_source)
                     sources.insert(0, prefer_source)
-                groups.setdefault((tr.target, tuple(sources)), []).append((tr.left, tr.right))
-            for (target, sources), ranges in groups.items():
+                losing = tr.sources[:tr.losing]
+                groups.setdefault((tr.target, tuple(sources), losing), []).append((tr.left, tr.right))
+            for (target, sources, losing), ranges in groups.items():
                 tag = f"{ks}.{table}:{target}:{_digest(ranges)}"
                 if done is not None and tag in done:
                     continue
-                result = await self._fetch_any(target, sources, ks, table, ranges)
+                if self.node.config.faults.skip_pending_streaming:
+                    log.warning("fault switch skip_pending_streaming: %s takes %d range(s) of %s.%s without streaming",
+                                target, len(ranges), ks, table)
+                    continue
+                if any(src == self.node.node_id or self.node.is_alive(src) for src in losing):
+                    result = await self._fetch_any(target, sources, ks, table, ranges)
+                else:
+                    result = await self._fetch_all(target, sources, ks, table, ranges)
                 total["bytes"] += int(result.get("bytes", 0))
                 total["partitions"] += int(result.get("partitions", 0))
                 total["transfers"] += 1
@@ -403,6 +415,24 @@ class MembershipManager:
                 last = exc
                 log.warning("streaming %s.%s to %s from %s failed: %s; trying the next source", ks, table, target, src, exc)
         raise InvalidRequest(f"no live source could stream {len(ranges)} range(s) of {ks}.{table} to {target}: {last}")
+
+    async def _fetch_all(self, target: str, sources: Sequence[str], ks: str, table: str, ranges: list[Range]) -> dict[str, Any]:
+        """Stream from every live source and let last-write-wins merge them (the replica that
+        lost the range is dead, as in removenode: a write acknowledged by it and one survivor is
+        on that survivor only, so no single survivor is enough)."""
+        total = {"bytes": 0, "partitions": 0}
+        live = [src for src in sources if src == self.node.node_id or self.node.is_alive(src)]
+        if not live:
+            raise InvalidRequest(f"no live source holds {len(ranges)} range(s) of {ks}.{table} for {target}")
+        for src in live:
+            try:
+                result = await self.streamer.fetch_into(target, src, ks, table, ranges, FETCH_TIMEOUT)
+            except Exception as exc:
+                # A partial union could miss a write only that source holds: fail the change.
+                raise InvalidRequest(f"streaming {len(ranges)} range(s) of {ks}.{table} to {target} from {src} failed: {exc}") from exc
+            total["bytes"] += int(result.get("bytes", 0))
+            total["partitions"] += int(result.get("partitions", 0))
+        return total
 
     async def _exclusive(self, name: str) -> None:
         if self.operation is not None:
@@ -553,22 +583,53 @@ class MembershipManager:
             new_tokens = sorted(set(tokens))
             if not new_tokens:
                 raise InvalidRequest("move needs at least one token")
-            taken = {t for t in self.node.ring().sorted_tokens if self.node.ring().owner(t) != self.node.node_id}
-            clash = [t for t in new_tokens if t in taken]
-            if clash:
-                raise InvalidRequest(f"token {self.partitioner.to_string(clash[0])} is owned by another node")
+            me = self.node.node_id
+
+            def check_clash() -> None:
+                # Tokens held by other nodes, or announced by another moving node: two light nodes
+                # balancing at once both pick the middle of the heavy node's widest range.
+                ring = self.node.ring()
+                taken = {t for t in ring.sorted_tokens if ring.owner(t) != me}
+                for n, moving_to in self.moves(self.node._members()).items():
+                    if n != me:
+                        taken.update(moving_to)
+                clash = [t for t in new_tokens if t in taken]
+                if clash:
+                    raise InvalidRequest(f"token {self.partitioner.to_string(clash[0])} is owned by, or being moved to by, another node")
+
+            check_clash()
             start = trio.current_time()
             part = self.partitioner
             self.move_to = new_tokens
             self._set_state(**{MOVE_TO: [part.to_string(t) for t in new_tokens]})
-            await self._announced(self.node.node_id)
-            old = self.node.ring()
-            new = self.future_ring() or old
-            total = await self._execute(old, new, prefer_source=self.node.node_id)
-            self.node.tokens = new_tokens
-            (self.node.data_dir / "tokens.json").write_text(json.dumps([part.to_string(t) for t in new_tokens]))
+            try:
+                await self._announced(me)
+                # Again once every peer has our announcement: of two nodes that announced the same
+                # token at once, at least one sees the other's by now, and withdraws.
+                check_clash()
+                old = self.node.ring()
+                new = self.future_ring() or old
+                total = await self._execute(old, new, prefer_source=self.node.node_id)
+                self.node.tokens = new_tokens
+                (self.node.data_dir / "tokens.json").write_text(json.dumps([part.to_string(t) for t in new_tokens]))
+            except Exception as exc:
+                # Withdraw the announcement: a MOVE_TO left in gossip is a transition that never
+                # ends (writes to pending replicas forever, cleanup refused, the balancer idle).
+                # The node keeps its old tokens; what was streamed is left for cleanup.
+                self.move_to = None
+                self._set_state(**{MOVE_TO: []})
+                log.warning("move (%s) failed, keeping the old tokens: %s", reason, exc)
+                raise
             self.move_to = None
             self._set_state(**{TOKENS: new_tokens, MOVE_TO: []})
+            # What was streamed in sits in memtables, which LOAD (SSTable bytes) does not count:
+            # flush and publish now, or the next load-balance decision sees this node as light as
+            # before and moves it again and again into the heavy node's range.
+            try:
+                await trio.to_thread.run_sync(self.node.engine.flush)
+                self._set_state(**{LOAD: await trio.to_thread.run_sync(self.node._load_bytes)})
+            except (OSError, StorageError) as exc:
+                log.warning("move: cannot flush and publish load: %s", exc)
             total["seconds"] = round(trio.current_time() - start, 3)
             log.info("move (%s) complete: %s", reason, total)
             self.last_result = {"op": "move", "reason": reason, **total}
