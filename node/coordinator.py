@@ -442,7 +442,12 @@ class Coordinator:
                 alive=len(alive),
             )
         self.stats["reads"] += 1
-        # Closest first: this node, then its datacenter, then the rest, each in placement order.
+        # Closest first: this node, then its datacenter, then the rest; replicas equally close in
+        # random order (as Cassandra's dynamic snitch spreads them), so reads do not all land on
+        # each range's primary replica and every replica's data gets read.
+        if len(alive) > 1:
+            alive = list(alive)
+            self.runtime.rng.shuffle(alive)
         ordered = sorted(alive, key=lambda r: (r != self.node_id, self.membership.datacenter_of(r) != self.datacenter))
         targets: list[str] = []
         for r in ordered:
