@@ -50,6 +50,9 @@ OP_TIMEOUT = 7.0
 RECOVERY_CONVERGE_TIMEOUT = 60.0
 # Final reads at ALL can fail while a restarted node catches up; try a few times.
 FINAL_READ_ATTEMPTS = 5
+# At the time limit, how long a nemesis step in progress (a membership change streams data) may
+# take to complete before it is cancelled.
+STEP_FINISH_TIMEOUT = 240.0
 # Validation fault switches a campaign may turn on: the node's own list (node/faults.py documents each).
 VALIDATION_FAULTS = tuple(f.name for f in dataclasses.fields(FaultSwitches))
 
@@ -283,6 +286,9 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
                     for w in workers:
                         nursery.start_soon(w.run, workload, recorder, rate, lambda: workload.next_op(op_rng), cl_of)
                     await trio.sleep(opts.time_limit)
+                    # The clients keep going while a nemesis step in progress completes.
+                    if not await schedule.finish(STEP_FINISH_TIMEOUT):
+                        log.warning("nemesis step still running after %g s; cancelled", STEP_FINISH_TIMEOUT)
                     nursery.cancel_scope.cancel()
             interrupted = main_phase.cancelled_caught
             workload_s = time.monotonic() - workload_started
@@ -302,8 +308,10 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
                 with trio.move_on_after(RECOVERY_CONVERGE_TIMEOUT):
                     await cluster.wait_converged(timeout=RECOVERY_CONVERGE_TIMEOUT)
                 await trio.sleep(opts.recovery_time)
-                progress.phase("final reads at ALL")
-                await final_reads(cluster, secret, workload, recorder, concurrency)
+                levels = final_read_levels(opts.read_cl)
+                progress.phase("final reads at " + ", then ".join(levels))
+                for level in levels:
+                    await final_reads(cluster, secret, workload, recorder, concurrency, level)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -353,8 +361,16 @@ async def create_schema(cluster: Any, secret: str, opts: RunOptions, table: str)
                 await trio.sleep(0.2)
 
 
-async def final_reads(cluster: Any, secret: str, workload: Any, recorder: Recorder, concurrency: int) -> None:
-    """Read every key at ALL, retrying while replicas catch up; recorded with ``final: true``."""
+def final_read_levels(read_cl: str) -> list[str]:
+    """The final passes: at the campaign's read level (once the cluster is healed and quiet, a
+    read there must see every write acknowledged at an overlapping level, whatever membership
+    changes happened), then at ALL (what any replica still holds; the fate of every write)."""
+    return [read_cl, "ALL"] if read_cl != "ALL" else ["ALL"]
+
+
+async def final_reads(cluster: Any, secret: str, workload: Any, recorder: Recorder, concurrency: int,
+                      level: str = "ALL") -> None:
+    """Read every key at ``level``, retrying while replicas catch up; recorded with ``final: true``."""
     ids = cluster.node_ids()  # members now: a node may have left the ring during the run
     worker = Worker(10 * concurrency, concurrency, ids[0],
                     NodeConnection(*cluster.client_address(ids[0]), secret=secret, timeout=OP_TIMEOUT),
@@ -362,7 +378,7 @@ async def final_reads(cluster: Any, secret: str, workload: Any, recorder: Record
     async with worker.conn.session():
         for op in workload.final_ops():
             for attempt in range(FINAL_READ_ATTEMPTS):
-                done = await worker.perform(workload, op, recorder, "ALL", extra={"final": True}, apply_cl="ALL")
+                done = await worker.perform(workload, op, recorder, level, extra={"final": True}, apply_cl=level)
                 if done.type == "ok":
                     break
                 await trio.sleep(0.5 * (attempt + 1))

@@ -1,5 +1,5 @@
 """The membership nemesis: joins a fresh node, decommissions one, removes a killed one, while the
-workload runs. Each change is one ``start`` step and is recorded in the history with the node,
+workload runs. ``start`` and ``stop`` each make one change. Each change is recorded in the history (its step's ``action``) with the node,
 the admin op's result (bytes and partitions streamed, seconds) or the error.
 
 It acts through :class:`MembershipDB`, the process-control interface of ``nemesis/faults.py``
@@ -45,8 +45,12 @@ class MembershipDB(DB, Protocol):
 
 
 class MembershipNemesis:
-    """Join, decommission or removenode, one per start step; stop is a no-op, heal restarts
-    a killed node whose removal did not complete."""
+    """One membership change per step: ``start`` and ``stop`` each join a node, or decommission
+    or remove one, drawn at random from what the cluster size allows (a random walk between
+    ``min_nodes`` and ``max_nodes``). Changes in one direction compound: two removals, or two
+    joins next to each other on the ring, give some ranges two new replicas at once, which is
+    where a missing stream shows at QUORUM. Heal restarts a killed node whose removal did not
+    complete."""
 
     name = "membership"
 
@@ -55,6 +59,7 @@ class MembershipNemesis:
         self.min_nodes = min_nodes
         self.max_nodes = max_nodes
         self.killed: list[str] = []
+        self.rng = random.Random(0)  # the schedule's, once start has run
 
     async def _status(self, via: str) -> dict[str, dict[str, Any]]:
         resp = await self.db.admin(via, "status")
@@ -81,7 +86,15 @@ class MembershipNemesis:
         return rng.choice(possible) if possible else None
 
     async def start(self, rng: random.Random) -> Event:
-        """Run one membership change chosen from what the cluster size allows."""
+        """One change, as the cluster size allows."""
+        self.rng = rng
+        return await self._change(rng)
+
+    async def stop(self) -> Event:
+        """Another change (a membership window is two changes; nothing is left to undo)."""
+        return await self._change(self.rng)
+
+    async def _change(self, rng: random.Random) -> Event:
         members = await self._members()
         action = self._choose(members, rng)
         if action is None:
@@ -129,10 +142,6 @@ class MembershipNemesis:
         self.killed.remove(victim)
         await self.db.forget_node(victim)
         return Event("removenode", {"node": victim, "via": via, "result": result})
-
-    async def stop(self) -> Event:
-        """Changes complete within their start step; nothing to undo."""
-        return Event("membership-settled", {"nodes": self.db.node_ids()})
 
     async def heal(self) -> None:
         """Restart nodes killed for a removenode that did not complete (they are still in the ring)."""

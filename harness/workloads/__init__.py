@@ -2,8 +2,8 @@
 
 A workload is a small object with three jobs (the shape of Jepsen's client + generator pair):
 ``next_op`` picks the next invocation for a process, ``apply`` performs it against the store and
-returns a :class:`~harness.client.Completion`, and ``final_ops`` lists the reads that run at ALL
-after every fault has healed. ``checker_params`` tells the checkers which model applies.
+returns a :class:`~harness.client.Completion`, and ``final_ops`` lists the reads that run once every
+fault has healed: a pass at the campaign's read level, then one at ALL. ``checker_params`` tells the checkers which model applies.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Workload(Protocol):
         ...
 
     def final_ops(self) -> list[Invocation]:
-        """Reads to perform at ALL once the cluster has healed."""
+        """Reads to perform once the cluster has healed (at the read level, then at ALL)."""
         ...
 
 
