@@ -25,7 +25,7 @@ import trio
 from node import protocol
 from node.cluster.membership import SCHEMA, NodeInfo
 from node.cluster.messaging import Messaging
-from node.config import ConfigError, NodeConfig, load_config
+from node.config import ConfigError, NodeConfig, load_config, parse_host_port
 from node.coordinator import Coordinator, live_row
 from node.hints import HintStore
 from node.protocol import (
@@ -837,6 +837,22 @@ class Node:
         if action != "get":
             log.info("clock %s: offset_us=%d rate=%g", action, clock.offset_us(), clock.rate)
         return {"wall_us": clock.wall_us(), "offset_us": clock.offset_us(), "rate": clock.rate}
+
+    async def _op_route(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Reach a peer through ``address`` ("host:port", e.g. a fault proxy) from now on; without
+        ``address``, list the routes. Used when a node joins a cluster whose links are proxied."""
+        node, address = req.get("node"), req.get("address")
+        if address is not None:
+            if not isinstance(node, str) or not node:
+                raise InvalidRequest("route needs node (a node id) with address")
+            try:
+                host, port = parse_host_port(address, "address")
+            except ConfigError as exc:
+                raise InvalidRequest(str(exc)) from exc
+            self.messaging.set_route(node, host, port)
+            self.config.routes[node] = f"{host}:{port}"
+            log.info("route to %s now %s:%d", node, host, port)
+        return {"routes": dict(self.config.routes)}
 
     async def _op_faults(self, req: dict[str, Any]) -> dict[str, Any]:
         changes = req.get("set") or {}

@@ -8,6 +8,7 @@ harness is never partitioned from the cluster it watches.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -200,9 +201,9 @@ class LocalCluster:
     def add_node(self) -> tuple[str, dict[str, tuple[str, str]]]:
         """Describe a fresh node that will bootstrap into the ring; returns its id and new link proxies.
 
-        The new node reaches every other node through new proxies. The running nodes' routes
-        were fixed when they started, so they reach the newcomer at the address it gossips,
-        directly: a partition cuts only the newcomer's outgoing links (documented limitation).
+        Every link to and from the new node gets its own proxy, like the first nodes' links. The
+        running nodes' configs gain a route to the newcomer (for restarts); the running
+        processes learn it through the admin op ``route`` (see :meth:`LocalDB.add_node`).
         """
         nid = f"n{len(self.nodes) + 1}"
         others = [i for i in self.nodes]
@@ -212,6 +213,9 @@ class LocalCluster:
             self.link_ports[(nid, b)] = ports.pop()
             self.link_ports[(b, nid)] = ports.pop()
         self._write_config(nid, len(self.nodes) - 1, auto_bootstrap=True)
+        for idx, b in enumerate(self.nodes):
+            if b != nid and b not in self.forgotten:
+                self._write_config(b, idx)
         new = {k: v for k, v in self.proxies().items() if k.startswith(f"{nid}_to_") or k.endswith(f"_to_{nid}")}
         return nid, new
 
@@ -446,6 +450,13 @@ class LocalDB:
         nid, proxies = self.cluster.add_node()
         if self.proxy is not None:
             await self.proxy.create_proxies(proxies)
+            # Running nodes reach the newcomer through its proxies too, before it first gossips,
+            # so partitions cut both directions of its links.
+            for b in self.cluster.node_ids():
+                if b != nid and self.cluster.nodes[b].alive():
+                    listen, _ = proxies[link_name(b, nid)]
+                    with contextlib.suppress(Exception):  # a node that is down reads it from node.toml
+                        await self.admin(b, "route", node=nid, address=listen)
         await self.cluster.start_node(nid)
         await self.cluster.wait_ready(nid)
         return nid

@@ -131,3 +131,29 @@ def test_clients_resetting_mid_request_do_not_take_the_node_down(cluster3: Clust
     assert trio.run(call, cluster3[0], "ping") is not None
     for node in cluster3:
         assert node.proc.poll() is None, f"{node} exited"
+
+
+def test_route_op_rejects_bad_addresses_and_reroutes_a_peer(cluster3: Cluster) -> None:
+    a, b = cluster3[0], cluster3[1]
+
+    async def route(**fields: str) -> dict:
+        async with open_client("127.0.0.1", a.client_port, secret=SECRET, timeout=10) as c:
+            try:
+                return await c.request("route", **fields)
+            except InvalidRequest as exc:
+                return {"error": str(exc)}
+
+    async def main() -> None:
+        for fields in ({"node": "n9", "address": "nowhere"}, {"node": "n9", "address": "h:99999"},
+                       {"address": "127.0.0.1:1"}):
+            error = (await route(**fields)).get("error")
+            assert error is not None, f"route {fields} was accepted"
+            assert "address" in error or "node" in error, error
+        # Re-point a's route to b at b's own address: it is listed and a still reaches b.
+        routes = (await route(node=b.node_id, address=b.internode_addr))["routes"]
+        assert routes[b.node_id] == b.internode_addr
+        async with open_client("127.0.0.1", a.client_port, secret=SECRET, timeout=10) as c:
+            await c.put("ks", "t", "routed", {"v": 1}, consistency="ALL")
+            assert (await c.get("ks", "t", "routed", consistency="ALL"))["v"][0] == 1
+
+    trio.run(main)
