@@ -430,6 +430,9 @@ def nemesis_windows(ops: list[Op], end_us: int) -> tuple[list[dict[str, Any]], l
             w["stop_value"] = op.value
             if op.extra.get("action"):
                 w["actions"].append(op.extra["action"])
+            if kind == "membership":
+                # Both steps of a membership window make a change: name both.
+                w["targets"] = " → ".join(x for x in (w["targets"], describe_targets(kind, op.value)) if x)
             windows.append(open_.pop(kind))
     for w in open_.values():
         w["end"] = max(end_us, w["start"])
@@ -446,6 +449,16 @@ def describe_targets(kind: str, value: Any) -> str:
             return f"failed: {value['error']}"
         if isinstance(value.get("description"), str):
             return value["description"]
+        result = value.get("result")
+        if isinstance(result, dict) and isinstance(value.get("node"), str):
+            # A membership change: what it was, on which node, what it streamed and how long.
+            what = f"{result.get('op', 'change')} {value['node']}"
+            if isinstance(result.get("bytes"), int):
+                what += f" ({result['bytes']:,} B streamed"
+                what += f", {result['seconds']:g} s)" if isinstance(result.get("seconds"), (int, float)) else ")"
+            return what
+        if value.get("action") == "none":
+            return "no change (cluster size at its bounds)"
         if isinstance(value.get("delta_ms"), dict):
             return ", ".join(f"{n} {d:+} ms" for n, d in value["delta_ms"].items())
         if isinstance(value.get("nodes"), list):

@@ -133,3 +133,20 @@ def test_node_log_tail_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert n1["truncated"] is True
     assert sum(len(s) + 1 for s in n1["line"]) <= 10_000
     assert n1["line"][-1].endswith("line 4999")
+
+
+def test_a_membership_window_names_both_changes_and_what_they_streamed() -> None:
+    ops = [
+        Op(0, 1_000_000, NEMESIS, "invoke", "start-membership"),
+        Op(1, 9_000_000, NEMESIS, "info", "start-membership",
+           value={"node": "n1", "via": "n4", "result": {"op": "removenode", "bytes": 12345, "seconds": 3.2}},
+           extra={"action": "removenode"}),
+        Op(2, 12_000_000, NEMESIS, "invoke", "stop-membership"),
+        Op(3, 19_000_000, NEMESIS, "info", "stop-membership",
+           value={"error": "InvalidRequest: n5 is LEAVING, not NORMAL"}, extra={"action": "decommission"}),
+    ]
+    windows, _ = render.nemesis_windows(ops, 20_000)
+    assert len(windows) == 1
+    w = windows[0]
+    assert w["kind"] == "membership" and w["actions"] == ["removenode", "decommission"]
+    assert w["targets"] == "removenode n1 (12,345 B streamed, 3.2 s) → failed: InvalidRequest: n5 is LEAVING, not NORMAL"
