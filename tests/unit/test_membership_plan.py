@@ -33,6 +33,17 @@ def test_join_plan_sends_every_gained_range_to_the_joiner_from_the_replica_losin
         assert t.sources[: len(losing)] == tuple(losing)
 
 
+def test_plans_count_the_replicas_losing_each_range() -> None:
+    # A join: the replica pushed out of each gained range is the one losing it, listed first.
+    old = _ring({"a": [-6000], "b": [0], "c": [6000]})
+    joined = transfer_plan(old, _ring({"a": [-6000], "b": [0], "c": [6000], "d": [3000]}), SimpleStrategy(2))
+    assert joined and all(t.losing == 1 for t in joined)
+    # A removal: the removed node is the only one losing its ranges; the survivors keep theirs.
+    removed = transfer_plan(old, _ring({"a": [-6000], "c": [6000]}), SimpleStrategy(2))
+    assert removed and all(t.losing == 1 and t.sources[0] == "b" for t in removed)
+    assert all(set(t.sources[1:]) <= {"a", "c"} for t in removed)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(2, 5), st.integers(1, 3), st.integers(0, 10_000))
 def test_after_a_plan_every_key_is_on_all_its_new_replicas(n: int, rf: int, seed: int) -> None:
