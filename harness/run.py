@@ -21,6 +21,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,21 @@ STEP_FINISH_TIMEOUT = 240.0
 VALIDATION_FAULTS = tuple(f.name for f in dataclasses.fields(FaultSwitches))
 
 
+def _choices(text: str, allowed: Sequence[str], flag: str, every: str | None = None) -> list[str]:
+    """A comma list of names from ``allowed`` (``every``, if given, stands for all of them);
+    ValueError names ``flag``."""
+    if every is not None and text == every:
+        return list(allowed)
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    also = f" or {every}" if every else ""
+    if not names:
+        raise ValueError(f"{flag} needs at least one of {', '.join(allowed)}{also}")
+    for s in names:
+        if s not in allowed:
+            raise ValueError(f"{flag} must be a comma list of {', '.join(allowed)}{also}, got {s!r}")
+    return names
+
+
 @dataclass
 class RunOptions:
     """Every parameter of a campaign (recorded in test.json)."""
@@ -65,6 +81,7 @@ class RunOptions:
     nemesis: str = "partition"
     nemesis_interval: float = 10.0
     partition: str = "all"
+    targets: str = ",".join(faults.TARGET_SPECS)
     time_limit: float = 60.0
     concurrency: str = "2n"
     rate: float = 200.0
@@ -109,6 +126,7 @@ class RunOptions:
             raise ValueError(f"--workload must be one of {', '.join(WORKLOADS)}, got {self.workload!r}")
         faults.parse_nemeses(self.nemesis)
         self.partition_shapes()
+        self.target_specs()
         if self.nemesis_interval <= 0:
             raise ValueError(f"--nemesis-interval must be positive, got {self.nemesis_interval}")
         if self.time_limit <= 0:
@@ -146,13 +164,11 @@ class RunOptions:
 
     def partition_shapes(self) -> list[str]:
         """The partition shapes to draw from."""
-        if self.partition == "all":
-            return list(SHAPES)
-        shapes = [s.strip() for s in self.partition.split(",") if s.strip()]
-        for s in shapes:
-            if s not in SHAPES:
-                raise ValueError(f"--partition must be one of {', '.join(SHAPES)} or all, got {s!r}")
-        return shapes
+        return _choices(self.partition, SHAPES, "--partition", every="all")
+
+    def target_specs(self) -> list[str]:
+        """Which nodes kill and pause draw from: one, minority, majority, all of them."""
+        return _choices(self.targets, faults.TARGET_SPECS, "--targets")
 
     def name(self) -> str:
         """The test's name: workload and nemeses."""
@@ -246,7 +262,8 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
         await cluster.wait_converged()
         names = faults.parse_nemeses(opts.nemesis)
         clock_db = await deployment.clock_db() if "clock" in names else deployment.db
-        nemeses = faults.build(names, deployment.db, deployment.net, opts.partition_shapes(), clock_db=clock_db)
+        nemeses = faults.build(names, deployment.db, deployment.net, opts.partition_shapes(), clock_db=clock_db,
+                               target_specs=opts.target_specs())
         await create_schema(cluster, secret, opts, workload.table)
         with HistoryWriter(history_path) as writer:
             recorder = Recorder(writer)

@@ -145,13 +145,14 @@ class KillNemesis:
 
     name = "kill"
 
-    def __init__(self, db: DB) -> None:
+    def __init__(self, db: DB, specs: Sequence[str] = TARGET_SPECS) -> None:
         self.db = db
+        self.specs = list(specs)
         self.killed: list[str] = []
 
     async def start(self, rng: random.Random) -> Event:
         """Kill one, a minority, a majority or all nodes."""
-        spec = rng.choice(TARGET_SPECS)
+        spec = rng.choice(self.specs)
         victims = targets(spec, self.db.node_ids(), rng)
         for nid in victims:
             await self.db.kill(nid)
@@ -177,13 +178,14 @@ class PauseNemesis:
 
     name = "pause"
 
-    def __init__(self, db: DB) -> None:
+    def __init__(self, db: DB, specs: Sequence[str] = TARGET_SPECS) -> None:
         self.db = db
+        self.specs = list(specs)
         self.paused: list[str] = []
 
     async def start(self, rng: random.Random) -> Event:
         """Pause one, a minority, a majority or all nodes."""
-        spec = rng.choice(TARGET_SPECS)
+        spec = rng.choice(self.specs)
         victims = targets(spec, self.db.node_ids(), rng)
         for nid in victims:
             await self.db.pause(nid)
@@ -320,12 +322,13 @@ def parse_nemeses(text: str) -> list[str]:
 
 
 def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str],
-          clock_db: DB | None = None) -> list[Nemesis]:
-    """The nemesis objects for ``names`` (``clock_db`` acts on clocks where it differs from ``db``)."""
+          clock_db: DB | None = None, target_specs: Sequence[str] = TARGET_SPECS) -> list[Nemesis]:
+    """The nemesis objects for ``names`` (``clock_db`` acts on clocks where it differs from ``db``;
+    kill and pause draw their victims' count from ``target_specs``)."""
     makers: dict[str, Callable[[], Nemesis]] = {
         "partition": lambda: PartitionNemesis(db, net, partition_shapes),
-        "kill": lambda: KillNemesis(db),
-        "pause": lambda: PauseNemesis(db),
+        "kill": lambda: KillNemesis(db, target_specs),
+        "pause": lambda: PauseNemesis(db, target_specs),
         "clock": lambda: ClockNemesis(clock_db or db),
         "latency": lambda: LatencyNemesis(db, net),
         "membership": lambda: _membership(db),

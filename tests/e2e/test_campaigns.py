@@ -103,7 +103,9 @@ def test_lww_read_modify_write_loses_updates(tmp_path: Path) -> None:
         # timeouts, so each needs a few seconds to land the writes that prove the bug.
         ("ack_quorum_after_one", ["--workload", "register", "--nemesis", "partition", "--partition", "majority",
                                   "--nemesis-interval", "5", "--time-limit", "21"]),
-        ("drop_hints", ["--workload", "set", "--nemesis", "kill", "--write-cl", "ANY", "--read-cl", "ALL"]),
+        # Kill a majority or all: ANY writes acknowledged on a hint alone (every replica down).
+        ("drop_hints", ["--workload", "set", "--nemesis", "kill", "--targets", "majority,all",
+                        "--write-cl", "ANY", "--read-cl", "ALL"]),
     ],
 )
 def test_validation_fault_switch_is_caught(tmp_path: Path, switch: str, extra: list[str]) -> None:
@@ -120,6 +122,7 @@ def test_bad_arguments_exit_254_naming_the_argument(tmp_path: Path) -> None:
         (["run", "--read-cl", "SOME"], "SOME"),
         (["run", "--concurrency", "lots"], "lots"),
         (["run", "--replication-factor", "9"], "replication-factor"),
+        (["run", "--targets", "most"], "targets"),
         (["run", "--no-such-flag"], "no-such-flag"),
     ):
         proc = harness(*args, store=tmp_path)
