@@ -6,7 +6,7 @@ fault, stops every node and checks what was recorded:
 1. make the run directory, write test.json, start the fault proxy and the nodes, wait for gossip;
 2. create the keyspace and table;
 3. run the clients and the nemesis schedule until the time limit;
-4. heal every fault, wait for recovery, read every key at ALL;
+4. heal every fault, wait for recovery, read every key at the read level, then at ALL;
 5. stop the cluster, run the checkers, write results.json (and the report), print the verdict.
 """
 
@@ -49,7 +49,7 @@ log = logging.getLogger("harness.run")
 OP_TIMEOUT = 7.0
 # After healing, how long to wait for every node to see every other UP again before final reads.
 RECOVERY_CONVERGE_TIMEOUT = 60.0
-# Final reads at ALL can fail while a restarted node catches up; try a few times.
+# Final reads can fail while a restarted node catches up; try a few times.
 FINAL_READ_ATTEMPTS = 5
 # At the time limit, how long a nemesis step in progress (a membership change streams data) may
 # take to complete before it is cancelled.
