@@ -304,6 +304,8 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
                         nursery.start_soon(w.run, workload, recorder, rate, lambda: workload.next_op(op_rng), cl_of)
                     await trio.sleep(opts.time_limit)
                     # The clients keep going while a nemesis step in progress completes.
+                    if schedule.running:
+                        progress.phase(f"time limit reached; letting {schedule.running} finish")
                     if not await schedule.finish(STEP_FINISH_TIMEOUT):
                         log.warning("nemesis step still running after %g s; cancelled", STEP_FINISH_TIMEOUT)
                     nursery.cancel_scope.cancel()

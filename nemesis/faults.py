@@ -363,6 +363,7 @@ class Schedule:
         self.rng = rng
         self.record = record
         self.active: list[str] = []
+        self.running: str | None = None  # the step in progress (start-X / stop-X)
         self._finishing = trio.Event()
         self._finished = trio.Event()
 
@@ -405,6 +406,7 @@ class Schedule:
         self.record("invoke", f, None, None)
         if start:
             self.active.append(nemesis.name)
+        self.running = f
         try:
             event = await (nemesis.start(self.rng) if start else nemesis.stop())
         except Exception as exc:
@@ -412,6 +414,7 @@ class Schedule:
             self.record("info", f, {"error": f"{type(exc).__name__}: {exc}"}, None)
             return
         finally:
+            self.running = None
             if not start and nemesis.name in self.active:
                 self.active.remove(nemesis.name)
         # Invocation and completion share f (start-<name> / stop-<name>) so fault windows are

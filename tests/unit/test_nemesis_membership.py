@@ -145,7 +145,9 @@ def test_finish_lets_a_step_in_progress_complete_and_starts_no_other() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sched.run)
             await trio.sleep(0.5)  # the start step is running
+            assert sched.running == "start-membership"
             ok = await sched.finish(timeout=5)
+            assert sched.running is None
             nursery.cancel_scope.cancel()
         return ok
 
