@@ -118,6 +118,12 @@ async def _run(args: argparse.Namespace) -> int:
         elif cmd == "faults":
             changes = {k: v.lower() in ("1", "true", "on", "yes") for k, v in (_split_eq(s) for s in args.set)}
             print(json.dumps((await c.admin("faults", set=changes or None))["faults"], indent=2))
+        elif cmd == "route":
+            if (args.node is None) != (args.address is None):
+                raise SystemExit("ringctl route: give both a node id and host:port, or neither to list routes")
+            fields = {"node": args.node, "address": args.address} if args.node else {}
+            for peer, addr in sorted((await c.admin("route", **fields))["routes"].items()):
+                print(f"{peer} {addr}")
         elif cmd == "create-keyspace":
             if args.nts:
                 rep: dict[str, Any] = {"class": "NetworkTopologyStrategy", **{k: int(v) for k, v in (_split_eq(s) for s in args.nts)}}
@@ -197,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--delta-us", type=int, default=0)
     sp = sub.add_parser("faults", help="show or set validation fault switches: faults name=true ...")
     sp.add_argument("set", nargs="*")
+    sp = sub.add_parser("route", help="list this node's routes to peers, or reach a peer through host:port (a fault proxy)")
+    sp.add_argument("node", nargs="?")
+    sp.add_argument("address", nargs="?", metavar="HOST:PORT")
     sp = sub.add_parser("create-keyspace", help="create a keyspace")
     sp.add_argument("name")
     sp.add_argument("--rf", type=int, default=3, help="SimpleStrategy replication factor")

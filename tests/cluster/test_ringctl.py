@@ -41,3 +41,13 @@ def test_errors_and_exit_codes(cluster3: Cluster) -> None:
     assert r.returncode == 1 and "unknown consistency" in r.stderr
     r = subprocess.run([sys.executable, "-m", "node.ringctl", "--port", "1", "status"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 3 and "cannot reach" in r.stderr
+
+
+def test_route_sets_and_lists_and_rejects_half_an_argument(cluster3: Cluster) -> None:
+    n = cluster3[0]
+    r = _ctl(n, "route", "n9")
+    assert r.returncode != 0 and "host:port" in r.stderr
+    r = _ctl(n, "route", "n9", "nowhere")
+    assert r.returncode == 1 and "expected 'host:port'" in r.stderr
+    assert _ctl(n, "route", "n9", "127.0.0.1:9").returncode == 0
+    assert "n9 127.0.0.1:9" in _ctl(n, "route").stdout.splitlines()
