@@ -20,6 +20,13 @@ from node.protocol import RinglabError
 DEFAULT_TIMEOUT = 30.0
 
 
+
+def _usage(message: str) -> SystemExit:
+    """A bad argument: the message on stderr and exit code 2, as argparse does."""
+    print(f"ringctl: error: {message}", file=sys.stderr)
+    return SystemExit(2)
+
+
 def _value(text: str) -> Any:
     """Command-line values: JSON when it parses (numbers, true, "quoted"), else the raw string."""
     try:
@@ -33,7 +40,7 @@ def _columns(pairs: list[str]) -> dict[str, Any]:
     out = {}
     for p in pairs:
         if "=" not in p:
-            raise SystemExit(f"ringctl: expected column=value, got {p!r}")
+            raise _usage(f"expected column=value, got {p!r}")
         k, _, v = p.partition("=")
         out[k] = _value(v)
     return out
@@ -119,8 +126,6 @@ async def _run(args: argparse.Namespace) -> int:
             changes = {k: v.lower() in ("1", "true", "on", "yes") for k, v in (_split_eq(s) for s in args.set)}
             print(json.dumps((await c.admin("faults", set=changes or None))["faults"], indent=2))
         elif cmd == "route":
-            if (args.node is None) != (args.address is None):
-                raise SystemExit("ringctl route: give both a node id and host:port, or neither to list routes")
             fields = {"node": args.node, "address": args.address} if args.node else {}
             for peer, addr in sorted((await c.admin("route", **fields))["routes"].items()):
                 print(f"{peer} {addr}")
@@ -152,7 +157,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 def _split_eq(text: str) -> tuple[str, str]:
     if "=" not in text:
-        raise SystemExit(f"ringctl: expected name=value, got {text!r}")
+        raise _usage(f"expected name=value, got {text!r}")
     k, _, v = text.partition("=")
     return k, v
 
@@ -232,9 +237,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Refuse malformed arguments before connecting (exit 2, like argparse's own errors)."""
+    if args.command == "put":
+        _columns(args.columns)
+    for attr in ("set", "nts", "option"):
+        for text in getattr(args, attr, None) or []:
+            _split_eq(text)
+    if args.command == "route" and (args.node is None) != (args.address is None):
+        raise _usage("route: give both a node id and host:port, or neither to list routes")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ringctl``."""
     args = build_parser().parse_args(argv)
+    _check(args)
     try:
         return trio.run(_run, args)
     except RinglabError as exc:

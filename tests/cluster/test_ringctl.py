@@ -46,8 +46,15 @@ def test_errors_and_exit_codes(cluster3: Cluster) -> None:
 def test_route_sets_and_lists_and_rejects_half_an_argument(cluster3: Cluster) -> None:
     n = cluster3[0]
     r = _ctl(n, "route", "n9")
-    assert r.returncode != 0 and "host:port" in r.stderr
+    assert r.returncode == 2 and "host:port" in r.stderr
     r = _ctl(n, "route", "n9", "nowhere")
     assert r.returncode == 1 and "expected 'host:port'" in r.stderr
     assert _ctl(n, "route", "n9", "127.0.0.1:9").returncode == 0
     assert "n9 127.0.0.1:9" in _ctl(n, "route").stdout.splitlines()
+
+
+def test_malformed_pairs_exit_2_before_connecting() -> None:
+    for args in (["put", "ks", "t", "k", "no-equals"], ["faults", "drop_hints"], ["route", "n2"]):
+        r = subprocess.run([sys.executable, "-m", "node.ringctl", "--port", "1", *args],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "ringctl: error:" in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
