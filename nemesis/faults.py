@@ -340,7 +340,7 @@ def _membership(db: DB) -> Nemesis:
     from nemesis.membership import MembershipNemesis
 
     if not hasattr(db, "add_node"):
-        raise ValueError("the membership nemesis needs a deployment that can add nodes (local runs)")
+        raise ValueError("the membership nemesis needs a deployment that can add nodes (local or ssh)")
     return MembershipNemesis(db)  # type: ignore[arg-type]
 
 

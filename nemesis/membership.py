@@ -43,14 +43,19 @@ class MembershipDB(DB, Protocol):
         """Stop managing a node that left the ring (no restarts, not a fault target)."""
         ...
 
+    def capacity(self) -> int | None:
+        """How many nodes the ring can have at once from now on (an SSH deployment: members plus
+        spare hosts), or None when the deployment sets no limit of its own (local processes)."""
+        ...
+
 
 class MembershipNemesis:
     """One membership change per step: ``start`` and ``stop`` each join a node, or decommission
     or remove one, drawn at random from what the cluster size allows (a random walk between
-    ``min_nodes`` and ``max_nodes``). Changes in one direction compound: two removals, or two
-    joins next to each other on the ring, give some ranges two new replicas at once, which is
-    where a missing stream shows at QUORUM. Heal restarts a killed node whose removal did not
-    complete."""
+    ``min_nodes`` and ``max_nodes``, or the deployment's capacity when that is smaller). Changes
+    in one direction compound: two removals, or two joins next to each other on the ring, give
+    some ranges two new replicas at once, which is where a missing stream shows at QUORUM. Heal
+    restarts a killed node whose removal did not complete."""
 
     name = "membership"
 
@@ -77,9 +82,16 @@ class MembershipNemesis:
             return [n for n, s in st.items() if s["status"] == "NORMAL" and n in self.db.node_ids()]
         return []
 
+    def size_bound(self) -> int:
+        """The most nodes a join may lead to: ``max_nodes``, or fewer when the deployment cannot
+        hold more (no spare host left)."""
+        # A DB without the hook (a test double) sets no limit of its own.
+        capacity = getattr(self.db, "capacity", lambda: None)()
+        return self.max_nodes if capacity is None else min(self.max_nodes, capacity)
+
     def _choose(self, members: list[str], rng: random.Random) -> str | None:
         possible = []
-        if len(self.db.node_ids()) < self.max_nodes:
+        if len(self.db.node_ids()) < self.size_bound():
             possible.append("join")
         if len(members) > self.min_nodes:
             possible += ["decommission", "removenode"]

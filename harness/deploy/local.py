@@ -465,6 +465,10 @@ class LocalDB:
         """A node that left the ring is no longer a target."""
         self.cluster.forget(node_id)
 
+    def capacity(self) -> int | None:
+        """No limit of its own: every added node is a new process with ports of its own."""
+        return None
+
 
 class DeployError(RuntimeError):
     """The cluster could not be brought up; the message names the node and its log."""
