@@ -97,17 +97,18 @@ class HostClock:
         self.offsets: list[dict[str, Any]] = []
 
     async def shared_clock_hosts(self) -> list[str]:
-        """Hosts running on this machine's kernel (and so on its clock)."""
+        """Hosts running on this machine's kernel (and so on its clock), of every host given a
+        helper directory (spare hosts a node may join later included)."""
         mine = local_boot_id()
         shared = []
-        for nid in self.hosts.node_ids():
+        for nid in self.helper:
             r = await self.hosts.run(nid, ["cat", BOOT_ID], check=False)
             if r.exit_status == 0 and r.stdout.strip() == mine:
                 shared.append(nid)
         return shared
 
     async def install(self) -> None:
-        """Refuse shared clocks; upload the helper to every host."""
+        """Refuse shared clocks; upload the helper to every host given a helper directory."""
         shared = await self.shared_clock_hosts()
         if shared:
             raise SharedClockError(
@@ -116,8 +117,7 @@ class HostClock:
                 f"machines or VMs; on namespace test hosts use the nodes' own clock control instead "
                 f"(clock mode 'admin')."
             )
-        for nid in self.hosts.node_ids():
-            path = self.helper[nid]
+        for nid, path in self.helper.items():
             await self.hosts.run(nid, f"cat > {shlex.quote(path)} <<'RINGLAB_EOF'\n{HELPER}RINGLAB_EOF\n")
 
     async def _helper(self, nid: str, *args: str, timeout: float = 30.0) -> str:

@@ -104,8 +104,9 @@ class IptablesNet:
         if errors:
             raise RuntimeError("iptables failed: " + " | ".join(f"{nid}: {e}" for nid, e in sorted(errors.items())))
 
-    async def install(self) -> None:
-        """Create the chain on every host (emptying a leftover of ours) and jump to it from INPUT."""
+    async def install(self, nodes: Iterable[str] | None = None) -> None:
+        """Create the chain on the hosts of ``nodes`` (default: every node; a deployment with spare
+        hosts names them too), emptying a leftover of ours, and jump to it from INPUT."""
         async def one(nid: str) -> None:
             script = (
                 f"{_ipt('-N', self.chain)} 2>/dev/null || {_ipt('-F', self.chain)}; "
@@ -114,7 +115,7 @@ class IptablesNet:
             await self.hosts.run(nid, script, sudo=True)
             self.installed.add(nid)
 
-        await self._each(self.hosts.node_ids(), one)
+        await self._each(list(nodes) if nodes is not None else self.hosts.node_ids(), one)
 
     async def cut(self, links: Iterable[tuple[str, str]]) -> None:
         """Drop, on each dst host, packets from each src of the links."""
@@ -139,7 +140,9 @@ class IptablesNet:
     async def counters(self) -> dict[str, dict[str, int]]:
         """Packets dropped so far by each of our current rules: dst → src → packets."""
         out: dict[str, dict[str, int]] = {}
-        by_addr = {self.hosts.address(n): n for n in self.hosts.node_ids()}
+        # Sources of our rules included: a node cut off may have left the ring since.
+        cut_off = {s for srcs in self.rules.values() for s in srcs}
+        by_addr = {self.hosts.address(n): n for n in [*cut_off, *self.hosts.node_ids()]}
 
         async def one(dst: str) -> None:
             r = await self.hosts.run(dst, _ipt("-L", self.chain, "-n", "-v", "-x"), sudo=True)

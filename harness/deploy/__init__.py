@@ -1,8 +1,9 @@
 """Where a campaign's cluster runs: local processes, or hosts over SSH (namespaces, Vagrant, any).
 
 A :class:`Deployment` gives the campaign runner one surface whatever the target: the cluster
-(start, converge, client addresses, stop), the nemesis's ``db`` (process and clock control) and
-``net`` (cutting and slowing links), and ``teardown`` on every exit path.
+(start, converge, client addresses, stop), the nemesis's ``db`` (process and clock control, and
+membership changes: ``add_node``, ``forget_node``, ``capacity``) and ``net`` (cutting and slowing
+links), and ``teardown`` on every exit path.
 """
 
 from __future__ import annotations
@@ -88,20 +89,23 @@ class SSHDeployment:
         from harness.deploy.ssh import SSHCluster, SSHClusterSpec, SSHDB, settings_from_args
         from nemesis.iptables import IptablesNet
 
+        # --nodes N with a nodes file (or Vagrant): N hosts start nodes, the rest are spares.
+        count = opts.nodes if isinstance(opts.nodes, int) else None
         self.cluster = SSHCluster(SSHClusterSpec(
             hosts, settings_from_args(opts), run_dir / "nodes", secret, seed,
             commitlog_sync=opts.commitlog_sync, faults=faults, remote_root=opts.remote_root,
-            leave_running=opts.leave_db_running))
+            leave_running=opts.leave_db_running, node_count=count))
         self.db = SSHDB(self.cluster)
         self.net = IptablesNet(self.cluster)
         self.clock_mode = opts.clock_mode
         self._net_installed = False
 
     async def setup(self) -> None:
-        """Install and start the nodes, then ringlab's iptables chain."""
+        """Install and start the nodes, then ringlab's iptables chain on every host (spares too,
+        so a node joined there is partitioned like the others)."""
         await self.cluster.start()
-        await self.net.install()
-        self._net_installed = True
+        self._net_installed = True  # a half-done install is undone by teardown too
+        await self.net.install(self.cluster.host_ids())
 
     async def clock_db(self) -> Any:
         """Real host clocks (refused where hosts share this machine's), or the nodes' own."""
@@ -137,7 +141,9 @@ def make_deployment(opts: Any, run_dir: Path, secret: str, seed: int) -> Deploym
     """The deployment ``opts.deploy`` asks for."""
     faults = {f: True for f in opts.validation_faults}
     if opts.deploy == "local":
-        return LocalDeployment(opts.node_count(), run_dir, secret, seed, commitlog_sync=opts.commitlog_sync,
+        count = opts.node_count()
+        assert count is not None  # a local run always has a count (default or --nodes)
+        return LocalDeployment(count, run_dir, secret, seed, commitlog_sync=opts.commitlog_sync,
                                faults=faults, toxiproxy=opts.toxiproxy)
     return SSHDeployment(hosts_for(opts), opts, run_dir, secret, seed, faults=faults)
 

@@ -9,9 +9,13 @@ removes what was already done on every host and raises an error naming the host.
 Paramiko is blocking; every call runs in a worker thread (``trio.to_thread``), one persistent
 connection per host carrying many channels. The surface mirrors :class:`LocalCluster`
 (``node_ids``, ``client_address``, ``start``, ``wait_converged``, ``start_node``, ``wait_ready``,
-``kill``, ``pause``, ``resume``, ``stop_node``, ``stop``, ``describe``) plus ``teardown`` (logs
-back into the run directory, installation removed unless ``leave_running``) and ``run`` (a command
-on a node's host, which the iptables and host clock nemeses use).
+``kill``, ``pause``, ``resume``, ``stop_node``, ``stop``, ``describe``, ``add_node``) plus
+``teardown`` (logs back into the run directory, installation removed unless ``leave_running``) and
+``run`` (a command on a node's host, which the iptables and host clock nemeses use).
+
+Hosts beyond ``node_count`` are spares: connected, installed and given a directory at setup like
+the others, with no node started, until the membership nemesis joins a node there (``add_node``).
+A host whose node left the ring is not reused.
 """
 
 from __future__ import annotations
@@ -68,6 +72,11 @@ START_TIMEOUT = 60.0
 CONVERGE_TIMEOUT = 60.0
 # SIGTERM drains (flush, exit); past this the node is killed.
 STOP_GRACE = 10.0
+# A decommission or removenode answers only once its ranges are streamed (as LocalDB allows).
+MEMBERSHIP_OP_TIMEOUT = 180.0
+# A decommissioned node drains and exits by itself half a second after answering; one still
+# running after this is stopped like any other.
+LEAVE_GRACE = 5.0
 # Seeds per cluster: Cassandra recommends a few per datacenter, never every node.
 MAX_SEEDS = 3
 # Oldest Python the node runs on (pyproject's requires-python).
@@ -564,11 +573,29 @@ class SSHClusterSpec:
     leave_running: bool = False
     source_dir: Path = field(default_factory=project_root)
     wheelhouse: Path = field(default_factory=lambda: Path("~/.cache/ringlab/wheelhouse").expanduser())
+    # How many of the hosts start a node at setup (None: all); the others are spares.
+    node_count: int | None = None
+
+
+# A host's part in a run: its node is in the ring (started at setup or joined since), it waits
+# prepared for a join, or its node left the ring (decommissioned or removed). A host whose node
+# left is never reused: the other nodes keep the departed node id bound to that address in
+# gossip, and a new node id answering there would answer for the old one.
+MEMBER, SPARE, LEFT = "member", "spare", "left"
+
+
+def initial_roles(names: Sequence[str], node_count: int | None) -> dict[str, str]:
+    """Each host's role at setup: the first ``node_count`` (default all) are members, the rest spares."""
+    count = len(names) if node_count is None else node_count
+    if not 1 <= count <= len(names):
+        raise SSHError(f"--nodes {count}: the host list has {len(names)} host(s); give at most that many "
+                       f"(hosts beyond --nodes are spares the membership nemesis can join)")
+    return {name: MEMBER if i < count else SPARE for i, name in enumerate(names)}
 
 
 @dataclass
 class RemoteNode:
-    """One node on one host."""
+    """One host and the node it runs (node id = host name: a host carries one node per run)."""
 
     node_id: str
     spec: HostSpec
@@ -578,6 +605,7 @@ class RemoteNode:
     paused: bool = False
     installed: bool = False
     created_root: bool = False
+    role: str = MEMBER
 
 
 class SSHCluster:
@@ -589,19 +617,35 @@ class SSHCluster:
             raise ValueError(f"remote root must be an absolute directory below /, got {spec.remote_root!r}")
         self.spec = spec
         self.known_hosts = KnownHosts(spec.settings.known_hosts, spec.settings.strict_host_key_checking)
+        # Every host, spares and hosts whose node left included (setup and teardown cover them all).
         self.nodes: dict[str, RemoteNode] = {}
-        for h in name_hosts(list(spec.hosts), "hosts"):
+        hosts = name_hosts(list(spec.hosts), "hosts")
+        roles = initial_roles([str(h.name) for h in hosts], spec.node_count)
+        for h in hosts:
             assert h.name is not None
             self.nodes[h.name] = RemoteNode(
-                h.name, h, h.address or h.host, str(root / h.name), SSHHost(h, spec.settings, self.known_hosts)
+                h.name, h, h.address or h.host, str(root / h.name), SSHHost(h, spec.settings, self.known_hosts),
+                role=roles[h.name],
             )
         self._wheels: list[Path] = []
 
     # ---- topology
 
     def node_ids(self) -> list[str]:
-        """Node ids in order."""
+        """The ring's nodes in host order: started at setup or joined, not yet left."""
+        return [nid for nid, n in self.nodes.items() if n.role == MEMBER]
+
+    def host_ids(self) -> list[str]:
+        """Every host (by the node id it carries), spares and departed nodes included."""
         return list(self.nodes)
+
+    def spare_ids(self) -> list[str]:
+        """Hosts prepared at setup whose node has not started yet."""
+        return [nid for nid, n in self.nodes.items() if n.role == SPARE]
+
+    def capacity(self) -> int:
+        """How many nodes the ring can have at once from now on: members plus spares."""
+        return len(self.node_ids()) + len(self.spare_ids())
 
     def address(self, node_id: str) -> str:
         """The cluster address of a node's host (what peers and iptables rules use)."""
@@ -612,10 +656,10 @@ class SSHCluster:
         return self.nodes[node_id].address, self.spec.client_port
 
     def describe(self) -> dict[str, Any]:
-        """The topology, for test.json."""
+        """The topology, for test.json: every host, with its role (member, spare, left)."""
         return {
             nid: {"ssh": f"{n.conn.username}@{n.spec.host}:{n.spec.port}", "client": f"{n.address}:{self.spec.client_port}",
-                  "internode": f"{n.address}:{self.spec.internode_port}", "dir": n.dir}
+                  "internode": f"{n.address}:{self.spec.internode_port}", "dir": n.dir, "role": n.role}
             for nid, n in self.nodes.items()
         }
 
@@ -628,17 +672,17 @@ class SSHCluster:
 
     async def connect(self) -> None:
         """Connect to every host in parallel; one error naming every host that failed."""
-        errors = await for_each(self.node_ids(), lambda nid: in_thread(self.nodes[nid].conn.connect))
+        errors = await for_each(self.host_ids(), lambda nid: in_thread(self.nodes[nid].conn.connect))
         if errors:
             raise _combine(errors, "connecting")
 
     # ---- install
 
     async def install(self) -> None:
-        """Build the wheelhouse once, then install it into a venv on every host in parallel."""
+        """Build the wheelhouse once, then install it into a venv on every host (spares too) in parallel."""
         if not self._wheels:
             self._wheels = await in_thread(build_wheelhouse, self.spec.source_dir, self.spec.wheelhouse)
-        errors = await for_each(self.node_ids(), self._install_one)
+        errors = await for_each(self.host_ids(), self._install_one)
         if errors:
             raise _combine(errors, "installing")
 
@@ -685,10 +729,11 @@ class SSHCluster:
 
     # ---- configuration
 
-    def config_text(self, node_id: str) -> str:
-        """node.toml for one node: listens on its host's address, seeds are the first few hosts."""
+    def config_text(self, node_id: str, auto_bootstrap: bool = False) -> str:
+        """node.toml for one node: listens on its host's address, seeds are the first few members
+        (for a joiner, written while its host is still a spare: members other than itself)."""
         n = self.nodes[node_id]
-        idx = self.node_ids().index(node_id)
+        idx = self.host_ids().index(node_id)
         seeds = [f"{self.nodes[s].address}:{self.spec.internode_port}" for s in self.node_ids()[:MAX_SEEDS]]
         lines = [
             f"node_id = {json.dumps(node_id)}",
@@ -704,6 +749,9 @@ class SSHCluster:
             "[storage]",
             f"commitlog_sync = {json.dumps(self.spec.commitlog_sync)}",
             "",
+            "[membership]",
+            f"auto_bootstrap = {'true' if auto_bootstrap else 'false'}",
+            "",
             "[faults]",
             *[f"{k} = {'true' if v else 'false'}" for k, v in self.spec.faults.items()],
             "",
@@ -711,7 +759,7 @@ class SSHCluster:
         return "\n".join(lines)
 
     async def write_configs(self) -> None:
-        """Upload node.toml to every host."""
+        """Upload node.toml to every member's host (a spare's is written when it joins)."""
         errors = await for_each(self.node_ids(), lambda nid: in_thread(
             self.nodes[nid].conn.write_text, f"{self.nodes[nid].dir}/node.toml", self.config_text(nid), 0o600))
         if errors:
@@ -804,8 +852,8 @@ class SSHCluster:
             raise
 
     async def wait_converged(self, timeout: float = CONVERGE_TIMEOUT, nodes: list[str] | None = None) -> None:
-        """Wait until every given node (default: all not paused) sees every one of them UP and NORMAL."""
-        want = set(nodes or [nid for nid, n in self.nodes.items() if not n.paused])
+        """Wait until every given node (default: every member not paused) sees every one of them UP and NORMAL."""
+        want = set(nodes or [nid for nid in self.node_ids() if not self.nodes[nid].paused])
         with trio.move_on_after(timeout):
             while True:
                 if all([await self._sees(nid, want) for nid in sorted(want)]):
@@ -872,17 +920,52 @@ class SSHCluster:
         if await self.signal(node_id, "TERM") and not await self._wait_gone(node_id, grace):
             await self.kill(node_id)
 
+    # ---- membership changes (the membership nemesis)
+
+    async def add_node(self) -> str:
+        """Start a node on the first spare host, configured to bootstrap into the ring through the
+        current members; returns its id once it answers. From then on it is a member: a target of
+        partitions, kills and pauses. SSHError when no spare host is left."""
+        spares = self.spare_ids()
+        if not spares:
+            raise SSHError("no spare host left to add a node on: give the run more hosts than --nodes")
+        nid = spares[0]
+        n = self.nodes[nid]
+        # Written while the host is still a spare, so the seeds are the current members only.
+        await in_thread(n.conn.write_text, f"{n.dir}/node.toml", self.config_text(nid, auto_bootstrap=True), 0o600)
+        n.role = MEMBER
+        try:
+            await self.start_node(nid)
+            await self.wait_ready(nid)
+        except BaseException:
+            # It may have announced JOINING already; its host is not offered again.
+            with trio.CancelScope(shield=True):
+                await self.forget(nid)
+            raise
+        log.info("added %s on %s", nid, n.spec.label)
+        return nid
+
+    async def forget(self, node_id: str) -> None:
+        """A node that left the ring (decommissioned, removed): no longer a target or a seed; stopped
+        if still running (a decommissioned node exits by itself). Its host is not reused (see
+        ``LEFT``); its log and directory stay until teardown downloads and removes them."""
+        self.nodes[node_id].role = LEFT
+        if not await self._wait_gone(node_id, LEAVE_GRACE):
+            await self.stop_node(node_id)
+
     async def stop(self) -> None:
-        """Stop every node (used on every exit path)."""
+        """Stop every node, on every host (used on every exit path)."""
         with trio.CancelScope(shield=True):
-            errors = await for_each(self.node_ids(), self.stop_node)
+            errors = await for_each(self.host_ids(), self.stop_node)
         for nid, exc in errors.items():
             log.warning("stopping %s failed: %s", nid, exc)
 
     # ---- logs and teardown
 
     async def collect_logs(self, dest: Path | None = None) -> dict[str, list[Path]]:
-        """Download each node's log and config into ``<dest>/<node>/`` (default: the spec's base dir)."""
+        """Download the log and config of every node that ran into ``<dest>/<node>/`` (default: the
+        spec's base dir): every host is asked, so nodes that left the ring are included and spares
+        that never ran a node have nothing to give."""
         dest = dest or self.spec.base_dir
         got: dict[str, list[Path]] = {}
 
@@ -894,7 +977,7 @@ class SSHCluster:
                 if await in_thread(n.conn.get_file, f"{n.dir}/{name}", local):
                     got[nid].append(local)
 
-        errors = await for_each(self.node_ids(), one)
+        errors = await for_each(self.host_ids(), one)
         for nid, exc in errors.items():
             log.warning("could not download the logs of %s: %s", nid, exc)
         return got
@@ -907,7 +990,7 @@ class SSHCluster:
             if not self.spec.leave_running or force:
                 await self.stop()
                 created_root = [nid for nid, n in self.nodes.items() if n.installed and n.created_root]
-                errors = await for_each(self.node_ids(), self._uninstall_one)
+                errors = await for_each(self.host_ids(), self._uninstall_one)
                 # Only once every node dir is gone, and only if empty: namespace hosts share a
                 # filesystem, so another node's directory may live in the same root.
                 for nid in created_root:
@@ -954,8 +1037,22 @@ class SSHDB:
         await self.cluster.resume(node_id)
 
     async def admin(self, node_id: str, op: str, **fields: Any) -> dict[str, Any]:
-        """An admin operation on the node's client port."""
-        return await self.cluster.admin(node_id, op, **fields)
+        """An admin operation on the node's client port (decommission and removenode stream data:
+        they get longer)."""
+        timeout = MEMBERSHIP_OP_TIMEOUT if op in ("decommission", "removenode") else 5.0
+        return await self.cluster.admin(node_id, op, timeout=timeout, **fields)
+
+    def capacity(self) -> int:
+        """How many nodes the ring can have at once from now on (members plus spare hosts)."""
+        return self.cluster.capacity()
+
+    async def add_node(self) -> str:
+        """Start a node on a spare host that bootstraps into the ring (membership nemesis)."""
+        return await self.cluster.add_node()
+
+    async def forget_node(self, node_id: str) -> None:
+        """A node that left the ring is no longer a target."""
+        await self.cluster.forget(node_id)
 
 
 def settings_from_args(args: Any) -> SSHSettings:
