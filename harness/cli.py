@@ -84,7 +84,7 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     """Register `harness run`."""
     from harness.deploy import DEPLOYS
     from harness.deploy.ssh import add_ssh_options, nodes_arg
-    from harness.run import VALIDATION_FAULTS, RunOptions
+    from harness.run import DEFAULT_NODES, VALIDATION_FAULTS, RunOptions
 
     d = RunOptions()
     p = add_command(sub, "run", _cmd_run,
@@ -101,7 +101,9 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", help=f"client processes: a number, or Nn for N per node (default {d.concurrency})")
     p.add_argument("--rate", type=float, help=f"target operations per second over all clients, 0 = unthrottled (default {d.rate:g})")
     p.add_argument("--nodes", type=nodes_arg,
-                   help=f"local cluster size (default {d.nodes}), or with --deploy ssh a host list host1,host2,...")
+                   help=f"local cluster size (default {DEFAULT_NODES}); with --deploy ssh a host list host1,host2,..., "
+                        "or with --nodes-file (or vagrant) how many of the hosts start nodes (default all; the "
+                        "others are spares the membership nemesis joins)")
     p.add_argument("--deploy", choices=list(DEPLOYS), help="where the cluster runs: local processes (default), "
                    "hosts over SSH (--nodes-file/--nodes), or the Vagrant VMs of vagrant/")
     p.add_argument("--replication-factor", type=int, help=f"replicas per key (default {d.replication_factor})")

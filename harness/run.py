@@ -54,6 +54,9 @@ FINAL_READ_ATTEMPTS = 5
 # At the time limit, how long a nemesis step in progress (a membership change streams data) may
 # take to complete before it is cancelled.
 STEP_FINISH_TIMEOUT = 240.0
+# Nodes of a local campaign unless --nodes says otherwise: a replication factor of 3 with room
+# for a minority to fail, and what 2 cores carry comfortably.
+DEFAULT_NODES = 5
 # Validation fault switches a campaign may turn on: the node's own list (node/faults.py documents each).
 VALIDATION_FAULTS = tuple(f.name for f in dataclasses.fields(FaultSwitches))
 
@@ -85,7 +88,8 @@ class RunOptions:
     time_limit: float = 60.0
     concurrency: str = "2n"
     rate: float = 200.0
-    nodes: int | str = 5
+    # A node count, or (ssh) a host list; None: DEFAULT_NODES locally, every host for ssh/vagrant.
+    nodes: int | str | None = None
     replication_factor: int = 3
     read_cl: str = "QUORUM"
     write_cl: str = "QUORUM"
@@ -114,11 +118,15 @@ class RunOptions:
     remote_root: str = "/opt/ringlab"
     clock_mode: str = "host"
 
-    def node_count(self) -> int:
-        """How many nodes (for ssh with a host list: how many hosts)."""
+    def node_count(self) -> int | None:
+        """How many nodes start: ``--nodes`` as a count (locally DEFAULT_NODES when not given),
+        every host of a host list, or None for every host of a nodes file or of the Vagrant VMs
+        (known once they are read). Hosts beyond the count are spares (membership nemesis)."""
         if isinstance(self.nodes, int):
             return self.nodes
-        return len([h for h in str(self.nodes).split(",") if h.strip()])
+        if isinstance(self.nodes, str):
+            return len([h for h in self.nodes.split(",") if h.strip()])
+        return DEFAULT_NODES if self.deploy == "local" else None
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option."""
@@ -133,13 +141,23 @@ class RunOptions:
             raise ValueError(f"--time-limit must be positive, got {self.time_limit}")
         if self.deploy not in DEPLOYS:
             raise ValueError(f"--deploy must be one of {', '.join(DEPLOYS)}, got {self.deploy!r}")
-        if self.deploy == "local" and not isinstance(self.nodes, int):
+        if self.deploy == "local" and isinstance(self.nodes, str):
             raise ValueError(f"--nodes must be a node count for local runs, got {self.nodes!r} (host lists need --deploy ssh)")
-        if self.deploy == "ssh" and not self.nodes_file and isinstance(self.nodes, int):
+        if self.deploy == "ssh" and not self.nodes_file and not isinstance(self.nodes, str):
             raise ValueError("--deploy ssh needs --nodes-file FILE or --nodes host1,host2,...")
-        if self.deploy == "local" and self.toxiproxy is None and self.nodes > 50:
+        count = self.node_count()
+        if self.deploy == "local" and self.toxiproxy is None and count is not None and count > 50:
             raise ValueError(f"--nodes {self.nodes} is more than a local cluster on one machine can carry (50)")
-        count = self.node_count() if not (self.deploy == "ssh" and self.nodes_file) else None
+        if self.deploy == "ssh" and self.nodes_file:
+            if isinstance(self.nodes, str):
+                raise ValueError("give --nodes-file or a --nodes host list, not both (with a nodes file, "
+                                 "--nodes N starts N of its hosts and keeps the others spare)")
+            from harness.deploy.ssh import hosts_from_args
+
+            hosts = len(hosts_from_args(self))
+            if count is not None and count > hosts:
+                raise ValueError(f"--nodes {count} is more than the {hosts} hosts of --nodes-file {self.nodes_file}")
+            count = hosts if count is None else count
         if count is not None and count < 1:
             raise ValueError(f"--nodes must be at least 1, got {self.nodes}")
         if count is not None and not 1 <= self.replication_factor <= count:
