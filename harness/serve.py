@@ -296,7 +296,9 @@ def describe_run(run: Path, root: Path) -> dict[str, Any]:
         verdict = {True: "valid", False: "invalid", "unknown": "unknown"}[results["valid"]]
     else:
         verdict = "incomplete"  # no results.json: interrupted or still running
-    opts = test.get("options") if isinstance(test.get("options"), dict) else {}
+    opts = dict(test.get("options")) if isinstance(test.get("options"), dict) else {}
+    if opts.get("nodes") is None and isinstance(test.get("params"), dict):
+        opts["nodes"] = test["params"].get("nodes")  # the count that started (--nodes not given)
     keys = ("workload", "nemesis", "nodes", "read_cl", "write_cl", "replication_factor", "time_limit", "rate")
     params = " ".join(f"{k}={opts[k]}" for k in keys if opts.get(k) not in (None, ""))
     if test.get("seed") is not None:

@@ -75,11 +75,11 @@ def make_run(root: Path, kind: str, n_ops: int | None = None, seed: int = 7) -> 
     test = {
         "name": f"sample-{kind}",
         "options": {"workload": "register", "nemesis": "clock" if kind == "clock" else "partition",
-                    "nodes": len(NODES), "concurrency": f"{clients}", "read_cl": "QUORUM", "write_cl": "QUORUM",
+                    "nodes": None, "concurrency": f"{clients}", "read_cl": "QUORUM", "write_cl": "QUORUM",
                     "replication_factor": 3, "time_limit": round(end_ns / 1e9, 1)},
         "seed": seed,
         "concurrency": clients,
-        "params": {"model": "register", "workload": "register"},
+        "params": {"model": "register", "workload": "register", "nodes": len(NODES)},
         "versions": {"python": "3", "ringlab": "0.1.0"},
         "start_time": start,
         "history_start_time": start,

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from harness import store
-from harness.report.sample import make_run
+from harness.report.sample import NODES, make_run
 from harness.serve import DEFAULT_HOST, serve, serve_command
 
 
@@ -63,6 +63,8 @@ async def test_listing_filters_and_escaping(store_dir: Path, nursery: trio.Nurse
     assert verdicts["sample-valid"] == "valid" and verdicts["sample-linearizability"] == "invalid"
     assert verdicts["sample-clock"] == "invalid"
     assert "workload=register" in runs[0]["params"] and "seed=7" in runs[0]["params"]
+    # --nodes not given (None in options): the count that started, from params
+    assert f"nodes={len(NODES)}" in runs[0]["params"]
     _, _, body = await get(port, "/api/runs?verdict=invalid")
     assert {r["name"] for r in json.loads(body)} == {"sample-linearizability", "sample-clock"}
     _, _, body = await get(port, "/api/runs?name=CLOCK")
