@@ -191,36 +191,58 @@ class Streamer:
 
     async def fetch(self, source: str, ks: str, table: str, ranges: Sequence[Range],
                     on_progress: Callable[[Any], None] | None = None, cursor: Any = None) -> dict[str, Any]:
-        """Pull every partition of ``ranges`` from ``source`` into local storage; returns bytes and counts."""
+        """Pull every partition of ``ranges`` from ``source`` into local storage; returns bytes and counts.
+
+        Pipelined: the next page is requested while this one is applied (the source's scan and the
+        transfer overlap the target's commit log and memtable work). ``on_progress`` gets each
+        page's cursor once that page is applied, so a resumed transfer never skips data.
+        """
         wire = self.encode_ranges(ranges)
         total_bytes = 0
         total_parts = 0
         clock = trio.current_time()
-        while True:
-            payload = {"ks": ks, "t": table, "ranges": wire, "cursor": cursor, "max_bytes": PAGE_BYTES}
-            for attempt in range(PAGE_ATTEMPTS):
-                try:
-                    page = await self.messaging.request(source, VERB_STREAM_PAGE, payload, PAGE_TIMEOUT)
-                    break
-                except Exception as exc:
-                    if attempt == PAGE_ATTEMPTS - 1:
-                        self.stats.transfers_failed += 1
-                        raise
-                    log.info("stream page from %s failed (%s); retrying from the cursor", source, exc)
-                    await trio.sleep(0.2 * (attempt + 1))
-            parts = page["parts"]
-            if parts:
-                await trio.to_thread.run_sync(self._apply_page, ks, table, parts)
-            total_bytes += int(page["bytes"])
-            total_parts += len(parts)
-            self.stats.pages_received += 1
-            self.stats.bytes_received += int(page["bytes"])
-            self.stats.partitions_received += len(parts)
-            cursor = page["next"]
-            if on_progress is not None:
-                on_progress(cursor)
-            if cursor is None:
-                break
+        send, recv = trio.open_memory_channel[tuple[dict[str, Any] | None, BaseException | None]](1)
+
+        async def produce(cursor: Any) -> None:
+            async with send:
+                while True:
+                    payload = {"ks": ks, "t": table, "ranges": wire, "cursor": cursor, "max_bytes": PAGE_BYTES}
+                    try:
+                        page = await self._request_page(source, payload)
+                    except Exception as exc:  # handed to the applying side, which raises it as is
+                        await send.send((None, exc))
+                        return
+                    await send.send((page, None))
+                    cursor = page["next"]
+                    if cursor is None:
+                        return
+
+        failure: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(produce, cursor)
+            async with recv:
+                async for page, error in recv:
+                    if error is None and page is not None and page["parts"]:
+                        try:
+                            await trio.to_thread.run_sync(self._apply_page, ks, table, page["parts"])
+                        except Exception as exc:  # noqa: BLE001 - raised below, outside the nursery
+                            error = exc
+                    if error is not None or page is None:
+                        # Raised as is after the nursery (inside, it would come wrapped in a group).
+                        failure = error
+                        nursery.cancel_scope.cancel()
+                        break
+                    parts = page["parts"]
+                    total_bytes += int(page["bytes"])
+                    total_parts += len(parts)
+                    self.stats.pages_received += 1
+                    self.stats.bytes_received += int(page["bytes"])
+                    self.stats.partitions_received += len(parts)
+                    if on_progress is not None:
+                        on_progress(page["next"])
+        if failure is not None:
+            self.stats.transfers_failed += 1
+            raise failure
         self.stats.transfers_done += 1
         result = {"source": source, "ks": ks, "t": table, "ranges": len(ranges), "bytes": total_bytes,
                   "partitions": total_parts, "seconds": round(trio.current_time() - clock, 3)}
@@ -228,6 +250,18 @@ class Streamer:
         del self.stats.per_transfer[:-100]
         log.info("streamed %d partitions (%d bytes) of %s.%s in %d range(s) from %s", total_parts, total_bytes, ks, table, len(ranges), source)
         return result
+
+    async def _request_page(self, source: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """One page, retried from its cursor a few times before the source is given up."""
+        for attempt in range(PAGE_ATTEMPTS):
+            try:
+                return dict(await self.messaging.request(source, VERB_STREAM_PAGE, payload, PAGE_TIMEOUT))
+            except Exception as exc:
+                if attempt == PAGE_ATTEMPTS - 1:
+                    raise
+                log.info("stream page from %s failed (%s); retrying from the cursor", source, exc)
+                await trio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def _handle_fetch(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
         ks, table = payload["ks"], payload["t"]
