@@ -31,6 +31,14 @@ from node.protocol import (
 # Errors that prove the store did not apply the operation.
 DEFINITE_FAILURES = (Unavailable, Overloaded, InvalidRequest, Unauthorized)
 # Errors after which a write may or may not have been applied.
+# The error of an operation whose connection could not be opened (it failed: nothing was sent).
+CONNECTION_REFUSED = "ConnectionRefused"
+
+
+class NotConnected(Exception):
+    """No connection to the node could be opened (refused, unreachable, or timed out)."""
+
+
 INDETERMINATE = (WriteTimeout, ReadTimeout, ConnectionLost, ClientTimeout, ProtocolError)
 
 
@@ -97,7 +105,7 @@ class NodeConnection:
                 await stream.aclose()
 
     async def client(self) -> Client:
-        """The live client, connecting first if needed (raises ConnectionLost when refused)."""
+        """The live client, connecting first if needed (raises NotConnected when refused)."""
         if self._client is None:
             if self._nursery is None:
                 raise RuntimeError("NodeConnection used outside its session()")
@@ -105,7 +113,7 @@ class NodeConnection:
                 with trio.fail_after(self.timeout):
                     stream = await trio.open_tcp_stream(self.host, self.port)
             except (OSError, trio.TooSlowError) as exc:
-                raise ConnectionLost(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+                raise NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}") from None
             client = Client(stream, secret=self.secret, timeout=math.inf)
             scope = trio.CancelScope()
             await self._nursery.start(self._pump, stream, client, scope)
@@ -121,8 +129,13 @@ class NodeConnection:
     async def run(self, fn: Callable[[Client], Awaitable[Completion]], *, writes: bool) -> Completion:
         """Run one operation with the client-side timeout, mapping errors to Jepsen outcomes."""
         try:
+            client = await self.client()  # its own connect timeout: a refused or slow connect is a fail
             with trio.fail_after(self.timeout):
-                return await fn(await self.client())
+                return await fn(client)
+        except NotConnected as exc:
+            # Nothing was sent: the operation certainly did not happen, write or read.
+            self.close()
+            return Completion("fail", error=CONNECTION_REFUSED, extra={"message": str(exc)})
         except trio.TooSlowError:
             # The node did not answer at all (paused, partitioned from us): start afresh next time
             # so a stale pipelined response can never be mistaken for a new one.

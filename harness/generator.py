@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from harness.client import Completion, NodeConnection
+from harness.client import CONNECTION_REFUSED, Completion, NodeConnection
 from harness.history import NEMESIS, HistoryWriter, Op
 from harness.workloads import Invocation, Workload
 
@@ -92,7 +92,7 @@ class Worker:
                         timestamp=done.timestamp, error=done.error, extra={**(extra or {}), **done.extra})
         if done.type == "info":
             self.process += self.concurrency
-        if done.error == "ConnectionLost" and self.relocate is not None:
+        if done.error in ("ConnectionLost", CONNECTION_REFUSED) and self.relocate is not None:
             moved = self.relocate(self.node_id)
             if moved is not None:
                 self.conn.close()
