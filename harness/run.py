@@ -353,10 +353,13 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
         interrupted = True
     finally:
         with trio.CancelScope(shield=True):
-            if schedule is not None:
-                await schedule.heal_all()
-            progress.phase("leaving the cluster running" if opts.leave_db_running else "stopping nodes")
-            await deployment.teardown(opts.leave_db_running, run_dir)
+            try:
+                if schedule is not None:
+                    await schedule.heal_all()
+            finally:
+                # Even when healing itself fails: a harness error must not leave nodes running.
+                progress.phase("leaving the cluster running" if opts.leave_db_running else "stopping nodes")
+                await deployment.teardown(opts.leave_db_running, run_dir)
     test["end_time"] = time.time()
     test["interrupted"] = interrupted
     store.write_json(run_dir / store.TEST_FILE, test)

@@ -176,3 +176,23 @@ def test_skipping_range_streams_in_membership_changes_is_caught(tmp_path: Path) 
     # quorum checker names the stale reads.
     assert results["checkers"]["linearizable"]["valid"] is False, results["checkers"]["linearizable"]
     assert "stale-read" in anomaly_kinds(results, "quorum"), results["checkers"]["quorum"]
+
+
+def test_a_harness_error_while_healing_still_stops_every_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bug inside healing (an earlier one raised AttributeError there) once skipped the teardown
+    # and left five node processes running after the harness exited 255.
+    import psutil
+
+    from harness import run as harness_run
+    from nemesis import faults
+
+    async def broken_heal(self: faults.Schedule) -> dict[str, Any]:
+        raise RuntimeError("injected failure while healing")
+
+    monkeypatch.setattr(faults.Schedule, "heal_all", broken_heal)
+    opts = harness_run.RunOptions(nemesis="kill", time_limit=3, nemesis_interval=1, nodes=3, store=str(tmp_path))
+    with pytest.raises(RuntimeError, match="injected failure while healing"):
+        harness_run.run_command(opts)
+    leftovers = [p.info for p in psutil.process_iter(["pid", "cmdline"])
+                 if any(str(tmp_path) in part for part in (p.info["cmdline"] or []))]
+    assert leftovers == [], leftovers
