@@ -29,6 +29,15 @@ JOIN_TIMEOUT = 120.0
 DOWN_TIMEOUT = 40.0
 # A decommission or removenode streams a node's share; the admin call waits for all of it.
 CHANGE_TIMEOUT = 180.0
+# Every other admin op answers at once.
+ADMIN_TIMEOUT = 5.0
+STREAMING_OPS = ("decommission", "removenode")
+
+
+def admin_timeout(op: str) -> float:
+    """How long a deployment's DB waits for an admin op: decommission and removenode answer only
+    once their ranges are streamed."""
+    return CHANGE_TIMEOUT if op in STREAMING_OPS else ADMIN_TIMEOUT
 ACTIONS = ("join", "decommission", "removenode")
 
 

@@ -446,8 +446,7 @@ class Coordinator:
         # random order (as Cassandra's dynamic snitch spreads them), so reads do not all land on
         # each range's primary replica and every replica's data gets read.
         if len(alive) > 1:
-            alive = list(alive)
-            self.runtime.rng.shuffle(alive)
+            self.runtime.rng.shuffle(alive)  # a fresh list, built above
         ordered = sorted(alive, key=lambda r: (r != self.node_id, self.membership.datacenter_of(r) != self.datacenter))
         targets: list[str] = []
         for r in ordered:

@@ -253,15 +253,14 @@ class Streamer:
 
     async def _request_page(self, source: str, payload: dict[str, Any]) -> dict[str, Any]:
         """One page, retried from its cursor a few times before the source is given up."""
-        for attempt in range(PAGE_ATTEMPTS):
+        for attempt in range(PAGE_ATTEMPTS - 1):
             try:
                 return dict(await self.messaging.request(source, VERB_STREAM_PAGE, payload, PAGE_TIMEOUT))
             except Exception as exc:
-                if attempt == PAGE_ATTEMPTS - 1:
-                    raise
                 log.info("stream page from %s failed (%s); retrying from the cursor", source, exc)
                 await trio.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
+        # The last attempt's error is the transfer's.
+        return dict(await self.messaging.request(source, VERB_STREAM_PAGE, payload, PAGE_TIMEOUT))
 
     async def _handle_fetch(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
         ks, table = payload["ks"], payload["t"]

@@ -22,6 +22,7 @@ from typing import Any
 
 import trio
 
+from nemesis.membership import admin_timeout
 from nemesis.proxy_client import ProxyClient, link_name
 from node.client import open_client
 
@@ -436,12 +437,10 @@ class LocalDB:
         """SIGCONT."""
         self.cluster.resume(node_id)
 
-    async def admin(self, node_id: str, op: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+    async def admin(self, node_id: str, op: str, **fields: Any) -> dict[str, Any]:
         """An admin operation (decommission and removenode stream data: they get longer)."""
-        if op in ("decommission", "removenode"):
-            timeout = 180.0
         host, port = self.cluster.client_address(node_id)
-        with trio.fail_after(timeout):
+        with trio.fail_after(admin_timeout(op)):
             async with open_client(host, port, secret=self.secret) as c:
                 return await c.admin(op, **fields)
 

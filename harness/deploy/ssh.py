@@ -41,6 +41,7 @@ import paramiko
 import trio
 
 from harness.deploy.local import DeployError
+from nemesis.membership import admin_timeout
 from node.client import open_client
 
 log = logging.getLogger("harness.deploy.ssh")
@@ -72,8 +73,6 @@ START_TIMEOUT = 60.0
 CONVERGE_TIMEOUT = 60.0
 # SIGTERM drains (flush, exit); past this the node is killed.
 STOP_GRACE = 10.0
-# A decommission or removenode answers only once its ranges are streamed (as LocalDB allows).
-MEMBERSHIP_OP_TIMEOUT = 180.0
 # A decommissioned node drains and exits by itself half a second after answering; one still
 # running after this is stopped like any other.
 LEAVE_GRACE = 5.0
@@ -1039,8 +1038,7 @@ class SSHDB:
     async def admin(self, node_id: str, op: str, **fields: Any) -> dict[str, Any]:
         """An admin operation on the node's client port (decommission and removenode stream data:
         they get longer)."""
-        timeout = MEMBERSHIP_OP_TIMEOUT if op in ("decommission", "removenode") else 5.0
-        return await self.cluster.admin(node_id, op, timeout=timeout, **fields)
+        return await self.cluster.admin(node_id, op, timeout=admin_timeout(op), **fields)
 
     def capacity(self) -> int:
         """How many nodes the ring can have at once from now on (members plus spare hosts)."""

@@ -25,9 +25,17 @@ from node.protocol import InvalidRequest
 from node.storage.cells import Partition
 from node.storage.sstable import SSTableReader
 from tests.cluster.conftest import SECRET, Cluster, NodeProc, call, wait_until
-from tests.cluster.test_membership_ops import EXTRA, _check_all, _check_replicas, _status, _writer
+from tests.cluster.test_membership_ops import (
+    EXTRA,
+    _check_all,
+    _check_replicas,
+    _live,
+    _status,
+    _wait_all_up,
+    _writer,
+    loaded_ring,
+)
 
-INITIAL_KEYS = 400
 # Murmur3 tokens: [-2**63, 2**63).
 MIN_TOKEN = -(1 << 63)
 SPAN = 1 << 64
@@ -95,47 +103,9 @@ async def _wait_quiet(nodes: list[NodeProc], timeout: float) -> None:
             await trio.sleep(0.2)
 
 
-async def _wait_all_up(nodes: list[NodeProc], timeout: float) -> None:
-    """Until every node sees every node UP and NORMAL: a node that has not heard of a peer yet
-    places replicas on a smaller ring, and writes it coordinates miss that peer."""
-    with trio.fail_after(timeout):
-        while True:
-            views = [await _status(n) for n in nodes]
-            if all(len(v) == len(nodes) and all(i["state"] == "U" and i["status"] == "NORMAL" for i in v.values()) for v in views):
-                return
-            await trio.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    root: Path = tmp_path_factory.mktemp("moves")
-    c = Cluster(root, 3, EXTRA)
-    extra_nodes: list[NodeProc] = []
-    try:
-        c.start()
-
-        async def setup() -> dict[str, int]:
-            await _wait_all_up(c.nodes, 30)
-            await call(c[0], "create_keyspace", name="ks", replication={"class": "SimpleStrategy", "replication_factor": 2})
-            await call(c[0], "create_table", keyspace="ks", name="t", options={})
-            acked: dict[str, int] = {}
-            async with open_client("127.0.0.1", c[0].client_port, secret=SECRET, timeout=10) as cl:
-                for i in range(INITIAL_KEYS):
-                    await cl.put("ks", "t", f"init-{i}", {"v": i}, consistency="ALL")
-                    acked[f"init-{i}"] = i
-            return acked
-
-        acked = trio.run(setup)
-        yield {"cluster": c, "acked": acked, "extra": extra_nodes, "root": root}
-    finally:
-        c.stop()
-        for n in extra_nodes:
-            n.kill()
-
-
-def _live(ring: dict[str, Any]) -> list[NodeProc]:
-    nodes = ring["cluster"].nodes + ring["extra"]
-    return [n for n in nodes if n.proc is not None and n.proc.poll() is None]
+    yield from loaded_ring(tmp_path_factory, "moves")
 
 
 def test_move_under_quorum_write_load_streams_and_keeps_every_acked_write(ring: dict[str, Any]) -> None:

@@ -67,21 +67,28 @@ async def _check_all(node: NodeProc, acked: dict[str, int]) -> list[str]:
     return missing
 
 
-@pytest.fixture(scope="module")
-def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    root: Path = tmp_path_factory.mktemp("membership")
+async def _wait_all_up(nodes: list[NodeProc], timeout: float) -> None:
+    """Until every node sees every node UP and NORMAL: a node that has not heard of a peer yet
+    places replicas on a smaller ring, and writes it coordinates miss that peer."""
+    with trio.fail_after(timeout):
+        while True:
+            views = [await _status(n) for n in nodes]
+            if all(len(v) == len(nodes) and all(i["state"] == "U" and i["status"] == "NORMAL" for i in v.values()) for v in views):
+                return
+            await trio.sleep(0.2)
+
+
+def loaded_ring(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[dict[str, Any]]:
+    """A 3-node cluster with ks (SimpleStrategy RF=2) holding INITIAL_KEYS keys written at ALL;
+    yields the cluster, the acknowledged keys, a list for nodes a test adds, and the root dir."""
+    root: Path = tmp_path_factory.mktemp(name)
     c = Cluster(root, 3, EXTRA)
     extra_nodes: list[NodeProc] = []
     try:
         c.start()
 
         async def setup() -> dict[str, int]:
-            with trio.fail_after(30):
-                while True:
-                    st = await _status(c[0])
-                    if len(st) == 3 and all(n["state"] == "U" for n in st.values()):
-                        break
-                    await trio.sleep(0.2)
+            await _wait_all_up(c.nodes, 30)
             await call(c[0], "create_keyspace", name="ks", replication={"class": "SimpleStrategy", "replication_factor": 2})
             await call(c[0], "create_table", keyspace="ks", name="t", options={})
             acked: dict[str, int] = {}
@@ -97,6 +104,11 @@ def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         c.stop()
         for n in extra_nodes:
             n.kill()
+
+
+@pytest.fixture(scope="module")
+def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    yield from loaded_ring(tmp_path_factory, "membership")
 
 
 def _live(ring: dict[str, Any]) -> list[NodeProc]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,3 +50,17 @@ def namespace_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[H.Host
         if (state_dir / H.STATE_FILE).exists():
             H.hosts_down(state_dir)
     assert leftovers(state) == [], f"test hosts left behind: {leftovers(state)}"
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def ssh_campaign(state: H.HostsState, store: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    """``harness run --deploy ssh`` on the namespace hosts (their key, pinned host keys), as a user
+    runs it; ``args`` add the campaign's own options."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--deploy", "ssh",
+         "--nodes-file", str(state.nodes_file), "--ssh-private-key", str(state.key_path),
+         "--known-hosts", str(state.known_hosts_path), "--strict-host-key-checking",
+         *args, "--store", str(store)],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout)

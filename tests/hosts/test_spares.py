@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -13,6 +12,7 @@ from harness.deploy.ssh import (LEFT, SPARE, HostSpec, SSHCluster, SSHClusterSpe
                                 initial_roles)
 from harness.run import DEFAULT_NODES, RunOptions
 from nemesis.membership import MembershipNemesis
+from tests.unit.test_nemesis_membership import FakeRing
 
 
 def _cluster(tmp_path: Path, node_count: int | None) -> SSHCluster:
@@ -53,30 +53,15 @@ def test_cluster_members_spares_capacity_and_a_joiners_config(tmp_path: Path) ->
     assert _cluster(tmp_path, None).capacity() == len(_cluster(tmp_path, None).node_ids()) == 5
 
 
-class SpareRing:
+class SpareRing(FakeRing):
     """A membership DB with a fixed pool of spare hosts that are never reused (as SSHDB)."""
 
     def __init__(self, members: int, spares: int) -> None:
-        self.members = [f"n{i}" for i in range(1, members + 1)]
+        super().__init__(members)
         self.spares = [f"n{i}" for i in range(members + 1, members + spares + 1)]
-        self.dead: set[str] = set()
-
-    def node_ids(self) -> list[str]:
-        return list(self.members)
 
     def capacity(self) -> int:
         return len(self.members) + len(self.spares)
-
-    async def admin(self, node_id: str, op: str, **fields: Any) -> dict[str, Any]:
-        if op == "status":
-            return {"nodes": [{"node_id": m, "status": "NORMAL", "state": "D" if m in self.dead else "U"}
-                              for m in self.members]}
-        if op == "netstats":
-            return {"last": {"op": "join"}}
-        if op in ("decommission", "removenode"):
-            self.members.remove(fields.get("node", node_id))
-            return {"op": op}
-        raise AssertionError(op)
 
     async def add_node(self) -> str:
         if not self.spares:
@@ -84,19 +69,6 @@ class SpareRing:
         nid = self.spares.pop(0)
         self.members.append(nid)
         return nid
-
-    async def forget_node(self, node_id: str) -> None:
-        self.dead.discard(node_id)
-
-    async def kill(self, node_id: str) -> None:
-        self.dead.add(node_id)
-
-    async def restart(self, node_id: str) -> None:
-        self.dead.discard(node_id)
-
-    async def pause(self, node_id: str) -> None: ...
-
-    async def resume(self, node_id: str) -> None: ...
 
 
 def test_the_size_bound_follows_the_spare_hosts_left() -> None:

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from harness.deploy import hosts as H
+from tests.hosts.conftest import ssh_campaign
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_register_campaign_over_ssh_is_valid_and_partitions_really_drop(
         namespace_hosts: H.HostsState, tmp_path: Path) -> None:
     state = namespace_hosts
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--deploy", "ssh",
-         "--nodes-file", str(state.nodes_file), "--ssh-private-key", str(state.key_path),
-         "--known-hosts", str(state.known_hosts_path), "--strict-host-key-checking",
-         "--remote-root", "/opt/ringlab-campaign",
-         "--workload", "register", "--nemesis", "partition,kill,pause", "--partition", "majority",
-         "--nemesis-interval", "3", "--time-limit", "20", "--seed", "11", "--recovery-time", "2",
-         "--store", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=400)
+    proc = ssh_campaign(state, tmp_path, "--remote-root", "/opt/ringlab-campaign",
+                        "--workload", "register", "--nemesis", "partition,kill,pause", "--partition", "majority",
+                        "--nemesis-interval", "3", "--time-limit", "20", "--seed", "11", "--recovery-time", "2")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     run_dir = (tmp_path / "latest").resolve()

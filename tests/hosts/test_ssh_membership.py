@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from harness.deploy import hosts as H
+from tests.hosts.conftest import ssh_campaign
 
 pytestmark = pytest.mark.hosts
 
-REPO = Path(__file__).resolve().parents[2]
 REMOTE_ROOT = Path("/opt/ringlab-membership")
 
 
@@ -37,16 +36,11 @@ def test_membership_campaign_over_ssh_joins_on_the_spare_host_and_leaves_nothing
     # Seed 1: a decommission (n4) at ~3 s, the join of a node on the spare host (n5) at ~12 s, a
     # partition over the four members at ~21 s, then (timing allowing) a removenode, which the
     # time limit lets finish.
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--deploy", "ssh",
-         "--nodes-file", str(state.nodes_file), "--nodes", "4", "--ssh-private-key", str(state.key_path),
-         "--known-hosts", str(state.known_hosts_path), "--strict-host-key-checking",
-         "--remote-root", str(REMOTE_ROOT),
-         "--workload", "register", "--nemesis", "membership,partition", "--partition", "majority",
-         "--read-cl", "QUORUM", "--write-cl", "QUORUM",
-         "--nemesis-interval", "3", "--time-limit", "30", "--seed", "1", "--recovery-time", "2",
-         "--store", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = ssh_campaign(state, tmp_path, "--nodes", "4", "--remote-root", str(REMOTE_ROOT),
+                        "--workload", "register", "--nemesis", "membership,partition", "--partition", "majority",
+                        "--read-cl", "QUORUM", "--write-cl", "QUORUM",
+                        "--nemesis-interval", "3", "--time-limit", "30", "--seed", "1", "--recovery-time", "2",
+                        timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     run_dir = (tmp_path / "latest").resolve()
