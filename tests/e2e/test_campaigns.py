@@ -96,22 +96,39 @@ def test_lww_read_modify_write_loses_updates(tmp_path: Path) -> None:
     assert "lost-update" in anomaly_kinds(results, "counter")
 
 
+# Seeds tried, in order, until a campaign catches the switch. One seed's catch is luck (a fresh
+# clone's CI once saw the 21 s partition campaign for ack_quorum_after_one come out valid), so
+# the test asserts a detection rate instead: with a per-seed rate r, n seeds all miss with
+# probability (1-r)^n. Measured for ack_quorum_after_one under latency at 12 s: 5 of 6 seeds
+# caught it (r ~ 0.83), so 4 seeds miss together about once in 1,200 runs.
+DETECTION_SEEDS = ("1", "2", "3", "4")
+
+
 @pytest.mark.parametrize(
-    ("switch", "extra"),
+    ("switch", "extra", "seeds"),
     [
-        # Longer partitions: clients on the minority side spend most of a window in read
-        # timeouts, so each needs a few seconds to land the writes that prove the bug.
-        ("ack_quorum_after_one", ["--workload", "register", "--nemesis", "partition", "--partition", "majority",
-                                  "--nemesis-interval", "5", "--time-limit", "21"]),
+        # Latency (100 ms +- 50 ms on the links of one, a majority or all nodes): a write
+        # acknowledged after one replica reaches the other two up to 150 ms later, so a QUORUM
+        # read through another coordinator that lands on those two returns the older value.
+        ("ack_quorum_after_one", ["--workload", "register", "--nemesis", "latency", "--time-limit", "12"],
+         DETECTION_SEEDS),
         # Kill a majority, over many keys: some keys have every replica down while coordinators
         # stay up, so ANY writes to them are acknowledged on a hint alone, which the switch drops.
         ("drop_hints", ["--workload", "set", "--nemesis", "kill", "--targets", "majority", "--key-count", "50",
-                        "--write-cl", "ANY", "--read-cl", "ALL"]),
+                        "--write-cl", "ANY", "--read-cl", "ALL"], ("7",)),
     ],
 )
-def test_validation_fault_switch_is_caught(tmp_path: Path, switch: str, extra: list[str]) -> None:
-    code, results, _, out = campaign(tmp_path, "--fault", switch, *extra)
-    assert code == 1, out
+def test_validation_fault_switch_is_caught(tmp_path: Path, switch: str, extra: list[str],
+                                           seeds: tuple[str, ...]) -> None:
+    verdicts = []
+    for seed in seeds:
+        store = tmp_path / f"seed-{seed}"
+        code, results, _, out = campaign(store, "--fault", switch, *extra, "--seed", seed)
+        verdicts.append((seed, code))
+        if code == 1:
+            break
+        assert code == 0, out  # a miss must still be a clean valid run, never a harness failure
+    assert code == 1, f"{switch} not caught by any of {verdicts}"
     found = {kind for r in results["checkers"].values() for kind in (a["kind"] for a in r.get("anomalies", []))}
     assert found, results
     assert "invalid" in out.lower()
