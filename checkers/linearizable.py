@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from checkers.models import ILLEGAL, Call, Model, make_model
+from checkers.models import ILLEGAL, PURE_KINDS, Call, Model, make_model, model_options
 from checkers.result import Anomaly, Result
 from harness.history import NEMESIS, HistoryError, Op
 
@@ -55,6 +55,13 @@ PREFIX_KEEP = 100
 # How many pending operations an invalid result explains individually.
 CANDIDATES_KEEP = 12
 
+# The explanation re-checks prefixes of a failed key to find the operation that makes it fail
+# (see _culprit); together those searches may take this many times the failed search's steps,
+# with a floor so that small keys always get an exact answer. Past it, the explanation falls
+# back to the failed search's deepest dead end.
+CULPRIT_STEP_FACTOR = 8
+CULPRIT_MIN_STEPS = 200_000
+
 RUNNING, LINEARIZABLE, ILLEGAL_HISTORY, OUT_OF_MEMORY = 0, 1, 2, 3
 
 _NO_TOKEN: Any = object()  # a call that needs or produces no state token
@@ -77,7 +84,7 @@ class _KeySearch:
         n = len(calls)
         # Overwrite pruning: how many unlinearized calls need each state, and how many could
         # still produce it (see Model.overwrite_rule).
-        self.rule = model.overwrite_rule if model is not None else 0
+        self.rule = model.overwrite_rule if model is not None and model.tokens_exact(calls) else 0
         self.ntok = [_NO_TOKEN] * n
         self.ptok = [_NO_TOKEN] * n
         self.need: dict[Any, int] = {}
@@ -97,7 +104,7 @@ class _KeySearch:
         self.args = [c.arg for c in calls]
         self.outs = [c.output for c in calls]
         # Search pass of each call: 2 reads (committed greedily), 1 determinate writes, 0 info.
-        self.phs = [2 if c.kind == "read" else 1 if c.determinate else 0 for c in calls]
+        self.phs = [2 if c.kind in PURE_KINDS else 1 if c.determinate else 0 for c in calls]
         self.todo = sum(1 for p in self.phs if p)  # info calls left over may all go at +infinity
         self.phase = 2
         self.skip = -1
@@ -416,22 +423,30 @@ def prepare(history: Iterable[Op], model: Model) -> _Prepared:
         add(inv, inv_pos, None, float("inf"))
     parts = model.partition(calls)
     for k, cs in parts.items():
-        # How many calls observe each token. Info calls observe too (an info cas expecting v
-        # needs a write of v before it), but a call's own observation does not count for it.
-        seen: dict[Any, int] = {}
-        for c in cs:
-            for token in set(model.observed(c)):
-                seen[token] = seen.get(token, 0) + 1
-        kept = []
-        for c in cs:
-            if not c.determinate:
-                token = model.effect(c)
-                if token is not None and seen.get(token, 0) - (token in set(model.observed(c))) <= 0:
-                    counts["info_unobserved"] += 1
-                    continue
-            kept.append(c)
+        kept = _drop_unobserved(cs, model)
+        counts["info_unobserved"] += len(cs) - len(kept)
         parts[k] = kept
     return _Prepared(model, parts, counts)
+
+
+def _drop_unobserved(cs: list[Call], model: Model) -> list[Call]:
+    """The calls without the info ones whose effect no other call observes (see Model.effect)."""
+    if not model.tokens_exact(cs):
+        return cs  # no token says which calls could show an info call's effect: keep them all
+    # How many calls observe each token. Info calls observe too (an info cas expecting v
+    # needs a write of v before it), but a call's own observation does not count for it.
+    seen: dict[Any, int] = {}
+    for c in cs:
+        for token in set(model.observed(c)):
+            seen[token] = seen.get(token, 0) + 1
+    kept = []
+    for c in cs:
+        if not c.determinate:
+            token = model.effect(c)
+            if token is not None and seen.get(token, 0) - (token in set(model.observed(c))) <= 0:
+                continue
+        kept.append(c)
+    return kept
 
 
 def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
@@ -442,7 +457,11 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     "unknown" (budget exhausted).
     """
     params = params or {}
-    model = make_model(params.get("model") or "register")
+    name = params.get("model") or "register"
+    try:
+        model = make_model(name, **model_options(params, name))
+    except ValueError as e:
+        raise HistoryError(str(e)) from None
     started = time.monotonic()
     prep = prepare(history, model)
     return search(prep, params, started)
@@ -454,8 +473,8 @@ def search(prep: _Prepared, params: dict[str, Any], started: float | None = None
     time_limit = params.get("time_limit")
     max_states = int(params.get("max_states") or DEFAULT_MAX_STATES)
     model = prep.model
-    init = model.init()
-    active = [_KeySearch(k, sorted(cs, key=lambda c: c.call_pos), init, model) for k, cs in prep.parts.items()]
+    active = [_KeySearch(k, sorted(cs, key=lambda c: c.call_pos), model.init_part(k), model)
+              for k, cs in prep.parts.items()]
     keys_total = len(active)
     active.sort(key=lambda s: len(s.calls))  # smallest first: cheap verdicts come first
     decided = 0
@@ -501,7 +520,9 @@ def search(prep: _Prepared, params: dict[str, Any], started: float | None = None
     counts.update(keys=keys_total, keys_linearizable=decided, steps=steps_total)
     details: dict[str, Any] = {"model": model.name, "elapsed_s": round(elapsed, 6)}
     if failed is not None:
-        anomaly = explain(failed, model)
+        deadline = None if time_limit is None else started + time_limit
+        found = None if failed.unproducible is not _NO_TOKEN else _culprit(failed, model, deadline, max_states)
+        anomaly = explain(failed, model, found)
         counts["keys_undecided"] = len(undecided)
         details["undecided_keys"] = [s.key for s in undecided[:50]]
         return Result("linearizable", False, counts, [anomaly], details)
@@ -513,35 +534,180 @@ def search(prep: _Prepared, params: dict[str, Any], started: float | None = None
     return Result("linearizable", True, counts, [], details)
 
 
-def explain(s: _KeySearch, model: Model) -> Anomaly:
-    """Describe a failed key: the op that cannot be linearized and the longest prefix before it."""
-    assert s.best is not None
+def _truncate(s: _KeySearch, model: Model, cut: float) -> tuple[list[Call], dict[int, Call]]:
+    """The failed key's calls as they stood at history position ``cut``.
+
+    Calls invoked later are left out; calls that completed later become indeterminate (their
+    outcome was not known yet). Returns the calls and, for each rewritten one, its original.
+    """
+    out: list[Call] = []
+    orig: dict[int, Call] = {}
+    for c in s.calls:
+        if c.call_pos > cut:
+            continue
+        if c.determinate and c.ret_pos > cut:
+            ic = model.indeterminate(c)
+            if ic is None:
+                continue
+            orig[id(ic)] = c
+            out.append(ic)
+        else:
+            out.append(c)
+    # Cutting drops the reads that completed later, so fewer calls observe what is left.
+    return _drop_unobserved(out, model), orig
+
+
+@dataclass(slots=True)
+class _Culprit:
+    call: Call  # the first operation whose completion makes the key non-linearizable
+    before: _KeySearch | None  # the linearizable search of the cut just before it (None: empty)
+    orig: dict[int, Call]  # the rewritten calls of `before`, mapped to the history's
+
+
+def _culprit(s: _KeySearch, model: Model, deadline: float | None, max_states: int) -> _Culprit | None:
+    """The operation that makes the failed key non-linearizable, proven by searches of its prefixes.
+
+    Linearizability is prefix-closed: if the history cut at the completion of an operation is
+    not linearizable, no longer cut is. So a binary search over the completions finds the first
+    one whose cut fails; that operation cannot be linearized in any linearization of the
+    operations that completed before it (the stale read, not a neighbour of it). Returns it
+    with the linearizable search of the cut just before it, or None when the budget (a multiple
+    of the failed search's steps, and the time limit) ran out first.
+    """
+    det = sorted((c for c in s.calls if c.determinate), key=lambda c: c.ret_pos)
+    if not det:
+        return None
+    budget = max(CULPRIT_MIN_STEPS, CULPRIT_STEP_FACTOR * s.steps)
+    passed: dict[int, tuple[_KeySearch, dict[int, Call]]] = {}
+
+    def probe(j: int) -> int | None:
+        nonlocal budget
+        calls, orig = _truncate(s, model, det[j].ret_pos)
+        ks = _KeySearch(s.key, calls, s.init, model)
+        while ks.status == RUNNING:
+            if budget <= 0 or (deadline is not None and time.monotonic() > deadline):
+                return None
+            steps_before = ks.steps
+            st = ks.run(min(budget, MAX_SLICE_STEPS), max_states - len(ks.cache))
+            budget -= ks.steps - steps_before
+            if st == OUT_OF_MEMORY:
+                return None
+        if ks.status == LINEARIZABLE:
+            passed[j] = (ks, orig)
+        return ks.status
+
+    lo, hi = 0, len(det) - 1  # the cut at det[hi] is known to fail (it is the whole key)
+    # A first guess saves most of the probes: a call that the failed search's deepest dead end
+    # stranded (a read whose value would be overwritten) is usually the stale one, else the
+    # call that dead end could not place. Two probes confirm it: the cut before it passes and
+    # the cut at it fails.
+    hint = _hint(s)
+    if hint is not None:
+        j = det.index(hint)
+        st = probe(j - 1) if j > 0 else LINEARIZABLE
+        if st is None:
+            return None
+        if st == LINEARIZABLE:
+            lo = j
+            st = probe(j) if j < hi else ILLEGAL_HISTORY
+            if st is None:
+                return None
+            if st == ILLEGAL_HISTORY:
+                hi = j
+            else:
+                lo = j + 1
+        else:
+            hi = j - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        st = probe(mid)
+        if st is None:
+            return None
+        if st == ILLEGAL_HISTORY:
+            hi = mid
+        else:
+            lo = mid + 1
+    if lo == 0:
+        return _Culprit(det[0], None, {})
+    if lo - 1 not in passed and probe(lo - 1) != LINEARIZABLE:
+        return None  # out of budget (a failure here would contradict prefix-closure)
+    ks, orig = passed[lo - 1]
+    return _Culprit(det[lo], ks, orig)
+
+
+def _hint(s: _KeySearch) -> Call | None:
+    """The determinate call the failed search's deepest dead end points at (see _culprit)."""
+    if s.best is None or s.best[0] is None and s.best[2] is None:
+        return None
     stack, final_state, ret_entry = s.best
-    blocked = s.calls[(ret_entry - 3) >> 1]
+    linearized = set()
+    node = stack
+    while node is not None:
+        linearized.add((node[0] - 2) >> 1)
+        node = node[7]
+    if s.rule and (s.rule == 1 or type(final_state) is not tuple):
+        if not any(s.ptok[i] == final_state for i in range(len(s.calls)) if i not in linearized):
+            needers = [c for i, c in enumerate(s.calls)
+                       if i not in linearized and s.ntok[i] == final_state and c.determinate]
+            if needers:
+                return min(needers, key=lambda c: c.ret_pos)
+    c = s.calls[(ret_entry - 3) >> 1]
+    return c if c.determinate else None
+
+
+def explain(s: _KeySearch, model: Model, culprit: _Culprit | None = None) -> Anomaly:
+    """Describe a failed key: the op that cannot be linearized and a linearization around it.
+
+    With a ``culprit`` (see :func:`_culprit`) the op is the first whose completion makes the
+    key non-linearizable and the linearization shown is one of everything that completed
+    before it; without one, the op is where the failed search's deepest dead end stopped.
+    """
+    model.focus(s.key)
+    orig: dict[int, Call] = {}
+    if culprit is not None:
+        blocked = culprit.call
+        if culprit.before is not None:
+            ls = culprit.before
+            orig = culprit.orig
+            stack, final_state = ls.stack, ls.state
+        else:
+            ls, stack, final_state = s, None, s.init
+    else:
+        assert s.best is not None
+        ls = s
+        stack, final_state, ret_entry = s.best
+        blocked = s.calls[(ret_entry - 3) >> 1]
     order: list[tuple[int, Any]] = []
     node = stack
     while node is not None:
         c, before, _h, _phase, _skip, _first, _rem, node = node
         order.append(((c - 2) >> 1, before))
     order.reverse()
+
+    def real(c: Call) -> Call:
+        return orig.get(id(c), c)
+
     linearized = {i for i, _ in order}
+    if culprit is not None and culprit.before is None:
+        linearized = set(range(len(ls.calls)))  # nothing completed before it: show no pending ops
     steps: list[dict[str, Any]] = []
     for j, (i, before) in enumerate(order):
         after = order[j + 1][1] if j + 1 < len(order) else final_state
-        steps.append({"op": _op_ref(s.calls[i]), "describe": model.describe_op(s.calls[i]),
+        c = real(ls.calls[i])
+        steps.append({"op": _op_ref(c), "describe": model.describe_op(c),
                       "state_before": model.describe_state(before), "state_after": model.describe_state(after)})
     kept = steps[-PREFIX_KEEP:]
     # Unlinearized calls that can only run in the current state, which nothing left can produce
     # again: overwriting the state would strand them (the search's overwrite rule).
     needers: list[Call] = []
-    if s.rule and (s.rule == 1 or type(final_state) is not tuple):
+    if culprit is None and s.rule and (s.rule == 1 or type(final_state) is not tuple):
         producible = any(s.ptok[i] == final_state for i in range(len(s.calls)) if i not in linearized)
         if not producible:
             needers = [c for i, c in enumerate(s.calls) if i not in linearized and s.ntok[i] == final_state]
-    # The operations that were pending when the blocked one had to return: none could go next.
+    # The operations that were pending when the blocked one had to return.
     candidates = []
-    for i, c in enumerate(s.calls):
-        if i in linearized or c.call_pos > blocked.ret_pos:
+    for i, c in enumerate(ls.calls):
+        if i in linearized or c.call_pos > blocked.ret_pos or real(c) is blocked:
             continue
         ns = c.stepper(final_state, c.arg, c.output)
         if ns is ILLEGAL:
@@ -550,61 +716,91 @@ def explain(s: _KeySearch, model: Model) -> Anomaly:
             n = next(n for n in needers if n is not c)
             why = (f"would overwrite {model.describe_state(final_state)}, which {model.describe_op(n)} "
                    f"(op {n.invoke.index}) still needs and nothing left can write again")
+        elif culprit is not None:
+            why = f"pending (info: may take effect later{'' if ns == final_state else ', → ' + model.describe_state(ns)})"
         else:
             why = f"legal (→ {model.describe_state(ns)}) but every continuation from there fails"
-        candidates.append({"op": _op_ref(c), "describe": model.describe_op(c), "why": why})
+        candidates.append({"op": _op_ref(real(c)), "describe": model.describe_op(real(c)), "why": why})
     state_s = model.describe_state(final_state)
     inv = blocked.invoke
     ret_index = blocked.completion.index if blocked.completion else inv.index
-    explanation = (
-        f"key {s.key!r}: {model.describe_op(blocked)} (op {inv.index}, process {inv.process}) cannot be "
-        f"linearized. The longest linearizable prefix has {len(order)} operations and leaves the "
-        f"state {state_s}; from there no pending operation can be linearized before op {ret_index} returned"
-    )
+    what = f"key {s.key!r}: {model.describe_op(blocked)} (op {inv.index}, process {inv.process}) cannot be linearized"
     stranded = [n for n in needers if n is not blocked]
+    overwriter: Call | None = None
     if s.unproducible is not _NO_TOKEN:
         explanation = (
-            f"key {s.key!r}: {model.describe_op(blocked)} (op {inv.index}, process {inv.process}) cannot be "
-            f"linearized: it needs the state {model.describe_state(s.unproducible)}, which is not the initial "
+            f"{what}: it needs the state {model.describe_state(s.unproducible)}, which is not the initial "
             f"state and which no operation on this key could have produced."
         )
-    elif stranded and blocked.stepper(final_state, blocked.arg, blocked.output) is not ILLEGAL:
-        n = stranded[0]
-        explanation += (
-            f": placing it would overwrite {state_s}, which {model.describe_op(n)} (op {n.invoke.index}, "
-            f"process {n.invoke.process}) must still see and no remaining operation can write again."
+    elif culprit is not None:
+        explanation = (
+            f"{what}: the operations that completed before it returned (op {ret_index}) can be linearized, "
+            f"but in none of their linearizations can it take effect between its invocation and its return"
         )
-    else:
+        if culprit.before is not None:
+            explanation += f". In one of them ({len(order)} operations) the state when it returned is {state_s}"
+        if blocked.stepper(final_state, blocked.arg, blocked.output) is ILLEGAL:
+            explanation += ", in which it is illegal"
+        need = model.needs(blocked)
+        if need is not None and need != final_state:
+            for j in range(len(order) - 1, -1, -1):
+                after = order[j + 1][1] if j + 1 < len(order) else final_state
+                if order[j][1] == need and after != need:
+                    overwriter = real(ls.calls[order[j][0]])
+                    break
+            if overwriter is not None:
+                explanation += (f"; it needs {model.describe_state(need)}, which {model.describe_op(overwriter)} "
+                                f"(op {overwriter.invoke.index}, process {overwriter.invoke.process}) overwrote")
         explanation += "."
-    # The proof: the blocked operation, what it would strand, then the last operations before it.
+    else:
+        explanation = (
+            f"{what}. The longest linearizable prefix has {len(order)} operations and leaves the "
+            f"state {state_s}; from there no pending operation can be linearized before op {ret_index} returned"
+        )
+        if stranded and blocked.stepper(final_state, blocked.arg, blocked.output) is not ILLEGAL:
+            n = stranded[0]
+            explanation += (
+                f": placing it would overwrite {state_s}, which {model.describe_op(n)} (op {n.invoke.index}, "
+                f"process {n.invoke.process}) must still see and no remaining operation can write again."
+            )
+        else:
+            explanation += "."
+    # The proof: the blocked operation, what overwrote or would strand, then the last operations before it.
     ops: list[Op] = [inv] + ([blocked.completion] if blocked.completion is not None else [])
-    for n in stranded[:3]:
+    for n in ([overwriter] if overwriter is not None else []) + stranded[:3]:
         ops.append(n.invoke)
         if n.completion is not None:
             ops.append(n.completion)
     for i, _ in order[-5:]:
-        c = s.calls[i]
+        c = real(ls.calls[i])
         ops.append(c.invoke)
         if c.completion is not None:
             ops.append(c.completion)
-    return Anomaly(
-        "not-linearizable",
-        explanation,
-        ops,
-        key=s.key,
-        details={
-            "op": _op_ref(blocked),
-            "describe": model.describe_op(blocked),
-            "state": state_s,
-            "initial_state": model.describe_state(s.init),
-            "prefix_length": len(order),
-            "prefix": kept,
-            "prefix_truncated": len(steps) - len(kept),
-            "pending": candidates[:CANDIDATES_KEEP],
-            "stranded": [_op_ref(n) for n in stranded[:CANDIDATES_KEEP]],
-            "pending_total": len(candidates),
-        },
-    )
+    seen: set[int] = set()
+    unique = []
+    for o in ops:
+        if id(o) not in seen:
+            seen.add(id(o))
+            unique.append(o)
+    details: dict[str, Any] = {
+        "op": _op_ref(blocked),
+        "describe": model.describe_op(blocked),
+        "state": state_s,
+        "initial_state": model.describe_state(s.init),
+        "prefix_length": len(order),
+        "prefix": kept,
+        "prefix_truncated": len(steps) - len(kept),
+        "pending": candidates[:CANDIDATES_KEEP],
+        "stranded": [_op_ref(n) for n in stranded[:CANDIDATES_KEEP]],
+        "pending_total": len(candidates),
+        # "first-failure": proven the first op whose completion makes the key non-linearizable
+        # (the prefix is a linearization of what completed before it); "deepest": the failed
+        # search's deepest dead end (the prefix search ran out of budget).
+        "blame": "first-failure" if culprit is not None or s.unproducible is not _NO_TOKEN else "deepest",
+    }
+    if overwriter is not None:
+        details["overwritten_by"] = _op_ref(overwriter)
+    return Anomaly("not-linearizable", explanation, unique, key=s.key, details=details)
 
 
 def _op_ref(c: Call) -> dict[str, Any]:

@@ -38,16 +38,17 @@ def test_stale_read_after_completed_write_is_not_linearizable_and_explained() ->
     assert r.valid is False
     a = r.anomalies[0]
     assert a.kind == "not-linearizable"
-    # Write 2 cannot be placed: it must precede the read in real time, yet it would overwrite
-    # the 1 that the read must still return, and nothing else writes 1.
-    assert a.details["op"]["invoke_index"] == 2
-    assert a.details["state"] == "1"
-    assert [s["describe"] for s in a.details["prefix"]] == ["write 1"]
-    assert [s["state_after"] for s in a.details["prefix"]] == ["1"]
-    assert [r["invoke_index"] for r in a.details["stranded"]] == [4]
-    assert "write 2 (op 2, process 0) cannot be linearized" in a.explanation
-    assert "read → 1 (op 4, process 1) must still see" in a.explanation
-    assert [o.index for o in a.ops[:4]] == [2, 3, 4, 5]
+    # The read is blamed, not the write that hid its value: everything that completed before the
+    # read returned is linearizable (write 1, write 2), and in no linearization can it see 1.
+    assert a.details["op"]["invoke_index"] == 4
+    assert a.details["blame"] == "first-failure"
+    assert a.details["state"] == "2"
+    assert [s["describe"] for s in a.details["prefix"]] == ["write 1", "write 2"]
+    assert [s["state_after"] for s in a.details["prefix"]] == ["1", "2"]
+    assert a.details["overwritten_by"]["invoke_index"] == 2
+    assert "read → 1 (op 4, process 1) cannot be linearized" in a.explanation
+    assert "which write 2 (op 2, process 0) overwrote" in a.explanation
+    assert [o.index for o in a.ops[:4]] == [4, 5, 2, 3]
 
 
 def test_read_of_a_value_nobody_wrote_is_refuted_without_search() -> None:
