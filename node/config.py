@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node.coordination import CoordinationConfig
 from node.faults import FaultSwitches
 from node.ring import DEFAULT_NUM_TOKENS, PARTITIONERS
 from node.storage.config import StorageConfig
@@ -102,6 +103,7 @@ class NodeConfig:
     gossip: GossipConfig = field(default_factory=GossipConfig)
     faults: FaultSwitches = field(default_factory=FaultSwitches)
     membership: MembershipConfig = field(default_factory=MembershipConfig)
+    coordination: CoordinationConfig = field(default_factory=CoordinationConfig)
 
     def seed_addresses(self) -> list[tuple[str, int]]:
         """The seeds as (host, port)."""
@@ -122,7 +124,7 @@ def parse_host_port(text: Any, where: str) -> tuple[str, int]:
     return host, int(port)
 
 
-_SECTIONS = {"storage": StorageConfig, "timeouts": Timeouts, "hints": HintsConfig, "gossip": GossipConfig, "faults": FaultSwitches, "membership": MembershipConfig}
+_SECTIONS = {"storage": StorageConfig, "timeouts": Timeouts, "hints": HintsConfig, "gossip": GossipConfig, "faults": FaultSwitches, "membership": MembershipConfig, "coordination": CoordinationConfig}
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -222,3 +224,9 @@ def _validate(cfg: NodeConfig) -> None:
         cfg.storage.validate()
     except ValueError as exc:
         raise ConfigError(f"[storage] {exc}") from exc
+    if not isinstance(cfg.coordination.servers, list):
+        raise ConfigError("[coordination] servers must be a list of 'host:port'")
+    try:
+        cfg.coordination.validate()
+    except ValueError as exc:
+        raise ConfigError(f"[coordination] {exc}") from exc

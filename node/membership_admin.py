@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from node.coordination import CoordinationError
 from node.protocol import InvalidRequest
 
 AdminOp = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -69,5 +70,17 @@ def admin_ops(node: Any) -> dict[str, AdminOp]:
         out["repair"] = node.repairer.last_result
         return out
 
+    async def leader(req: dict[str, Any]) -> dict[str, Any]:
+        # The ZooKeeper leader as this node sees it; with log=true, the assignment log as well.
+        if node.zk is None:
+            return {"mode": "gossip"}
+        out = node.zk.status()
+        if req.get("log"):
+            try:
+                out["assignments"] = await node.zk.assignment_log()
+            except CoordinationError as exc:
+                raise InvalidRequest(f"cannot read the assignment log: {exc}") from exc
+        return out
+
     return {"join": join, "decommission": decommission, "removenode": removenode, "cleanup": cleanup,
-            "move": move, "repair": repair, "netstats": netstats}
+            "move": move, "repair": repair, "netstats": netstats, "leader": leader}

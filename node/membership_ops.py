@@ -37,6 +37,7 @@ from typing import Any
 import trio
 
 from node.cluster.membership import LOAD, STATUS, TOKENS, NodeInfo
+from node.coordination import ASSIGN_TIMEOUT, VERB_ASSIGN, CoordinationError
 from node.protocol import InvalidRequest
 from node.ring import Endpoint, Partitioner, Strategy, Token, TokenMetadata, generate_tokens
 from node.storage.cells import Mutation
@@ -57,6 +58,8 @@ NATURAL_STATUSES = ("NORMAL", "LEAVING")
 FETCH_TIMEOUT = 600.0
 # How long to wait for every live peer to see an announced state before giving up on the change.
 ANNOUNCE_TIMEOUT = 30.0
+# How long a membership change waits for a ZooKeeper session before failing with the reason.
+ZK_WAIT = 10.0
 # How often LOAD (bytes of SSTables) is re-published in gossip: Cassandra refreshes it every 60 s;
 # tests and load balancing on small clusters want fresher figures.
 LOAD_PUBLISH_INTERVAL = 5.0
@@ -151,17 +154,18 @@ def _midpoint(partitioner: Partitioner, left: Token, right: Token) -> Token | No
     return (mid - lo) % span + lo
 
 
-def choose_tokens(partitioner: Partitioner, ring: TokenMetadata, loads: Mapping[str, float], num_tokens: int, rng: Any) -> list[Token]:
+def choose_tokens(partitioner: Partitioner, ring: TokenMetadata, loads: Mapping[str, float], num_tokens: int, rng: Any,
+                  taken: Iterable[Token] = ()) -> list[Token]:
     """Tokens for a joining node that split the ranges holding the most load.
 
     Each primary range carries its owner's load in proportion to its share of the owner's ring
     (with no load figures yet, every node counts as equally loaded, so the widest ranges go
     first). The heaviest range is halved at its midpoint ``num_tokens`` times, each half then
     counting half the load: the paper's "split the range of a heavily loaded node", spread over
-    virtual nodes.
+    virtual nodes. ``taken`` are tokens already promised elsewhere (the ZooKeeper range map).
     """
     if not ring.sorted_tokens:
-        return generate_tokens(partitioner, num_tokens, rng)
+        return generate_tokens(partitioner, num_tokens, rng, set(taken))
     primary = ring.ownership()
     positive = [v for v in loads.values() if v > 0]
     default = (sum(positive) / len(positive)) if positive else 1.0
@@ -172,7 +176,7 @@ def choose_tokens(partitioner: Partitioner, ring: TokenMetadata, loads: Mapping[
         load = loads.get(owner) or default
         share = frac / primary[owner] if primary.get(owner) else frac
         heapq.heappush(heap, (-load * share, i, left, right))
-    taken = set(ring.sorted_tokens)
+    taken = set(ring.sorted_tokens) | set(taken)
     out: list[Token] = []
     seq = len(heap)
     while len(out) < num_tokens and heap:
@@ -218,6 +222,7 @@ class MembershipManager:
         self._future: TokenMetadata | None = None
         self._nursery: trio.Nursery | None = None
         node.messaging.register(VERB_VIEW, self._handle_view)
+        node.messaging.register(VERB_ASSIGN, self._handle_assign)
 
     # ---- persistence
 
@@ -471,7 +476,14 @@ class MembershipManager:
             await self._wait_for_cluster()
             state = self.bootstrap_state()
             part = self.partitioner
-            if state is None:
+            if state is None and self.node.zk is not None:
+                assigned = await self._tokens_from_leader()
+                state = {"tokens": assigned["tokens"], "done": [], "leader": assigned.get("leader"),
+                         "epoch": assigned.get("epoch")}
+                self._save_json(self.bootstrap_path, state)
+                log.info("bootstrap: leader %s (epoch %s) assigned %d tokens", assigned.get("leader"),
+                         assigned.get("epoch"), len(assigned["tokens"]))
+            elif state is None:
                 ring = self.node.ring()
                 tokens = choose_tokens(part, ring, self._loads(), self.node.config.num_tokens, self.node.runtime.rng)
                 state = {"tokens": [part.to_string(t) for t in tokens], "done": []}
@@ -504,6 +516,63 @@ class MembershipManager:
         finally:
             self.operation = None
 
+    # ---- the ZooKeeper leader (coordination = "zookeeper", node/coordination.py)
+
+    async def _require_zk(self, what: str) -> None:
+        if self.node.zk is not None:
+            try:
+                await self.node.zk.wait_connected(ZK_WAIT)
+            except CoordinationError as exc:
+                raise InvalidRequest(f"cannot {what}: {exc}") from exc
+
+    async def _release(self, node_id: str) -> None:
+        if self.node.zk is None:
+            return
+        try:
+            await self.node.zk.release(node_id)
+        except CoordinationError as exc:
+            # The change itself is done; the leader drops a LEFT/REMOVED node's record later.
+            log.warning("zookeeper: could not release %s's range record: %s", node_id, exc)
+
+    async def _tokens_from_leader(self) -> dict[str, Any]:
+        """Ask the elected leader for this joining node's tokens (the paper's bootstrap)."""
+        zk = self.node.zk
+        await self._require_zk("join")
+        leader = zk.leadership.leader
+        if leader is None:
+            raise InvalidRequest("cannot join: no ZooKeeper leader is elected yet")
+        request = {"num_tokens": self.node.config.num_tokens}
+        try:
+            if leader == self.node.node_id:
+                return await self._assign(self.node.node_id, request)
+            return await self.node.messaging.request(leader, VERB_ASSIGN, request, ASSIGN_TIMEOUT)
+        except (CoordinationError, trio.TooSlowError, OSError) as exc:
+            raise InvalidRequest(f"cannot join: leader {leader} did not assign tokens: {exc}") from exc
+
+    async def _assign(self, joiner: str, payload: dict[str, Any]) -> dict[str, Any]:
+        zk = self.node.zk
+        if zk is None:
+            raise InvalidRequest("this node does not run in coordination = \"zookeeper\" mode")
+        num = payload.get("num_tokens")
+        if not isinstance(num, int) or isinstance(num, bool) or not 1 <= num <= 1536:
+            raise InvalidRequest(f"num_tokens must be in 1..1536, got {num!r}")
+        part = self.partitioner
+
+        def choose(taken: set[str]) -> list[str]:
+            # The gossip ring plus every token the range map holds: two joiners assigned at
+            # once never share a token, although neither is in gossip yet.
+            extra = {part.from_string(t) for t in taken}
+            tokens = choose_tokens(part, self.node.ring(), self._loads(), num, self.node.runtime.rng, extra)
+            return [part.to_string(t) for t in tokens]
+
+        return await zk.assign(joiner, choose)
+
+    async def _handle_assign(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self._assign(sender, payload)
+        except CoordinationError as exc:
+            raise InvalidRequest(str(exc)) from exc
+
     # ---- decommission
 
     async def decommission(self) -> dict[str, Any]:
@@ -515,6 +584,7 @@ class MembershipManager:
             others = [n for n in self.node.ring().nodes if n != self.node.node_id]
             if not others:
                 raise InvalidRequest("cannot decommission the last node of the ring")
+            await self._require_zk("decommission")
             start = trio.current_time()
             self.node.status = "LEAVING"
             self._set_state(**{STATUS: "LEAVING"})
@@ -528,6 +598,7 @@ class MembershipManager:
                 await self._announced(self.node.node_id, timeout=10.0)
             except InvalidRequest as exc:
                 log.warning("decommission: %s (they will learn it by gossip)", exc)
+            await self._release(self.node.node_id)
             total["seconds"] = round(trio.current_time() - start, 3)
             log.info("decommission complete: %s; stopping", total)
             self.last_result = {"op": "decommission", **total}
@@ -554,6 +625,7 @@ class MembershipManager:
                 raise InvalidRequest(f"{target} is not a member of the ring")
             if self.node.is_alive(target):
                 raise InvalidRequest(f"{target} is alive; decommission it instead (removenode is for dead nodes)")
+            await self._require_zk("removenode")
             start = trio.current_time()
             self.local_removals[target] = "REMOVING"
             self._save_json(self.removals_path, self.local_removals)
@@ -565,6 +637,7 @@ class MembershipManager:
             self.local_removals[target] = "REMOVED"
             self._save_json(self.removals_path, self.local_removals)
             self._set_state(**{REMOVALS: dict(self.local_removals)})
+            await self._release(target)
             total["seconds"] = round(trio.current_time() - start, 3)
             log.info("removenode %s complete: %s", target, total)
             self.last_result = {"op": "removenode", "node": target, **total}

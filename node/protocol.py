@@ -84,6 +84,7 @@ ADMIN_OPS = (
     "move",
     "repair",
     "netstats",
+    "leader",
 )
 OTHER_OPS = ("ping",)
 ALL_OPS = DATA_OPS + SCHEMA_OPS + ADMIN_OPS + OTHER_OPS

@@ -152,6 +152,8 @@ async def _run(args: argparse.Namespace) -> int:
             print(json.dumps(await c.admin("move", tokens=args.tokens), indent=2, default=str))
         elif cmd == "repair":
             print(json.dumps(await c.admin("repair", keyspace=args.keyspace, range=args.range), indent=2, default=str))
+        elif cmd == "leader":
+            print(json.dumps(await c.admin("leader", log=args.log), indent=2, default=str))
     return 0
 
 
@@ -234,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("keyspace", nargs="?")
     sp.add_argument("--range", help="only this token range, as LEFT:RIGHT ((left, right])")
     sub.add_parser("netstats", help="membership operation, streaming and repair counters")
+    sp = sub.add_parser("leader", help="the ZooKeeper leader, its epoch and the range map (coordination = zookeeper)")
+    sp.add_argument("--log", action="store_true", help="also print the assignment log from ZooKeeper")
     return p
 
 

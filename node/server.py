@@ -47,6 +47,7 @@ from node.storage.cells import Cell, Mutation, Partition, RangeTombstone
 from node.storage.engine import StorageEngine
 from node.storage.errors import StorageError
 from node.membership_admin import admin_ops
+from node.coordination import ZooKeeperCoordinator
 from node.membership_ops import MembershipManager
 from node.repair import Repairer
 from node.streaming import Streamer, choose_sort_key
@@ -226,6 +227,10 @@ class Node:
             self.node_id, self.messaging, self.engine, self.partitioner, token_ordered,
             config.storage.commitlog_sync, lambda ks, t: (ks, t) in self.engine.tables(),
         )
+        # The paper's ZooKeeper leader assigns a joining node's tokens (node/coordination.py).
+        self.zk: ZooKeeperCoordinator | None = None
+        if config.coordination.mode == "zookeeper":
+            self.zk = ZooKeeperCoordinator(self.node_id, config.coordination, self.data_dir / "ranges.json")
         self.membership = MembershipManager(self, self.streamer)
         self.repairer = Repairer(self, self.streamer)
         self.messaging.register(VERB_SCHEMA_PUSH, self._handle_schema_push)
@@ -476,6 +481,8 @@ class Node:
                     self._publish_schema_version()
                     nursery.start_soon(self.gossiper.run)
                 await nursery.start(self.coordinator.run)
+                if self.zk is not None:
+                    nursery.start_soon(self.zk.run, lambda: [self.partitioner.to_string(t) for t in self.tokens])
                 nursery.start_soon(self.membership.run)
                 nursery.start_soon(self.hints.run, self.is_alive, self._send_hint)
                 nursery.start_soon(self._housekeeping)

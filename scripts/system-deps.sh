@@ -6,7 +6,8 @@ if [ "$(id -u)" != 0 ]; then
   echo "system-deps: not root, skipping Debian packages (host and browser tests will be skipped)"
   exit 0
 fi
-want=(iproute2 iptables openssh-server openssh-client chromium chromium-driver)
+# zookeeper (with its Java runtime): --coordination zookeeper and tests/cluster/test_zookeeper.py.
+want=(iproute2 iptables openssh-server openssh-client chromium chromium-driver zookeeper)
 missing=()
 for p in "${want[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -120,6 +120,9 @@ class LocalClusterSpec:
     commitlog_sync: str = "batch"
     faults: dict[str, bool] = field(default_factory=dict)
     host: str = "127.0.0.1"
+    # coordination = "zookeeper": the ZooKeeper servers (name, "host:port"); each node reaches
+    # each server through a link proxy of its own (nX_to_zkY), which the zk nemesis can cut.
+    zookeeper: list[tuple[str, str]] = field(default_factory=list)
 
 
 class LocalCluster:
@@ -140,6 +143,7 @@ class LocalCluster:
             for b in self.nodes:
                 if a != b:
                     self.link_ports[(a, b)] = ports.pop()
+        self._add_zk_links(list(self.nodes))
 
     # ---- topology
 
@@ -150,10 +154,27 @@ class LocalCluster:
     def proxies(self) -> dict[str, tuple[str, str]]:
         """Every link proxy: name → (listen, upstream)."""
         out = {}
+        zk = dict(self.spec.zookeeper)
         for (a, b), port in self.link_ports.items():
+            if b in zk:
+                out[link_name(a, b)] = (f"{self.proxy_host}:{port}", zk[b])
+                continue
             nb = self.nodes[b]
             out[link_name(a, b)] = (f"{self.proxy_host}:{port}", f"{nb.host}:{nb.internode_port}")
         return out
+
+    def _add_zk_links(self, node_ids: list[str]) -> None:
+        names = [name for name, _ in self.spec.zookeeper]
+        ports = free_ports(len(node_ids) * len(names), self.spec.host) if names else []
+        for nid in node_ids:
+            for name in names:
+                self.link_ports[(nid, name)] = ports.pop()
+
+    def _coordination_lines(self, nid: str) -> list[str]:
+        if not self.spec.zookeeper:
+            return []
+        servers = [f'"{self.proxy_host}:{self.link_ports[(nid, name)]}"' for name, _ in self.spec.zookeeper]
+        return ["[coordination]", 'mode = "zookeeper"', "servers = [" + ", ".join(servers) + "]", ""]
 
     def client_address(self, node_id: str) -> tuple[str, int]:
         """Where clients reach ``node_id``."""
@@ -195,6 +216,7 @@ class LocalCluster:
             "[faults]",
             *[f"{k} = {'true' if v else 'false'}" for k, v in self.spec.faults.items()],
             "",
+            *self._coordination_lines(nid),
         ]
         n.config_path = n.dir / "node.toml"
         n.config_path.write_text("\n".join(lines))
@@ -213,6 +235,7 @@ class LocalCluster:
         for b in others:
             self.link_ports[(nid, b)] = ports.pop()
             self.link_ports[(b, nid)] = ports.pop()
+        self._add_zk_links([nid])
         self._write_config(nid, len(self.nodes) - 1, auto_bootstrap=True)
         for idx, b in enumerate(self.nodes):
             if b != nid and b not in self.forgotten:
