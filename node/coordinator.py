@@ -23,7 +23,7 @@ import trio
 
 from node.faults import FaultSwitches
 from node.hints import HintStore
-from node.protocol import InvalidRequest, ReadTimeout, Unavailable, WriteTimeout
+from node.protocol import InvalidRequest, ReadFailure, ReadTimeout, Unavailable, WriteFailure, WriteTimeout
 from node.ring import NetworkTopologyStrategy, Strategy, TokenMetadata
 from node.runtime import Runtime
 from node.schema import Schema
@@ -160,6 +160,26 @@ class _WriteState:
     done: trio.Event = field(default_factory=trio.Event)
     acks: int = 0
     hinted: int = 0
+    alive: list[str] = field(default_factory=list)
+    # replica -> why its disk refused the write (replica_failure): not a timeout, an answer
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+# Error type names a replica reports when its disk failed a request (node/storage/errors.py); a
+# RemoteError carries them as "peer: Name: message". Such a replica answered: waiting longer for
+# it cannot help, so the coordinator fails the request at once when the level becomes unreachable.
+_REPLICA_FAILURES = ("StorageFailure", "DiskFull", "CommitLogSyncFailed", "WritesStopped", "CorruptSSTableError")
+
+
+def replica_failure(exc: BaseException) -> str | None:
+    """``"Name: detail"`` when ``exc`` is a replica's storage failure, else None (timeouts etc.)."""
+    name = type(exc).__name__
+    if name in _REPLICA_FAILURES:
+        return f"{name}: {exc}"
+    parts = str(exc).split(": ", 2)
+    if len(parts) == 3 and parts[1] in _REPLICA_FAILURES:
+        return f"{parts[1]}: {parts[2]}"
+    return None
 
 
 class Coordinator:
@@ -204,6 +224,8 @@ class Coordinator:
             "hints_stored": 0,
             "hints_dropped": 0,
             "speculative_retries": 0,
+            "write_failures": 0,
+            "read_failures": 0,
         }
         # Replica verbs that never wait run inline in the messaging reader (no task per request):
         # a read always (it is synchronous), a mutation when the commit log mode needs no fsync
@@ -309,6 +331,9 @@ class Coordinator:
     async def write(self, keyspace: str, table: str, mutation: Mutation, level: str) -> None:
         """Apply ``mutation`` at ``level`` (Unavailable / WriteTimeout as the level demands)."""
         self.schema().table(keyspace, table)
+        check = getattr(self.local, "check", None)
+        if check is not None:
+            check(keyspace, table, mutation)  # InvalidRequest before anything is sent anywhere
         replicas, strategy = self._replicas(keyspace, mutation.key)
         if not replicas:
             self.stats["unavailable"] += 1
@@ -341,6 +366,7 @@ class Coordinator:
         if level == "ANY" and state.hinted:
             state.done.set()
         targets = list(alive)
+        state.alive = list(alive)
         # Pending replicas (ranges moving in a membership change) get the write too, uncounted:
         # the tracker ignores their acks, as Cassandra's pending endpoints (node/membership_ops.py).
         pending_of = getattr(self.membership, "pending_endpoints", None)
@@ -370,6 +396,18 @@ class Coordinator:
         if not state.done.is_set():
             with trio.move_on_after(self.write_timeout):
                 await state.done.wait()
+        if state.failures and not tracker.satisfied():
+            self.stats["write_failures"] += 1
+            reasons = "; ".join(f"{r}: {why}" for r, why in sorted(state.failures.items()))
+            raise WriteFailure(
+                f"{level} write: {len(state.failures)} replica(s) failed it ({reasons}); the write may have "
+                f"been applied on the others",
+                consistency=level,
+                received=tracker.received,
+                required=tracker.required,
+                failures=dict(state.failures),
+                may_have_applied=True,
+            )
         if not state.done.is_set():
             self.stats["write_timeouts"] += 1
             raise WriteTimeout(
@@ -418,6 +456,11 @@ class Coordinator:
     ) -> None:
         """Timeout, unreachable, remote error: hint it (Cassandra does)."""
         log.debug("node %s: write to %s failed: %s", self.node_id, r, exc)
+        why = replica_failure(exc)
+        if why is not None and r in state.alive:
+            state.failures[r] = why
+            if not state.tracker.available([n for n in state.alive if n not in state.failures]):
+                state.done.set()  # the level cannot be met any more: answer WriteFailure now
         if self._store_hint(r, keyspace, table, payload["m"]):
             state.hinted += 1
             if state.tracker.level == "ANY":
@@ -461,6 +504,18 @@ class Coordinator:
         data_from: list[str] = []
         answered = trio.Event()
         first_phase = [True]  # answers arriving after the first phase are ignored
+        failures: dict[str, str] = {}  # replica -> its storage failure (a corrupt SSTable, say)
+
+        def failed(r: str, exc: BaseException) -> None:
+            """A replica answered with a storage failure: ask a spare, or give up at once."""
+            why = replica_failure(exc)
+            if why is None or not first_phase[0]:
+                return
+            failures[r] = why
+            if spare:
+                ask_now(spare.pop(0), bool(data_from))
+            elif not tracker.available([n for n in alive if n not in failures]):
+                answered.set()
 
         def record(r: str, digest: bool, value: Any) -> None:
             responses[r] = value
@@ -480,6 +535,8 @@ class Coordinator:
                     value = _read_reply(reply, digest)
             except Exception as exc:
                 log.debug("node %s: read from %s failed: %s", self.node_id, r, exc)
+                if first:
+                    failed(r, exc)
                 return
             if first_phase[0] or not first:
                 record(r, digest, value)
@@ -494,6 +551,7 @@ class Coordinator:
                     part = read_now(keyspace, table, key, columns)
                 except Exception as exc:
                     log.debug("node %s: read from %s failed: %s", self.node_id, r, exc)
+                    failed(r, exc)
                     return
                 record(r, digest, _digest(part, key) if digest else part)
             elif r != self.node_id and send is not None:
@@ -502,6 +560,7 @@ class Coordinator:
                         return
                     if error is not None:
                         log.debug("node %s: read from %s failed: %s", self.node_id, r, error)
+                        failed(r, error)
                         return
                     try:
                         value = _read_reply(reply, digest)
@@ -540,6 +599,16 @@ class Coordinator:
                     ask_now(spare.pop(0), bool(data_from))
         finally:
             first_phase[0] = False
+        if failures and not (data_from and tracker.satisfied()):
+            self.stats["read_failures"] += 1
+            reasons = "; ".join(f"{r}: {why}" for r, why in sorted(failures.items()))
+            raise ReadFailure(
+                f"{level} read: {len(failures)} replica(s) failed it ({reasons})",
+                consistency=level,
+                received=tracker.received,
+                required=tracker.required,
+                failures=dict(failures),
+            )
         if not answered.is_set():
             self.stats["read_timeouts"] += 1
             raise ReadTimeout(

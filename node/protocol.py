@@ -158,6 +158,21 @@ class ServerError(RinglabError):
     name = "ServerError"
 
 
+class WriteFailure(RinglabError):
+    """Replicas failed the write (a full disk, a failed commit log fsync, writes stopped), so the
+    level cannot be met; answered at once with each replica's reason. The write may have been
+    applied on the replicas that did not fail, as Cassandra's WriteFailure."""
+
+    name = "WriteFailure"
+
+
+class ReadFailure(RinglabError):
+    """Replicas failed the read (a corrupt SSTable: ``failures`` names the file), so the level
+    cannot be met; answered at once instead of a ReadTimeout."""
+
+    name = "ReadFailure"
+
+
 ERROR_CLASSES: dict[str, type[RinglabError]] = {
     cls.name: cls
     for cls in (
@@ -169,6 +184,8 @@ ERROR_CLASSES: dict[str, type[RinglabError]] = {
         Unauthorized,
         ProtocolError,
         ServerError,
+        WriteFailure,
+        ReadFailure,
     )
 }
 
@@ -375,6 +392,9 @@ def _name(value: Any, what: str) -> str:
         raise InvalidRequest(f"{what} must not be empty")
     if len(value) > MAX_NAME_BYTES // 4 and len(value.encode("utf-8")) > MAX_NAME_BYTES:
         raise InvalidRequest(f"{what} longer than {MAX_NAME_BYTES} bytes")
+    if "\x00" in value:
+        # Storage joins column names with NUL on disk (node/storage/sstable.py).
+        raise InvalidRequest(f"{what} must not contain NUL")
     return value
 
 

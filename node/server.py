@@ -10,6 +10,7 @@ clients, flush every table, exit 0.
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import json
 import logging
@@ -36,6 +37,7 @@ from node.protocol import (
     RinglabError,
     ServerError,
     Unauthorized,
+    WriteFailure,
     encode_frame,
     error_response,
     ok_response,
@@ -45,7 +47,7 @@ from node.runtime import Runtime
 from node.schema import Schema, load_schema, save_schema
 from node.storage.cells import Cell, Mutation, Partition, RangeTombstone
 from node.storage.engine import StorageEngine
-from node.storage.errors import StorageError
+from node.storage.errors import CommitLogCorrupt, InvalidMutation, StorageError, StorageFailure
 from node.membership_admin import admin_ops
 from node.coordination import ZooKeeperCoordinator
 from node.membership_ops import MembershipManager
@@ -98,6 +100,8 @@ def setup_logging(node_id: str, data_dir: Path, level: int = logging.INFO) -> No
     """Log to stderr and to data_dir/node.log."""
     root = logging.getLogger()
     root.handlers.clear()
+    # A full disk makes node.log unwritable; logging must not then print a traceback per line.
+    logging.raiseExceptions = False
     root.setLevel(level)
     fmt = _Formatter(node_id)
     for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(data_dir / "node.log")):
@@ -145,6 +149,13 @@ class LocalStore:
                 self._sync_done = None
                 done.set()
 
+    def check(self, keyspace: str, table: str, mutation: Mutation) -> None:
+        """InvalidRequest for a mutation this node's storage would refuse (before it is sent)."""
+        try:
+            self.engine.check_mutation(keyspace, table, mutation)
+        except InvalidMutation as exc:
+            raise InvalidRequest(f"storage refuses the mutation: {exc}") from exc
+
     def apply_now(self, keyspace: str, table: str, mutation: Mutation) -> None:
         """Append and apply without waiting: only when ``waits_for_sync`` is False (periodic mode)."""
         if self.waits_for_sync:
@@ -181,7 +192,8 @@ class Node:
         self._saved_peers = self._load_peers()
         # Partitions in token order, so streaming and repair scan a token range in one pass.
         sort_key, token_ordered = choose_sort_key(self.data_dir / "storage", self.partitioner)
-        self.engine = StorageEngine(self.data_dir / "storage", config.storage, self.runtime.clock, sort_key)
+        self.engine = StorageEngine(self.data_dir / "storage", config.storage, self.runtime.clock, sort_key,
+                                    on_fatal=_die)
         self.local = LocalStore(self.engine, config.storage.commitlog_sync)
         self.messaging = Messaging(
             self.runtime,
@@ -236,6 +248,7 @@ class Node:
         self.messaging.register(VERB_SCHEMA_PUSH, self._handle_schema_push)
         self.messaging.register(VERB_SCHEMA_PULL, self._handle_schema_pull)
         self.in_flight = 0
+        self.started = False  # the ready file is written
         self.client_port: int | None = None
         self.internode_port: int | None = None
         self._client_scope: trio.CancelScope | None = None
@@ -494,7 +507,11 @@ class Node:
                     self.gossiper.set_app_state("CLIENT_ADDR", [self.config.client_host or self.config.listen_host, self.client_port])
                 self._client_scope = trio.CancelScope()
                 nursery.start_soon(self._serve_clients, listeners)
-                ready.write_text(json.dumps({"client_port": self.client_port, "internode_port": self.internode_port, "pid": os.getpid()}))
+                try:
+                    ready.write_text(json.dumps({"client_port": self.client_port, "internode_port": self.internode_port, "pid": os.getpid()}))
+                except OSError as exc:
+                    raise StorageFailure(str(ready), f"cannot write the ready file: {exc.strerror or exc}") from exc
+                self.started = True
                 log.info("ready client_port=%d internode_port=%d tokens=%d", self.client_port, self.internode_port, len(self.tokens))
                 task_status.started()
                 await self._drain.wait()
@@ -541,7 +558,8 @@ class Node:
                     await trio.to_thread.run_sync(self.engine.sync_commitlog)
                 await trio.to_thread.run_sync(self.engine.maybe_flush)
                 await trio.to_thread.run_sync(self.engine.compact_due)
-            except StorageError as exc:
+            except (StorageError, OSError) as exc:
+                # A full disk or a failed sync must not end the node: reads keep being served.
                 log.error("storage housekeeping failed: %s", exc)
 
     async def _signals(self) -> None:
@@ -639,6 +657,8 @@ class Node:
             return ok_response(rid, **(await handler(req)))
         except RinglabError as exc:
             return error_response(rid if isinstance(rid, int) else None, exc)
+        except StorageFailure as exc:
+            return error_response(rid, WriteFailure(f"storage failed: {type(exc).__name__}: {exc}", path=exc.path))
         except StorageError as exc:
             return error_response(rid, InvalidRequest(f"storage refused the request: {exc}"))
         except Exception as exc:
@@ -875,6 +895,18 @@ class Node:
         return {"faults": self.config.faults.as_dict()}
 
 
+# ringnode's exit status when storage cannot be opened (a full disk, a corrupt commit log) or a
+# commit log failure under commit_failure_policy = die; 2 is a bad config.
+EXIT_STORAGE = 3
+
+
+def _die(exc: StorageError) -> None:
+    """commit_failure_policy = die: log why and end the process at once (Cassandra kills the JVM)."""
+    log.critical("commit log failure with commit_failure_policy = die: %s; exiting", exc)
+    logging.shutdown()
+    os._exit(EXIT_STORAGE)
+
+
 def _gossip_kwargs(gossiper_cls: Any, config: NodeConfig) -> dict[str, Any]:
     import inspect
 
@@ -925,7 +957,33 @@ def main(argv: list[str] | None = None) -> int:
         trio.run(node.run)
     except KeyboardInterrupt:
         return 0
+    except BaseException as exc:
+        reason = _disk_failure(exc)
+        if reason is None:
+            raise
+        # Said once, without a traceback: the operator has a disk or a commit log to look at.
+        log.critical("cannot %s: %s", "go on" if node.started else "start", reason)
+        return EXIT_STORAGE
     return 0
+
+
+# OSError numbers that mean the disk, not the code, failed: the node says so and exits.
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)
+
+
+def _disk_failure(exc: BaseException) -> str | None:
+    """The text of a storage failure or disk OSError inside ``exc`` (groups searched), else None."""
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            found = _disk_failure(sub)
+            if found is not None:
+                return found
+        return None
+    if isinstance(exc, (StorageFailure, CommitLogCorrupt)):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else str(exc)
+    return None
 
 
 if __name__ == "__main__":

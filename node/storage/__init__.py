@@ -9,8 +9,13 @@ from .config import StorageConfig, TableOptions
 from .async_engine import AsyncStorageEngine
 from .engine import StorageEngine
 from .errors import (
+    CommitLogCorrupt,
     CommitLogError,
+    CommitLogSyncFailed,
     CorruptSSTableError,
+    DiskFull,
+    StorageFailure,
+    WritesStopped,
     EngineClosed,
     InvalidMutation,
     InvalidName,
@@ -21,5 +26,6 @@ from .errors import (
 __all__ = [
     "Cell", "Mutation", "Partition", "RangeTombstone", "reconcile", "StorageConfig", "TableOptions",
     "StorageEngine", "AsyncStorageEngine", "StorageError", "InvalidMutation", "InvalidName", "UnknownTable",
-    "CorruptSSTableError", "CommitLogError", "EngineClosed",
+    "CorruptSSTableError", "CommitLogError", "EngineClosed", "StorageFailure", "DiskFull", "CommitLogSyncFailed",
+    "WritesStopped", "CommitLogCorrupt",
 ]

@@ -21,6 +21,7 @@ acknowledged record in any mode; the sync mode decides when ``fsync`` makes reco
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -35,7 +36,7 @@ from typing import Any
 import msgpack
 
 from ..runtime import Clock
-from .errors import CommitLogError
+from .errors import CommitLogCorrupt, CommitLogError, CommitLogSyncFailed, DiskFull, StorageFailure
 
 log = logging.getLogger("ringlab.storage.commitlog")
 
@@ -49,6 +50,11 @@ _LEN = struct.Struct("<I")
 _SEGMENT_RE = re.compile(r"^CommitLog-(\d{16})\.log$")
 # Offsets live in the low 32 bits of a position; a segment never grows past this.
 _MAX_SEGMENT_BYTES = (1 << 32) - 1
+# When looking for valid records after damage, candidate lengths are capped at the largest record
+# seen in the segment, but at least this (a small log may not have shown its typical size yet).
+_RESYNC_MIN_RECORD = 64 * 1024
+REPLAY_POLICIES = ("stop", "skip_corrupt")
+COMMIT_FAILURE_POLICIES = ("stop", "die", "ignore")
 
 
 def make_position(segment_id: int, offset: int) -> int:
@@ -79,14 +85,98 @@ class ReplayReport:
     applied: int = 0  # set by the engine: records not already in an SSTable
     segments: int = 0
     truncations: list[tuple[str, int, str]] = field(default_factory=list)
+    # skip_corrupt only: (file, offset, problem, bytes skipped) for every damaged range passed over
+    skipped: list[tuple[str, int, str, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Scan:
+    """What the checksum pass found in one segment."""
+
+    size: int
+    header_ok: bool
+    records: list[tuple[int, int]] = field(default_factory=list)  # payload (start, end) offsets
+    damage: list[tuple[int, str]] = field(default_factory=list)  # (offset, problem) per damaged range
+    lost: list[int] = field(default_factory=list)  # bytes skipped per damaged range
+    resumed: bool = False  # a valid record follows some damage in this segment
+
+
+def _record_at(data: bytes, offset: int, max_len: int) -> tuple[int, str | None]:
+    """``(end, None)`` for a valid record at ``offset``, else ``(0, problem)``."""
+    end = len(data)
+    if end - offset < _REC_HEADER.size:
+        return 0, "torn record header"
+    length, crc = _REC_HEADER.unpack_from(data, offset)
+    start = offset + _REC_HEADER.size
+    if start + length > end:
+        return 0, f"torn record (length {length} runs past end of file)"
+    if length > max_len:
+        return 0, f"record length {length} is over the largest possible"
+    if zlib.crc32(data[start:start + length], zlib.crc32(data[offset:offset + 4])) != crc:
+        return 0, "record checksum mismatch"
+    return start + length, None
+
+
+def _resync(data: bytes, offset: int, max_len: int) -> int | None:
+    """The first offset after ``offset`` where a valid record starts, or None.
+
+    Records carry no sync marker, so every byte offset is tried; a random match needs a plausible
+    length and a 32-bit checksum hit (about one in four billion), and candidate lengths are capped
+    at the largest record seen, so the scan stays linear in practice.
+    """
+    for candidate in range(offset + 1, len(data) - _REC_HEADER.size + 1):
+        length = _LEN.unpack_from(data, candidate)[0]
+        if length == 0 or length > max_len or candidate + _REC_HEADER.size + length > len(data):
+            continue
+        if _record_at(data, candidate, max_len)[1] is None:
+            return candidate
+    return None
+
+
+def _scan_segment(data: bytes, seg_id: int) -> _Scan:
+    """Checksum every record of one segment; find damaged ranges and the records after them."""
+    scan = _Scan(len(data), len(data) >= SEGMENT_HEADER_BYTES and CommitLog._header_ok(data, seg_id))
+    if not scan.header_ok:
+        scan.damage.append((0, "missing or corrupt segment header"))
+        if len(data) <= SEGMENT_HEADER_BYTES:
+            scan.lost.append(len(data))
+            return scan
+    offset = SEGMENT_HEADER_BYTES
+    biggest = _RESYNC_MIN_RECORD
+    if not scan.header_ok:
+        nxt = _resync(data, offset - 1, _MAX_SEGMENT_BYTES)
+        scan.lost.append((nxt if nxt is not None else len(data)))
+        if nxt is None:
+            return scan
+        offset, scan.resumed = nxt, True
+    while offset < len(data):
+        end, problem = _record_at(data, offset, _MAX_SEGMENT_BYTES)
+        if problem is None:
+            scan.records.append((offset + _REC_HEADER.size, end))
+            biggest = max(biggest, end - offset)
+            offset = end
+            continue
+        scan.damage.append((offset, problem))
+        nxt = _resync(data, offset, biggest)
+        scan.lost.append((nxt if nxt is not None else len(data)) - offset)
+        if nxt is None:
+            break
+        offset, scan.resumed = nxt, True
+    return scan
 
 
 class CommitLog:
     """Segmented commit log with periodic, batch and group sync; thread-safe."""
 
     def __init__(self, directory: Path, *, sync_mode: str, segment_bytes: int, group_window_s: float,
-                 clock: Clock) -> None:
+                 clock: Clock, replay_policy: str = "stop", sticky_failure: bool = True) -> None:
         self.directory = directory
+        self.replay_policy = replay_policy
+        # True (commit_failure_policy stop/die): after one failed fsync nothing more is ever
+        # acknowledged by this log. False (ignore): only the writes that fsync covered fail.
+        self.sticky_failure = sticky_failure
+        self._failure: StorageFailure | None = None
+        self._failed_upto = 0  # every record at or before this was covered by a failed fsync
         self.sync_mode = sync_mode
         self.segment_bytes = min(segment_bytes, _MAX_SEGMENT_BYTES)
         self.group_window_s = group_window_s
@@ -105,50 +195,58 @@ class CommitLog:
     # -- opening and replay ------------------------------------------------------------------
 
     def replay(self) -> Iterator[tuple[int, int, Any]]:
-        """Yield ``(position, table_id, mutation_obj)`` from existing segments, truncating bad tails.
+        """Yield ``(position, table_id, mutation_obj)`` from existing segments.
 
-        Must be exhausted before :meth:`start`. A torn or corrupt record is reported with its file
-        and byte offset on the ``ringlab.storage.commitlog`` logger and the segment is truncated
-        there (nothing after it is accepted).
+        Must be exhausted before :meth:`start`. Damage with no valid record after it anywhere in
+        the log is a torn tail (a crash mid-append): it is reported with its file and byte offset
+        on the ``ringlab.storage.commitlog`` logger and truncated. Damage *followed by* valid
+        records cannot come from a crash: it raises :class:`CommitLogCorrupt` naming the file and
+        offset, unless ``replay_policy`` is ``"skip_corrupt"``, which logs every skipped byte
+        range and record and replays the rest (Cassandra stops on such a log too).
         """
         self.report = ReplayReport()
         self.directory.mkdir(parents=True, exist_ok=True)
         ids = sorted(int(m.group(1)) for p in self.directory.iterdir() if (m := _SEGMENT_RE.match(p.name)))
-        for seg_id in ids:
+        # Pass 1: checksums only, every segment, so we know whether valid records follow a damage.
+        scans = [(seg_id, _scan_segment(self._path(seg_id).read_bytes(), seg_id)) for seg_id in ids]
+        for i, (seg_id, scan) in enumerate(scans):
             path = self._path(seg_id)
-            data = path.read_bytes()
-            seg = _Segment(seg_id, path, None, len(data))
-            if len(data) < SEGMENT_HEADER_BYTES or not self._header_ok(data, seg_id):
-                self._truncate(seg, 0, "missing or corrupt segment header", len(data))
+            later = any(s.records for _, s in scans[i + 1:])
+            seg = _Segment(seg_id, path, None, scan.size)
+            if scan.damage and (later or scan.resumed):
+                offset, problem = scan.damage[0]
+                if self.replay_policy != "skip_corrupt":
+                    raise CommitLogCorrupt(str(path), offset, problem)
+                for (off, prob), lost in zip(scan.damage, scan.lost):
+                    log.error("commit log %s: %s at byte offset %d; skipping %d bytes (skip_corrupt): the "
+                              "records in them are lost", path, prob, off, lost)
+                    self.report.skipped.append((str(path), off, prob, lost))
+            elif scan.damage:
+                offset, problem = scan.damage[0]
+                if not scan.header_ok:
+                    self._truncate(seg, 0, problem, scan.size)
+                    path.unlink()
+                    continue
+                self._truncate(seg, offset, problem, scan.size)
+            if not scan.header_ok and not scan.records:
                 path.unlink()
                 continue
             self.report.segments += 1
             self._segments.append(seg)
-            offset = SEGMENT_HEADER_BYTES
-            end = len(data)
-            while offset < end:
-                problem = None
-                if end - offset < _REC_HEADER.size:
-                    problem = "torn record header"
-                else:
-                    length, crc = _REC_HEADER.unpack_from(data, offset)
-                    start = offset + _REC_HEADER.size
-                    if start + length > end:
-                        problem = f"torn record (length {length} runs past end of file)"
-                    else:
-                        payload = data[start:start + length]
-                        if zlib.crc32(payload, zlib.crc32(data[offset:offset + 4])) != crc:
-                            problem = "record checksum mismatch"
-                        else:
-                            try:
-                                table_id, obj = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-                            except Exception as exc:  # noqa: BLE001 - any decode failure is corruption
-                                problem = f"undecodable record ({exc})"
-                if problem is not None:
-                    self._truncate(seg, offset, problem, end)
-                    break
-                offset = start + length
-                pos = make_position(seg_id, offset)
+            data = path.read_bytes() if scan.records else b""
+            for start, end in scan.records:
+                try:
+                    table_id, obj = msgpack.unpackb(data[start:end], raw=False, strict_map_key=False)
+                except Exception as exc:  # noqa: BLE001 - a record with a good checksum that does not decode
+                    if self.replay_policy != "skip_corrupt":
+                        raise CommitLogCorrupt(str(path), start - _REC_HEADER.size,
+                                               f"undecodable record ({exc})") from exc
+                    log.error("commit log %s: undecodable record at byte offset %d skipped (skip_corrupt): %s",
+                              path, start - _REC_HEADER.size, exc)
+                    self.report.skipped.append((str(path), start - _REC_HEADER.size, "undecodable record",
+                                                end - start + _REC_HEADER.size))
+                    continue
+                pos = make_position(seg_id, end)
                 seg.dirty[table_id] = pos
                 self.report.records += 1
                 yield pos, table_id, obj
@@ -208,12 +306,19 @@ class CommitLog:
                 self._roll(seg.id + 1)
                 seg = self._active
                 assert seg is not None
+            if self._failure is not None and self.sticky_failure:
+                raise self._failure
             try:
                 _write_all(seg.fd, record)  # type: ignore[arg-type]
             except OSError as exc:
                 # Cut a partial record off so later records are not hidden behind a torn one.
-                os.ftruncate(seg.fd, seg.size)  # type: ignore[arg-type]
-                raise CommitLogError(f"commit log write failed: {exc}") from exc
+                try:
+                    os.ftruncate(seg.fd, seg.size)  # type: ignore[arg-type]
+                except OSError:
+                    pass  # ftruncate to a smaller size needs no space; if it fails, replay truncates
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise DiskFull(str(seg.path), f"commit log append failed: {exc.strerror}") from exc
+                raise StorageFailure(str(seg.path), f"commit log append failed: {exc}") from exc
             seg.size += len(record)
             pos = make_position(seg.id, seg.size)
             seg.dirty[table_id] = pos
@@ -237,25 +342,45 @@ class CommitLog:
 
     def _lead_sync(self) -> int:
         target = 0
+        failure: StorageFailure | None = None
         try:
             with self._lock:
                 target = self._written
                 todo = [s for s in self._segments if s.fd is not None]
                 active = self._active
             for seg in todo:
-                _datasync(seg.fd)  # type: ignore[arg-type]
+                try:
+                    _datasync(seg.fd)  # type: ignore[arg-type]
+                except OSError as exc:
+                    failure = CommitLogSyncFailed(str(seg.path), f"commit log fsync failed: {exc}")
+                    raise failure from exc
             with self._lock:
                 for seg in todo:
                     if seg is not active and seg.fd is not None:
                         os.close(seg.fd)
                         seg.fd = None
+        except BaseException as exc:
+            if failure is None:
+                failure = CommitLogSyncFailed(str(self.directory), f"commit log sync failed: {exc!r}")
+            raise
         finally:
             with self._cond:
                 self._syncing = False
-                self._synced = max(self._synced, target)
+                if failure is None and not (self.sticky_failure and self._failure is not None):
+                    self._synced = max(self._synced, target)
+                else:
+                    # Never advance the synced position past a failed fsync (fsyncgate).
+                    log.error("%s; %s", failure, "no write it covered is acknowledged")
+                    self._failed_upto = max(self._failed_upto, target)
+                    self._failure = failure
                 self._last_sync = self._clock.monotonic()
                 self._cond.notify_all()
         return target
+
+    def failure(self) -> StorageFailure | None:
+        """The last fsync failure, if any (sticky under stop/die)."""
+        with self._cond:
+            return self._failure
 
     def wait_durable(self, position: int) -> None:
         """Block until ``position`` is fsynced, as the sync mode requires (periodic: return at once)."""
@@ -265,6 +390,8 @@ class CommitLog:
             with self._cond:
                 if self._synced >= position:
                     return
+                if self._failure is not None and (self.sticky_failure or position <= self._failed_upto):
+                    raise self._failure
                 if self._syncing:
                     self._cond.wait()
                     continue
@@ -330,7 +457,10 @@ class CommitLog:
         """fsync and close every segment."""
         if self._active is None:
             return
-        self.sync()
+        try:
+            self.sync()
+        except StorageFailure as exc:
+            log.error("commit log not synced at close: %s", exc)
         with self._lock:
             self._closed = True
             for seg in self._segments:

@@ -13,7 +13,9 @@ DEFAULT_MAX_KEY_BYTES = 64 * 1024
 # Cassandra's hard limit for a value is 2 GiB and its native frame is 256 MiB, but it recommends
 # values well under 1 MiB: a value is held whole in memory on every replica, in the memtable, in the
 # commit log record and in read repair. 1 MiB keeps a full partition read within one frame.
-DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
+# The node stores a client value as its msgpack packing, whose header adds up to 5 bytes
+# (bin 32 / str 32); the slack lets a client value of exactly the protocol's 1 MiB through.
+DEFAULT_MAX_VALUE_BYTES = 1024 * 1024 + 5
 # Column names share Cassandra's 64 KiB bound (also an unsigned short length there).
 DEFAULT_MAX_COLUMN_NAME_BYTES = 64 * 1024
 # Cassandra caps TTLs at 20 years (630720000 s) so expiry times fit its 32-bit deletion times.
@@ -81,11 +83,22 @@ class StorageConfig:
     max_mutation_bytes: int | None = None
     # How many decoded index positions each SSTable remembers (Cassandra's key cache).
     key_cache_entries: int = 100_000
+    # Cassandra's commit_failure_policy: after a failed commit log fsync (or a write error other
+    # than a full disk) "stop" refuses every later write and keeps serving reads, "die" ends the
+    # process, "ignore" fails only the writes that fsync covered and carries on.
+    commit_failure_policy: str = "stop"
+    # Damage in the commit log followed by valid records: "stop" refuses to start (naming the
+    # file and offset), "skip_corrupt" replays around it and logs every byte range lost.
+    commitlog_replay: str = "stop"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting."""
         if self.commitlog_sync not in ("periodic", "batch", "group"):
             raise ValueError(f"commitlog_sync must be periodic, batch or group, got {self.commitlog_sync!r}")
+        if self.commit_failure_policy not in ("stop", "die", "ignore"):
+            raise ValueError(f"commit_failure_policy must be stop, die or ignore, got {self.commit_failure_policy!r}")
+        if self.commitlog_replay not in ("stop", "skip_corrupt"):
+            raise ValueError(f"commitlog_replay must be stop or skip_corrupt, got {self.commitlog_replay!r}")
         for name in ("commitlog_sync_period_ms", "commitlog_group_window_ms", "commitlog_segment_size_mb",
                      "commitlog_total_space_mb", "memtable_flush_threshold_mb", "max_key_bytes",
                      "max_value_bytes", "max_column_name_bytes"):

@@ -17,6 +17,7 @@ Layout under ``data_dir``::
 from __future__ import annotations
 
 import bisect
+import errno
 import heapq
 import json
 import logging
@@ -36,7 +37,17 @@ from .cells import Cell, Mutation, Partition, RangeTombstone, cell_sort_key
 from .commitlog import CommitLog
 from .compaction import choose_compaction, compacted_partitions
 from .config import MAX_TTL_SECONDS, StorageConfig, TableOptions
-from .errors import CorruptSSTableError, EngineClosed, InvalidMutation, InvalidName, UnknownTable
+from .errors import (
+    CorruptSSTableError,
+    DiskFull,
+    EngineClosed,
+    InvalidMutation,
+    InvalidName,
+    StorageError,
+    StorageFailure,
+    UnknownTable,
+    WritesStopped,
+)
 from .memtable import Memtable
 from .sstable import TOC, SSTableReader, SSTableWriter, fsync_dir, remove_generation
 
@@ -78,7 +89,8 @@ class StorageEngine:
     """Commit log + memtables + SSTables for every table of one node."""
 
     def __init__(self, data_dir: Path, config: StorageConfig, clock: Clock,
-                 sort_key: Callable[[bytes], Any] | None = None) -> None:
+                 sort_key: Callable[[bytes], Any] | None = None,
+                 on_fatal: Callable[[StorageError], None] | None = None) -> None:
         config.validate()
         self.data_dir = Path(data_dir)
         self.config = config
@@ -91,11 +103,28 @@ class StorageEngine:
         self._commitlog: CommitLog | None = None
         self._opened = False
         self._local = threading.local()
+        # commit_failure_policy "die": called (from whichever thread saw the failure) to end the
+        # process; the node passes one that logs and exits. "stop": _stopped refuses writes.
+        self._on_fatal = on_fatal
+        self._stopped: StorageFailure | None = None
+        self._quarantined: list[str] = []  # data files moved to corrupt/ after failing a read
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Load the schema and SSTables, replay the commit log, start a new segment."""
+        """Load the schema and SSTables, replay the commit log, start a new segment.
+
+        A disk error (a full disk, say) raises :class:`StorageFailure` naming the path; a commit
+        log damaged before valid records raises :class:`CommitLogCorrupt`.
+        """
+        try:
+            self._open()
+        except OSError as exc:
+            path = exc.filename or self.data_dir
+            cls = DiskFull if exc.errno in (errno.ENOSPC, errno.EDQUOT) else StorageFailure
+            raise cls(str(path), f"cannot open storage: {exc.strerror or exc}") from exc
+
+    def _open(self) -> None:
         for sub in ("data", "commitlog", "snapshots"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         self._load_schema()
@@ -105,7 +134,9 @@ class StorageEngine:
         cfg = self.config
         cl = CommitLog(self.data_dir / "commitlog", sync_mode=cfg.commitlog_sync,
                        segment_bytes=cfg.commitlog_segment_size_mb * 1024 * 1024,
-                       group_window_s=cfg.commitlog_group_window_ms / 1000, clock=self.clock)
+                       group_window_s=cfg.commitlog_group_window_ms / 1000, clock=self.clock,
+                       replay_policy=cfg.commitlog_replay,
+                       sticky_failure=cfg.commit_failure_policy != "ignore")
         by_id = {t.id: t for t in self._tables.values()}
         replay_from = {t.id: max((r.stats.get("replay_position", 0) for r in t.sstables if r.corrupt is None),
                                  default=0) for t in by_id.values()}
@@ -361,20 +392,61 @@ class StorageEngine:
         if len(payload) > self.config.mutation_limit:
             raise InvalidMutation(f"mutation is {len(payload)} bytes encoded; the limit is {self.config.mutation_limit}")
         cl = self._cl()
+        if self._stopped is not None:
+            raise WritesStopped(self._stopped.path, f"writes stopped after a commit log failure "
+                                f"(commit_failure_policy = stop): {self._stopped.detail}")
         with self._lock:
             if self._tables.get((keyspace, table)) is not t:
                 raise UnknownTable(f"unknown table {keyspace}.{table}")
-            pos = cl.append_payload(t.id, payload)
+            try:
+                pos = cl.append_payload(t.id, payload)
+            except DiskFull:
+                raise  # nothing was kept and space may come back: refuse this write only
+            except StorageFailure as exc:
+                self._commit_failed(exc)
+                raise
             t.memtable.apply(m)
         return pos
 
+    def check_mutation(self, keyspace: str, table: str, mutation: Mutation) -> None:
+        """Raise :class:`InvalidMutation` if :meth:`apply` would refuse ``mutation`` (no I/O)."""
+        m = self.validate(mutation)
+        size = len(msgpack.packb([0, m.to_obj()], use_bin_type=True))
+        if size > self.config.mutation_limit:
+            raise InvalidMutation(f"mutation is {size} bytes encoded; the limit is {self.config.mutation_limit}")
+
+    def write_failure(self) -> StorageFailure | None:
+        """Why this engine refuses writes (commit_failure_policy = stop), or None."""
+        return self._stopped
+
+    def _commit_failed(self, exc: StorageFailure) -> None:
+        """Apply commit_failure_policy to a commit log failure (the caller re-raises it)."""
+        policy = self.config.commit_failure_policy
+        if policy == "ignore":
+            log.error("commit log failure ignored (commit_failure_policy = ignore): %s", exc)
+            return
+        if self._stopped is None:
+            self._stopped = exc
+            log.critical("commit log failure: %s; this node accepts no more writes and keeps serving reads "
+                         "(commit_failure_policy = %s)", exc, policy)
+        if policy == "die" and self._on_fatal is not None:
+            self._on_fatal(exc)
+
     def wait_durable(self, position: int) -> None:
         """Block until ``position`` is durable per the sync mode (periodic: return at once)."""
-        self._cl().wait_durable(position)
+        try:
+            self._cl().wait_durable(position)
+        except StorageFailure as exc:
+            self._commit_failed(exc)
+            raise
 
     def sync_commitlog(self) -> int:
         """fsync the commit log now (the periodic mode's tick); returns the durable position."""
-        return self._cl().sync()
+        try:
+            return self._cl().sync()
+        except StorageFailure as exc:
+            self._commit_failed(exc)
+            raise
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -408,14 +480,18 @@ class StorageEngine:
             # A known-corrupt SSTable fails every read of its table, whatever the key.
             if r.corrupt is not None:
                 raise r.corrupt
-        if columns is not None and len(sstables) > 1 and not any(c.endswith(":") for c in columns):
-            self._read_named(parts, sstables, key, skey, columns)
-        else:
-            for r in sstables:
-                if r.might_contain(key, skey):
-                    p = r.get(key, skey, columns)
-                    if p is not None:
-                        parts.append(p)
+        try:
+            if columns is not None and len(sstables) > 1 and not any(c.endswith(":") for c in columns):
+                self._read_named(parts, sstables, key, skey, columns)
+            else:
+                for r in sstables:
+                    if r.might_contain(key, skey):
+                        p = r.get(key, skey, columns)
+                        if p is not None:
+                            parts.append(p)
+        except CorruptSSTableError as exc:
+            self._quarantine(t, exc)
+            raise
         if not parts:
             return None
         result = parts[0]
@@ -540,7 +616,10 @@ class StorageEngine:
         with self._lock:
             gen = t.next_generation
             t.next_generation += 1
-        writer = SSTableWriter(t.directory, gen, len(mt), t.options.bloom_fp_chance)
+        try:
+            writer = SSTableWriter(t.directory, gen, len(mt), t.options.bloom_fp_chance)
+        except OSError as exc:
+            raise _disk_error(exc, t.directory, "flush") from exc
         try:
             _, keys = mt.sorted_keys()
             for key in keys:
@@ -548,8 +627,12 @@ class StorageEngine:
             writer.finish({"replay_position": mt.switch_position or 0, "origin": "flush",
                            "created_us": self.clock.wall_us()})
             reader = SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries())
+        except OSError as exc:
+            # The memtable stays in t.flushing and is retried next round (a full disk may clear).
+            _abort_quietly(writer)
+            raise _disk_error(exc, t.directory, "flush") from exc
         except BaseException:
-            writer.abort()
+            _abort_quietly(writer)
             raise
         with self._lock:
             t.sstables = [reader, *t.sstables]
@@ -632,7 +715,10 @@ class StorageEngine:
         now = self.now_s()
         chosen_gens = {r.generation for r in chosen}
         expected = sum(r.stats.get("partitions", 0) for r in chosen)
-        writer = SSTableWriter(t.directory, gen, expected, t.options.bloom_fp_chance)
+        try:
+            writer = SSTableWriter(t.directory, gen, expected, t.options.bloom_fp_chance)
+        except OSError as exc:
+            raise _disk_error(exc, t.directory, "compaction") from exc
         try:
             stream = compacted_partitions(chosen, now, t.options.gc_grace_seconds,
                                           self._max_purgeable(t, chosen_gens), self.sort_key)
@@ -646,11 +732,14 @@ class StorageEngine:
             if writer.stats["partitions"]:
                 reader = SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries())
         except CorruptSSTableError as exc:
-            writer.abort()
+            _abort_quietly(writer)
             log.error("compaction of %s stopped: %s", t.qualified, exc)
             raise
+        except OSError as exc:
+            _abort_quietly(writer)
+            raise _disk_error(exc, t.directory, "compaction") from exc
         except BaseException:
-            writer.abort()
+            _abort_quietly(writer)
             raise
         with self._lock:
             keep = [r for r in t.sstables if r.generation not in chosen_gens]
@@ -714,6 +803,11 @@ class StorageEngine:
         with self._lock:
             return [r.name for t in self._tables.values() for r in t.sstables if r.corrupt is not None]
 
+    def quarantined(self) -> list[str]:
+        """Data files this engine moved to ``corrupt/`` after they failed a read."""
+        with self._lock:
+            return list(self._quarantined)
+
     def verify(self, keyspace: str | None = None, table: str | None = None) -> list[str]:
         """Check every data file's full checksum (a scrub); returns the names found corrupt."""
         with self._lock:
@@ -730,6 +824,31 @@ class StorageEngine:
                 if r.corrupt is not None:
                     bad.append(r.name)
         return bad
+
+    def _quarantine(self, t: _Table, exc: CorruptSSTableError) -> None:
+        """Move SSTables found corrupt while reading to ``corrupt/``; the table serves the rest.
+
+        Cassandra's disk_failure_policy best_effort: answer from the SSTables that are intact.
+        Data only the moved file held (including tombstones) is missing until a repair.
+        """
+        dest = self.data_dir / "corrupt" / t.keyspace / t.name
+        with self._lock:
+            bad = [r for r in t.sstables if r.corrupt is not None and not isinstance(r, _CorruptSSTable)]
+            if not bad:
+                return
+            t.sstables = [r for r in t.sstables if r not in bad]
+            self._quarantined.extend(str(dest / Path(r.name).name) for r in bad)
+            try:
+                dest.mkdir(parents=True, exist_ok=True)
+                for r in bad:
+                    for f in r.files():
+                        if f.exists():
+                            os.replace(f, dest / f.name)
+            except OSError as move_exc:
+                log.error("cannot move corrupt SSTable of %s to %s: %s", t.qualified, dest, move_exc)
+        # Not closed here: a concurrent read may still hold its mapping; the GC releases it.
+        log.error("%s (found while reading %s); quarantined to %s, the table keeps serving its other SSTables "
+                  "(run a repair to restore what it held)", exc, t.qualified, dest)
 
     def discard_corrupt(self, keyspace: str, table: str) -> list[str]:
         """Move corrupt SSTables of a table to ``corrupt/`` so it serves again (then repair it)."""
@@ -774,6 +893,22 @@ class StorageEngine:
                                  "bytes": self._commitlog.total_bytes(),
                                  "synced_position": self._commitlog.synced_position()}
         return out
+
+
+def _disk_error(exc: OSError, where: Path, what: str) -> StorageFailure:
+    """A named storage failure for an OSError (DiskFull for ENOSPC/EDQUOT), with the path."""
+    path = str(exc.filename or where)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(path, f"{what} failed: {exc.strerror}")
+    return StorageFailure(path, f"{what} failed: {exc.strerror or exc}")
+
+
+def _abort_quietly(writer: SSTableWriter) -> None:
+    """Remove a failed writer's files; an error doing so must not hide the original one."""
+    try:
+        writer.abort()
+    except OSError as exc:
+        log.error("cannot remove the parts of a failed SSTable write: %s", exc)
 
 
 def _filter_columns(p: Partition, columns: list[str]) -> Partition:

@@ -157,3 +157,61 @@ def test_route_op_rejects_bad_addresses_and_reroutes_a_peer(cluster3: Cluster) -
             assert (await c.get("ks", "t", "routed", consistency="ALL"))["v"][0] == 1
 
     trio.run(main)
+
+
+def test_values_storage_would_refuse_are_invalid_request_before_any_write(cluster3: Cluster) -> None:
+    """A value of exactly MAX_VALUE_BYTES is stored; a NUL column name is InvalidRequest at once
+    (both used to answer WriteTimeout "may have been applied" after the write timeout)."""
+    port = cluster3[0].client_port
+    reqs = [
+        {"id": 1, "op": "put", "keyspace": "ks", "table": "t", "key": "max-str", "columns": {"a": "x" * MAX_VALUE_BYTES}},
+        {"id": 2, "op": "put", "keyspace": "ks", "table": "t", "key": "max-bin", "columns": {"a": b"x" * MAX_VALUE_BYTES}},
+        {"id": 3, "op": "put", "keyspace": "ks", "table": "t", "key": "nul", "columns": {"a\x00b": 1}},
+        {"id": 4, "op": "delete", "keyspace": "ks", "table": "t", "key": "nul", "columns": ["a\x00b"]},
+        {"id": 5, "op": "get", "keyspace": "ks", "table": "t", "key": "max-bin", "consistency": "ALL"},
+    ]
+    resp = {r["id"]: r for r in _responses(_raw(port, b"".join(_frame(r) for r in reqs)))}
+    assert resp[1]["ok"] is True and resp[2]["ok"] is True, (resp[1], resp[2])
+    assert [resp[i]["error"]["name"] for i in (3, 4)] == ["InvalidRequest"] * 2
+    assert "NUL" in resp[3]["error"]["message"]
+    assert len(resp[5]["columns"]["a"][0]) == MAX_VALUE_BYTES
+
+
+def _named_error(node, op: str, **fields):  # type: ignore[no-untyped-def]
+    """The named error a request is answered with (None if it succeeded)."""
+    from node.protocol import RinglabError
+
+    try:
+        trio.run(lambda: call(node, op, **fields))
+    except RinglabError as exc:
+        return exc
+    except BaseExceptionGroup as group:
+        [exc] = group.exceptions
+        if isinstance(exc, RinglabError):
+            return exc
+        raise
+    return None
+
+
+def test_corrupt_sstable_found_on_read_is_read_failure_at_once_then_quarantined(cluster3: Cluster) -> None:
+    n1 = cluster3[0]
+    trio.run(lambda: call(n1, "create_table", keyspace="ks", name="tc", options={}))
+    trio.run(lambda: call(n1, "put", keyspace="ks", table="tc", key="k", columns={"a": "x" * 4000}, consistency="ALL"))
+    trio.run(lambda: call(n1, "flush", keyspace="ks", table="tc"))
+    [data] = (n1.dir / "data" / "storage" / "data" / "ks").glob("tc-*/*-Data.db")
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0x40
+    with open(data, "r+b") as f:  # in place: the node's mapping of the file sees it
+        f.write(raw)
+    err = _named_error(n1, "get", keyspace="ks", table="tc", key="k", consistency="ALL")
+    assert err is not None and err.name == "ReadFailure", err
+    assert str(data) in err.message and "n1" in err.details["failures"]
+    log = (n1.dir / "stderr.log").read_text(errors="replace")
+    assert str(data) in log and "quarantined" in log
+    quarantined = n1.dir / "data" / "storage" / "corrupt" / "ks" / "tc" / data.name
+    assert quarantined.exists() and not data.exists()
+    # The table serves what is intact: n1 lacks the row now and the other replicas repair it.
+    got = trio.run(lambda: call(n1, "get", keyspace="ks", table="tc", key="k", consistency="ALL"))
+    assert got["columns"]["a"][0] == "x" * 4000
+    got = trio.run(lambda: call(n1, "get", keyspace="ks", table="tc", key="k", consistency="ONE"))
+    assert got["columns"]["a"][0] == "x" * 4000
