@@ -5,6 +5,12 @@ one mutation with its keyspace and table. New hints stop once the target has bee
 than ``max_hint_window`` (Cassandra's rule: past that, repair is the tool). When the target is
 seen UP again the file is delivered at a throttled byte rate and deleted once every hint was
 acknowledged; on failure the undelivered rest goes back into the target's file.
+
+A target that cannot be reached pauses its queue (nothing is lost, delivery resumes on the next UP).
+A hint the target *answers* with an error (it refuses the mutation, its disk failed) or never
+answers in time is counted: it is retried after the rest of the queue, and after
+``MAX_DELIVERY_ATTEMPTS`` such failures it is moved aside to ``undeliverable/<target>.hints`` and
+logged, so one bad hint never blocks the hints behind it (it blocked them forever before).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any, BinaryIO
 
 import trio
 
+from node.cluster.messaging import PeerUnreachable
 from node.protocol import FrameDecoder, ProtocolError, encode_frame
 from node.runtime import Runtime
 
@@ -29,6 +36,11 @@ _READ_CHUNK = 256 * 1024
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 SendHint = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+# Deliveries a hint may fail with the target answering (an error or no reply in time) before it
+# is moved aside. Cassandra drops a hint its target refuses; three tries ride out a transient
+# refusal (a replica catching up on schema, a disk freeing up) without holding the queue for long.
+MAX_DELIVERY_ATTEMPTS = 3
 
 
 class HintStore:
@@ -55,6 +67,7 @@ class HintStore:
         self.stored = 0
         self.delivered = 0
         self.refused_window = 0
+        self.undeliverable = 0
 
     # ---- membership events
 
@@ -97,7 +110,7 @@ class HintStore:
     def pending(self) -> dict[str, int]:
         """Bytes of undelivered hints per target."""
         out: dict[str, int] = {}
-        for p in self.directory.glob("*.hints*"):
+        for p in self.directory.glob("*.hints*"):  # not undeliverable/: those are no longer pending
             target = p.name.split(".hints")[0]
             out[target] = out.get(target, 0) + p.stat().st_size
         return {k: v for k, v in out.items() if v > 0}
@@ -147,9 +160,27 @@ class HintStore:
         finally:
             self._delivering.discard(target)
 
+    def _undeliverable_path(self, target: str) -> Path:
+        return self.directory / "undeliverable" / self._path(target).name
+
+    def _retry_later(self, target: str, msg: dict[str, Any], exc: Exception, retry: list[bytes]) -> None:
+        """Count a failed delivery the target answered; keep the hint for later or move it aside."""
+        tries = (msg.get("n") if isinstance(msg.get("n"), int) else 0) + 1
+        if tries < MAX_DELIVERY_ATTEMPTS:
+            retry.append(encode_frame({**msg, "n": tries}))
+            return
+        aside = self._undeliverable_path(target)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        with open(aside, "ab") as out:
+            out.write(encode_frame({**msg, "n": tries, "error": str(exc)[:500]}))
+        self.undeliverable += 1
+        log.error("hint for %s (%s.%s, written at %s us) failed %d deliveries, last: %s; moved to %s",
+                  target, msg.get("ks"), msg.get("t"), msg.get("at"), tries, exc, aside)
+
     async def _deliver_file(self, target: str, work: Path, send: SendHint) -> bool:
         decoder = FrameDecoder()
         sent = 0
+        retry: list[bytes] = []  # hints the target failed, retried after the rest of the queue
         with open(work, "rb") as f:
             while True:
                 try:
@@ -165,19 +196,27 @@ class HintStore:
                     continue
                 try:
                     await send(target, msg)
-                except Exception as exc:  # any failure: keep the rest for the next attempt
+                except PeerUnreachable as exc:  # the target is gone again: keep the rest for later
                     log.info("hint delivery to %s paused after %d hints: %s", target, sent, exc)
                     rest = bytearray(encode_frame(msg))
                     rest += decoder.take_buffered()
                     rest += f.read()
+                    rest += b"".join(retry)
                     with open(self._path(target), "ab") as out:
                         out.write(rest)
                     os.unlink(work)
                     return False
+                except Exception as exc:  # the target answered with an error, or not in time
+                    log.info("hint delivery to %s failed (%s); the rest of the queue goes on", target, exc)
+                    self._retry_later(target, msg, exc, retry)
+                    continue
                 sent += 1
                 self.delivered += 1
                 # Throttle by bytes, like Cassandra's hinted_handoff_throttle_in_kb.
                 await self.runtime.clock.sleep(len(encode_frame(msg)) / self.throttle_bytes_per_s)
+        if retry:
+            with open(self._path(target), "ab") as out:
+                out.write(b"".join(retry))
         os.unlink(work)
-        log.info("delivered %d hints to %s", sent, target)
-        return True
+        log.info("delivered %d hints to %s%s", sent, target, f", {len(retry)} to retry" if retry else "")
+        return not retry

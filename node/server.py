@@ -780,7 +780,8 @@ class Node:
             "schema_version": self.schema.version(),
             "in_flight": self.in_flight,
             "coordinator": dict(self.coordinator.stats),
-            "hints": {"pending_bytes": self.hints.pending(), "stored": self.hints.stored, "delivered": self.hints.delivered},
+            "hints": {"pending_bytes": self.hints.pending(), "stored": self.hints.stored, "delivered": self.hints.delivered,
+                      "undeliverable": self.hints.undeliverable},
             "faults": self.config.faults.as_dict(),
             "clock": {"offset_us": self.runtime.clock.offset_us(), "rate": self.runtime.clock.rate},
         }
