@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checkers import counter, linearizable, lww, perf, quorum, sets
+from checkers import campaign, counter, linearizable, lww, perf, quorum, sets
 from checkers.result import Result, Validity, merge_validity
 from harness.history import Op, read_history
 
@@ -21,6 +21,7 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "set": sets.check,
     "counter": counter.check,
     "perf": perf.check,
+    "campaign": campaign.check,
 }
 """Every checker by name; each is a pure function of (history, params)."""
 
@@ -61,7 +62,15 @@ class ComposedResult:
 
 def default_checkers(params: dict[str, Any]) -> list[str]:
     """The checkers that fit the model: register/kv get LWW (and quorum with a replication
-    factor), set gets set-full; every model gets linearizability and perf."""
+    factor), set gets set-full; every model gets linearizability and perf; a campaign's history
+    (its test names the nemeses, or it was interrupted) also gets the campaign checker."""
+    names = _model_checkers(params)
+    if params.get("nemeses") is not None or params.get("interrupted"):
+        names.append("campaign")
+    return names
+
+
+def _model_checkers(params: dict[str, Any]) -> list[str]:
     model = params.get("model") or "register"
     if model == "counter":
         # Read-modify-write increments: no single-op model to linearize; count lost updates.

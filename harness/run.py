@@ -202,6 +202,8 @@ class RunOptions:
             "write_cl": self.write_cl,
             "nodes": self.node_count(),
             "check_time_limit": self.checker_time_limit,
+            # The campaign checker holds the run to these: unknown if none of one took effect.
+            "nemeses": faults.parse_nemeses(self.nemesis),
         }
 
     def _settings(self) -> WorkloadSettings:
@@ -458,6 +460,20 @@ def run_command(opts: RunOptions) -> int:
     """The `harness run` command: validates, runs --test-count campaigns, prints verdicts."""
     opts.validate()
     store_dir = Path(opts.store).resolve()
+    lock = store.StoreLock(store_dir)
+    try:
+        lock.acquire()
+    except store.StoreBusy as exc:
+        print(f"harness run: error: {exc}", file=sys.stderr)
+        return 254
+    try:
+        return _run_campaigns(opts, store_dir)
+    finally:
+        lock.release()
+
+
+def _run_campaigns(opts: RunOptions, store_dir: Path) -> int:
+    """The --test-count campaigns of one `harness run`, in a store this process holds."""
     codes: list[int] = []
     outcomes: list[Outcome] = []
     for i in range(opts.test_count):

@@ -310,8 +310,13 @@ class Nemesis(Protocol):
 
 def parse_nemeses(text: str) -> list[str]:
     """``partition,kill`` / ``all`` / ``none`` → nemesis names (ValueError naming a bad one)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        # An empty list would run the workload without faults and pass: say `none` to mean that.
+        raise ValueError(f"--nemesis {text!r} names no nemesis; give a comma list of "
+                         f"{', '.join(NEMESES + tuple(NEMESIS_ALIASES))} ('none' for no faults)")
     names: list[str] = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
+    for part in parts:
         if part in NEMESIS_ALIASES:
             names.extend(NEMESIS_ALIASES[part])
         elif part in NEMESES:
@@ -411,7 +416,12 @@ class Schedule:
             event = await (nemesis.start(self.rng) if start else nemesis.stop())
         except Exception as exc:
             log.exception("nemesis %s failed", f)
-            self.record("info", f, {"error": f"{type(exc).__name__}: {exc}"}, None)
+            if start and nemesis.name in self.active:
+                self.active.remove(nemesis.name)
+            # A start that raised injected nothing (Jepsen's fail: it did not happen; heal_all
+            # undoes any part of it anyway). A stop that raised may have left the fault in
+            # place: that is indeterminate, info.
+            self.record("fail" if start else "info", f, {"error": f"{type(exc).__name__}: {exc}"}, None)
             return
         finally:
             self.running = None

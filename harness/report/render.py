@@ -420,6 +420,12 @@ def nemesis_windows(ops: list[Op], end_us: int) -> tuple[list[dict[str, Any]], l
                 w["targets"] = describe_targets(kind, op.value)
                 if op.extra.get("action"):
                     w["actions"].append(op.extra["action"])
+                if op.type == "fail" or (isinstance(op.value, dict) and "error" in op.value):
+                    # An injection that failed: a red mark, never time under fault.
+                    w["failed"] = True
+                if op.type == "fail":
+                    w["end"] = t  # nothing was injected: the window closes where it failed
+                    windows.append(open_.pop(kind))
         else:
             w = open_.get(kind)
             if w is None:

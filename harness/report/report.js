@@ -8,6 +8,7 @@
   const TYPE_NAMES = ["ok", "fail", "info"];
   const TYPE_COLORS = ["#6db6fe", "#feb5da", "#ffaa26"];
   const TYPE_STROKE = ["#2f7fc8", "#d0689c", "#c77800"];
+  const FAILED_COLOR = "#d0312d"; // a fault injection that failed (the --invalid red)
   const NEMESIS_COLORS = { partition: "#e9a4a0", kill: "#e9c3a0", pause: "#c5a0e9", clock: "#a0e9db", latency: "#a0b1e9", membership: "#b8d99a" };
   const SERIES_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#ff7f0e"];
   const LABEL_W = 150;   // px for lane labels at the left of the timeline
@@ -127,9 +128,14 @@
       el("th", { class: "num", text: tot.info }), el("th", { class: "num", text: tot.ok + tot.fail + tot.info })));
     const fc = $("fault-counts").tBodies[0];
     const byKind = {};
-    for (const w of D.nemesis) { const k = byKind[w.kind] || (byKind[w.kind] = { n: 0, t: 0 }); k.n++; k.t += w.end - w.start; }
-    if (!D.nemesis.length) fc.append(el("tr", null, el("td", { class: "empty", colspan: "3", text: "no faults injected" })));
-    for (const k of Object.keys(byKind)) fc.append(el("tr", null, el("td", { text: k }), el("td", { class: "num", text: byKind[k].n }), el("td", { class: "num", text: fmtSec(byKind[k].t) })));
+    // A failed injection is no time under fault: it is counted apart, in red.
+    for (const w of D.nemesis) {
+      const k = byKind[w.kind] || (byKind[w.kind] = { n: 0, t: 0, failed: 0 });
+      if (w.failed) k.failed++; else { k.n++; k.t += w.end - w.start; }
+    }
+    if (!D.nemesis.length) fc.append(el("tr", null, el("td", { class: "empty", colspan: "4", text: "no faults injected" })));
+    for (const k of Object.keys(byKind)) fc.append(el("tr", byKind[k].failed ? { class: "fault-failed" } : null, el("td", { text: k }), el("td", { class: "num", text: byKind[k].n }),
+      el("td", { class: "num", text: fmtSec(byKind[k].t) }), el("td", { class: "num" + (byKind[k].failed ? " failed" : ""), text: byKind[k].failed })));
     const m = D.meta;
     const o = m.options || {};
     kvRows($("meta").tBodies[0], {
@@ -183,6 +189,16 @@
     for (const w of D.nemesis) {
       if (w.end < view.t0 || w.start > view.t1) continue;
       const a = Math.max(toX(w.start), x0), b = Math.min(toX(w.end), x1);
+      if (w.failed) {
+        // A failed injection: a red mark over the attempt, labelled, never a fault band.
+        ctx.fillStyle = FAILED_COLOR;
+        ctx.fillRect(a, y0, Math.max(b - a, 2), y1 - y0);
+        if (labels) {
+          ctx.font = "11px sans-serif"; ctx.textBaseline = "top";
+          ctx.fillText("✗ " + w.kind + " failed", a + 4, y0 + 2);
+        }
+        continue;
+      }
       ctx.globalAlpha = 0.35;
       ctx.fillStyle = NEMESIS_COLORS[w.kind] || "#ccc";
       ctx.fillRect(a, y0, Math.max(b - a, 1), y1 - y0);
@@ -363,11 +379,12 @@
     const g = tlGeom;
     if (!g || px < g.x0) return null;
     const t = view.t0 + (px - g.x0) / g.scale;
-    for (const w of D.nemesis) if (t >= w.start && t <= w.end) return w;
+    const slop = HIT_SLOP / g.scale; // a failed injection's mark can be a pixel wide
+    for (const w of D.nemesis) if (t >= w.start - (w.failed ? slop : 0) && t <= w.end + (w.failed ? slop : 0)) return w;
     return null;
   }
   function nemesisFields(w) {
-    const f = [["fault", w.kind], ["targets", w.targets || "—"], ["from", fmtSec(w.start)], ["to", fmtSec(w.end) + (w.open ? " (never stopped)" : "")]];
+    const f = [["fault", w.kind + (w.failed ? " (injection FAILED)" : "")], ["targets", w.targets || "—"], ["from", fmtSec(w.start)], ["to", fmtSec(w.end) + (w.open ? " (never stopped)" : "")]];
     if (w.actions && w.actions.length) f.push(["actions", w.actions.join(", ")]);
     if (w.start_value !== null) f.push(["start value", show(w.start_value)]);
     if (w.stop_value !== null) f.push(["stop value", show(w.stop_value)]);

@@ -1,0 +1,72 @@
+"""Did the campaign do what was asked? Interrupted runs and faults that never took effect.
+
+A history can be free of anomalies because the store is correct, or because the test never
+tested it: the run was cut short, or every fault injection failed (latency on hosts without a
+fault proxy, a clock nemesis without clock control). Jepsen's answer to "I could not tell" is
+``unknown``, and that is this checker's verdict for such runs, so no run looks green when it did
+not do what was asked. It reads the nemesis operations of the history and two parameters:
+``nemeses`` (the requested nemesis names) and ``interrupted`` (test.json's flag).
+
+An injection is a ``start-<name>`` nemesis step. It took effect when it completed with a type
+other than ``fail`` and a value without an ``error``; a failed one is a ``fail`` op (older
+histories: an ``info`` op whose value holds an ``error``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from checkers.result import Anomaly, Result
+from harness.history import NEMESIS, Op
+
+# How many failed injections keep their operation in the result: enough to see why they failed.
+MAX_EXAMPLES = 10
+
+
+def _failed(op: Op) -> bool:
+    """Whether a start step's completion says the fault was not injected."""
+    return op.type == "fail" or (isinstance(op.value, dict) and "error" in op.value)
+
+
+def _took_effect(op: Op) -> bool:
+    """Whether a start step's completion injected something (membership can decline to change)."""
+    if _failed(op):
+        return False
+    return not (isinstance(op.value, dict) and op.value.get("action") == "none")
+
+
+def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
+    """``unknown`` when the run was interrupted, or when an injection failed and some requested
+    nemesis never took effect; valid otherwise."""
+    params = params or {}
+    requested = [str(n) for n in params.get("nemeses") or []]
+    effective: dict[str, int] = {n: 0 for n in requested}
+    failed: dict[str, int] = {n: 0 for n in requested}
+    examples: list[Anomaly] = []
+    for op in history:
+        if op.process != NEMESIS or op.type == "invoke" or not op.f.startswith("start-"):
+            continue
+        name = op.f[len("start-"):]
+        if _failed(op):
+            failed[name] = failed.get(name, 0) + 1
+            if len(examples) < MAX_EXAMPLES:
+                error = op.value.get("error") if isinstance(op.value, dict) else op.error
+                examples.append(Anomaly("failed-injection", f"{op.f} failed: {error or 'no reason recorded'}",
+                                        [op], details={"nemesis": name}))
+        elif _took_effect(op):
+            effective[name] = effective.get(name, 0) + 1
+    never = [n for n in requested if effective.get(n, 0) == 0]
+    reasons: list[str] = []
+    if params.get("interrupted"):
+        reasons.append("the run was interrupted: the workload, the final reads or both were cut short")
+    if sum(failed.values()) and never:
+        reasons.append("no injection of " + ", ".join(never) + " took effect ("
+                       + ", ".join(f"{n}: {failed.get(n, 0)} failed" for n in never)
+                       + "): the store was not tested under the faults asked for")
+    counts = {"injections": sum(effective.values()), "failed_injections": sum(failed.values()),
+              "nemeses_never_injected": len(never), "interrupted": int(bool(params.get("interrupted")))}
+    details: dict[str, Any] = {"effective": effective, "failed": failed, "never_injected": never}
+    if reasons:
+        details["reason"] = "; ".join(reasons)
+    return Result("campaign", "unknown" if reasons else True, counts, examples, details)
