@@ -127,24 +127,18 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import tomllib
     from dataclasses import fields
 
+    from harness import config_file
     from harness.run import RunOptions, run_command
 
     names = {f.name for f in fields(RunOptions)}
     values: dict[str, Any] = {}
     if args.config:
         try:
-            with open(args.config, "rb") as fh:
-                raw = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise UsageError(f"--config {args.config}: {exc}") from None
-        for k, v in raw.items():
-            key = k.replace("-", "_")
-            if key not in names:
-                raise UsageError(f"--config {args.config}: unknown option {k!r}")
-            values[key] = v
+            values = config_file.load(args.config, RunOptions)
+        except config_file.ConfigError as exc:
+            raise UsageError(str(exc)) from None
     for key in names:
         v = getattr(args, key, None)
         if v is not None and not (key == "strict_host_key_checking" and v is False):
@@ -182,6 +176,8 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
                 print(f"{nid}  client {n['client']}  internode {n['internode']}  pid {n['pid']}")
             print(f"fault proxy API {state['proxy']['url']}")
             print(f"cluster secret (for ringctl --secret): {state['secret']}")
+            where_flag = "" if args.dir == "store/cluster" else f" --cluster-dir {args.dir}"
+            print(f"admin: ringctl{where_flag} --node n1 status  (reads the ports and secret from {where})")
             print(f"state: {where / 'cluster.json'}; stop with: harness cluster down --dir {args.dir}")
         elif args.action == "down":
             stopped = cluster_down(where)

@@ -458,7 +458,14 @@ def exit_code(valid: bool | str) -> int:
 
 def run_command(opts: RunOptions) -> int:
     """The `harness run` command: validates, runs --test-count campaigns, prints verdicts."""
+    from harness import preflight
+
     opts.validate()
+    try:
+        preflight.check(opts)
+    except preflight.SetupMistake as exc:
+        print(f"harness run: error: {exc}", file=sys.stderr)
+        return 254
     store_dir = Path(opts.store).resolve()
     lock = store.StoreLock(store_dir)
     try:
@@ -487,6 +494,15 @@ def _run_campaigns(opts: RunOptions, store_dir: Path) -> int:
             print(f"harness: cluster setup failed: {exc}", file=sys.stderr)
             print(f"run directory: {run_dir}", file=sys.stderr)
             return 255
+        except Exception as exc:
+            from harness.preflight import user_error
+
+            message = user_error(exc)
+            if message is None:
+                raise
+            progress.close()
+            print(f"harness run: error: {message}", file=sys.stderr)
+            return 254
         finally:
             logging.getLogger().removeHandler(handler)
             handler.close()

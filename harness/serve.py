@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import mimetypes
+import signal
 import sys
 import tempfile
 import time
@@ -54,26 +55,49 @@ def serve_command(store_dir: str | Path, host: str = DEFAULT_HOST, port: int = D
     if not root.is_dir():
         print(f"harness serve: {root}: no such store directory", file=sys.stderr)
         return 254
+    if not 0 <= port <= 65535:
+        print(f"harness serve: --port must be 0-65535 (0: any free port), got {port}", file=sys.stderr)
+        return 254
     try:
-        trio.run(serve, root, host, port)
-    except KeyboardInterrupt:
-        return 0
+        trio.run(_serve_until_signal, root, host, port)
+    except KeyboardInterrupt:  # a Ctrl-C before the signal receiver is up
+        pass
     except OSError as exc:
-        print(f"harness serve: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
-        return 255
+        # The user's address: a port in use, one that needs root, an address not on this machine.
+        print(f"harness serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 254
+    print("harness serve: stopped", file=sys.stderr)
     return 0
+
+
+async def _serve_until_signal(root: Path, host: str, port: int) -> None:
+    """Serve until Ctrl-C or SIGTERM, which end the server cleanly (no exception group)."""
+    app = ResultsApp(root)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # Listening outside any nursery: a port in use is a plain OSError, not a group.
+        listeners, _ = await _listen(app, host, port, quiet=False)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, app.handle_connection, listeners)
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
 
 
 async def serve(store_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
                 task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED, quiet: bool = False) -> None:
     """Serve the results browser; reports the bound port through ``task_status``."""
     app = ResultsApp(Path(store_dir))
+    listeners, bound = await _listen(app, host, port, quiet)
+    task_status.started(bound)
+    await trio.serve_listeners(app.handle_connection, listeners)
+
+
+async def _listen(app: ResultsApp, host: str, port: int, quiet: bool) -> tuple[list[trio.SocketListener], int]:
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()[1]
     if not quiet:
         print(f"harness serve: http://{host}:{bound}/ (store {app.root})", flush=True)
-    task_status.started(bound)
-    await trio.serve_listeners(app.handle_connection, listeners)
+    return listeners, bound
 
 
 class ResultsApp:

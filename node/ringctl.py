@@ -1,6 +1,10 @@
 """ringctl: command-line client for a ringlab node (data, schema and admin operations).
 
 Exit codes: 0 success, 1 the node answered with an error, 2 bad arguments, 3 cannot connect.
+
+``--node n2`` finds the node's address and the cluster secret in the directory of a local
+cluster started with ``harness cluster up`` (its cluster.json), as ``ccm node2 nodetool`` does,
+so nobody copies ports and secrets by hand.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from node.protocol import RinglabError
 
 # Generous: admin operations such as flush or compact may take a while on a loaded node.
 DEFAULT_TIMEOUT = 30.0
-
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 9042
+# Where `harness cluster up` keeps its state unless told otherwise (its --dir default).
+DEFAULT_CLUSTER_DIR = "store/cluster"
+CLUSTER_FILE = "cluster.json"
 
 
 def _usage(message: str) -> SystemExit:
@@ -167,9 +174,14 @@ def _split_eq(text: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (all subcommands)."""
     p = argparse.ArgumentParser(prog="ringctl", description="Talk to a ringlab node.")
-    p.add_argument("--host", default=os.environ.get("RINGCTL_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("RINGCTL_PORT", "9042")))
-    p.add_argument("--secret", default=os.environ.get("RINGLAB_SECRET"), help="cluster secret (or $RINGLAB_SECRET)")
+    p.add_argument("--host", default=os.environ.get("RINGCTL_HOST"), help=f"node address (or $RINGCTL_HOST; default {DEFAULT_HOST})")
+    p.add_argument("--port", type=int, default=_env_port(), help=f"client port (or $RINGCTL_PORT; default {DEFAULT_PORT})")
+    p.add_argument("--secret", default=os.environ.get("RINGLAB_SECRET"), help="cluster secret (or $RINGLAB_SECRET; "
+                   "read from the cluster directory for its nodes)")
+    p.add_argument("--node", dest="cluster_node", metavar="NAME", help="a node of the local cluster in --cluster-dir (n1, n2, ...): its address "
+                   "and the cluster secret come from there")
+    p.add_argument("--cluster-dir", default=os.environ.get("RINGLAB_CLUSTER_DIR", DEFAULT_CLUSTER_DIR), metavar="DIR",
+                   help=f"where `harness cluster up` keeps the cluster (or $RINGLAB_CLUSTER_DIR; default {DEFAULT_CLUSTER_DIR})")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -252,18 +264,93 @@ def _check(args: argparse.Namespace) -> None:
         raise _usage("route: give both a node id and host:port, or neither to list routes")
 
 
+def _env_port() -> int | None:
+    text = os.environ.get("RINGCTL_PORT")
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise _usage(f"$RINGCTL_PORT must be a port number, got {text!r}") from None
+
+
+def _cluster_state(cluster_dir: str) -> dict[str, Any] | None:
+    """The cluster.json of a `harness cluster up` directory (None when there is none)."""
+    path = os.path.join(cluster_dir, CLUSTER_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise _usage(f"cannot read {path}: {exc}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("nodes"), dict):
+        raise _usage(f"{path} does not describe a cluster (no 'nodes')")
+    return state
+
+
+def resolve_target(args: argparse.Namespace) -> None:
+    """Fill host, port and secret: flags and environment first, then the cluster directory
+    (``--node``, or the node at the given port), then the defaults."""
+    state = _cluster_state(args.cluster_dir) if (args.cluster_node or args.secret is None) else None
+    if args.cluster_node:
+        if state is None:
+            raise _usage(f"--node {args.cluster_node}: no cluster in {args.cluster_dir} (no {CLUSTER_FILE}; start one with "
+                         f"`harness cluster up`, or give --cluster-dir)")
+        node = state["nodes"].get(args.cluster_node)
+        if not isinstance(node, dict) or ":" not in str(node.get("client", "")):
+            raise _usage(f"--node {args.cluster_node}: not a node of the cluster in {args.cluster_dir} "
+                         f"(nodes: {', '.join(sorted(state['nodes']))})")
+        host, _, port = str(node["client"]).rpartition(":")
+        args.host = args.host or host
+        args.port = args.port if args.port is not None else int(port)
+    args.host = args.host or DEFAULT_HOST
+    args.port = args.port if args.port is not None else DEFAULT_PORT
+    if args.secret is None and state is not None:
+        here = f"{args.host}:{args.port}"
+        if any(isinstance(n, dict) and n.get("client") == here for n in state["nodes"].values()):
+            args.secret = state.get("secret")
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The one error inside (nested) exception groups of one member: the client's nursery wraps
+    whatever the command raised."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ringctl``."""
-    args = build_parser().parse_args(argv)
-    _check(args)
+    try:
+        args = build_parser().parse_args(argv)
+        _check(args)
+        resolve_target(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
     try:
         return trio.run(_run, args)
-    except RinglabError as exc:
-        print(f"ringctl: {exc.name}: {exc.message}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"ringctl: cannot reach {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 3
+    except BaseException as group:  # noqa: BLE001 - every error is named below or re-raised
+        exc = _single(group)
+        if isinstance(exc, BrokenPipeError):
+            # The reader went away (`ringctl ring | head`): stop quietly, as a filter should. Point
+            # stdout at devnull so the interpreter's final flush does not complain again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        if isinstance(exc, RinglabError):
+            hint = ""
+            if exc.name == "Unauthorized" and args.secret is None:
+                hint = (f" (no secret given: use --secret or $RINGLAB_SECRET, or --node NAME for a cluster "
+                        f"started with `harness cluster up`)")
+            print(f"ringctl: {exc.name}: {exc.message}{hint}", file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError):
+            print(f"ringctl: cannot reach {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 3
+        if isinstance(exc, KeyboardInterrupt):
+            print("ringctl: interrupted", file=sys.stderr)
+            return 130
+        raise
 
 
 if __name__ == "__main__":

@@ -64,5 +64,6 @@ def vagrant_hosts(vagrant_dir: Path = VAGRANT_DIR, private_net: str = PRIVATE_NE
     except FileNotFoundError:
         raise VagrantError("`vagrant` is not installed; see docs/hosts.md") from None
     if proc.returncode != 0:
-        raise VagrantError(f"`vagrant ssh-config` in {vagrant_dir} failed: {proc.stderr.strip()}")
+        raise VagrantError(f"`vagrant ssh-config` in {vagrant_dir} failed (are the VMs up? `vagrant up` there): "
+                           f"{' '.join(proc.stderr.split())[:300]}")
     return parse_ssh_config(proc.stdout, private_net)

@@ -1,0 +1,55 @@
+"""What `harness run` checks before it makes a run directory, and which campaign errors are the
+user's: a Toxiproxy URL that answers nothing, Vagrant VMs that are not up, host clock faults on
+hosts that share this machine's clock. Each is a one-line error and exit 254 (Jepsen's bad
+arguments), never a traceback with "internal error"; a real harness bug still exits 255.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+# A Toxiproxy server answers /version in milliseconds; this is generous for a remote one.
+TOXIPROXY_PROBE_TIMEOUT_S = 5.0
+
+
+class SetupMistake(Exception):
+    """Something the user pointed the run at is not there or cannot work; the message says what."""
+
+
+def check(opts: Any) -> None:
+    """Probe what the options point at outside this process; SetupMistake names the first problem."""
+    if opts.toxiproxy:
+        trio.run(_probe_toxiproxy, opts.toxiproxy)
+    if opts.deploy == "vagrant":
+        from harness.deploy.vagrant import VagrantError, vagrant_hosts
+
+        try:
+            vagrant_hosts()
+        except VagrantError as exc:
+            raise SetupMistake(f"--deploy vagrant: {exc}") from None
+
+
+async def _probe_toxiproxy(url: str) -> None:
+    from nemesis.proxy_client import ProxyClient, ProxyError
+
+    try:
+        client = ProxyClient(url, timeout_s=TOXIPROXY_PROBE_TIMEOUT_S)
+        await client.version()
+    except ValueError as exc:
+        raise SetupMistake(f"--toxiproxy: {exc}") from None
+    except ProxyError as exc:
+        raise SetupMistake(f"--toxiproxy {url}: no Toxiproxy API there ({exc.detail})") from None
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The one-line message when a campaign failed because of the user's setup, else None."""
+    from harness.deploy.vagrant import VagrantError
+    from nemesis.hostclock import SharedClockError
+
+    if isinstance(exc, SharedClockError):
+        return f"--nemesis clock: {exc} Rerun with --clock-mode admin."
+    if isinstance(exc, (VagrantError, SetupMistake)):
+        return str(exc)
+    return None
