@@ -1,20 +1,26 @@
 # `make run` and `make test` are the whole quick start; both build .venv when missing or stale.
 PYTHON ?= python3
 VENV := .venv
+# The runtime dependencies (all `make run` needs), and on top of them the test extras.
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 PY := $(VENV)/bin/python
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k storage -x"`.
 PYTEST_ARGS ?=
 
 .PHONY: run test bench clean setup system-deps
 
-setup: $(STAMP)
+setup: $(TEST_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
 # Debian packages the host and browser tests need; only attempted as root, skipped otherwise.
 system-deps:
@@ -23,7 +29,7 @@ system-deps:
 run: $(STAMP)
 	$(VENV)/bin/harness run --nemesis partition --nodes 5 --time-limit 30
 
-test: $(STAMP) system-deps
+test: $(TEST_STAMP) system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -1,18 +1,14 @@
 """The harness's door to a Toxiproxy server (ours, nemesis/proxy.py, or a real one by URL).
 
-It wraps the ``toxiproxy-python`` client so that nothing it does can hang or crash a run:
+A small HTTP/1.1 client of its own over Trio and h11 (both already the harness's), in place of
+toxiproxy-python: that library (0.1.1, 2019) keeps the server address in class attributes,
+passes no timeout to ``requests``, and raises its own exception per status, which took a thread
+per request, a subclass per client and an exception table to make safe. Here instead:
 
-* every request has a socket timeout *and* a Trio deadline: the sync client runs in a worker
-  thread that is abandoned if the deadline passes (``abandon_on_cancel``), so a server that
-  accepts and never answers costs one idle thread, never a stuck nemesis;
-* every failure (refused connection, timeout, an error status, a body that is not JSON, the
-  library's own ``ProxyExists`` / ``NotFound`` / ``InvalidToxic``) becomes a :class:`ProxyError`
-  naming the operation and the proxy.
-
-toxiproxy-python 0.1.1 keeps the server address in class attributes of ``APIConsumer`` and its
-high-level ``Toxiproxy``/``Proxy`` methods pass no timeout to ``requests``. So each client makes
-its own ``APIConsumer`` subclass bound to its URL (no shared state is mutated) and calls that
-HTTP layer, with a timeout, on the same paths the high-level methods use.
+* every request is one connection under one Trio deadline, so a server that accepts and never
+  answers costs nothing but the wait, never a stuck nemesis or an abandoned thread;
+* every failure (refused connection, timeout, an error status, a body that is not JSON, an
+  answer that is not HTTP) becomes a :class:`ProxyError` naming the operation and the proxy.
 
 Toxics this module adds are named ``ringlab_<kind>_<stream>`` so that healing removes exactly
 ringlab's faults and leaves anything else on a shared Toxiproxy server alone.
@@ -25,26 +21,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import requests
+import h11
 import trio
-from toxiproxy.api import APIConsumer
-from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
 # A healthy proxy server answers in milliseconds; 5 s means it is wedged, and a nemesis step
 # must give up and report rather than stall the run's schedule.
 DEFAULT_TIMEOUT_S = 5.0
-# Extra time the Trio deadline allows beyond the socket timeout, so that the socket timeout
-# (which ends the worker thread cleanly) normally fires first.
-DEADLINE_GRACE_S = 1.0
+# Bytes per read of an answer; Toxiproxy's largest (GET /proxies of a big cluster) is a few KiB.
+READ_CHUNK = 64 * 1024
 # Prefix of every toxic ringlab adds; heal() removes these and nothing else.
 TOXIC_PREFIX = "ringlab_"
 STREAMS = ("upstream", "downstream")
-
-_LIBRARY_ERRORS: tuple[tuple[type[Exception], int], ...] = (
-    (ProxyExists, 409),
-    (NotFound, 404),
-    (InvalidToxic, 400),
-)
 
 
 class ProxyError(Exception):
@@ -88,59 +75,65 @@ class ProxyClient:
     def __init__(self, url: str = "http://127.0.0.1:8474", *,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         parts = urlsplit(url if "//" in url else f"http://{url}")
-        if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        try:
+            port = parts.port
+        except ValueError:  # a port that is not a number, or out of range
+            port = None
+        if parts.scheme != "http" or not parts.hostname or port is None:
             raise ValueError(f"toxiproxy URL must look like http://HOST:PORT, got {url!r}")
         self.url = f"http://{parts.netloc}"
+        self.host, self.port = parts.hostname, port
         self.timeout_s = timeout_s
-        # The library reads host and port from class attributes; a subclass per client keeps
-        # two clients (or a test and the harness) from redirecting each other.
-        self._api: type[APIConsumer] = type(
-            "RinglabAPIConsumer", (APIConsumer,), {"host": parts.hostname, "port": parts.port}
-        )
 
     async def _call(self, operation: str, proxy: str | None, method: str, path: str,
                     body: Any = None, *, tolerate: Iterable[int] = ()) -> Any:
         """One HTTP request; the decoded JSON (or None); ProxyError on any failure."""
-        tolerated = set(tolerate)
-
-        def request() -> requests.Response:
-            fn = getattr(self._api, method)
-            if method == "post":
-                return fn(path, json=body, timeout=self.timeout_s)
-            return fn(path, timeout=self.timeout_s)
-
         try:
-            with trio.fail_after(self.timeout_s + DEADLINE_GRACE_S):
-                response = await trio.to_thread.run_sync(request, abandon_on_cancel=True)
+            with trio.fail_after(self.timeout_s):
+                status, content = await self._exchange(method.upper(), path, body)
         except trio.TooSlowError:
-            raise ProxyError(operation, proxy,
-                             f"no answer from {self.url} within {self.timeout_s} s") from None
-        except requests.Timeout as exc:
-            raise ProxyError(operation, proxy,
-                             f"no answer from {self.url} within {self.timeout_s} s") from exc
-        except requests.RequestException as exc:
-            raise ProxyError(operation, proxy, f"cannot reach {self.url}: {exc}") from exc
-        except Exception as exc:  # the library's ProxyExists / NotFound / InvalidToxic
-            status = next((s for cls, s in _LIBRARY_ERRORS if isinstance(exc, cls)), None)
-            if status is None:
-                raise ProxyError(operation, proxy, f"{type(exc).__name__}: {exc}") from exc
-            if status in tolerated:
+            raise ProxyError(operation, proxy, f"no answer from {self.url} within {self.timeout_s} s") from None
+        except OSError as exc:
+            raise ProxyError(operation, proxy, f"cannot reach {self.url}: {exc.strerror or exc}") from None
+        except (h11.ProtocolError, trio.BrokenResourceError) as exc:
+            raise ProxyError(operation, proxy, f"{self.url} did not answer in HTTP: {exc}") from None
+        if status >= 400:
+            if status in set(tolerate):
                 return None
-            detail = _error_text(exc.args[0] if exc.args else "")
-            raise ProxyError(operation, proxy, f"HTTP {status}: {detail}", status) from exc
-        if response.status_code >= 400:
-            if response.status_code in tolerated:
-                return None
-            raise ProxyError(operation, proxy,
-                             f"HTTP {response.status_code}: {_error_text(response.content)}",
-                             response.status_code)
-        if response.status_code == 204 or not response.content.strip():
+            raise ProxyError(operation, proxy, f"HTTP {status}: {_error_text(content)}", status)
+        if status == 204 or not content.strip():
             return None
         try:
-            return response.json()
-        except ValueError as exc:
-            raise ProxyError(operation, proxy,
-                             f"answer is not JSON: {response.content[:100]!r}") from exc
+            return json.loads(content)
+        except ValueError:
+            raise ProxyError(operation, proxy, f"answer is not JSON: {content[:100]!r}") from None
+
+    async def _exchange(self, method: str, path: str, body: Any) -> tuple[int, bytes]:
+        """Send one request on a fresh connection; (status, body) of the answer."""
+        data = b"" if body is None else json.dumps(body).encode()
+        headers = [("host", f"{self.host}:{self.port}"), ("user-agent", "ringlab"),
+                   ("content-length", str(len(data))), ("connection", "close")]
+        if body is not None:
+            headers.append(("content-type", "application/json"))
+        conn = h11.Connection(h11.CLIENT)
+        stream = await trio.open_tcp_stream(self.host, self.port)
+        async with stream:
+            await stream.send_all(conn.send(h11.Request(method=method, target=path, headers=headers)))
+            if data:
+                await stream.send_all(conn.send(h11.Data(data=data)))
+            await stream.send_all(conn.send(h11.EndOfMessage()))
+            status, chunks = 0, []
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await stream.receive_some(READ_CHUNK))
+                elif isinstance(event, h11.Response):
+                    status = event.status_code
+                elif isinstance(event, h11.Data):
+                    chunks.append(bytes(event.data))
+                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                    return status, b"".join(chunks)
+                # an InformationalResponse (1xx) is followed by the real one: keep reading
 
     @staticmethod
     def _path(name: str, *rest: str) -> str:
@@ -174,9 +167,11 @@ class ProxyClient:
                 for name, (listen, upstream) in proxies.items()]
         names = ", ".join(proxies)
         answer = await self._call("populate", names, "post", "/populate", body)
-        if not isinstance(answer, dict) or not isinstance(answer.get("proxies"), list):
+        # Toxiproxy answers an empty populate (a 1-node cluster has no links) with "proxies": null.
+        created = answer.get("proxies") if isinstance(answer, dict) else None
+        if not isinstance(answer, dict) or not isinstance(created, (list, type(None))):
             raise ProxyError("populate", names, f"unexpected answer {answer!r}")
-        return {p["name"]: p["listen"] for p in answer["proxies"]}
+        return {p["name"]: p["listen"] for p in created or []}
 
     async def delete_proxies(self, names: Iterable[str]) -> None:
         """Delete proxies by name; already-missing ones are fine."""
