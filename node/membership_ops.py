@@ -40,6 +40,7 @@ from node.cluster.membership import LOAD, STATUS, TOKENS, NodeInfo
 from node.coordination import ASSIGN_TIMEOUT, VERB_ASSIGN, CoordinationError
 from node.protocol import InvalidRequest
 from node.ring import Endpoint, Partitioner, Strategy, Token, TokenMetadata, generate_tokens
+from node.runtime import fsync, offload
 from node.storage.cells import Mutation
 from node.storage.errors import StorageError
 from node.streaming import Range, Streamer, range_contains
@@ -242,7 +243,7 @@ class MembershipManager:
         with open(tmp, "w") as f:
             json.dump(value, f)
             f.flush()
-            os.fsync(f.fileno())
+            fsync(f.fileno())
         tmp.replace(path)
 
     def bootstrap_state(self) -> dict[str, Any] | None:
@@ -699,8 +700,8 @@ class MembershipManager:
             # flush and publish now, or the next load-balance decision sees this node as light as
             # before and moves it again and again into the heavy node's range.
             try:
-                await trio.to_thread.run_sync(self.node.engine.flush)
-                self._set_state(**{LOAD: await trio.to_thread.run_sync(self.node._load_bytes)})
+                await offload(self.node.engine.flush)
+                self._set_state(**{LOAD: await offload(self.node._load_bytes)})
             except (OSError, StorageError) as exc:
                 log.warning("move: cannot flush and publish load: %s", exc)
             total["seconds"] = round(trio.current_time() - start, 3)
@@ -742,7 +743,7 @@ class MembershipManager:
             out: dict[str, int] = {}
             for ks, table, strategy in self._tables(keyspace):
                 ranges = ring.ranges_for(self.node.node_id, strategy)
-                out[f"{ks}.{table}"] = await trio.to_thread.run_sync(self._cleanup_table, ks, table, ranges)
+                out[f"{ks}.{table}"] = await offload(self._cleanup_table, ks, table, ranges)
             log.info("cleanup dropped %s partitions", out)
             self.last_result = {"op": "cleanup", "dropped": out}
             return self.last_result
@@ -798,7 +799,7 @@ class MembershipManager:
     async def _publish_load(self) -> None:
         while True:
             try:
-                load = await trio.to_thread.run_sync(self.node._load_bytes)
+                load = await offload(self.node._load_bytes)
                 self._set_state(**{LOAD: load})
             except OSError as exc:
                 log.debug("cannot measure load: %s", exc)

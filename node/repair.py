@@ -33,6 +33,7 @@ import trio
 
 from node.protocol import InvalidRequest
 from node.ring import Partitioner, Token, TokenMetadata
+from node.runtime import offload
 from node.streaming import Range, Streamer, segments_of
 
 log = logging.getLogger("node.repair")
@@ -182,7 +183,7 @@ class Repairer:
         self.node.schema.table(ks, table)
         (left, right), = self.streamer.decode_ranges([payload["range"]])
         depth = payload.get("depth")
-        return await trio.to_thread.run_sync(self.validate, ks, table, left, right, depth)
+        return await offload(self.validate, ks, table, left, right, depth)
 
     # ---- coordination
 
@@ -229,7 +230,7 @@ class Repairer:
     async def _repair_range(self, ks: str, table: str, left: Token, right: Token, replicas: list[str], stats: dict[str, Any]) -> None:
         me = self.node.node_id
         wire_range = self.streamer.encode_ranges([(left, right)])[0]
-        mine = await trio.to_thread.run_sync(self.validate, ks, table, left, right, None)
+        mine = await offload(self.validate, ks, table, left, right, None)
         depth = mine["depth"]
         trees: dict[str, list[bytes]] = {me: self._split(mine["leaves"])}
         stats["ranges"] += 1

@@ -1,20 +1,29 @@
-"""The only doors from node code to time, sockets and randomness.
+"""The only doors from node code to time, sockets, randomness, threads and durability.
 
 Every module under ``node/`` takes a :class:`Runtime` (or one of its parts) instead of calling
-``time.time()``, ``random.*`` or ``trio.open_tcp_stream`` itself. Two reasons:
+``time.time()``, ``random.*`` or ``trio.open_tcp_stream`` itself, and runs blocking work and
+fsyncs through :func:`offload`, :func:`fsync` and :func:`fdatasync`. Two reasons:
 
 * the clock nemesis skews one node's wall clock (offset and rate) through its admin port, and the
   wall clock is what stamps last-write-wins timestamps, so skew must reach every stamp;
-* a later simulated runtime (virtual clock, in-memory network, seeded RNG) can then run a whole
-  cluster deterministically in one process without touching node code.
+* the simulated runtime (``sim/``: virtual clock, in-memory network, modelled fsync, seeded RNG)
+  runs a whole cluster deterministically in one process without touching node code.
+
+Threads and fsync go through a :class:`System` found in a context variable rather than through
+:class:`Runtime`, because the storage engine's files and threads are reached from many small
+objects (commit log segments, SSTable writers, schema files) that never held a runtime; ``sim/``
+sets its own System in each simulated node's task tree, real processes use the default.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableSequence, Sequence
+from collections.abc import Awaitable, Callable, Iterator, MutableSequence, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -34,14 +43,18 @@ class Clock:
     def __init__(self, offset_us: int = 0, rate: float = 1.0) -> None:
         # Reads come from trio tasks and from worker threads (flushes, fsyncs).
         self._lock = threading.Lock()
-        real = time.time_ns() // 1000
+        real = self._real_us()
         self._anchor_real_us = real
         self._anchor_wall_us = real + offset_us
         self._rate = rate
 
+    def _real_us(self) -> int:
+        """The unskewed time in microseconds since the epoch (sim/ overrides it with virtual time)."""
+        return time.time_ns() // 1000
+
     def wall_us(self) -> int:
         """Microseconds since the Unix epoch, as this node believes it to be."""
-        real = time.time_ns() // 1000
+        real = self._real_us()
         with self._lock:
             return self._anchor_wall_us + int((real - self._anchor_real_us) * self._rate)
 
@@ -55,7 +68,7 @@ class Clock:
 
     def offset_us(self) -> int:
         """How far this node's wall clock is ahead of the real one, in microseconds."""
-        return self.wall_us() - time.time_ns() // 1000
+        return self.wall_us() - self._real_us()
 
     @property
     def rate(self) -> float:
@@ -65,7 +78,7 @@ class Clock:
 
     def set_skew(self, offset_us: int | None = None, rate: float | None = None) -> None:
         """Set the offset from real time (absolute) and/or the rate; ``None`` keeps the current one."""
-        real = time.time_ns() // 1000
+        real = self._real_us()
         with self._lock:
             current = self._anchor_wall_us + int((real - self._anchor_real_us) * self._rate)
             self._anchor_real_us = real
@@ -148,6 +161,60 @@ class Rng:
     def expovariate(self, lambd: float) -> float:
         """An exponentially distributed float with rate ``lambd``."""
         return self._random.expovariate(lambd)
+
+
+class System:
+    """Worker threads and fsync for node code: real ones here; sim/ runs both inline and models fsync."""
+
+    async def offload(self, fn: Callable[..., T], *args: Any, limiter: trio.CapacityLimiter | None = None) -> T:
+        """Run blocking ``fn(*args)`` without blocking the event loop (a worker thread)."""
+        return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
+
+    def fsync(self, fd: int) -> None:
+        """Make a file's data and metadata (or a directory's entries) durable."""
+        os.fsync(fd)
+
+    def fdatasync(self, fd: int) -> None:
+        """Make a file's data and size durable (fdatasync where the OS has it)."""
+        if hasattr(os, "fdatasync"):
+            os.fdatasync(fd)
+        else:
+            os.fsync(fd)
+
+
+# The System of the running code; a context variable so that each simulated node's task tree
+# (and everything it spawns) sees its world's System while real processes see the default.
+_SYSTEM: ContextVar[System] = ContextVar("ringlab_system", default=System())
+
+
+def current_system() -> System:
+    """The System of the calling task."""
+    return _SYSTEM.get()
+
+
+@contextlib.contextmanager
+def use_system(system: System) -> Iterator[None]:
+    """Make ``system`` the System of the calling task and of every task it spawns from here."""
+    token = _SYSTEM.set(system)
+    try:
+        yield
+    finally:
+        _SYSTEM.reset(token)
+
+
+async def offload(fn: Callable[..., T], *args: Any, limiter: trio.CapacityLimiter | None = None) -> T:
+    """Run blocking ``fn(*args)`` off the event loop: a worker thread, or inline in sim."""
+    return await _SYSTEM.get().offload(fn, *args, limiter=limiter)
+
+
+def fsync(fd: int) -> None:
+    """fsync ``fd`` through the current System (sim records what became durable)."""
+    _SYSTEM.get().fsync(fd)
+
+
+def fdatasync(fd: int) -> None:
+    """fdatasync ``fd`` through the current System."""
+    _SYSTEM.get().fdatasync(fd)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any
 
 from node.protocol import InvalidRequest
 from node.ring import Strategy, strategy_from_options
+from node.runtime import fsync
 from node.storage.config import TableOptions
 
 READ_REPAIR_MODES = ("BLOCKING", "NONE")
@@ -291,10 +292,10 @@ def save_schema(path: Path, schema: Schema) -> None:
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        fsync(f.fileno())
     os.replace(tmp, path)
     fd = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        fsync(fd)
     finally:
         os.close(fd)

@@ -43,7 +43,7 @@ from node.protocol import (
     ok_response,
 )
 from node.ring import Endpoint, TokenMetadata, generate_tokens, make_partitioner
-from node.runtime import Runtime
+from node.runtime import Runtime, offload
 from node.schema import Schema, load_schema, save_schema
 from node.storage.cells import Cell, Mutation, Partition, RangeTombstone
 from node.storage.engine import StorageEngine
@@ -143,7 +143,7 @@ class LocalStore:
             target = self._written
             done = self._sync_done = trio.Event()
             try:
-                await trio.to_thread.run_sync(self.engine.wait_durable, target)
+                await offload(self.engine.wait_durable, target)
                 self._durable = max(self._durable, target)
             finally:
                 self._sync_done = None
@@ -415,8 +415,8 @@ class Node:
         async with self._schema_lock:
             if not self.schema.merge(other):
                 return False
-            await trio.to_thread.run_sync(save_schema, self.schema_path, self.schema)
-            await trio.to_thread.run_sync(self._apply_schema_to_storage)
+            await offload(save_schema, self.schema_path, self.schema)
+            await offload(self._apply_schema_to_storage)
             self._publish_schema_version()
             log.info("schema now %s", self.schema.version())
             return True
@@ -439,8 +439,8 @@ class Node:
             changed = change(candidate)
             if changed:
                 self.schema.merge(candidate)
-                await trio.to_thread.run_sync(save_schema, self.schema_path, self.schema)
-                await trio.to_thread.run_sync(self._apply_schema_to_storage)
+                await offload(save_schema, self.schema_path, self.schema)
+                await offload(self._apply_schema_to_storage)
                 self._publish_schema_version()
         agreed = [self.node_id]
         if changed:
@@ -483,8 +483,8 @@ class Node:
         """Run the node until drained (SIGTERM or the drain admin op) or cancelled."""
         ready = self.data_dir / "ready"
         ready.unlink(missing_ok=True)
-        await trio.to_thread.run_sync(self.engine.open)
-        await trio.to_thread.run_sync(self._apply_schema_to_storage)
+        await offload(self.engine.open)
+        await offload(self._apply_schema_to_storage)
         try:
             async with trio.open_nursery() as nursery:
                 self.internode_port = await nursery.start(self.messaging.run)
@@ -517,13 +517,13 @@ class Node:
                 await self._drain.wait()
                 log.info("draining: closing the client port, flushing")
                 self._client_scope.cancel()
-                await trio.to_thread.run_sync(self.engine.flush)
+                await offload(self.engine.flush)
                 nursery.cancel_scope.cancel()
         finally:
             ready.unlink(missing_ok=True)
             self.hints.close()
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self.engine.close)
+                await offload(self.engine.close)
             log.info("stopped")
 
     def _make_gossiper(self) -> Any:
@@ -555,9 +555,9 @@ class Node:
             try:
                 if self.config.storage.commitlog_sync == "periodic" and self.runtime.clock.monotonic() - last_sync >= period:
                     last_sync = self.runtime.clock.monotonic()
-                    await trio.to_thread.run_sync(self.engine.sync_commitlog)
-                await trio.to_thread.run_sync(self.engine.maybe_flush)
-                await trio.to_thread.run_sync(self.engine.compact_due)
+                    await offload(self.engine.sync_commitlog)
+                await offload(self.engine.maybe_flush)
+                await offload(self.engine.compact_due)
             except (StorageError, OSError) as exc:
                 # A full disk or a failed sync must not end the node: reads keep being served.
                 log.error("storage housekeeping failed: %s", exc)
@@ -818,7 +818,7 @@ class Node:
         return {"token": self.partitioner.to_string(token), "endpoints": list(self.ring().endpoints_for(key, strategy))}
 
     async def _op_flush(self, req: dict[str, Any]) -> dict[str, Any]:
-        flushed = await trio.to_thread.run_sync(lambda: self.engine.flush(req.get("keyspace"), req.get("table")))
+        flushed = await offload(lambda: self.engine.flush(req.get("keyspace"), req.get("table")))
         return {"flushed": flushed}
 
     async def _op_compact(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -826,14 +826,14 @@ class Node:
         for (ks, t) in list(self.engine.tables()):
             if req.get("keyspace") not in (None, ks) or req.get("table") not in (None, t):
                 continue
-            results.append(await trio.to_thread.run_sync(lambda ks=ks, t=t: self.engine.compact(ks, t, major=True)))
+            results.append(await offload(lambda ks=ks, t=t: self.engine.compact(ks, t, major=True)))
         return {"compacted": [r for r in results if r]}
 
     async def _op_snapshot(self, req: dict[str, Any]) -> dict[str, Any]:
         tag = req.get("tag") or f"snap-{self.runtime.clock.wall_us()}"
         if not isinstance(tag, str):
             raise InvalidRequest("tag must be a string")
-        path = await trio.to_thread.run_sync(self.engine.snapshot, tag)
+        path = await offload(self.engine.snapshot, tag)
         return {"tag": tag, "path": str(path)}
 
     async def _op_drain(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import msgpack
 import trio
 
 from node.ring import Partitioner, Token
+from node.runtime import offload
 from node.storage.cells import Mutation, Partition
 from node.storage.engine import StorageEngine
 
@@ -174,7 +175,7 @@ class Streamer:
             raise ValueError(f"unknown table {ks}.{table}")
         segments = segments_of(self.decode_ranges(payload["ranges"]))
         max_bytes = min(int(payload.get("max_bytes") or PAGE_BYTES), PAGE_BYTES * 4)
-        page = await trio.to_thread.run_sync(self.read_page, ks, table, segments, payload.get("cursor"), max_bytes)
+        page = await offload(self.read_page, ks, table, segments, payload.get("cursor"), max_bytes)
         self.stats.pages_sent += 1
         self.stats.bytes_sent += page["bytes"]
         self.stats.partitions_sent += len(page["parts"])
@@ -224,7 +225,7 @@ class Streamer:
                 async for page, error in recv:
                     if error is None and page is not None and page["parts"]:
                         try:
-                            await trio.to_thread.run_sync(self._apply_page, ks, table, page["parts"])
+                            await offload(self._apply_page, ks, table, page["parts"])
                         except Exception as exc:  # noqa: BLE001 - raised below, outside the nursery
                             error = exc
                     if error is not None or page is None:

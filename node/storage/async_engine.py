@@ -1,7 +1,7 @@
 """The Trio facade over :class:`StorageEngine`: background sync, flush and compaction tasks.
 
 Blocking work (fsync waits, flushes, compactions, snapshots) runs in worker threads via
-``trio.to_thread.run_sync`` so the event loop keeps serving. Reads stay synchronous on purpose:
+``node.runtime.offload`` (inline under sim/) so the event loop keeps serving. Reads stay synchronous on purpose:
 a point read is tens of microseconds of CPU over mmap'd files, cheaper than a thread hop; a node
 that expects cold-disk reads can wrap them with :meth:`read_in_thread`.
 """
@@ -12,6 +12,8 @@ import logging
 from typing import Any
 
 import trio
+
+from ..runtime import offload
 
 from .cells import Mutation, Partition
 from .engine import StorageEngine
@@ -51,13 +53,13 @@ class AsyncStorageEngine:
         period = self.engine.config.commitlog_sync_period_ms / 1000
         while True:
             await self.engine.clock.sleep(period)
-            await trio.to_thread.run_sync(self.engine.sync_commitlog)
+            await offload(self.engine.sync_commitlog)
 
     async def _flush_loop(self) -> None:
         while True:
             await self.engine.clock.sleep(self._flush_interval)
             try:
-                await trio.to_thread.run_sync(self.engine.maybe_flush, limiter=self._flush_limiter)
+                await offload(self.engine.maybe_flush, limiter=self._flush_limiter)
             except (StorageError, OSError) as exc:
                 # The memtable is kept and retried next round; the node keeps serving.
                 log.error("background flush failed: %s", exc)
@@ -66,7 +68,7 @@ class AsyncStorageEngine:
         while True:
             await self.engine.clock.sleep(self._compaction_interval)
             try:
-                await trio.to_thread.run_sync(self.engine.compact_due, limiter=self._compaction_limiter)
+                await offload(self.engine.compact_due, limiter=self._compaction_limiter)
             except (StorageError, OSError) as exc:
                 log.error("background compaction failed: %s", exc)
 
@@ -74,7 +76,7 @@ class AsyncStorageEngine:
         """Apply a mutation; returns once it is durable as the sync mode requires."""
         pos = self.engine.apply(keyspace, table, mutation)
         if self.engine.config.commitlog_sync != "periodic":
-            await trio.to_thread.run_sync(self.engine.wait_durable, pos)
+            await offload(self.engine.wait_durable, pos)
         return pos
 
     def read(self, keyspace: str, table: str, key: bytes, columns: list[str] | None = None,
@@ -85,30 +87,30 @@ class AsyncStorageEngine:
     async def read_in_thread(self, keyspace: str, table: str, key: bytes, columns: list[str] | None = None,
                              limit: int | None = None, now_s: int | None = None) -> Partition | None:
         """The same read in a worker thread."""
-        return await trio.to_thread.run_sync(
+        return await offload(
             lambda: self.engine.read(keyspace, table, key, columns=columns, limit=limit, now_s=now_s))
 
     async def scan_list(self, keyspace: str, table: str, start: Any = None, end: Any = None) -> list[Partition]:
         """A whole range scan materialized in a worker thread (for streaming ranges)."""
-        return await trio.to_thread.run_sync(lambda: list(self.engine.scan(keyspace, table, start, end)))
+        return await offload(lambda: list(self.engine.scan(keyspace, table, start, end)))
 
     async def flush(self, keyspace: str | None = None, table: str | None = None) -> list[str]:
         """Flush memtables in a worker thread."""
-        return await trio.to_thread.run_sync(self.engine.flush, keyspace, table, limiter=self._flush_limiter)
+        return await offload(self.engine.flush, keyspace, table, limiter=self._flush_limiter)
 
     async def compact(self, keyspace: str, table: str, major: bool = False) -> dict[str, Any] | None:
         """Compact one table in a worker thread."""
-        return await trio.to_thread.run_sync(self.engine.compact, keyspace, table, major,
+        return await offload(self.engine.compact, keyspace, table, major,
                                              limiter=self._compaction_limiter)
 
     async def snapshot(self, tag: str) -> str:
         """Flush and snapshot in a worker thread; returns the snapshot directory."""
-        path = await trio.to_thread.run_sync(self.engine.snapshot, tag, limiter=self._flush_limiter)
+        path = await offload(self.engine.snapshot, tag, limiter=self._flush_limiter)
         return str(path)
 
     async def clear_snapshot(self, tag: str) -> None:
         """Delete a snapshot in a worker thread."""
-        await trio.to_thread.run_sync(self.engine.clear_snapshot, tag)
+        await offload(self.engine.clear_snapshot, tag)
 
     def list_snapshots(self) -> list[str]:
         """Existing snapshot tags."""

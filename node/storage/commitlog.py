@@ -35,7 +35,7 @@ from typing import Any
 
 import msgpack
 
-from ..runtime import Clock
+from ..runtime import Clock, fdatasync, fsync
 from .errors import CommitLogCorrupt, CommitLogError, CommitLogSyncFailed, DiskFull, StorageFailure
 
 log = logging.getLogger("ringlab.storage.commitlog")
@@ -259,7 +259,7 @@ class CommitLog:
         self.report.truncations.append((str(seg.path), offset, problem))
         with open(seg.path, "r+b") as f:
             f.truncate(offset)
-            os.fsync(f.fileno())
+            fsync(f.fileno())
         seg.size = offset
 
     @staticmethod
@@ -473,10 +473,7 @@ class CommitLog:
 def _datasync(fd: int) -> None:
     # fdatasync still persists the file size (needed to read appended records back) but skips
     # the mtime update that fsync would also write.
-    if hasattr(os, "fdatasync"):
-        os.fdatasync(fd)
-    else:
-        os.fsync(fd)
+    fdatasync(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -492,6 +489,6 @@ def _write_all(fd: int, data: bytes) -> None:
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        fsync(fd)
     finally:
         os.close(fd)

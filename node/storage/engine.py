@@ -32,7 +32,7 @@ from typing import Any
 
 import msgpack
 
-from ..runtime import Clock
+from ..runtime import Clock, fsync
 from .cells import Cell, Mutation, Partition, RangeTombstone, cell_sort_key
 from .commitlog import CommitLog
 from .compaction import choose_compaction, compacted_partitions
@@ -215,7 +215,7 @@ class StorageEngine:
         with open(tmp, "w") as f:
             json.dump(doc, f, indent=1, sort_keys=True)
             f.flush()
-            os.fsync(f.fileno())
+            fsync(f.fileno())
         os.replace(tmp, self._schema_path())
         fsync_dir(self.data_dir)
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import msgpack
 
+from ..runtime import fsync
 from .bloom import BloomFilter
 from .cells import Cell, Partition, RangeTombstone
 from .errors import CorruptSSTableError
@@ -167,7 +168,7 @@ class SSTableWriter:
         if self._block:
             self._end_block()
         self._data.flush()
-        os.fsync(self._data.fileno())
+        fsync(self._data.fileno())
         self._data.close()
         stats = dict(self.stats, data_bytes=self._offset, **extra_stats)
         blobs = {
@@ -221,14 +222,14 @@ def _write_file(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        fsync(f.fileno())
 
 
 def fsync_dir(directory: Path) -> None:
     """fsync a directory so renames and unlinks in it are durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        fsync(fd)
     finally:
         os.close(fd)
 
