@@ -71,8 +71,10 @@ class NodeConnection:
     writer tasks live in that session's nursery, so nothing outlives the worker.
     """
 
-    def __init__(self, host: str, port: int, *, secret: str | None, timeout: float) -> None:
+    def __init__(self, host: str, port: int, *, secret: str | None, timeout: float, network: Any = None) -> None:
         self.host = host
+        # A node.runtime.Network (harness sim's in-memory one); None: real TCP.
+        self.network = network
         self.port = port
         self.secret = secret
         self.timeout = timeout
@@ -111,7 +113,8 @@ class NodeConnection:
                 raise RuntimeError("NodeConnection used outside its session()")
             try:
                 with trio.fail_after(self.timeout):
-                    stream = await trio.open_tcp_stream(self.host, self.port)
+                    stream = await (self.network.open_tcp_stream(self.host, self.port) if self.network is not None
+                                    else trio.open_tcp_stream(self.host, self.port))
             except (OSError, trio.TooSlowError) as exc:
                 raise NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}") from None
             client = Client(stream, secret=self.secret, timeout=math.inf)

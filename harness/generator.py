@@ -24,16 +24,18 @@ from harness.workloads import Invocation, Workload
 class Recorder:
     """Appends every invocation and completion to the history as it happens, and counts them."""
 
-    def __init__(self, writer: HistoryWriter) -> None:
+    def __init__(self, writer: HistoryWriter, clock_ns: Callable[[], int] | None = None) -> None:
         self.writer = writer
-        self.t0 = time.monotonic_ns()
+        # harness sim passes virtual time, so a seed's history is the same in every run.
+        self._clock_ns = clock_ns or time.monotonic_ns
+        self.t0 = self._clock_ns()
         self.index = 0
         self.counts: Counter[str] = Counter()
         self.completed_times: list[float] = []
 
     def now_ns(self) -> int:
         """Nanoseconds since the test started."""
-        return time.monotonic_ns() - self.t0
+        return self._clock_ns() - self.t0
 
     def record(self, process: int | str, type_: str, f: str, key: Any = None, value: Any = None,
                **fields: Any) -> Op:

@@ -126,7 +126,7 @@ class RunOptions:
             return self.nodes
         if isinstance(self.nodes, str):
             return len([h for h in self.nodes.split(",") if h.strip()])
-        return DEFAULT_NODES if self.deploy == "local" else None
+        return DEFAULT_NODES if self.deploy in ("local", "sim") else None
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option."""
@@ -245,11 +245,16 @@ def setup_logging(run_dir: Path) -> logging.Handler:
     return handler
 
 
-async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outcome:
-    """Run one campaign in ``run_dir``; always heals, stops and checks."""
+async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deployment: Any = None,
+                   secret: str | None = None) -> Outcome:
+    """Run one campaign in ``run_dir``; always heals, stops and checks.
+
+    ``deployment`` and ``secret`` are given by ``harness sim`` (its world lives in the caller's
+    Trio run, its secret comes from the seed); otherwise ``opts.deploy`` decides.
+    """
     seed = opts.seed if opts.seed is not None else secrets.randbits(31)
     rng = random.Random(seed)
-    secret = secrets.token_hex(16)
+    secret = secret or secrets.token_hex(16)
     test: dict[str, Any] = {
         "name": opts.name(),
         "options": {k: v for k, v in asdict(opts).items() if k != "password"},
@@ -260,8 +265,10 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
         "deploy": opts.deploy,
     }
     store.write_json(run_dir / store.TEST_FILE, test)
-    deployment = make_deployment(opts, run_dir, secret, seed)
+    deployment = deployment or make_deployment(opts, run_dir, secret, seed)
     cluster = deployment.cluster
+    # A simulated cluster is reached over its own network; real ones over TCP (None).
+    client_net = getattr(cluster, "client_network", None)
     node_ids = cluster.node_ids()
     concurrency = parse_concurrency(opts.concurrency, len(node_ids))
     workload = make_workload(opts.workload, opts._settings())
@@ -284,9 +291,9 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
         clock_db = await deployment.clock_db() if "clock" in names else deployment.db
         nemeses = faults.build(names, deployment.db, deployment.net, opts.partition_shapes(), clock_db=clock_db,
                                target_specs=opts.target_specs())
-        await create_schema(cluster, secret, opts, workload.table)
+        await create_schema(cluster, secret, opts, workload.table, client_net)
         with HistoryWriter(history_path) as writer:
-            recorder = Recorder(writer)
+            recorder = Recorder(writer, getattr(deployment, "clock_ns", None))
             # The wall time of the history's zero, so node log lines line up with operations.
             test["history_start_time"] = time.time() - recorder.now_ns() / 1e9
             store.write_json(run_dir / store.TEST_FILE, test)
@@ -294,7 +301,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
             progress.attach(recorder, schedule, opts.time_limit)
             progress.phase("running")
             def connect(nid: str) -> NodeConnection:
-                return NodeConnection(*cluster.client_address(nid), secret=secret, timeout=OP_TIMEOUT)
+                return NodeConnection(*cluster.client_address(nid), secret=secret, timeout=OP_TIMEOUT, network=client_net)
 
             def relocate(nid: str) -> tuple[str, NodeConnection] | None:
                 # A client of a node that left the ring (membership nemesis) moves to a member.
@@ -350,7 +357,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress) -> Outco
                 levels = final_read_levels(opts.read_cl)
                 progress.phase("final reads at " + ", then ".join(levels))
                 for level in levels:
-                    await final_reads(cluster, secret, workload, recorder, concurrency, level)
+                    await final_reads(cluster, secret, workload, recorder, concurrency, level, client_net)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -384,10 +391,10 @@ async def _watch_interrupt(scope: trio.CancelScope) -> None:
             return
 
 
-async def create_schema(cluster: Any, secret: str, opts: RunOptions, table: str) -> None:
+async def create_schema(cluster: Any, secret: str, opts: RunOptions, table: str, network: Any = None) -> None:
     """The test keyspace (SimpleStrategy, the test's RF) and the workload's table."""
     host, port = cluster.client_address(cluster.node_ids()[0])
-    async with open_client(host, port, secret=secret, timeout=30) as c:
+    async with open_client(host, port, secret=secret, timeout=30, network=network) as c:
         await c.create_keyspace(KEYSPACE, {"class": "SimpleStrategy", "replication_factor": opts.replication_factor},
                                 if_not_exists=True)
         await c.create_table(KEYSPACE, table, {"read_repair": opts.read_repair}, if_not_exists=True)
@@ -396,7 +403,7 @@ async def create_schema(cluster: Any, secret: str, opts: RunOptions, table: str)
         h, p = cluster.client_address(nid)
         with trio.move_on_after(30):
             while True:
-                async with open_client(h, p, secret=secret, timeout=5) as c:
+                async with open_client(h, p, secret=secret, timeout=5, network=network) as c:
                     desc = await c.request("describe")
                 if table in str(desc):
                     break
@@ -411,11 +418,11 @@ def final_read_levels(read_cl: str) -> list[str]:
 
 
 async def final_reads(cluster: Any, secret: str, workload: Any, recorder: Recorder, concurrency: int,
-                      level: str = "ALL") -> None:
+                      level: str = "ALL", network: Any = None) -> None:
     """Read every key at ``level``, retrying while replicas catch up; recorded with ``final: true``."""
     ids = cluster.node_ids()  # members now: a node may have left the ring during the run
     worker = Worker(10 * concurrency, concurrency, ids[0],
-                    NodeConnection(*cluster.client_address(ids[0]), secret=secret, timeout=OP_TIMEOUT),
+                    NodeConnection(*cluster.client_address(ids[0]), secret=secret, timeout=OP_TIMEOUT, network=network),
                     random.Random(0))
     async with worker.conn.session():
         for op in workload.final_ops():

@@ -1,0 +1,303 @@
+"""`harness sim`: a campaign against a simulated cluster (sim/), under the same Deployment, DB
+and Net interfaces as local processes, so the same workloads, generator, nemeses, history,
+checkers and report run unchanged.
+
+One run is one ``trio.run`` under sim's virtual clock with deterministic scheduling: the same
+seed and code give the same history, byte for byte. See docs/sim.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from harness import store
+from harness.progress import Progress
+from node.client import open_client
+from sim.logs import HarnessOnly, NodeLogs
+from sim.scheduler import make_deterministic
+from sim.world import SimWorld, WorldSpec
+
+log = logging.getLogger("harness.deploy.sim")
+
+# How long (virtual seconds) gossip may take to see every node UP, as for local clusters.
+CONVERGE_TIMEOUT = 30.0
+
+
+class SimCluster:
+    """The campaign's view of the simulated cluster (what LocalCluster offers it)."""
+
+    def __init__(self, world: SimWorld) -> None:
+        self.world = world
+        self.client_network = world.client_network()
+
+    def node_ids(self) -> list[str]:
+        """Node ids in order."""
+        return self.world.node_ids()
+
+    def client_address(self, node_id: str) -> tuple[str, int]:
+        """Where clients reach ``node_id`` on the simulated network."""
+        from sim.world import CLIENT_PORT
+
+        return node_id, CLIENT_PORT
+
+    def describe(self) -> dict[str, Any]:
+        """The topology, for test.json."""
+        return {nid: {"client": f"{nid}:9042", "internode": f"{nid}:7000", "dir": str(n.dir)}
+                for nid, n in self.world.nodes.items()}
+
+    async def start(self) -> None:
+        """Start every node."""
+        for nid in self.world.node_ids():
+            await self.world.start_node(nid)
+
+    async def wait_converged(self, timeout: float = CONVERGE_TIMEOUT, nodes: list[str] | None = None) -> None:
+        """Wait until every running node sees every running node UP and NORMAL."""
+        from harness.deploy.local import DeployError
+
+        w = self.world
+        want = set(nodes or [nid for nid in w.node_ids() if w.nodes[nid].alive() and not w.paused(nid)])
+        with trio.move_on_after(timeout):
+            while True:
+                if all([await self._sees(nid, want) for nid in sorted(want)]):
+                    return
+                await trio.sleep(0.25)
+        raise DeployError(f"gossip did not converge on {sorted(want)} within {timeout:g} virtual s")
+
+    async def _sees(self, node_id: str, want: set[str]) -> bool:
+        try:
+            with trio.fail_after(2.0):
+                async with open_client(*self.client_address(node_id), secret=self.world.spec.secret,
+                                       timeout=2.0, network=self.client_network) as c:
+                    status = await c.admin("status")
+        except Exception:  # noqa: BLE001 - a node that cannot answer does not see anyone yet
+            return False
+        up = {row["node_id"] for row in status.get("nodes", []) if row.get("state") == "U" and row.get("status") == "NORMAL"}
+        return want <= up
+
+    def crashed(self) -> dict[str, str]:
+        """Nodes that died on their own."""
+        return self.world.crashed()
+
+    async def stop(self) -> None:
+        """Stop every node."""
+        with trio.CancelScope(shield=True):
+            for nid in self.world.node_ids():
+                await self.world.stop_node(nid)
+
+
+class SimDB:
+    """The nemesis's view of the simulated nodes (LocalDB's interface)."""
+
+    def __init__(self, cluster: SimCluster) -> None:
+        self.cluster = cluster
+        self.world = cluster.world
+
+    def node_ids(self) -> list[str]:
+        """Node ids."""
+        return self.world.node_ids()
+
+    async def kill(self, node_id: str) -> None:
+        """Crash the node (its disk as the world's crash mode says)."""
+        await self.world.kill(node_id)
+
+    async def restart(self, node_id: str) -> None:
+        """Start a fresh incarnation from its files."""
+        await self.world.start_node(node_id)
+
+    async def pause(self, node_id: str) -> None:
+        """Hold its traffic."""
+        self.world.pause(node_id)
+
+    async def resume(self, node_id: str) -> None:
+        """Release its traffic."""
+        self.world.resume(node_id)
+
+    async def admin(self, node_id: str, op: str, **fields: Any) -> dict[str, Any]:
+        """An admin operation over the simulated network."""
+        from nemesis.membership import admin_timeout
+
+        with trio.fail_after(admin_timeout(op)):
+            async with open_client(*self.cluster.client_address(node_id), secret=self.world.spec.secret,
+                                   network=self.cluster.client_network) as c:
+                return await c.admin(op, **fields)
+
+    def capacity(self) -> int | None:
+        """No membership changes in sim yet: no node can be added."""
+        return len(self.world.nodes)
+
+
+class SimNet:
+    """The nemesis's view of the simulated network (ProxyNet's interface)."""
+
+    def __init__(self, world: SimWorld) -> None:
+        self.world = world
+
+    async def cut(self, links: Iterable[tuple[str, str]]) -> None:
+        """Discard traffic on each directed link."""
+        self.world.net.cut_links(links)
+        await trio.lowlevel.checkpoint()
+
+    async def heal(self) -> None:
+        """Remove every cut, closing the connections they held."""
+        self.world.net.heal()
+        await trio.lowlevel.checkpoint()
+
+    async def slow(self, links: Iterable[tuple[str, str]], latency_ms: int, jitter_ms: int) -> None:
+        """Add latency to each link."""
+        self.world.net.slow(links, latency_ms, jitter_ms)
+        await trio.lowlevel.checkpoint()
+
+    async def unslow(self) -> None:
+        """Remove every added latency."""
+        self.world.net.unslow()
+        await trio.lowlevel.checkpoint()
+
+
+class SimDeployment:
+    """A Deployment whose cluster is a SimWorld living in the caller's nursery."""
+
+    def __init__(self, world: SimWorld) -> None:
+        self.world = world
+        self.cluster = SimCluster(world)
+        self.db = SimDB(self.cluster)
+        self.net = SimNet(world)
+
+    @staticmethod
+    def clock_ns() -> int:
+        """Virtual nanoseconds: the history's clock."""
+        return int(round(trio.current_time() * 1e9))
+
+    async def setup(self) -> None:
+        """Start the nodes."""
+        await self.cluster.start()
+
+    async def clock_db(self) -> Any:
+        """Each node's runtime clock, through its admin op (as for local processes)."""
+        return self.db
+
+    async def teardown(self, leave_running: bool, run_dir: Path) -> None:
+        """Stop every node and record the trace hash."""
+        await self.cluster.stop()
+
+
+class SimProgress(Progress):
+    """Progress in virtual time."""
+
+    def line(self) -> str:
+        """The status line with virtual seconds left."""
+        if self.recorder is None:
+            return f"{self.phase_name}..."
+        c = self.recorder.counts
+        now = trio.current_time()
+        left = max(0.0, self.time_limit - (now - self.started))
+        faults = ",".join(self.schedule.active) if self.schedule and self.schedule.active else "none"
+        return (f"{self.phase_name}: ok {c['ok']}  fail {c['fail']}  info {c['info']}"
+                f"  faults: {faults}  left {left:4.0f} virtual s")
+
+    def attach(self, recorder: Any, schedule: Any, time_limit: float) -> None:
+        """Start counting (virtual time)."""
+        super().attach(recorder, schedule, time_limit)
+        self.started = trio.current_time()
+
+
+@dataclass
+class SimOutcome:
+    """What one simulated campaign produced, beyond the campaign's own Outcome."""
+
+    outcome: Any
+    seed: int
+    virtual_s: float
+    wall_s: float
+    trace_hash: str
+    history_hash: str
+    trace_lines: list[str]
+    trace_events: int
+
+
+def sim_secret(seed: int) -> str:
+    """The cluster secret of a seed's world (part of what crosses the wire, so fixed per seed)."""
+    return hashlib.sha256(f"ringlab-sim-{seed}".encode()).hexdigest()[:32]
+
+
+def run_one(opts: Any, run_dir: Path, *, crash: str = "process", tear: bool = False, loss: float = 0.0,
+            keep_trace: bool = False, quiet: bool = False) -> SimOutcome:
+    """Run one simulated campaign in ``run_dir`` (a normal run directory) and check it."""
+    from harness.run import campaign, setup_logging
+
+    assert opts.seed is not None
+    seed = int(opts.seed)
+    secret = sim_secret(seed)
+    handler = setup_logging(run_dir)
+    handler.addFilter(HarnessOnly())
+    node_logs = NodeLogs(run_dir / "nodes")
+    root = logging.getLogger()
+    root.addHandler(node_logs)
+    state: dict[str, Any] = {}
+    out = io.StringIO() if quiet else sys.stdout
+    progress = SimProgress(out)
+    progress.tty = False
+
+    async def main() -> Any:
+        async with trio.open_nursery() as nursery:
+            world = SimWorld(WorldSpec(opts.node_count() or 5, run_dir / "nodes", secret, seed,
+                                       commitlog_sync=opts.commitlog_sync,
+                                       faults={f: True for f in opts.validation_faults},
+                                       crash=crash, tear=tear, loss=loss, keep_trace=keep_trace), nursery)
+            state["world"] = world
+            result = await campaign(opts, run_dir, progress, deployment=SimDeployment(world), secret=secret)
+            state["virtual"] = trio.current_time()
+            nursery.cancel_scope.cancel()
+            return result
+
+    started = time.monotonic()
+    make_deterministic(seed)
+    from sim.clock import WorldClock
+    from sim.trace import Trace
+
+    # The world's trace is created inside the run; the clock records jumps into a forwarding trace.
+    clock_trace = _ForwardTrace(state)
+    try:
+        outcome = trio.run(main, clock=WorldClock(clock_trace))
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.removeHandler(node_logs)
+        node_logs.close()
+    wall = time.monotonic() - started
+    world: SimWorld = state["world"]
+    history = (run_dir / store.HISTORY_FILE).read_bytes() if (run_dir / store.HISTORY_FILE).exists() else b""
+    trace: Trace = world.trace
+    sim_info = {"trace_hash": trace.digest(), "trace_events": trace.count,
+                "history_hash": hashlib.sha256(history).hexdigest(), "virtual_s": round(state.get("virtual", 0.0), 3),
+                "wall_s": round(wall, 3), "crash": crash, "tear": tear, "loss": loss,
+                "crashes": world.crash_stats, "fsyncs": world.system.fsyncs}
+    test = store.read_json(run_dir / store.TEST_FILE)
+    test["sim"] = sim_info
+    store.write_json(run_dir / store.TEST_FILE, test)
+    if keep_trace:
+        trace.write(run_dir / "trace.log")
+    return SimOutcome(outcome, seed, state.get("virtual", 0.0), wall, trace.digest(),
+                      sim_info["history_hash"], trace.lines, trace.count)
+
+
+class _ForwardTrace:
+    """Lets the world clock (made before the run) record into the world's trace (made inside it)."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    def add(self, kind: str, *fields: Any) -> None:
+        """Forward to the world's trace once it exists."""
+        world = self.state.get("world")
+        if world is not None:
+            world.trace.add(kind, *fields)
