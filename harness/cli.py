@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     _register_report(sub)
     _register_serve(sub)
     _register_hosts(sub)
+    from harness.simcli import register as _register_sim
+
+    _register_sim(sub)
     return parser
 
 

@@ -139,7 +139,8 @@ class RunOptions:
             raise ValueError(f"--nemesis-interval must be positive, got {self.nemesis_interval}")
         if self.time_limit <= 0:
             raise ValueError(f"--time-limit must be positive, got {self.time_limit}")
-        if self.deploy not in DEPLOYS:
+        # "sim" is harness sim's own deployment (harness/deploy/sim.py), not a --deploy choice.
+        if self.deploy not in DEPLOYS and self.deploy != "sim":
             raise ValueError(f"--deploy must be one of {', '.join(DEPLOYS)}, got {self.deploy!r}")
         if self.deploy == "local" and isinstance(self.nodes, str):
             raise ValueError(f"--nodes must be a node count for local runs, got {self.nodes!r} (host lists need --deploy ssh)")

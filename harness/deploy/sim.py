@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import signal
 import sys
 import time
 from collections.abc import Iterable
@@ -243,7 +244,7 @@ def run_one(opts: Any, run_dir: Path, *, crash: str = "process", tear: bool = Fa
     root = logging.getLogger()
     root.addHandler(node_logs)
     state: dict[str, Any] = {}
-    out = io.StringIO() if quiet else sys.stdout
+    out: Any = io.StringIO() if quiet else sys.stdout
     progress = SimProgress(out)
     progress.tty = False
 
@@ -266,9 +267,14 @@ def run_one(opts: Any, run_dir: Path, *, crash: str = "process", tear: bool = Fa
 
     # The world's trace is created inside the run; the clock records jumps into a forwarding trace.
     clock_trace = _ForwardTrace(state)
+    # Every simulated node opens a signal receiver; they close in no particular order, which can
+    # leave a Trio handler installed after the run. Put the process's own handlers back.
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         outcome = trio.run(main, clock=WorldClock(clock_trace))
     finally:
+        for sig, handler_ in saved.items():
+            signal.signal(sig, handler_)
         root.removeHandler(handler)
         handler.close()
         root.removeHandler(node_logs)

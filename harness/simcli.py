@@ -1,0 +1,367 @@
+"""`harness sim`: campaigns against a simulated cluster; one seed, a determinism check, or a sweep.
+
+Every simulation runs in a worker process started with ``PYTHONHASHSEED=0`` (string hashing,
+and so set iteration, is the same in every run), one worker per core for sweeps. A seed's run
+directory is a normal run directory (``test.json`` says ``"deploy": "sim"``); a sweep keeps the
+run directories of failing seeds only and a ``sweep.json`` summary for all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+# Options of `harness run` that mean the same thing in sim (the rest are about real machines).
+SIM_RUN_OPTIONS = ("workload", "nemesis", "nemesis_interval", "partition", "targets", "time_limit", "concurrency",
+                   "rate", "nodes", "replication_factor", "read_cl", "write_cl", "key_count", "ops_per_key",
+                   "recovery_time", "commitlog_sync", "read_repair", "validation_faults", "test_name", "store")
+# Nemeses the simulated world can apply (membership needs joins, which sim does not model yet).
+SIM_NEMESES = ("partition", "kill", "pause", "clock", "latency")
+# What a sweep's seeds may look like: at most this many in one command.
+MAX_SEEDS = 100_000
+
+
+@dataclass
+class SimSettings:
+    """What sim adds to the campaign's options."""
+
+    crash: str = "process"
+    tear: bool = False
+    loss: float = 0.0
+
+
+def register(sub: Any) -> None:
+    """Register `harness sim` on the harness parser."""
+    from harness.cli import add_command
+    from harness.run import VALIDATION_FAULTS, RunOptions
+
+    d = RunOptions()
+    p = add_command(sub, "sim", _cmd_sim,
+                    "run campaigns against a simulated cluster: the real node code in one process under "
+                    "virtual time, deterministic per seed (exit 0 valid, 1 invalid, 2 unknown, 254 bad arguments)")
+    p.add_argument("--workload", choices=["register", "set", "lww-rmw"], help=f"what the clients do (default {d.workload})")
+    p.add_argument("--nemesis", help=f"faults: comma list of {','.join(SIM_NEMESES)}, or all / none (default {d.nemesis})")
+    p.add_argument("--nemesis-interval", type=float, metavar="S", help=f"virtual seconds between fault changes (default {d.nemesis_interval:g})")
+    p.add_argument("--partition", help=f"partition shapes (as harness run; default {d.partition})")
+    p.add_argument("--targets", help=f"how many nodes kill and pause hit (as harness run; default {d.targets})")
+    p.add_argument("--time-limit", type=float, metavar="S", help=f"virtual seconds of workload (default {d.time_limit:g})")
+    p.add_argument("--concurrency", help=f"client processes: a number, or Nn for N per node (default {d.concurrency})")
+    p.add_argument("--rate", type=float, help=f"target operations per virtual second, 0 = unthrottled (default {d.rate:g})")
+    p.add_argument("--nodes", type=int, help="cluster size (default 5)")
+    p.add_argument("--replication-factor", type=int, help=f"replicas per key (default {d.replication_factor})")
+    p.add_argument("--read-cl", help=f"read consistency level (default {d.read_cl})")
+    p.add_argument("--write-cl", help=f"write consistency level (default {d.write_cl})")
+    p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")
+    p.add_argument("--ops-per-key", type=int, help=f"register workload: operations before a key is retired (default {d.ops_per_key})")
+    p.add_argument("--recovery-time", type=float, metavar="S", help=f"virtual seconds after healing before final reads (default {d.recovery_time:g})")
+    p.add_argument("--commitlog-sync", choices=["periodic", "batch"], help=f"the nodes' commit log sync mode (default {d.commitlog_sync})")
+    p.add_argument("--read-repair", choices=["BLOCKING", "NONE"], help=f"the table's read repair (default {d.read_repair})")
+    p.add_argument("--fault", dest="validation_faults", action="append", metavar="SWITCH",
+                   help="turn on a node validation fault switch (repeatable): " + ", ".join(VALIDATION_FAULTS))
+    p.add_argument("--test-name", help="name of the test in the store (default sim-WORKLOAD-NEMESIS)")
+    p.add_argument("--store", metavar="DIR", help=f"where runs are stored (default {d.store})")
+    p.add_argument("--seed", type=int, help="the seed of one simulation (default 1)")
+    p.add_argument("--seeds", metavar="A-B", help="sweep seeds A..B (or a comma list), one worker process per core")
+    p.add_argument("--jobs", type=int, help="worker processes for a sweep (default: the number of cores)")
+    p.add_argument("--check-determinism", action="store_true",
+                   help="run the seed twice and compare the trace (every message and timer) and the history")
+    p.add_argument("--crash", choices=["process", "power"],
+                   help="what a kill does to the disk: process (SIGKILL: page cache survives, default) or "
+                        "power (only fsynced bytes survive)")
+    p.add_argument("--tear", action="store_true", help="with --crash power: part of the first unsynced write may survive")
+    p.add_argument("--loss", type=float, metavar="P", help="probability that a segment is lost and retransmitted (default 0)")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``1-200`` → 1..200, ``3,5,9`` → those; ValueError naming the bad text."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                a, b = part.split("-", 1) if not part.startswith("-") else part.rsplit("-", 1)
+                lo, hi = int(a), int(b)
+                if hi < lo:
+                    raise ValueError
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ValueError(f"--seeds must be A-B or a comma list of integers, got {text!r}") from None
+    if not out:
+        raise ValueError(f"--seeds names no seed: {text!r}")
+    if len(out) > MAX_SEEDS:
+        raise ValueError(f"--seeds names {len(out)} seeds; at most {MAX_SEEDS} per sweep")
+    return out
+
+
+def build_options(args: argparse.Namespace) -> tuple[Any, SimSettings]:
+    """RunOptions (deploy sim) and SimSettings from the parsed flags; ValueError names a bad one."""
+    from harness.run import RunOptions
+
+    from nemesis import faults
+
+    values: dict[str, Any] = {"deploy": "sim"}
+    for key in SIM_RUN_OPTIONS:
+        v = getattr(args, key, None)
+        if v is not None:
+            values[key] = v
+    opts = RunOptions(**values)
+    for name in faults.parse_nemeses(opts.nemesis):
+        if name not in SIM_NEMESES:
+            raise ValueError(f"--nemesis {name} is not simulated (sim supports {', '.join(SIM_NEMESES)})")
+    if opts.commitlog_sync == "group":
+        raise ValueError("--commitlog-sync group is not simulated (its window waits on a real condition variable)")
+    if opts.test_name is None:
+        opts.test_name = "sim-" + opts.name()
+    opts.validate()
+    settings = SimSettings(crash=args.crash or "process", tear=bool(args.tear), loss=args.loss or 0.0)
+    if not 0 <= settings.loss < 1:
+        raise ValueError(f"--loss must be in [0, 1), got {settings.loss}")
+    if settings.tear and settings.crash != "power":
+        raise ValueError("--tear needs --crash power")
+    return opts, settings
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from harness.cli import UsageError
+
+    try:
+        opts, settings = build_options(args)
+        seeds = parse_seeds(args.seeds) if args.seeds else None
+        if seeds is not None and args.seed is not None:
+            raise ValueError("give --seed or --seeds, not both")
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+        if seeds is not None and args.check_determinism:
+            raise ValueError("--check-determinism takes one --seed")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    from sim.scheduler import UnsupportedTrio, check_trio
+
+    try:
+        check_trio()
+    except UnsupportedTrio as exc:
+        print(f"harness sim: {exc}", file=sys.stderr)
+        return 255
+    if seeds is not None:
+        return sweep(opts, settings, seeds, args.jobs or os.cpu_count() or 1)
+    opts.seed = args.seed if args.seed is not None else 1
+    if args.check_determinism:
+        return check_determinism(opts, settings)
+    return single(opts, settings)
+
+
+# ---- worker side
+
+
+def _job(payload: dict[str, Any]) -> dict[str, Any]:
+    """One simulation in a worker process; returns its summary (never raises)."""
+    import logging
+    import traceback
+
+    from harness import store
+    from harness.deploy.sim import run_one
+    from harness.run import RunOptions
+
+    opts = RunOptions(**payload["opts"])
+    settings = SimSettings(**payload["settings"])
+    run_dir = Path(payload["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        if payload.get("quiet"):
+            logging.getLogger().setLevel(logging.WARNING)
+        result = run_one(opts, run_dir, crash=settings.crash, tear=settings.tear, loss=settings.loss,
+                         keep_trace=payload.get("keep_trace", False), quiet=payload.get("quiet", False))
+    except BaseException as exc:  # noqa: BLE001 - a harness failure is this seed's result
+        return {"seed": opts.seed, "valid": "error", "error": f"{type(exc).__name__}: {exc}",
+                "trace": traceback.format_exc(), "run_dir": str(run_dir), "wall_s": time.monotonic() - started,
+                "virtual_s": 0.0, "anomalies": 0}
+    if payload.get("show"):
+        from harness.cli import print_verdict
+
+        print_verdict(result.outcome.results, run_dir / store.HISTORY_FILE, run_dir / store.RESULTS_FILE)
+        sys.stdout.flush()
+    results = store.read_json(run_dir / store.RESULTS_FILE) if (run_dir / store.RESULTS_FILE).exists() else {}
+    anomalies = sum(len(c.get("anomalies", []) or []) for c in results.get("checkers", {}).values())
+    failed = sorted(name for name, ok in results.get("summary", {}).items() if ok is False)
+    return {"seed": opts.seed, "valid": result.outcome.valid, "anomalies": anomalies, "failed_checkers": failed,
+            "virtual_s": round(result.virtual_s, 3), "wall_s": round(result.wall_s, 3),
+            "ops": result.outcome.completed, "trace_hash": result.trace_hash, "history_hash": result.history_hash,
+            "trace_events": result.trace_events, "run_dir": str(run_dir),
+            "trace_file": str(run_dir / "trace.log") if payload.get("keep_trace") else None}
+
+
+def _pool(jobs: int) -> Any:
+    # Workers start fresh interpreters with a fixed hash seed (the parent's may be random).
+    os.environ["PYTHONHASHSEED"] = "0"
+    return multiprocessing.get_context("spawn").Pool(processes=jobs, maxtasksperchild=20)
+
+
+def _payload(opts: Any, settings: SimSettings, run_dir: Path, **extra: Any) -> dict[str, Any]:
+    return {"opts": asdict(opts), "settings": asdict(settings), "run_dir": str(run_dir), **extra}
+
+
+def _run_in_worker(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    with _pool(min(len(payloads), os.cpu_count() or 1)) as pool:
+        return pool.map(_job, payloads)
+
+
+def _verdict(valid: Any) -> str:
+    return {True: "valid", False: "INVALID"}.get(valid, "unknown" if valid == "unknown" else str(valid))
+
+
+def _exit(valids: list[Any]) -> int:
+    if any(v is False for v in valids):
+        return 1
+    if any(v == "error" for v in valids):
+        return 255
+    if any(v is not True for v in valids):
+        return 2
+    return 0
+
+
+def replay_command(opts: Any, settings: SimSettings, seed: int) -> str:
+    """The one command that replays ``seed`` of this configuration."""
+    from harness.run import RunOptions
+
+    d = RunOptions()
+    parts = ["harness", "sim", "--seed", str(seed)]
+    for key in SIM_RUN_OPTIONS:
+        v = getattr(opts, key)
+        if key in ("store", "test_name"):
+            continue
+        if key == "validation_faults":
+            for f in v:
+                parts += ["--fault", f]
+            continue
+        if v != getattr(d, key) and v is not None:
+            parts += ["--" + key.replace("_", "-"), f"{v:g}" if isinstance(v, float) else str(v)]
+    if settings.crash != "process":
+        parts += ["--crash", settings.crash]
+    if settings.tear:
+        parts.append("--tear")
+    if settings.loss:
+        parts += ["--loss", f"{settings.loss:g}"]
+    return " ".join(parts)
+
+
+# ---- commands
+
+
+def single(opts: Any, settings: SimSettings) -> int:
+    """One seed: a run directory in the store, the verdict printed as `harness run` prints it."""
+    from harness import store
+
+    run_dir = store.new_run_dir(Path(opts.store).resolve(), opts.name())
+    [r] = _run_in_worker([_payload(opts, settings, run_dir, show=True)])
+    if r["valid"] == "error":
+        print(r.get("trace", ""), file=sys.stderr)
+        print(f"harness sim: the simulation failed: {r['error']}\nrun directory: {run_dir}", file=sys.stderr)
+        return 255
+    print(f"seed {r['seed']}: {r['ops']} operations, {r['virtual_s']:.1f} virtual s in {r['wall_s']:.2f} wall s "
+          f"({r['virtual_s'] / max(r['wall_s'], 1e-9):.0f}x real time); history sha256 {r['history_hash'][:16]}, "
+          f"trace {r['trace_hash'][:16]} ({r['trace_events']} events)")
+    print(f"run directory: {run_dir}")
+    if r["valid"] is False:
+        print(f"replay: {replay_command(opts, settings, r['seed'])}")
+    return _exit([r["valid"]])
+
+
+def check_determinism(opts: Any, settings: SimSettings) -> int:
+    """Run the seed twice in two processes; compare trace and history hashes, name the first difference."""
+    from harness import store
+    from sim.trace import first_difference
+
+    base = store.new_run_dir(Path(opts.store).resolve(), opts.name())
+    payloads = [_payload(opts, settings, base / f"run-{i}", keep_trace=True, quiet=True) for i in (1, 2)]
+    a, b = _run_in_worker(payloads)
+    for r in (a, b):
+        if r["valid"] == "error":
+            print(r.get("trace", ""), file=sys.stderr)
+            print(f"harness sim: the simulation failed: {r['error']}", file=sys.stderr)
+            return 255
+    same = a["trace_hash"] == b["trace_hash"] and a["history_hash"] == b["history_hash"]
+    print(f"seed {opts.seed}: run 1 trace {a['trace_hash']} history {a['history_hash'][:32]} ({a['wall_s']:.2f} wall s)")
+    print(f"seed {opts.seed}: run 2 trace {b['trace_hash']} history {b['history_hash'][:32]} ({b['wall_s']:.2f} wall s)")
+    if same:
+        print(f"deterministic: {a['trace_events']} trace events and {a['ops']} operations identical")
+        shutil.rmtree(base / "run-2", ignore_errors=True)
+        return 0
+    ta = Path(a["trace_file"]).read_text().splitlines()
+    tb = Path(b["trace_file"]).read_text().splitlines()
+    diff = first_difference(ta, tb)
+    if diff is not None:
+        i, x, y = diff
+        print(f"NOT deterministic: traces first differ at event {i}:\n  run 1: {x}\n  run 2: {y}")
+    else:
+        print("NOT deterministic: traces are identical but the histories differ")
+    print(f"run directories: {base / 'run-1'} {base / 'run-2'}")
+    return 1
+
+
+def sweep(opts: Any, settings: SimSettings, seeds: list[int], jobs: int) -> int:
+    """Many seeds in worker processes: a table, failing seeds' run directories kept, exit 1 if any invalid."""
+    from harness import store
+
+    name = opts.name()
+    base = Path(opts.store).resolve() / name / ("sweep-" + time.strftime("%Y%m%dT%H%M%S"))
+    n = 1
+    while base.exists():
+        n += 1
+        base = base.with_name(base.name.split("~")[0] + f"~{n}")
+    base.mkdir(parents=True)
+    payloads = []
+    for seed in seeds:
+        o = type(opts)(**{**asdict(opts), "seed": seed})
+        payloads.append(_payload(o, settings, base / f"seed-{seed}", quiet=True))
+    started = time.monotonic()
+    rows: list[dict[str, Any]] = []
+    print(f"sweep of {len(seeds)} seeds on {jobs} worker(s): {base}")
+    print(f"{'seed':>7}  {'verdict':<8} {'anomalies':>9} {'virtual s':>9} {'wall s':>7}")
+    with _pool(jobs) as pool:
+        for r in pool.imap(_job, payloads):
+            rows.append(r)
+            print(f"{r['seed']:>7}  {_verdict(r['valid']):<8} {r.get('anomalies', 0):>9} {r['virtual_s']:>9.1f} "
+                  f"{r['wall_s']:>7.2f}   [{len(rows)}/{len(seeds)}]", flush=True)
+            if r["valid"] is True:
+                shutil.rmtree(r["run_dir"], ignore_errors=True)
+    wall = time.monotonic() - started
+    bad = [r for r in rows if r["valid"] is not True]
+    invalid = [r for r in rows if r["valid"] is False]
+    virtual = sum(r["virtual_s"] for r in rows)
+    summary = {"options": asdict(opts), "settings": asdict(settings), "seeds": len(rows),
+               "invalid": [r["seed"] for r in invalid], "wall_s": round(wall, 2), "virtual_s": round(virtual, 2),
+               "rows": [{k: v for k, v in r.items() if k != "trace"} for r in rows]}
+    store.write_json(base / "sweep.json", summary)
+    print(f"{len(rows)} seeds in {wall:.1f} wall s ({virtual:.0f} virtual s): {len(invalid)} invalid, "
+          f"{len(bad) - len(invalid)} unknown or failed; detection rate {len(invalid) / len(rows):.3f}")
+    for r in bad:
+        print(f"seed {r['seed']} {_verdict(r['valid'])}: {r['run_dir']}" + (f" ({r['error']})" if r.get("error") else ""))
+        print(f"  replay: {replay_command(opts, settings, r['seed'])}")
+    print(f"summary: {base / 'sweep.json'}")
+    return _exit([r["valid"] for r in rows])
+
+
+def sweep_rows(opts: Any, settings: SimSettings, seeds: list[int], jobs: int, base: Path) -> list[dict[str, Any]]:
+    """The rows of a sweep without printing (bench/sim.py and tests); valid seeds' run dirs removed."""
+    payloads = [_payload(type(opts)(**{**asdict(opts), "seed": s}), settings, base / f"seed-{s}", quiet=True)
+                for s in seeds]
+    rows = []
+    with _pool(jobs) as pool:
+        for r in pool.imap(_job, payloads):
+            rows.append(r)
+            if r["valid"] is True:
+                shutil.rmtree(r["run_dir"], ignore_errors=True)
+    return rows
+
+
