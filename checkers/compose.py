@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checkers import campaign, counter, linearizable, lww, perf, quorum, sets
+from checkers import campaign, cells, counter, isolation, linearizable, lww, perf, quorum, sets
 from checkers.result import Result, Validity, merge_validity
 from harness.history import Op, read_history
 
@@ -22,8 +22,12 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "counter": counter.check,
     "perf": perf.check,
     "campaign": campaign.check,
+    "isolation": isolation.check,
 }
 """Every checker by name; each is a pure function of (history, params)."""
+
+CELL_CHECKERS = frozenset({"linearizable", "lww", "quorum"})
+"""Register checkers that judge row and batch histories through their per-cell projection."""
 
 EXIT_CODES = {True: 0, False: 1, "unknown": 2}
 """Jepsen's exit codes for a verdict."""
@@ -63,7 +67,9 @@ class ComposedResult:
 def default_checkers(params: dict[str, Any]) -> list[str]:
     """The checkers that fit the model: register/kv get LWW (and quorum with a replication
     factor), set gets set-full; every model gets linearizability and perf; a campaign's history
-    (its test names the nemeses, or it was interrupted) also gets the campaign checker."""
+    (its test names the nemeses, or it was interrupted) also gets the campaign checker. Row and
+    batch histories get the register checkers per cell (per row for batches); batches also
+    isolation."""
     names = _model_checkers(params)
     if params.get("nemeses") is not None or params.get("interrupted"):
         names.append("campaign")
@@ -75,7 +81,7 @@ def _model_checkers(params: dict[str, Any]) -> list[str]:
     if model == "counter":
         # Read-modify-write increments: no single-op model to linearize; count lost updates.
         return ["counter", "perf"]
-    names = ["linearizable"]
+    names = ["isolation", "linearizable"] if model == "batch" else ["linearizable"]
     if model == "set":
         names.append("set")
     else:
@@ -111,9 +117,18 @@ def check_all(history: str | os.PathLike[str] | Iterable[Op], params: dict[str, 
 
     results: dict[str, Result] = {}
     elapsed: dict[str, float] = {}
+    project = cells.PROJECTIONS.get(params.get("model") or "register")
+    projected: tuple[list[Op], dict[int, Op]] | None = None
     for n in names:
         t0 = time.monotonic()
-        results[n] = CHECKERS[n](source(), params)
+        if project is not None and n in CELL_CHECKERS:
+            # Rows and batches: every cell (or row) is a register; judge the projection, and
+            # name the original operations in what is found.
+            if projected is None:
+                projected = project(source())
+            results[n] = cells.restore(CHECKERS[n](projected[0], {**params, "model": "register"}), projected[1])
+        else:
+            results[n] = CHECKERS[n](source(), params)
         elapsed[n] = round(time.monotonic() - t0, 6)
     composed = ComposedResult(merge_validity([r.valid for r in results.values()]), results,
                               {k: v for k, v in params.items() if _jsonable(v)}, elapsed)

@@ -12,6 +12,12 @@
   ``concurrent-timestamp-tie`` and the loser is not reported as a lost write;
 * phantom read: a read of a value no write to that key had been invoked with before it ended.
 
+Deletes (``f: delete``) are writes of nil: their timestamp is the tombstone's. A read of nil
+carries no timestamp (the store returns nothing for a deleted cell), so it is credited with the
+greatest timestamp of any delete invoked before it ended (+infinity if such a delete's outcome,
+and so its timestamp, is unknown): the most it could have seen, so it never makes a write look
+lost that a delete superseded.
+
 One pass collects small per-key records; the analysis is O(n log n) per key.
 """
 
@@ -25,7 +31,8 @@ from checkers.result import Anomaly, AnomalyLog, Result
 from harness.history import NEMESIS, Op
 
 READ_FS = frozenset({"read", "get"})
-WRITE_FS = frozenset({"write", "put", "cas"})
+WRITE_FS = frozenset({"write", "put", "cas", "delete"})
+DELETE_F = "delete"
 
 
 def _hashable(v: Any) -> Any:
@@ -74,6 +81,8 @@ def collect(history: Iterable[Op]) -> tuple[dict[Any, list[tuple[Any, ...]]], di
                 if not isinstance(v, list) or len(v) != 2:
                     continue
                 v = v[1]  # a compare-and-set writes its new value
+            elif f == DELETE_F:
+                v = None  # a delete writes nil (a tombstone); its value field names nothing kept
             if type(v) not in scalar:
                 v = _hashable(v)
             rec = (inv.time, op.time if ok else None, ts, v, ok, inv, op)
@@ -105,6 +114,8 @@ def collect(history: Iterable[Op]) -> tuple[dict[Any, list[tuple[Any, ...]]], di
                 if not isinstance(v, list) or len(v) != 2:
                     continue
                 v = v[1]
+            elif inv.f == DELETE_F:
+                v = None
             counts["writes"] += 1
             writes.setdefault(_hashable(inv.key), []).append((inv.time, None, None, _hashable(v), False, inv, None))
         elif inv.f == "append":
@@ -115,6 +126,26 @@ def collect(history: Iterable[Op]) -> tuple[dict[Any, list[tuple[Any, ...]]], di
         reads.pop(k, None)
     counts["keys_with_appends"] = len(appended)
     return writes, reads, counts
+
+
+class NilReads:
+    """The timestamp a read of nil is credited with: the greatest of the deletes invoked before
+    it ended (+infinity when one of them has no known timestamp), or -1 when none was."""
+
+    def __init__(self, ws: list[tuple[Any, ...]]) -> None:
+        dels = sorted(((w[0], w[2] if w[2] is not None else float("inf")) for w in ws if w[3] is None),
+                      key=lambda d: d[0])
+        self.invokes = [d[0] for d in dels]
+        self.top: list[float] = []
+        best: float = -1
+        for _, ts in dels:
+            best = max(best, ts)
+            self.top.append(best)
+
+    def ts(self, comp_t: float) -> float:
+        """The most a read of nil that completed at ``comp_t`` can have seen."""
+        i = bisect.bisect_left(self.invokes, comp_t)
+        return self.top[i - 1] if i else -1
 
 
 def _overlap(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
@@ -178,6 +209,7 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
                     _ops(other[5], other[6], w[5], w[6]), key, {"timestamp": ts}))
     # Phantom reads, and each read's timestamp (its own, or that of the write of its value).
     read_ts: list[tuple[int, int, int, tuple[Any, ...]]] = []  # (comp_time, ts, inv_time, read)
+    nil = NilReads(ws)
     for r in rs:
         inv_t, comp_t, ts, v = r[0], r[1], r[2], r[3]
         if v is not None and (v not in first_invoke or first_invoke[v] > comp_t):
@@ -187,8 +219,11 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
                 f"invoked with before the read ended",
                 _ops(r[4], r[5]), key))
             continue
+        if v is None:
+            read_ts.append((comp_t, nil.ts(comp_t), inv_t, r))
+            continue
         if ts is None:
-            ts = value_ts.get(v, -1) if v is not None else -1
+            ts = value_ts.get(v, -1)
         # A read can only vouch for writes that began before both it and its value's write ended:
         # a value written before a write began cannot legitimately supersede that write.
         read_ts.append((min(comp_t, value_comp.get(v, float("inf"))), ts, inv_t, r))
@@ -223,15 +258,17 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
     for w in ws:
         if not w[4] or w[2] is None or last_invoke is None or last_invoke <= w[1]:
             continue  # not acknowledged, no timestamp, or no read began after it completed
-        if w[3] in values_read:
-            continue  # seen
+        if w[3] is not None and w[3] in values_read:
+            continue  # seen (a delete's nil is not unique: the reads' timestamps decide for it)
         i = bisect.bisect_right(comps, w[0])
-        if suffix_max[i] > w[2] or (w[3] in tied and suffix_max[i] == w[2]):
+        if suffix_max[i] > w[2] or ((w[3] in tied or w[3] is None) and suffix_max[i] == w[2]):
+            # (A read of nil is credited with exactly the newest delete it could have seen.)
             continue  # superseded by a newer (or concurrently tied) write that was seen
         fr = final
+        what = "delete" if w[3] is None else f"write of {w[3]!r}"
         log.add(Anomaly(
             "lost-write",
-            f"key {key!r}: acknowledged write of {w[3]!r} (op {w[5].index}, timestamp {w[2]}) was never seen: "
+            f"key {key!r}: acknowledged {what} (op {w[5].index}, timestamp {w[2]}) was never seen: "
             f"no read returned it or a value with a greater timestamp written after it began; the final read "
             f"(op {fr[5].index}) returned {fr[3]!r}",
             _ops(w[5], w[6], fr[4], fr[5]), key, {"timestamp": w[2]}))

@@ -236,6 +236,8 @@ class Model:
             return f"cas {call.arg[0]!r}→{call.arg[1]!r}{tail}"
         if call.kind == "cas-failed":
             return f"cas {call.arg[0]!r}→{call.arg[1]!r} failed (observed ≠ {call.arg[0]!r})"
+        if call.kind == "delete":
+            return f"{inv.f}{tail}"
         return f"{inv.f} {inv.value!r}{tail}"
 
     def describe_state(self, state: Any) -> str:
@@ -257,12 +259,15 @@ class RegisterModel(Model):
     constrain nothing (Knossos: "we don't know what the read was"); ``failed_cas="observe"``
     makes a failed cas an observation that the register did not hold the expected value
     (Porcupine's etcd model) instead of an operation that did not happen (Knossos, Jepsen).
+    A ``delete`` sets the register back to nil, so a read after it returns nil. (A nil state is
+    never a token a read needs, see ``needs``, so a delete's nil effect needs no token either.)
     """
 
     name = "register"
     READ = ("read",)
     WRITE = ("write",)
     CAS = ("cas",)
+    DELETE = ("delete",)
 
     def __init__(self, init: Any = None, nil_read: str = "value", failed_cas: str = "ignore") -> None:
         if nil_read not in NIL_READS:
@@ -295,6 +300,8 @@ class RegisterModel(Model):
             return Call(invoke, completion, invoke.key, _read, None, freeze(out), "read", True)
         if f in self.WRITE:
             return Call(invoke, completion, invoke.key, _write, freeze(invoke.value), None, "write", det)
+        if f in self.DELETE:
+            return Call(invoke, completion, invoke.key, _write, None, None, "delete", det)
         if f in self.CAS:
             return Call(invoke, completion, invoke.key, _cas if det else _cas_maybe, self._cas_arg(invoke), None, "cas", det)
         return self._other(invoke, completion, det)
@@ -306,7 +313,7 @@ class RegisterModel(Model):
         return (freeze(v[0]), freeze(v[1]))
 
     def _other(self, invoke: Op, completion: Op | None, det: bool) -> Call | None:
-        raise _bad(invoke, self.name, f"unknown operation f={invoke.f!r} (expected read/write/cas)")
+        raise _bad(invoke, self.name, f"unknown operation f={invoke.f!r} (expected read/write/cas/delete)")
 
     def observed(self, call: Call) -> Iterable[Hashable]:
         """A read sees its value (and a list's elements); a cas sees its expected value."""

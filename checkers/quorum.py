@@ -6,8 +6,16 @@
   must not return an older one, given blocking read repair — the first read wrote its value back
   to the R replicas it contacted, so this holds when R_first + R_second > N.
 
+* resurrection: a read returned a value older (by timestamp) than a delete that had been
+  acknowledged, and whose nil a completed read had already observed, before the read began: the
+  deleted value came back (Cassandra's zombie, e.g. a tombstone purged before it reached every
+  replica). A violation when the delete's and the read's levels overlap (W + R > N); such a read
+  is reported as a resurrection, not also as a stale read.
+
 When the levels do not overlap (R + W <= N) the same findings are counted as expected
-behaviour, not as violations. Per-operation ``cl`` fields override the test's levels.
+behaviour, not as violations. Per-operation ``cl`` fields override the test's levels. A read of
+nil is credited with the newest delete it could have seen (``checkers.lww.NilReads``) when it
+could be stale, and with nothing when it is the earlier read of a monotonic pair.
 """
 
 from __future__ import annotations
@@ -16,9 +24,12 @@ import bisect
 from collections.abc import Iterable
 from typing import Any
 
-from checkers.lww import collect
+from checkers.lww import NilReads, collect
 from checkers.result import Anomaly, AnomalyLog, Result
 from harness.history import Op
+
+# Examples kept per expected kind in details (the counts cover the rest).
+EXPECTED_EXAMPLES = 5
 
 # Consistency levels that need a fixed number of replicas, whatever the replication factor.
 _FIXED = {"ANY": 0, "ONE": 1, "LOCAL_ONE": 1, "TWO": 2, "THREE": 3}
@@ -60,13 +71,17 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
         "non-monotonic-read": log.count("non-monotonic-read"),
         "expected-stale-read": expected.count("stale-read"),
         "expected-non-monotonic-read": expected.count("non-monotonic-read"),
+        "resurrection": log.count("resurrection"),
+        "expected-resurrection": expected.count("resurrection"),
     })
     details = {
         "replication_factor": rf,
         "read_replicas": default_r,
         "write_replicas": default_w,
         "overlapping": default_r + default_w > rf,
-        "expected": [a.to_json() for a in expected.examples[:5]],
+        # A few examples of each expected kind, so a resurrection is not hidden behind stale reads.
+        "expected": [a.to_json() for kind in sorted(expected.counts)
+                     for a in [e for e in expected.examples if e.kind == kind][:EXPECTED_EXAMPLES]],
         "note": ("R + W > N: reads must see every write completed before they began"
                  if default_r + default_w > rf else
                  "R + W <= N: stale reads are expected behaviour and reported, not counted as violations"),
@@ -98,16 +113,22 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
             times.append(w[1])
             best.append(top)
         prefix[lv] = (times, best)
+    nil = NilReads(ws)
     rts = []
     for r in rs:
         ts = r[2]
-        if ts is None:
-            ts = value_ts.get(r[3], -1) if r[3] is not None else -1
-            if r[3] is not None and r[3] not in value_ts:
+        if r[3] is None:
+            ts = nil.ts(r[1])
+        elif ts is None:
+            if r[3] not in value_ts:
                 continue  # a value never written: the LWW checker reports it
+            ts = value_ts[r[3]]
         rts.append((r[0], r[1], ts, _level(r[5].cl, rf, dr), r))
+    resurrected = _resurrections(key, acked, rts, rf, dw, log, expected)
     # Stale reads.
     for inv_t, _comp_t, ts, rl, r in rts:
+        if r[5].index in resurrected:
+            continue
         for lv, (times, best) in prefix.items():
             i = bisect.bisect_left(times, inv_t)
             if i == 0:
@@ -130,6 +151,8 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
     for inv_t, _c, ts, rl, r in by_inv:
         while j < len(by_comp) and by_comp[j][1] < inv_t:
             _i, _cc, pts, plv, pr = by_comp[j]
+            if pr[3] is None:
+                pts = -1  # what a read of nil saw is unknown: as the earlier read it promises nothing
             if plv not in tops or pts > tops[plv][0]:
                 tops[plv] = (pts, pr)
             j += 1
@@ -142,6 +165,39 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
                     f"completed read (op {pr[5].index}) had returned the newer {pr[3]!r} (timestamp {pts})",
                     [pr[4], pr[5], r[4], r[5]], key, {"r_first": plv, "r_second": rl}))
                 break
+
+
+def _resurrections(key: Any, acked: list[tuple[Any, ...]], rts: list[tuple[Any, ...]], rf: int, dw: int,
+                   log: AnomalyLog, expected: AnomalyLog) -> set[int]:
+    """Reads of a value older than an acknowledged, observed delete; returns their op indexes."""
+    deletes = [w for w in acked if w[3] is None]
+    if not deletes:
+        return set()
+    nil_reads = [x for x in rts if x[4][3] is None]
+    found: set[int] = set()
+    for inv_t, _c, ts, rl, r in rts:
+        if r[3] is None:
+            continue
+        for d in deletes:
+            if not (d[1] < inv_t and d[2] > ts):
+                continue  # not completed before the read began, or not newer than its value
+            # Observed: a read of nil that began after the delete completed, and ended before this read began.
+            seen = next((x for x in nil_reads if x[0] > d[1] and x[1] < inv_t), None)
+            if seen is None:
+                continue
+            lv = _level(d[6].cl, rf, dw)
+            strong = lv + rl > rf
+            (log if strong else expected).add(Anomaly(
+                "resurrection",
+                f"key {key!r}: the delete (op {d[5].index}, {lv} replicas, timestamp {d[2]}) was acknowledged and "
+                f"a read (op {seen[4][5].index}) saw nil after it, yet a later read (op {r[5].index}, {rl} replicas) "
+                f"returned the deleted value {r[3]!r} (timestamp {ts})"
+                + ("" if strong else f"; expected with R + W = {rl + lv} <= N = {rf}"),
+                [d[5], d[6], seen[4][4], seen[4][5], r[4], r[5]], key,
+                {"delete_ts": d[2], "read_ts": ts, "r": rl, "w": lv}))
+            found.add(r[5].index)
+            break
+    return found
 
 
 def _level(cl: str | None, rf: int, default: int) -> int:

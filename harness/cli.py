@@ -88,6 +88,7 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     from harness.deploy import DEPLOYS
     from harness.deploy.ssh import add_ssh_options, nodes_arg
     from harness.run import DEFAULT_NODES, VALIDATION_FAULTS, RunOptions
+    from harness.workloads import WORKLOADS
 
     d = RunOptions()
     p = add_command(sub, "run", _cmd_run,
@@ -95,7 +96,7 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
                     "check the history and print the verdict (exit 0 valid, 1 invalid, 2 unknown, "
                     "254 bad arguments, 255 harness failure)")
     p.add_argument("--config", metavar="FILE", help="TOML file with any of these options (flags override it)")
-    p.add_argument("--workload", choices=["register", "set", "lww-rmw"], help=f"what the clients do (default {d.workload})")
+    p.add_argument("--workload", choices=list(WORKLOADS), help=f"what the clients do (default {d.workload})")
     p.add_argument("--nemesis", help=f"faults: comma list of partition,kill,pause,clock,latency,membership, or all (every one but membership) / none (default {d.nemesis})")
     p.add_argument("--nemesis-interval", type=float, metavar="S", help=f"seconds between fault changes (default {d.nemesis_interval:g})")
     p.add_argument("--partition", help=f"partition shapes: one, majority, majorities-ring, minority-third, bridge, random-halves, comma list or all (default {d.partition})")
@@ -113,7 +114,10 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--read-cl", help=f"read consistency level (default {d.read_cl})")
     p.add_argument("--write-cl", help=f"write consistency level (default {d.write_cl})")
     p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")
-    p.add_argument("--ops-per-key", type=int, help=f"register workload: operations before a key is retired (default {d.ops_per_key})")
+    p.add_argument("--ops-per-key", type=int, help=f"register, row and batch workloads: operations before a key is retired (default {d.ops_per_key})")
+    p.add_argument("--delete-fraction", type=float, metavar="F",
+                   help="register and row workloads: the share of writes that are deletes "
+                        "(default 0 for register, 0.3 for row: half column deletes, half row deletes)")
     p.add_argument("--seed", type=int, help="seed for the operation stream and the fault schedule (default: random, recorded)")
     p.add_argument("--test-count", type=int, help=f"how many campaigns to run (default {d.test_count})")
     p.add_argument("--leave-db-running", action="store_true", default=None, help="keep the nodes (and the fault proxy) running afterwards")
@@ -239,12 +243,12 @@ def _register_check(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
                    help="a run directory (reads test.json and history.jsonl, writes results.json)")
     p.add_argument("--history", metavar="FILE", help="a history file (.jsonl, or Jepsen .edn)")
-    p.add_argument("--model", choices=["register", "kv", "set", "counter"], help="the model to check against")
+    p.add_argument("--model", choices=["register", "kv", "set", "counter", "row", "batch"], help="the model to check against")
     p.add_argument("--replication-factor", type=_positive_int, metavar="N", help="replication factor (enables the quorum checker)")
     p.add_argument("--read-cl", metavar="CL", help="read consistency level (ONE, QUORUM, ALL, ...)")
     p.add_argument("--write-cl", metavar="CL", help="write consistency level (ONE, QUORUM, ALL, ...)")
     p.add_argument("--time-limit", type=_positive_float, metavar="S", help="linearizability search budget in seconds (unknown after)")
-    p.add_argument("--checkers", metavar="NAMES", help="comma-separated subset: linearizable,lww,quorum,set,counter,perf,campaign")
+    p.add_argument("--checkers", metavar="NAMES", help="comma-separated subset: linearizable,lww,quorum,set,counter,isolation,perf,campaign")
     p.add_argument("--independent", action="store_true", help="EDN values are jepsen.independent [key value] tuples")
     p.add_argument("--results", metavar="FILE", help="also write the results JSON here")
     p.add_argument("--json", action="store_true", help="print the results JSON instead of the summary")
@@ -338,8 +342,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         if v is not None:
             params[name] = v
     params.setdefault("model", "register")
-    if params["model"] not in ("register", "kv", "set", "counter"):
-        raise UsageError(f"model {params['model']!r} is not one of register, kv, set, counter")
+    models = ("register", "kv", "set", "counter", "row", "batch")
+    if params["model"] not in models:
+        raise UsageError(f"model {params['model']!r} is not one of {', '.join(models)}")
     for name in ("read_cl", "write_cl"):
         if params.get(name) is not None:
             try:

@@ -35,7 +35,7 @@ from harness.deploy.local import DeployError
 from harness.generator import Rate, Recorder, Worker, parse_concurrency
 from harness.history import HistoryWriter
 from harness.progress import Progress
-from harness.workloads import KEYSPACE, WORKLOADS, Invocation, WorkloadSettings, make_workload
+from harness.workloads import KEYSPACE, WORKLOADS, Invocation, WorkloadSettings, make_workload, validate_delete_fraction
 from nemesis import faults
 from nemesis.grudge import SHAPES
 from node.client import open_client
@@ -95,6 +95,8 @@ class RunOptions:
     write_cl: str = "QUORUM"
     key_count: int = 5
     ops_per_key: int = 300
+    # The share of writes that are deletes (register, row); None: the workload's own default.
+    delete_fraction: float | None = None
     seed: int | None = None
     test_count: int = 1
     leave_db_running: bool = False
@@ -132,6 +134,7 @@ class RunOptions:
         """Raise ValueError naming the first bad option."""
         if self.workload not in WORKLOADS:
             raise ValueError(f"--workload must be one of {', '.join(WORKLOADS)}, got {self.workload!r}")
+        validate_delete_fraction(self.workload, self.delete_fraction)
         faults.parse_nemeses(self.nemesis)
         self.partition_shapes()
         self.target_specs()
@@ -208,7 +211,7 @@ class RunOptions:
         }
 
     def _settings(self) -> WorkloadSettings:
-        return WorkloadSettings(self.key_count, self.read_cl, self.write_cl, self.ops_per_key)
+        return WorkloadSettings(self.key_count, self.read_cl, self.write_cl, self.ops_per_key, self.delete_fraction)
 
 
 @dataclass

@@ -345,23 +345,27 @@ def normalize_results(results: Any, table: OpTable) -> list[dict[str, Any]]:
                 walk(v, k)
     else:
         walk(results, None)
+    def finding(a: dict[str, Any]) -> dict[str, Any]:
+        rows = sorted({table.row_of_index[o["index"]] for o in a.get("ops") or []
+                       if isinstance(o, dict) and isinstance(o.get("index"), int) and o["index"] in table.row_of_index})
+        return {
+            "kind": a.get("kind", "anomaly"),
+            "key": a.get("key"),
+            "explanation": a.get("explanation", ""),
+            "rows": rows,
+            "ops": (a.get("ops") or [])[:50],
+            "details": a.get("details") or {},
+        }
+
     out = []
     for r in found:
-        anomalies = []
-        for a in r.get("anomalies") or []:
-            if not isinstance(a, dict):
-                continue
-            rows = sorted({table.row_of_index[o["index"]] for o in a.get("ops") or []
-                           if isinstance(o, dict) and isinstance(o.get("index"), int) and o["index"] in table.row_of_index})
-            anomalies.append({
-                "kind": a.get("kind", "anomaly"),
-                "key": a.get("key"),
-                "explanation": a.get("explanation", ""),
-                "rows": rows,
-                "ops": (a.get("ops") or [])[:50],
-                "details": a.get("details") or {},
-            })
+        anomalies = [finding(a) for a in r.get("anomalies") or [] if isinstance(a, dict)]
+        # Findings the levels or the design allow (quorum's expected stale reads and
+        # resurrections, isolation's equal-timestamp mixes): shown with their ops, not as violations.
+        details = r.get("details") if isinstance(r.get("details"), dict) else {}
+        expected = [finding(a) for a in details.get("expected") or [] if isinstance(a, dict)]
         out.append({
+            "expected": expected,
             "name": r["name"],
             "valid": r.get("valid"),
             "counts": r.get("counts") or {},

@@ -728,11 +728,14 @@
     let n = 0;
     for (const c of D.checkers) {
       const others = c.anomalies.filter((a) => a.kind !== "not-linearizable");
-      if (!others.length) continue;
+      const expected = c.expected || [];
+      if (!others.length && !expected.length) continue;
       const sec = el("div", { class: "checker-findings" }, el("h3", null, c.name + " ", badge(c.valid)));
-      for (const a of others) {
+      for (const a of others.concat(expected)) {
         n++;
-        const p = el("div", { class: "anomaly" }, el("span", { class: "kind", text: a.kind }));
+        const allowed = expected.includes(a);
+        const p = el("div", { class: "anomaly" + (allowed ? " expected" : "") },
+          el("span", { class: "kind", text: allowed ? "expected " + a.kind : a.kind }));
         if (a.key !== null && a.key !== undefined) p.append(el("span", { class: "hint", text: "key " + show(a.key) + " · " }));
         p.append(el("span", { class: "explanation", text: a.explanation }), " ");
         if (a.rows.length) p.append(opsLink(a.rows, "show the " + a.rows.length + " operation" + (a.rows.length === 1 ? "" : "s") + " in the timeline"));
@@ -740,11 +743,11 @@
         sec.append(p);
       }
       const total = Object.values(c.anomaly_counts || {}).reduce((s, v) => s + v, 0);
-      const counted = Object.entries(c.counts || {}).filter(([k]) => /anomal|lost|invers|stale|duplicate|unexpected/.test(k));
+      const counted = Object.entries(c.counts || {}).filter(([k]) => /anomal|lost|invers|stale|duplicate|unexpected|resurrect|isolation|mix/.test(k));
       if (counted.length) sec.append(el("p", { class: "hint", text: "counts: " + counted.map(([k, v]) => k + " " + show(v)).join(", ") + (total ? " (" + total + " shown)" : "") }));
       body.append(sec);
     }
-    if (!n) body.append(el("p", { class: "empty", text: "No last-write-wins, quorum, set or counter anomalies were found." }));
+    if (!n) body.append(el("p", { class: "empty", text: "No last-write-wins, quorum, isolation, set or counter anomalies were found." }));
   }
 
   // ---------------------------------------------------------------- node logs

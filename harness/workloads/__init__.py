@@ -37,6 +37,8 @@ class WorkloadSettings:
     # Operations on one key before it is retired for a fresh one; bounds each key's history so the
     # linearizability search stays small (Jepsen's independent keys do the same).
     ops_per_key: int = 300
+    # The share of writes that are deletes (register, row); None: the workload's default.
+    delete_fraction: float | None = None
 
 
 class Workload(Protocol):
@@ -64,15 +66,19 @@ class Workload(Protocol):
 
 
 def make_workload(name: str, settings: WorkloadSettings) -> Workload:
-    """The workload called ``name`` (register, set, lww-rmw)."""
+    """The workload called ``name`` (register, set, lww-rmw, row, batch)."""
+    from harness.workloads.batch import BatchWorkload
     from harness.workloads.lww_rmw import LwwRmwWorkload
     from harness.workloads.register import RegisterWorkload
+    from harness.workloads.row import RowWorkload
     from harness.workloads.sets import SetWorkload
 
     workloads: dict[str, type] = {
         "register": RegisterWorkload,
         "set": SetWorkload,
         "lww-rmw": LwwRmwWorkload,
+        "row": RowWorkload,
+        "batch": BatchWorkload,
     }
     try:
         return workloads[name](settings)
@@ -80,4 +86,17 @@ def make_workload(name: str, settings: WorkloadSettings) -> Workload:
         raise ValueError(f"unknown workload {name!r}; one of {', '.join(workloads)}") from None
 
 
-WORKLOADS = ("register", "set", "lww-rmw")
+WORKLOADS = ("register", "set", "lww-rmw", "row", "batch")
+DELETING_WORKLOADS = ("register", "row")
+"""The workloads that take ``--delete-fraction``."""
+
+
+def validate_delete_fraction(workload: str, fraction: float | None) -> None:
+    """Raise ValueError when ``--delete-fraction`` is out of [0, 1] or given to a workload without deletes."""
+    if fraction is None:
+        return
+    if workload not in DELETING_WORKLOADS:
+        raise ValueError(f"--delete-fraction applies to the {' and '.join(DELETING_WORKLOADS)} workloads, "
+                         f"not {workload!r}")
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"--delete-fraction must be between 0 and 1, got {fraction}")

@@ -1,7 +1,9 @@
 """Single-register reads and writes of unique values, on a rotating set of keys.
 
 Checked for linearizability (register model), last-write-wins anomalies and quorum guarantees.
-Values are unique per key (1, 2, 3, ...) so every read names exactly one write.
+Values are unique per key (1, 2, 3, ...) so every read names exactly one write. With
+``--delete-fraction F`` that share of the writes are deletes of the key (a row delete, so a
+tombstone): a read after one returns nil, and a deleted value that comes back is a resurrection.
 """
 
 from __future__ import annotations
@@ -52,19 +54,22 @@ class RegisterWorkload:
         self.settings = settings
         self.keys = KeyRotation(settings.key_count, settings.ops_per_key)
         self.next_value: dict[int, int] = {}
+        self.delete_fraction = settings.delete_fraction or 0.0
 
     def next_op(self, rng: random.Random) -> Invocation:
         """A read or a write of the key's next unique value."""
         key = self.keys.pick(rng)
         if rng.random() < READ_FRACTION:
             return Invocation("read", key)
+        if self.delete_fraction and rng.random() < self.delete_fraction:
+            return Invocation("delete", key)
         value = self.next_value.get(key, 0) + 1
         self.next_value[key] = value
         return Invocation("write", key, value)
 
     def is_write(self, op: Invocation) -> bool:
-        """Writes have side effects."""
-        return op.f == "write"
+        """Writes and deletes have side effects."""
+        return op.f in ("write", "delete")
 
     async def apply(self, client: Client, op: Invocation, cl: str | None = None) -> Completion:
         """Perform a read or write at the workload's consistency levels."""
@@ -72,6 +77,9 @@ class RegisterWorkload:
             ts = await client.put(KEYSPACE, self.table, op.key, {COLUMN: op.value},
                                   consistency=cl or self.settings.write_cl)
             return Completion("ok", op.value, timestamp=ts)
+        if op.f == "delete":
+            ts = await client.delete(KEYSPACE, self.table, op.key, consistency=cl or self.settings.write_cl)
+            return Completion("ok", None, timestamp=ts)
         row: dict[str, tuple[Any, int]] = await client.get(
             KEYSPACE, self.table, op.key, columns=[COLUMN], consistency=cl or self.settings.read_cl)
         if COLUMN in row:

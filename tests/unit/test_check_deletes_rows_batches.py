@@ -1,0 +1,317 @@
+"""Deletes, rows and batches on hand-made histories: register deletes (nil), resurrections,
+per-cell row checks and batch row isolation, valid and invalid."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checkers import isolation, linearizable, lww, quorum
+from checkers.cells import project_rows
+from checkers.compose import check_all
+from checkers.synth import HistoryBuilder
+from harness.history import write_jsonl
+from harness.report.render import collect
+from harness.workloads import WorkloadSettings, make_workload, validate_delete_fraction
+
+RF = {"replication_factor": 3, "read_cl": "QUORUM", "write_cl": "QUORUM"}
+
+
+def _stamps(b: HistoryBuilder, timestamps: dict[str, int]) -> HistoryBuilder:
+    """Give the last (read) completion its cells' timestamps, as the row and batch workloads do."""
+    b.ops[-1].extra["timestamps"] = timestamps
+    return b
+
+
+# ---------------------------------------------------------------------------- register deletes
+
+
+def test_a_read_of_nil_after_a_delete_is_valid_everywhere() -> None:
+    b = HistoryBuilder()
+    b.invoke(0, "write", 1, key="k").ok(0, ts=10)
+    b.invoke(0, "delete", key="k").ok(0, None, ts=20)
+    b.invoke(1, "read", key="k").ok(1, None)
+    b.invoke(1, "read", key="k").ok(1, None)
+    for check in (linearizable.check, lww.check):
+        r = check(b.ops, {"model": "register"})
+        assert r.valid is True, [a.explanation for a in r.anomalies]
+    q = quorum.check(b.ops, RF)
+    assert q.valid is True and q.counts["stale-read"] == 0, [a.explanation for a in q.anomalies]
+
+
+def test_a_value_read_after_its_delete_completed_is_not_linearizable_and_a_lost_delete() -> None:
+    b = HistoryBuilder()
+    b.invoke(0, "write", 1, key="k").ok(0, ts=10)
+    b.invoke(0, "delete", key="k").ok(0, None, ts=20)
+    b.invoke(1, "read", key="k").ok(1, 1, ts=10)
+    assert linearizable.check(b.ops, {"model": "register"}).valid is False
+    r = lww.check(b.ops)
+    assert r.counts["lost-write"] == 1 and "acknowledged delete" in r.anomalies[0].explanation
+    q = quorum.check(b.ops, RF)
+    # Nobody saw the delete's nil: a stale read, not a resurrection.
+    assert q.counts["stale-read"] == 1 and q.counts["resurrection"] == 0
+
+
+def test_a_deleted_value_back_after_its_nil_was_observed_is_a_resurrection() -> None:
+    b = HistoryBuilder()
+    b.invoke(0, "write", 1, key="k", cl="QUORUM").ok(0, ts=10)
+    b.invoke(0, "delete", key="k", cl="QUORUM").ok(0, None, ts=20)
+    b.invoke(1, "read", key="k", cl="QUORUM").ok(1, None)
+    b.invoke(2, "read", key="k", cl="QUORUM").ok(2, 1, ts=10)
+    q = quorum.check(b.ops, RF)
+    assert q.valid is False
+    assert q.counts["resurrection"] == 1 and q.counts["stale-read"] == 0
+    a = q.anomalies[0]
+    assert a.kind == "resurrection" and [o.index for o in a.ops] == [2, 3, 4, 5, 6, 7]
+    assert "returned the deleted value 1" in a.explanation
+
+
+def test_a_resurrection_at_one_one_is_expected() -> None:
+    b = HistoryBuilder()
+    b.invoke(0, "write", 1, key="k", cl="ONE").ok(0, ts=10)
+    b.invoke(0, "delete", key="k", cl="ONE").ok(0, None, ts=20)
+    b.invoke(1, "read", key="k", cl="ONE").ok(1, None)
+    b.invoke(2, "read", key="k", cl="ONE").ok(2, 1, ts=10)
+    q = quorum.check(b.ops, {**RF, "read_cl": "ONE", "write_cl": "ONE"})
+    assert q.valid is True
+    assert q.counts["expected-resurrection"] == 1 and q.counts["resurrection"] == 0
+    assert "expected with R + W = 2 <= N = 3" in q.details["expected"][0]["explanation"]
+
+
+def test_nil_from_a_delete_still_in_flight_is_neither_stale_nor_a_lost_write() -> None:
+    b = HistoryBuilder()
+    b.invoke(0, "write", 1, key="k").ok(0, ts=10)
+    b.invoke(0, "delete", key="k")  # its outcome is never known
+    b.invoke(1, "read", key="k").ok(1, None)
+    b.info(0)
+    b.invoke(1, "read", key="k").ok(1, None)
+    assert linearizable.check(b.ops, {"model": "register"}).valid is True
+    assert lww.check(b.ops).valid is True
+    assert quorum.check(b.ops, RF).valid is True
+
+
+def test_nil_before_any_delete_after_an_acknowledged_write_is_stale() -> None:
+    b = HistoryBuilder()
+    b.invoke(0, "write", 1, key="k").ok(0, ts=10)
+    b.invoke(1, "read", key="k").ok(1, None)
+    b.invoke(0, "delete", key="k").ok(0, None, ts=20)  # invoked after the read ended: no excuse
+    q = quorum.check(b.ops, RF)
+    assert q.counts["stale-read"] == 1
+    assert linearizable.check(b.ops, {"model": "register"}).valid is False
+
+
+def test_a_nil_read_promises_nothing_to_a_later_read_of_a_newer_write() -> None:
+    """Monotonic reads: nil may come from an older delete while a newer delete is still in flight."""
+    b = HistoryBuilder()
+    b.invoke(0, "delete", key="k").ok(0, None, ts=10)
+    b.invoke(3, "delete", key="k")  # in flight with a greater timestamp, never acknowledged
+    b.invoke(1, "read", key="k").ok(1, None)
+    b.invoke(2, "write", 2, key="k").ok(2, ts=15)
+    b.invoke(1, "read", key="k").ok(1, 2, ts=15)
+    b.info(3)
+    q = quorum.check(b.ops, RF)
+    assert q.valid is True, [a.explanation for a in q.anomalies]
+    assert linearizable.check(b.ops, {"model": "register"}).valid is True
+
+
+# ---------------------------------------------------------------------------- rows
+
+
+def _valid_row_history() -> HistoryBuilder:
+    b = HistoryBuilder()
+    b.invoke(0, "write", {"c0": 1}, key=7).ok(0, ts=10)
+    b.invoke(0, "write", {"c1": 2}, key=7).ok(0, ts=20)
+    b.invoke(1, "read", key=7).ok(1, {"c0": 1, "c1": 2})
+    _stamps(b, {"c0": 10, "c1": 20})
+    b.invoke(0, "delete", ["c0"], key=7).ok(0, ts=30)
+    b.invoke(1, "read", key=7).ok(1, {"c1": 2})
+    _stamps(b, {"c1": 20})
+    b.invoke(0, "delete", None, key=7).ok(0, ts=40)
+    b.invoke(1, "read", key=7).ok(1, {})
+    _stamps(b, {})
+    return b
+
+
+def test_row_projection_makes_one_register_per_cell() -> None:
+    ops, originals = project_rows(_valid_row_history().ops)
+    keys = {o.key for o in ops}
+    assert keys == {(7, "c0"), (7, "c1")}
+    # The row delete deletes both cells; the reads read both, nil where the row had nothing.
+    deletes = [o for o in ops if o.f == "delete" and o.type == "ok"]
+    assert sorted(o.key for o in deletes) == [(7, "c0"), (7, "c0"), (7, "c1")]
+    last_reads = [o for o in ops if o.f == "read" and o.type == "ok" and o.index == 13]
+    assert {o.key: o.value for o in last_reads} == {(7, "c0"): None, (7, "c1"): None}
+    assert originals[13].value == {}
+
+
+def test_a_row_history_with_column_and_row_deletes_is_valid() -> None:
+    res = check_all(_valid_row_history().ops, {"model": "row", **RF})
+    assert set(res.results) == {"linearizable", "lww", "quorum", "perf"}
+    assert res.valid is True, {n: [a.explanation for a in r.anomalies] for n, r in res.results.items()}
+
+
+def test_a_cell_resurrected_after_a_row_delete_names_the_row_operations() -> None:
+    b = HistoryBuilder()
+    b.invoke(0, "write", {"c0": 1}, key=7, cl="QUORUM").ok(0, ts=10)
+    b.invoke(0, "write", {"c1": 2}, key=7, cl="QUORUM").ok(0, ts=11)
+    b.invoke(0, "delete", None, key=7, cl="QUORUM").ok(0, ts=20)
+    b.invoke(1, "read", key=7, cl="QUORUM").ok(1, {})
+    _stamps(b, {})
+    b.invoke(2, "read", key=7, cl="QUORUM").ok(2, {"c0": 1})
+    _stamps(b, {"c0": 10})
+    res = check_all(b.ops, {"model": "row", **RF})
+    assert res.valid is False
+    q = res.results["quorum"]
+    assert q.counts["resurrection"] == 1
+    a = q.anomalies[0]
+    assert a.key == [7, "c0"]
+    # The original row operations: the row delete, the read of the empty row, the torn read.
+    assert [(o.index, o.f, o.value) for o in a.ops] == [
+        (4, "delete", None), (5, "delete", None), (6, "read", None), (7, "read", {}),
+        (8, "read", None), (9, "read", {"c0": 1})]
+    assert res.results["linearizable"].valid is False
+
+
+def test_a_column_write_no_later_read_shows_is_a_lost_write_of_that_cell() -> None:
+    b = HistoryBuilder()
+    b.invoke(0, "write", {"c0": 1}, key=7).ok(0, ts=10)
+    b.invoke(0, "write", {"c1": 2}, key=7).ok(0, ts=20)
+    b.invoke(1, "read", key=7).ok(1, {"c1": 2})
+    _stamps(b, {"c1": 20})
+    res = check_all(b.ops, {"model": "row", **RF})
+    lost = res.results["lww"]
+    assert lost.counts["lost-write"] == 1 and lost.anomalies[0].key == [7, "c0"]
+    assert res.results["quorum"].counts["stale-read"] == 1
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+def _batch(b: HistoryBuilder, p: int, key: Any, v: int, ts: int) -> None:
+    b.invoke(p, "batch", {"c0": v, "c1": v, "c2": v}, key=key).ok(p, ts=ts)
+
+
+def test_reads_of_whole_batches_are_isolated_and_linearizable() -> None:
+    b = HistoryBuilder()
+    b.invoke(1, "read", key=1).ok(1, {})
+    _stamps(b, {})
+    _batch(b, 0, 1, 1, 10)
+    b.invoke(1, "read", key=1).ok(1, {"c0": 1, "c1": 1, "c2": 1})
+    _stamps(b, {"c0": 10, "c1": 10, "c2": 10})
+    _batch(b, 0, 1, 2, 20)
+    b.invoke(1, "read", key=1).ok(1, {"c0": 2, "c1": 2, "c2": 2})
+    _stamps(b, {"c0": 20, "c1": 20, "c2": 20})
+    res = check_all(b.ops, {"model": "batch", **RF})
+    assert set(res.results) == {"isolation", "linearizable", "lww", "quorum", "perf"}
+    assert res.valid is True, {n: [a.explanation for a in r.anomalies] for n, r in res.results.items()}
+    assert res.results["isolation"].counts["consistent-reads"] == 2
+
+
+def test_a_read_mixing_batches_with_distinct_timestamps_is_a_row_isolation_anomaly() -> None:
+    b = HistoryBuilder()
+    _batch(b, 0, 1, 1, 10)
+    _batch(b, 0, 1, 2, 20)
+    b.invoke(1, "read", key=1).ok(1, {"c0": 2, "c1": 1, "c2": 2})
+    _stamps(b, {"c0": 20, "c1": 10, "c2": 20})
+    r = isolation.check(b.ops)
+    assert r.valid is False and r.counts["row-isolation"] == 1
+    a = r.anomalies[0]
+    assert [o.index for o in a.ops] == [0, 1, 2, 3, 4, 5]  # both batches, then the read
+    assert "distinct timestamps" in a.explanation and "c1=1@10" in a.explanation
+
+
+def test_a_mix_of_batches_with_equal_timestamps_is_expected_not_invalid() -> None:
+    b = HistoryBuilder()
+    b.invoke(0, "batch", {"c0": 1, "c1": 1}, key=1).invoke(2, "batch", {"c0": 2, "c1": 2}, key=1)
+    b.ok(0, ts=10).ok(2, ts=10)  # two coordinators stamped the same microsecond
+    b.invoke(1, "read", key=1).ok(1, {"c0": 2, "c1": 1})
+    _stamps(b, {"c0": 10, "c1": 10})
+    r = isolation.check(b.ops)
+    assert r.valid is True
+    assert r.counts["expected-equal-timestamp-mix"] == 1 and r.counts["row-isolation"] == 0
+    assert r.details["expected"][0]["kind"] == "equal-timestamp-mix"
+
+
+def test_a_row_missing_some_of_a_batchs_columns_is_a_row_isolation_anomaly() -> None:
+    b = HistoryBuilder()
+    _batch(b, 0, 1, 1, 10)
+    b.invoke(1, "read", key=1).ok(1, {"c0": 1, "c2": 1})
+    _stamps(b, {"c0": 10, "c2": 10})
+    r = isolation.check(b.ops)
+    assert r.valid is False and "1 of the row's 3 columns are missing" in r.anomalies[0].explanation
+    # The torn read is left to the isolation checker, not misread as a register value.
+    res = check_all(b.ops, {"model": "batch", **RF})
+    assert res.results["lww"].valid is True and res.results["linearizable"].valid is True
+
+
+# ---------------------------------------------------------------------------- workloads
+
+
+def _stream(name: str, fraction: float | None, n: int = 400) -> list[Any]:
+    w = make_workload(name, WorkloadSettings(3, "QUORUM", "QUORUM", 300, fraction))
+    rng = random.Random(5)
+    return [w.next_op(rng) for _ in range(n)]
+
+
+def test_register_deletes_only_with_a_delete_fraction_and_the_stream_is_unchanged_without() -> None:
+    assert not any(op.f == "delete" for op in _stream("register", None))
+    assert _stream("register", None) == _stream("register", 0.0)
+    ops = _stream("register", 0.5)
+    deletes = [op for op in ops if op.f == "delete"]
+    assert deletes and all(op.value is None for op in deletes)
+
+
+def test_row_and_batch_streams_have_the_documented_shapes() -> None:
+    row = _stream("row", None)
+    assert {op.f for op in row} == {"read", "write", "delete"}
+    assert any(op.value is None for op in row if op.f == "delete")  # row deletes
+    assert any(isinstance(op.value, list) for op in row if op.f == "delete")  # column deletes
+    assert not any(op.f == "delete" for op in _stream("row", 0.0))
+    batches = [op for op in _stream("batch", None) if op.f == "batch"]
+    assert batches and all(len(set(op.value.values())) == 1 and len(op.value) == 4 for op in batches)
+
+
+@pytest.mark.parametrize(("workload", "fraction", "message"), [
+    ("set", 0.1, "applies to the register and row workloads"),
+    ("batch", 0.1, "applies to the register and row workloads"),
+    ("row", 1.5, "between 0 and 1"),
+])
+def test_bad_delete_fractions_are_named(workload: str, fraction: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_delete_fraction(workload, fraction)
+
+
+# ---------------------------------------------------------------------------- the report
+
+
+def test_the_report_shows_resurrections_and_expected_ones_with_their_operations(tmp_path: Path) -> None:
+    b = HistoryBuilder()
+    b.invoke(0, "write", {"c0": 1}, key=7, cl="QUORUM").ok(0, ts=10)
+    b.invoke(0, "delete", None, key=7, cl="QUORUM").ok(0, ts=20)
+    b.invoke(1, "read", key=7, cl="QUORUM").ok(1, {})
+    _stamps(b, {})
+    b.invoke(2, "read", key=7, cl="QUORUM").ok(2, {"c0": 1})
+    _stamps(b, {"c0": 10})
+    b.invoke(0, "write", {"c1": 5}, key=8, cl="ONE").ok(0, ts=30)
+    b.invoke(0, "delete", ["c1"], key=8, cl="ONE").ok(0, ts=40)
+    b.invoke(1, "read", key=8, cl="ONE").ok(1, {})
+    _stamps(b, {})
+    b.invoke(2, "read", key=8, cl="ONE").ok(2, {"c1": 5})
+    _stamps(b, {"c1": 30})
+    run = tmp_path / "run"
+    run.mkdir()
+    write_jsonl(b.ops, run / "history.jsonl")
+    (run / "test.json").write_text(json.dumps({"name": "row-partition", "params": {"model": "row", **RF}}))
+    check_all(b.ops, {"model": "row", **RF}, save_to=run / "results.json")
+    data = collect(run)
+    q = next(c for c in data["checkers"] if c["name"] == "quorum")
+    (found,) = [a for a in q["anomalies"] if a["kind"] == "resurrection"]
+    # The rows of the timeline: the delete, the read that saw nil, the read of the deleted value.
+    assert [data["ops"]["ii"][r] for r in found["rows"]] == [2, 4, 6]
+    (allowed,) = q["expected"]
+    assert allowed["kind"] == "resurrection" and allowed["key"] == [8, "c1"]
+    assert [data["ops"]["ii"][r] for r in allowed["rows"]] == [10, 12, 14]
