@@ -97,7 +97,7 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
                     "254 bad arguments, 255 harness failure)")
     p.add_argument("--config", metavar="FILE", help="TOML file with any of these options (flags override it)")
     p.add_argument("--workload", choices=list(WORKLOADS), help=f"what the clients do (default {d.workload})")
-    p.add_argument("--nemesis", help=f"faults: comma list of partition,kill,pause,clock,latency,membership, or all (every one but membership) / none (default {d.nemesis})")
+    p.add_argument("--nemesis", help=f"faults: comma list of partition,kill,pause,clock,latency,membership,zk, or all (every one but membership and zk) / none (default {d.nemesis})")
     p.add_argument("--nemesis-interval", type=float, metavar="S", help=f"seconds between fault changes (default {d.nemesis_interval:g})")
     p.add_argument("--partition", help=f"partition shapes: one, majority, majorities-ring, minority-third, bridge, random-halves, comma list or all (default {d.partition})")
     p.add_argument("--targets", help=f"how many nodes kill and pause hit, drawn from a comma list of one, minority, majority, all (default {d.targets})")
@@ -130,6 +130,11 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fault", dest="validation_faults", action="append", metavar="SWITCH",
                    help="turn on a node validation fault switch (repeatable): " + ", ".join(VALIDATION_FAULTS))
     p.add_argument("--test-name", help="name of the test in the store (default WORKLOAD-NEMESIS)")
+    p.add_argument("--coordination", choices=["gossip", "zookeeper"],
+                   help=f"who assigns a joining node's tokens: the node itself from gossip, or the paper's "
+                        f"ZooKeeper leader (a local ensemble the harness starts; default {d.coordination})")
+    p.add_argument("--zk-servers", type=int, metavar="N",
+                   help=f"with --coordination zookeeper: 1, 3 or 5 ZooKeeper servers (default {d.zk_servers})")
     add_ssh_options(p)
 
 

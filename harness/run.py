@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
 import logging
 import platform
 import random
@@ -57,6 +58,8 @@ STEP_FINISH_TIMEOUT = 240.0
 # Nodes of a local campaign unless --nodes says otherwise: a replication factor of 3 with room
 # for a minority to fail, and what 2 cores carry comfortably.
 DEFAULT_NODES = 5
+# The ZooKeeper assignment log a zookeeper-coordinated run leaves (checkers/assignments.py).
+ZK_ASSIGNMENTS_FILE = "zk-assignments.json"
 # Validation fault switches a campaign may turn on: the node's own list (node/faults.py documents each).
 VALIDATION_FAULTS = tuple(f.name for f in dataclasses.fields(FaultSwitches))
 
@@ -119,6 +122,9 @@ class RunOptions:
     known_hosts: str | None = None
     remote_root: str = "/opt/ringlab"
     clock_mode: str = "host"
+    # Who assigns a joining node's tokens: gossip (the node itself) or the paper's ZooKeeper leader.
+    coordination: str = "gossip"
+    zk_servers: int = 1
 
     def node_count(self) -> int | None:
         """How many nodes start: ``--nodes`` as a count (locally DEFAULT_NODES when not given),
@@ -183,6 +189,26 @@ class RunOptions:
         for f in self.validation_faults:
             if f not in VALIDATION_FAULTS:
                 raise ValueError(f"--fault must be one of {', '.join(VALIDATION_FAULTS)}, got {f!r}")
+        self._validate_coordination()
+
+    def _validate_coordination(self) -> None:
+        from node.coordination import MODES
+
+        if self.coordination not in MODES:
+            raise ValueError(f"--coordination must be one of {', '.join(MODES)}, got {self.coordination!r}")
+        if self.zk_servers not in (1, 3, 5):
+            raise ValueError(f"--zk-servers must be 1, 3 or 5 (an odd ensemble), got {self.zk_servers}")
+        if "zk" in faults.parse_nemeses(self.nemesis) and self.coordination != "zookeeper":
+            raise ValueError("--nemesis zk needs --coordination zookeeper (there is no ZooKeeper to fault otherwise)")
+        if self.coordination == "zookeeper":
+            from harness.zookeeper import unavailable_reason
+
+            if self.deploy != "local":
+                raise ValueError("--coordination zookeeper runs local clusters only for now (the SSH deploy "
+                                 "does not install ZooKeeper on hosts yet)")
+            reason = unavailable_reason()
+            if reason:
+                raise ValueError(f"--coordination zookeeper: {reason}")
 
     def partition_shapes(self) -> list[str]:
         """The partition shapes to draw from."""
@@ -208,6 +234,7 @@ class RunOptions:
             "check_time_limit": self.checker_time_limit,
             # The campaign checker holds the run to these: unknown if none of one took effect.
             "nemeses": faults.parse_nemeses(self.nemesis),
+            "coordination": self.coordination,
         }
 
     def _settings(self) -> WorkloadSettings:
@@ -294,7 +321,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
         names = faults.parse_nemeses(opts.nemesis)
         clock_db = await deployment.clock_db() if "clock" in names else deployment.db
         nemeses = faults.build(names, deployment.db, deployment.net, opts.partition_shapes(), clock_db=clock_db,
-                               target_specs=opts.target_specs())
+                               target_specs=opts.target_specs(), zookeeper=getattr(deployment, "zookeeper", None))
         await create_schema(cluster, secret, opts, workload.table, client_net)
         with HistoryWriter(history_path) as writer:
             recorder = Recorder(writer, getattr(deployment, "clock_ns", None))
@@ -443,7 +470,17 @@ def check_run(run_dir: Path) -> Any:
     from harness.cli import params_from_test
 
     params = params_from_test(store.read_json(run_dir / store.TEST_FILE))
-    return check_all(run_dir / store.HISTORY_FILE, params, save_to=run_dir / store.RESULTS_FILE)
+    composed = check_all(run_dir / store.HISTORY_FILE, params, save_to=run_dir / store.RESULTS_FILE)
+    assignments = run_dir / ZK_ASSIGNMENTS_FILE
+    if assignments.exists():
+        # The ZooKeeper leader's assignment log, collected at teardown (harness/zookeeper.py).
+        from checkers.assignments import check_assignments
+        from checkers.result import merge_validity
+
+        composed.results["assignments"] = check_assignments(json.loads(assignments.read_text()))
+        composed.valid = merge_validity([r.valid for r in composed.results.values()])
+        composed.save(run_dir / store.RESULTS_FILE)
+    return composed
 
 
 def write_report(run_dir: Path) -> Path | None:

@@ -192,3 +192,28 @@ class LocalZooKeeper:
     def describe(self) -> list[dict[str, object]]:
         """What test.json records about the ensemble."""
         return [{"name": s.name, "client": f"{s.host}:{s.client_port}"} for s in self.servers]
+
+
+def read_assignments(ensemble: LocalZooKeeper, root: str | None = None) -> list[dict[str, object]]:
+    """The assignment log (``<root>/assignments``) in sequence order, read with kazoo directly."""
+    import json
+
+    from kazoo.client import KazooClient
+
+    from node.coordination import CoordinationConfig, epoch_of
+
+    base = root or CoordinationConfig().root
+    zk = KazooClient(hosts=ensemble.connect_string(), timeout=10.0)
+    zk.start(timeout=15.0)
+    try:
+        path = f"{base}/assignments"
+        if not zk.exists(path):
+            return []
+        out: list[dict[str, object]] = []
+        for name in sorted(zk.get_children(path), key=epoch_of):
+            data, _ = zk.get(f"{path}/{name}")
+            out.append({"seq": epoch_of(name), **json.loads(data)})
+        return out
+    finally:
+        zk.stop()
+        zk.close()

@@ -22,8 +22,9 @@ from nemesis.grudge import SHAPES, partition
 
 log = logging.getLogger("nemesis")
 
-NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership")
-# `all` is every fault nemesis (membership changes are opt-in: they take tens of seconds each);
+NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership", "zk")
+# `all` is every fault nemesis (membership changes are opt-in: they take tens of seconds each;
+# zk needs --coordination zookeeper);
 # `none` runs the workload without faults.
 NEMESIS_ALIASES = {"all": ("partition", "kill", "pause", "clock", "latency"), "none": ()}
 # Which nodes a process fault hits, as Jepsen's node specs.
@@ -327,7 +328,8 @@ def parse_nemeses(text: str) -> list[str]:
 
 
 def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str],
-          clock_db: DB | None = None, target_specs: Sequence[str] = TARGET_SPECS) -> list[Nemesis]:
+          clock_db: DB | None = None, target_specs: Sequence[str] = TARGET_SPECS,
+          zookeeper: Any = None) -> list[Nemesis]:
     """The nemesis objects for ``names`` (``clock_db`` acts on clocks where it differs from ``db``;
     kill and pause draw their victims' count from ``target_specs``)."""
     makers: dict[str, Callable[[], Nemesis]] = {
@@ -337,6 +339,7 @@ def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str
         "clock": lambda: ClockNemesis(clock_db or db),
         "latency": lambda: LatencyNemesis(db, net),
         "membership": lambda: _membership(db),
+        "zk": lambda: _zookeeper(zookeeper, db, net),
     }
     return [makers[n]() for n in names]
 
@@ -347,6 +350,14 @@ def _membership(db: DB) -> Nemesis:
     if not hasattr(db, "add_node"):
         raise ValueError("the membership nemesis needs a deployment that can add nodes (local or ssh)")
     return MembershipNemesis(db)  # type: ignore[arg-type]
+
+
+def _zookeeper(ensemble: Any, db: DB, net: Net) -> Nemesis:
+    from nemesis.zookeeper import ZooKeeperNemesis
+
+    if ensemble is None:
+        raise ValueError("the zk nemesis needs --coordination zookeeper")
+    return ZooKeeperNemesis(ensemble, db, net)
 
 
 # record(type, f, value, action): appends a nemesis operation to the history.

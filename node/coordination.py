@@ -200,8 +200,15 @@ class ZooKeeperCoordinator:
             own = tokens()
             if own and self.node_id not in await self._call(zk.get_children, self._path("ranges")):
                 await self._register(own)
+            from kazoo.exceptions import ConnectionLoss
+
             while True:
-                await self._poll()
+                try:
+                    await self._poll()
+                except ConnectionLoss as exc:
+                    # The session may well survive this (kazoo reconnects within the session
+                    # timeout); only a lost session or a vanished znode starts a new one.
+                    self.last_error = f"ConnectionLoss: {exc}"
                 await trio.sleep(POLL_INTERVAL)
         finally:
             self._zk = None
@@ -250,7 +257,7 @@ class ZooKeeperCoordinator:
 
     def is_leader(self) -> bool:
         """Whether this node holds the lowest election znode (as of the last poll)."""
-        return self.leadership.leader == self.node_id and self._zk is not None
+        return self.leadership.leader == self.node_id and self._zk is not None and self.state == "CONNECTED"
 
     def status(self) -> dict[str, Any]:
         """The view ``ringctl leader`` prints."""

@@ -8,6 +8,7 @@ links), and ``teardown`` on every exit path.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,12 +41,16 @@ class LocalDeployment:
     """Node processes on this machine, every internode link through a Toxiproxy-compatible proxy."""
 
     def __init__(self, node_count: int, run_dir: Path, secret: str, seed: int, *, commitlog_sync: str,
-                 faults: dict[str, bool], toxiproxy: str | None) -> None:
+                 faults: dict[str, bool], toxiproxy: str | None, zk_servers: int = 0) -> None:
         from harness.deploy.local import LocalCluster, LocalClusterSpec, LocalDB, ProxyProcess
+        from harness.zookeeper import LocalZooKeeper
         from nemesis.proxy_client import ProxyClient, ProxyNet
 
+        # coordination = "zookeeper": an ensemble of our own, its servers behind link proxies.
+        self.zookeeper = LocalZooKeeper(run_dir / "zookeeper", zk_servers) if zk_servers else None
+        zk = [(s.name, f"{s.host}:{s.client_port}") for s in self.zookeeper.servers] if self.zookeeper else []
         self.cluster = LocalCluster(LocalClusterSpec(node_count, run_dir / "nodes", secret, seed,
-                                                     commitlog_sync=commitlog_sync, faults=faults))
+                                                     commitlog_sync=commitlog_sync, faults=faults, zookeeper=zk))
         self.proxy_proc = ProxyProcess(run_dir / "proxy.log")
         self.external_proxy = toxiproxy
         self.proxy_url = toxiproxy or self.proxy_proc.start()
@@ -59,11 +64,27 @@ class LocalDeployment:
             await self.proxy_proc.wait_ready(self.proxy)
         await self.proxy.create_proxies(self.cluster.proxies())
         await self.proxy.heal_all()
+        if self.zookeeper is not None:
+            await self.zookeeper.start()
         await self.cluster.start()
 
     async def clock_db(self) -> Any:
         """Local processes share this machine's clock: skew each node's runtime clock."""
         return self.db
+
+    async def _save_assignments(self, run_dir: Path) -> None:
+        from harness.run import ZK_ASSIGNMENTS_FILE
+        from harness.zookeeper import read_assignments
+
+        assert self.zookeeper is not None
+        try:
+            log = await trio.to_thread.run_sync(read_assignments, self.zookeeper)
+        except Exception as exc:  # the check then says the log is missing; the run still ends
+            import logging
+
+            logging.getLogger("harness").warning("could not read the ZooKeeper assignment log: %s", exc)
+            return
+        (run_dir / ZK_ASSIGNMENTS_FILE).write_text(json.dumps(log, indent=1))
 
     async def teardown(self, leave_running: bool, run_dir: Path) -> None:
         """Stop nodes and the proxy, or record how to reach them."""
@@ -75,9 +96,17 @@ class LocalDeployment:
                           for nid, d in self.cluster.describe().items()},
                 "proxy": {"url": self.proxy_url, "pid": self.proxy_proc.proc.pid if self.proxy_proc.proc else None},
                 "secret": self.db.secret,
+                **({"zookeeper": self.zookeeper.describe()} if self.zookeeper else {}),
             })
             return
-        await self.cluster.stop()
+        try:
+            await self.cluster.stop()
+        finally:
+            if self.zookeeper is not None:
+                try:
+                    await self._save_assignments(run_dir)
+                finally:
+                    self.zookeeper.stop()
         self.proxy_proc.stop()
 
 
@@ -144,7 +173,8 @@ def make_deployment(opts: Any, run_dir: Path, secret: str, seed: int) -> Deploym
         count = opts.node_count()
         assert count is not None  # a local run always has a count (default or --nodes)
         return LocalDeployment(count, run_dir, secret, seed, commitlog_sync=opts.commitlog_sync,
-                               faults=faults, toxiproxy=opts.toxiproxy)
+                               faults=faults, toxiproxy=opts.toxiproxy,
+                               zk_servers=opts.zk_servers if getattr(opts, "coordination", "gossip") == "zookeeper" else 0)
     return SSHDeployment(hosts_for(opts), opts, run_dir, secret, seed, faults=faults)
 
 

@@ -123,6 +123,9 @@ def test_a_leader_whose_session_expired_cannot_make_an_assignment_stick(zk: Loca
             with trio.fail_after(20):
                 while b.leadership.leader != "b":
                     await trio.sleep(0.1)
+            with trio.fail_after(20):  # kazoo reconnects `a` on a new session at once
+                while a.state != "CONNECTED":
+                    await trio.sleep(0.05)
             assert a.is_leader()  # it still believes it leads
             try:
                 await a.assign("n9", lambda taken: ["42"])

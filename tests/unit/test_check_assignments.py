@@ -76,3 +76,90 @@ def test_the_default_coordination_is_gossip(tmp_path: Path) -> None:
     zk = parse_config({"node_id": "n1", "data_dir": str(tmp_path),
                        "coordination": {"mode": "zookeeper", "servers": ["127.0.0.1:2181", "127.0.0.1:2182"]}})
     assert zk.coordination.servers == ["127.0.0.1:2181", "127.0.0.1:2182"]
+
+
+# ---- the zk nemesis over fakes, and the options that refuse it
+
+
+class FakeServer:
+    def __init__(self, sid: int) -> None:
+        self.sid, self.name, self.state = sid, f"zk{sid}", "up"
+
+
+class FakeEnsemble:
+    def __init__(self, n: int) -> None:
+        self.servers = [FakeServer(i) for i in range(1, n + 1)]
+        self.ready_waits: list[list[str]] = []
+
+    def kill(self, s: FakeServer) -> None:
+        s.state = "killed"
+
+    def pause(self, s: FakeServer) -> None:
+        s.state = "paused"
+
+    def resume(self, s: FakeServer) -> None:
+        s.state = "up"
+
+    def start_server(self, s: FakeServer) -> None:
+        s.state = "up"
+
+    async def wait_ready(self, timeout: float = 60.0, servers: list | None = None) -> None:
+        self.ready_waits.append([s.name for s in servers or []])
+
+
+class FakeNet:
+    def __init__(self) -> None:
+        self.links: set = set()
+
+    async def cut(self, links) -> None:
+        self.links |= set(links)
+
+    async def heal(self) -> None:
+        self.links = set()
+
+
+class FakeDB:
+    def node_ids(self) -> list[str]:
+        return ["n1", "n2", "n3"]
+
+
+def test_the_zk_nemesis_undoes_every_fault_it_drew() -> None:
+    import random
+
+    import trio
+
+    from nemesis.zookeeper import ZooKeeperNemesis
+
+    ensemble, net = FakeEnsemble(3), FakeNet()
+    nem = ZooKeeperNemesis(ensemble, FakeDB(), net)  # type: ignore[arg-type]
+    seen = set()
+
+    async def main() -> None:
+        rng = random.Random(5)
+        for _ in range(12):
+            event = await nem.start(rng)
+            seen.add(event.f)
+            if event.f == "partition-zk":
+                assert {b for _, b in net.links} == {"zk1", "zk2", "zk3"} and {a for a, _ in net.links} == set(event.value["nodes"])
+            else:
+                hit = [s for s in ensemble.servers if s.state != "up"]
+                assert [s.name for s in hit] == event.value["servers"] and len(hit) in (1, 2)
+            await nem.stop()
+            assert all(s.state == "up" for s in ensemble.servers) and not net.links
+        await nem.heal()
+
+    trio.run(main)
+    assert seen == {"kill-zk", "pause-zk", "partition-zk"}
+    assert ensemble.ready_waits, "killed servers are waited for after their restart"
+
+
+@pytest.mark.parametrize(("opts", "word"), [
+    ({"nemesis": "zk"}, "--coordination zookeeper"),
+    ({"coordination": "etcd"}, "--coordination"),
+    ({"coordination": "zookeeper", "zk_servers": 2}, "--zk-servers"),
+])
+def test_zookeeper_options_are_refused_by_name(opts: dict, word: str) -> None:
+    from harness.run import RunOptions
+
+    with pytest.raises(ValueError, match=word):
+        RunOptions(**opts).validate()
