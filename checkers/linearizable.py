@@ -57,9 +57,11 @@ CANDIDATES_KEEP = 12
 
 # The explanation re-checks prefixes of a failed key to find the operation that makes it fail
 # (see _culprit); together those searches may take this many times the failed search's steps,
-# with a floor so that small keys always get an exact answer. Past it, the explanation falls
-# back to the failed search's deepest dead end.
+# or this many steps per call of the key (a linearizable prefix takes a few steps per call), with
+# a floor so that small keys always get an exact answer. Past it, the explanation falls back to
+# the failed search's deepest dead end.
 CULPRIT_STEP_FACTOR = 8
+CULPRIT_CALL_FACTOR = 20
 CULPRIT_MIN_STEPS = 200_000
 
 RUNNING, LINEARIZABLE, ILLEGAL_HISTORY, OUT_OF_MEMORY = 0, 1, 2, 3
@@ -577,7 +579,7 @@ def _culprit(s: _KeySearch, model: Model, deadline: float | None, max_states: in
     det = sorted((c for c in s.calls if c.determinate), key=lambda c: c.ret_pos)
     if not det:
         return None
-    budget = max(CULPRIT_MIN_STEPS, CULPRIT_STEP_FACTOR * s.steps)
+    budget = max(CULPRIT_MIN_STEPS, CULPRIT_STEP_FACTOR * s.steps, CULPRIT_CALL_FACTOR * len(s.calls))
     passed: dict[int, tuple[_KeySearch, dict[int, Call]]] = {}
 
     def probe(j: int) -> int | None:
@@ -603,7 +605,7 @@ def _culprit(s: _KeySearch, model: Model, deadline: float | None, max_states: in
     # the cut at it fails.
     hint = _hint(s)
     if hint is not None:
-        j = det.index(hint)
+        j = next(i for i, c in enumerate(det) if c is hint)
         st = probe(j - 1) if j > 0 else LINEARIZABLE
         if st is None:
             return None
@@ -690,13 +692,14 @@ def explain(s: _KeySearch, model: Model, culprit: _Culprit | None = None) -> Ano
     linearized = {i for i, _ in order}
     if culprit is not None and culprit.before is None:
         linearized = set(range(len(ls.calls)))  # nothing completed before it: show no pending ops
-    steps: list[dict[str, Any]] = []
-    for j, (i, before) in enumerate(order):
+    kept: list[dict[str, Any]] = []
+    first_kept = max(0, len(order) - PREFIX_KEEP)  # describing a 100,000-step prefix costs seconds
+    for j in range(first_kept, len(order)):
+        i, before = order[j]
         after = order[j + 1][1] if j + 1 < len(order) else final_state
         c = real(ls.calls[i])
-        steps.append({"op": _op_ref(c), "describe": model.describe_op(c),
-                      "state_before": model.describe_state(before), "state_after": model.describe_state(after)})
-    kept = steps[-PREFIX_KEEP:]
+        kept.append({"op": _op_ref(c), "describe": model.describe_op(c),
+                     "state_before": model.describe_state(before), "state_after": model.describe_state(after)})
     # Unlinearized calls that can only run in the current state, which nothing left can produce
     # again: overwriting the state would strand them (the search's overwrite rule).
     needers: list[Call] = []
@@ -733,12 +736,18 @@ def explain(s: _KeySearch, model: Model, culprit: _Culprit | None = None) -> Ano
             f"state and which no operation on this key could have produced."
         )
     elif culprit is not None:
-        explanation = (
-            f"{what}: the operations that completed before it returned (op {ret_index}) can be linearized, "
-            f"but in none of their linearizations can it take effect between its invocation and its return"
-        )
         if culprit.before is not None:
-            explanation += f". In one of them ({len(order)} operations) the state when it returned is {state_s}"
+            explanation = (
+                f"{what}: the operations that completed before it returned (op {ret_index}) can be linearized, "
+                f"but in none of their linearizations can it take effect between its invocation and its return. "
+                f"In one of them ({len(order)} operation{'' if len(order) == 1 else 's'}) the state when it returned "
+                f"is {state_s}"
+            )
+        else:
+            explanation = (
+                f"{what}: it is the first operation to complete (op {ret_index}), and no order of the operations "
+                f"concurrent with it lets it take effect from the initial state {state_s}"
+            )
         if blocked.stepper(final_state, blocked.arg, blocked.output) is ILLEGAL:
             explanation += ", in which it is illegal"
         need = model.needs(blocked)
@@ -789,7 +798,7 @@ def explain(s: _KeySearch, model: Model, culprit: _Culprit | None = None) -> Ano
         "initial_state": model.describe_state(s.init),
         "prefix_length": len(order),
         "prefix": kept,
-        "prefix_truncated": len(steps) - len(kept),
+        "prefix_truncated": first_kept,
         "pending": candidates[:CANDIDATES_KEEP],
         "stranded": [_op_ref(n) for n in stranded[:CANDIDATES_KEEP]],
         "pending_total": len(candidates),

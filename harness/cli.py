@@ -247,8 +247,9 @@ def _register_check(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "check", cmd_check, "check a history: linearizability, LWW, quorum, sets, performance")
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
                    help="a run directory (reads test.json and history.jsonl, writes results.json)")
-    p.add_argument("--history", metavar="FILE", help="a history file (.jsonl, or Jepsen .edn)")
-    p.add_argument("--model", choices=["register", "kv", "set", "counter", "row", "batch"], help="the model to check against")
+    p.add_argument("--history", metavar="FILE", help="a history file: .jsonl, Jepsen or Knossos .edn, Porcupine kv logs, Jepsen log lines")
+    p.add_argument("--model", choices=_CHECK_MODELS,
+                   help="the model to check against (default: test.json's, else what the operations are)")
     p.add_argument("--replication-factor", type=_positive_int, metavar="N", help="replication factor (enables the quorum checker)")
     p.add_argument("--read-cl", metavar="CL", help="read consistency level (ONE, QUORUM, ALL, ...)")
     p.add_argument("--write-cl", metavar="CL", help="write consistency level (ONE, QUORUM, ALL, ...)")
@@ -257,6 +258,34 @@ def _register_check(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--independent", action="store_true", help="EDN values are jepsen.independent [key value] tuples")
     p.add_argument("--results", metavar="FILE", help="also write the results JSON here")
     p.add_argument("--json", action="store_true", help="print the results JSON instead of the summary")
+    m = p.add_argument_group("model options (defaults: the conventions the history's format implies, "
+                             "else ringlab's; see docs/history-format.md)")
+    m.add_argument("--init", metavar="VALUE", type=_init_value, default=argparse.SUPPRESS,
+                   help="every register's / key's initial value, as JSON (0, \"\", a JSON object of values "
+                        "by key for multi-register) or a bare string; nil or null for nil (Knossos' and "
+                        "ringlab's default; Porcupine's kv model starts at \"\")")
+    m.add_argument("--nil-read", choices=["unknown", "value"],
+                   help="register/kv: a read of nil is 'value unknown' (Knossos, Jepsen) or the value nil (ringlab, Porcupine)")
+    m.add_argument("--failed-cas", choices=["observe", "ignore"],
+                   help="register/kv: a failed cas observed that the value differed (Porcupine's etcd model) "
+                        "or did not happen (Knossos, Jepsen, ringlab)")
+    m.add_argument("--kv-append", choices=["string", "list"],
+                   help="kv: append concatenates strings (Porcupine) or builds a list (ringlab)")
+
+
+_CHECK_MODELS = ["register", "kv", "set", "counter", "row", "batch", "mutex", "multi-register"]
+# The model options `harness check` takes (checker params of the same names).
+_MODEL_OPTIONS = ("init", "nil_read", "failed_cas", "kv_append")
+
+
+def _init_value(s: str) -> Any:
+    """--init: a JSON value, nil, or else the string itself."""
+    if s == "nil":
+        return None
+    try:
+        return json.loads(s)
+    except ValueError:
+        return s
 
 
 def _positive_int(s: str) -> int:
@@ -289,6 +318,10 @@ _TEST_JSON_KEYS = {
     "time_limit": ("check_time_limit",),
     "nemeses": ("nemeses",),
     "interrupted": ("interrupted",),
+    "init": ("init",),
+    "nil_read": ("nil_read",),
+    "failed_cas": ("failed_cas",),
+    "kv_append": ("kv_append",),
 }
 
 
@@ -302,7 +335,7 @@ def params_from_test(test: dict[str, Any]) -> dict[str, Any]:
     for name, aliases in _TEST_JSON_KEYS.items():
         for src in sources:
             for a in aliases:
-                if a in src and src[a] is not None and not isinstance(src[a], dict):
+                if a in src and src[a] is not None and (name == "init" or not isinstance(src[a], dict)):
                     out.setdefault(name, src[a])
     if isinstance(out.get("nodes"), list):
         out["nodes"] = len(out["nodes"])
@@ -346,10 +379,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         v = getattr(args, name)
         if v is not None:
             params[name] = v
-    params.setdefault("model", "register")
-    models = ("register", "kv", "set", "counter", "row", "batch")
-    if params["model"] not in models:
-        raise UsageError(f"model {params['model']!r} is not one of {', '.join(models)}")
+    convention = _model_options(args, params, history)
     for name in ("read_cl", "write_cl"):
         if params.get(name) is not None:
             try:
@@ -376,8 +406,40 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2, default=str))
     else:
+        if convention:
+            print(convention)
         print_verdict(result, history, save_to)
     return result.exit_code()
+
+
+def _model_options(args: argparse.Namespace, params: dict[str, Any], history: Path) -> str | None:
+    """Fill the model and its options: the command line, then test.json, then the conventions the
+    history's format implies (Knossos EDN, Porcupine logs, ...). Returns the line that says which."""
+    from checkers.conventions import RINGLAB, detect
+    from checkers.models import MODEL_OPTIONS
+
+    convention, inferred = detect(history)
+    params.setdefault("model", inferred)
+    model = params["model"]
+    if model not in _CHECK_MODELS:
+        raise UsageError(f"model {model!r} is not one of {', '.join(_CHECK_MODELS)}")
+    allowed = MODEL_OPTIONS.get(model, ())
+    for name in _MODEL_OPTIONS:
+        # --init is absent unless given (nil is a value); the others are None when not given.
+        if getattr(args, name, None) is not None or name == "init" and hasattr(args, "init"):
+            if name not in allowed:
+                raise UsageError(f"--{name.replace('_', '-')} does not apply to the {model} model"
+                                 + (f" (it takes {', '.join('--' + a.replace('_', '-') for a in allowed)})" if allowed else ""))
+            params[name] = getattr(args, name)
+    for name, v in convention.options.items():
+        if name in allowed:
+            params.setdefault(name, v)
+    if model == "multi-register" and isinstance(params.get("init"), list):
+        raise UsageError("--init for multi-register is one value or a JSON object of values by key")
+    params["conventions"] = convention.name
+    if convention is RINGLAB and not any(n in params for n in _MODEL_OPTIONS):
+        return None  # ringlab's own history with ringlab's defaults: nothing to say
+    return convention.describe(model, params)
 
 
 def _verdict_word(v: Any) -> str:

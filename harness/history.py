@@ -184,15 +184,20 @@ def pending_error(path: str | os.PathLike[str], lineno: int, msg: str) -> Histor
 
 
 def read_history(path: str | os.PathLike[str], independent: bool = False) -> Iterator[Op]:
-    """Stream a history file: ``.edn`` as Jepsen's EDN, anything else as JSONL.
+    """Stream a history file: ``.edn`` as Jepsen's EDN, ``.jsonl``/``.json`` as JSONL, and any
+    other name by its content (:func:`history_format`): JSONL, EDN op maps (Porcupine's kv test
+    logs are EDN in ``.txt`` files) or Jepsen log lines (Porcupine's etcd test data).
 
     ``independent`` splits EDN values written as jepsen.independent ``[key value]`` tuples.
     """
     p = str(path)
     if not os.path.exists(p):
         raise HistoryError(f"{p}: no such history file")
-    if p.endswith(".edn"):
+    fmt = history_format(p)
+    if fmt == "edn":
         return read_edn(p, independent=independent)
+    if fmt == "jepsen-log":
+        return read_jepsen_log(p)
     return read_jsonl(p)
 
 
@@ -536,3 +541,68 @@ def write_edn(ops: Iterable[Op], path: str | os.PathLike[str], independent: bool
             out.write("\n")
             n += 1
     return n
+
+
+# --------------------------------------------------------------------------------------------
+# Telling formats apart, and Jepsen's log lines (the form Porcupine's etcd test data takes).
+
+# How much of a file's head is read to tell its format: far more than one operation.
+_SNIFF_CHARS = 1 << 14
+_JEPSEN_LOG_LINE = re.compile(r"jepsen\.util - (\S+)\t(:[\w-]+)\t(:?[^\t\n]+)\t?(.*)$", re.MULTILINE)
+
+
+def history_format(path: str | os.PathLike[str]) -> str:
+    """``"edn"``, ``"jsonl"`` or ``"jepsen-log"``: by extension, else by the file's first lines."""
+    p = str(path)
+    if p.endswith(".edn"):
+        return "edn"
+    if p.endswith((".jsonl", ".json")):
+        return "jsonl"
+    try:
+        with open(p, encoding="utf-8", errors="replace") as f:
+            head = f.read(_SNIFF_CHARS)
+    except OSError:
+        return "jsonl"  # the reader reports the error
+    text = head.lstrip()
+    if not text:
+        return "jsonl"
+    if text[0] in "[(#;" or re.match(r"\{\s*:", text):
+        return "edn"
+    if text[0] != "{" and _JEPSEN_LOG_LINE.search(text):
+        return "jepsen-log"
+    return "jsonl"
+
+
+def read_jepsen_log(path: str | os.PathLike[str]) -> Iterator[Op]:
+    """Stream the operations of Jepsen log lines: ``INFO  jepsen.util - 3\t:invoke\t:cas\t[1 2]``.
+
+    Lines that are not operations are skipped. The value is EDN; a keyword in place of the
+    value of a ``fail``/``info`` completion (``:timed-out``) is its error. The log has no times:
+    ``time`` is 0 and the order of the lines is the order of the events.
+    """
+    where = str(path)
+    n = 0
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            m = _JEPSEN_LOG_LINE.search(line.rstrip("\r\n"))
+            if m is None:
+                continue
+            proc, typ, fname, raw = m.group(1), m.group(2)[1:], m.group(3), m.group(4).strip()
+            if typ not in OP_TYPES:
+                continue
+            if proc.lstrip("-").isdigit():
+                process: int | str = int(proc)
+            elif proc == ":nemesis":
+                process = NEMESIS
+            else:
+                continue
+            try:
+                forms = parse_edn(raw) if raw else [None]
+            except HistoryError as e:
+                raise HistoryError(f"{where}:{lineno}: {e}") from None
+            value = _plain(forms[0]) if forms else None
+            error = None
+            if typ in ("fail", "info") and isinstance(forms[0] if forms else None, Keyword):
+                error, value = str(forms[0]), None
+            yield Op(n, 0, process, typ, fname.lstrip(":"), None, value, error=error)
+            n += 1

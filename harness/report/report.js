@@ -622,26 +622,29 @@
     const rowsAll = [];
     const entries = [];
     const seen = new Set();
+    // the operation that overwrote the value the blocked one needs (the stale read's hider)
+    const ow = d.overwritten_by ? d.overwritten_by.invoke_index : null;
     all.forEach((s, j) => {
-      const e = { ref: s.op, role: "linearized", step: j + 1 + (d.prefix_truncated || 0), describe: s.describe, before: s.state_before, after: s.state_after };
+      const e = { ref: s.op, role: "linearized", step: j + 1 + (d.prefix_truncated || 0), describe: s.describe, before: s.state_before, after: s.state_after, overwrote: s.op.invoke_index === ow };
       rowsAll.push(e);
       if (j >= all.length - LIN_DRAW_STEPS) { entries.push(e); seen.add(s.op.invoke_index); }
     });
     const prefix = entries.slice();
-    if (d.op) { entries.push({ ref: d.op, role: "blocked", describe: d.describe, after: d.state }); seen.add(d.op.invoke_index); }
+    if (d.op) { entries.push({ ref: d.op, role: "blocked", describe: d.describe, after: d.state, firstFailure: d.blame === "first-failure" }); seen.add(d.op.invoke_index); }
+    if (ow !== null && !seen.has(ow)) { entries.push({ ref: d.overwritten_by, role: "overwrote", overwrote: true, describe: d.overwritten_by.f + " " + show(d.overwritten_by.value) }); seen.add(ow); }
     for (const p of d.pending || []) if (!seen.has(p.op.invoke_index)) { entries.push({ ref: p.op, role: "pending", describe: p.describe, why: p.why }); seen.add(p.op.invoke_index); }
     const canvas = el("canvas", { class: "lin-canvas" });
     const wrap = el("div", { class: "canvas-wrap" }, canvas);
-    box.append(el("p", { class: "hint", text: "Porcupine-style view: one lane per client process, bars from invocation to completion in event order; dots joined by the line are the linearization points of the longest linearizable prefix (state after each shown above it); the red bar is the operation that cannot be linearized, orange bars are the other pending operations." }));
+    box.append(el("p", { class: "hint", text: "Porcupine-style view: one lane per client process, bars from invocation to completion in event order; dots joined by the line are the linearization points of the longest linearizable prefix (state after each shown above it); the red bar is the operation that cannot be linearized" + (ow !== null ? ", the purple outline the operation that overwrote the value it needs" : "") + ", orange bars are the other pending operations." }));
     box.append(wrap);
     const table = el("table", null, el("thead", null, el("tr", null, ...["step", "process", "operation", "state before", "state after / why", "history"].map((h) => el("th", { text: h })))));
     const tb = el("tbody");
     for (const e of rowsAll.concat(entries.filter((x) => x.role !== "linearized"))) {
       const row = rowOfIndex(e.ref.invoke_index);
       const link = row === undefined ? el("span", { text: String(e.ref.invoke_index) }) : opsLink([row], "op " + e.ref.invoke_index);
-      tb.append(el("tr", { class: e.role }, el("td", { text: e.role === "linearized" ? String(e.step) : e.role === "blocked" ? "cannot be placed" : "pending" }),
+      tb.append(el("tr", { class: e.role }, el("td", { text: e.role === "linearized" ? String(e.step) : e.role === "blocked" ? "cannot be placed" : e.role === "overwrote" ? "earlier" : "pending" }),
         el("td", { text: show(e.ref.process) }), el("td", { text: e.describe || (e.ref.f + " " + show(e.ref.value)) }),
-        el("td", { text: e.before || "" }), el("td", { text: e.role === "pending" ? e.why : e.after || "" }), el("td", null, link)));
+        el("td", { text: e.before || "" }), el("td", { text: (e.role === "pending" ? e.why : e.after || "") + (e.overwrote ? " (overwrote the value the blocked operation needs)" : "") }), el("td", null, link)));
     }
     table.append(tb);
     if (d.prefix_length > prefix.length) box.append(el("p", { class: "hint", text: "The drawing shows the last " + prefix.length + " of " + d.prefix_length + " linearized operations; the table lists the last " + all.length + "." }));
@@ -653,7 +656,7 @@
       const hit = (canvas._boxes || []).find((b) => ev.clientX - r.left >= b.x && ev.clientX - r.left <= b.x + b.w && ev.clientY - r.top >= b.y && ev.clientY - r.top <= b.y + b.h);
       if (!hit) { hideTip(); return; }
       const e = hit.e;
-      const f = [["role", e.role], ["operation", e.describe || ""], ["process", show(e.ref.process)], ["type", e.ref.type], ["history index", e.ref.invoke_index + " → " + show(e.ref.complete_index)]];
+      const f = [["role", e.overwrote ? "overwrote the value the blocked operation needs" : e.role], ["operation", e.describe || ""], ["process", show(e.ref.process)], ["type", e.ref.type], ["history index", e.ref.invoke_index + " → " + show(e.ref.complete_index)]];
       if (e.before) f.push(["state before", e.before]);
       if (e.after) f.push(["state after", e.after]);
       if (e.why) f.push(["why", e.why]);
@@ -694,6 +697,7 @@
       ctx.fillStyle = e.role === "blocked" ? "#f4a19e" : e.role === "pending" ? "#ffd699" : "#cfe6ff";
       ctx.strokeStyle = e.role === "blocked" ? "#d0312d" : e.role === "pending" ? "#c77800" : "#2f7fc8";
       ctx.lineWidth = e.role === "blocked" ? 2.5 : 1;
+      if (e.overwrote) { ctx.strokeStyle = "#7b3fb5"; ctx.lineWidth = 2.5; }
       ctx.fillRect(a, y, Math.max(b - a, 3), h); ctx.strokeRect(a, y, Math.max(b - a, 3), h);
       ctx.fillStyle = "#111"; ctx.font = "11px sans-serif";
       const label = e.describe || "";
@@ -718,7 +722,8 @@
     ctx.fillStyle = "#d0312d"; ctx.font = "bold 12px sans-serif"; ctx.textBaseline = "top";
     const blocked = entries.find((e) => e.role === "blocked");
     const last = points.length ? points[points.length - 1] : null;
-    ctx.fillText("state after the longest linearizable prefix: " + (blocked ? blocked.after || "?" : last ? last[2].after : "?") + (blocked ? " · cannot linearize: " + (blocked.describe || "") : ""), x0, 4, x1 - x0);
+    const head = blocked && blocked.firstFailure ? "state when it had to return: " : "state after the longest linearizable prefix: ";
+    ctx.fillText(head + (blocked ? blocked.after || "?" : last ? last[2].after : "?") + (blocked ? " · cannot linearize: " + (blocked.describe || "") : ""), x0, 4, x1 - x0);
     canvas._boxes = boxes;
   }
 

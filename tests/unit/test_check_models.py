@@ -4,6 +4,7 @@ explanation that blames the operation that really cannot be linearized."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -312,6 +313,7 @@ def test_explanation_falls_back_to_the_deepest_dead_end_without_budget(monkeypat
     assert _inject_stale_read(ops) is not None
     monkeypatch.setattr(linearizable, "CULPRIT_MIN_STEPS", 0)
     monkeypatch.setattr(linearizable, "CULPRIT_STEP_FACTOR", 0)
+    monkeypatch.setattr(linearizable, "CULPRIT_CALL_FACTOR", 0)
     r = check(ops)
     assert r.valid is False and r.anomalies[0].details["blame"] == "deepest"
 
@@ -408,3 +410,27 @@ def _random_txns(rng: random.Random) -> list[Op]:
     for p, mops in open_.items():
         b.ok(p, mops)
     return b.ops
+
+
+def test_report_linearization_view_gets_the_stale_read_and_what_hid_it(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.report import render, sample
+
+    injected: list[Op] = []
+    inject = sample._stale_read
+
+    def spy(ops: list[Op]) -> None:
+        before = [op.value for op in ops]
+        inject(ops)
+        injected.extend(op for op, v in zip(ops, before) if op.value != v)
+
+    monkeypatch.setattr(sample, "_stale_read", spy)
+    data = render.collect(sample.make_run(tmp_path, "linearizability"))
+    (stale,) = injected
+    (a,) = next(c for c in data["checkers"] if c["name"] == "linearizable")["anomalies"]
+    d = a["details"]
+    assert d["op"]["complete_index"] == stale.index  # the red bar is the injected read
+    assert d["blame"] == "first-failure"
+    hid = d["overwritten_by"]["invoke_index"]  # the purple outline: the write that hid its value
+    assert d["overwritten_by"]["f"] == "write" and d["overwritten_by"]["value"] != stale.value
+    assert any(data["ops"]["ii"][r] == hid for r in a["rows"])  # and it is among the linked rows
