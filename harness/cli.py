@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.simcli import register as _register_sim
 
     _register_sim(sub)
+    _register_coverage_union(sub)
     return parser
 
 
@@ -135,6 +136,9 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
                         f"ZooKeeper leader (a local ensemble the harness starts; default {d.coordination})")
     p.add_argument("--zk-servers", type=int, metavar="N",
                    help=f"with --coordination zookeeper: 1, 3 or 5 ZooKeeper servers (default {d.zk_servers})")
+    p.add_argument("--coverage", action="store_true", default=None,
+                   help="measure the node processes with coverage.py: coverage/ (HTML) in the run directory, "
+                        "the node/ table in results.json and the report")
     add_ssh_options(p)
 
 
@@ -231,6 +235,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from harness.serve import serve_command
 
     return serve_command(args.store, args.host, args.port)
+
+
+def _register_coverage_union(sub: argparse._SubParsersAction) -> None:
+    from harness.campaign_coverage import add_union_options, union_command
+
+    add_union_options(add_command(sub, "coverage-union", union_command,
+                                  "combine the coverage data of several `harness run --coverage` runs into one figure"))
 
 
 def _register_hosts(sub: argparse._SubParsersAction) -> None:

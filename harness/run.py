@@ -125,6 +125,8 @@ class RunOptions:
     # Who assigns a joining node's tokens: gossip (the node itself) or the paper's ZooKeeper leader.
     coordination: str = "gossip"
     zk_servers: int = 1
+    # Measure the node processes with coverage.py (harness/campaign_coverage.py).
+    coverage: bool = False
 
     def node_count(self) -> int | None:
         """How many nodes start: ``--nodes`` as a count (locally DEFAULT_NODES when not given),
@@ -253,6 +255,7 @@ class Outcome:
     duration_s: float
     ops_per_s: float
     interrupted: bool = False
+    coverage: dict[str, Any] | None = None
 
 
 def versions() -> dict[str, str]:
@@ -405,12 +408,13 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
     store.write_json(run_dir / store.TEST_FILE, test)
     progress.phase("checking")
     composed = check_run(run_dir)
+    coverage = finish_coverage(run_dir) if opts.coverage else None
     progress.phase("writing the report")
     write_report(run_dir)
     ops = recorder.index if recorder else 0
     completed = sum(recorder.counts[t] for t in ("ok", "fail", "info")) if recorder else 0
     return Outcome(run_dir, composed.valid, composed, ops, completed, time.monotonic() - started,
-                   completed / workload_s if workload_s else 0.0, interrupted)
+                   completed / workload_s if workload_s else 0.0, interrupted, coverage)
 
 
 async def _watch_interrupt(scope: trio.CancelScope) -> None:
@@ -481,6 +485,18 @@ def check_run(run_dir: Path) -> Any:
         composed.valid = merge_validity([r.valid for r in composed.results.values()])
         composed.save(run_dir / store.RESULTS_FILE)
     return composed
+
+
+def finish_coverage(run_dir: Path) -> dict[str, Any] | None:
+    """Combine the node processes' coverage data; a failure is logged and shown, never changes the verdict."""
+    from harness.campaign_coverage import finish
+
+    try:
+        return finish(run_dir)
+    except Exception as exc:  # noqa: BLE001 - coverage is an extra; the campaign's verdict stands
+        log.exception("combining coverage data failed")
+        print(f"harness: warning: no coverage figures: {exc}", file=sys.stderr)
+        return None
 
 
 def write_report(run_dir: Path) -> Path | None:
@@ -597,6 +613,10 @@ def print_verdict(outcome: Outcome) -> None:
     report = outcome.run_dir / store.REPORT_FILE
     print(f"{outcome.completed} operations completed, {outcome.ops_per_s:.0f} ops/s during the workload; "
           f"{outcome.duration_s:.1f} s from start to verdict" + (" (interrupted)" if outcome.interrupted else ""))
+    if outcome.coverage:
+        from harness.campaign_coverage import console_line
+
+        print(console_line(outcome.coverage, outcome.run_dir))
     print(f"run directory: {outcome.run_dir}")
     if report.exists():
         print(f"report: {report}")

@@ -41,7 +41,8 @@ class LocalDeployment:
     """Node processes on this machine, every internode link through a Toxiproxy-compatible proxy."""
 
     def __init__(self, node_count: int, run_dir: Path, secret: str, seed: int, *, commitlog_sync: str,
-                 faults: dict[str, bool], toxiproxy: str | None, zk_servers: int = 0) -> None:
+                 faults: dict[str, bool], toxiproxy: str | None, zk_servers: int = 0, coverage: bool = False) -> None:
+        from harness.campaign_coverage import prepare_local
         from harness.deploy.local import LocalCluster, LocalClusterSpec, LocalDB, ProxyProcess
         from harness.zookeeper import LocalZooKeeper
         from nemesis.proxy_client import ProxyClient, ProxyNet
@@ -50,7 +51,8 @@ class LocalDeployment:
         self.zookeeper = LocalZooKeeper(run_dir / "zookeeper", zk_servers) if zk_servers else None
         zk = [(s.name, f"{s.host}:{s.client_port}") for s in self.zookeeper.servers] if self.zookeeper else []
         self.cluster = LocalCluster(LocalClusterSpec(node_count, run_dir / "nodes", secret, seed,
-                                                     commitlog_sync=commitlog_sync, faults=faults, zookeeper=zk))
+                                                     commitlog_sync=commitlog_sync, faults=faults, zookeeper=zk,
+                                                     coverage_rc=prepare_local(run_dir) if coverage else None))
         self.proxy_proc = ProxyProcess(run_dir / "proxy.log")
         self.external_proxy = toxiproxy
         self.proxy_url = toxiproxy or self.proxy_proc.start()
@@ -123,7 +125,8 @@ class SSHDeployment:
         self.cluster = SSHCluster(SSHClusterSpec(
             hosts, settings_from_args(opts), run_dir / "nodes", secret, seed,
             commitlog_sync=opts.commitlog_sync, faults=faults, remote_root=opts.remote_root,
-            leave_running=opts.leave_db_running, node_count=count))
+            leave_running=opts.leave_db_running, node_count=count,
+            coverage_dir=run_dir / "coverage" if getattr(opts, "coverage", False) else None))
         self.db = SSHDB(self.cluster)
         self.net = IptablesNet(self.cluster)
         self.clock_mode = opts.clock_mode
@@ -174,7 +177,8 @@ def make_deployment(opts: Any, run_dir: Path, secret: str, seed: int) -> Deploym
         assert count is not None  # a local run always has a count (default or --nodes)
         return LocalDeployment(count, run_dir, secret, seed, commitlog_sync=opts.commitlog_sync,
                                faults=faults, toxiproxy=opts.toxiproxy,
-                               zk_servers=opts.zk_servers if getattr(opts, "coordination", "gossip") == "zookeeper" else 0)
+                               zk_servers=opts.zk_servers if getattr(opts, "coordination", "gossip") == "zookeeper" else 0,
+                               coverage=getattr(opts, "coverage", False))
     return SSHDeployment(hosts_for(opts), opts, run_dir, secret, seed, faults=faults)
 
 

@@ -123,6 +123,8 @@ class LocalClusterSpec:
     # coordination = "zookeeper": the ZooKeeper servers (name, "host:port"); each node reaches
     # each server through a link proxy of its own (nX_to_zkY), which the zk nemesis can cut.
     zookeeper: list[tuple[str, str]] = field(default_factory=list)
+    # With a coverage config, nodes run under coverage.py (harness/campaign_coverage.py).
+    coverage_rc: Path | None = None
 
 
 class LocalCluster:
@@ -257,8 +259,13 @@ class LocalCluster:
             return
         logf = open(n.log_path, "ab")  # noqa: SIM115 - handed to the child, closed right after
         try:
+            argv = [sys.executable, "-m", "node", "--config", str(n.config_path)]
+            if self.spec.coverage_rc is not None:
+                from harness.campaign_coverage import node_command
+
+                argv = node_command(sys.executable, str(self.spec.coverage_rc), argv[3:])
             n.process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "node", "--config", str(n.config_path)],
+                argv,
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 # Its own session: a Ctrl-C at the terminal reaches the harness, which heals and

@@ -574,6 +574,9 @@ class SSHClusterSpec:
     wheelhouse: Path = field(default_factory=lambda: Path("~/.cache/ringlab/wheelhouse").expanduser())
     # How many of the hosts start a node at setup (None: all); the others are spares.
     node_count: int | None = None
+    # With a local directory, nodes run under coverage.py and teardown downloads each node's data
+    # files into <coverage_dir>/raw/<node>/ (harness/campaign_coverage.py).
+    coverage_dir: Path | None = None
 
 
 # A host's part in a run: its node is in the ring (started at setup or joined since), it waits
@@ -763,6 +766,15 @@ class SSHCluster:
             self.nodes[nid].conn.write_text, f"{self.nodes[nid].dir}/node.toml", self.config_text(nid), 0o600))
         if errors:
             raise _combine(errors, "writing node.toml")
+        if self.spec.coverage_dir is not None:
+            from harness.campaign_coverage import NODE_DATA_NAME, RC_FILE, node_rc_text
+
+            # Spares too: a node joined there later runs under coverage like the others.
+            errors = await for_each(self.host_ids(), lambda nid: in_thread(
+                self.nodes[nid].conn.write_text, f"{self.nodes[nid].dir}/{RC_FILE}",
+                node_rc_text(f"{self.nodes[nid].dir}/{NODE_DATA_NAME}")))
+            if errors:
+                raise _combine(errors, "writing the coverage config")
 
     # ---- process control
 
@@ -795,6 +807,10 @@ class SSHCluster:
             return
         d = shlex.quote(n.dir)
         inner = "echo $$ > node.pid; exec venv/bin/python -m node --config node.toml"
+        if self.spec.coverage_dir is not None:
+            from harness.campaign_coverage import RC_FILE, node_command
+
+            inner = "echo $$ > node.pid; exec " + shlex.join(node_command("venv/bin/python", RC_FILE, ["--config", "node.toml"]))
         await self.run(node_id, (
             f"cd {d} && rm -f data/ready && PYTHONUNBUFFERED=1 setsid nohup sh -c {shlex.quote(inner)} "
             f">> node.log 2>&1 < /dev/null &"
@@ -981,6 +997,28 @@ class SSHCluster:
             log.warning("could not download the logs of %s: %s", nid, exc)
         return got
 
+    async def collect_coverage(self, cov_dir: Path) -> int:
+        """Download every node process's coverage data file into ``<cov_dir>/raw/<node>/``; returns how many."""
+        from harness.campaign_coverage import NODE_DATA_NAME, RAW_DIR
+
+        got: list[Path] = []
+
+        def one_host(n: RemoteNode) -> None:
+            try:
+                names = n.conn.sftp().listdir(n.dir)
+            except FileNotFoundError:
+                return
+            for name in sorted(names):
+                if name.startswith(NODE_DATA_NAME + "."):
+                    local = cov_dir / RAW_DIR / n.node_id / name
+                    if n.conn.get_file(f"{n.dir}/{name}", local):
+                        got.append(local)
+
+        errors = await for_each(self.host_ids(), lambda nid: in_thread(one_host, self.nodes[nid]))
+        for nid, exc in errors.items():
+            log.warning("could not download the coverage data of %s: %s", nid, exc)
+        return len(got)
+
     async def teardown(self, collect: bool = True, force: bool = False) -> None:
         """Download logs, then (unless leave_running and not force) stop nodes and remove what install made."""
         with trio.CancelScope(shield=True):
@@ -988,6 +1026,10 @@ class SSHCluster:
                 await self.collect_logs()
             if not self.spec.leave_running or force:
                 await self.stop()
+            if collect and self.spec.coverage_dir is not None:
+                # After the stop: a node saves its coverage data as it drains.
+                await self.collect_coverage(self.spec.coverage_dir)
+            if not self.spec.leave_running or force:
                 created_root = [nid for nid, n in self.nodes.items() if n.installed and n.created_root]
                 errors = await for_each(self.host_ids(), self._uninstall_one)
                 # Only once every node dir is gone, and only if empty: namespace hosts share a

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import store
+from harness.campaign_coverage import load_summary, section_html
 from harness.history import NEMESIS, HistoryError, Op, pair_ops, read_history
 
 # Above this many distinct client processes, lanes are per worker (process mod concurrency):
@@ -84,11 +85,14 @@ def render_html(data: dict[str, Any]) -> str:
     if "</script" in js.lower() or "</style" in css.lower():
         raise ReportError("report.js/report.css must not contain a closing script/style tag")
     title = f"{data['meta'].get('name') or 'run'} — ringlab report"
+    coverage = section_html(data.get("coverage"))
     parts = {
         "/*CSS*/": css,
         "/*JS*/": js,
-        "/*DATA*/": script_json(data),
+        "/*DATA*/": script_json({k: v for k, v in data.items() if k != "coverage"}),
         "<!--TITLE-->": _html_text(title),
+        "<!--COVERAGE-NAV-->": ' <a href="#coverage">Coverage</a>' if coverage else "",
+        "<!--COVERAGE-->": coverage,
     }
     out = template
     for marker, text in parts.items():
@@ -155,6 +159,8 @@ def collect(run_dir: Path) -> dict[str, Any]:
         "nemesis": windows,
         "clock": clock,
         "logs": collect_logs(run_dir, t0_epoch),
+        # Rendered as static HTML by harness/campaign_coverage.py, not embedded in the page's data.
+        "coverage": load_summary(run_dir, results),
     }
 
 
