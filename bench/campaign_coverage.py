@@ -1,0 +1,127 @@
+"""Campaign coverage bench: the share of ``node/`` (and ``node/storage/``) statements campaigns reach.
+
+    .venv/bin/python bench/campaign_coverage.py [--seed 1] [--store store/coverage-bench]
+        [--only make-run|set] [--top 12] [--time-limit S]
+
+Runs one campaign at a time, each with ``harness run --coverage``:
+
+- ``make-run``: ``--nemesis partition --nodes 5 --time-limit 30``, what ``make run`` runs (one
+  partition: the schedule sleeps 10 s, starts a fault, sleeps 10 s, stops it);
+- the default campaign set, with ``--nemesis-interval 3`` and a time limit of one whole shuffled
+  round of its nemeses (6 s per fault, plus 6 s): ``--nemesis all`` with each workload of
+  ``harness.workloads.WORKLOADS`` (so a workload, or a nemesis added to ``all``, joins the set by
+  itself), and ``--nemesis membership,partition,kill`` on 5 nodes (membership is not in ``all``).
+
+Then prints each campaign's ops/s and node/ totals, the union of the default set (with and without
+the make-run campaign, via ``harness.campaign_coverage.union``, as ``harness coverage-union``
+computes it), and the files with the most statements no campaign ran, with their line ranges.
+Figures only: an invalid campaign still counts for coverage, and nothing here fails a test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from harness.campaign_coverage import load_summary, union  # noqa: E402
+from harness.workloads import WORKLOADS  # noqa: E402
+from nemesis.faults import parse_nemeses  # noqa: E402
+
+# What `make run` runs (Makefile).
+MAKE_RUN = ["--nemesis", "partition", "--nodes", "5", "--time-limit", "30"]
+# The set's fault cycle: a fault starts 3 s after the last one stopped and lasts 3 s.
+SET_INTERVAL = 3.0
+MEMBERSHIP = "membership,partition,kill"
+
+
+def round_time(nemesis: str) -> float:
+    """Workload seconds for one shuffled round of ``nemesis`` at SET_INTERVAL (and one spare interval pair)."""
+    return 2 * SET_INTERVAL * (len(parse_nemeses(nemesis)) + 1)
+
+
+def campaign_set(time_limit: float | None = None) -> list[tuple[str, list[str]]]:
+    """The documented default set: every workload under `--nemesis all`, and one membership campaign."""
+    def args(nemesis: str) -> list[str]:
+        return ["--nemesis", nemesis, "--nemesis-interval", f"{SET_INTERVAL:g}",
+                "--time-limit", f"{time_limit or round_time(nemesis):g}"]
+
+    runs = [(f"{w} / all", ["--workload", w, *args("all")]) for w in WORKLOADS]
+    runs.append((f"register / {MEMBERSHIP}", ["--nodes", "5", *args(MEMBERSHIP)]))
+    return runs
+
+
+def run(label: str, args: list[str], opts: argparse.Namespace) -> Path | None:
+    """One campaign; returns its run directory (None if it left no coverage)."""
+    cmd = [sys.executable, "-m", "harness", "run", "--coverage", "--seed", str(opts.seed),
+           "--store", str(opts.store), *args]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    out = proc.stdout + proc.stderr
+    m = re.search(r"^run directory: (.+)$", out, re.M)
+    rate = re.search(r"([\d.]+) ops/s during the workload", out)
+    run_dir = Path(m.group(1)) if m else None
+    summary = load_summary(run_dir) if run_dir else None
+    took = time.monotonic() - started
+    if summary is None:
+        print(f"{label:<40} exit {proc.returncode}, no coverage ({took:.0f} s): {out.strip().splitlines()[-1:]}")
+        return None
+    t = summary["totals"]
+    print(f"{label:<40} exit {proc.returncode}  {rate.group(1) if rate else '?':>5} ops/s  "
+          f"node/ {t['node/']['percent']:5.1f}%  node/storage/ {t['node/storage/']['percent']:5.1f}%  "
+          f"({summary['data_files']} node processes, {took:.0f} s)  {run_dir}")
+    return run_dir
+
+
+def print_union(label: str, dirs: list[Path], html: Path | None = None, top: int = 0) -> None:
+    """The union's totals, and (top > 0) the files with the most statements not run."""
+    if not dirs:
+        return
+    s = union(dirs, html)
+    t = s["totals"]
+    print(f"{label}: node/ {t['node/']['percent']:.1f}% ({t['node/']['covered']}/{t['node/']['statements']}), "
+          f"node/storage/ {t['node/storage/']['percent']:.1f}% "
+          f"({t['node/storage/']['covered']}/{t['node/storage/']['statements']})")
+    if top:
+        print(f"the {top} files with the most statements not run (file: statements not run / statements, lines):")
+        worst = sorted(s["files"], key=lambda f: f["covered"] - f["statements"])[:top]
+        for f in worst:
+            print(f"  {f['file']}: {f['statements'] - f['covered']}/{f['statements']}  {f['missing_lines']}")
+    if html:
+        print(f"html: {html / 'index.html'}")
+
+
+def main() -> int:
+    """Run the campaigns and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--time-limit", type=float, help="seconds of workload per campaign of the set "
+                        "(default: one round of its nemeses)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of every campaign (default 1)")
+    parser.add_argument("--store", type=Path, default=REPO / "store" / "coverage-bench", help="where the runs go")
+    parser.add_argument("--only", choices=["make-run", "set"], help="run only the make-run campaign or only the set")
+    parser.add_argument("--top", type=int, default=12, help="how many least-covered files to list (default 12)")
+    opts = parser.parse_args()
+    opts.store = opts.store.resolve()
+    make_run = None
+    if opts.only != "set":
+        make_run = run("make run (partition, 5 nodes)", MAKE_RUN, opts)
+    dirs = []
+    if opts.only != "make-run":
+        for label, args in campaign_set(opts.time_limit):
+            d = run(label, args, opts)
+            if d is not None:
+                dirs.append(d)
+    print_union("union of the default set", dirs, opts.store / "union-html", opts.top)
+    if make_run is not None and dirs:
+        print_union("union of the default set and make run", [*dirs, make_run])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
