@@ -49,7 +49,8 @@ def row_columns(ops: list[Op]) -> dict[Any, list[str]]:
 
 
 def _cell_op(op: Op, f: str, key: Any, col: str, value: Any, timestamp: int | None) -> Op:
-    return Op(op.index, op.time, (op.process, col), op.type, f, (key, col), value, op.node, op.cl,
+    # One process per (row process, column): a row process has one op open, so each has one too.
+    return Op(op.index, op.time, f"{op.process}:{col}", op.type, f, (key, col), value, op.node, op.cl,
               timestamp, op.error, op.extra)
 
 

@@ -12,7 +12,9 @@ of a batch and none of the others) is a mix:
   with the same microsecond tie, and the tie is broken per cell (by value), so a row can keep
   some columns of each: the anomaly aphyr found in Cassandra 2.0 (2013), which its design
   allows. Counted as expected behaviour, as the quorum checker counts expected stale reads;
-  it does not make the run invalid.
+  it does not make the run invalid. (ringlab's store breaks ties by the greater value, the same
+  for every cell of a one-value batch, so it should show neither kind; a store that breaks ties
+  another way, per replica or by arrival, would show the expected one.)
 
 A batch is recognised as ``f: batch`` with its row (``{column: value}``) as the value; a read
 is ``f: read`` whose ok completion's value is the row and ``timestamps`` its cells' timestamps.

@@ -20,7 +20,7 @@ from typing import Any
 
 # Options of `harness run` that mean the same thing in sim (the rest are about real machines).
 SIM_RUN_OPTIONS = ("workload", "nemesis", "nemesis_interval", "partition", "targets", "time_limit", "concurrency",
-                   "rate", "nodes", "replication_factor", "read_cl", "write_cl", "key_count", "ops_per_key",
+                   "rate", "nodes", "replication_factor", "read_cl", "write_cl", "key_count", "ops_per_key", "delete_fraction",
                    "recovery_time", "commitlog_sync", "read_repair", "validation_faults", "test_name", "store")
 # Nemeses the simulated world can apply (membership needs joins, which sim does not model yet).
 SIM_NEMESES = ("partition", "kill", "pause", "clock", "latency")
@@ -41,12 +41,13 @@ def register(sub: Any) -> None:
     """Register `harness sim` on the harness parser."""
     from harness.cli import add_command
     from harness.run import VALIDATION_FAULTS, RunOptions
+    from harness.workloads import WORKLOADS
 
     d = RunOptions()
     p = add_command(sub, "sim", _cmd_sim,
                     "run campaigns against a simulated cluster: the real node code in one process under "
                     "virtual time, deterministic per seed (exit 0 valid, 1 invalid, 2 unknown, 254 bad arguments)")
-    p.add_argument("--workload", choices=["register", "set", "lww-rmw"], help=f"what the clients do (default {d.workload})")
+    p.add_argument("--workload", choices=list(WORKLOADS), help=f"what the clients do (default {d.workload})")
     p.add_argument("--nemesis", help=f"faults: comma list of {','.join(SIM_NEMESES)}, or all / none (default {d.nemesis})")
     p.add_argument("--nemesis-interval", type=float, metavar="S", help=f"virtual seconds between fault changes (default {d.nemesis_interval:g})")
     p.add_argument("--partition", help=f"partition shapes (as harness run; default {d.partition})")
@@ -59,7 +60,9 @@ def register(sub: Any) -> None:
     p.add_argument("--read-cl", help=f"read consistency level (default {d.read_cl})")
     p.add_argument("--write-cl", help=f"write consistency level (default {d.write_cl})")
     p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")
-    p.add_argument("--ops-per-key", type=int, help=f"register workload: operations before a key is retired (default {d.ops_per_key})")
+    p.add_argument("--ops-per-key", type=int, help=f"register, row and batch workloads: operations before a key is retired (default {d.ops_per_key})")
+    p.add_argument("--delete-fraction", type=float, metavar="F",
+                   help="register and row workloads: the share of writes that are deletes (as harness run)")
     p.add_argument("--recovery-time", type=float, metavar="S", help=f"virtual seconds after healing before final reads (default {d.recovery_time:g})")
     p.add_argument("--commitlog-sync", choices=["periodic", "batch"], help=f"the nodes' commit log sync mode (default {d.commitlog_sync})")
     p.add_argument("--read-repair", choices=["BLOCKING", "NONE"], help=f"the table's read repair (default {d.read_repair})")
