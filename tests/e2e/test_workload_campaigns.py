@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-# Workload seconds per campaign: three or four partition changes at a 3 s interval.
-TIME_LIMIT = "12"
+# Workload seconds per campaign: three partition changes at a 3 s interval.
+TIME_LIMIT = "10"
 
 
 def run(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
