@@ -256,6 +256,8 @@ class Outcome:
     ops_per_s: float
     interrupted: bool = False
     coverage: dict[str, Any] | None = None
+    started: float | None = None  # wall-clock start (JUnit's timestamp)
+    seed: int | None = None
 
 
 def versions() -> dict[str, str]:
@@ -414,7 +416,8 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
     ops = recorder.index if recorder else 0
     completed = sum(recorder.counts[t] for t in ("ok", "fail", "info")) if recorder else 0
     return Outcome(run_dir, composed.valid, composed, ops, completed, time.monotonic() - started,
-                   completed / workload_s if workload_s else 0.0, interrupted, coverage)
+                   completed / workload_s if workload_s else 0.0, interrupted, coverage,
+                   started=test["start_time"], seed=seed)
 
 
 async def _watch_interrupt(scope: trio.CancelScope) -> None:
@@ -545,10 +548,15 @@ def run_command(opts: RunOptions) -> int:
 
 def _run_campaigns(opts: RunOptions, store_dir: Path) -> int:
     """The --test-count campaigns of one `harness run`, in a store this process holds."""
+    from harness.junit import Running, write_junit
+
     codes: list[int] = []
     outcomes: list[Outcome] = []
     for i in range(opts.test_count):
         run_dir = store.new_run_dir(store_dir, opts.name())
+        if opts.junit_xml:
+            # Written before and after each campaign: a killed job still leaves a file that says so.
+            write_junit(Path(opts.junit_xml), outcomes, Running(run_dir, time.time(), opts.seed))
         handler = setup_logging(run_dir)
         progress = Progress(sys.stdout)
         try:
@@ -571,16 +579,14 @@ def _run_campaigns(opts: RunOptions, store_dir: Path) -> int:
             logging.getLogger().removeHandler(handler)
             handler.close()
         outcomes.append(outcome)
+        if opts.junit_xml:
+            write_junit(Path(opts.junit_xml), outcomes)
         print_verdict(outcome)
         codes.append(exit_code(outcome.valid))
         if outcome.interrupted:
             break
         if opts.seed is not None:
             opts.seed += 1
-    if opts.junit_xml:
-        from harness.junit import write_junit
-
-        write_junit(Path(opts.junit_xml), outcomes)
     if 1 in codes:
         return 1
     if 2 in codes:
