@@ -213,6 +213,13 @@ class ResultsApp:
                                           [("content-disposition", f'attachment; filename="{name}"')], head_only)
                 finally:
                     spool.close()
+            elif path.startswith("/runs/") and self.inside(path[len("/runs/"):]).is_dir():
+                if not path.endswith("/"):  # relative links in the listing need the slash
+                    await self._send(conn, stream, 301, b"", "text/plain; charset=utf-8",
+                                     [("location", urllib.parse.quote(path) + "/")], head_only)
+                else:
+                    body = self.dir_page(path[len("/runs/"):]).encode()
+                    await self._send(conn, stream, 200, body, "text/html; charset=utf-8", head_only=head_only)
             elif path.startswith("/runs/"):
                 file = await self.run_file(path[len("/runs/"):])
                 ctype = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
@@ -264,6 +271,22 @@ class ResultsApp:
             raise HTTPError(404, f"no such file: {rel}")
         return p
 
+    def dir_page(self, rel: str) -> str:
+        """A directory of the store (a run, nodes/, a node's logs) as a list of links."""
+        p = self.inside(rel)
+        e = html.escape
+        here = str(p.relative_to(self.root))
+        rows = []
+        if p != self.root:
+            rows.append('<li><a href="../">../</a></li>')
+        for child in sorted(p.iterdir(), key=lambda c: (not c.is_dir(), c.name)):
+            if child.is_symlink() and not child.resolve().is_relative_to(self.root):
+                continue  # never point outside the store
+            name = child.name + ("/" if child.is_dir() else "")
+            size = "" if child.is_dir() else f" <small>{_size(child)}</small>"
+            rows.append(f'<li><a href="{urllib.parse.quote(name)}">{e(name)}</a>{size}</li>')
+        return DIR_TEMPLATE.format(here=e(here), rows="\n".join(rows))
+
     def zip_run(self, run: Path) -> Any:
         """Every regular file of a run directory inside the store, as a zip in a spooled temp file."""
         spool = tempfile.SpooledTemporaryFile(max_size=ZIP_SPOOL_BYTES)
@@ -307,7 +330,7 @@ class ResultsApp:
                 f'<td class="num">{e(r["duration"])}</td>'
                 f'<td><a class="report" href="/runs/{q}/report.html">report</a> · '
                 f'<a class="zip" href="/zip/{q}.zip">zip</a> · <a href="/runs/{q}/results.json">results</a> · '
-                f'<a href="/runs/{q}/history.jsonl">history</a></td></tr>')
+                f'<a href="/runs/{q}/history.jsonl">history</a> · <a class="files" href="/runs/{q}/">files</a></td></tr>')
         body = "\n".join(rows) or '<tr><td colspan="6" class="empty">no runs match</td></tr>'
         return INDEX_TEMPLATE.format(root=e(str(self.root)), options=options, name=e(name), rows=body, count=len(runs))
 
@@ -351,6 +374,18 @@ def describe_run(run: Path, root: Path) -> dict[str, Any]:
     }
 
 
+def _size(path: Path) -> str:
+    try:
+        n = path.stat().st_size
+    except OSError:
+        return "?"
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
 def _load(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -377,4 +412,12 @@ form {{ margin: 8px 0; display: flex; gap: 10px; align-items: center; }} .empty 
 <tbody>
 {rows}
 </tbody></table></main></body></html>
+"""
+
+DIR_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>{here} · ringlab runs</title>
+<style>body {{ font: 14px/1.5 system-ui, sans-serif; margin: 16px; }} small {{ color: #667; }}</style></head>
+<body><p><a href="/">all runs</a></p><h1>{here}/</h1><ul>
+{rows}
+</ul></body></html>
 """

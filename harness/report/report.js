@@ -29,6 +29,7 @@
   }
   function show(v) {
     if (v === undefined) return "";
+    if (v === null) return "nil"; // an absent value, as Jepsen and Knossos print it
     if (typeof v === "string") return v;
     return JSON.stringify(v);
   }
@@ -141,12 +142,17 @@
     kvRows($("meta").tBodies[0], {
       "test": m.name, "run": m.run, "seed": m.seed, "duration": fmtDur(m.duration_s),
       "workload": o.workload, "nemesis": o.nemesis, "nodes": (m.nodes || []).join(" ") || o.nodes,
+      // A deliberately broken store explains an invalid verdict at a glance.
+      "validation faults": (o.validation_faults || []).length ? o.validation_faults.join(", ") + " (deliberately broken store)" : undefined,
       "concurrency": m.concurrency, "consistency": (o.read_cl || o.write_cl) ? "read " + o.read_cl + ", write " + o.write_cl : undefined,
       "replication factor": o.replication_factor, "time limit": o.time_limit,
       "started": m.start_time ? new Date(m.start_time * 1000).toISOString() : undefined,
       "ringlab": (m.versions || {}).ringlab, "python": (m.versions || {}).python,
     });
-    for (const tr of Array.from($("meta").tBodies[0].rows)) if (!tr.cells[1].textContent) tr.remove();
+    for (const tr of Array.from($("meta").tBodies[0].rows)) {
+      if (!tr.cells[1].textContent) tr.remove();
+      else if (tr.cells[0].textContent === "validation faults") tr.classList.add("broken");
+    }
     kvRows($("options").tBodies[0], m.options);
     kvRows($("params").tBodies[0], m.params);
     kvRows($("versions").tBodies[0], m.versions);
@@ -584,7 +590,8 @@
     const items = fNames.map((f, j) => [seriesColor(j), f]);
     legend($("latency-legend"), items.concat([["#333", "— p50  ‐ ‐ p95  ··· p99"], [TYPE_STROKE[1], "fail"], [TYPE_STROKE[2], "info"]]));
     legend($("rate-legend"), items.concat([["#333", "— ok  ‐ ‐ fail  ··· info"]]));
-    legend($("op-legend"), TYPE_NAMES.map((t, j) => [TYPE_COLORS[j], t]).concat(Object.keys(NEMESIS_COLORS).filter((k) => D.nemesis.some((w) => w.kind === k)).map((k) => [NEMESIS_COLORS[k], k + " window"])));
+    legend($("op-legend"), TYPE_NAMES.map((t, j) => [TYPE_COLORS[j], t]).concat(Object.keys(NEMESIS_COLORS).filter((k) => D.nemesis.some((w) => w.kind === k && !w.failed)).map((k) => [NEMESIS_COLORS[k], k + " window"]))
+      .concat(D.nemesis.some((w) => w.failed) ? [[FAILED_COLOR, "failed injection"]] : []));
     if (D.clock.length) {
       $("clock-block").hidden = false;
       legend($("clock-legend"), clockNodes.map((n, j) => [seriesColor(j), n]));
@@ -728,6 +735,13 @@
   }
 
   // ---------------------------------------------------------------- other findings
+  function findingTime(a) {
+    // µs since the history's start: its first client operation, else its first recorded op (a
+    // nemesis step's), else unknown.
+    if (a.rows.length) { let t = Infinity; for (const r of a.rows) t = Math.min(t, inv[r]); return t; }
+    const op = (a.ops || []).find((o) => o && typeof o.time === "number");
+    return op ? op.time / 1000 : null;
+  }
   function renderAnomalies() {
     const body = $("anomaly-body");
     let n = 0;
@@ -736,16 +750,32 @@
       const expected = c.expected || [];
       if (!others.length && !expected.length) continue;
       const sec = el("div", { class: "checker-findings" }, el("h3", null, c.name + " ", badge(c.valid)));
+      // Grouped by kind, in the order each kind first appears (allowed ones as their own groups);
+      // each finding says when it happened.
+      const byKind = new Map();
       for (const a of others.concat(expected)) {
-        n++;
         const allowed = expected.includes(a);
-        const p = el("div", { class: "anomaly" + (allowed ? " expected" : "") },
-          el("span", { class: "kind", text: allowed ? "expected " + a.kind : a.kind }));
-        if (a.key !== null && a.key !== undefined) p.append(el("span", { class: "hint", text: "key " + show(a.key) + " · " }));
-        p.append(el("span", { class: "explanation", text: a.explanation }), " ");
-        if (a.rows.length) p.append(opsLink(a.rows, "show the " + a.rows.length + " operation" + (a.rows.length === 1 ? "" : "s") + " in the timeline"));
-        else p.append(el("span", { class: "hint", text: "(no operations recorded for this finding)" }));
-        sec.append(p);
+        const label = allowed ? "expected " + a.kind : a.kind;
+        if (!byKind.has(label)) byKind.set(label, { allowed, kind: a.kind, list: [] });
+        byKind.get(label).list.push(a);
+      }
+      for (const [label, g] of byKind) {
+        const total = g.allowed ? undefined : (c.counts || {})[g.kind];
+        const head = el("summary", null, el("span", { class: "kind", text: label }),
+          " × " + g.list.length + (typeof total === "number" && total > g.list.length ? " shown of " + total : ""));
+        const group = el("details", { class: "kind-group", open: "" }, head);
+        for (const a of g.list) {
+          n++;
+          const p = el("div", { class: "anomaly" + (g.allowed ? " expected" : "") });
+          const at = findingTime(a);
+          if (at !== null) p.append(el("span", { class: "when", text: "at " + fmtSec(at) + " · " }));
+          if (a.key !== null && a.key !== undefined) p.append(el("span", { class: "hint", text: "key " + show(a.key) + " · " }));
+          p.append(el("span", { class: "explanation", text: a.explanation }), " ");
+          if (a.rows.length) p.append(opsLink(a.rows, "show the " + a.rows.length + " operation" + (a.rows.length === 1 ? "" : "s") + " in the timeline"));
+          else p.append(el("span", { class: "hint", text: "(no client operations recorded for this finding)" }));
+          group.append(p);
+        }
+        sec.append(group);
       }
       const total = Object.values(c.anomaly_counts || {}).reduce((s, v) => s + v, 0);
       const counted = Object.entries(c.counts || {}).filter(([k]) => /anomal|lost|invers|stale|duplicate|unexpected|resurrect|isolation|mix/.test(k));

@@ -1,0 +1,71 @@
+"""report.html in headless Chromium says what happened (issue 18): a failed fault injection is a
+red mark counted apart from time under fault, a validation fault switch shows in the summary,
+findings are grouped by kind with their times, and absent values read nil."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness import store
+from harness.history import NEMESIS, Op
+from harness.report.render import write_report
+from harness.report.sample import make_run
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
+if CHROMIUM is None:
+    pytest.skip("chromium is not installed (apt-get install chromium; `make test` does it as root)", allow_module_level=True)
+
+
+def broken_run_with_a_failed_injection(root: Path) -> Path:
+    run = make_run(root, "clock")
+    test = store.read_json(run / store.TEST_FILE)
+    test.setdefault("options", {})["validation_faults"] = ["ack_quorum_after_one"]
+    test["options"]["toxiproxy"] = None
+    store.write_json(run / store.TEST_FILE, test)
+    lines = (run / store.HISTORY_FILE).read_text().splitlines()
+    last = json.loads(lines[-1])
+    failed = [Op(last["index"] + 1, 2_000_000_000, NEMESIS, "invoke", "start-latency"),
+              Op(last["index"] + 2, 2_400_000_000, NEMESIS, "fail", "start-latency",
+                 value={"error": "ProxyError: fault proxy add latency failed"})]
+    with open(run / store.HISTORY_FILE, "a") as f:
+        for op in failed:
+            f.write(json.dumps(op.to_dict()) + "\n")
+    return run
+
+
+def test_the_report_says_what_happened(tmp_path: Path) -> None:
+    report = write_report(broken_run_with_a_failed_injection(tmp_path))
+    with playwright_api.sync_playwright() as p, tempfile.TemporaryDirectory(prefix="report-chromium-") as profile:
+        ctx = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+                                                   viewport={"width": 1400, "height": 900}, offline=True)
+        try:
+            page = ctx.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(report.as_uri())
+            page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+            assert errors == []
+            latency = page.locator("#fault-counts tr.fault-failed")
+            assert latency.count() == 1
+            assert [c.strip() for c in latency.locator("td").all_text_contents()] == ["latency", "0", "0.000 s", "1"]
+            assert "failed injection" in (page.text_content("#op-legend") or "")
+            row = page.locator("#meta tr.broken")
+            assert row.count() == 1 and "ack_quorum_after_one (deliberately broken store)" in (row.text_content() or "")
+            groups = page.locator("#anomaly-body details.kind-group")
+            assert groups.count() >= 1
+            assert (groups.first.locator("summary .kind").text_content() or "") == "lww-timestamp-inversion"
+            assert (groups.first.locator(".anomaly .when").first.text_content() or "").startswith("at ")
+            options = page.locator("#options tr", has_text="toxiproxy")
+            assert (options.locator("td").nth(1).text_content() or "") == "nil"
+        finally:
+            ctx.close()
