@@ -167,8 +167,8 @@ def test_an_empty_nemesis_list_is_refused(text: str) -> None:
 def test_harness_run_with_an_empty_nemesis_exits_254_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", "--nemesis", "", "--store", str(tmp_path)]) == 254
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["harness run: error: --nemesis '' names no nemesis; give a comma list of partition, kill, "
-                   "pause, clock, latency, membership, all, none ('none' for no faults)"]
+    names = ", ".join(faults.NEMESES + tuple(faults.NEMESIS_ALIASES))
+    assert err == [f"harness run: error: --nemesis '' names no nemesis; give a comma list of {names} ('none' for no faults)"]
     assert not any(tmp_path.iterdir())  # nothing was started
 
 
