@@ -180,6 +180,7 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
     run_dir = Path(payload["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    cpu = time.process_time()
     try:
         if payload.get("quiet"):
             logging.getLogger().setLevel(logging.WARNING)
@@ -199,6 +200,7 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
     failed = sorted(name for name, ok in results.get("summary", {}).items() if ok is False)
     return {"seed": opts.seed, "valid": result.outcome.valid, "anomalies": anomalies, "failed_checkers": failed,
             "virtual_s": round(result.virtual_s, 3), "wall_s": round(result.wall_s, 3),
+            "cpu_s": round(time.process_time() - cpu, 3),
             "ops": result.outcome.completed, "trace_hash": result.trace_hash, "history_hash": result.history_hash,
             "trace_events": result.trace_events, "run_dir": str(run_dir),
             "trace_file": str(run_dir / "trace.log") if payload.get("keep_trace") else None}
