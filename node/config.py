@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node.client_limits import ClientLimits
 from node.coordination import CoordinationConfig
 from node.faults import FaultSwitches
 from node.ring import DEFAULT_NUM_TOKENS, PARTITIONERS
@@ -104,6 +105,7 @@ class NodeConfig:
     faults: FaultSwitches = field(default_factory=FaultSwitches)
     membership: MembershipConfig = field(default_factory=MembershipConfig)
     coordination: CoordinationConfig = field(default_factory=CoordinationConfig)
+    clients: ClientLimits = field(default_factory=ClientLimits)
 
     def seed_addresses(self) -> list[tuple[str, int]]:
         """The seeds as (host, port)."""
@@ -124,7 +126,7 @@ def parse_host_port(text: Any, where: str) -> tuple[str, int]:
     return host, int(port)
 
 
-_SECTIONS = {"storage": StorageConfig, "timeouts": Timeouts, "hints": HintsConfig, "gossip": GossipConfig, "faults": FaultSwitches, "membership": MembershipConfig, "coordination": CoordinationConfig}
+_SECTIONS = {"storage": StorageConfig, "timeouts": Timeouts, "hints": HintsConfig, "gossip": GossipConfig, "faults": FaultSwitches, "membership": MembershipConfig, "coordination": CoordinationConfig, "clients": ClientLimits}
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -224,6 +226,10 @@ def _validate(cfg: NodeConfig) -> None:
         cfg.storage.validate()
     except ValueError as exc:
         raise ConfigError(f"[storage] {exc}") from exc
+    try:
+        cfg.clients.validate()
+    except ValueError as exc:
+        raise ConfigError(f"[clients] {exc}") from exc
     if not isinstance(cfg.coordination.servers, list):
         raise ConfigError("[coordination] servers must be a list of 'host:port'")
     try:

@@ -258,7 +258,10 @@ class FrameDecoder:
     def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         self._buffer = bytearray()
         self._max = max_frame_bytes
-        self._failed: ProtocolError | None = None
+        # The failure's text only: a stored exception would hold its traceback, whose frames
+        # hold the frame body (up to 16 MiB) in a reference cycle with this decoder, alive until
+        # a full GC, which the node's raised GC thresholds make rare.
+        self._failed: str | None = None
 
     @property
     def buffered(self) -> int:
@@ -279,7 +282,7 @@ class FrameDecoder:
     def next_message(self) -> dict[str, Any] | None:
         """The next complete message, or None until more bytes arrive."""
         if self._failed is not None:
-            raise self._failed
+            raise ProtocolError(self._failed)
         buf = self._buffer
         if len(buf) < HEADER_BYTES:
             return None
@@ -295,7 +298,9 @@ class FrameDecoder:
         try:
             return decode_body(body)
         except ProtocolError as exc:
-            self._fail(exc)
+            problem = exc.message
+        del body  # nothing of the failed frame outlives this call (exc is gone with its block)
+        self._fail(ProtocolError(problem))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def messages(self) -> list[dict[str, Any]]:
@@ -306,8 +311,8 @@ class FrameDecoder:
         return out
 
     def _fail(self, exc: ProtocolError) -> None:
-        self._failed = exc
-        self._buffer.clear()
+        self._failed = exc.message
+        self._buffer = bytearray()  # clear() keeps the capacity of a 16 MiB buffer
         raise exc
 
 

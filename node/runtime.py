@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 
 import trio
 
+from node.client_limits import serve_listeners_refusing
+
 T = TypeVar("T")
 
 
@@ -119,8 +121,11 @@ class Network:
         *,
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve each accepted connection with ``handler`` in its own task until cancelled."""
-        await trio.serve_listeners(handler, listeners, task_status=task_status)
+        """Serve each accepted connection with ``handler`` in its own task until cancelled.
+
+        Out of file descriptors, a waiting connection is refused at once (node/client_limits.py).
+        """
+        await serve_listeners_refusing(handler, listeners, task_status=task_status)
 
 
 class Rng:

@@ -25,6 +25,7 @@ import trio
 
 from node import protocol
 from node.cluster.membership import SCHEMA, NodeInfo
+from node.client_limits import ClientGate, ConnectionBounds, refuse_connection
 from node.cluster.messaging import Messaging
 from node.config import ConfigError, NodeConfig, load_config, parse_host_port
 from node.coordinator import Coordinator, live_row
@@ -248,6 +249,7 @@ class Node:
         self.messaging.register(VERB_SCHEMA_PUSH, self._handle_schema_push)
         self.messaging.register(VERB_SCHEMA_PULL, self._handle_schema_pull)
         self.in_flight = 0
+        self.client_gate = ClientGate(config.clients, self.node_id)
         self.started = False  # the ready file is written
         self.client_port: int | None = None
         self.internode_port: int | None = None
@@ -573,19 +575,35 @@ class Node:
     async def _serve_clients(self, listeners: list[trio.SocketListener]) -> None:
         assert self._client_scope is not None
         with self._client_scope:
-            await self.runtime.network.serve_listeners(self._handle_connection, listeners)
+            await self.runtime.network.serve_listeners(self._admit_connection, listeners)
+
+    async def _admit_connection(self, stream: trio.SocketStream) -> None:
+        """Serve a connection unless the node is at [clients] max_connections (then refuse it)."""
+        refusal = self.client_gate.admit()
+        if refusal is not None:
+            log.info("refusing a client connection: %s", refusal)
+            await refuse_connection(stream, refusal)
+            return
+        try:
+            await self._handle_connection(stream)
+        finally:
+            self.client_gate.release()
 
     async def _handle_connection(self, stream: trio.SocketStream) -> None:
         outgoing: list[bytes] = []
         wake = trio.Event()
         slots = trio.Semaphore(_PER_CONNECTION_PIPELINE)
-        state = {"wake": wake, "closing": False}
+        state: dict[str, Any] = {"wake": wake, "closing": False, "out_bytes": 0, "drained": trio.Event()}
+        bounds = ConnectionBounds(self.client_gate)
+        limits = self.config.clients
 
         def respond(msg: dict[str, Any]) -> None:
             try:
-                outgoing.append(encode_frame(msg))
+                frame = encode_frame(msg)
             except ProtocolError as exc:
-                outgoing.append(encode_frame(error_response(msg.get("id"), ServerError(f"response not encodable: {exc}"))))
+                frame = encode_frame(error_response(msg.get("id"), ServerError(f"response not encodable: {exc}")))
+            outgoing.append(frame)
+            state["out_bytes"] += len(frame)
             state["wake"].set()
 
         async def writer() -> None:
@@ -596,6 +614,10 @@ class Node:
                     data = b"".join(outgoing)
                     outgoing.clear()
                     await stream.send_all(data)
+                    state["out_bytes"] -= len(data)
+                    bounds.last_activity = trio.current_time()
+                    state["drained"].set()
+                    state["drained"] = trio.Event()
                 if state["closing"] and not outgoing:
                     return
 
@@ -612,7 +634,18 @@ class Node:
                 decoder = FrameDecoder()
                 try:
                     while True:
-                        data = await stream.receive_some(_RECV_BYTES)
+                        while state["out_bytes"] > limits.max_buffered_bytes:
+                            # The client is not reading its answers: stop reading its requests.
+                            await state["drained"].wait()
+                        busy = slots.value < _PER_CONNECTION_PIPELINE
+                        data = None
+                        with trio.move_on_at(bounds.receive_deadline(decoder.buffered, busy)):
+                            data = await stream.receive_some(_RECV_BYTES)
+                        if data is None:
+                            if not decoder.buffered and slots.value < _PER_CONNECTION_PIPELINE:
+                                continue  # requests in flight: the client waits for us
+                            log.info("closing client connection: %s", bounds.timed_out_reason(decoder.buffered))
+                            break
                         if not data:
                             break
                         decoder.feed(data)
@@ -628,6 +661,11 @@ class Node:
                                 await slots.acquire()
                             self.in_flight += 1
                             nursery.start_soon(run_one, msg)
+                        refusal = bounds.received(decoder.buffered)
+                        if refusal is not None:
+                            log.warning("closing a client connection: %s", refusal)
+                            respond(error_response(None, Overloaded(refusal)))
+                            break
                 except ProtocolError as exc:
                     log.info("client protocol error, closing connection: %s", exc)
                     respond(error_response(None, exc))
@@ -641,6 +679,7 @@ class Node:
             # serves on. The nursery wraps such errors in a group, hence except*.
             log.debug("client connection closed: %s", group.exceptions[0])
         finally:
+            bounds.close()
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
@@ -782,6 +821,8 @@ class Node:
             "coordinator": dict(self.coordinator.stats),
             "hints": {"pending_bytes": self.hints.pending(), "stored": self.hints.stored, "delivered": self.hints.delivered,
                       "undeliverable": self.hints.undeliverable},
+            "clients": {"open": self.client_gate.open, "refused": self.client_gate.refused_connections,
+                        "timed_out": self.client_gate.timed_out},
             "faults": self.config.faults.as_dict(),
             "clock": {"offset_us": self.runtime.clock.offset_us(), "rate": self.runtime.clock.rate},
         }

@@ -165,12 +165,15 @@ def test_values_storage_would_refuse_are_invalid_request_before_any_write(cluste
     port = cluster3[0].client_port
     reqs = [
         {"id": 1, "op": "put", "keyspace": "ks", "table": "t", "key": "max-str", "columns": {"a": "x" * MAX_VALUE_BYTES}},
-        {"id": 2, "op": "put", "keyspace": "ks", "table": "t", "key": "max-bin", "columns": {"a": b"x" * MAX_VALUE_BYTES}},
+        {"id": 2, "op": "put", "keyspace": "ks", "table": "t", "key": "max-bin", "columns": {"a": b"x" * MAX_VALUE_BYTES},
+         "consistency": "ALL"},
         {"id": 3, "op": "put", "keyspace": "ks", "table": "t", "key": "nul", "columns": {"a\x00b": 1}},
         {"id": 4, "op": "delete", "keyspace": "ks", "table": "t", "key": "nul", "columns": ["a\x00b"]},
-        {"id": 5, "op": "get", "keyspace": "ks", "table": "t", "key": "max-bin", "consistency": "ALL"},
     ]
     resp = {r["id"]: r for r in _responses(_raw(port, b"".join(_frame(r) for r in reqs)))}
+    # After the puts answered (pipelined requests run concurrently).
+    get = {"id": 5, "op": "get", "keyspace": "ks", "table": "t", "key": "max-bin", "consistency": "ONE"}
+    resp[5] = _responses(_raw(port, _frame(get)))[0]
     assert resp[1]["ok"] is True and resp[2]["ok"] is True, (resp[1], resp[2])
     assert [resp[i]["error"]["name"] for i in (3, 4)] == ["InvalidRequest"] * 2
     assert "NUL" in resp[3]["error"]["message"]
@@ -215,3 +218,29 @@ def test_corrupt_sstable_found_on_read_is_read_failure_at_once_then_quarantined(
     assert got["columns"]["a"][0] == "x" * 4000
     got = trio.run(lambda: call(n1, "get", keyspace="ks", table="tc", key="k", consistency="ONE"))
     assert got["columns"]["a"][0] == "x" * 4000
+
+
+def _rss_mib(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_flood_of_undecodable_frames_keeps_no_memory(cluster3: Cluster) -> None:
+    """Each failed decode used to keep its frame alive in a reference cycle (decoder -> error ->
+    traceback -> frame -> body) that the node's raised GC thresholds rarely collect."""
+    n3 = cluster3[2]
+    assert n3.proc is not None
+    frames, size = 24, 12 * 1024 * 1024
+    bad = struct.pack(">I", size) + b"\xc1" * size  # 0xc1 is never valid msgpack
+    before = _rss_mib(n3.proc.pid)
+    for _ in range(frames):
+        resp = _responses(_raw(n3.client_port, bad))
+        assert resp and resp[-1]["error"]["name"] == "ProtocolError"
+    for _ in range(200):  # ordinary traffic afterwards
+        assert _responses(_raw(n3.client_port, _frame({"id": 1, "op": "ping"})))[0]["ok"] is True
+    after = _rss_mib(n3.proc.pid)
+    print(f"RSS before {before:.0f} MiB, after {frames} undecodable {size >> 20} MiB frames and 200 pings "
+          f"{after:.0f} MiB")
+    assert after - before < 64, (before, after)

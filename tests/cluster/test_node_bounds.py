@@ -1,0 +1,163 @@
+"""Client-port bounds on a real node: a connection cap with a clear refusal, idle and slow-frame
+timeouts, and out of file descriptors a refusal (logged at most once a second) instead of a hang."""
+
+from __future__ import annotations
+
+import resource
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+import trio
+
+from tests.cluster.conftest import Cluster, call, wait_until
+
+MAX_CONNECTIONS = 12
+IDLE_S = 4.0
+FRAME_S = 1.5
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    extra = (f"[clients]\nmax_connections = {MAX_CONNECTIONS}\nidle_timeout = {IDLE_S}\n"
+             f"frame_timeout = {FRAME_S}\n")
+    c = Cluster(tmp_path_factory.mktemp("bounds"), 1, extra=extra)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def _connect(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return s
+
+
+def _closed_within(s: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """(True, bytes read) once the peer closed the socket, (False, ...) if it stays open."""
+    s.settimeout(seconds)
+    got = b""
+    try:
+        while chunk := s.recv(65536):
+            got += chunk
+    except (socket.timeout, TimeoutError):
+        return False, got
+    except ConnectionResetError:
+        pass
+    return True, got
+
+
+def _frames(data: bytes) -> list[dict]:
+    out, off = [], 0
+    while off + 4 <= len(data):
+        (n,) = struct.unpack_from(">I", data, off)
+        out.append(msgpack.unpackb(data[off + 4: off + 4 + n], raw=False))
+        off += 4 + n
+    return out
+
+
+def _ping(port: int) -> dict:
+    with _connect(port) as s:
+        body = msgpack.packb({"id": 1, "op": "ping"})
+        s.sendall(struct.pack(">I", len(body)) + body)
+        s.shutdown(socket.SHUT_WR)
+        _, got = _closed_within(s, 10)
+    return _frames(got)[0]
+
+
+def _wait_for_idle_slots(node: Cluster) -> None:
+    """Every earlier connection of this module's tests has closed on the node."""
+    # The status call itself is the one open connection; it is refused while the cap is reached.
+    wait_until(lambda: trio.run(lambda: call(node[0], "status"))["clients"]["open"] <= 1, 20,
+               what="earlier client connections closed")
+
+
+def test_connection_cap_refuses_with_a_named_error(node: Cluster) -> None:
+    port = node[0].client_port
+    _wait_for_idle_slots(node)
+    held = [_connect(port) for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.3)  # let the node accept them all
+        extra = _connect(port)
+        closed, got = _closed_within(extra, 10)
+        extra.close()
+        assert closed
+        [refusal] = _frames(got)
+        print(f"connection {MAX_CONNECTIONS + 1}: {refusal['error']['name']}: {refusal['error']['message']}")
+        assert refusal["error"]["name"] == "Overloaded" and "max_connections" in refusal["error"]["message"]
+    finally:
+        for s in held:
+            s.close()
+    _wait_for_idle_slots(node)
+    assert _ping(port)["ok"] is True
+
+
+def test_idle_and_slow_frame_connections_are_closed(node: Cluster) -> None:
+    port = node[0].client_port
+    _wait_for_idle_slots(node)
+    idle = [_connect(port) for _ in range(4)]
+    slow = [_connect(port) for _ in range(4)]
+    # One byte at a time of a 100-byte frame, every 0.3 s: never idle, never a whole frame.
+    for s in slow:
+        s.sendall(struct.pack(">I", 100))
+    started = time.monotonic()
+    open_slow = list(slow)
+    while open_slow and time.monotonic() - started < 15:
+        for s in list(open_slow):
+            try:
+                s.sendall(b"x")
+            except OSError:
+                open_slow.remove(s)
+        time.sleep(0.3)
+    closed_idle = sum(_closed_within(s, 15)[0] for s in idle)
+    closed_slow = sum(_closed_within(s, 15)[0] for s in slow)
+    print(f"closed by the node: {closed_idle} of 4 idle, {closed_slow} of 4 one-byte-per-0.3-s "
+          f"(idle_timeout {IDLE_S} s, frame_timeout {FRAME_S} s)")
+    for s in idle + slow:
+        s.close()
+    assert (closed_idle, closed_slow) == (4, 4)
+    log = (node[0].dir / "stderr.log").read_text()
+    assert "idle for" in log and "not finished within" in log
+
+
+def test_out_of_file_descriptors_refuses_and_logs_at_most_once_a_second(node: Cluster) -> None:
+    n = node[0]
+    assert n.proc is not None
+    port = n.client_port
+    _wait_for_idle_slots(node)
+    pid = n.proc.pid
+    before = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    in_use = len(list(Path(f"/proc/{pid}/fd").iterdir()))
+    log_before = (n.dir / "stderr.log").read_text().count("cannot accept connections")
+    held: list[socket.socket] = []
+    refusals = []
+    started = time.monotonic()
+    try:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 3, before[1]))
+        for _ in range(8):
+            s = _connect(port)
+            held.append(s)
+            s.settimeout(0.3)
+            try:
+                got = s.recv(65536)
+            except (socket.timeout, TimeoutError):
+                continue  # accepted and served: a descriptor was still free
+            refusals.extend(_frames(got))
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, before)
+        elapsed = time.monotonic() - started
+        for s in held:
+            s.close()
+    lines = (n.dir / "stderr.log").read_text().count("cannot accept connections") - log_before
+    print(f"out of fds: {len(refusals)} of 8 connections refused at once, {lines} log lines in {elapsed:.1f} s")
+    assert refusals and all(r["error"]["name"] == "Overloaded" and "file descriptors" in r["error"]["message"]
+                            for r in refusals)
+    assert 1 <= lines <= int(elapsed) + 1
+    assert "Traceback" not in (n.dir / "stderr.log").read_text()
+    _wait_for_idle_slots(node)
+    assert _ping(port)["ok"] is True
