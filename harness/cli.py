@@ -117,8 +117,8 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")
     p.add_argument("--ops-per-key", type=int, help=f"register, row and batch workloads: operations before a key is retired (default {d.ops_per_key})")
     p.add_argument("--delete-fraction", type=float, metavar="F",
-                   help="register and row workloads: the share of writes that are deletes "
-                        "(default 0 for register, 0.3 for row: half column deletes, half row deletes)")
+                   help="register, row and batch workloads: the share of writes that are deletes "
+                        "(default 0 for register and batch, 0.3 for row: half column deletes, half row deletes)")
     p.add_argument("--seed", type=int, help="seed for the operation stream and the fault schedule (default: random, recorded)")
     p.add_argument("--test-count", type=int, help=f"how many campaigns to run (default {d.test_count})")
     p.add_argument("--leave-db-running", action="store_true", default=None, help="keep the nodes (and the fault proxy) running afterwards")

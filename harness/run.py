@@ -98,7 +98,7 @@ class RunOptions:
     write_cl: str = "QUORUM"
     key_count: int = 5
     ops_per_key: int = 300
-    # The share of writes that are deletes (register, row); None: the workload's own default.
+    # The share of writes that are deletes (register, row, batch); None: the workload's own default.
     delete_fraction: float | None = None
     seed: int | None = None
     test_count: int = 1

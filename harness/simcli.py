@@ -62,7 +62,7 @@ def register(sub: Any) -> None:
     p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")
     p.add_argument("--ops-per-key", type=int, help=f"register, row and batch workloads: operations before a key is retired (default {d.ops_per_key})")
     p.add_argument("--delete-fraction", type=float, metavar="F",
-                   help="register and row workloads: the share of writes that are deletes (as harness run)")
+                   help="register, row and batch workloads: the share of writes that are deletes (as harness run)")
     p.add_argument("--recovery-time", type=float, metavar="S", help=f"virtual seconds after healing before final reads (default {d.recovery_time:g})")
     p.add_argument("--commitlog-sync", choices=["periodic", "batch"], help=f"the nodes' commit log sync mode (default {d.commitlog_sync})")
     p.add_argument("--read-repair", choices=["BLOCKING", "NONE"], help=f"the table's read repair (default {d.read_repair})")

@@ -37,7 +37,7 @@ class WorkloadSettings:
     # Operations on one key before it is retired for a fresh one; bounds each key's history so the
     # linearizability search stays small (Jepsen's independent keys do the same).
     ops_per_key: int = 300
-    # The share of writes that are deletes (register, row); None: the workload's default.
+    # The share of writes that are deletes (register, row, batch); None: the workload's default.
     delete_fraction: float | None = None
 
 
@@ -87,7 +87,7 @@ def make_workload(name: str, settings: WorkloadSettings) -> Workload:
 
 
 WORKLOADS = ("register", "set", "lww-rmw", "row", "batch")
-DELETING_WORKLOADS = ("register", "row")
+DELETING_WORKLOADS = ("register", "row", "batch")
 """The workloads that take ``--delete-fraction``."""
 
 
@@ -96,7 +96,7 @@ def validate_delete_fraction(workload: str, fraction: float | None) -> None:
     if fraction is None:
         return
     if workload not in DELETING_WORKLOADS:
-        raise ValueError(f"--delete-fraction applies to the {' and '.join(DELETING_WORKLOADS)} workloads, "
+        raise ValueError(f"--delete-fraction applies to the {', '.join(DELETING_WORKLOADS)} workloads, "
                          f"not {workload!r}")
     if not 0 <= fraction <= 1:
         raise ValueError(f"--delete-fraction must be between 0 and 1, got {fraction}")

@@ -2,7 +2,7 @@
 
 At QUORUM on the unmodified store under partitions (real node processes) each stays valid, and
 its history shows what the workload exists for: reads of nil after acknowledged deletes
-(register with deletes, row), whole-batch reads (batch). In the simulator (deterministic per
+(register and batch with --delete-fraction, row), whole-batch reads (batch). In the simulator (deterministic per
 seed) over three seeds: at ONE/ONE the row workload's resurrections and stale reads are reported
 as the expected kinds, and the ack_quorum_after_one validation bug is caught per cell.
 """
@@ -55,7 +55,7 @@ def nil_reads_after_deletes(history: list[dict[str, Any]]) -> int:
         inv = open_.pop(op["process"])
         if op["f"] == "delete" and op["type"] == "ok":
             deleted.setdefault(op["key"], set()).update(op["value"] if isinstance(op["value"], list) else [None])
-        elif op["f"] == "write" and op["type"] == "ok":
+        elif op["f"] in ("write", "batch") and op["type"] == "ok":
             cols = list(op["value"]) if isinstance(op["value"], dict) else [None]
             deleted.get(op["key"], set()).difference_update([*cols, None])
         elif op["f"] == "read" and op["type"] == "ok" and inv["deleted"]:
@@ -82,7 +82,7 @@ def test_deleting_workloads_at_quorum_under_partitions_are_valid_and_observe_del
 
 
 def test_batch_at_quorum_under_partitions_is_isolated_and_valid(tmp_path: Path) -> None:
-    proc = run(tmp_path, "--workload", "batch", "--seed", "7")
+    proc = run(tmp_path, "--workload", "batch", "--seed", "7", "--delete-fraction", "0.2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [(results, history)] = runs(tmp_path)
     iso = results["checkers"]["isolation"]
@@ -92,6 +92,8 @@ def test_batch_at_quorum_under_partitions_is_isolated_and_valid(tmp_path: Path) 
     assert iso["counts"]["consistent-reads"] > 100
     reads = [o for o in history if o["f"] == "read" and o["type"] == "ok" and o["value"]]
     assert all(len(o["value"]) == 4 and len(set(o["value"].values())) == 1 for o in reads)
+    # Batches that delete the row: later reads saw it vanish whole.
+    assert nil_reads_after_deletes(history) > 10
 
 
 def sim_sweep(store: Path, *args: str) -> list[dict[str, Any]]:

@@ -248,6 +248,22 @@ def test_a_row_missing_some_of_a_batchs_columns_is_a_row_isolation_anomaly() -> 
     assert res.results["lww"].valid is True and res.results["linearizable"].valid is True
 
 
+def test_a_row_deleted_by_a_batch_reads_empty_and_a_row_back_after_it_is_stale() -> None:
+    b = HistoryBuilder()
+    _batch(b, 0, 1, 1, 10)
+    b.invoke(0, "delete", key=1).ok(0, None, ts=20)
+    b.invoke(1, "read", key=1).ok(1, {})
+    _stamps(b, {})
+    res = check_all(b.ops, {"model": "batch", **RF})
+    assert res.valid is True, {n: [a.explanation for a in r.anomalies] for n, r in res.results.items()}
+    b.invoke(1, "read", key=1).ok(1, {"c0": 1, "c1": 1, "c2": 1})
+    _stamps(b, {"c0": 10, "c1": 10, "c2": 10})
+    res = check_all(b.ops, {"model": "batch", **RF})
+    assert res.results["isolation"].valid is True  # a whole batch: isolated, just deleted
+    assert res.results["quorum"].counts["resurrection"] == 1
+    assert res.results["linearizable"].valid is False
+
+
 # ---------------------------------------------------------------------------- workloads
 
 
@@ -273,11 +289,13 @@ def test_row_and_batch_streams_have_the_documented_shapes() -> None:
     assert not any(op.f == "delete" for op in _stream("row", 0.0))
     batches = [op for op in _stream("batch", None) if op.f == "batch"]
     assert batches and all(len(set(op.value.values())) == 1 and len(op.value) == 4 for op in batches)
+    assert not any(op.f == "delete" for op in _stream("batch", None))
+    assert any(op.f == "delete" and op.value is None for op in _stream("batch", 0.2))
 
 
 @pytest.mark.parametrize(("workload", "fraction", "message"), [
-    ("set", 0.1, "applies to the register and row workloads"),
-    ("batch", 0.1, "applies to the register and row workloads"),
+    ("set", 0.1, "applies to the register, row, batch workloads"),
+    ("lww-rmw", 0.1, "applies to the register, row, batch workloads"),
     ("row", 1.5, "between 0 and 1"),
 ])
 def test_bad_delete_fractions_are_named(workload: str, fraction: float, message: str) -> None:
