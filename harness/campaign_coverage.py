@@ -127,6 +127,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             cov.save()
 
 
+def start_in_process(run_dir: Path) -> Any:
+    """Measure node/ in this process (the simulator runs every node in one); returns the started
+    Coverage. Start it before anything imports node, or module-level lines go unmeasured."""
+    import coverage
+
+    cov = coverage.Coverage(config_file=str(prepare_local(run_dir)))
+    cov.start()
+    return cov
+
+
+def save_in_process(run_dir: Path) -> None:
+    """Save this process's measurement of ``run_dir`` (from start_in_process) so finish() sees it;
+    nothing when this process measures something else or nothing (the harness of a local run)."""
+    import coverage
+
+    cov = coverage.Coverage.current()
+    raw = (Path(run_dir) / COVERAGE_DIR / RAW_DIR).resolve()
+    if cov is not None and Path(str(cov.get_option("run:data_file"))).parent == raw:
+        cov.save()
+
+
 # ------------------------------------------------------------------------------------------------
 # In the harness: combine, report, summarize
 
@@ -241,7 +262,7 @@ def console_line(summary: dict[str, Any], run_dir: Path | None = None) -> str:
     line = ", ".join(f"{p} {t[p]['percent']:.1f}% ({t[p]['covered']}/{t[p]['statements']} statements)"
                      for p in TOTALS if p in t)
     where = f"; html: {Path(run_dir) / summary.get('html', COVERAGE_DIR + '/index.html')}" if run_dir else ""
-    return f"coverage: {line} from {summary.get('data_files', '?')} node process(es){where}"
+    return f"coverage: {line} from {summary.get('data_files', '?')} process(es){where}"
 
 
 def section_html(summary: dict[str, Any] | None) -> str:

@@ -492,9 +492,10 @@ def check_run(run_dir: Path) -> Any:
 
 def finish_coverage(run_dir: Path) -> dict[str, Any] | None:
     """Combine the node processes' coverage data; a failure is logged and shown, never changes the verdict."""
-    from harness.campaign_coverage import finish
+    from harness.campaign_coverage import finish, save_in_process
 
     try:
+        save_in_process(run_dir)  # the simulator's nodes ran in this very process
         return finish(run_dir)
     except Exception as exc:  # noqa: BLE001 - coverage is an extra; the campaign's verdict stands
         log.exception("combining coverage data failed")

@@ -21,7 +21,8 @@ from typing import Any
 # Options of `harness run` that mean the same thing in sim (the rest are about real machines).
 SIM_RUN_OPTIONS = ("workload", "nemesis", "nemesis_interval", "partition", "targets", "time_limit", "concurrency",
                    "rate", "nodes", "replication_factor", "read_cl", "write_cl", "key_count", "ops_per_key", "delete_fraction",
-                   "recovery_time", "commitlog_sync", "read_repair", "validation_faults", "test_name", "store")
+                   "recovery_time", "commitlog_sync", "read_repair", "validation_faults", "test_name", "store",
+                   "coverage")
 # Nemeses the simulated world can apply (membership needs joins, which sim does not model yet).
 SIM_NEMESES = ("partition", "kill", "pause", "clock", "latency")
 # What a sweep's seeds may look like: at most this many in one command.
@@ -80,6 +81,9 @@ def register(sub: Any) -> None:
                         "power (only fsynced bytes survive)")
     p.add_argument("--tear", action="store_true", help="with --crash power: part of the first unsynced write may survive")
     p.add_argument("--loss", type=float, metavar="P", help="probability that a segment is lost and retransmitted (default 0)")
+    p.add_argument("--coverage", action="store_true", default=None,
+                   help="measure node/ with coverage.py (one --seed): coverage/ (HTML) in the run directory, "
+                        "the node/ table in results.json and the report")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -146,6 +150,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
         if seeds is not None and args.check_determinism:
             raise ValueError("--check-determinism takes one --seed")
+        if opts.coverage and (seeds is not None or args.check_determinism):
+            raise ValueError("--coverage measures one --seed (not --seeds or --check-determinism)")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     from sim.scheduler import UnsupportedTrio, check_trio
@@ -171,14 +177,21 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
     import logging
     import traceback
 
+    run_dir = Path(payload["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cov = None
+    if payload["opts"].get("coverage"):
+        from harness.campaign_coverage import start_in_process
+
+        # Before the imports below: they import node, whose module-level lines count too.
+        cov = start_in_process(run_dir)
+
     from harness import store
     from harness.deploy.sim import run_one
     from harness.run import RunOptions
 
     opts = RunOptions(**payload["opts"])
     settings = SimSettings(**payload["settings"])
-    run_dir = Path(payload["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     cpu = time.process_time()
     try:
@@ -187,13 +200,21 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
         result = run_one(opts, run_dir, crash=settings.crash, tear=settings.tear, loss=settings.loss,
                          keep_trace=payload.get("keep_trace", False), quiet=payload.get("quiet", False))
     except BaseException as exc:  # noqa: BLE001 - a harness failure is this seed's result
+        if cov is not None:
+            cov.stop()
         return {"seed": opts.seed, "valid": "error", "error": f"{type(exc).__name__}: {exc}",
                 "trace": traceback.format_exc(), "run_dir": str(run_dir), "wall_s": time.monotonic() - started,
                 "virtual_s": 0.0, "anomalies": 0}
+    if cov is not None:
+        cov.stop()  # its data was saved and combined at the end of the campaign
     if payload.get("show"):
         from harness.cli import print_verdict
 
         print_verdict(result.outcome.results, run_dir / store.HISTORY_FILE, run_dir / store.RESULTS_FILE)
+        if result.outcome.coverage:
+            from harness.campaign_coverage import console_line
+
+            print(console_line(result.outcome.coverage, run_dir))
         sys.stdout.flush()
     results = store.read_json(run_dir / store.RESULTS_FILE) if (run_dir / store.RESULTS_FILE).exists() else {}
     anomalies = sum(len(c.get("anomalies", []) or []) for c in results.get("checkers", {}).values())

@@ -1,5 +1,6 @@
 """`harness run --coverage`: one short local campaign measured end to end (HTML, results.json,
-report, console line), then `harness report` and `harness coverage-union` on the stored run."""
+report, console line), then `harness report` and `harness coverage-union` on the stored run; and
+`harness sim --coverage`, which measures the simulation process without changing what it does."""
 
 from __future__ import annotations
 
@@ -46,3 +47,19 @@ def test_kill_campaign_with_coverage(tmp_path: Path) -> None:
     union = harness("coverage-union", str(run_dir), str(run_dir))
     assert union.returncode == 0, union.stderr
     assert f"node/ {cov['totals']['node/']['percent']:.1f}%" in union.stdout.splitlines()[-1]
+
+
+def test_sim_campaign_with_coverage_is_the_same_simulation(tmp_path: Path) -> None:
+    args = ["sim", "--nemesis", "none", "--nodes", "3", "--time-limit", "2", "--recovery-time", "1", "--seed", "3"]
+    plain = harness(*args, "--store", str(tmp_path / "plain"))
+    measured = harness(*args, "--coverage", "--store", str(tmp_path / "cov"))
+    assert plain.returncode == 0 and measured.returncode == 0, plain.stdout + plain.stderr + measured.stderr
+    # Every node ran in the one simulation process, and measuring it changed nothing it did.
+    run_dir = next((tmp_path / "cov").glob("sim-*/2*"))
+    cov = json.loads((run_dir / "results.json").read_text())["coverage"]
+    assert cov["data_files"] == 1 and cov["totals"]["node/storage/"]["percent"] > 0
+    assert (run_dir / "coverage" / "index.html").exists()
+    hashes = [json.loads(next((tmp_path / d).glob("sim-*/2*/test.json")).read_text())["sim"]["history_hash"]
+              for d in ("plain", "cov")]
+    assert hashes[0] == hashes[1]
+    assert "coverage: node/ " in measured.stdout
