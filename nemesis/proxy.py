@@ -112,6 +112,8 @@ TOXIC_ATTRIBUTES: dict[str, dict[str, int]] = {
     "reset_peer": {"timeout": 0},
     "limit_data": {"bytes": 0},
     "slicer": {"average_size": 0, "size_variation": 0, "delay": 0},
+    # Toxiproxy's do-nothing toxic (a placeholder some clients and tests add).
+    "noop": {},
 }
 
 

@@ -110,6 +110,19 @@ class LocalDeployment:
                 finally:
                     self.zookeeper.stop()
         self.proxy_proc.stop()
+        if self.external_proxy:
+            await self.remove_link_proxies()
+
+    async def remove_link_proxies(self) -> None:
+        """Delete this cluster's link proxies from an external Toxiproxy server (it outlives the
+        run, and the next run would find them listening); a failure is logged, never raised."""
+        import logging
+
+        try:
+            await self.proxy.delete_proxies(self.cluster.proxies())
+        except Exception as exc:  # noqa: BLE001 - teardown goes on; the log says what is left
+            logging.getLogger("harness.deploy").warning("could not remove the link proxies from %s: %s",
+                                                        self.proxy_url, exc)
 
 
 class SSHDeployment:

@@ -2,19 +2,26 @@
 
 ``vagrant ssh-config`` says how to reach each VM over SSH (often a forwarded port on 127.0.0.1,
 with a per-VM key); the cluster address of each VM is its private-network address, which
-``vagrant/Vagrantfile`` assigns as ``<PRIVATE_NET>.1<i>`` for VM ``n<i>``.
+``vagrant/Vagrantfile`` assigns as ``<RINGLAB_NET>.1<i>`` for VM ``n<i>`` (read from $RINGLAB_NET
+or the Vagrantfile, as ``vagrant up`` did).
 """
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 from pathlib import Path
 
 from harness.deploy.ssh import HostSpec, name_hosts
 
-# Must match vagrant/Vagrantfile (RINGLAB_NET there): VirtualBox's default host-only range.
+# vagrant/Vagrantfile's default RINGLAB_NET (VirtualBox's host-only range), used only when
+# neither $RINGLAB_NET nor the Vagrantfile says otherwise.
 PRIVATE_NET = "192.168.56"
 VAGRANT_DIR = Path(__file__).resolve().parents[2] / "vagrant"
+# `RINGLAB_NET = ENV.fetch("RINGLAB_NET", "10.9.8")` or `RINGLAB_NET = "10.9.8"` in the Vagrantfile.
+_VAGRANTFILE_NET = re.compile(r'^\s*RINGLAB_NET\s*=\s*(?:ENV\.fetch\(\s*["\']RINGLAB_NET["\']\s*,\s*)?'
+                              r'["\'](\d{1,3}(?:\.\d{1,3}){2})["\']', re.MULTILINE)
 
 
 class VagrantError(RuntimeError):
@@ -56,7 +63,20 @@ def parse_ssh_config(text: str, private_net: str = PRIVATE_NET) -> list[HostSpec
     return name_hosts(hosts, "vagrant ssh-config")
 
 
-def vagrant_hosts(vagrant_dir: Path = VAGRANT_DIR, private_net: str = PRIVATE_NET) -> list[HostSpec]:
+def private_net(vagrant_dir: Path = VAGRANT_DIR) -> str:
+    """The VMs' private network prefix as ``vagrant up`` used it: $RINGLAB_NET (the Vagrantfile
+    reads it too), else the Vagrantfile's own default, else PRIVATE_NET."""
+    env = os.environ.get("RINGLAB_NET")
+    if env:
+        return env
+    try:
+        m = _VAGRANTFILE_NET.search((vagrant_dir / "Vagrantfile").read_text(encoding="utf-8"))
+    except OSError:
+        m = None
+    return m.group(1) if m else PRIVATE_NET
+
+
+def vagrant_hosts(vagrant_dir: Path = VAGRANT_DIR, private_net_prefix: str | None = None) -> list[HostSpec]:
     """Run ``vagrant ssh-config`` in ``vagrant_dir`` and parse it."""
     try:
         proc = subprocess.run(["vagrant", "ssh-config"], cwd=vagrant_dir, capture_output=True, text=True,
@@ -66,4 +86,4 @@ def vagrant_hosts(vagrant_dir: Path = VAGRANT_DIR, private_net: str = PRIVATE_NE
     if proc.returncode != 0:
         raise VagrantError(f"`vagrant ssh-config` in {vagrant_dir} failed (are the VMs up? `vagrant up` there): "
                            f"{' '.join(proc.stderr.split())[:300]}")
-    return parse_ssh_config(proc.stdout, private_net)
+    return parse_ssh_config(proc.stdout, private_net_prefix or private_net(vagrant_dir))
