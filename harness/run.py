@@ -205,11 +205,8 @@ class RunOptions:
         if self.coordination == "zookeeper":
             from harness.zookeeper import unavailable_reason
 
-            if self.deploy != "local":
-                raise ValueError("--coordination zookeeper runs local clusters only for now (the SSH deploy "
-                                 "does not install ZooKeeper on hosts yet)")
             reason = unavailable_reason()
-            if reason:
+            if reason and self.deploy == "local":
                 raise ValueError(f"--coordination zookeeper: {reason}")
 
     def partition_shapes(self) -> list[str]:

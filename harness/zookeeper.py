@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import trio
@@ -116,8 +117,11 @@ class LocalZooKeeper:
         cfg.write_text("\n".join(lines) + "\n")
         return cfg
 
-    def start_server(self, s: ZkServer) -> None:
+    async def start_server(self, s: ZkServer) -> None:
         """Start (or restart) one server's JVM from its own data directory."""
+        self._start(s)
+
+    def _start(self, s: ZkServer) -> None:
         cfg = self._write_config(s)
         log = open(s.dir / "zookeeper.log", "ab")
         cmd = ["java", HEAP, f"-Dzookeeper.log.dir={s.dir}", "-Dzookeeper.root.logger=INFO,CONSOLE",
@@ -133,7 +137,7 @@ class LocalZooKeeper:
         if reason:
             raise RuntimeError(f"cannot start ZooKeeper: {reason}")
         for s in self.servers:
-            self.start_server(s)
+            self._start(s)
         await self.wait_ready()
 
     def serving(self, s: ZkServer) -> bool:
@@ -163,21 +167,30 @@ class LocalZooKeeper:
                 return line.split(": ", 1)[1].strip()
         return None
 
-    def kill(self, s: ZkServer) -> None:
+    async def kill(self, s: ZkServer) -> None:
         """SIGKILL one server (a paused one is killed too)."""
+        self._kill(s)
+
+    def _kill(self, s: ZkServer) -> None:
         if s.proc is not None and s.proc.poll() is None:
             os.killpg(s.proc.pid, signal.SIGKILL)
             s.proc.wait()
         s.paused = False
 
-    def pause(self, s: ZkServer) -> None:
+    async def pause(self, s: ZkServer) -> None:
         """SIGSTOP one server's JVM: its sessions stop being served."""
+        self._pause(s)
+
+    def _pause(self, s: ZkServer) -> None:
         if s.alive():
             os.killpg(s.proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
             s.paused = True
 
-    def resume(self, s: ZkServer) -> None:
+    async def resume(self, s: ZkServer) -> None:
         """SIGCONT a paused server."""
+        self._resume(s)
+
+    def _resume(self, s: ZkServer) -> None:
         if s.alive() and s.paused:
             os.killpg(s.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]
         s.paused = False
@@ -186,15 +199,15 @@ class LocalZooKeeper:
         """Kill every server; idempotent (teardown calls it on every exit path)."""
         for s in self.servers:
             if s.paused:
-                self.resume(s)
-            self.kill(s)
+                self._resume(s)
+            self._kill(s)
 
     def describe(self) -> list[dict[str, object]]:
         """What test.json records about the ensemble."""
         return [{"name": s.name, "client": f"{s.host}:{s.client_port}"} for s in self.servers]
 
 
-def read_assignments(ensemble: LocalZooKeeper, root: str | None = None) -> list[dict[str, object]]:
+def read_assignments(ensemble: Any, root: str | None = None) -> list[dict[str, object]]:
     """The assignment log (``<root>/assignments``) in sequence order, read with kazoo directly."""
     import json
 

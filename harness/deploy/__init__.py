@@ -74,20 +74,6 @@ class LocalDeployment:
         """Local processes share this machine's clock: skew each node's runtime clock."""
         return self.db
 
-    async def _save_assignments(self, run_dir: Path) -> None:
-        from harness.run import ZK_ASSIGNMENTS_FILE
-        from harness.zookeeper import read_assignments
-
-        assert self.zookeeper is not None
-        try:
-            log = await trio.to_thread.run_sync(read_assignments, self.zookeeper)
-        except Exception as exc:  # the check then says the log is missing; the run still ends
-            import logging
-
-            logging.getLogger("harness").warning("could not read the ZooKeeper assignment log: %s", exc)
-            return
-        (run_dir / ZK_ASSIGNMENTS_FILE).write_text(json.dumps(log, indent=1))
-
     async def teardown(self, leave_running: bool, run_dir: Path) -> None:
         """Stop nodes and the proxy, or record how to reach them."""
         from harness import store
@@ -106,7 +92,7 @@ class LocalDeployment:
         finally:
             if self.zookeeper is not None:
                 try:
-                    await self._save_assignments(run_dir)
+                    await save_assignments(self.zookeeper, run_dir)
                 finally:
                     self.zookeeper.stop()
         self.proxy_proc.stop()
@@ -144,6 +130,13 @@ class SSHDeployment:
         self.net = IptablesNet(self.cluster)
         self.clock_mode = opts.clock_mode
         self._net_installed = False
+        self.zookeeper: Any = None
+        if getattr(opts, "coordination", "gossip") == "zookeeper":
+            from harness.deploy.ssh_zookeeper import RemoteZooKeeper
+
+            # Beside the nodes on the first hosts; every node.toml names the whole ensemble.
+            self.zookeeper = RemoteZooKeeper(self.cluster, opts.zk_servers)
+            self.cluster.spec.zookeeper = self.zookeeper.connect_string().split(",")
 
     async def setup(self) -> None:
         """Install and start the nodes, then ringlab's iptables chain on every host (spares too,
@@ -151,6 +144,9 @@ class SSHDeployment:
         await self.cluster.start()
         self._net_installed = True  # a half-done install is undone by teardown too
         await self.net.install(self.cluster.host_ids())
+        if self.zookeeper is not None:
+            # After the nodes: they retry their sessions every second until the ensemble serves.
+            await self.zookeeper.start()
 
     async def clock_db(self) -> Any:
         """Real host clocks (refused where hosts share this machine's), or the nodes' own."""
@@ -168,6 +164,11 @@ class SSHDeployment:
                 import logging
 
                 logging.getLogger("harness.deploy").exception("removing iptables rules failed")
+        if self.zookeeper is not None:
+            with trio.CancelScope(shield=True):
+                await save_assignments(self.zookeeper, run_dir)
+                if not leave_running:
+                    await self.zookeeper.stop()
         await self.cluster.teardown()
 
 
@@ -193,6 +194,21 @@ def make_deployment(opts: Any, run_dir: Path, secret: str, seed: int) -> Deploym
                                zk_servers=opts.zk_servers if getattr(opts, "coordination", "gossip") == "zookeeper" else 0,
                                coverage=getattr(opts, "coverage", False))
     return SSHDeployment(hosts_for(opts), opts, run_dir, secret, seed, faults=faults)
+
+
+async def save_assignments(ensemble: Any, run_dir: Path) -> None:
+    """Read the ZooKeeper assignment log into the run directory (logged, never raised, if it fails)."""
+    from harness.run import ZK_ASSIGNMENTS_FILE
+    from harness.zookeeper import read_assignments
+
+    try:
+        log = await trio.to_thread.run_sync(read_assignments, ensemble)
+    except Exception as exc:  # the run still ends; its results then lack the assignments check
+        import logging
+
+        logging.getLogger("harness").warning("could not read the ZooKeeper assignment log: %s", exc)
+        return
+    (run_dir / ZK_ASSIGNMENTS_FILE).write_text(json.dumps(log, indent=1))
 
 
 async def shielded(fn: Any, *args: Any) -> None:

@@ -577,6 +577,8 @@ class SSHClusterSpec:
     # With a local directory, nodes run under coverage.py and teardown downloads each node's data
     # files into <coverage_dir>/raw/<node>/ (harness/campaign_coverage.py).
     coverage_dir: Path | None = None
+    # coordination = "zookeeper": the servers' "host:port" list for every node.toml.
+    zookeeper: list[str] = field(default_factory=list)
 
 
 # A host's part in a run: its node is in the ring (started at setup or joined since), it waits
@@ -758,6 +760,9 @@ class SSHCluster:
             *[f"{k} = {'true' if v else 'false'}" for k, v in self.spec.faults.items()],
             "",
         ]
+        if self.spec.zookeeper:
+            lines += ["[coordination]", 'mode = "zookeeper"',
+                      "servers = [" + ", ".join(json.dumps(z) for z in self.spec.zookeeper) + "]", ""]
         return "\n".join(lines)
 
     async def write_configs(self) -> None:

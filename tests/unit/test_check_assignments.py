@@ -91,16 +91,16 @@ class FakeEnsemble:
         self.servers = [FakeServer(i) for i in range(1, n + 1)]
         self.ready_waits: list[list[str]] = []
 
-    def kill(self, s: FakeServer) -> None:
+    async def kill(self, s: FakeServer) -> None:
         s.state = "killed"
 
-    def pause(self, s: FakeServer) -> None:
+    async def pause(self, s: FakeServer) -> None:
         s.state = "paused"
 
-    def resume(self, s: FakeServer) -> None:
+    async def resume(self, s: FakeServer) -> None:
         s.state = "up"
 
-    def start_server(self, s: FakeServer) -> None:
+    async def start_server(self, s: FakeServer) -> None:
         s.state = "up"
 
     async def wait_ready(self, timeout: float = 60.0, servers: list | None = None) -> None:
