@@ -357,7 +357,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """``harness check``: run the checkers and print the verdict; exit 0/1/2."""
     from checkers.compose import CHECKERS, check_all
     from checkers.quorum import replicas_for
-    from harness.history import HistoryError
+    from harness.history import HistoryError, has_client_ops
 
     if args.run_dir and args.history:
         raise UsageError("give either RUN_DIR or --history, not both")
@@ -406,19 +406,27 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise UsageError("--checkers quorum needs --replication-factor")
         params["checkers"] = names
     source: Any = history
-    if args.independent:
-        from harness.history import read_history
-
-        source = list(read_history(history, independent=True))
     try:
-        result = check_all(source, params, save_to=save_to)
+        if args.independent:
+            from harness.history import read_history
+
+            source = list(read_history(history, independent=True))
+        result = check_all(source, params, save_to=None)
+        if not has_client_ops(source):
+            # Jepsen's rule too: a history with no operations proves nothing either way.
+            result.valid = "unknown"
+            result.params["unknown_because"] = "the history has no client operations"
     except HistoryError as e:
         raise UsageError(f"cannot read history {str(history)!r}: {e}") from None
+    if save_to is not None:
+        result.save(save_to)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, default=str))
     else:
         if convention:
             print(convention)
+        if "unknown_because" in result.params:
+            print(f"unknown: {result.params['unknown_because']}")
         print_verdict(result, history, save_to)
     return result.exit_code()
 

@@ -35,8 +35,53 @@ _EDN_CHUNK_CHARS = 1 << 16
 _EDN_REFILL_CHARS = 1 << 12
 
 
+# The longest line (JSONL, Jepsen log) or EDN token read: a set workload's final read of every
+# element is the longest legitimate line (about 100 KB for 10,000 elements); 64 MiB is far above
+# it and keeps a hostile file from making `harness check` read a 1 GiB line whole.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+# Deepest nesting of lists and maps in one operation. Jepsen values are scalars, pairs, or lists
+# of scalars (depth 3 at most); past this a file is not a history, and deeper structures would
+# exhaust the recursion of the JSON parser and of the checkers walking the values.
+MAX_NESTING = 100
+
+
 class HistoryError(ValueError):
     """A history file or operation is malformed; the message names the line and the field."""
+
+
+def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str, bool]]:
+    """``(lineno, text, ended_by_newline)`` per line, decoded as UTF-8, at most MAX_LINE_BYTES each.
+
+    Invalid UTF-8 and over-long lines raise HistoryError naming ``path:line``.
+    """
+    with open(path, "rb") as f:
+        lineno = 0
+        while True:
+            raw = f.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise HistoryError(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES} bytes (MAX_LINE_BYTES)")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise HistoryError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start} of the line)") from None
+            yield lineno, text, text.endswith("\n")
+
+
+def _too_deep(value: Any) -> bool:
+    """True if lists/maps nest deeper than MAX_NESTING (iterative: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            if depth > MAX_NESTING:
+                return True
+            stack.extend((x, depth + 1) for x in v if isinstance(x, (list, dict)))
+    return False
 
 
 @dataclass(slots=True)
@@ -160,22 +205,26 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Op]:
     """Stream the operations of a JSONL history; a truncated last line is ignored."""
     loads = json.loads
     from_dict = Op.from_dict
-    with open(path, encoding="utf-8") as f:
-        pending: tuple[int, str] | None = None
-        for lineno, line in enumerate(f, 1):
-            if pending is not None:
-                raise pending_error(path, *pending)
-            if not line.strip():
+    pending: tuple[int, str] | None = None
+    for lineno, line, ended in _lines(path):
+        if pending is not None:
+            raise pending_error(path, *pending)
+        if not line.strip():
+            continue
+        try:
+            d = loads(line)
+        except RecursionError:
+            raise HistoryError(f"{path}:{lineno}: nested deeper than {MAX_NESTING} levels (MAX_NESTING)") from None
+        except ValueError as e:
+            if not ended:
+                # An interrupted run can leave half a line at the very end: keep the rest.
+                pending = (lineno, str(e))
                 continue
-            try:
-                d = loads(line)
-            except ValueError as e:
-                if not line.endswith("\n"):
-                    # An interrupted run can leave half a line at the very end: keep the rest.
-                    pending = (lineno, str(e))
-                    continue
-                raise HistoryError(f"{path}:{lineno}: not valid JSON: {e}") from None
-            yield from_dict(d, f"{path}:{lineno}")
+            raise HistoryError(f"{path}:{lineno}: not valid JSON: {e}") from None
+        # Cheap pre-check: only a line with many brackets can nest too deep.
+        if line.count("[") + line.count("{") > MAX_NESTING and _too_deep(d):
+            raise HistoryError(f"{path}:{lineno}: nested deeper than {MAX_NESTING} levels (MAX_NESTING)")
+        yield from_dict(d, f"{path}:{lineno}")
 
 
 def pending_error(path: str | os.PathLike[str], lineno: int, msg: str) -> HistoryError:
@@ -199,6 +248,12 @@ def read_history(path: str | os.PathLike[str], independent: bool = False) -> Ite
     if fmt == "jepsen-log":
         return read_jepsen_log(p)
     return read_jsonl(p)
+
+
+def has_client_ops(source: str | os.PathLike[str] | Iterable[Op]) -> bool:
+    """True if the history (a path or operations) holds at least one client operation."""
+    ops = read_history(source) if isinstance(source, (str, os.PathLike)) else source
+    return any(op.is_client() for op in ops)
 
 
 def pair_ops(ops: Iterable[Op]) -> Iterator[tuple[Op, Op | None]]:
@@ -305,7 +360,18 @@ def _edn_atom(tok: str) -> Any:
     return tok  # a symbol: keep its name
 
 
-def _edn_tokens(f: TextIO, where: str) -> Iterator[tuple[str, str]]:
+class _Where:
+    """Where the EDN reader is: the file and the line of the last token (for error messages)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.line = 1
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+def _edn_tokens(f: TextIO, where: Any) -> Iterator[tuple[str, str]]:
     buf = ""
     eof = False
     pos = 0
@@ -321,6 +387,8 @@ def _edn_tokens(f: TextIO, where: str) -> Iterator[tuple[str, str]]:
         if m is None or (m.end() == len(buf) and not eof):
             if eof:
                 raise HistoryError(f"{where}: cannot read EDN near {buf[pos:pos + 40]!r}")
+            if len(buf) - pos > MAX_LINE_BYTES:
+                raise HistoryError(f"{where}: EDN token longer than {MAX_LINE_BYTES} characters (MAX_LINE_BYTES)")
             # The token may continue in the next chunk: read more before deciding.
             chunk = f.read(_EDN_CHUNK_CHARS)
             buf = buf[pos:] + chunk
@@ -330,8 +398,11 @@ def _edn_tokens(f: TextIO, where: str) -> Iterator[tuple[str, str]]:
         pos = m.end()
         kind = m.lastgroup
         assert kind is not None
+        tok = m.group()
+        if isinstance(where, _Where) and "\n" in tok:
+            where.line += tok.count("\n")
         if kind != "ws":
-            yield kind, m.group()
+            yield kind, tok
 
 
 def _edn_forms(tokens: Iterator[tuple[str, str]], where: str) -> Iterator[tuple[int, Any]]:
@@ -342,6 +413,8 @@ def _edn_forms(tokens: Iterator[tuple[str, str]], where: str) -> Iterator[tuple[
     for kind, tok in tokens:
         if kind == "open":
             stack.append((tok, []))
+            if len(stack) > MAX_NESTING:
+                raise HistoryError(f"{where}: EDN nested deeper than {MAX_NESTING} levels (MAX_NESTING)")
             continue
         if kind == "discard":
             discard_depths.append(len(stack))
@@ -449,14 +522,28 @@ def _op_from_edn(m: Any, n: int, where: str, independent: bool) -> Op:
 
 def read_edn(path: str | os.PathLike[str], independent: bool = False) -> Iterator[Op]:
     """Stream a Jepsen EDN history: one map per operation, bare or inside one vector/list."""
-    where = str(path)
+    where = _Where(str(path))
     with open(path, encoding="utf-8") as f:
         n = 0
-        for depth, form in _edn_forms(_edn_tokens(f, where), where):
-            if depth == 0 and isinstance(form, list):
-                continue  # the closing of a top-level vector whose elements were yielded
-            yield _op_from_edn(form, n, where, independent)
-            n += 1
+        try:
+            for depth, form in _edn_forms(_edn_tokens(f, where), where):
+                if depth == 0 and isinstance(form, list):
+                    continue  # the closing of a top-level vector whose elements were yielded
+                yield _op_from_edn(form, n, str(where), independent)
+                n += 1
+        except UnicodeDecodeError as e:
+            raise HistoryError(f"{path}:{_line_of_byte(path, e)}: not valid UTF-8 ({e.reason})") from None
+
+
+def _line_of_byte(path: str | os.PathLike[str], e: UnicodeDecodeError) -> int:
+    """The line of the first invalid UTF-8 byte in ``path`` (the text reader only knows its chunk)."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return lineno
+    return 0
 
 
 def parse_edn(text: str) -> list[Any]:
@@ -582,27 +669,26 @@ def read_jepsen_log(path: str | os.PathLike[str]) -> Iterator[Op]:
     """
     where = str(path)
     n = 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            m = _JEPSEN_LOG_LINE.search(line.rstrip("\r\n"))
-            if m is None:
-                continue
-            proc, typ, fname, raw = m.group(1), m.group(2)[1:], m.group(3), m.group(4).strip()
-            if typ not in OP_TYPES:
-                continue
-            if proc.lstrip("-").isdigit():
-                process: int | str = int(proc)
-            elif proc == ":nemesis":
-                process = NEMESIS
-            else:
-                continue
-            try:
-                forms = parse_edn(raw) if raw else [None]
-            except HistoryError as e:
-                raise HistoryError(f"{where}:{lineno}: {e}") from None
-            value = _plain(forms[0]) if forms else None
-            error = None
-            if typ in ("fail", "info") and isinstance(forms[0] if forms else None, Keyword):
-                error, value = str(forms[0]), None
-            yield Op(n, 0, process, typ, fname.lstrip(":"), None, value, error=error)
-            n += 1
+    for lineno, line, _ in _lines(path):
+        m = _JEPSEN_LOG_LINE.search(line.rstrip("\r\n"))
+        if m is None:
+            continue
+        proc, typ, fname, raw = m.group(1), m.group(2)[1:], m.group(3), m.group(4).strip()
+        if typ not in OP_TYPES:
+            continue
+        if proc.lstrip("-").isdigit():
+            process: int | str = int(proc)
+        elif proc == ":nemesis":
+            process = NEMESIS
+        else:
+            continue
+        try:
+            forms = parse_edn(raw) if raw else [None]
+        except HistoryError as e:
+            raise HistoryError(f"{where}:{lineno}: {e}") from None
+        value = _plain(forms[0]) if forms else None
+        error = None
+        if typ in ("fail", "info") and isinstance(forms[0] if forms else None, Keyword):
+            error, value = str(forms[0]), None
+        yield Op(n, 0, process, typ, fname.lstrip(":"), None, value, error=error)
+        n += 1
