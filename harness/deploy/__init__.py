@@ -193,6 +193,13 @@ def make_deployment(opts: Any, run_dir: Path, secret: str, seed: int) -> Deploym
                                faults=faults, toxiproxy=opts.toxiproxy,
                                zk_servers=opts.zk_servers if getattr(opts, "coordination", "gossip") == "zookeeper" else 0,
                                coverage=getattr(opts, "coverage", False))
+    if opts.deploy == "vagrant" and not opts.known_hosts:
+        import dataclasses
+
+        from harness.deploy.vagrant import vagrant_known_hosts
+
+        # The VMs' keys live apart and are forgotten when a VM is recreated (vagrant.py).
+        opts = dataclasses.replace(opts, known_hosts=str(vagrant_known_hosts()))
     return SSHDeployment(hosts_for(opts), opts, run_dir, secret, seed, faults=faults)
 
 

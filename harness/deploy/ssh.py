@@ -41,6 +41,8 @@ import paramiko
 import trio
 
 from harness.deploy.local import DeployError
+from harness.deploy.wheels import PROBE as WHEELS_PROBE
+from harness.deploy.wheels import PythonTarget, dependency_pip_args, node_requirements
 from nemesis.membership import admin_timeout
 from node.client import open_client
 
@@ -510,8 +512,11 @@ def project_root() -> Path:
 _SOURCE_ITEMS = ("pyproject.toml", "README.md", "node", "harness", "nemesis", "checkers")
 
 
-def build_wheelhouse(source_dir: Path, out_dir: Path) -> list[Path]:
-    """Wheels for ringlab (built from a copy of the checkout, so the tree stays clean) and its deps."""
+def build_wheelhouse(source_dir: Path, out_dir: Path, target: PythonTarget | None = None) -> list[Path]:
+    """Wheels for ringlab (built from a copy of the checkout, so the tree stays clean) and the
+    node's dependencies, for the hosts' interpreter ``target`` (default: this one)."""
+    target = target or PythonTarget.local()
+    out_dir = out_dir / target.tag()  # one wheelhouse per target: wheels of two never mix
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("ringlab-*.whl"):
         old.unlink()
@@ -526,13 +531,12 @@ def build_wheelhouse(source_dir: Path, out_dir: Path) -> list[Path]:
     wheels = sorted(out_dir.glob("ringlab-*.whl"))
     if len(wheels) != 1:
         raise DeployError(f"expected one ringlab wheel in {out_dir}, found {[w.name for w in wheels]}")
-    # Dependencies come from the index this machine's pip is configured with; hosts then install
-    # with --no-index, so they need no index access of their own.
-    _pip(["wheel", "-q", "-w", str(out_dir), str(wheels[0])], "collecting dependency wheels")
-    if not list(out_dir.glob("pip-*.whl")):
-        # Hosts run pip straight from its wheel into a venv made --without-pip: ~5x faster than
-        # ensurepip, and the host needs no pip (nor python3-pip) of its own.
-        _pip(["wheel", "-q", "-w", str(out_dir), "pip"], "collecting the pip wheel")
+    # Only what a node imports (harness/deploy/wheels.py), from the index this machine's pip is
+    # configured with; hosts then install with --no-index, so they need no index access of their
+    # own. Hosts run pip straight from its wheel into a venv made --without-pip: ~5x faster than
+    # ensurepip, and the host needs no pip (nor python3-pip) of its own.
+    _pip(dependency_pip_args(target, out_dir, [*node_requirements(source_dir), "pip"]),
+         f"collecting the node's dependency wheels for {target.tag()}")
     return sorted(out_dir.glob("*.whl"))
 
 
@@ -685,10 +689,19 @@ class SSHCluster:
     async def install(self) -> None:
         """Build the wheelhouse once, then install it into a venv on every host (spares too) in parallel."""
         if not self._wheels:
-            self._wheels = await in_thread(build_wheelhouse, self.spec.source_dir, self.spec.wheelhouse)
+            target = await self._python_target(self.host_ids()[0])
+            self._wheels = await in_thread(build_wheelhouse, self.spec.source_dir, self.spec.wheelhouse, target)
         errors = await for_each(self.host_ids(), self._install_one)
         if errors:
             raise _combine(errors, "installing")
+
+    async def _python_target(self, node_id: str) -> PythonTarget:
+        """The interpreter of a host (the hosts of one deploy are alike), for building its wheels."""
+        probe = await self.run(node_id, [self.spec.remote_python, "-c", WHEELS_PROBE], check=False)
+        try:
+            return PythonTarget.parse(probe.stdout) if probe.exit_status == 0 else PythonTarget.local()
+        except ValueError:
+            return PythonTarget.local()  # _install_one names the problem with this host's Python
 
     async def _install_one(self, node_id: str) -> None:
         n = self.nodes[node_id]
@@ -725,7 +738,10 @@ class SSHCluster:
             node_id,
             f"cd {q(n.dir)} && rm -rf venv && {q(self.spec.remote_python)} -m venv --without-pip venv && "
             f"venv/bin/python wheels/{q(pip_wheel)}/pip --isolated --disable-pip-version-check install -q "
-            f"--no-compile --no-index --find-links wheels wheels/{q(ringlab_wheel)}",
+            f"--no-compile --no-index --find-links wheels {' '.join(q(r) for r in node_requirements(self.spec.source_dir))} && "
+            # ringlab itself without its dependencies: the harness's (paramiko, rich, ...) stay here.
+            f"venv/bin/python wheels/{q(pip_wheel)}/pip --isolated --disable-pip-version-check install -q "
+            f"--no-compile --no-index --no-deps wheels/{q(ringlab_wheel)}",
             timeout=INSTALL_TIMEOUT,
         )
         await in_thread(n.conn.write_text, f"{n.dir}/installed.json", json.dumps(manifest, indent=1))

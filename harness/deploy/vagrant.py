@@ -87,3 +87,35 @@ def vagrant_hosts(vagrant_dir: Path = VAGRANT_DIR, private_net_prefix: str | Non
         raise VagrantError(f"`vagrant ssh-config` in {vagrant_dir} failed (are the VMs up? `vagrant up` there): "
                            f"{' '.join(proc.stderr.split())[:300]}")
     return parse_ssh_config(proc.stdout, private_net_prefix or private_net(vagrant_dir))
+
+
+# Host keys of the VMs, kept apart from ~/.ssh/known_hosts: vagrant forwards every VM's SSH to a
+# port on 127.0.0.1, and a VM recreated by `vagrant destroy && vagrant up` has a new host key
+# behind the same port.
+KNOWN_HOSTS_FILE = "ringlab_known_hosts"
+# The Vagrant machine ids the known hosts were recorded for (a recreated VM gets a new id).
+MACHINE_IDS_FILE = "ringlab_machine_ids.json"
+
+
+def vagrant_known_hosts(vagrant_dir: Path = VAGRANT_DIR) -> Path:
+    """The known_hosts file for the VMs, emptied when any VM was recreated since it was written
+    (its Vagrant machine id changed), so the new host keys are learned instead of refused."""
+    import json
+    import logging
+
+    state = vagrant_dir / ".vagrant"
+    path = state / KNOWN_HOSTS_FILE
+    ids = {str(p.parent.relative_to(state / "machines")): p.read_text(encoding="utf-8").strip()
+           for p in sorted((state / "machines").glob("*/*/id"))}
+    record = state / MACHINE_IDS_FILE
+    try:
+        old = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    if old != ids:
+        if path.exists():
+            logging.getLogger("harness.deploy").info("Vagrant VMs were recreated; forgetting their old host keys in %s", path)
+        path.unlink(missing_ok=True)
+        state.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(ids, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path

@@ -40,3 +40,22 @@ def test_vagrant_hosts_are_addressed_on_that_network(tmp_path: Path, monkeypatch
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     hosts = vagrant_hosts(tmp_path)
     assert [(h.name, h.address, h.port) for h in hosts] == [("n1", "10.77.3.11", 2222), ("n2", "10.77.3.12", 2200)]
+
+
+def machine(vagrant_dir: Path, name: str, machine_id: str) -> None:
+    d = vagrant_dir / ".vagrant" / "machines" / name / "virtualbox"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "id").write_text(machine_id)
+
+
+def test_host_keys_of_recreated_vms_are_forgotten(tmp_path: Path) -> None:
+    from harness.deploy.vagrant import vagrant_known_hosts
+
+    machine(tmp_path, "n1", "aaa")
+    machine(tmp_path, "n2", "bbb")
+    path = vagrant_known_hosts(tmp_path)
+    assert path == tmp_path / ".vagrant" / "ringlab_known_hosts"
+    path.write_text("[127.0.0.1]:2222 ssh-ed25519 AAAAold\n")
+    assert vagrant_known_hosts(tmp_path).read_text() == "[127.0.0.1]:2222 ssh-ed25519 AAAAold\n"  # same VMs: kept
+    machine(tmp_path, "n1", "ccc")  # vagrant destroy n1 && vagrant up n1
+    assert not vagrant_known_hosts(tmp_path).exists()  # the new key is learned, not refused
