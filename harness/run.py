@@ -279,11 +279,12 @@ def setup_logging(run_dir: Path) -> logging.Handler:
 
 
 async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deployment: Any = None,
-                   secret: str | None = None) -> Outcome:
+                   secret: str | None = None, report: bool = True) -> Outcome:
     """Run one campaign in ``run_dir``; always heals, stops and checks.
 
     ``deployment`` and ``secret`` are given by ``harness sim`` (its world lives in the caller's
-    Trio run, its secret comes from the seed); otherwise ``opts.deploy`` decides.
+    Trio run, its secret comes from the seed); otherwise ``opts.deploy`` decides. A sweep passes
+    ``report=False`` and writes the report only for the seeds it keeps.
     """
     seed = opts.seed if opts.seed is not None else secrets.randbits(31)
     rng = random.Random(seed)
@@ -408,8 +409,9 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
     progress.phase("checking")
     composed = check_run(run_dir)
     coverage = finish_coverage(run_dir) if opts.coverage else None
-    progress.phase("writing the report")
-    write_report(run_dir)
+    if report:
+        progress.phase("writing the report")
+        write_report(run_dir)
     ops = recorder.index if recorder else 0
     completed = sum(recorder.counts[t] for t in ("ok", "fail", "info")) if recorder else 0
     return Outcome(run_dir, composed.valid, composed, ops, completed, time.monotonic() - started,

@@ -198,7 +198,12 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
         if payload.get("quiet"):
             logging.getLogger().setLevel(logging.WARNING)
         result = run_one(opts, run_dir, crash=settings.crash, tear=settings.tear, loss=settings.loss,
-                         keep_trace=payload.get("keep_trace", False), quiet=payload.get("quiet", False))
+                         keep_trace=payload.get("keep_trace", False), quiet=payload.get("quiet", False),
+                         report=not payload.get("lazy_report", False))
+        if payload.get("lazy_report") and result.outcome.valid is not True:
+            from harness.run import write_report
+
+            write_report(run_dir)  # a kept seed's run directory is a complete one
     except BaseException as exc:  # noqa: BLE001 - a harness failure is this seed's result
         if cov is not None:
             cov.stop()
@@ -349,7 +354,7 @@ def sweep(opts: Any, settings: SimSettings, seeds: list[int], jobs: int) -> int:
     payloads = []
     for seed in seeds:
         o = type(opts)(**{**asdict(opts), "seed": seed})
-        payloads.append(_payload(o, settings, base / f"seed-{seed}", quiet=True))
+        payloads.append(_payload(o, settings, base / f"seed-{seed}", quiet=True, lazy_report=True))
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
     print(f"sweep of {len(seeds)} seeds on {jobs} worker(s): {base}")
@@ -380,8 +385,8 @@ def sweep(opts: Any, settings: SimSettings, seeds: list[int], jobs: int) -> int:
 
 def sweep_rows(opts: Any, settings: SimSettings, seeds: list[int], jobs: int, base: Path) -> list[dict[str, Any]]:
     """The rows of a sweep without printing (bench/sim.py and tests); valid seeds' run dirs removed."""
-    payloads = [_payload(type(opts)(**{**asdict(opts), "seed": s}), settings, base / f"seed-{s}", quiet=True)
-                for s in seeds]
+    payloads = [_payload(type(opts)(**{**asdict(opts), "seed": s}), settings, base / f"seed-{s}", quiet=True,
+                         lazy_report=True) for s in seeds]
     rows = []
     with _pool(jobs) as pool:
         for r in pool.imap(_job, payloads):

@@ -16,6 +16,7 @@ does not promise anyway. :func:`check_trio` refuses any other Trio version by na
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from heapq import heappush
 from typing import Any
 
@@ -41,8 +42,9 @@ def check_trio() -> Any:
     return _run
 
 
-def make_deterministic(seed: int) -> None:
-    """Seed Trio's batch shuffling and make equal deadlines fire in creation order.
+def make_deterministic(seed: int) -> Callable[[], None]:
+    """Seed Trio's batch shuffling and make equal deadlines fire in creation order; returns the
+    function that puts Trio's own tie-breaker back (call it after the run).
 
     Call before each ``trio.run`` of a simulation (the counter restarts too, so two runs of one
     seed in one process see the same tie-breakers).
@@ -50,9 +52,15 @@ def make_deterministic(seed: int) -> None:
     _run = check_trio()
     _run._r.seed(seed)
     counter = itertools.count()
+    original = _run.Deadlines.add
 
     def add(self: Any, deadline: float, cancel_scope: Any) -> None:
         heappush(self._heap, (deadline, next(counter), cancel_scope))
         self._active += 1
 
     _run.Deadlines.add = add
+
+    def undo() -> None:
+        _run.Deadlines.add = original
+
+    return undo

@@ -231,7 +231,7 @@ def sim_secret(seed: int) -> str:
 
 
 def run_one(opts: Any, run_dir: Path, *, crash: str = "process", tear: bool = False, loss: float = 0.0,
-            keep_trace: bool = False, quiet: bool = False) -> SimOutcome:
+            keep_trace: bool = False, quiet: bool = False, report: bool = True) -> SimOutcome:
     """Run one simulated campaign in ``run_dir`` (a normal run directory) and check it."""
     from harness.run import campaign, setup_logging
 
@@ -255,13 +255,14 @@ def run_one(opts: Any, run_dir: Path, *, crash: str = "process", tear: bool = Fa
                                        faults={f: True for f in opts.validation_faults},
                                        crash=crash, tear=tear, loss=loss, keep_trace=keep_trace), nursery)
             state["world"] = world
-            result = await campaign(opts, run_dir, progress, deployment=SimDeployment(world), secret=secret)
+            result = await campaign(opts, run_dir, progress, deployment=SimDeployment(world), secret=secret,
+                                    report=report)
             state["virtual"] = trio.current_time()
             nursery.cancel_scope.cancel()
             return result
 
     started = time.monotonic()
-    make_deterministic(seed)
+    undo_scheduling = make_deterministic(seed)
     from sim.clock import WorldClock
     from sim.trace import Trace
 
@@ -273,6 +274,7 @@ def run_one(opts: Any, run_dir: Path, *, crash: str = "process", tear: bool = Fa
     try:
         outcome = trio.run(main, clock=WorldClock(clock_trace))
     finally:
+        undo_scheduling()
         for sig, handler_ in saved.items():
             signal.signal(sig, handler_)
         root.removeHandler(handler)

@@ -68,3 +68,20 @@ def test_replay_command_names_every_changed_option() -> None:
     opts = RunOptions(deploy="sim", nemesis="kill", time_limit=20, validation_faults=["drop_hints"])
     cmd = replay_command(opts, SimSettings(crash="power"), 42)
     assert cmd == "harness sim --seed 42 --nemesis kill --time-limit 20 --fault drop_hints --crash power"
+
+
+def test_a_sweep_keeps_failing_seeds_prints_their_replay_and_exits_1(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # drop_hints under majority kills: caught by every one of seeds 1-10 (bench/sim.py).
+    argv = ["sim", "--seeds", "1-2", "--jobs", "2", "--fault", "drop_hints", "--workload", "set", "--nemesis", "kill",
+            "--targets", "majority", "--key-count", "50", "--write-cl", "ANY", "--read-cl", "ALL",
+            "--time-limit", "12", "--nemesis-interval", "3", "--store", str(tmp_path)]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "detection rate" in out and "INVALID" in out
+    assert "replay: harness sim --seed " in out and "--fault drop_hints" in out
+    [sweep_dir] = (tmp_path / "sim-set-kill").glob("sweep-*")
+    summary = store.read_json(sweep_dir / "sweep.json")
+    kept = [r for r in summary["rows"] if r["valid"] is False]
+    assert kept and all((Path(r["run_dir"]) / "report.html").exists() for r in kept)
+    assert all(not Path(r["run_dir"]).exists() for r in summary["rows"] if r["valid"] is True)
