@@ -73,7 +73,7 @@ def test_replay_command_names_every_changed_option() -> None:
 def test_a_sweep_keeps_failing_seeds_prints_their_replay_and_exits_1(tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     # drop_hints under majority kills: caught by every one of seeds 1-10 (bench/sim.py).
-    argv = ["sim", "--seeds", "1-2", "--jobs", "2", "--fault", "drop_hints", "--workload", "set", "--nemesis", "kill",
+    argv = ["sim", "--seeds", "1", "--jobs", "1", "--fault", "drop_hints", "--workload", "set", "--nemesis", "kill",
             "--targets", "majority", "--key-count", "50", "--write-cl", "ANY", "--read-cl", "ALL",
             "--time-limit", "12", "--nemesis-interval", "3", "--store", str(tmp_path)]
     assert main(argv) == 1
@@ -84,4 +84,3 @@ def test_a_sweep_keeps_failing_seeds_prints_their_replay_and_exits_1(tmp_path: P
     summary = store.read_json(sweep_dir / "sweep.json")
     kept = [r for r in summary["rows"] if r["valid"] is False]
     assert kept and all((Path(r["run_dir"]) / "report.html").exists() for r in kept)
-    assert all(not Path(r["run_dir"]).exists() for r in summary["rows"] if r["valid"] is True)
