@@ -24,12 +24,12 @@ from checkers.result import Result
 from harness.history import NEMESIS, Op
 
 
-def _hkey(key: Any) -> Any:
+def hashable_key(key: Any) -> Any:
     """A hashable form of a JSON key."""
     if isinstance(key, list):
-        return tuple(_hkey(x) for x in key)
+        return tuple(hashable_key(x) for x in key)
     if isinstance(key, dict):
-        return tuple(sorted((k, _hkey(v)) for k, v in key.items()))
+        return tuple(sorted((k, hashable_key(v)) for k, v in key.items()))
     return key
 
 
@@ -39,7 +39,7 @@ def row_columns(ops: list[Op]) -> dict[Any, list[str]]:
     for op in ops:
         if op.process == NEMESIS:
             continue
-        seen = cols.setdefault(_hkey(op.key), set())
+        seen = cols.setdefault(hashable_key(op.key), set())
         v = op.value
         if isinstance(v, dict):
             seen.update(str(c) for c in v)
@@ -65,7 +65,7 @@ def project_rows(history: Iterable[Op]) -> tuple[list[Op], dict[int, Op]]:
         if op.process == NEMESIS:
             out.append(op)
             continue
-        key = _hkey(op.key)
+        key = hashable_key(op.key)
         if op.type == "invoke":
             f, cells = _cells_of(op, columns.get(key, []))
             pending[op.process] = (op, f, cells)
@@ -104,7 +104,7 @@ def batch_of_read(row: Any, stamps: Any) -> tuple[Any, int | None] | None:
     empty row, or None when the row mixes batches or lacks columns (not one register value)."""
     if not isinstance(row, dict) or not row:
         return (None, None)
-    if len({_hkey(v) for v in row.values()}) != 1:
+    if len({hashable_key(v) for v in row.values()}) != 1:
         return None
     ts = set(stamps.values()) if isinstance(stamps, dict) else set()
     return row, (ts.pop() if len(ts) == 1 else None)
@@ -117,7 +117,7 @@ def project_batches(history: Iterable[Op]) -> tuple[list[Op], dict[int, Op]]:
     sizes: dict[Any, int] = {}
     for op in ops:
         if op.f == "batch" and isinstance(op.value, dict):
-            sizes[_hkey(op.key)] = max(sizes.get(_hkey(op.key), 0), len(op.value))
+            sizes[hashable_key(op.key)] = max(sizes.get(hashable_key(op.key), 0), len(op.value))
     out: list[Op | None] = []
     pending: dict[Any, tuple[Op, int]] = {}
     for op in ops:
@@ -134,7 +134,7 @@ def project_batches(history: Iterable[Op]) -> tuple[list[Op], dict[int, Op]]:
             continue
         if f == "read" and op.type == "ok":
             seen = batch_of_read(op.value, op.extra.get("timestamps"))
-            if seen is None or (seen[0] is not None and len(seen[0]) < sizes.get(_hkey(op.key), 0)):
+            if seen is None or (seen[0] is not None and len(seen[0]) < sizes.get(hashable_key(op.key), 0)):
                 # A mixed or partial row is no register value: drop the read and its invocation
                 # (the isolation checker reports it).
                 out[got[1]] = None

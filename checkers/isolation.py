@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from checkers.cells import _hkey
+from checkers.cells import hashable_key
 from checkers.result import Anomaly, AnomalyLog, Result
 from harness.history import NEMESIS, Op
 
@@ -43,9 +43,9 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
         if op.type == "invoke":
             pending[op.process] = op
             if op.f == "batch" and isinstance(op.value, dict) and op.value:
-                key = _hkey(op.key)
+                key = hashable_key(op.key)
                 width[key] = max(width.get(key, 0), len(op.value))
-                batches[(key, _hkey(next(iter(op.value.values()))))] = (op, None)
+                batches[(key, hashable_key(next(iter(op.value.values()))))] = (op, None)
             continue
         inv = pending.pop(op.process, None)
         if inv is None:
@@ -54,7 +54,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
             if op.type != "fail":
                 counts["batches"] += 1
             if isinstance(inv.value, dict) and inv.value:
-                batches[(_hkey(inv.key), _hkey(next(iter(inv.value.values()))))] = (inv, op)
+                batches[(hashable_key(inv.key), hashable_key(next(iter(inv.value.values()))))] = (inv, op)
         elif inv.f == "read" and op.type == "ok":
             reads.append((inv, op))
     log = AnomalyLog()
@@ -65,8 +65,8 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
         if not row:
             counts["empty-reads"] += 1
             continue
-        key = _hkey(inv.key)
-        values = {_hkey(v) for v in row.values()}
+        key = hashable_key(inv.key)
+        values = {hashable_key(v) for v in row.values()}
         missing = width.get(key, 0) - len(row)
         if len(values) == 1 and missing <= 0:
             counts["consistent-reads"] += 1
