@@ -43,13 +43,15 @@ def generate(
     seed: int = 0,
     nemesis_every: int = 0,
     cas: bool = True,
+    deletes: float = 0.0,
 ) -> list[Op]:
     """A linearizable history of ``n_ops`` completed operations by ``clients`` concurrent clients.
 
     ``keys`` > 1 spreads operations over keys 0..keys-1 (``keys`` == 1 uses key None for the
     register, as Knossos' single-register histories do). ``nemesis_every`` > 0 inserts a
     start/stop-partition pair every that many operations. ``cas=False`` keeps the register
-    to reads and writes.
+    to reads and writes. ``deletes`` > 0 turns that share of the register's writes into deletes
+    (the register becomes nil; a read of nil carries no timestamp, as the store returns none).
     """
     rng = random.Random(seed)
     clock = [0] * clients
@@ -77,6 +79,8 @@ def generate(
                 f, value = "read", None
             elif r < 0.85 or not cas:
                 f, value = "write", value_seq
+                if deletes and rng.random() < deletes:
+                    f, value = "delete", None
             else:
                 f, value = "cas", [rng.randrange(max(1, value_seq - 5), value_seq + 1), value_seq]
         x = rng.random()
@@ -102,6 +106,10 @@ def generate(
         elif p.f in ("write", "put"):
             state[p.key] = p.value
             state[("ts", p.key)] = p.ts = stamp
+        elif p.f == "delete":
+            state[p.key] = None
+            p.ts = stamp
+            state[("ts", p.key)] = None
         elif p.f == "append":
             state[p.key] = (cur if isinstance(cur, tuple) else () if cur is None else (cur,)) + (p.value,)
             state[("ts", p.key)] = p.ts = stamp

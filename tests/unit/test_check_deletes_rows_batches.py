@@ -13,7 +13,7 @@ import pytest
 from checkers import isolation, linearizable, lww, quorum
 from checkers.cells import project_rows
 from checkers.compose import check_all
-from checkers.synth import HistoryBuilder
+from checkers.synth import HistoryBuilder, generate
 from harness.history import write_jsonl
 from harness.report.render import collect
 from harness.workloads import WorkloadSettings, make_workload, validate_delete_fraction
@@ -116,6 +116,18 @@ def test_a_nil_read_promises_nothing_to_a_later_read_of_a_newer_write() -> None:
     q = quorum.check(b.ops, RF)
     assert q.valid is True, [a.explanation for a in q.anomalies]
     assert linearizable.check(b.ops, {"model": "register"}).valid is True
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_no_checker_finds_anything_in_linearizable_histories_with_deletes(seed: int) -> None:
+    """Sequential executions with deletes (synth): every read of nil is one a delete explains."""
+    ops = generate("register", n_ops=1_500, clients=8, keys=3, info_rate=0.05, seed=seed, cas=False, deletes=0.3)
+    assert sum(1 for o in ops if o.f == "delete" and o.type == "ok") > 100
+    assert linearizable.check(ops, {"model": "register"}).valid is True
+    r = lww.check(ops)
+    assert r.valid is True, [a.explanation for a in r.anomalies[:3]]
+    q = quorum.check(ops, RF)
+    assert q.valid is True, [a.explanation for a in q.anomalies[:3]]
 
 
 # ---------------------------------------------------------------------------- rows
