@@ -337,8 +337,8 @@ class ResultsApp:
 
 def describe_run(run: Path, root: Path) -> dict[str, Any]:
     """Name, verdict, parameters and duration of one run, from its stored files."""
-    test = _load(run / store.TEST_FILE) or {}
-    results = _load(run / store.RESULTS_FILE)
+    test = _load(run / store.TEST_FILE, root) or {}
+    results = _load(run / store.RESULTS_FILE, root)
     if isinstance(results, dict) and results.get("valid") in (True, False, "unknown"):
         verdict = {True: "valid", False: "invalid", "unknown": "unknown"}[results["valid"]]
     else:
@@ -386,7 +386,9 @@ def _size(path: Path) -> str:
     return str(n)
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path, root: Path) -> Any:
+    if not path.resolve().is_relative_to(root.resolve()):
+        return None  # a symlink out of the store is never read
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -52,6 +52,7 @@ def write_report(run_dir: Path) -> Path:
     html = render_html(data)
     out = run_dir / store.REPORT_FILE
     tmp = out.with_name(out.name + ".tmp")
+    tmp.unlink(missing_ok=True)  # a planted symlink there would make write_text write through it
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)
     return out
@@ -115,6 +116,8 @@ def collect(run_dir: Path) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data."""
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: not a run directory")
+    for name in (store.TEST_FILE, store.RESULTS_FILE, store.HISTORY_FILE, "history.edn"):
+        _refuse_escape(run_dir / name, run_dir)
     test = _read_json_or(run_dir / store.TEST_FILE, {})
     results = _read_json_or(run_dir / store.RESULTS_FILE, None)
     history_path = run_dir / store.HISTORY_FILE
@@ -170,6 +173,20 @@ def _tee_nemesis(ops: Iterable[Op], sink: list[Op]) -> Iterable[Op]:
             sink.append(op)  # nemesis ops become fault windows, not timeline bars
             continue
         yield op
+
+
+def contained(path: Path, run_dir: Path) -> bool:
+    """True if ``path``, every symlink followed, stays inside ``run_dir`` (itself resolved)."""
+    try:
+        return path.resolve().is_relative_to(run_dir.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
+def _refuse_escape(path: Path, run_dir: Path) -> None:
+    """A run file that is a symlink out of the run directory is never read into a report."""
+    if (path.is_symlink() or path.exists()) and not contained(path, run_dir):
+        raise ReportError(f"{path} is a symlink out of the run directory; not read")
 
 
 def _read_json_or(path: Path, default: Any) -> Any:
@@ -496,8 +513,11 @@ def collect_logs(run_dir: Path, t0_epoch: float | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not nodes_dir.is_dir():
         return out
-    for node_dir in sorted(p for p in nodes_dir.iterdir() if p.is_dir()):
-        files = sorted((p for p in node_dir.rglob("*.log") if p.is_file() and _is_text(p)),
+    if not contained(nodes_dir, run_dir):
+        return out  # never follow nodes/ out of the run directory
+    for node_dir in sorted(p for p in nodes_dir.iterdir() if p.is_dir() and contained(p, run_dir)):
+        files = sorted((p for p in node_dir.rglob("*.log")
+                        if p.is_file() and contained(p, run_dir) and _is_text(p)),
                        key=lambda p: (p.name != "node.log", str(p)))
         if not files:
             continue
