@@ -185,6 +185,10 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     from harness.deploy.local import DeployError, cluster_down, cluster_status, cluster_up
 
     where = Path(args.dir).resolve()
+    if args.action == "up" and (where / "cluster.json").exists():
+        # A user mistake, not a failed start: say how to stop the one that is there.
+        raise UsageError(f"a cluster is already described by {where / 'cluster.json'}; "
+                         f"stop it with `harness cluster down --dir {args.dir}` first")
     try:
         if args.action == "up":
             state = trio.run(cluster_up, where, args.nodes, args.seed)

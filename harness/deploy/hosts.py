@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +48,10 @@ REQUIRED_TOOLS = ("ip", "ssh-keygen", SSHD, "iptables")
 
 class HostsError(RuntimeError):
     """The test hosts could not be created or removed; the message says which step failed."""
+
+
+class HostsUsageError(HostsError):
+    """The command cannot work as given (no root, a prefix in use, nothing recorded): exit 254."""
 
 
 @dataclass
@@ -106,7 +111,7 @@ class HostsState:
         try:
             raw = json.loads(path.read_text())
         except FileNotFoundError:
-            raise HostsError(f"no test hosts recorded in {state_dir} (no {STATE_FILE}); nothing to do") from None
+            raise HostsUsageError(f"no test hosts recorded in {state_dir} (no {STATE_FILE}); nothing to do") from None
         hosts = [HostEntry(**h) for h in raw.pop("hosts", [])]
         return cls(**raw, hosts=hosts)
 
@@ -186,23 +191,23 @@ def hosts_up(count: int = DEFAULT_COUNT, prefix: str = DEFAULT_PREFIX, subnet: s
     """Create ``count`` namespace hosts with an sshd each; on failure remove what was made and raise."""
     problems = missing_requirements()
     if problems:
-        raise HostsError("cannot create test hosts; missing: " + "; ".join(problems))
+        raise HostsUsageError("cannot create test hosts; missing: " + "; ".join(problems))
     if not prefix.isalnum() or len(prefix) > MAX_PREFIX:
-        raise HostsError(f"prefix must be 1-{MAX_PREFIX} letters/digits (it goes into interface names), got {prefix!r}")
+        raise HostsUsageError(f"prefix must be 1-{MAX_PREFIX} letters/digits (it goes into interface names), got {prefix!r}")
     net = ipaddress.ip_network(subnet)
     if not net.is_private or net.version != 4:
-        raise HostsError(f"subnet must be a private IPv4 range, got {subnet}")
+        raise HostsUsageError(f"subnet must be a private IPv4 range, got {subnet}")
     if count < 1 or HOST_OFFSET + count >= net.num_addresses - 1:
-        raise HostsError(f"{count} hosts do not fit in {subnet}")
+        raise HostsUsageError(f"{count} hosts do not fit in {subnet}")
     state_dir = Path(state_dir or DEFAULT_STATE_ROOT / prefix)
     if (state_dir / STATE_FILE).exists():
-        raise HostsError(f"test hosts already recorded in {state_dir}; run `harness hosts down --state-dir {state_dir}` first")
+        raise HostsUsageError(f"test hosts already recorded in {state_dir}; run `harness hosts down --state-dir {state_dir}` first")
     bridge = f"{prefix}br0"
     for i in range(1, count + 1):
         if _netns_exists(f"{prefix}-n{i}") or _link_exists(f"{prefix}v{i}"):
-            raise HostsError(f"namespace {prefix}-n{i} or link {prefix}v{i} already exists and was not made by this state dir; pick another --prefix")
+            raise HostsUsageError(f"namespace {prefix}-n{i} or link {prefix}v{i} already exists and was not made by this state dir; pick another --prefix")
     if _link_exists(bridge):
-        raise HostsError(f"bridge {bridge} already exists; pick another --prefix")
+        raise HostsUsageError(f"bridge {bridge} already exists; pick another --prefix")
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o755)
     state = HostsState(prefix=prefix, subnet=str(net), state_dir=str(state_dir))
@@ -406,7 +411,10 @@ def hosts_command(args: argparse.Namespace) -> int:
                       f"sshd={'up' if r['sshd_running'] else 'DOWN':<4} port22={'open' if r['ssh_port_open'] else 'CLOSED':<6} "
                       f"processes={r['processes']}")
             return 0 if rows and all(r["sshd_running"] and r["ssh_port_open"] for r in rows) else 1
+    except HostsUsageError as exc:
+        print(f"harness hosts {args.hosts_action}: error: {exc}", file=sys.stderr)
+        return 254
     except HostsError as exc:
-        print(f"harness hosts {args.hosts_action}: {exc}")
+        print(f"harness hosts {args.hosts_action}: {exc}", file=sys.stderr)
         return 255 if args.hosts_action != "status" else 1
     return 0

@@ -149,3 +149,16 @@ def test_ctrl_c_stops_serve_cleanly(tmp_path: Path) -> None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0 and err.strip() == "harness serve: stopped", err
+
+
+def test_cluster_up_over_a_running_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cluster.json").write_text("{}")
+    assert cli.main(["cluster", "up", "--dir", str(tmp_path)]) == 254
+    assert one_line(capsys) == (f"harness cluster: error: a cluster is already described by {tmp_path / 'cluster.json'}; "
+                                f"stop it with `harness cluster down --dir {tmp_path}` first")
+
+
+def test_hosts_down_with_nothing_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["hosts", "down", "--state-dir", str(tmp_path)]) == 254
+    assert one_line(capsys) == (f"harness hosts down: error: no test hosts recorded in {tmp_path} (no state.json); "
+                                "nothing to do")
