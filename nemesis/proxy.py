@@ -103,6 +103,12 @@ ERR_TOXIC_NOT_FOUND = ("toxic not found", 404)
 # Toxics
 
 
+# Toxiproxy's toxic attributes are Go int64 fields (milliseconds, KB/s, bytes): its JSON decoder
+# refuses anything outside int64 with 400. We refuse the same range (and negatives, which no
+# toxic means), so no value can overflow a float deadline later (a 400-digit latency used to be
+# accepted, then kill every connection through the proxy with OverflowError).
+MAX_TOXIC_ATTRIBUTE = (1 << 63) - 1
+
 # Attribute names and defaults per toxic type (Go's zero values, as Toxiproxy reports them).
 TOXIC_ATTRIBUTES: dict[str, dict[str, int]] = {
     "latency": {"latency": 0, "jitter": 0},
@@ -262,8 +268,8 @@ def _parse_toxic(body: Any, existing: Toxic | None = None) -> Toxic:
         toxicity = body.get("toxicity", existing.toxicity)
     if isinstance(toxicity, bool) or not isinstance(toxicity, (int, float)):
         raise _bad_body("toxicity must be a number")
-    if not 0.0 <= float(toxicity) <= 1.0:
-        raise _bad_body(f"toxicity must be between 0 and 1, got {toxicity}")
+    if not 0 <= toxicity <= 1:  # compared before float(): a huge int would overflow it
+        raise _bad_body(f"toxicity must be between 0 and 1, got {str(toxicity)[:40]}")
     given = body.get("attributes") or {}
     if not isinstance(given, dict):
         raise _bad_body("attributes must be an object")
@@ -273,8 +279,9 @@ def _parse_toxic(body: Any, existing: Toxic | None = None) -> Toxic:
         value = given[key]
         if isinstance(value, bool) or not isinstance(value, int):
             raise _bad_body(f"attribute {key} of {type_} must be an integer, got {value!r}")
-        if value < 0:
-            raise _bad_body(f"attribute {key} of {type_} must not be negative, got {value}")
+        if not 0 <= value <= MAX_TOXIC_ATTRIBUTE:
+            raise _bad_body(f"attribute {key} of {type_} must be in 0..{MAX_TOXIC_ATTRIBUTE} (Go int64), "
+                            f"got {str(value)[:40]}{'...' if len(str(value)) > 40 else ''}")
         attributes[key] = value
     if type_ == "slicer" and attributes["average_size"] < 1:
         raise _bad_body("slicer average_size must be at least 1")
@@ -570,10 +577,17 @@ class Proxy:
                 conn.close_sockets()
 
     def add_toxic(self, toxic: Toxic) -> None:
-        """Add a toxic and attach it to every live connection."""
+        """Add a toxic and attach it to every live connection; on failure nothing stays installed."""
         self.toxics[toxic.name] = toxic
-        for conn in self.connections:
-            conn.links[toxic.stream].attach(toxic)
+        try:
+            for conn in self.connections:
+                conn.links[toxic.stream].attach(toxic)
+        except BaseException:
+            self.toxics.pop(toxic.name, None)
+            toxic.interrupted.set()
+            for conn in list(self.connections):
+                conn.links[toxic.stream].detach(toxic, cleanup=False)
+            raise
 
     def remove_toxic(self, name: str, *, cleanup: bool = True) -> Toxic:
         """Remove a toxic from the proxy and every live connection."""
@@ -588,10 +602,20 @@ class Proxy:
         old = self.toxics[new.name]
         self.toxics[new.name] = new
         old.interrupted.set()
-        for conn in self.connections:
-            link = conn.links[new.stream]
-            link.detach(old, cleanup=False)
-            link.attach(new)
+        try:
+            for conn in self.connections:
+                link = conn.links[new.stream]
+                link.detach(old, cleanup=False)
+                link.attach(new)
+        except BaseException:
+            # Nothing half-applied: the old toxic is back everywhere, the new one nowhere.
+            self.toxics[new.name] = old
+            for conn in list(self.connections):
+                link = conn.links[new.stream]
+                link.detach(new, cleanup=False)
+                if old not in link.active:
+                    link.attach(old)
+            raise
 
 
 # --------------------------------------------------------------------------------------------
