@@ -46,6 +46,16 @@
     for (const k of Object.keys(obj || {})) tbody.append(el("tr", null, el("td", { text: k }), el("td", { text: show(obj[k]) })));
   }
   function seriesColor(i) { return SERIES_COLORS[i % SERIES_COLORS.length]; }
+  // One colour per operation kind in every report (not per order of appearance): the workloads'
+  // f names get fixed colours, any other name one drawn from its characters.
+  const OP_COLORS = { read: "#1f77b4", write: "#d62728", cas: "#2ca02c", add: "#9467bd", incr: "#8c564b",
+    get: "#1f77b4", put: "#d62728", append: "#e377c2", delete: "#7f7f7f", batch: "#bcbd22", txn: "#17becf" };
+  function opColor(name) {
+    if (Object.prototype.hasOwnProperty.call(OP_COLORS, name)) return OP_COLORS[name];
+    let h = 0;
+    for (const ch of String(name)) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+    return SERIES_COLORS[h % SERIES_COLORS.length];
+  }
 
   // ---------------------------------------------------------------- derived op columns
   const inv = Float64Array.from(O.inv);
@@ -498,13 +508,13 @@
       if (bk >= 0 && bk < buckets) per[fcol[i]][bk].push(l);
     }
     fNames.forEach((_, f) => {
-      for (let t = 0; t < 3; t++) { ctx.globalAlpha = t === 0 ? 0.45 : 0.8; ctx.fillStyle = t === 0 ? seriesColor(f) : TYPE_STROKE[t]; ctx.fill(pts[f][t]); }
+      for (let t = 0; t < 3; t++) { ctx.globalAlpha = t === 0 ? 0.45 : 0.8; ctx.fillStyle = t === 0 ? opColor(fNames[f]) : TYPE_STROKE[t]; ctx.fill(pts[f][t]); }
     });
     ctx.globalAlpha = 1;
     const qs = [[0.5, []], [0.95, [5, 3]], [0.99, [1, 3]]];
     fNames.forEach((_, f) => {
       for (const [q, dash] of qs) {
-        ctx.beginPath(); ctx.setLineDash(dash); ctx.strokeStyle = seriesColor(f); ctx.lineWidth = 1.6;
+        ctx.beginPath(); ctx.setLineDash(dash); ctx.strokeStyle = opColor(fNames[f]); ctx.lineWidth = 1.6;
         let started = false;
         for (let bk = 0; bk < buckets; bk++) {
           const arr = per[f][bk];
@@ -546,7 +556,7 @@
     ctx.save(); ctx.beginPath(); ctx.rect(x0, y0, x1 - x0, y1 - y0); ctx.clip();
     for (const [key, arr] of series) {
       const f = Math.floor(key / 3), t = key % 3;
-      ctx.beginPath(); ctx.strokeStyle = seriesColor(f); ctx.lineWidth = t === 0 ? 1.8 : 1.2; ctx.setLineDash(t === 0 ? [] : t === 1 ? [5, 3] : [1, 3]);
+      ctx.beginPath(); ctx.strokeStyle = opColor(fNames[f]); ctx.lineWidth = t === 0 ? 1.8 : 1.2; ctx.setLineDash(t === 0 ? [] : t === 1 ? [5, 3] : [1, 3]);
       for (let bk = 0; bk < buckets; bk++) { const x = toX(view.t0 + (bk + 0.5) * bw), y = toY(arr[bk] / (bw / 1e6)); if (bk) ctx.lineTo(x, y); else ctx.moveTo(x, y); }
       ctx.stroke();
     }
@@ -587,7 +597,7 @@
     ctx.restore();
   }
   function renderPlotLegends() {
-    const items = fNames.map((f, j) => [seriesColor(j), f]);
+    const items = fNames.map((f) => [opColor(f), f]);
     legend($("latency-legend"), items.concat([["#333", "— p50  ‐ ‐ p95  ··· p99"], [TYPE_STROKE[1], "fail"], [TYPE_STROKE[2], "info"]]));
     legend($("rate-legend"), items.concat([["#333", "— ok  ‐ ‐ fail  ··· info"]]));
     legend($("op-legend"), TYPE_NAMES.map((t, j) => [TYPE_COLORS[j], t]).concat(Object.keys(NEMESIS_COLORS).filter((k) => D.nemesis.some((w) => w.kind === k && !w.failed)).map((k) => [NEMESIS_COLORS[k], k + " window"]))

@@ -1,6 +1,7 @@
 """report.html in headless Chromium says what happened (issue 18): a failed fault injection is a
 red mark counted apart from time under fault, a validation fault switch shows in the summary,
-findings are grouped by kind with their times, and absent values read nil."""
+findings are grouped by kind with their times, absent values read nil, and each operation kind
+has one colour in every report."""
 
 from __future__ import annotations
 
@@ -67,5 +68,9 @@ def test_the_report_says_what_happened(tmp_path: Path) -> None:
             assert (groups.first.locator(".anomaly .when").first.text_content() or "").startswith("at ")
             options = page.locator("#options tr", has_text="toxiproxy")
             assert (options.locator("td").nth(1).text_content() or "") == "nil"
+            # one colour per operation kind, whatever order the kinds first appear in
+            colours = page.evaluate("""() => Object.fromEntries(Array.from(
+                document.querySelectorAll('#latency-legend > span')).map(s => [s.textContent, s.firstChild.style.background]))""")
+            assert colours["read"] == "rgb(31, 119, 180)" and colours["write"] == "rgb(214, 39, 40)", colours
         finally:
             ctx.close()
