@@ -10,7 +10,9 @@ Runs one campaign at a time, each with ``harness run --coverage``:
 - the default campaign set, with ``--nemesis-interval 3`` and a time limit of one whole shuffled
   round of its nemeses (6 s per fault, plus 6 s): ``--nemesis all`` with each workload of
   ``harness.workloads.WORKLOADS`` (so a workload, or a nemesis added to ``all``, joins the set by
-  itself), and ``--nemesis membership,partition,kill`` on 5 nodes (membership is not in ``all``).
+  itself; ``register`` with ``--delete-fraction 0.2``, the others with their defaults), then
+  ``--nemesis membership,partition,kill`` on 5 nodes (membership is not in ``all``) and
+  ``--coordination zookeeper --nemesis membership,kill,zk`` on 4 nodes (the ZooKeeper leader).
 
 Then prints each campaign's ops/s and node/ totals, the union of the default set (with and without
 the make-run campaign, via ``harness.campaign_coverage.union``, as ``harness coverage-union``
@@ -39,6 +41,9 @@ MAKE_RUN = ["--nemesis", "partition", "--nodes", "5", "--time-limit", "30"]
 # The set's fault cycle: a fault starts 3 s after the last one stopped and lasts 3 s.
 SET_INTERVAL = 3.0
 MEMBERSHIP = "membership,partition,kill"
+ZOOKEEPER = "membership,kill,zk"
+# Workload options beyond the defaults: the register workload deletes only when asked to.
+WORKLOAD_ARGS = {"register": ["--delete-fraction", "0.2"]}
 
 
 def round_time(nemesis: str) -> float:
@@ -52,8 +57,9 @@ def campaign_set(time_limit: float | None = None) -> list[tuple[str, list[str]]]
         return ["--nemesis", nemesis, "--nemesis-interval", f"{SET_INTERVAL:g}",
                 "--time-limit", f"{time_limit or round_time(nemesis):g}"]
 
-    runs = [(f"{w} / all", ["--workload", w, *args("all")]) for w in WORKLOADS]
+    runs = [(f"{w} / all", ["--workload", w, *WORKLOAD_ARGS.get(w, []), *args("all")]) for w in WORKLOADS]
     runs.append((f"register / {MEMBERSHIP}", ["--nodes", "5", *args(MEMBERSHIP)]))
+    runs.append((f"register / {ZOOKEEPER} (zookeeper)", ["--coordination", "zookeeper", "--nodes", "4", *args(ZOOKEEPER)]))
     return runs
 
 
