@@ -605,8 +605,12 @@ class Proxy:
         try:
             for conn in self.connections:
                 link = conn.links[new.stream]
+                before = link.active.get(old)
                 link.detach(old, cleanup=False)
                 link.attach(new)
+                if before is not None and new in link.active:
+                    # As Toxiproxy: an updated limit_data keeps counting from the bytes already sent.
+                    link.active[new].transmitted = before.transmitted
         except BaseException:
             # Nothing half-applied: the old toxic is back everywhere, the new one nowhere.
             self.toxics[new.name] = old

@@ -52,3 +52,28 @@ async def test_a_noop_toxic_is_accepted_and_passes_traffic(api_url: str, nursery
     assert [(t["name"], t["type"], t["attributes"]) for t in toxics] == [("nothing", "noop", {})]
     assert await echoes(listen)
 
+
+
+async def test_an_updated_limit_data_keeps_counting_the_bytes_already_sent(api_url: str, nursery: trio.Nursery) -> None:
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, echo_handler, 0, host="127.0.0.1"))
+    upstream = "127.0.0.1:%d" % listeners[0].socket.getsockname()[1]
+    client = ProxyClient(api_url)
+    listen = (await client.create_proxies({"p": ("127.0.0.1:0", upstream)}))["p"]
+    await client._call("add", "p", "post", "/proxies/p/toxics",
+                       {"name": "cap", "type": "limit_data", "stream": "downstream", "attributes": {"bytes": 10}})
+    host, port = listen.rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(b"123456")
+        got = b""
+        with trio.fail_after(5):
+            while len(got) < 6:
+                got += await stream.receive_some(100)
+        assert got == b"123456"
+        await client._call("update", "p", "post", "/proxies/p/toxics/cap", {"attributes": {"bytes": 12}})
+        await stream.send_all(b"abcdefghij")
+        rest = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(100):
+                rest += chunk
+    assert rest == b"abcdef"  # 12 in all: 6 more, then the connection closes
