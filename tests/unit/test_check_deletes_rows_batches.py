@@ -418,3 +418,22 @@ def test_the_report_shows_resurrections_and_expected_ones_with_their_operations(
     (allowed,) = q["expected"]
     assert allowed["kind"] == "resurrection" and allowed["key"] == [8, "c1"]
     assert [data["ops"]["ii"][r] for r in allowed["rows"]] == [10, 12, 14]
+
+
+def test_the_report_shows_a_torn_batch_read_with_both_batches(tmp_path: Path) -> None:
+    b = HistoryBuilder()
+    _batch(b, 0, 1, 1, 10)
+    _batch(b, 0, 1, 2, 20)
+    b.invoke(1, "read", key=1).ok(1, {"c0": 2, "c1": 1, "c2": 2})
+    _stamps(b, {"c0": 20, "c1": 10, "c2": 20})
+    run = tmp_path / "run"
+    run.mkdir()
+    write_jsonl(b.ops, run / "history.jsonl")
+    (run / "test.json").write_text(json.dumps({"name": "batch-partition", "params": {"model": "batch", **RF}}))
+    check_all(b.ops, {"model": "batch", **RF}, save_to=run / "results.json")
+    data = collect(run)
+    iso = next(c for c in data["checkers"] if c["name"] == "isolation")
+    assert iso["valid"] is False
+    (torn,) = iso["anomalies"]
+    assert torn["kind"] == "row-isolation"
+    assert [data["ops"]["ii"][r] for r in torn["rows"]] == [0, 2, 4]  # batch 1, batch 2, the read
