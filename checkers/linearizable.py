@@ -523,6 +523,10 @@ def search(prep: _Prepared, params: dict[str, Any], started: float | None = None
     details: dict[str, Any] = {"model": model.name, "elapsed_s": round(elapsed, 6)}
     if failed is not None:
         deadline = None if time_limit is None else started + time_limit
+        # The verdict is in: the caches are dead weight, and the prefix searches need the room.
+        failed.cache = set()
+        for u in undecided:
+            u.release()
         found = None if failed.unproducible is not _NO_TOKEN else _culprit(failed, model, deadline, max_states)
         anomaly = explain(failed, model, found)
         counts["keys_undecided"] = len(undecided)
