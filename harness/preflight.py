@@ -20,6 +20,14 @@ class SetupMistake(Exception):
 
 def check(opts: Any) -> None:
     """Probe what the options point at outside this process; SetupMistake names the first problem."""
+    if opts.deploy in ("ssh", "vagrant"):
+        from nemesis.faults import parse_nemeses
+
+        if "latency" in parse_nemeses(opts.nemesis):
+            # Every injection would fail (iptables can only drop packets) and the run end unknown.
+            raise SetupMistake(f"--nemesis {opts.nemesis}: latency needs a fault proxy, and --deploy {opts.deploy} "
+                               "partitions with iptables, which can only drop packets; leave latency out "
+                               "(`all` includes it: list the others, e.g. partition,kill,pause,clock)")
     if opts.toxiproxy:
         trio.run(_probe_toxiproxy, opts.toxiproxy)
     if opts.deploy == "vagrant":

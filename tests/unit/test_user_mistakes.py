@@ -162,3 +162,13 @@ def test_hosts_down_with_nothing_recorded(tmp_path: Path, capsys: pytest.Capture
     assert cli.main(["hosts", "down", "--state-dir", str(tmp_path)]) == 254
     assert one_line(capsys) == (f"harness hosts down: error: no test hosts recorded in {tmp_path} (no state.json); "
                                 "nothing to do")
+
+
+@pytest.mark.parametrize("nemesis", ["latency", "all"])
+def test_latency_over_ssh_is_refused_before_anything_starts(tmp_path: Path, nemesis: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--deploy", "ssh", "--nodes", "h1,h2,h3", "--nemesis", nemesis,
+                     "--store", str(tmp_path / "s")]) == 254
+    assert one_line(capsys).startswith(f"harness run: error: --nemesis {nemesis}: latency needs a fault proxy, "
+                                       "and --deploy ssh partitions with iptables")
+    assert not (tmp_path / "s").exists()
