@@ -169,23 +169,44 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
 
 def _resurrections(key: Any, acked: list[tuple[Any, ...]], rts: list[tuple[Any, ...]], rf: int, dw: int,
                    log: AnomalyLog, expected: AnomalyLog) -> set[int]:
-    """Reads of a value older than an acknowledged, observed delete; returns their op indexes."""
+    """Reads of a value older than an acknowledged, observed delete; returns their op indexes.
+
+    A delete is observed once a read of nil that began after it completed has ended; from then
+    on (per delete level) the greatest observed delete timestamp is what a read must not go below.
+    """
     deletes = [w for w in acked if w[3] is None]
     if not deletes:
         return set()
-    nil_reads = [x for x in rts if x[4][3] is None]
+    # Reads of nil by invocation, with the earliest-ending one at or after each position.
+    nils = sorted((x for x in rts if x[4][3] is None), key=lambda x: x[0])
+    nil_invs = [x[0] for x in nils]
+    first_end: list[tuple[float, Any]] = [(float("inf"), None)] * (len(nils) + 1)
+    for i in range(len(nils) - 1, -1, -1):
+        first_end[i] = min(first_end[i + 1], (nils[i][1], nils[i]), key=lambda e: e[0])
+    # Per delete level: (when it was observed, delete, witness) by observation time, with a
+    # running maximum of the delete timestamp.
+    groups: dict[int, tuple[list[float], list[tuple[Any, ...]]]] = {}
+    by_level: dict[int, list[tuple[float, tuple[Any, ...], Any]]] = {}
+    for d in deletes:
+        end, witness = first_end[bisect.bisect_right(nil_invs, d[1])]
+        if witness is not None:
+            by_level.setdefault(_level(d[6].cl, rf, dw), []).append((end, d, witness))
+    for lv, obs in by_level.items():
+        obs.sort(key=lambda o: o[0])
+        top: list[tuple[Any, ...]] = []
+        for o in obs:
+            top.append(o if not top or o[1][2] > top[-1][1][2] else top[-1])
+        groups[lv] = ([o[0] for o in obs], top)
     found: set[int] = set()
     for inv_t, _c, ts, rl, r in rts:
         if r[3] is None:
             continue
-        for d in deletes:
-            if not (d[1] < inv_t and d[2] > ts):
-                continue  # not completed before the read began, or not newer than its value
-            # Observed: a read of nil that began after the delete completed, and ended before this read began.
-            seen = next((x for x in nil_reads if x[0] > d[1] and x[1] < inv_t), None)
-            if seen is None:
+        for lv in sorted(groups, reverse=True):  # the overlapping (strong) levels first
+            ends, top = groups[lv]
+            j = bisect.bisect_left(ends, inv_t)
+            if not j or top[j - 1][1][2] <= ts:
                 continue
-            lv = _level(d[6].cl, rf, dw)
+            _end, d, seen = top[j - 1]
             strong = lv + rl > rf
             (log if strong else expected).add(Anomaly(
                 "resurrection",

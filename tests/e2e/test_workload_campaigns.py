@@ -115,7 +115,8 @@ SIM_SEEDS = "1,2,3"
 
 def test_row_at_one_one_reports_expected_resurrections_on_every_seed(tmp_path: Path) -> None:
     # Majority partitions: ONE writes and deletes land on one side, ONE reads on the other.
-    for results in sim_sweep(tmp_path, "--workload", "row", "--read-cl", "ONE", "--write-cl", "ONE"):
+    for results in sim_sweep(tmp_path, "--workload", "row", "--read-cl", "ONE", "--write-cl", "ONE",
+                             "--delete-fraction", "0.5"):
         q = results["checkers"]["quorum"]
         assert q["details"]["overlapping"] is False
         # R + W <= N: deleted cells come back and reads go stale, as ONE/ONE allows: counted as
