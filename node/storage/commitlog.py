@@ -8,9 +8,10 @@ Segment file ``CommitLog-<id>.log``::
 A position is ``segment_id << 32 | end offset of the record``: positions grow monotonically across
 segments, so "everything up to position P" is one integer comparison.
 
-Every append is written to the OS at once (``os.write``), so a *process* crash never loses an
+Segments are written through a :class:`~node.storage.files.FileOps` door. With the default OS
+files every append is written to the OS at once, so a *process* crash never loses an
 acknowledged record in any mode; the sync mode decides when ``fsync`` makes records survive an
-*OS* crash or power loss:
+*OS* crash or power loss (with ``volatile_unsynced`` files a process crash is such a loss):
 
 * ``periodic``: :meth:`CommitLog.sync` is called every period by the node (acknowledge at once);
 * ``batch``: callers of :meth:`CommitLog.wait_durable` block until an fsync covers their record; a
@@ -35,8 +36,9 @@ from typing import Any
 
 import msgpack
 
-from ..runtime import Clock, fdatasync, fsync
+from ..runtime import Clock, fsync
 from .errors import CommitLogCorrupt, CommitLogError, CommitLogSyncFailed, DiskFull, StorageFailure
+from .files import AppendFile, FileOps, OSFiles
 
 log = logging.getLogger("ringlab.storage.commitlog")
 
@@ -71,7 +73,7 @@ def position_segment(position: int) -> int:
 class _Segment:
     id: int
     path: Path
-    fd: int | None
+    file: AppendFile | None
     size: int
     # table id -> position of the last record of that table in this segment
     dirty: dict[int, int] = field(default_factory=dict)
@@ -169,8 +171,10 @@ class CommitLog:
     """Segmented commit log with periodic, batch and group sync; thread-safe."""
 
     def __init__(self, directory: Path, *, sync_mode: str, segment_bytes: int, group_window_s: float,
-                 clock: Clock, replay_policy: str = "stop", sticky_failure: bool = True) -> None:
+                 clock: Clock, replay_policy: str = "stop", sticky_failure: bool = True,
+                 files: FileOps | None = None) -> None:
         self.directory = directory
+        self.files: FileOps = files or OSFiles()
         self.replay_policy = replay_policy
         # True (commit_failure_policy stop/die): after one failed fsync nothing more is ever
         # acknowledged by this log. False (ignore): only the writes that fsync covered fail.
@@ -208,7 +212,7 @@ class CommitLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         ids = sorted(int(m.group(1)) for p in self.directory.iterdir() if (m := _SEGMENT_RE.match(p.name)))
         # Pass 1: checksums only, every segment, so we know whether valid records follow a damage.
-        scans = [(seg_id, _scan_segment(self._path(seg_id).read_bytes(), seg_id)) for seg_id in ids]
+        scans = [(seg_id, _scan_segment(self.files.read(self._path(seg_id)), seg_id)) for seg_id in ids]
         for i, (seg_id, scan) in enumerate(scans):
             path = self._path(seg_id)
             later = any(s.records for _, s in scans[i + 1:])
@@ -233,7 +237,7 @@ class CommitLog:
                 continue
             self.report.segments += 1
             self._segments.append(seg)
-            data = path.read_bytes() if scan.records else b""
+            data = self.files.read(path) if scan.records else b""
             for start, end in scan.records:
                 try:
                     table_id, obj = msgpack.unpackb(data[start:end], raw=False, strict_map_key=False)
@@ -280,11 +284,11 @@ class CommitLog:
 
     def _roll(self, seg_id: int) -> None:
         path = self._path(seg_id)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        f = self.files.create(path)
         header = _SEG_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, seg_id)
-        os.write(fd, header + _CRC.pack(zlib.crc32(header)))
+        f.write(header + _CRC.pack(zlib.crc32(header)))
         _fsync_dir(self.directory)
-        seg = _Segment(seg_id, path, fd, SEGMENT_HEADER_BYTES)
+        seg = _Segment(seg_id, path, f, SEGMENT_HEADER_BYTES)
         self._segments.append(seg)
         self._active = seg
 
@@ -309,11 +313,11 @@ class CommitLog:
             if self._failure is not None and self.sticky_failure:
                 raise self._failure
             try:
-                _write_all(seg.fd, record)  # type: ignore[arg-type]
+                seg.file.write(record)  # type: ignore[union-attr]
             except OSError as exc:
                 # Cut a partial record off so later records are not hidden behind a torn one.
                 try:
-                    os.ftruncate(seg.fd, seg.size)  # type: ignore[arg-type]
+                    seg.file.truncate(seg.size)  # type: ignore[union-attr]
                 except OSError:
                     pass  # ftruncate to a smaller size needs no space; if it fails, replay truncates
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -346,19 +350,24 @@ class CommitLog:
         try:
             with self._lock:
                 target = self._written
-                todo = [s for s in self._segments if s.fd is not None]
+                todo = [(s, s.file) for s in self._segments if s.file is not None]
                 active = self._active
-            for seg in todo:
+            for seg, f in todo:
                 try:
-                    _datasync(seg.fd)  # type: ignore[arg-type]
+                    f.fsync()
                 except OSError as exc:
                     failure = CommitLogSyncFailed(str(seg.path), f"commit log fsync failed: {exc}")
                     raise failure from exc
             with self._lock:
-                for seg in todo:
-                    if seg is not active and seg.fd is not None:
-                        os.close(seg.fd)
-                        seg.fd = None
+                for seg, f in todo:
+                    if seg is not self._active and seg.file is f:
+                        if seg is active:
+                            # It was rolled while we synced: records appended after our fsync
+                            # began are covered by the position the next sync claims, so sync
+                            # them now, before the file is closed for good.
+                            f.fsync()
+                        f.close()
+                        seg.file = None
         except BaseException as exc:
             if failure is None:
                 failure = CommitLogSyncFailed(str(self.directory), f"commit log sync failed: {exc!r}")
@@ -425,7 +434,7 @@ class CommitLog:
                 clean = all(
                     t not in live_tables or pos <= self._flushed.get(t, -1) for t, pos in seg.dirty.items()
                 )
-                if seg is not self._active and seg.fd is None and clean:
+                if seg is not self._active and seg.file is None and clean:
                     seg.path.unlink(missing_ok=True)
                     deleted.append(seg.path)
                 else:
@@ -464,26 +473,15 @@ class CommitLog:
         with self._lock:
             self._closed = True
             for seg in self._segments:
-                if seg.fd is not None:
-                    os.close(seg.fd)
-                    seg.fd = None
+                if seg.file is not None:
+                    seg.file.close()
+                    seg.file = None
             self._active = None
 
-
-def _datasync(fd: int) -> None:
-    # fdatasync still persists the file size (needed to read appended records back) but skips
-    # the mtime update that fsync would also write.
-    fdatasync(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    n = os.write(fd, data)
-    if n == len(data):
-        return
-    view = memoryview(data)[n:]
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+    def unsynced_bytes(self) -> int:
+        """Bytes appended but held back from the OS until the next fsync (volatile files only)."""
+        with self._lock:
+            return sum(s.file.unsynced_bytes() for s in self._segments if s.file is not None)
 
 
 def _fsync_dir(directory: Path) -> None:

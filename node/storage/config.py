@@ -90,6 +90,17 @@ class StorageConfig:
     # Damage in the commit log followed by valid records: "stop" refuses to start (naming the
     # file and offset), "skip_corrupt" replays around it and logs every byte range lost.
     commitlog_replay: str = "stop"
+    # Finer sizes for test campaigns (0 = use the MB settings above): a campaign writes tens of
+    # KB per node, mostly overwrites that do not grow a memtable, so only KB-sized memtables,
+    # segments and commit log space make it flush (the commit log space bound flushes the
+    # oldest tables, as Cassandra's does), compact and recycle segments. The mutation limit stays
+    # derived from the MB segment size (an oversized record simply gets a segment of its own).
+    memtable_flush_threshold_kb: int = 0
+    commitlog_segment_size_kb: int = 0
+    commitlog_total_space_kb: int = 0
+    # Keep commit log bytes written since the last fsync in process memory (node/storage/files.py),
+    # so a SIGKILL loses them as a power loss would; for crash tests only.
+    volatile_unsynced: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting."""
@@ -104,6 +115,30 @@ class StorageConfig:
                      "max_value_bytes", "max_column_name_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        for name in ("memtable_flush_threshold_kb", "commitlog_segment_size_kb", "commitlog_total_space_kb"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = use the MB setting)")
+
+    @property
+    def flush_threshold_bytes(self) -> int:
+        """Memtable size that triggers a flush."""
+        if self.memtable_flush_threshold_kb:
+            return self.memtable_flush_threshold_kb * 1024
+        return self.memtable_flush_threshold_mb * 1024 * 1024
+
+    @property
+    def total_space_bytes(self) -> int:
+        """Commit log size past which the oldest dirty tables are flushed."""
+        if self.commitlog_total_space_kb:
+            return self.commitlog_total_space_kb * 1024
+        return self.commitlog_total_space_mb * 1024 * 1024
+
+    @property
+    def segment_bytes(self) -> int:
+        """Commit log segment size."""
+        if self.commitlog_segment_size_kb:
+            return self.commitlog_segment_size_kb * 1024
+        return self.commitlog_segment_size_mb * 1024 * 1024
 
     @property
     def mutation_limit(self) -> int:

@@ -48,6 +48,7 @@ from .errors import (
     UnknownTable,
     WritesStopped,
 )
+from .files import FileOps, file_ops
 from .memtable import Memtable
 from .sstable import TOC, SSTableReader, SSTableWriter, fsync_dir, remove_generation
 
@@ -90,9 +91,11 @@ class StorageEngine:
 
     def __init__(self, data_dir: Path, config: StorageConfig, clock: Clock,
                  sort_key: Callable[[bytes], Any] | None = None,
-                 on_fatal: Callable[[StorageError], None] | None = None) -> None:
+                 on_fatal: Callable[[StorageError], None] | None = None, files: FileOps | None = None) -> None:
         config.validate()
         self.data_dir = Path(data_dir)
+        # The commit log's file door (a simulated disk passes its own).
+        self.files: FileOps = files or file_ops(config.volatile_unsynced)
         self.config = config
         self.clock = clock
         self.sort_key: Callable[[bytes], Any] = sort_key or _identity
@@ -133,10 +136,10 @@ class StorageEngine:
         self._remove_orphan_table_dirs()
         cfg = self.config
         cl = CommitLog(self.data_dir / "commitlog", sync_mode=cfg.commitlog_sync,
-                       segment_bytes=cfg.commitlog_segment_size_mb * 1024 * 1024,
+                       segment_bytes=cfg.segment_bytes,
                        group_window_s=cfg.commitlog_group_window_ms / 1000, clock=self.clock,
                        replay_policy=cfg.commitlog_replay,
-                       sticky_failure=cfg.commit_failure_policy != "ignore")
+                       sticky_failure=cfg.commit_failure_policy != "ignore", files=self.files)
         by_id = {t.id: t for t in self._tables.values()}
         replay_from = {t.id: max((r.stats.get("replay_position", 0) for r in t.sstables if r.corrupt is None),
                                  default=0) for t in by_id.values()}
@@ -649,12 +652,12 @@ class StorageEngine:
 
     def maybe_flush(self) -> list[str]:
         """Flush tables past the memtable threshold, and the oldest ones when the log is too big."""
-        threshold = self.config.memtable_flush_threshold_mb * 1024 * 1024
+        threshold = self.config.flush_threshold_bytes
         with self._lock:
             due = [t for t in self._tables.values() if t.memtable.bytes >= threshold]
             live = {t.id: t for t in self._tables.values()}
         cl = self._cl()
-        if cl.total_bytes() > self.config.commitlog_total_space_mb * 1024 * 1024:
+        if cl.total_bytes() > self.config.total_space_bytes:
             due += [live[tid] for tid in cl.oldest_dirty_tables(set(live)) if live[tid] not in due]
         flushed = [t.qualified for t in due if self._flush_table(t)]
         if flushed:
@@ -891,7 +894,9 @@ class StorageEngine:
         if self._commitlog is not None:
             out["_commitlog"] = {"segments": self._commitlog.segment_count(),
                                  "bytes": self._commitlog.total_bytes(),
-                                 "synced_position": self._commitlog.synced_position()}
+                                 "synced_position": self._commitlog.synced_position(),
+                                 "unsynced_bytes": self._commitlog.unsynced_bytes(),
+                                 "files": self.files.name}
         return out
 
 

@@ -1,0 +1,177 @@
+"""The storage engine's door to append-only files: open, write, fsync, read.
+
+The commit log writes through :class:`FileOps`, so what "written" and "durable" mean is decided
+in one place:
+
+* :class:`OSFiles` (the default): a write goes to the OS at once (``os.write``), so a SIGKILL
+  loses nothing the process wrote; only an OS crash or power loss loses what was not fsynced;
+* :class:`VolatileFiles` (``[storage] volatile_unsynced = true``): the bytes written since the
+  last fsync stay in this process's memory and reach the OS only at fsync, so a SIGKILL loses
+  them exactly as a power loss would. The crash nemesis turns it on to make a process kill cost
+  what periodic commit-log mode really risks;
+* a simulated disk (``sim/``) can implement the same small interface.
+
+SSTables are not written through this door: a flush or compaction fsyncs every component before
+the TOC makes the SSTable visible, so a crash loses only an invisible, unfinished SSTable.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from ..runtime import fdatasync
+
+
+class AppendFile(Protocol):
+    """One file opened for appending."""
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` (whole, or raise OSError)."""
+        ...
+
+    def fsync(self) -> None:
+        """Make every byte written so far durable."""
+        ...
+
+    def truncate(self, size: int) -> None:
+        """Cut the file to ``size`` bytes (drops a partly written record)."""
+        ...
+
+    def unsynced_bytes(self) -> int:
+        """Bytes written but not yet fsynced that a process crash would lose (0 for OS files)."""
+        ...
+
+    def close(self) -> None:
+        """Release the file (without fsyncing)."""
+        ...
+
+
+class FileOps(Protocol):
+    """Opening and reading the engine's append-only files."""
+
+    name: str
+
+    def create(self, path: Path) -> AppendFile:
+        """Create (or empty) ``path`` and open it for appending."""
+        ...
+
+    def read(self, path: Path) -> bytes:
+        """The file's bytes as a restarted process would find them."""
+        ...
+
+
+class _OSFile:
+    """Writes go straight to the OS (a process crash keeps them)."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+
+    def write(self, data: bytes) -> None:
+        _write_all(self._fd, data)
+
+    def fsync(self) -> None:
+        _datasync(self._fd)
+
+    def truncate(self, size: int) -> None:
+        os.ftruncate(self._fd, size)
+
+    def unsynced_bytes(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class OSFiles:
+    """The default door: plain OS files."""
+
+    name = "os"
+
+    def create(self, path: Path) -> AppendFile:
+        """Create and open ``path`` for appending."""
+        return _OSFile(path)
+
+    def read(self, path: Path) -> bytes:
+        """The file's bytes."""
+        return Path(path).read_bytes()
+
+
+class _VolatileFile:
+    """Writes wait in memory until fsync hands them to the OS and syncs them."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        self._pending = bytearray()
+        self._on_disk = 0  # bytes already handed to the OS
+        self._lock = threading.Lock()  # the pending buffer (writers and the fsyncing thread)
+        # One fsync at a time writes its buffer, so bytes reach the OS in the order written.
+        self._sync_lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            self._pending += data
+
+    def fsync(self) -> None:
+        with self._sync_lock:
+            with self._lock:
+                data, self._pending = bytes(self._pending), bytearray()
+            if data:
+                _write_all(self._fd, data)
+                self._on_disk += len(data)
+            _datasync(self._fd)
+
+    def truncate(self, size: int) -> None:
+        with self._sync_lock, self._lock:
+            if size >= self._on_disk:
+                del self._pending[size - self._on_disk:]
+            else:
+                self._pending.clear()
+                os.ftruncate(self._fd, size)
+                self._on_disk = size
+
+    def unsynced_bytes(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def close(self) -> None:
+        # Unsynced bytes are dropped, as a crash would drop them; the commit log fsyncs first
+        # whenever it closes a segment on purpose.
+        os.close(self._fd)
+
+
+class VolatileFiles:
+    """Unsynced bytes live in process memory only: a SIGKILL loses them like a power loss."""
+
+    name = "volatile"
+
+    def create(self, path: Path) -> AppendFile:
+        """Create ``path``; its bytes reach the OS at each fsync."""
+        return _VolatileFile(path)
+
+    def read(self, path: Path) -> bytes:
+        """What the OS holds (a restarted process never sees another process's memory)."""
+        return Path(path).read_bytes()
+
+
+def file_ops(volatile_unsynced: bool) -> FileOps:
+    """The door a storage config asks for."""
+    return VolatileFiles() if volatile_unsynced else OSFiles()
+
+
+def _datasync(fd: int) -> None:
+    # fdatasync still persists the file size (needed to read appended records back) but skips
+    # the mtime update that fsync would also write; through the runtime's door, which sim/ models.
+    fdatasync(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    n = os.write(fd, data)
+    if n == len(data):
+        return
+    view = memoryview(data)[n:]
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
