@@ -98,7 +98,9 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
                     "254 bad arguments, 255 harness failure)")
     p.add_argument("--config", metavar="FILE", help="TOML file with any of these options (flags override it)")
     p.add_argument("--workload", choices=list(WORKLOADS), help=f"what the clients do (default {d.workload})")
-    p.add_argument("--nemesis", help=f"faults: comma list of partition,kill,pause,clock,latency,membership,zk, or all (every one but membership and zk) / none (default {d.nemesis})")
+    p.add_argument("--nemesis", help="faults: comma list of partition,kill,pause,clock,latency,membership,zk,flush-compact,"
+                   "repair,crash (a kill that loses unsynced commit log writes),corrupt (damage a stopped node's file; "
+                   f"local only), or all (every one but membership, zk and corrupt) / none (default {d.nemesis})")
     p.add_argument("--nemesis-interval", type=float, metavar="S", help=f"seconds between fault changes (default {d.nemesis_interval:g})")
     p.add_argument("--partition", help=f"partition shapes: one, majority, majorities-ring, minority-third, bridge, random-halves, comma list or all (default {d.partition})")
     p.add_argument("--targets", help=f"how many nodes kill and pause hit, drawn from a comma list of one, minority, majority, all (default {d.targets})")
@@ -127,6 +129,12 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--junit-xml", metavar="FILE", help="also write the verdicts as JUnit XML")
     p.add_argument("--recovery-time", type=float, metavar="S", help=f"seconds to wait after healing before final reads (default {d.recovery_time:g})")
     p.add_argument("--commitlog-sync", choices=["periodic", "batch", "group"], help=f"the nodes' commit log sync mode (default {d.commitlog_sync})")
+    p.add_argument("--memtable-flush-kb", type=int, metavar="N",
+                   help=f"flush a node's memtable at N KB and its oldest tables once the commit log holds N KB, in "
+                        f"N KB segments, so a short campaign flushes, compacts and recycles segments "
+                        f"(default {d.memtable_flush_kb}; 0 = the store's 64 MB memtables and 32 MB segments)")
+    p.add_argument("--gc-grace", type=int, metavar="SECONDS",
+                   help=f"the table's gc_grace_seconds: compaction purges tombstones older than this (default {d.gc_grace})")
     p.add_argument("--read-repair", choices=["BLOCKING", "NONE"], help=f"the table's read repair (default {d.read_repair})")
     p.add_argument("--fault", dest="validation_faults", action="append", metavar="SWITCH",
                    help="turn on a node validation fault switch (repeatable): " + ", ".join(VALIDATION_FAULTS))
@@ -337,6 +345,8 @@ _TEST_JSON_KEYS = {
     "nil_read": ("nil_read",),
     "failed_cas": ("failed_cas",),
     "kv_append": ("kv_append",),
+    "commitlog_sync": ("commitlog_sync",),
+    "commitlog_sync_period_ms": ("commitlog_sync_period_ms",),
 }
 
 

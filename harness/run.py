@@ -29,7 +29,7 @@ from typing import Any
 
 import trio
 
-from harness import store
+from harness import datapaths, store
 from harness.client import NodeConnection
 from harness.deploy import DEPLOYS, make_deployment
 from harness.deploy.local import DeployError
@@ -108,6 +108,9 @@ class RunOptions:
     junit_xml: str | None = None
     recovery_time: float = 5.0
     commitlog_sync: str = "periodic"
+    # Campaign storage settings (harness/datapaths.py): 0 KB = the store's own 64 MB.
+    memtable_flush_kb: int = datapaths.DEFAULT_MEMTABLE_FLUSH_KB
+    gc_grace: int = datapaths.DEFAULT_GC_GRACE_S
     read_repair: str = "BLOCKING"
     validation_faults: list[str] = field(default_factory=list)
     test_name: str | None = None
@@ -186,6 +189,7 @@ class RunOptions:
             raise ValueError(f"--test-count must be at least 1, got {self.test_count}")
         if self.commitlog_sync not in ("periodic", "batch", "group"):
             raise ValueError(f"--commitlog-sync must be periodic, batch or group, got {self.commitlog_sync!r}")
+        datapaths.validate(self)
         if self.read_repair not in ("BLOCKING", "NONE"):
             raise ValueError(f"--read-repair must be BLOCKING or NONE, got {self.read_repair!r}")
         for f in self.validation_faults:
@@ -234,6 +238,9 @@ class RunOptions:
             # The campaign checker holds the run to these: unknown if none of one took effect.
             "nemeses": faults.parse_nemeses(self.nemesis),
             "coordination": self.coordination,
+            # Periodic mode may lose writes acknowledged within a sync period of a crash.
+            "commitlog_sync": self.commitlog_sync,
+            "commitlog_sync_period_ms": datapaths.sync_period_ms(),
         }
 
     def _settings(self) -> WorkloadSettings:
@@ -297,6 +304,8 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
         "versions": versions(),
         "start_time": time.time(),
         "deploy": opts.deploy,
+        "storage": {"node": {"commitlog_sync": opts.commitlog_sync, **datapaths.node_storage(opts)},
+                    "table": datapaths.table_options(opts)},
     }
     store.write_json(run_dir / store.TEST_FILE, test)
     deployment = deployment or make_deployment(opts, run_dir, secret, seed)
@@ -434,7 +443,8 @@ async def create_schema(cluster: Any, secret: str, opts: RunOptions, table: str,
     async with open_client(host, port, secret=secret, timeout=30, network=network) as c:
         await c.create_keyspace(KEYSPACE, {"class": "SimpleStrategy", "replication_factor": opts.replication_factor},
                                 if_not_exists=True)
-        await c.create_table(KEYSPACE, table, {"read_repair": opts.read_repair}, if_not_exists=True)
+        await c.create_table(KEYSPACE, table, {"read_repair": opts.read_repair, **datapaths.table_options(opts)},
+                             if_not_exists=True)
     # Every node must know the table before clients use it.
     for nid in cluster.node_ids():
         h, p = cluster.client_address(nid)

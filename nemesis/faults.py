@@ -22,11 +22,13 @@ from nemesis.grudge import SHAPES, partition
 
 log = logging.getLogger("nemesis")
 
-NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership", "zk")
+NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership", "zk",
+           "flush-compact", "repair", "crash", "corrupt")  # the last four: nemesis/storage.py
 # `all` is every fault nemesis (membership changes are opt-in: they take tens of seconds each;
-# zk needs --coordination zookeeper);
-# `none` runs the workload without faults.
-NEMESIS_ALIASES = {"all": ("partition", "kill", "pause", "clock", "latency"), "none": ()}
+# zk needs --coordination zookeeper; corrupt needs the nodes' files, which only local
+# deployments reach); `none` runs the workload without faults.
+NEMESIS_ALIASES = {"all": ("partition", "kill", "pause", "clock", "latency", "flush-compact", "repair", "crash"),
+                   "none": ()}
 # Which nodes a process fault hits, as Jepsen's node specs.
 TARGET_SPECS = ("one", "minority", "majority", "all")
 # Clock bumps: Jepsen bumps by up to 2^18 ms; we stay within a few seconds by default so LWW
@@ -340,6 +342,7 @@ def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str
         "latency": lambda: LatencyNemesis(db, net),
         "membership": lambda: _membership(db),
         "zk": lambda: _zookeeper(zookeeper, db, net),
+        **{n: (lambda n=n: _storage(n, db, target_specs)) for n in ("flush-compact", "repair", "crash", "corrupt")},
     }
     return [makers[n]() for n in names]
 
@@ -358,6 +361,10 @@ def _zookeeper(ensemble: Any, db: DB, net: Net) -> Nemesis:
     if ensemble is None:
         raise ValueError("the zk nemesis needs --coordination zookeeper")
     return ZooKeeperNemesis(ensemble, db, net)
+def _storage(name: str, db: DB, target_specs: Sequence[str]) -> Nemesis:
+    from nemesis.storage import build_storage_nemesis
+
+    return build_storage_nemesis(name, db, list(target_specs))  # type: ignore[no-any-return]
 
 
 # record(type, f, value, action): appends a nemesis operation to the history.

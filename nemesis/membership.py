@@ -31,7 +31,8 @@ DOWN_TIMEOUT = 40.0
 CHANGE_TIMEOUT = 180.0
 # Every other admin op answers at once.
 ADMIN_TIMEOUT = 5.0
-STREAMING_OPS = ("decommission", "removenode")
+# Repair and scrub stream too; a flush or major compaction writes SSTables (nemesis/storage.py).
+STREAMING_OPS = ("decommission", "removenode", "repair", "scrub", "flush", "compact")
 
 
 def admin_timeout(op: str) -> float:

@@ -85,6 +85,8 @@ ADMIN_OPS = (
     "repair",
     "netstats",
     "leader",
+    "storage",
+    "scrub",
 )
 OTHER_OPS = ("ping",)
 ALL_OPS = DATA_OPS + SCHEMA_OPS + ADMIN_OPS + OTHER_OPS

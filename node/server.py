@@ -52,6 +52,7 @@ from node.storage.errors import CommitLogCorrupt, InvalidMutation, StorageError,
 from node.membership_admin import admin_ops
 from node.coordination import ZooKeeperCoordinator
 from node.membership_ops import MembershipManager
+from node.storage_admin import storage_ops
 from node.repair import Repairer
 from node.streaming import Streamer, choose_sort_key
 
@@ -257,6 +258,7 @@ class Node:
         self._drain = trio.Event()
         self._schema_lock = trio.Lock()
         self.membership_ops = admin_ops(self)
+        self.membership_ops.update(storage_ops(self))
 
     # ---- tokens and ring
 

@@ -41,7 +41,8 @@ class LocalDeployment:
     """Node processes on this machine, every internode link through a Toxiproxy-compatible proxy."""
 
     def __init__(self, node_count: int, run_dir: Path, secret: str, seed: int, *, commitlog_sync: str,
-                 faults: dict[str, bool], toxiproxy: str | None, zk_servers: int = 0, coverage: bool = False) -> None:
+                 faults: dict[str, bool], toxiproxy: str | None, zk_servers: int = 0, coverage: bool = False,
+                 storage: dict[str, Any] | None = None) -> None:
         from harness.campaign_coverage import prepare_local
         from harness.deploy.local import LocalCluster, LocalClusterSpec, LocalDB, ProxyProcess
         from harness.zookeeper import LocalZooKeeper
@@ -52,7 +53,8 @@ class LocalDeployment:
         zk = [(s.name, f"{s.host}:{s.client_port}") for s in self.zookeeper.servers] if self.zookeeper else []
         self.cluster = LocalCluster(LocalClusterSpec(node_count, run_dir / "nodes", secret, seed,
                                                      commitlog_sync=commitlog_sync, faults=faults, zookeeper=zk,
-                                                     coverage_rc=prepare_local(run_dir) if coverage else None))
+                                                     coverage_rc=prepare_local(run_dir) if coverage else None,
+                                                     storage=storage or {}))
         self.proxy_proc = ProxyProcess(run_dir / "proxy.log")
         self.external_proxy = toxiproxy
         self.proxy_url = toxiproxy or self.proxy_proc.start()
@@ -116,6 +118,7 @@ class SSHDeployment:
 
     def __init__(self, hosts: list[Any], opts: Any, run_dir: Path, secret: str, seed: int, *,
                  faults: dict[str, bool]) -> None:
+        from harness.datapaths import node_storage
         from harness.deploy.ssh import SSHCluster, SSHClusterSpec, SSHDB, settings_from_args
         from nemesis.iptables import IptablesNet
 
@@ -123,7 +126,7 @@ class SSHDeployment:
         count = opts.nodes if isinstance(opts.nodes, int) else None
         self.cluster = SSHCluster(SSHClusterSpec(
             hosts, settings_from_args(opts), run_dir / "nodes", secret, seed,
-            commitlog_sync=opts.commitlog_sync, faults=faults, remote_root=opts.remote_root,
+            commitlog_sync=opts.commitlog_sync, storage=node_storage(opts), faults=faults, remote_root=opts.remote_root,
             leave_running=opts.leave_db_running, node_count=count,
             coverage_dir=run_dir / "coverage" if getattr(opts, "coverage", False) else None))
         self.db = SSHDB(self.cluster)
@@ -189,10 +192,12 @@ def make_deployment(opts: Any, run_dir: Path, secret: str, seed: int) -> Deploym
     if opts.deploy == "local":
         count = opts.node_count()
         assert count is not None  # a local run always has a count (default or --nodes)
+        from harness.datapaths import node_storage
+
         return LocalDeployment(count, run_dir, secret, seed, commitlog_sync=opts.commitlog_sync,
                                faults=faults, toxiproxy=opts.toxiproxy,
                                zk_servers=opts.zk_servers if getattr(opts, "coordination", "gossip") == "zookeeper" else 0,
-                               coverage=getattr(opts, "coverage", False))
+                               coverage=getattr(opts, "coverage", False), storage=node_storage(opts))
     if opts.deploy == "vagrant" and not opts.known_hosts:
         import dataclasses
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import trio
 
+from harness.datapaths import toml_lines
 from nemesis.membership import admin_timeout
 from nemesis.proxy_client import ProxyClient, link_name
 from node.client import open_client
@@ -125,6 +126,8 @@ class LocalClusterSpec:
     zookeeper: list[tuple[str, str]] = field(default_factory=list)
     # With a coverage config, nodes run under coverage.py (harness/campaign_coverage.py).
     coverage_rc: Path | None = None
+    # More [storage] settings of node.toml (harness/datapaths.py).
+    storage: dict[str, Any] = field(default_factory=dict)
 
 
 class LocalCluster:
@@ -211,6 +214,7 @@ class LocalCluster:
             "",
             "[storage]",
             f'commitlog_sync = "{self.spec.commitlog_sync}"',
+            *toml_lines(self.spec.storage),
             "",
             "[membership]",
             f"auto_bootstrap = {'true' if auto_bootstrap else 'false'}",
@@ -466,6 +470,10 @@ class LocalDB:
     async def resume(self, node_id: str) -> None:
         """SIGCONT."""
         self.cluster.resume(node_id)
+
+    def storage_dir(self, node_id: str) -> Path:
+        """The node's storage engine files (the corrupt nemesis damages them)."""
+        return self.cluster.nodes[node_id].dir / "data" / "storage"
 
     async def admin(self, node_id: str, op: str, **fields: Any) -> dict[str, Any]:
         """An admin operation (decommission and removenode stream data: they get longer)."""

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 import paramiko
 import trio
 
+from harness.datapaths import toml_lines
 from harness.deploy.local import DeployError
 from harness.deploy.wheels import PROBE as WHEELS_PROBE
 from harness.deploy.wheels import PythonTarget, dependency_pip_args, node_requirements
@@ -568,6 +569,8 @@ class SSHClusterSpec:
     seed: int
     num_tokens: int = 16
     commitlog_sync: str = "batch"
+    # More [storage] settings of node.toml (harness/datapaths.py).
+    storage: dict[str, Any] = field(default_factory=dict)
     faults: dict[str, bool] = field(default_factory=dict)
     client_port: int = CLIENT_PORT
     internode_port: int = INTERNODE_PORT
@@ -768,6 +771,7 @@ class SSHCluster:
             "",
             "[storage]",
             f"commitlog_sync = {json.dumps(self.spec.commitlog_sync)}",
+            *toml_lines(self.spec.storage),
             "",
             "[membership]",
             f"auto_bootstrap = {'true' if auto_bootstrap else 'false'}",

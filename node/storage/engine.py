@@ -38,6 +38,7 @@ from .commitlog import CommitLog
 from .compaction import choose_compaction, compacted_partitions
 from .config import MAX_TTL_SECONDS, StorageConfig, TableOptions
 from .errors import (
+    AwaitingRepair,
     CorruptSSTableError,
     DiskFull,
     EngineClosed,
@@ -111,6 +112,9 @@ class StorageEngine:
         self._on_fatal = on_fatal
         self._stopped: StorageFailure | None = None
         self._quarantined: list[str] = []  # data files moved to corrupt/ after failing a read
+        # Tables whose corrupt SSTables an operator's scrub quarantined: what they lost is not back
+        # until a repair, so their reads are refused meanwhile (node/storage_admin.py).
+        self._held: dict[tuple[str, str], str] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -464,6 +468,10 @@ class StorageEngine:
         t = self._tables.get((keyspace, table))
         if t is None:
             raise UnknownTable(f"unknown table {keyspace}.{table}")
+        if self._held:
+            held = self._held.get((keyspace, table))
+            if held is not None:
+                raise AwaitingRepair(f"table {keyspace}.{table} refuses reads until repaired: {held}")
         with self._lock:
             sstables = t.sstables
             parts = []
@@ -872,6 +880,25 @@ class StorageEngine:
             t.sstables = [r for r in t.sstables if r.corrupt is None]
         log.warning("moved corrupt SSTables of %s to %s: %s", t.qualified, dest, moved)
         return moved
+
+    def hold_reads(self, keyspace: str, table: str, why: str) -> None:
+        """Refuse reads of a table (writes, scans for repair and streaming go on) until released."""
+        self._table(keyspace, table)
+        with self._lock:
+            self._held[(keyspace, table)] = why
+
+    def release_reads(self, keyspace: str | None = None, table: str | None = None) -> list[str]:
+        """Serve reads again (of one table, or of all); returns the tables released."""
+        with self._lock:
+            keys = [k for k in self._held if keyspace in (None, k[0]) and table in (None, k[1])]
+            for k in keys:
+                del self._held[k]
+        return [f"{ks}.{t}" for ks, t in keys]
+
+    def held_tables(self) -> dict[str, str]:
+        """Tables refusing reads until repaired, with why."""
+        with self._lock:
+            return {f"{ks}.{t}": why for (ks, t), why in self._held.items()}
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per table ("keyspace.table"): memtable size, SSTable count, live bytes, and more."""

@@ -76,3 +76,7 @@ class CommitLogCorrupt(StorageError):
 
 class EngineClosed(StorageError):
     """The engine was used before open() or after close()."""
+
+
+class AwaitingRepair(StorageError):
+    """A table whose corrupt SSTables were quarantined refuses reads until a repair refilled it."""

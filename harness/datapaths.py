@@ -1,0 +1,68 @@
+"""Campaign storage settings: small memtables, segments and tombstone grace so a 20-30 s campaign
+reaches every data path (flush, SSTables and bloom filters, compaction, tombstone purge, commit
+log segment recycling), and the crash nemesis's volatile file mode.
+
+A default campaign writes a few hundred KB per node; with the store's production defaults
+(64 MB memtables, 32 MB segments, ten days of gc_grace) none of that ever runs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from nemesis import faults
+from node.storage.config import StorageConfig
+
+# A default campaign logs about 1.5 KB/s per node, mostly overwrites of a few keys (which do not
+# grow a memtable): 4 KB of commit log flushes every few seconds, so each node writes several
+# SSTables, and so a size-tiered compaction (4 SSTables), within 20 s.
+DEFAULT_MEMTABLE_FLUSH_KB = 4
+# Long enough for hints to deliver a delete to a node back from a nemesis step (10 s apart by
+# default), short enough that compactions late in a 30 s campaign purge tombstones.
+DEFAULT_GC_GRACE_S = 10
+# Nemeses that need the nodes' unsynced commit log bytes to die with the process.
+VOLATILE_NEMESES = ("crash",)
+
+
+def node_storage(opts: Any) -> dict[str, Any]:
+    """The node.toml [storage] settings of a campaign (besides commitlog_sync)."""
+    out: dict[str, Any] = {}
+    if opts.memtable_flush_kb:
+        out["memtable_flush_threshold_kb"] = opts.memtable_flush_kb
+        # Segments and commit log space as small as memtables: a log past N KB flushes its
+        # oldest tables (overwrites alone never fill a memtable) and each flush frees the
+        # segments before it, so the commit log recycles segments within the campaign too.
+        out["commitlog_segment_size_kb"] = opts.memtable_flush_kb
+        out["commitlog_total_space_kb"] = opts.memtable_flush_kb
+    if any(n in VOLATILE_NEMESES for n in faults.parse_nemeses(opts.nemesis)):
+        out["volatile_unsynced"] = True
+    return out
+
+
+def table_options(opts: Any) -> dict[str, Any]:
+    """Storage options of the campaign's table (schema options)."""
+    return {"gc_grace_seconds": opts.gc_grace}
+
+
+def sync_period_ms() -> int:
+    """The periodic commit log's fsync period the nodes run with (the store's default)."""
+    return StorageConfig().commitlog_sync_period_ms
+
+
+def validate(opts: Any) -> None:
+    """Raise ValueError naming a bad storage option (or a nemesis the deployment cannot run)."""
+    if opts.deploy != "local" and "corrupt" in faults.parse_nemeses(opts.nemesis):
+        raise ValueError("--nemesis corrupt damages the nodes' files, which only --deploy local reaches")
+    if opts.memtable_flush_kb < 0:
+        raise ValueError(f"--memtable-flush-kb must be >= 0 (0 = the store's default), got {opts.memtable_flush_kb}")
+    if opts.gc_grace < 0:
+        raise ValueError(f"--gc-grace must be >= 0 seconds, got {opts.gc_grace}")
+
+
+def toml_lines(settings: dict[str, Any]) -> list[str]:
+    """``key = value`` lines of a TOML table (bools, ints and strings)."""
+    out = []
+    for k, v in settings.items():
+        out.append(f"{k} = {'true' if v else 'false'}" if isinstance(v, bool) else f"{k} = {json.dumps(v)}")
+    return out

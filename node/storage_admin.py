@@ -1,0 +1,73 @@
+"""Admin ops for the storage engine's health: ``storage`` (Cassandra's tablestats and verify) and
+``scrub`` (quarantine corrupt SSTables, refuse the tables' reads, repair, serve again).
+
+What a node does with a damaged file, in one place:
+
+* a corrupt SSTable component is found at open (checksums of every small component, the data
+  file's size) or on the read that meets a bad record (per-record CRCs); from then on the table
+  refuses every read on this node rather than answer from that file: the coordinator treats the
+  refusal as a replica that did not answer, so QUORUM reads are served by the other replicas;
+* a corrupt commit log record stops replay of its segment at that record (the tail is truncated
+  and named with its byte offset in the replay report); what it held comes back from replicas;
+* ``scrub`` moves the corrupt SSTables to ``corrupt/``, keeps refusing the affected tables' reads
+  while a repair of this node's ranges streams the lost data back, then serves them again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from node.protocol import InvalidRequest
+
+log = logging.getLogger("node.storage_admin")
+
+AdminOp = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def replay_summary(engine: Any) -> dict[str, Any]:
+    """What the last commit log replay found: records, and every truncation (file, offset, why)."""
+    report = engine.replay_report
+    return {"records": report.records, "applied": report.applied, "segments": report.segments,
+            "truncations": [{"file": f, "offset": off, "problem": why} for f, off, why in report.truncations]}
+
+
+def storage_ops(node: Any) -> dict[str, AdminOp]:
+    """The storage admin ops of ``node`` by op name."""
+    engine = node.engine
+
+    async def storage(req: dict[str, Any]) -> dict[str, Any]:
+        verify = req.get("verify", False)
+        if not isinstance(verify, bool):
+            raise InvalidRequest("verify must be a bool")
+        verified = await trio.to_thread.run_sync(engine.verify) if verify else None
+        return {"tables": engine.stats(), "corrupt": engine.corrupt_sstables(), "verify_corrupt": verified,
+                "held": engine.held_tables(), "replay": replay_summary(engine),
+                "commitlog_sync": engine.config.commitlog_sync}
+
+    async def scrub(req: dict[str, Any]) -> dict[str, Any]:
+        repair = req.get("repair", True)
+        if not isinstance(repair, bool):
+            raise InvalidRequest("repair must be a bool")
+        # A full verify first: a flipped data byte that no read has met yet is found here too.
+        await trio.to_thread.run_sync(engine.verify)
+        quarantined: dict[str, list[str]] = {}
+        for ks, t in list(engine.tables()):
+            moved = await trio.to_thread.run_sync(engine.discard_corrupt, ks, t)
+            if moved:
+                quarantined[f"{ks}.{t}"] = moved
+                engine.hold_reads(ks, t, f"quarantined {', '.join(moved)}")
+        out: dict[str, Any] = {"quarantined": quarantined, "held": engine.held_tables()}
+        if repair:
+            # Refused reads stay refused if the repair fails: the next scrub tries again.
+            out["repair"] = await node.repairer.repair()
+            out["released"] = engine.release_reads()
+        if quarantined:
+            log.warning("scrub: quarantined %s; %s", quarantined,
+                        "repaired, serving again" if repair else "reads refused until repaired")
+        return out
+
+    return {"storage": storage, "scrub": scrub}
