@@ -211,12 +211,14 @@ class Damage:
     kind: str  # "sstable" or "commitlog"
     size: int
     action: str  # "bitflip" or "truncate"
-    offsets: list[int]  # flipped bit positions' byte offsets, or the new length
+    offsets: list[int]  # the flipped bits (bit offsets in the file), or the new length
 
     def to_json(self) -> dict[str, Any]:
-        """For the history."""
-        return {"file": self.file, "kind": self.kind, "size": self.size, "action": self.action,
-                "offsets": self.offsets}
+        """For the history (a bitflip also names the bytes it changed)."""
+        out = {"file": self.file, "kind": self.kind, "size": self.size, "action": self.action, "offsets": self.offsets}
+        if self.action == "bitflip":
+            out["bytes"] = sorted({bit // 8 for bit in self.offsets})
+        return out
 
 
 def candidate_files(storage_dir: Path) -> list[tuple[str, str, int]]:

@@ -463,8 +463,8 @@ def nemesis_windows(ops: list[Op], end_us: int) -> tuple[list[dict[str, Any]], l
             w["stop_value"] = op.value
             if op.extra.get("action"):
                 w["actions"].append(op.extra["action"])
-            if kind == "membership":
-                # Both steps of a membership window make a change: name both.
+            if kind == "membership" or (isinstance(op.value, dict) and isinstance(op.value.get("summary"), str)):
+                # Both steps of a membership window (and of a storage nemesis) do something: name both.
                 w["targets"] = " → ".join(x for x in (w["targets"], describe_targets(kind, op.value)) if x)
             windows.append(open_.pop(kind))
     for w in open_.values():
@@ -480,6 +480,8 @@ def describe_targets(kind: str, value: Any) -> str:
     if isinstance(value, dict):
         if value.get("error"):
             return f"failed: {value['error']}"
+        if isinstance(value.get("summary"), str):  # storage nemeses say what they did (nemesis/storage.py)
+            return value["summary"]
         if isinstance(value.get("description"), str):
             return value["description"]
         result = value.get("result")
