@@ -8,9 +8,10 @@ for the same reason: a campaign that never flushes never tests SSTables, compact
   (``[storage] volatile_unsynced``, set by the harness for campaigns with this nemesis), so the
   kill loses every write not yet fsynced as a power loss would; restart them at stop;
 * ``corrupt``: flush a node, kill it, flip bits in or truncate one of its SSTable components or
-  commit log segments, restart it and ask what it made of the file (start); then scrub it:
-  quarantine what is corrupt, refuse the affected tables' reads while a repair brings the data
-  back from the replicas, serve again (stop). Needs the nodes' files (local deployments).
+  commit log segments, restart it and ask what it made of the file (start). A node that refuses
+  to start on a damaged commit log gets it moved aside, as an operator would, and starts. Then
+  scrub it: quarantine what is corrupt, refuse the affected tables' reads while a repair brings
+  the data back from the replicas, serve again (stop). Needs the nodes' files (local only).
 
 Each start and stop returns what it did (nodes, files, offsets, bytes) for the history; a short
 ``summary`` names it in the report's timeline.
@@ -19,6 +20,7 @@ Each start and stop returns what it did (nodes, files, offsets, bytes) for the h
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,14 +263,27 @@ def apply_damage(storage_dir: Path, damage: Damage) -> None:
     path.write_bytes(bytes(data))
 
 
-def verdict(damage: Damage, status: dict[str, Any] | None) -> dict[str, Any]:
-    """What the restarted node made of the damaged file: refused (corrupt SSTable, truncated
-    replay) or not noticed (a truncation at a record boundary looks like a clean end)."""
+def quarantine_file(storage_dir: Path, rel: str) -> str:
+    """Move a damaged file to ``corrupt/`` under the storage directory (an operator's step when
+    the node refuses to start on it); returns where it went."""
+    src = storage_dir / rel
+    dest = storage_dir / "corrupt" / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dest)
+    return dest.relative_to(storage_dir).as_posix()
+
+
+def verdict(damage: Damage, status: dict[str, Any] | None, refused_start: str | None = None) -> dict[str, Any]:
+    """What the restarted node made of the damaged file: refused (it would not start on it, a
+    corrupt SSTable, a truncated replay) or not noticed (a cut at a record boundary looks like a
+    clean end)."""
+    if refused_start is not None:
+        return {"outcome": "refused", "said": f"refused to start: {refused_start}"}
     if status is None:
         return {"outcome": "no answer"}
     name = Path(damage.file).name
     gen = name.split("-", 1)[0]
-    corrupt = list(status.get("corrupt") or []) + list(status.get("verify_corrupt") or [])
+    corrupt = [*(status.get("corrupt") or []), *(status.get("verify_corrupt") or []), *(status.get("quarantined") or [])]
     hit = [c for c in corrupt if Path(c).name.split("-", 1)[0] == gen and Path(c).parent.name == Path(damage.file).parent.name]
     truncs = [t for t in status.get("replay", {}).get("truncations", []) if Path(t["file"]).name == name]
     if damage.kind == "sstable" and hit:
@@ -307,12 +322,21 @@ class CorruptNemesis:
         await trio.to_thread.run_sync(apply_damage, storage_dir, damage)
         self.damaged.append(nid)
         log.warning("corrupt: %s %s of %s (%d B) at %s", damage.action, damage.file, nid, damage.size, damage.offsets)
-        await self.db.restart(nid)
+        refused_start, moved_to = None, None
+        try:
+            await self.db.restart(nid)
+        except Exception as exc:  # noqa: BLE001 - the node refused to start on the damaged file
+            refused_start = str(exc)[-600:]
+            # What an operator does: move the damaged segment aside and start; the scrub's repair
+            # brings back what it held.
+            moved_to = await trio.to_thread.run_sync(quarantine_file, storage_dir, damage.file)
+            log.warning("corrupt: %s refused to start (%s); moved %s to %s", nid, refused_start, damage.file, moved_to)
+            await self.db.restart(nid)
         self.down.remove(nid)
         status = await _storage(self.db, nid, verify=True)
-        said = verdict(damage, status)
+        said = verdict(damage, status, refused_start)
         return Event("corrupt", {
-            "node": nid, **damage.to_json(), **said,
+            "node": nid, **damage.to_json(), **said, "moved_to": moved_to,
             "lost_unsynced": cl.get("files") == "volatile", "unsynced_bytes": {nid: cl.get("unsynced_bytes")},
             "corrupt_sstables": (status or {}).get("corrupt"), "verify_corrupt": (status or {}).get("verify_corrupt"),
             "replay": (status or {}).get("replay"),

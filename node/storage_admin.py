@@ -3,12 +3,13 @@
 
 What a node does with a damaged file, in one place:
 
-* a corrupt SSTable component is found at open (checksums of every small component, the data
-  file's size) or on the read that meets a bad record (per-record CRCs); from then on the table
-  refuses every read on this node rather than answer from that file: the coordinator treats the
-  refusal as a replica that did not answer, so QUORUM reads are served by the other replicas;
-* a corrupt commit log record stops replay of its segment at that record (the tail is truncated
-  and named with its byte offset in the replay report); what it held comes back from replicas;
+* a corrupt SSTable component found at open (checksums of every small component, the data
+  file's size) makes the table refuse every read on this node rather than answer from that file:
+  the coordinator treats the refusal as a replica that did not answer, so QUORUM reads are served
+  by the other replicas. One found on a read (per-record CRCs) fails that read and is moved to
+  ``corrupt/`` while the table serves its other SSTables (node/storage/engine.py);
+* damage at a commit log's tail is truncated (named with its byte offset in the replay report);
+  damage followed by valid records makes the node refuse to start (node/storage/commitlog.py);
 * ``scrub`` moves the corrupt SSTables to ``corrupt/``, keeps refusing the affected tables' reads
   while a repair of this node's ranges streams the lost data back, then serves them again.
 """
@@ -45,7 +46,7 @@ def storage_ops(node: Any) -> dict[str, AdminOp]:
             raise InvalidRequest("verify must be a bool")
         verified = await trio.to_thread.run_sync(engine.verify) if verify else None
         return {"tables": engine.stats(), "corrupt": engine.corrupt_sstables(), "verify_corrupt": verified,
-                "held": engine.held_tables(), "replay": replay_summary(engine),
+                "quarantined": engine.quarantined(), "held": engine.held_tables(), "replay": replay_summary(engine),
                 "commitlog_sync": engine.config.commitlog_sync}
 
     async def scrub(req: dict[str, Any]) -> dict[str, Any]:

@@ -200,6 +200,29 @@ def test_corrupt_damages_a_stopped_node_and_the_node_refuses_it(tmp_path: Path, 
     assert stop.value["nodes"] == [nid] and "scrub" in stop.value["summary"]
 
 
+def test_a_node_refusing_to_start_on_a_damaged_segment_gets_it_moved_aside(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = FakeDB(tmp_path)
+    nid = "n2"
+    # The first record's checksum, with valid records after it: not a torn tail.
+    seg = "commitlog/CommitLog-0000000000000001.log"
+    monkeypatch.setattr("nemesis.storage.choose_damage",
+                        lambda files, rng: Damage(seg, "commitlog", (tmp_path / nid / seg).stat().st_size, "bitflip",
+                                                  [8 * 24 + 3]))
+    monkeypatch.setattr(random.Random, "choice", lambda self, seq: nid if nid in seq else seq[0])
+
+    async def main() -> tuple[Any, Any]:
+        n = CorruptNemesis(db)
+        return await n.start(random.Random(0)), await n.stop()
+
+    start, stop = trio.run(main)
+    v = start.value
+    assert v["outcome"] == "refused" and "refused to start" in v["said"] and "corrupt at byte offset" in v["said"]
+    assert v["moved_to"] == "corrupt/" + seg and (tmp_path / nid / "corrupt" / seg).exists()
+    assert db.engines[nid].read("ks", "t", b"k005") is not None  # from its SSTable; repair refills the rest
+    assert stop.value["result"][nid]["repair"]["ranges"] == 4
+
+
 def test_corrupt_is_refused_without_the_nodes_files() -> None:
     class NoFiles:
         def node_ids(self) -> list[str]:
