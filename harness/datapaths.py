@@ -40,6 +40,16 @@ def node_storage(opts: Any) -> dict[str, Any]:
     return out
 
 
+def recorded(opts: Any) -> dict[str, Any]:
+    """What test.json says about the storage settings the campaign ran with."""
+    node = {"commitlog_sync": opts.commitlog_sync}
+    if opts.deploy == "sim":
+        node["note"] = "harness sim's nodes use the store's own sizes"
+    else:
+        node.update(node_storage(opts))
+    return {"node": node, "table": table_options(opts)}
+
+
 def table_options(opts: Any) -> dict[str, Any]:
     """Storage options of the campaign's table (schema options)."""
     return {"gc_grace_seconds": opts.gc_grace}

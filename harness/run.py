@@ -304,8 +304,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
         "versions": versions(),
         "start_time": time.time(),
         "deploy": opts.deploy,
-        "storage": {"node": {"commitlog_sync": opts.commitlog_sync, **datapaths.node_storage(opts)},
-                    "table": datapaths.table_options(opts)},
+        "storage": datapaths.recorded(opts),
     }
     store.write_json(run_dir / store.TEST_FILE, test)
     deployment = deployment or make_deployment(opts, run_dir, secret, seed)

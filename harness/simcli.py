@@ -122,6 +122,11 @@ def build_options(args: argparse.Namespace) -> tuple[Any, SimSettings]:
         if v is not None:
             values[key] = v
     opts = RunOptions(**values)
+    # `all` here means every simulated nemesis (the data-path ones need real processes and files).
+    parts = [p.strip() for p in opts.nemesis.split(",") if p.strip()]
+    if "all" in parts:
+        opts.nemesis = ",".join(n for p in parts for n in
+                                ([x for x in faults.NEMESIS_ALIASES["all"] if x in SIM_NEMESES] if p == "all" else [p]))
     for name in faults.parse_nemeses(opts.nemesis):
         if name not in SIM_NEMESES:
             raise ValueError(f"--nemesis {name} is not simulated (sim supports {', '.join(SIM_NEMESES)})")
