@@ -752,18 +752,16 @@ class ProxyServer:
         if not isinstance(body, list):
             raise _bad_body("expected a JSON array of proxies")
         # Phase 1: validate everything before touching any proxy, as Toxiproxy does.
-        wanted: list[tuple[str, str, str, bool]] = []
-        seen: set[str] = set()
+        # Two entries with one name: the last wins, as in Toxiproxy 2.12 (in the first one's place).
+        by_name: dict[str, tuple[str, str, str, bool]] = {}
         for i, item in enumerate(body, start=1):
             name, listen, upstream, enabled = _proxy_fields(item, f" at proxy {i}")
             if not name:
                 raise _missing(f"name at proxy {i}")
             if not upstream:
                 raise _missing(f"upstream at proxy {i}")
-            if name in seen:
-                raise ApiError(f"duplicate proxy name {name!r}", 500)
-            seen.add(name)
-            wanted.append((name, listen, upstream, True if enabled is None else enabled))
+            by_name[name] = (name, listen, upstream, True if enabled is None else enabled)
+        wanted = list(by_name.values())
         # Phase 2: add, keep (same listen and upstream) or replace each one.
         done: list[Proxy] = []
         for name, listen, upstream, enabled in wanted:

@@ -77,3 +77,12 @@ async def test_an_updated_limit_data_keeps_counting_the_bytes_already_sent(api_u
             while chunk := await stream.receive_some(100):
                 rest += chunk
     assert rest == b"abcdef"  # 12 in all: 6 more, then the connection closes
+
+
+async def test_populate_with_a_name_twice_keeps_the_last_entry(api_url: str) -> None:
+    client = ProxyClient(api_url)
+    body = [{"name": "p", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:9"},
+            {"name": "p", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:10"}]
+    answer = await client._call("populate", "p", "post", "/populate", body)
+    assert [(p["name"], p["upstream"]) for p in answer["proxies"]] == [("p", "127.0.0.1:10")]
+    assert (await client.proxies())["p"]["upstream"] == "127.0.0.1:10"
