@@ -24,6 +24,7 @@ different sets share a fingerprint with probability about ``cache_size**2 / 2**1
 
 from __future__ import annotations
 
+import bisect
 import random
 import time
 from collections.abc import Iterable
@@ -80,7 +81,8 @@ class _KeySearch:
                  "need", "prod",
                  "phase", "todo")
 
-    def __init__(self, key: Any, calls: list[Call], init: Any, model: Model | None = None) -> None:
+    def __init__(self, key: Any, calls: list[Call], init: Any, model: Model | None = None,
+                 refute_stale: bool = False) -> None:
         self.key = key
         self.calls = calls
         n = len(calls)
@@ -157,6 +159,15 @@ class _KeySearch:
                 self.best_depth = 0
                 self.status = ILLEGAL_HISTORY
                 break
+        if refute_stale and self.status == RUNNING:
+            # The explanation's prefix searches only: a call that is stale on its face refutes
+            # the cut at once (the checker's own search does without this pass, which would cost
+            # every valid history a few percent).
+            c = _stale_on_its_face(self)
+            if c is not None:
+                self.best = (None, init, 3 + 2 * next(i for i, x in enumerate(calls) if x is c))
+                self.best_depth = 0
+                self.status = ILLEGAL_HISTORY
 
     def run(self, budget: int, room: int) -> int:
         """Search for up to ``budget`` steps with at most ``room`` more cache entries; returns the status."""
@@ -589,7 +600,7 @@ def _culprit(s: _KeySearch, model: Model, deadline: float | None, max_states: in
     def probe(j: int) -> int | None:
         nonlocal budget
         calls, orig = _truncate(s, model, det[j].ret_pos)
-        ks = _KeySearch(s.key, calls, s.init, model)
+        ks = _KeySearch(s.key, calls, s.init, model, refute_stale=True)
         while ks.status == RUNNING:
             if budget <= 0 or (deadline is not None and time.monotonic() > deadline):
                 return None
@@ -642,8 +653,58 @@ def _culprit(s: _KeySearch, model: Model, deadline: float | None, max_states: in
 
 
 def _hint(s: _KeySearch) -> Call | None:
-    """The determinate call the failed search's deepest dead end points at (see _culprit)."""
-    if s.best is None or s.best[0] is None and s.best[2] is None:
+    """A guess at the culprit (see _culprit): a call that is stale on its face, else the call the
+    failed search's deepest dead end points at."""
+    return _stale_on_its_face(s) or _dead_end_hint(s)
+
+
+def _stale_on_its_face(s: _KeySearch) -> Call | None:
+    """The first-returning call that needs a state every producer of which was overwritten first.
+
+    If every call that can produce the state a read (or cas) needs returned before some write W
+    began, and W returned before the read began, then W sits between all of them and the read
+    in every linearization: the read cannot see the state. Only where tokens are exact.
+    """
+    if not s.rule:
+        return None
+    inf = float("inf")
+    prod_max: dict[Any, float] = {}
+    writes: list[tuple[float, float]] = []
+    for i, c in enumerate(s.calls):
+        t = s.ptok[i]
+        if t is _NO_TOKEN:
+            continue
+        prod_max[t] = max(prod_max.get(t, -inf), c.ret_pos)
+        if c.determinate and c.kind not in PURE_KINDS:
+            writes.append((c.call_pos, c.ret_pos))
+    if not writes:
+        return None
+    writes.sort()
+    starts = [w[0] for w in writes]
+    sufmin = [0.0] * len(writes)
+    low = inf
+    for j in range(len(writes) - 1, -1, -1):
+        low = min(low, writes[j][1])
+        sufmin[j] = low
+    best: Call | None = None
+    for i, c in enumerate(s.calls):
+        t = s.ntok[i]
+        if t is _NO_TOKEN or not c.determinate or (s.rule != 1 and type(t) is tuple):
+            continue
+        last = prod_max.get(t, -inf)
+        if t == s.init:
+            last = max(last, -1.0)  # the initial state is produced before everything
+        if last == inf or last == -inf:
+            continue  # an info producer may come any time; no producer is the unproducible case
+        j = bisect.bisect_right(starts, last)
+        if j < len(writes) and sufmin[j] < c.call_pos and (best is None or c.ret_pos < best.ret_pos):
+            best = c
+    return best
+
+
+def _dead_end_hint(s: _KeySearch) -> Call | None:
+    """The determinate call the failed search's deepest dead end points at."""
+    if s.best is None:
         return None
     stack, final_state, ret_entry = s.best
     linearized = set()
