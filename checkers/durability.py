@@ -27,7 +27,8 @@ from harness.history import NEMESIS, Op
 # Findings a lost write can produce, per checker.
 LOSS_KINDS = {
     "lww": ("lost-write",),
-    "quorum": ("stale-read", "non-monotonic-read"),
+    # A resurrection is a lost delete: the tombstone died unsynced, the older value came back.
+    "quorum": ("stale-read", "non-monotonic-read", "resurrection"),
     "set": ("lost", "stale"),
     "linearizable": ("not-linearizable",),
 }
@@ -119,7 +120,7 @@ def reclassify(results: dict[str, Result], source: Callable[[], Iterable[Op]], p
                 seen = max((op.time for op in a.ops), default=0)
                 # A lost write must itself be one acknowledged within a period before a crash.
                 own = [a.ops[1].time] if a.kind in ("lost-write", "lost") and len(a.ops) > 1 else None
-                times = own if own is not None else writes.get(_key(a.key), [])
+                times = own if own is not None else _writes_of(writes, a.key)
                 if a.kind in kinds and _exposed(times, crash_times, window_ns, seen):
                     allowed.append(a)
                 else:
@@ -143,6 +144,14 @@ def reclassify(results: dict[str, Result], source: Callable[[], Iterable[Op]], p
                f"{mode} mode acknowledges only fsynced writes: any loss the other checkers found is an anomaly"}
     results["durability"] = Result("durability", True, counts, [], details)
     return results
+
+
+def _writes_of(writes: dict[Any, list[int]], key: Any) -> list[int]:
+    """The acknowledged write times of a key, or of the row a cell ``[key, column]`` belongs to."""
+    found = writes.get(_key(key))
+    if found is None and isinstance(key, (list, tuple)) and key:
+        found = writes.get(_key(key[0]))
+    return found or []
 
 
 def _note(period_ms: int) -> str:

@@ -324,3 +324,27 @@ def test_a_non_loss_finding_stays_an_anomaly_in_periodic_mode() -> None:
 def test_reclassify_leaves_results_alone_without_crashes() -> None:
     results: dict[str, Any] = {}
     assert reclassify(results, lambda: iter(_history(None)), {"commitlog_sync": "periodic"}) == {}
+
+
+def _lost_delete(mode: str) -> Any:
+    """Key 1 written, then deleted (acknowledged at 500 ms); a crash at 3 s loses the tombstone;
+    a read at 20 s returns the deleted value."""
+    ops = [
+        Op(0, 0, 0, "invoke", "write", 1, 1), Op(1, 100 * MS, 0, "ok", "write", 1, 1, timestamp=1),
+        Op(2, 400 * MS, 0, "invoke", "delete", 1, None), Op(3, 500 * MS, 0, "ok", "delete", 1, None, timestamp=2),
+        Op(4, 600 * MS, 1, "invoke", "read", 1, None), Op(5, 700 * MS, 1, "ok", "read", 1, None),
+        Op(6, 3_000 * MS, NEMESIS, "invoke", "start-crash", None, None),
+        Op(7, 3_000 * MS + 1, NEMESIS, "info", "start-crash", None,
+           {"nodes": ["n1", "n2", "n3"], "unsynced_bytes": {"n1": 40}, "lost_unsynced": True}, extra={"action": "crash"}),
+        Op(8, 20_000 * MS, 1, "invoke", "read", 1, None), Op(9, 20_100 * MS, 1, "ok", "read", 1, 1, timestamp=1),
+    ]
+    return check_all(ops, {**PARAMS, "commitlog_sync": mode})
+
+
+def test_a_delete_lost_in_a_periodic_crash_is_an_allowed_resurrection() -> None:
+    batch = _lost_delete("batch")
+    assert batch.valid is False and batch.results["quorum"].counts["resurrection"] >= 1
+    periodic = _lost_delete("periodic")
+    assert periodic.results["quorum"].counts["resurrection"] == 0
+    assert periodic.results["quorum"].counts["periodic-resurrection"] >= 1
+    assert periodic.valid is True, {n: r.valid for n, r in periodic.results.items()}
