@@ -20,8 +20,9 @@ def harness(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
 
 
 def test_kill_campaign_with_coverage(tmp_path: Path) -> None:
-    proc = harness("run", "--coverage", "--nemesis", "kill", "--nodes", "3", "--time-limit", "10",
-                   "--nemesis-interval", "3", "--recovery-time", "2", "--seed", "7", "--store", str(tmp_path))
+    # A kill at 2 s, the restart at 4 s, maybe another kill at 6 s (healing restarts it).
+    proc = harness("run", "--coverage", "--nemesis", "kill", "--nodes", "3", "--time-limit", "6",
+                   "--nemesis-interval", "2", "--recovery-time", "1", "--seed", "7", "--store", str(tmp_path))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     run_dir = (tmp_path / "latest").resolve()
