@@ -205,9 +205,10 @@ def data_files(raw_dir: Path) -> list[Path]:
     return sorted(p for p in raw_dir.rglob(NODE_DATA_NAME + ".*") if p.is_file())
 
 
-def finish(run_dir: Path) -> dict[str, Any]:
-    """Combine the run's node data, write coverage/ (HTML, data, summary.json), add the table to
-    results.json; returns the summary. CoverageError when there is nothing to combine."""
+def finish(run_dir: Path, *, html: bool = True) -> dict[str, Any]:
+    """Combine the run's node data, write coverage/ (HTML unless ``html`` is False, data,
+    summary.json), add the table to results.json; returns the summary. CoverageError when there
+    is nothing to combine."""
     import coverage
 
     run_dir = Path(run_dir)
@@ -223,11 +224,12 @@ def finish(run_dir: Path) -> dict[str, Any]:
         # keep=True: the raw files stay, so a run can be combined again (or differently) later.
         cov.combine([str(p) for p in raw], keep=True)
         cov.save()
-        cov.html_report(directory=str(cov_dir), title=f"ringlab node/ coverage: {run_dir.parent.name}/{run_dir.name}")
+        if html:
+            cov.html_report(directory=str(cov_dir), title=f"ringlab node/ coverage: {run_dir.parent.name}/{run_dir.name}")
     except coverage.CoverageException as exc:
         raise CoverageError(f"combining {len(raw)} data file(s) in {cov_dir / RAW_DIR}: {exc}") from None
     summary = summarize(cov, node_dir)
-    summary.update({"data_files": len(raw), "html": f"{COVERAGE_DIR}/index.html",
+    summary.update({"data_files": len(raw), "html": f"{COVERAGE_DIR}/index.html" if html else None,
                     "save_interval_s": SAVE_INTERVAL})
     (cov_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     merge_into_results(run_dir, summary)

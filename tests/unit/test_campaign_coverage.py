@@ -89,7 +89,7 @@ def test_finish_without_data_is_an_error_naming_the_directory(tmp_path: Path) ->
 def test_report_shows_the_table_and_runs_without_coverage_still_report(tmp_path: Path) -> None:
     config = statements(CONFIG)
     run = coverage_run(tmp_path, "a", [{str(CONFIG): config[:2]}])
-    cc.finish(run)
+    cc.finish(run)  # with the HTML: the report links to it
     html = write_report(run).read_text()
     assert '<section id="coverage">' in html and 'href="#coverage"' in html
     assert "<td><code>node/storage/config.py</code></td>" in html
@@ -113,18 +113,27 @@ def test_section_escapes_file_names() -> None:
     assert cc.section_html(None) == ""
 
 
+def combined_run(tmp_path: Path, name: str, lines: dict[str, list[int]]) -> Path:
+    """A run as finish() leaves it, made by hand: its combined data and a summary (totals only)."""
+    run = make_run(tmp_path / name, "valid")
+    write_data(run / "coverage" / "coverage.db", lines)
+    totals = {p: {"files": 1, "statements": 10, "covered": 1, "percent": 10.0} for p in cc.TOTALS}
+    (run / "coverage" / "summary.json").write_text(json.dumps({"files": [], "totals": totals}))
+    return run
+
+
 def test_union_of_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = statements(CONFIG)
-    a = coverage_run(tmp_path, "a", [{str(CONFIG): config[:1]}])
-    b = coverage_run(tmp_path, "b", [{REMOTE_CONFIG: config[1:3]}])
-    cc.finish(a), cc.finish(b)
-    summary = cc.union([a, b])
-    assert row(summary, "node/storage/config.py")["covered"] == 3
+    a = combined_run(tmp_path, "a", {str(CONFIG): config[:1]})
+    b = combined_run(tmp_path, "b", {REMOTE_CONFIG: config[1:3]})
     code = harness_main(["coverage-union", str(a), str(b), "--json", str(tmp_path / "u.json")])
     out = capsys.readouterr().out
     assert code == 0
-    assert "union of 2 run(s): node/ " in out
-    assert json.loads((tmp_path / "u.json").read_text())["totals"] == summary["totals"]
+    summary = json.loads((tmp_path / "u.json").read_text())
+    assert row(summary, "node/storage/config.py")["covered"] == 3
+    assert row(summary, "node/server.py")["covered"] == 0
+    assert f"{a}: node/ 10.0%" in out
+    assert f"union of 2 run(s): node/ {summary['totals']['node/']['percent']:.1f}%" in out
     plain = make_run(tmp_path / "plain", "valid")
     assert harness_main(["coverage-union", str(a), str(plain)]) == 254
     assert "was it run with --coverage?" in capsys.readouterr().err
