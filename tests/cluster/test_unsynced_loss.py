@@ -1,5 +1,5 @@
 """A crash with volatile unsynced files loses what periodic mode never fsynced, and nothing in
-batch mode: writes acknowledged by every replica, then every node SIGKILLed and restarted.
+batch or group mode: writes acknowledged by every replica, then every node SIGKILLed and restarted.
 
 The sync period is ten minutes, so in periodic mode no fsync covers the writes: their loss is
 certain, not a matter of timing (a campaign's crash nemesis only may lose something)."""
@@ -16,7 +16,7 @@ from conftest import Cluster, alive_view, call, wait_until
 KEYS = [f"k{i}" for i in range(12)]
 
 
-@pytest.mark.parametrize("mode", ["periodic", "batch"])
+@pytest.mark.parametrize("mode", ["periodic", "batch", "group"])
 def test_crash_loses_unsynced_writes_in_periodic_mode_only(tmp_path: Path, mode: str) -> None:
     extra = ("[storage]\n"
              f'commitlog_sync = "{mode}"\n'
@@ -66,6 +66,6 @@ def test_crash_loses_unsynced_writes_in_periodic_mode_only(tmp_path: Path, mode:
         if mode == "periodic":
             assert found == {k: None for k in KEYS}, "every replica lost the unsynced writes"
         else:
-            assert found == {k: k for k in KEYS}, "batch mode acknowledged only fsynced writes"
+            assert found == {k: k for k in KEYS}, f"{mode} mode acknowledged only fsynced writes"
     finally:
         c.stop()
