@@ -31,7 +31,7 @@ async def echo(sender: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 async def serve_messaging() -> None:
     """The answering node: print the bound port, echo until killed."""
-    b = Messaging(Runtime.real(), "b", "127.0.0.1", 0)
+    b = Messaging(Runtime.real(), "b", "127.0.0.1", 0, secret="bench-secret")
     b.register("ECHO", echo)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(b.run)
@@ -64,7 +64,7 @@ def spawn(mode: str) -> tuple[subprocess.Popen[str], int]:
 
 
 async def bench_messaging(seconds: float, concurrency: int, port: int) -> tuple[float, Messaging]:
-    a = Messaging(Runtime.real(), "a", "127.0.0.1", 0)
+    a = Messaging(Runtime.real(), "a", "127.0.0.1", 0, secret="bench-secret")
     done = 0
     async with trio.open_nursery() as nursery:
         await nursery.start(a.run)

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hmac
 import json
 import logging
 import math
+import os
 import random
 import socket
 import struct
@@ -68,6 +70,12 @@ HTTP_READ_TIMEOUT_S = 15.0
 HTTP_IDLE_TIMEOUT_S = 60.0
 
 DIRECTIONS = ("upstream", "downstream")
+# The harness's token for the API (ringlab's addition to Toxiproxy's API): when the server has one,
+# every request must carry it in this header (compared in constant time), else 401. Passed to the
+# child through the environment, never the command line (which every local user can read).
+TOKEN_HEADER = b"x-ringlab-token"
+TOKEN_ENV = "RINGLAB_PROXY_TOKEN"
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 class ApiError(Exception):
@@ -649,6 +657,7 @@ class ProxyServer:
         # Toxicity draws, jitter and slices; seedable so a run's faults can be replayed.
         self.rng = rng if rng is not None else random.Random()
         self.proxies: dict[str, Proxy] = {}
+        self.token: bytes | None = None  # see TOKEN_HEADER
         # API changes are applied one at a time, as Toxiproxy's collection lock does.
         self._lock = trio.Lock()
 
@@ -901,11 +910,14 @@ async def _serve_http(server: ProxyServer, stream: trio.SocketStream) -> None:
 async def _dispatch(server: ProxyServer, request: h11.Request, raw: bytes) -> tuple[int, Any]:
     method = request.method.decode("ascii", "replace").upper()
     path = urlsplit(request.target.decode("ascii", "replace")).path
-    agent = dict(request.headers).get(b"user-agent", b"")
+    headers = dict(request.headers)
+    agent = headers.get(b"user-agent", b"")
     try:
         # Toxiproxy refuses browsers, so a web page cannot drive it through the user's browser.
         if agent.startswith(b"Mozilla/"):
             raise ApiError("User agent not allowed", 403)
+        if server.token is not None and not hmac.compare_digest(headers.get(TOKEN_HEADER, b""), server.token):
+            raise ApiError(f"missing or wrong {TOKEN_HEADER.decode()} header", 401)
         body: Any = _NO_BODY
         if raw.strip():
             try:
@@ -927,12 +939,17 @@ async def serve_proxy_api(
     port: int = DEFAULT_API_PORT,
     *,
     rng: random.Random | None = None,
+    token: str | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the Toxiproxy API on host:port until cancelled; reports the bound port."""
+    """Serve the Toxiproxy API on host:port until cancelled; reports the bound port.
+
+    With ``token``, only requests carrying it (header ``x-ringlab-token``) are served.
+    """
     listeners = await trio.open_tcp_listeners(port, host=host)
     async with trio.open_nursery() as nursery:
         server = ProxyServer(nursery, rng)
+        server.token = token.encode() if token else None
         bound = listeners[0].socket.getsockname()[1]
         log.info("fault proxy API on %s:%d", host, bound)
 
@@ -943,9 +960,9 @@ async def serve_proxy_api(
         task_status.started(bound)
 
 
-async def _serve_and_announce(host: str, port: int, rng: random.Random) -> None:
+async def _serve_and_announce(host: str, port: int, rng: random.Random, token: str | None) -> None:
     async with trio.open_nursery() as nursery:
-        bound = await nursery.start(functools.partial(serve_proxy_api, host, port, rng=rng))
+        bound = await nursery.start(functools.partial(serve_proxy_api, host, port, rng=rng, token=token))
         # One line on stdout, so a parent that asked for port 0 learns the port it got.
         print(f"fault proxy API listening on http://{_join_hostport(host, bound)}", flush=True)
 
@@ -966,8 +983,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     rng = random.Random(args.seed)
+    token = os.environ.get(TOKEN_ENV) or None
+    if args.host not in _LOOPBACK_HOSTS and token is None:
+        print(f"fault proxy: refusing to serve the API on {args.host} without a token "
+              f"(set {TOKEN_ENV}); anyone who can reach it could cut the cluster's links", file=sys.stderr)
+        return 2
     try:
-        trio.run(_serve_and_announce, args.host, args.port, rng)
+        trio.run(_serve_and_announce, args.host, args.port, rng, token)
     except KeyboardInterrupt:
         return 0
     except OSError as exc:

@@ -73,7 +73,7 @@ class ProxyClient:
     """Drive a Toxiproxy-compatible server at ``url`` from Trio, with timeouts everywhere."""
 
     def __init__(self, url: str = "http://127.0.0.1:8474", *,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, token: str | None = None) -> None:
         parts = urlsplit(url if "//" in url else f"http://{url}")
         try:
             port = parts.port
@@ -84,6 +84,7 @@ class ProxyClient:
         self.url = f"http://{parts.netloc}"
         self.host, self.port = parts.hostname, port
         self.timeout_s = timeout_s
+        self.token = token  # ringlab's fault proxy: sent as x-ringlab-token (Toxiproxy ignores it)
 
     async def _call(self, operation: str, proxy: str | None, method: str, path: str,
                     body: Any = None, *, tolerate: Iterable[int] = ()) -> Any:
@@ -115,6 +116,8 @@ class ProxyClient:
                    ("content-length", str(len(data))), ("connection", "close")]
         if body is not None:
             headers.append(("content-type", "application/json"))
+        if self.token:
+            headers.append(("x-ringlab-token", self.token))
         conn = h11.Connection(h11.CLIENT)
         stream = await trio.open_tcp_stream(self.host, self.port)
         async with stream:

@@ -45,9 +45,11 @@ class ClientTimeout(RinglabError):
 class Client:
     """One connection to a node; use :func:`open_client`."""
 
-    def __init__(self, stream: trio.abc.Stream, secret: str | None = None, timeout: float | None = None) -> None:
+    def __init__(self, stream: trio.abc.Stream, secret: str | None = None, timeout: float | None = None,
+                 client_secret: str | None = None) -> None:
         self._stream = stream
         self.secret = secret
+        self.client_secret = client_secret  # sent as "auth" with data ops (a node's client_secret)
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._waiting: dict[int, list[Any]] = {}  # id -> [event, response]
@@ -106,6 +108,8 @@ class Client:
         msg = {"id": rid, "op": op, **{k: v for k, v in fields.items() if v is not None}}
         if self.secret is not None and (op in protocol.ADMIN_OPS or op in protocol.SCHEMA_OPS) and "secret" not in msg:
             msg["secret"] = self.secret
+        if self.client_secret is not None and op in protocol.DATA_OPS and "auth" not in msg:
+            msg["auth"] = self.client_secret
         frame = encode_frame(msg)
         slot: list[Any] = [trio.Event(), None]
         self._waiting[rid] = slot
@@ -212,11 +216,12 @@ async def open_client(
     secret: str | None = None,
     timeout: float | None = None,
     network: Network | None = None,
+    client_secret: str | None = None,
 ) -> AsyncIterator[Client]:
     """Connect to a node's client port; the connection closes when the block exits."""
     net = network or Network()
     stream = await net.open_tcp_stream(host, port)
-    client = Client(stream, secret=secret, timeout=timeout)
+    client = Client(stream, secret=secret, timeout=timeout, client_secret=client_secret)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client._reader)

@@ -90,6 +90,12 @@ class NodeConfig:
     initial_tokens: list[str] | None = None
     partitioner: str = "murmur3"
     cluster_secret: str = ""
+    # Without a cluster_secret a node refuses every peer; this names the one way to run a
+    # cluster unauthenticated anyway (a dev cluster on one machine). Never set it in production.
+    internode_insecure: bool = False
+    # When set, data operations (put/get/delete/batch) need it as their "auth" field; off by
+    # default (admin and schema operations always need cluster_secret).
+    client_secret: str = ""
     # Seed for this node's Rng (token choice, gossip peer choice); None = OS entropy.
     rng_seed: int | None = None
     # Client requests executing at once on this node before new ones get Overloaded

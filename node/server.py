@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import errno
 import gc
+import hmac
 import json
 import logging
 import os
@@ -204,6 +205,7 @@ class Node:
             config.internode_port,
             routes=config.route_addresses(),
             secret=config.cluster_secret,
+            insecure=config.internode_insecure,
         )
         self.hints = HintStore(
             self.data_dir / "hints",
@@ -692,8 +694,12 @@ class Node:
             req = protocol.validate_request(msg)
             op = req["op"]
             if op in protocol.ADMIN_OPS or op in protocol.SCHEMA_OPS and op != "describe":
-                if not self.config.cluster_secret or req.get("secret") != self.config.cluster_secret:
+                if not _secret_matches(self.config.cluster_secret, req.get("secret")):
                     raise Unauthorized(f"{op} needs the cluster secret")
+            elif op in protocol.DATA_OPS and self.config.client_secret:
+                # Optional client authentication (Cassandra's PasswordAuthenticator plays this role).
+                if not _secret_matches(self.config.client_secret, req.get("auth")):
+                    raise Unauthorized(f"{op} needs the client secret (auth): this node has client_secret set")
             handler = self.membership_ops.get(op) or getattr(self, f"_op_{op}")
             return ok_response(rid, **(await handler(req)))
         except RinglabError as exc:
@@ -937,6 +943,11 @@ class Node:
         if changes:
             log.info("fault switches now %s", self.config.faults.as_dict())
         return {"faults": self.config.faults.as_dict()}
+
+
+def _secret_matches(expected: str, given: Any) -> bool:
+    """Constant-time comparison; an empty expected secret matches nothing."""
+    return bool(expected) and isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 # ringnode's exit status when storage cannot be opened (a full disk, a corrupt commit log) or a

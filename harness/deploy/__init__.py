@@ -58,7 +58,7 @@ class LocalDeployment:
         self.proxy_proc = ProxyProcess(run_dir / "proxy.log")
         self.external_proxy = toxiproxy
         self.proxy_url = toxiproxy or self.proxy_proc.start()
-        self.proxy = ProxyClient(self.proxy_url)
+        self.proxy = ProxyClient(self.proxy_url, token=None if toxiproxy else self.proxy_proc.token)
         self.db = LocalDB(self.cluster, secret, self.proxy)
         self.net = ProxyNet(self.proxy)
 

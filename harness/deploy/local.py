@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import random
+import secrets as _secrets
 import signal
 import socket
 import subprocess
@@ -405,14 +406,17 @@ class ProxyProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        # Only the harness may drive it: other local users can reach a loopback port too.
+        self.token = _secrets.token_hex(16)
 
     def start(self) -> str:
-        """Start it on a free loopback port and return its URL."""
+        """Start it on a free loopback port and return its URL (requests need ``self.token``)."""
         port = free_port()
         logf = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "nemesis.proxy", "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+            env={**os.environ, "RINGLAB_PROXY_TOKEN": self.token},
         )
         logf.close()
         self.url = f"http://127.0.0.1:{port}"
@@ -538,9 +542,10 @@ async def cluster_up(cluster_dir: Path, node_count: int, seed: int, commitlog_sy
     cluster = LocalCluster(LocalClusterSpec(node_count, cluster_dir / "nodes", secret, seed, commitlog_sync=commitlog_sync))
     proxy = ProxyProcess(cluster_dir / "proxy.log")
     url = proxy.start()
-    state: dict[str, Any] = {"proxy": {"url": url, "pid": proxy.proc.pid if proxy.proc else None}, "secret": secret, "nodes": {}}
+    state: dict[str, Any] = {"proxy": {"url": url, "pid": proxy.proc.pid if proxy.proc else None, "token": proxy.token},
+                             "secret": secret, "nodes": {}}
     try:
-        client = ProxyClient(url)
+        client = ProxyClient(url, token=proxy.token)
         await proxy.wait_ready(client)
         await client.create_proxies(cluster.proxies())
         await cluster.start()

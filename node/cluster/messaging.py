@@ -7,7 +7,8 @@ internode address and (when the cluster has a secret) an HMAC of the id under th
 
 Frames on the wire (short keys because every request pays for them):
 
-* hello:    ``{"h": node_id, "a": [host, port], "m": mac}``
+* hello:    ``{"h": node_id, "a": [host, port], "n": nonce}`` and the challenge-response of
+  node/cluster/auth.py; after it every frame carries a MAC (``internode_insecure``: plain frames)
 * request:  ``{"i": request_id, "v": verb, "p": payload}`` (answered by a reply)
 * one-way:  ``{"v": verb, "p": payload}``
 * reply:    ``{"r": request_id, "p": payload}`` or ``{"r": request_id, "e": "error text"}``
@@ -26,9 +27,7 @@ queueing, so callers such as the coordinator learn quickly.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import hmac
 import itertools
 import logging
 import math
@@ -39,6 +38,7 @@ from typing import Any
 import trio
 
 from node import protocol
+from node.cluster import auth
 from node.runtime import Runtime
 
 log = logging.getLogger("node.cluster.messaging")
@@ -83,8 +83,6 @@ HANDSHAKE_TIMEOUT = 5.0
 # Listening on these says nothing about where the node can be reached, so they are not learnt.
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
-# Domain-separates the handshake MAC from any other use of the cluster secret.
-_MAC_CONTEXT = b"ringlab-internode-hello:"
 
 
 class MessagingError(Exception):
@@ -105,13 +103,6 @@ class RequestTimeout(MessagingError):
 
 class RemoteError(MessagingError):
     """The peer's handler failed (or the verb is unknown there); the text is the peer's."""
-
-
-def hello_mac(secret: str, node_id: str) -> str:
-    """The handshake MAC proving the sender knows the cluster secret ("" without a secret)."""
-    if not secret:
-        return ""
-    return hmac.new(secret.encode(), _MAC_CONTEXT + node_id.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -183,6 +174,13 @@ class _Peer:
         self.got_hello = False
         self.remote_id: str | None = None
         self.connected_addr: tuple[str, int] | None = None
+        # Per connection (node/cluster/auth.py): our nonce, the sealer for what we send and the
+        # proof we owe the acceptor once its hello checked out.
+        self.nonce = b""
+        self.sealer: auth.Sealer | None = None
+        self.proof: bytes | None = None
+        self.in_key = b""
+        self.handshake = trio.Event()
 
     def wake(self) -> None:
         self.demand.set()
@@ -196,6 +194,7 @@ class _Incoming:
         self.frames: list[bytes] = []
         self.lot = trio.lowlevel.ParkingLot()
         self.slots = trio.Semaphore(MAX_INFLIGHT_HANDLERS)
+        self.sealer: auth.Sealer | None = None
 
     def push(self, frame: bytes) -> None:
         self.frames.append(frame)
@@ -218,6 +217,7 @@ class Messaging:
         routes: dict[str, tuple[str, int]] | None = None,
         secret: str = "",
         max_queue: int = DEFAULT_MAX_QUEUE,
+        insecure: bool = False,
     ) -> None:
         if max_queue < 1:
             raise ValueError(f"max_queue must be >= 1, got {max_queue}")
@@ -229,7 +229,14 @@ class Messaging:
         self.stats = MessagingStats()
         self.port: int | None = None  # the bound port while run() is serving
         self._secret = secret
-        self._mac = hello_mac(secret, node_id)
+        # With a secret every connection is authenticated and every frame MACed; without one the
+        # node talks to no peer unless the insecure dev mode was asked for by name.
+        self._key = auth.cluster_key(secret) if secret else None
+        self._refusal = None if secret or insecure else (
+            "no cluster_secret: internode traffic refused (set internode_insecure = true for an "
+            "unauthenticated dev cluster)")
+        self._refusal_logged = False
+        self._nonces = itertools.count()
         self._routes: dict[str, tuple[str, int]] = dict(routes or {})
         self._addresses: dict[str, tuple[str, int]] = {}
         self._learned: dict[str, tuple[str, int]] = {}
@@ -497,6 +504,10 @@ class Messaging:
                 self._fail_peer(p, f"no known address for {p.node_id}")
                 continue
             p.state = "connecting"
+            if self._refusal is not None:
+                self._log_refusal()
+                await self._backoff(p, self._refusal)
+                continue
             stream: trio.SocketStream | None = None
             error = "connect timed out"
             with trio.move_on_after(CONNECT_TIMEOUT):
@@ -542,11 +553,20 @@ class Messaging:
                 pending.resolve(None, error)
             p.pending.clear()
 
+    def _log_refusal(self) -> None:
+        if not self._refusal_logged:
+            self._refusal_logged = True
+            log.error("node %s: %s", self.node_id, self._refusal)
+
     async def _run_outgoing(self, p: _Peer, stream: trio.SocketStream) -> None:
         p.state = "up"
         p.got_hello = False
         p.remote_id = None
-        hello = protocol.encode_frame({"h": self.node_id, "a": [self.listen_host, self.port or 0], "m": self._mac})
+        p.sealer, p.proof, p.handshake = None, None, trio.Event()
+        hello_msg: dict[str, Any] = {"h": self.node_id, "a": [self.listen_host, self.port or 0]}
+        if self._key is not None:
+            p.nonce = hello_msg["n"] = auth.new_nonce(self.runtime, next(self._nonces))
+        hello = protocol.encode_frame(hello_msg)
         try:
             async with trio.open_nursery() as nursery:
                 p.conn_scope = nursery.cancel_scope
@@ -575,6 +595,12 @@ class Messaging:
 
     async def _outgoing_writer(self, p: _Peer, stream: trio.SocketStream, hello: bytes) -> None:
         await stream.send_all(hello)
+        if self._key is not None:
+            # Nothing but the proof goes out before the acceptor proved itself.
+            await p.handshake.wait()
+            assert p.proof is not None
+            await stream.send_all(protocol.encode_frame({"m": p.proof}))
+        sealer = p.sealer
         while True:
             if not p.frames:
                 await p.writer_lot.park()
@@ -582,7 +608,10 @@ class Messaging:
             frames, p.frames = p.frames, []
             self.stats.writes += 1
             self.stats.frames_written += len(frames)
-            await stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
+            if sealer is not None:
+                await stream.send_all(sealer.seal_all(frames))
+            else:
+                await stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
 
     async def _outgoing_reader(self, p: _Peer, stream: trio.SocketStream, _: Any) -> None:
         decoder = protocol.FrameDecoder()
@@ -594,6 +623,10 @@ class Messaging:
             while (msg := decoder.next_message()) is not None:
                 if not p.got_hello:
                     p.remote_id = self._check_hello(msg)
+                    if self._key is not None:
+                        self._accept_server_hello(p, msg)
+                        # Everything after the hello is sealed: the rest of this read too.
+                        decoder = auth.OpeningDecoder(p.in_key, decoder.take_buffered())
                     p.got_hello = True
                     continue
                 rid = msg.get("r")
@@ -601,16 +634,27 @@ class Messaging:
                 if pending is not None:
                     pending.resolve(msg)
 
+    def _accept_server_hello(self, p: _Peer, msg: dict[str, Any]) -> None:
+        """Connector side: check the acceptor's proof over our nonce; derive keys, owe our proof."""
+        assert self._key is not None
+        server = str(msg.get("h"))
+        try:
+            sn = auth.check_nonce(msg.get("n"), server)
+            auth.check_proof(self._key, msg.get("m"), "server", p.nonce, sn, server, self.node_id)
+        except auth.AuthError as exc:
+            self.stats.rejected_connections += 1
+            raise _BadPeer(str(exc)) from None
+        out_key, in_key = auth.session_keys(self._key, p.nonce, sn)
+        p.sealer = auth.Sealer(out_key)
+        p.in_key = in_key
+        p.proof = auth.proof(self._key, "client", p.nonce, sn, self.node_id, server)
+        p.handshake.set()
+
     def _check_hello(self, msg: dict[str, Any]) -> str:
         """Validate a hello frame; returns the sender's node id or raises _BadPeer."""
         node_id = msg.get("h")
         if not isinstance(node_id, str) or not node_id:
             raise _BadPeer(f"expected a hello frame first, got keys {sorted(map(str, msg))[:5]}")
-        if self._secret:
-            mac = msg.get("m")
-            if not isinstance(mac, str) or not hmac.compare_digest(mac, hello_mac(self._secret, node_id)):
-                self.stats.rejected_connections += 1
-                raise _BadPeer(f"hello from {node_id!r} does not carry this cluster's secret")
         addr = msg.get("a")
         if (
             isinstance(addr, list) and len(addr) == 2 and isinstance(addr[0], str)
@@ -631,39 +675,72 @@ class Messaging:
             log.exception("node %s: internode connection handler failed", self.node_id)
 
     async def _serve_incoming_inner(self, stream: trio.SocketStream) -> None:
-        decoder = protocol.FrameDecoder()
+        if self._refusal is not None:
+            self._log_refusal()
+            return
+        decoder: protocol.FrameDecoder = protocol.FrameDecoder()
         sender: str | None = None
         conn = _Incoming()
+        authenticated = self._key is None
         try:
             with trio.move_on_after(HANDSHAKE_TIMEOUT):
-                while sender is None:
-                    data = await stream.receive_some(RECV_BYTES)
-                    if not data:
-                        return
-                    decoder.feed(data)
+                while sender is None or not authenticated:
                     msg = decoder.next_message()
-                    if msg is not None:
+                    if msg is None:
+                        data = await stream.receive_some(RECV_BYTES)
+                        if not data:
+                            return
+                        decoder.feed(data)
+                        continue
+                    if sender is None:
                         sender = self._check_hello(msg)
-        except (protocol.ProtocolError, _BadPeer) as exc:
+                        if self._key is not None:
+                            cn, sn, proof_due = self._answer_hello(sender, msg)
+                            await stream.send_all(self._hello_frame({"n": sn, "m": proof_due}))
+                        continue
+                    assert self._key is not None
+                    auth.check_proof(self._key, msg.get("m"), "client", cn, sn, sender, self.node_id)
+                    in_key, out_key = auth.session_keys(self._key, cn, sn)
+                    conn.sealer = auth.Sealer(out_key)
+                    decoder = auth.OpeningDecoder(in_key, decoder.take_buffered())
+                    authenticated = True
+        except (protocol.ProtocolError, _BadPeer, auth.AuthError) as exc:
+            if isinstance(exc, auth.AuthError):
+                self.stats.rejected_connections += 1
             log.warning("node %s: refusing internode connection: %s", self.node_id, exc)
             return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return
-        if sender is None:
-            log.warning("node %s: no hello within %g s; closing", self.node_id, HANDSHAKE_TIMEOUT)
+        if sender is None or not authenticated:
+            log.warning("node %s: no complete handshake within %g s; closing", self.node_id, HANDSHAKE_TIMEOUT)
             return
-        conn.push(protocol.encode_frame({"h": self.node_id, "a": [self.listen_host, self.port or 0], "m": self._mac}))
+        if self._key is None:
+            conn.push(self._hello_frame({}))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._guard, self._incoming_writer, conn, stream, None, nursery.cancel_scope)
             await self._guard(self._incoming_reader, conn, stream, (decoder, sender, nursery), nursery.cancel_scope)
 
+    def _hello_frame(self, extra: dict[str, Any]) -> bytes:
+        return protocol.encode_frame({"h": self.node_id, "a": [self.listen_host, self.port or 0], **extra})
+
+    def _answer_hello(self, sender: str, msg: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
+        """Acceptor side: (their nonce, ours, our proof); AuthError for a hello without a nonce."""
+        assert self._key is not None
+        cn = auth.check_nonce(msg.get("n"), sender)
+        sn = auth.new_nonce(self.runtime, next(self._nonces))
+        return cn, sn, auth.proof(self._key, "server", cn, sn, self.node_id, sender)
+
     async def _incoming_writer(self, conn: _Incoming, stream: trio.SocketStream, _: Any) -> None:
+        sealer = conn.sealer
         while True:
             if not conn.frames:
                 await conn.lot.park()
                 continue
             frames, conn.frames = conn.frames, []
-            await stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
+            if sealer is not None:
+                await stream.send_all(sealer.seal_all(frames))
+            else:
+                await stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
 
     async def _incoming_reader(
         self, conn: _Incoming, stream: trio.SocketStream, ctx: tuple[protocol.FrameDecoder, str, trio.Nursery]

@@ -31,7 +31,7 @@ class Node:
 
     def fresh(self, generation: int | None = None) -> None:
         """New objects: a restarted process (new generation unless one is given)."""
-        self.messaging = Messaging(self.runtime, self.node_id, "127.0.0.1", self.port)
+        self.messaging = Messaging(self.runtime, self.node_id, "127.0.0.1", self.port, secret="gossip-test-secret")
         info = NodeInfo(
             node_id=self.node_id,
             internode_host="127.0.0.1",

@@ -19,11 +19,13 @@ from tests.cluster.conftest import Cluster, call, wait_until
 MAX_CONNECTIONS = 12
 IDLE_S = 4.0
 FRAME_S = 1.5
+CLIENT_SECRET = "data-ops-secret"
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    extra = (f"[clients]\nmax_connections = {MAX_CONNECTIONS}\nidle_timeout = {IDLE_S}\n"
+    extra = (f'client_secret = "{CLIENT_SECRET}"\n'
+             f"[clients]\nmax_connections = {MAX_CONNECTIONS}\nidle_timeout = {IDLE_S}\n"
              f"frame_timeout = {FRAME_S}\n")
     c = Cluster(tmp_path_factory.mktemp("bounds"), 1, extra=extra)
     try:
@@ -161,3 +163,29 @@ def test_out_of_file_descriptors_refuses_and_logs_at_most_once_a_second(node: Cl
     assert "Traceback" not in (n.dir / "stderr.log").read_text()
     _wait_for_idle_slots(node)
     assert _ping(port)["ok"] is True
+
+
+def test_client_secret_is_required_for_data_ops_when_set(node: Cluster) -> None:
+    from node.client import open_client
+    from node.protocol import RinglabError
+
+    n = node[0]
+    _wait_for_idle_slots(node)
+    trio.run(lambda: call(n, "create_keyspace", name="ks", if_not_exists=True,
+                          replication={"class": "SimpleStrategy", "replication_factor": 1}))
+    trio.run(lambda: call(n, "create_table", keyspace="ks", name="t", options={}, if_not_exists=True))
+
+    async def put(client_secret: str | None) -> str:
+        try:
+            async with open_client("127.0.0.1", n.client_port, timeout=10, client_secret=client_secret) as c:
+                await c.request("put", keyspace="ks", table="t", key="k", columns={"v": 1})
+        except RinglabError as exc:
+            return exc.name
+        except BaseExceptionGroup as group:
+            [exc] = group.exceptions
+            return getattr(exc, "name", repr(exc))
+        return "ok"
+
+    assert trio.run(put, None) == "Unauthorized"
+    assert trio.run(put, "wrong") == "Unauthorized"
+    assert trio.run(put, CLIENT_SECRET) == "ok"

@@ -3,6 +3,8 @@ and a toxic whose creation fails leaves nothing installed (traffic keeps flowing
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import toxiproxy
 import trio
@@ -61,3 +63,28 @@ async def test_a_toxic_that_fails_to_attach_is_rolled_back(api_port: int, proxy:
     # The timeout toxic would black-hole the link; with nothing installed the echo answers.
     assert await roundtrip(stream, b"after") == b"after"
     await stream.aclose()
+
+
+async def test_the_api_serves_only_requests_with_the_harness_token(nursery: trio.Nursery) -> None:
+    from nemesis.proxy import serve_proxy_api
+    from nemesis.proxy_client import ProxyClient, ProxyError
+
+    port = await nursery.start(functools.partial(serve_proxy_api, "127.0.0.1", 0, token="harness-token"))
+    r = await raw("GET", "/proxies", port)
+    assert r.status_code == 401 and "x-ringlab-token" in r.json()["error"]
+    r = await raw("GET", "/proxies", port, headers={"x-ringlab-token": "guess"})
+    assert r.status_code == 401
+    with pytest.raises(ProxyError, match="401"):
+        await ProxyClient(f"http://127.0.0.1:{port}").version()
+    assert (await ProxyClient(f"http://127.0.0.1:{port}", token="harness-token").version()).startswith("2.")
+
+
+def test_the_api_refuses_a_non_loopback_address_without_a_token() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RINGLAB_PROXY_TOKEN"}
+    proc = subprocess.run([sys.executable, "-m", "nemesis.proxy", "--host", "0.0.0.0", "--port", "0"],
+                          capture_output=True, text=True, timeout=30, env=env)
+    assert proc.returncode == 2 and "without a token" in proc.stderr
