@@ -33,9 +33,9 @@ BASE: dict[str, Any] = {"deploy": "sim", "time_limit": 12.0, "nemesis_interval":
     # leaves room for a rate well below the measured one.
     ("drop_hints", {"workload": "set", "nemesis": "kill", "targets": "majority", "key_count": 50,
                     "write_cl": "ANY", "read_cl": "ALL"}, 3),
-    # r = 0.4 over seeds 1-10 (partitions and kills leave replicas behind; reads that see the
-    # mismatch answer without repairing, so a later QUORUM read can go back in time): n = 14.
-    ("skip_read_repair", {"nemesis": "partition,kill"}, 14),
+    # r = 0.25 over seeds 1-20 (partitions and kills leave replicas behind; reads that see the
+    # mismatch answer without repairing, so a later QUORUM read can go back in time): n = 25.
+    ("skip_read_repair", {"nemesis": "partition,kill"}, 25),
 ])
 def test_validation_switch_is_caught_by_a_sim_sweep(tmp_path: Path, switch: str, campaign: dict[str, Any],
                                                      seeds: int) -> None:
