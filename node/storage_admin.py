@@ -20,9 +20,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import trio
-
 from node.protocol import InvalidRequest
+from node.runtime import offload
 
 log = logging.getLogger("node.storage_admin")
 
@@ -44,7 +43,7 @@ def storage_ops(node: Any) -> dict[str, AdminOp]:
         verify = req.get("verify", False)
         if not isinstance(verify, bool):
             raise InvalidRequest("verify must be a bool")
-        verified = await trio.to_thread.run_sync(engine.verify) if verify else None
+        verified = await offload(engine.verify) if verify else None
         return {"tables": engine.stats(), "corrupt": engine.corrupt_sstables(), "verify_corrupt": verified,
                 "quarantined": engine.quarantined(), "held": engine.held_tables(), "replay": replay_summary(engine),
                 "commitlog_sync": engine.config.commitlog_sync}
@@ -54,10 +53,10 @@ def storage_ops(node: Any) -> dict[str, AdminOp]:
         if not isinstance(repair, bool):
             raise InvalidRequest("repair must be a bool")
         # A full verify first: a flipped data byte that no read has met yet is found here too.
-        await trio.to_thread.run_sync(engine.verify)
+        await offload(engine.verify)
         quarantined: dict[str, list[str]] = {}
         for ks, t in list(engine.tables()):
-            moved = await trio.to_thread.run_sync(engine.discard_corrupt, ks, t)
+            moved = await offload(engine.discard_corrupt, ks, t)
             if moved:
                 quarantined[f"{ks}.{t}"] = moved
                 engine.hold_reads(ks, t, f"quarantined {', '.join(moved)}")
