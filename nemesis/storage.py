@@ -325,7 +325,9 @@ class CorruptNemesis:
         refused_start, moved_to = None, None
         try:
             await self.db.restart(nid)
-        except Exception as exc:  # noqa: BLE001 - the node refused to start on the damaged file
+        except Exception as exc:  # noqa: BLE001 - did the node refuse to start on the damaged file?
+            if "exited with code" not in str(exc):
+                raise  # it did not exit: a slow start is not a refusal (heal restarts it)
             refused_start = str(exc)[-600:]
             # What an operator does: move the damaged segment aside and start; the scrub's repair
             # brings back what it held.

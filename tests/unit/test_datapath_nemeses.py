@@ -29,6 +29,7 @@ from nemesis.storage import (
     verdict,
 )
 from node.storage import Cell, Mutation, StorageConfig, StorageEngine
+from node.storage.errors import CommitLogCorrupt
 from node.storage_admin import replay_summary
 from storage_model import ManualClock
 
@@ -85,9 +86,12 @@ class FakeDB:
         self.killed.add(nid)  # the engine is abandoned, as SIGKILL abandons it
 
     async def restart(self, nid: str) -> None:
-        self.killed.discard(nid)
         e = StorageEngine(self.root / nid, StorageConfig(), ManualClock())
-        e.open()
+        try:
+            e.open()
+        except CommitLogCorrupt as exc:  # what LocalCluster says when ringnode exits 3 at start
+            raise RuntimeError(f"node {nid} exited with code 3 during start; see its log: {exc}") from exc
+        self.killed.discard(nid)
         self.engines[nid] = e
 
     async def pause(self, nid: str) -> None: ...
