@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checkers import campaign, cells, counter, durability, isolation, linearizable, lww, perf, quorum, sets
+from checkers import campaign, cells, convergence, counter, durability, isolation, linearizable, lww, perf, quorum, sets
 from checkers.result import Result, Validity, merge_validity
 from harness.history import Op, read_history
 
@@ -23,6 +23,7 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "perf": perf.check,
     "campaign": campaign.check,
     "isolation": isolation.check,
+    "convergence": convergence.check,
 }
 """Every checker by name; each is a pure function of (history, params)."""
 
@@ -78,9 +79,11 @@ def default_checkers(params: dict[str, Any]) -> list[str]:
 
 def _model_checkers(params: dict[str, Any]) -> list[str]:
     model = params.get("model") or "register"
+    # A run directory with per-replica snapshots (harness/convergence.py) gets the convergence check.
+    inside = ["convergence"] if params.get("replica_snapshots") else []
     if model == "counter":
         # Read-modify-write increments: no single-op model to linearize; count lost updates.
-        return ["counter", "perf"]
+        return ["counter", *inside, "perf"]
     names = ["isolation", "linearizable"] if model == "batch" else ["linearizable"]
     if model == "set":
         names.append("set")
@@ -88,6 +91,7 @@ def _model_checkers(params: dict[str, Any]) -> list[str]:
         names.append("lww")
         if params.get("replication_factor"):
             names.append("quorum")
+    names.extend(inside)
     names.append("perf")
     return names
 

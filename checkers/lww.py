@@ -3,13 +3,23 @@
 * lost write: an acknowledged write that no read beginning after it completed could see: no
   read that ended after it began returned its value or a value with a greater timestamp, and
   at least one read (the final reads included) began after it completed;
-* timestamp inversion: a write that began after another write to the key had completed, yet
-  carries a smaller timestamp, so last-write-wins silently discarded it (what clock skew does);
+* same-coordinator inversion: a write that began after another write *through the same node*
+  had completed, yet carries a smaller timestamp. A coordinator stamps max(now, last + 1), so a
+  correct store never does this, whatever its clocks do (unless the node restarted in between:
+  a restarted node has forgotten its last timestamp; counted as ``inversion-across-restart``);
+* timestamp inversion: the same across coordinators: a write that began after another write to
+  the key had completed, through another node, yet carries a smaller timestamp, so
+  last-write-wins silently discarded it. That is what clock skew does: in a run with clock
+  faults it is what LWW allows, counted as ``expected-timestamp-inversion`` (and the writes it
+  discarded as ``discarded-by-inversion``, not as lost writes); without clock faults it is an
+  anomaly;
 * timestamp collision: two writes to a key with the same timestamp and different values, one of
   which had completed before the other began (the store's tie-break may keep the earlier one and
   silently drop the later). Two *concurrent* writes that tie are not an anomaly: either order is
   a valid one, and the tie-break picks the same winner on every replica; they are counted as
-  ``concurrent-timestamp-tie`` and the loser is not reported as a lost write;
+  ``concurrent-timestamp-tie`` and the loser is not reported as a lost write. Ties beyond
+  chance are: ``timestamp-tie`` when there are more than :func:`tie_budget` allows for the
+  run's write rate at the store's microsecond resolution;
 * phantom read: a read of a value no write to that key had been invoked with before it ended.
 
 Deletes (``f: delete``) are writes of nil: their timestamp is the tombstone's. A read of nil
@@ -24,12 +34,20 @@ One pass collects small per-key records; the analysis is O(n log n) per key.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from checkers.result import Anomaly, AnomalyLog, Result
 from harness.history import NEMESIS, Op
 
+# The store's documented timestamp resolution: microseconds (node/server.py _write_timestamp).
+TIMESTAMP_RESOLUTION_US = 1.0
+# Concurrent ties allowed beyond chance: TIE_SLACK times the expected count, plus TIE_FLOOR (a
+# store stamping in milliseconds instead of microseconds ties about a thousand times as often).
+TIE_SLACK = 10
+TIE_FLOOR = 2
 READ_FS = frozenset({"read", "get"})
 WRITE_FS = frozenset({"write", "put", "cas", "delete"})
 DELETE_F = "delete"
@@ -43,9 +61,11 @@ def _hashable(v: Any) -> Any:
     return v
 
 
-def collect(history: Iterable[Op]) -> tuple[dict[Any, list[tuple[Any, ...]]], dict[Any, list[tuple[Any, ...]]], dict[str, int]]:
+def collect(history: Iterable[Op], nemesis: list[Op] | None = None
+            ) -> tuple[dict[Any, list[tuple[Any, ...]]], dict[Any, list[tuple[Any, ...]]], dict[str, int]]:
     """One pass: per key, writes (inv_time, comp_time, ts, value, ok, inv, comp) and reads
-    (inv_time, comp_time, ts, value, inv, comp); keys that see appends are left out."""
+    (inv_time, comp_time, ts, value, inv, comp); keys that see appends are left out. Nemesis
+    operations go to ``nemesis`` when a list is given."""
     pending: dict[Any, Op] = {}
     writes: dict[Any, list[tuple[Any, ...]]] = {}
     reads: dict[Any, list[tuple[Any, ...]]] = {}
@@ -57,6 +77,8 @@ def collect(history: Iterable[Op]) -> tuple[dict[Any, list[tuple[Any, ...]]], di
     for op in history:
         p = op.process
         if p == NEMESIS:
+            if nemesis is not None:
+                nemesis.append(op)
             continue
         if op.type == "invoke":
             pending[p] = op
@@ -159,28 +181,117 @@ def _ops(*ops: Op | None) -> list[Op]:
     return [o for o in ops if o is not None]
 
 
+def _fault_context(nemesis: list[Op]) -> tuple[bool, dict[str, list[tuple[int, int]]]]:
+    """Whether the run had clock faults, and per node the windows in which it was killed or
+    restarted (a restarted node forgets the last timestamp it assigned)."""
+    clock = False
+    restarts: dict[str, list[tuple[int, int]]] = {}
+    started: dict[str, int] = {}
+    for op in nemesis:
+        if op.f in ("start-clock", "stop-clock"):
+            clock = True
+        if op.type == "invoke":
+            started[op.f] = op.time
+            continue
+        v = op.value if isinstance(op.value, dict) else {}
+        nodes: list[str] = []
+        if op.f in ("start-kill", "stop-kill") or "membership" in op.f:
+            nodes = [n for n in v.get("nodes", []) if isinstance(n, str)]
+            if isinstance(v.get("node"), str):
+                nodes.append(v["node"])
+        for n in nodes:
+            restarts.setdefault(n, []).append((started.get(op.f, op.time), op.time))
+    return clock, restarts
+
+
+def tie_budget(ws_by_key: dict[Any, list[tuple[Any, ...]]], resolution_us: float = TIMESTAMP_RESOLUTION_US) -> tuple[float, int]:
+    """The expected number of concurrent timestamp ties, and the budget beyond which they are an
+    anomaly. Writes to a key at N per span T (µs) tie by chance about N²·q/(2T) times for a clock
+    resolution q; the budget is TIE_SLACK times that, plus TIE_FLOOR."""
+    expected = 0.0
+    for ws in ws_by_key.values():
+        stamped = [w for w in ws if w[2] is not None]
+        if len(stamped) < 2:
+            continue
+        span_us = max((max(w[0] for w in stamped) - min(w[0] for w in stamped)) / 1000.0, resolution_us)
+        expected += len(stamped) ** 2 * resolution_us / (2 * span_us)
+    return expected, TIE_FLOOR + math.ceil(TIE_SLACK * expected)
+
+
 def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
-    """Find lost writes, timestamp inversions, timestamp collisions and phantom reads."""
-    writes, reads, counts = collect(history)
+    """Find lost writes, timestamp inversions (same-coordinator ones always; cross-node ones
+    unless the run had clock faults), timestamp collisions, tie-budget overruns and phantom reads."""
+    params = params or {}
+    nemesis: list[Op] = []
+    writes, reads, counts = collect(history, nemesis)
+    clock_faults, restarts = _fault_context(nemesis)
+    clock_faults = bool(params.get("clock_faults", clock_faults))
     log = AnomalyLog()
-    ties = {"concurrent-timestamp-tie": 0}
+    ties = {"concurrent-timestamp-tie": 0, "expected-timestamp-inversion": 0, "discarded-by-inversion": 0,
+            "inversion-across-restart": 0}
+    tied_examples: list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]] = []
+    ctx = _KeyContext(clock_faults, restarts, ties, tied_examples)
     for key in set(writes) | set(reads):
-        _check_key(key, writes.get(key, []), reads.get(key, []), log, ties)
+        _check_key(key, writes.get(key, []), reads.get(key, []), log, ctx)
+    if params.get("_inverted_keys_out") is not None:
+        params["_inverted_keys_out"].update(ctx.inverted_keys)
+    expected_ties, budget = tie_budget(writes, float(params.get("timestamp_resolution_us") or TIMESTAMP_RESOLUTION_US))
+    if ties["concurrent-timestamp-tie"] > budget:
+        key, a, b = tied_examples[0]
+        log.add(Anomaly(
+            "timestamp-tie",
+            f"{ties['concurrent-timestamp-tie']} pairs of concurrent writes carry equal timestamps, more than the budget "
+            f"of {budget} for this run's write rate at a {TIMESTAMP_RESOLUTION_US:g} µs clock resolution (about "
+            f"{expected_ties:.3g} expected by chance): the store stamps coarser than it should; e.g. key {key!r}: "
+            f"{a[3]!r} (op {a[5].index}) and {b[3]!r} (op {b[5].index}) at {a[2]}",
+            _ops(a[5], a[6], b[5], b[6]), key, {"ties": ties["concurrent-timestamp-tie"], "budget": budget,
+                                                "expected": round(expected_ties, 6)}))
     counts = dict(counts)
     counts.update(ties)
     counts["keys"] = len(set(writes) | set(reads))
-    for kind in ("lost-write", "timestamp-inversion", "timestamp-collision", "phantom-read"):
+    counts["timestamp-tie-budget"] = budget
+    for kind in ("lost-write", "timestamp-inversion", "same-coordinator-inversion", "timestamp-collision",
+                 "timestamp-tie", "phantom-read"):
         counts[kind] = log.count(kind)
     valid = not any(log.counts.values())
-    details: dict[str, Any] = {}
+    details: dict[str, Any] = {"clock_faults": clock_faults}
     if counts["writes_without_timestamp"]:
         details["note"] = (f"{counts['writes_without_timestamp']} acknowledged writes carry no timestamp; "
                            "timestamp checks skip them")
+    if ties["expected-timestamp-inversion"]:
+        details["expected"] = (f"{ties['expected-timestamp-inversion']} writes through one node got a smaller timestamp "
+                               "than a write through another node that had completed before they began, and "
+                               f"{ties['discarded-by-inversion']} of them were discarded: what last-write-wins allows "
+                               "when clocks are skewed (the run had clock faults)")
     return Result("lww", valid, counts, log.examples, details)
 
 
+def clock_inverted_keys(history: Iterable[Op]) -> set[Any]:
+    """The keys where clock faults gave a write a smaller timestamp than a write through another
+    node that completed before it began: real-time order means nothing there under LWW."""
+    out: set[Any] = set()
+    check(history, {"_inverted_keys_out": out})
+    return out
+
+
+@dataclass
+class _KeyContext:
+    """What every key's analysis shares: the run's faults and the counters of expected findings."""
+
+    clock_faults: bool
+    restarts: dict[str, list[tuple[int, int]]]
+    counts: dict[str, int]
+    tied: list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]]
+    inverted_keys: set[Any] = field(default_factory=set)
+
+    def restarted_between(self, node: str | None, t0: int, t1: int) -> bool:
+        """Whether ``node`` was killed or restarted between times t0 and t1."""
+        return any(a <= t1 and b >= t0 for a, b in self.restarts.get(node or "", ()))
+
+
 def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], log: AnomalyLog,
-               ties: dict[str, int]) -> None:
+               ctx: _KeyContext) -> None:
+    ties = ctx.counts
     # Value → greatest timestamp written with it (and that write's completion), first invocation.
     value_ts: dict[Any, int] = {}
     value_comp: dict[Any, float] = {}
@@ -201,6 +312,8 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
             elif other[3] != v and _overlap(other, w):
                 ties["concurrent-timestamp-tie"] += 1
                 tied.update((other[3], v))
+                if len(ctx.tied) < 1:
+                    ctx.tied.append((key, other, w))
             elif other[3] != v:
                 log.add(Anomaly(
                     "timestamp-collision",
@@ -228,17 +341,42 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
         # a value written before a write began cannot legitimately supersede that write.
         read_ts.append((min(comp_t, value_comp.get(v, float("inf"))), ts, inv_t, r))
     # Timestamp inversions: sweep writes by invocation, keeping the greatest timestamp of the
-    # acknowledged writes completed before it.
+    # acknowledged writes completed before it, over all coordinators and per coordinator.
     acked = sorted((w for w in ws if w[4] and w[2] is not None), key=lambda w: w[1])
     ordered = sorted((w for w in ws if w[2] is not None), key=lambda w: w[0])
     j = 0
     top: tuple[Any, ...] | None = None
+    top_by_node: dict[str, tuple[Any, ...]] = {}
+    inverted: set[int] = set()  # ids of writes discarded in a way LWW allows (expected inversions)
     for w in ordered:
         while j < len(acked) and acked[j][1] < w[0]:
-            if top is None or acked[j][2] > top[2]:
-                top = acked[j]
+            a = acked[j]
+            if top is None or a[2] > top[2]:
+                top = a
+            node = a[5].node
+            if node is not None and (node not in top_by_node or a[2] > top_by_node[node][2]):
+                top_by_node[node] = a
             j += 1
+        node = w[5].node
+        mine = top_by_node.get(node) if node is not None else None
+        if mine is not None and w[2] < mine[2]:
+            if not ctx.restarted_between(node, mine[1], w[0]):
+                log.add(Anomaly(
+                    "same-coordinator-inversion",
+                    f"key {key!r}: write of {w[3]!r} (op {w[5].index}) through {node} began after the write of "
+                    f"{mine[3]!r} (op {mine[5].index}) through the same node completed, but carries the smaller "
+                    f"timestamp {w[2]} < {mine[2]}: a coordinator must stamp its writes in increasing order",
+                    _ops(mine[5], mine[6], w[5], w[6]), key, {"node": node, "earlier_ts": mine[2], "later_ts": w[2]}))
+                continue
+            ties["inversion-across-restart"] += 1
+            inverted.add(id(w))
+            continue
         if top is not None and w[2] < top[2]:
+            if ctx.clock_faults:
+                ties["expected-timestamp-inversion"] += 1
+                inverted.add(id(w))
+                ctx.inverted_keys.add(key)
+                continue
             log.add(Anomaly(
                 "timestamp-inversion",
                 f"key {key!r}: write of {w[3]!r} (op {w[5].index}) began after the write of {top[3]!r} "
@@ -264,6 +402,9 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
         if suffix_max[i] > w[2] or ((w[3] in tied or w[3] is None) and suffix_max[i] == w[2]):
             # (A read of nil is credited with exactly the newest delete it could have seen.)
             continue  # superseded by a newer (or concurrently tied) write that was seen
+        if id(w) in inverted:
+            ties["discarded-by-inversion"] += 1
+            continue  # an expected inversion: LWW kept the earlier write with the greater timestamp
         fr = final
         what = "delete" if w[3] is None else f"write of {w[3]!r}"
         log.add(Anomaly(

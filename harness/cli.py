@@ -101,7 +101,7 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nemesis", help="faults: comma list of partition,kill,pause,clock,latency,membership,zk,flush-compact,"
                    "repair,crash (a kill that loses unsynced commit log writes),corrupt (damage a stopped node's file; "
                    f"local only), or all (every one but membership, zk and corrupt) / none (default {d.nemesis})")
-    p.add_argument("--nemesis-interval", type=float, metavar="S", help=f"seconds between fault changes (default {d.nemesis_interval:g})")
+    p.add_argument("--nemesis-interval", type=float, metavar="S", help="seconds between fault changes (default: fit at least 3 windows of each nemesis into the time limit, at most 10 s apart)")
     p.add_argument("--partition", help=f"partition shapes: one, majority, majorities-ring, minority-third, bridge, random-halves, comma list or all (default {d.partition})")
     p.add_argument("--targets", help=f"how many nodes kill and pause hit, drawn from a comma list of one, minority, majority, all (default {d.targets})")
     p.add_argument("--time-limit", type=float, metavar="S", help=f"seconds of workload (default {d.time_limit:g})")
@@ -393,6 +393,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             if not isinstance(test, dict):
                 raise UsageError(f"{test_json} must hold a JSON object")
             params = params_from_test(test)
+        from checkers.convergence import params_for_run
+
+        params.update(params_for_run(run))
         save_to = save_to or run / "results.json"
     elif args.history:
         history = Path(args.history)

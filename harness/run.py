@@ -12,6 +12,7 @@ fault, stops every node and checks what was recorded:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import json
@@ -31,6 +32,7 @@ import trio
 
 from harness import datapaths, store
 from harness.client import NodeConnection
+from harness.convergence import convergence_pass
 from harness.deploy import DEPLOYS, make_deployment
 from harness.deploy.local import DeployError
 from harness.generator import Rate, Recorder, Worker, parse_concurrency
@@ -85,7 +87,9 @@ class RunOptions:
 
     workload: str = "register"
     nemesis: str = "partition"
-    nemesis_interval: float = 10.0
+    # Seconds between fault changes; None fits WINDOWS_PER_NEMESIS windows of each nemesis into
+    # the time limit (nemesis/faults.py Schedule).
+    nemesis_interval: float | None = None
     partition: str = "all"
     targets: str = ",".join(faults.TARGET_SPECS)
     time_limit: float = 60.0
@@ -149,7 +153,7 @@ class RunOptions:
         faults.parse_nemeses(self.nemesis)
         self.partition_shapes()
         self.target_specs()
-        if self.nemesis_interval <= 0:
+        if self.nemesis_interval is not None and self.nemesis_interval <= 0:
             raise ValueError(f"--nemesis-interval must be positive, got {self.nemesis_interval}")
         if self.time_limit <= 0:
             raise ValueError(f"--time-limit must be positive, got {self.time_limit}")
@@ -339,7 +343,8 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
             # The wall time of the history's zero, so node log lines line up with operations.
             test["history_start_time"] = time.time() - recorder.now_ns() / 1e9
             store.write_json(run_dir / store.TEST_FILE, test)
-            schedule = faults.Schedule(nemeses, opts.nemesis_interval, rng, recorder.nemesis)
+            schedule = faults.Schedule(nemeses, opts.nemesis_interval, rng, recorder.nemesis, time_limit=opts.time_limit)
+            test["nemesis_schedule"] = schedule.describe()
             progress.attach(recorder, schedule, opts.time_limit)
             progress.phase("running")
             def connect(nid: str) -> NodeConnection:
@@ -379,6 +384,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                         log.warning("nemesis step still running after %g s; cancelled", STEP_FINISH_TIMEOUT)
                     nursery.cancel_scope.cancel()
             interrupted = main_phase.cancelled_caught
+            test["fault_windows"] = dict(schedule.windows)
             workload_s = time.monotonic() - workload_started
             crashed = getattr(cluster, "crashed", dict)()
             if crashed:
@@ -396,10 +402,20 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                 with trio.move_on_after(RECOVERY_CONVERGE_TIMEOUT):
                     await cluster.wait_converged(timeout=RECOVERY_CONVERGE_TIMEOUT)
                 await trio.sleep(opts.recovery_time)
+                progress.phase("reading every replica")
+                await convergence_pass(cluster, secret, workload, opts.replication_factor, opts.read_repair,
+                                       run_dir, "before", network=client_net)
                 levels = final_read_levels(opts.read_cl)
                 progress.phase("final reads at " + ", then ".join(levels))
                 for level in levels:
                     await final_reads(cluster, secret, workload, recorder, concurrency, level, client_net)
+                # Right after the reads at ALL (their blocking read repair wrote the merged row to
+                # every replica), then once every hint is delivered.
+                progress.phase("reading every replica after read repair, then after hint delivery")
+                await convergence_pass(cluster, secret, workload, opts.replication_factor, opts.read_repair,
+                                       run_dir, "read-repair", network=client_net)
+                await convergence_pass(cluster, secret, workload, opts.replication_factor, opts.read_repair,
+                                       run_dir, "after", drain=True, network=client_net)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -465,14 +481,20 @@ def final_read_levels(read_cl: str) -> list[str]:
 
 async def final_reads(cluster: Any, secret: str, workload: Any, recorder: Recorder, concurrency: int,
                       level: str = "ALL", network: Any = None) -> None:
-    """Read every key at ``level``, retrying while replicas catch up; recorded with ``final: true``."""
+    """Read every key at ``level``, retrying while replicas catch up; recorded with ``final: true``.
+
+    The coordinator rotates over the live members, key by key (and each retry moves on), so no
+    one node's own replica answers every final read: a coordinator reads its local copy first."""
     ids = cluster.node_ids()  # members now: a node may have left the ring during the run
-    worker = Worker(10 * concurrency, concurrency, ids[0],
-                    NodeConnection(*cluster.client_address(ids[0]), secret=secret, timeout=OP_TIMEOUT, network=network),
-                    random.Random(0))
-    async with worker.conn.session():
-        for op in workload.final_ops():
+    workers = [Worker(10 * concurrency + j, 10 * concurrency * len(ids), nid,
+                      NodeConnection(*cluster.client_address(nid), secret=secret, timeout=OP_TIMEOUT, network=network),
+                      random.Random(0)) for j, nid in enumerate(ids)]
+    async with contextlib.AsyncExitStack() as stack:
+        for w in workers:
+            await stack.enter_async_context(w.conn.session())
+        for i, op in enumerate(workload.final_ops()):
             for attempt in range(FINAL_READ_ATTEMPTS):
+                worker = workers[(i + attempt) % len(workers)]
                 done = await worker.perform(workload, op, recorder, level, extra={"final": True}, apply_cl=level)
                 if done.type == "ok":
                     break
@@ -484,7 +506,10 @@ def check_run(run_dir: Path) -> Any:
     from checkers.compose import check_all
     from harness.cli import params_from_test
 
+    from checkers.convergence import params_for_run
+
     params = params_from_test(store.read_json(run_dir / store.TEST_FILE))
+    params.update(params_for_run(run_dir))
     composed = check_all(run_dir / store.HISTORY_FILE, params, save_to=run_dir / store.RESULTS_FILE)
     assignments = run_dir / ZK_ASSIGNMENTS_FILE
     if assignments.exists():

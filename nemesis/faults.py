@@ -38,6 +38,15 @@ MAX_BUMP_MS = 4_000
 STROBE_DELTA_MS = 1_000
 STROBE_PERIOD_MS = 50
 STROBE_DURATION_S = 2.0
+# Fault windows: with no --nemesis-interval the schedule fits at least this many windows of each
+# nemesis into the time limit (Jepsen's combined nemesis gives every fault package its turns);
+# a single window per campaign says little about recovery.
+WINDOWS_PER_NEMESIS = 3
+# The longest pause between fault changes when the schedule fits windows to the time limit (the
+# old fixed default), and the shortest: a fault shorter than a second or two is gone before the
+# failure detector convicts anyone.
+MAX_AUTO_INTERVAL_S = 10.0
+MIN_AUTO_INTERVAL_S = 1.0
 # Latency on links: Jepsen's netem default is 50 ms; with jitter it reaches timeouts only rarely.
 LATENCY_MS = 100
 JITTER_MS = 50
@@ -377,21 +386,60 @@ class Schedule:
     Which fault comes next is drawn from the seeded rng as a shuffled round: every nemesis named
     runs once in each round of ``len(nemeses)`` cycles (a random choice could leave one of three
     nemeses unused for a whole short campaign), in an order that differs from round to round.
+
+    With a fixed ``interval`` every sleep lasts that long. With ``time_limit`` instead (and
+    ``interval`` None) the schedule plans WINDOWS_PER_NEMESIS windows of each nemesis and sizes
+    each sleep as the time left over the sleeps left (at most MAX_AUTO_INTERVAL_S, at least
+    MIN_AUTO_INTERVAL_S), so steps that take time (a restart, a stream) shorten the sleeps after
+    them instead of pushing windows past the time limit; after the plan it keeps cycling.
     """
 
-    def __init__(self, nemeses: Sequence[Nemesis], interval: float, rng: random.Random,
-                 record: Record) -> None:
+    def __init__(self, nemeses: Sequence[Nemesis], interval: float | None, rng: random.Random,
+                 record: Record, time_limit: float | None = None) -> None:
+        if interval is None and time_limit is None:
+            raise ValueError("a schedule needs an interval or a time limit to fit its windows into")
         self.nemeses = list(nemeses)
         self.interval = interval
+        self.time_limit = time_limit
+        self.planned = WINDOWS_PER_NEMESIS * len(self.nemeses) if interval is None else None
         self.rng = rng
         self.record = record
         self.active: list[str] = []
         self.running: str | None = None  # the step in progress (start-X / stop-X)
+        self.windows: dict[str, int] = {}  # fault windows opened per nemesis
+        self._pauses = 0
+        self._steps = 0
+        self._step_s = 0.0  # time spent in steps (a restart, a stream, a strobe)
+        self._deadline: float | None = None
         self._finishing = trio.Event()
         self._finished = trio.Event()
 
+    def describe(self) -> dict[str, Any]:
+        """How the schedule is set (for test.json)."""
+        if self.interval is not None:
+            return {"mode": "fixed", "interval_s": self.interval}
+        return {"mode": "fit", "windows_per_nemesis": WINDOWS_PER_NEMESIS, "planned_windows": self.planned,
+                "time_limit_s": self.time_limit, "max_interval_s": MAX_AUTO_INTERVAL_S,
+                "min_interval_s": MIN_AUTO_INTERVAL_S}
+
+    def next_sleep(self, now: float) -> float:
+        """Seconds to sleep before the next step."""
+        if self.interval is not None:
+            return self.interval
+        assert self._deadline is not None and self.planned is not None
+        left = 2 * self.planned - self._pauses
+        if left <= 0:  # the plan is done: keep cycling at its average pace
+            return min(MAX_AUTO_INTERVAL_S, max(MIN_AUTO_INTERVAL_S, (self.time_limit or 0) / (2 * self.planned + 1)))
+        # Each sleep left is followed by a step; steps so far say how long one takes. One more
+        # share than sleeps left, so the last window closes before the time limit.
+        per_step = self._step_s / self._steps if self._steps else 0.0
+        share = (self._deadline - now - per_step * left) / (left + 1)
+        return min(MAX_AUTO_INTERVAL_S, max(MIN_AUTO_INTERVAL_S, share))
+
     async def run(self) -> None:
         """Cycle until :meth:`finish` (or cancellation); the caller heals on every exit path."""
+        if self.time_limit is not None:
+            self._deadline = trio.current_time() + self.time_limit
         try:
             round_: list[Nemesis] = []
             while self.nemeses:
@@ -401,6 +449,7 @@ class Schedule:
                     round_ = list(self.nemeses)
                     self.rng.shuffle(round_)
                 nemesis = round_.pop()
+                self.windows[nemesis.name] = self.windows.get(nemesis.name, 0) + 1
                 await self._step(nemesis, start=True)
                 if await self._pause():
                     return
@@ -411,7 +460,9 @@ class Schedule:
 
     async def _pause(self) -> bool:
         """Sleep one interval; True if the schedule is finishing."""
-        with trio.move_on_after(self.interval):
+        sleep = self.next_sleep(trio.current_time())
+        self._pauses += 1
+        with trio.move_on_after(sleep):
             await self._finishing.wait()
         return self._finishing.is_set()
 
@@ -430,6 +481,7 @@ class Schedule:
         if start:
             self.active.append(nemesis.name)
         self.running = f
+        began = trio.current_time()
         try:
             event = await (nemesis.start(self.rng) if start else nemesis.stop())
         except Exception as exc:
@@ -443,6 +495,8 @@ class Schedule:
             return
         finally:
             self.running = None
+            self._steps += 1
+            self._step_s += trio.current_time() - began
             if not start and nemesis.name in self.active:
                 self.active.remove(nemesis.name)
         # Invocation and completion share f (start-<name> / stop-<name>) so fault windows are

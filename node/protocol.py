@@ -87,6 +87,7 @@ ADMIN_OPS = (
     "leader",
     "storage",
     "scrub",
+    "localread",
 )
 OTHER_OPS = ("ping",)
 ALL_OPS = DATA_OPS + SCHEMA_OPS + ADMIN_OPS + OTHER_OPS

@@ -82,6 +82,10 @@ _RING_VIEW_REFRESH_S = 1.0
 # hundred: about 15% of a node's CPU under load in bench/cluster.py and its worst latencies.
 # Collecting young objects every 10,000 allocations keeps cycles short-lived all the same.
 _GC_THRESHOLDS = (10_000, 10, 10)
+# localread bounds: keys per request and cells per answer, so one answer stays far below
+# MAX_FRAME_BYTES (16 MiB) even with large values, and a node answers it in milliseconds.
+LOCALREAD_MAX_KEYS = 256
+LOCALREAD_MAX_CELLS = 4096
 
 
 class _Formatter(logging.Formatter):
@@ -930,6 +934,42 @@ class Node:
             self.config.routes[node] = f"{host}:{port}"
             log.info("route to %s now %s:%d", node, host, port)
         return {"routes": dict(self.config.routes)}
+
+    async def _op_localread(self, req: dict[str, Any]) -> dict[str, Any]:
+        """This node's own copy of some partitions: no coordination, no read repair (the harness's
+        per-replica convergence check). Bounded: at most LOCALREAD_MAX_KEYS keys per request and
+        LOCALREAD_MAX_CELLS cells per answer; a row cut short says ``more`` and is resumed with
+        ``after`` (the last cell name returned) on a request that starts at that key."""
+        ks, table = req.get("keyspace"), req.get("table")
+        if not isinstance(ks, str) or not isinstance(table, str):
+            raise InvalidRequest("localread needs keyspace and table (strings)")
+        keys = req.get("keys")
+        if not isinstance(keys, list) or not keys or len(keys) > LOCALREAD_MAX_KEYS:
+            raise InvalidRequest(f"localread needs keys: a list of 1 to {LOCALREAD_MAX_KEYS} keys")
+        after = req.get("after")
+        if after is not None and not isinstance(after, str):
+            raise InvalidRequest("after must be a column name (string)")
+        if (ks, table) not in self.engine.tables():
+            raise InvalidRequest(f"no table {ks}.{table} on node {self.node_id}")
+        budget = LOCALREAD_MAX_CELLS
+        rows: list[dict[str, Any]] = []
+        for i, key in enumerate(keys):
+            part = self.local.read_now(ks, table, protocol.key_bytes(key), None)
+            names = sorted(part.cells) if part is not None else []
+            if i == 0 and after is not None:
+                names = [n for n in names if n > after]
+            take = names[:budget]
+            cells = []
+            for n in take:
+                c = part.cells[n]  # type: ignore[union-attr]
+                cells.append([n, None if c.value is None else protocol.decode_value(c.value), c.timestamp,
+                              c.value is None, c.local_deletion_time if c.ttl is not None else None])
+            budget -= len(take)
+            rows.append({"key": key, "cells": cells, "more": len(take) < len(names),
+                         "partition_tombstone": part.partition_tombstone if part is not None else None})
+            if budget <= 0 and (len(take) < len(names) or i + 1 < len(keys)):
+                break
+        return {"node": self.node_id, "rows": rows}
 
     async def _op_faults(self, req: dict[str, Any]) -> dict[str, Any]:
         changes = req.get("set") or {}

@@ -796,6 +796,64 @@
     if (!n) body.append(el("p", { class: "empty", text: "No last-write-wins, quorum, isolation, set or counter anomalies were found." }));
   }
 
+  // ---------------------------------------------------------------- per-replica convergence
+  function replicaCell(row) {
+    if (row.error) return "unreadable: " + row.error;
+    if (row.elements !== undefined) {
+      let t = row.elements + " elements";
+      if (row.missing_count) t += "; missing " + row.missing_count + " (" + row.missing.join(", ") + (row.missing_count > row.missing.length ? ", …" : "") + ")";
+      if (row.extra_count) t += "; extra " + row.extra_count + " (" + row.extra.join(", ") + (row.extra_count > row.extra.length ? ", …" : "") + ")";
+      return t;
+    }
+    if (row.tombstone) return "tombstone @ " + row.timestamp;
+    return row.timestamp == null ? "nothing" : show(row.value) + " @ " + row.timestamp;
+  }
+  function renderReplicas() {
+    const body = $("replica-body");
+    const conv = D.checkers.find((c) => c.name === "convergence");
+    if (!conv) { body.append(el("p", { class: "empty", text: "No per-replica snapshots were taken in this run." })); return; }
+    const d = conv.details || {};
+    const c = conv.counts || {};
+    body.append(el("p", null, badge(conv.valid), " " + (c.keys || 0) + " keys, " + (c.replicas_read || 0) + " replica reads; before repair: "
+      + (c.before_keys_disagreeing || 0) + " keys disagreeing, after: " + (c.after_keys_disagreeing || 0) + " disagreeing, "
+      + (c["diverged-after-repair"] || 0) + " replicas diverged" + (d.reason ? " — " + d.reason : "")));
+    const tables = d.disagreements || [];
+    if (!tables.length) { body.append(el("p", { class: "empty", text: "Every replica of every key held what it must in every pass." })); return; }
+    for (const label of ["after", "read-repair", "before"]) {
+      const mine = tables.filter((t) => t.pass === label);
+      if (!mine.length) continue;
+      body.append(el("h3", { text: label === "after" ? "After every hint was delivered (judged)" : label === "read-repair" ? "Right after the final reads at ALL (judged: read repair wrote the merged row back)" : "After healing, before repair (not yet converged unless nothing can restore it)" }));
+      const nodes = [...new Set(mine.flatMap((t) => t.replicas.map((r) => r.node)))].sort();
+      const head = el("tr", null, el("th", { text: "key" }), el("th", { text: "expected" }), ...nodes.map((n) => el("th", { text: n })));
+      const tb = el("tbody");
+      for (const t of mine) {
+        const by = {};
+        for (const r of t.replicas) by[r.node] = r;
+        const exp = t.expected || {};
+        const expText = exp.acknowledged_elements !== undefined ? exp.acknowledged_elements + " acknowledged elements"
+          : (exp.value == null ? "no acknowledged write" : show(exp.value) + " @ " + exp.timestamp) + (exp.final_all ? "; ALL read " + show(exp.final_all.value) + " @ " + exp.final_all.timestamp : "");
+        const tr = el("tr", null, el("td", { text: show(t.key) }), el("td", { text: expText }));
+        for (const n of nodes) {
+          const r = by[n];
+          if (!r) { tr.append(el("td", { class: "hint", text: "not a replica" })); continue; }
+          const probs = r.problems || [];
+          tr.append(el("td", { class: probs.length ? "replica-bad" : "replica-ok", text: replicaCell(r) + (probs.length ? " [" + probs.join(", ") + "]" : "") }));
+        }
+        tb.append(tr);
+      }
+      body.append(el("table", { class: "replicas" }, el("thead", null, head), tb));
+    }
+    const ranges = (d.ranges || []).filter((r) => r.pass !== "before");
+    if (ranges.length) {
+      body.append(el("h3", { text: "Ranges whose replicas disagree after repair" }));
+      const tb = el("tbody");
+      for (const r of ranges) tb.append(el("tr", null, el("td", { text: "(" + r.range.join(", ") + "]" }), el("td", { text: (r.replicas || []).join(", ") }),
+        el("td", { text: r.disagreeing.join(", ") }), el("td", { class: "num", text: String(r.keys) })));
+      body.append(el("table", null, el("thead", null, el("tr", null, el("th", { text: "range" }), el("th", { text: "replicas" }),
+        el("th", { text: "disagreeing" }), el("th", { class: "num", text: "keys" }))), tb));
+    }
+  }
+
   // ---------------------------------------------------------------- node logs
   const logNodes = Object.keys(D.logs);
   let logNode = logNodes[0];
@@ -855,6 +913,7 @@
     renderPlotLegends();
     renderLinearizability();
     renderAnomalies();
+    renderReplicas();
     renderLogTabs();
     renderSelected();
     setView(0, END * 2);

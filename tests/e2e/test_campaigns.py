@@ -73,8 +73,13 @@ def test_set_under_partitions_is_valid(tmp_path: Path) -> None:
 def test_clock_faults_show_timestamp_inversions(tmp_path: Path) -> None:
     code, results, _, out = campaign(tmp_path, "--workload", "register", "--nemesis", "clock",
                                      "--nemesis-interval", "2")
-    assert code == 1, out
-    assert "timestamp-inversion" in anomaly_kinds(results, "lww"), results["checkers"]["lww"]
+    lww = results["checkers"]["lww"]
+    # Skewed clocks invert timestamps across coordinators: what LWW allows, reported, not held
+    # against a correct store; through one coordinator timestamps still increase.
+    assert code == 0, out
+    assert lww["counts"]["expected-timestamp-inversion"] > 0, lww
+    assert lww["counts"]["same-coordinator-inversion"] == 0, lww
+    assert lww["details"]["clock_faults"] is True, lww
 
 
 def test_one_one_stale_reads_are_expected_behaviour(tmp_path: Path) -> None:

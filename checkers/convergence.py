@@ -1,0 +1,424 @@
+"""Per-replica convergence: does every replica of every key hold what it must once faults heal?
+
+Client reads merge replicas, so a replica left wrong (a range streamed from the wrong source, a
+repair skipped, a hint lost) is invisible to checkers that only see reads while any other
+replica is right. This checker reads the harness's per-replica snapshots (``replicas.jsonl``,
+written by ``harness/convergence.py``): each replica's own copy of each key, read without
+coordination or read repair.
+
+What a replica must hold:
+
+* register / counter: the newest acknowledged write to the key (a cell with at least its
+  timestamp), and no value that no write was ever invoked with;
+* set: every acknowledged element, and no element that no add was invoked with;
+* after the final read at ALL with blocking read repair: what that read returned (the
+  coordinator wrote the merged row back to every replica before answering), so the replicas of
+  such a key must agree.
+
+Three passes. ``before`` (after healing and recovery) shows what is *not yet converged*, counted
+and shown but not held against the store: hints may still be on their way and read repair has
+not run. One finding there is an anomaly all the same, ``replica-lost-write``: a replica lacks
+an acknowledged write although no node holds a hint for it (the harness records every node's
+hints around the reads), the write's coordinator was neither killed in time to lose its hints
+nor removed from the ring, and no membership change was under way; nothing but repair can bring
+such a write back, so the replica lost it or was never sent it (a range taken over empty, say).
+``read-repair`` (right after the final reads at ALL) and ``after`` (once every hint has been
+delivered) are judged: a replica still missing, stale or extra there is a
+``diverged-after-repair`` anomaly, and so are replicas that disagree after a read at ALL with
+blocking read repair had to reconcile them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from checkers.result import Anomaly, AnomalyLog, Result, Validity
+from harness.history import NEMESIS, Op
+
+SNAPSHOT_FILE = "replicas.jsonl"
+# Keys whose replicas disagree that get a per-replica table in the result (and the report); the
+# counts cover every key.
+MAX_TABLE_KEYS = 40
+# Elements listed per replica in a table row (a set can miss thousands).
+MAX_LISTED = 12
+WRITE_FS = frozenset({"write", "put", "cas", "incr", "delete"})
+PASS_WORDS = {"read-repair": "right after the final reads at ALL, whose blocking read repair wrote the merged row back",
+              "after": "after the anti-entropy pass (final reads with read repair, every hint delivered)"}
+ADD_FS = frozenset({"add"})
+
+
+def load_snapshots(source: str | os.PathLike[str] | Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of a ``replicas.jsonl`` (a path), or the records themselves."""
+    if isinstance(source, (str, os.PathLike)):
+        with Path(source).open(encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    return list(source)
+
+
+def params_for_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Checker params naming the run's snapshots, when it has any."""
+    path = Path(run_dir) / SNAPSHOT_FILE
+    return {"replica_snapshots": str(path)} if path.exists() else {}
+
+
+class _Expected:
+    """What the history says about one key."""
+
+    __slots__ = ("newest", "invoked", "acked_elements", "final_all", "final_all_ts", "acked")
+
+    def __init__(self) -> None:
+        self.newest: tuple[int, Any, Op] | None = None  # (timestamp, value, completion)
+        self.invoked: set[Any] = set()
+        self.acked_elements: dict[int, Op] = {}
+        # Every acknowledged write: (timestamp or element, invocation time, completion).
+        self.acked: list[tuple[Any, int, Op]] = []
+        self.final_all: Any = None  # the value the last final read at ALL returned
+        self.final_all_ts: int | None = None
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def expectations(history: Iterable[Op], model: str) -> dict[Any, _Expected]:
+    """Per key: the newest acknowledged write (or acknowledged elements), invoked values, and the
+    final read at ALL."""
+    pending: dict[Any, Op] = {}
+    out: dict[Any, _Expected] = {}
+    for op in history:
+        if op.process == NEMESIS:
+            continue
+        if op.type == "invoke":
+            pending[op.process] = op
+            if op.f in ADD_FS or op.f in WRITE_FS:
+                e = out.setdefault(_hashable(op.key), _Expected())
+                if op.value is not None and op.f != "incr":
+                    e.invoked.add(_hashable(op.value[1] if op.f == "cas" and isinstance(op.value, list) else op.value))
+            continue
+        inv = pending.pop(op.process, None)
+        if inv is None or op.type != "ok":
+            continue
+        key = _hashable(inv.key)
+        e = out.setdefault(key, _Expected())
+        if inv.f in ADD_FS:
+            e.acked_elements[inv.value] = op
+            e.acked.append((inv.value, inv.time, op))
+        elif inv.f in WRITE_FS and op.timestamp is not None:
+            e.acked.append((op.timestamp, inv.time, op))
+            value = op.value
+            if inv.f == "incr" and isinstance(value, list) and len(value) == 2:
+                value = value[1]
+                e.invoked.add(value)
+            elif inv.f == "cas" and isinstance(inv.value, list):
+                value = inv.value[1]
+            if e.newest is None or op.timestamp > e.newest[0]:
+                e.newest = (op.timestamp, _hashable(value), op)
+        elif inv.f in ("read", "get") and op.extra.get("final") and op.cl == "ALL":
+            e.final_all = op.value
+            e.final_all_ts = op.timestamp
+    return out
+
+
+# A write's hint is stored when its replica task times out (the store's write timeout, 2 s) after
+# the write completed at its level; a coordinator killed before that may leave no hint. Margin
+# on top for a loaded machine.
+HINT_STORED_WITHIN_NS = 4_000_000_000
+
+
+class _Faults:
+    """When each node was killed, which nodes left the ring, and the membership windows."""
+
+    def __init__(self, history: list[Op]) -> None:
+        self.kills: dict[str, list[tuple[int, int]]] = {}
+        # Nodes whose own storage lost data on purpose (a crash losing unsynced commit log
+        # writes, a corrupted file): when, so a write they lack from before that is allowed.
+        self.damaged: dict[str, list[int]] = {}
+        self.left: dict[str, int] = {}
+        self.membership: list[tuple[int, int]] = []
+        started: dict[str, int] = {}
+        for op in history:
+            if op.process != NEMESIS:
+                continue
+            if op.type == "invoke":
+                started[op.f] = op.time
+                continue
+            t0 = started.pop(op.f, op.time)
+            v = op.value if isinstance(op.value, dict) else {}
+            if op.f in ("start-kill", "start-crash"):
+                for n in v.get("nodes") or []:
+                    self.kills.setdefault(n, []).append((t0, op.time))
+            if op.f in ("start-crash", "start-corrupt"):
+                for n in [*(v.get("nodes") or []), *([v["node"]] if isinstance(v.get("node"), str) else [])]:
+                    self.damaged.setdefault(n, []).append(op.time)
+            if "membership" in op.f:
+                self.membership.append((t0, op.time))
+                if op.extra.get("action") in ("decommission", "removenode") and isinstance(v.get("node"), str):
+                    self.left[v["node"]] = t0
+
+    def replica_damaged(self, replica: str, inv_t: int) -> bool:
+        """Whether the replica's own storage lost data on purpose after a write was invoked."""
+        return any(t >= inv_t for t in self.damaged.get(replica, ()))
+
+    def excuses(self, inv_t: int, comp: Op, replica: str | None = None) -> str | None:
+        """Why an acknowledged write may legitimately be missing on a replica before repair."""
+        if replica is not None and self.replica_damaged(replica, inv_t):
+            return f"replica {replica} was crashed or had a file corrupted since"
+        end = comp.time + HINT_STORED_WITHIN_NS
+        node = comp.node
+        if node is not None:
+            if any(a <= end and b >= inv_t for a, b in self.kills.get(node, ())):
+                return f"its coordinator {node} was killed before it could store hints"
+            if node in self.left and self.left[node] >= inv_t:
+                return f"its coordinator {node} left the ring (with any hints it held)"
+        if any(a <= end and b >= inv_t for a, b in self.membership):
+            return "it was written during a membership change (a pending replica that was down gets no hint)"
+        return None
+
+
+def _set_elements(cells: list[list[Any]], prefix: str) -> set[int]:
+    out = set()
+    for name, _value, _ts, tombstone, _exp in cells:
+        if not tombstone and name.startswith(prefix) and name[len(prefix):].isdigit():
+            out.add(int(name[len(prefix):]))
+    return out
+
+
+def _register_cell(rec: dict[str, Any], column: str) -> tuple[Any, int, bool] | None:
+    """(value, timestamp, deleted) of a register's column on a replica: its cell, or the row
+    tombstone that covers it (a delete of the key), whichever is newer; None if it has neither."""
+    cell = None
+    for name, value, ts, tombstone, _exp in rec.get("cells") or []:
+        if name == column:
+            cell = (None if tombstone else _hashable(value), ts, bool(tombstone))
+            break
+    pt = rec.get("partition_tombstone")
+    if pt is not None and (cell is None or pt >= cell[1]):
+        return None, pt, True
+    return cell
+
+
+def _judge_register(rec: dict[str, Any], e: _Expected, column: str, after: bool, blocking: bool,
+                    check_extra: bool, faults: _Faults | None = None) -> tuple[dict[str, Any], list[str]]:
+    """One replica of a register/counter key: what it holds and what is wrong with it."""
+    cell = _register_cell(rec, column)
+    holds = {"value": cell[0] if cell else None, "timestamp": cell[1] if cell else None,
+             "tombstone": bool(cell and cell[2])}
+    problems: list[str] = []
+    want_ts = e.newest[0] if e.newest else None
+    if faults is not None and faults.damaged.get(rec["node"]):
+        # Writes this replica's own crash or corruption may have taken are not owed by it.
+        owed = [ts for ts, inv_t, _ in e.acked if not faults.replica_damaged(rec["node"], inv_t)]
+        want_ts = max(owed) if owed else None
+    if after and blocking and e.final_all_ts is not None and (want_ts is None or e.final_all_ts > want_ts):
+        want_ts = e.final_all_ts
+    if want_ts is not None:
+        if cell is None:
+            problems.append("missing")
+        elif cell[1] < want_ts:
+            problems.append("stale")
+    if check_extra and cell is not None and not cell[2] and cell[0] not in e.invoked:
+        problems.append("extra")
+    return holds, problems
+
+
+def _judge_set(rec: dict[str, Any], e: _Expected, prefix: str, after: bool,
+               blocking: bool, faults: _Faults | None = None) -> tuple[dict[str, Any], list[str], list[int], list[int]]:
+    """One replica of a set key: what it holds, the problems, missing and extra elements."""
+    have = _set_elements(rec["cells"], prefix)
+    want = set(e.acked_elements)
+    if faults is not None and faults.damaged.get(rec["node"]):
+        want = {x for x, inv_t, _ in e.acked if not faults.replica_damaged(rec["node"], inv_t)}
+    if after and blocking and isinstance(e.final_all, list):
+        want |= set(e.final_all)
+    missing = sorted(want - have)
+    extra = sorted(x for x in have if x not in e.invoked)
+    problems = (["missing"] if missing else []) + (["extra"] if extra else [])
+    return {"elements": len(have)}, problems, missing, extra
+
+
+def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
+    """Judge the per-replica snapshots of a run against its history."""
+    params = params or {}
+    source = params.get("replica_snapshots")
+    if source is None:
+        return Result("convergence", "unknown", {}, [], {"reason": "no per-replica snapshots (replicas.jsonl) to check"})
+    records = load_snapshots(source)
+    headers = {r["pass"]: r for r in records if r.get("type") == "pass"}
+    spec = next((h.get("workload") for h in headers.values() if h.get("workload")), None) or {
+        "model": params.get("model") or "register", "column": "v"}
+    model = spec.get("model", "register")
+    ops = history if isinstance(history, list) else list(history)
+    exp = expectations(ops, model)
+    faults = _Faults(ops)
+    log = AnomalyLog()
+    counts: dict[str, int] = {"keys": 0, "replicas_read": 0, "unreadable": 0}
+    tables: list[dict[str, Any]] = []
+    shown: dict[str, int] = {}
+    ranges: dict[tuple[str, ...], dict[str, Any]] = {}
+    by_pass: dict[str, dict[Any, list[dict[str, Any]]]] = {}
+    for r in records:
+        if r.get("type") == "replica":
+            by_pass.setdefault(r["pass"], {}).setdefault(_hashable(r["key"]), []).append(r)
+    reasons: list[str] = []
+    for label, h in headers.items():
+        if h.get("error"):
+            reasons.append(f"the {label} snapshot failed: {h['error']}")
+    if "after" not in headers:
+        reasons.append("no snapshot after the anti-entropy pass")
+    elif headers["after"].get("hints_drained") is False:
+        reasons.append(f"hints were still pending after the anti-entropy pass: {headers['after'].get('hints_pending')}")
+    for label in ("before", "read-repair", "after"):
+        keys = by_pass.get(label, {})
+        after = label != "before"
+        held = (headers.get(label) or {}).get("hints_held") or {}
+        hinted = set(held.get("targets") or [])
+        hints_unknown = bool(held.get("unknown")) or (label == "before" and not held)
+        blocking = (headers.get(label) or {}).get("read_repair", "BLOCKING") == "BLOCKING"
+        prefix = f"{label}_"
+        for name in ("keys", "replicas", "stale", "missing", "extra", "keys_disagreeing", "lost_on_replica"):
+            counts.setdefault(prefix + name, 0)
+        for key, recs in keys.items():
+            e = exp.get(key) or _Expected()
+            counts[prefix + "keys"] += 1
+            rows: list[dict[str, Any]] = []
+            contents: set[Any] = set()
+            bad_nodes: list[str] = []
+            for rec in recs:
+                counts[prefix + "replicas"] += 1
+                row: dict[str, Any] = {"node": rec["node"]}
+                if "error" in rec:
+                    counts["unreadable"] += 1
+                    row.update(problems=["unreadable"], error=rec["error"])
+                    rows.append(row)
+                    if after:
+                        reasons.append(f"replica {rec['node']} of key {key!r} could not be read: {rec['error']}")
+                    continue
+                counts["replicas_read"] += 1
+                if model == "set":
+                    holds, problems, missing, extra = _judge_set(rec, e, spec.get("element_prefix", "e"), after, blocking, faults)
+                    row.update(holds, missing=missing[:MAX_LISTED], missing_count=len(missing),
+                               extra=extra[:MAX_LISTED], extra_count=len(extra))
+                    contents.add(frozenset(_set_elements(rec["cells"], spec.get("element_prefix", "e"))))
+                else:
+                    holds, problems = _judge_register(rec, e, spec.get("column", "v"), after, blocking,
+                                                      check_extra=model != "counter", faults=faults)
+                    row.update(holds)
+                    contents.add((holds["value"], holds["timestamp"]))
+                row["problems"] = problems
+                for p in problems:
+                    counts[prefix + p] += 1
+                if not after and problems and not hints_unknown and rec["node"] not in hinted:
+                    lost = _unexplained_losses(rec, e, model, spec, faults)
+                    if lost:
+                        counts[prefix + "lost_on_replica"] += 1
+                        row["lost"] = lost[:MAX_LISTED]
+                        w = lost[0]
+                        log.add(Anomaly(
+                            "replica-lost-write",
+                            f"key {key!r}: replica {rec['node']} lacks the acknowledged write of {w[0]!r} (op {w[1].index}, "
+                            f"through {w[1].node}) although no node holds a hint for it, its coordinator was neither killed "
+                            f"nor removed and no membership change was under way: nothing but read repair or repair can "
+                            f"restore it (the replica lost it or never got it)",
+                            [w[1]], key, {"node": rec["node"], "lost": len(lost)}))
+                if problems:
+                    bad_nodes.append(rec["node"])
+                rows.append(row)
+            disagree = len(contents) > 1
+            if disagree:
+                counts[prefix + "keys_disagreeing"] += 1
+            # Replicas that still differ after a read at ALL repaired them: read repair did not.
+            repaired = after and blocking and (isinstance(e.final_all, list) if model == "set"
+                                               else e.final_all_ts is not None)
+            if disagree and repaired and not bad_nodes:
+                bad_nodes = [r["node"] for r in rows]
+            if not (disagree or bad_nodes):
+                continue
+            rng = tuple(recs[0].get("range") or ())
+            agg = ranges.setdefault((label, *rng), {"pass": label, "range": list(rng), "replicas": recs[0].get("replicas"),
+                                                    "keys": 0, "disagreeing": set()})
+            agg["keys"] += 1
+            agg["disagreeing"].update(bad_nodes if bad_nodes else [r["node"] for r in rows])
+            expected = _expected_json(e, model, after and blocking)
+            if shown.get(label, 0) < MAX_TABLE_KEYS:
+                shown[label] = shown.get(label, 0) + 1
+                tables.append({"pass": label, "key": key, "range": list(rng), "expected": expected, "replicas": rows})
+            if not after:
+                continue
+            for row in rows:
+                if row["node"] not in bad_nodes or row["problems"] == ["unreadable"]:
+                    continue
+                what = ", ".join(row["problems"]) or "differs from the other replicas"
+                ops = [e.newest[2]] if e.newest else []
+                log.add(Anomaly(
+                    "diverged-after-repair",
+                    f"key {key!r}: replica {row['node']} is {what} {PASS_WORDS[label]}: {_describe(row, expected, model)}",
+                    ops, key, {"node": row["node"], "problems": row["problems"], "range": list(rng)}))
+    counts["diverged-after-repair"] = log.count("diverged-after-repair")
+    counts["replica-lost-write"] = log.count("replica-lost-write")
+    counts["not-yet-converged"] = counts.get("before_stale", 0) + counts.get("before_missing", 0) + counts.get("before_extra", 0)
+    counts["keys"] = len(set().union(*(set(v) for v in by_pass.values())) if by_pass else set())
+    valid: Validity = True
+    if log.counts:
+        valid = False
+    elif reasons:
+        valid = "unknown"
+    details: dict[str, Any] = {
+        "disagreements": tables,
+        "ranges": [{**v, "disagreeing": sorted(v["disagreeing"])} for v in ranges.values()],
+        "passes": {k: {f: v for f, v in h.items() if f not in ("type", "workload")} for k, h in headers.items()},
+    }
+    if reasons:
+        details["reason"] = "; ".join(dict.fromkeys(reasons))[:2000]
+    return Result("convergence", valid, counts, log.examples, details)
+
+
+def _unexplained_losses(rec: dict[str, Any], e: _Expected, model: str, spec: dict[str, Any],
+                        faults: _Faults) -> list[tuple[Any, Op]]:
+    """The acknowledged writes a replica lacks that neither a hint nor a fault explains."""
+    out: list[tuple[Any, Op]] = []
+    if model == "set":
+        have = _set_elements(rec["cells"], spec.get("element_prefix", "e"))
+        for element, inv_t, comp in e.acked:
+            if element not in have and faults.excuses(inv_t, comp, rec["node"]) is None:
+                out.append((element, comp))
+        return out
+    cell = _register_cell(rec, spec.get("column", "v"))
+    held_ts = cell[1] if cell is not None else -1
+    for ts, inv_t, comp in sorted(e.acked, key=lambda a: -a[0]):
+        if ts <= held_ts:
+            break
+        if faults.excuses(inv_t, comp, rec["node"]) is None:
+            what = comp.value[1] if comp.f == "incr" and isinstance(comp.value, list) else comp.value
+            out.append(("a delete" if comp.f == "delete" else what, comp))
+            break  # the newest unexcused write is the one that matters for a register
+    return out
+
+
+def _expected_json(e: _Expected, model: str, with_final: bool) -> dict[str, Any]:
+    if model == "set":
+        out: dict[str, Any] = {"acknowledged_elements": len(e.acked_elements)}
+        if with_final and isinstance(e.final_all, list):
+            out["final_all_elements"] = len(e.final_all)
+        return out
+    out = {"value": e.newest[1] if e.newest else None, "timestamp": e.newest[0] if e.newest else None}
+    if with_final and e.final_all_ts is not None:
+        out["final_all"] = {"value": _hashable(e.final_all), "timestamp": e.final_all_ts}
+    return out
+
+
+def _describe(row: dict[str, Any], expected: dict[str, Any], model: str) -> str:
+    if model == "set":
+        parts = []
+        if row.get("missing_count"):
+            parts.append(f"lacks {row['missing_count']} element(s) (e.g. {row['missing'][:5]})")
+        if row.get("extra_count"):
+            parts.append(f"holds {row['extra_count']} element(s) never added (e.g. {row['extra'][:5]})")
+        return "; ".join(parts) or f"holds {row.get('elements')} elements, unlike the other replicas"
+    return (f"holds {row.get('value')!r} at timestamp {row.get('timestamp')}, expected at least "
+            f"{expected.get('value')!r} at timestamp {expected.get('timestamp')}"
+            + (f" (the final ALL read returned {expected['final_all']['value']!r} at {expected['final_all']['timestamp']})"
+               if expected.get("final_all") else ""))
