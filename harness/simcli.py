@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
                     "virtual time, deterministic per seed (exit 0 valid, 1 invalid, 2 unknown, 254 bad arguments)")
     p.add_argument("--workload", choices=list(WORKLOADS), help=f"what the clients do (default {d.workload})")
     p.add_argument("--nemesis", help=f"faults: comma list of {','.join(SIM_NEMESES)}, or all / none (default {d.nemesis})")
-    p.add_argument("--nemesis-interval", type=float, metavar="S", help=f"virtual seconds between fault changes (default {d.nemesis_interval:g})")
+    p.add_argument("--nemesis-interval", type=float, metavar="S", help="virtual seconds between fault changes (default: fit at least 3 windows of each nemesis into the time limit, at most 10 s apart)")
     p.add_argument("--partition", help=f"partition shapes (as harness run; default {d.partition})")
     p.add_argument("--targets", help=f"how many nodes kill and pause hit (as harness run; default {d.targets})")
     p.add_argument("--time-limit", type=float, metavar="S", help=f"virtual seconds of workload (default {d.time_limit:g})")
