@@ -814,9 +814,10 @@
     if (!conv) { body.append(el("p", { class: "empty", text: "No per-replica snapshots were taken in this run." })); return; }
     const d = conv.details || {};
     const c = conv.counts || {};
-    body.append(el("p", null, badge(conv.valid), " " + (c.keys || 0) + " keys, " + (c.replicas_read || 0) + " replica reads; before repair: "
-      + (c.before_keys_disagreeing || 0) + " keys disagreeing, after: " + (c.after_keys_disagreeing || 0) + " disagreeing, "
-      + (c["diverged-after-repair"] || 0) + " replicas diverged" + (d.reason ? " — " + d.reason : "")));
+    body.append(el("p", null, badge(conv.valid), " " + (c.keys || 0) + " keys, " + (c.replicas_read || 0) + " replica reads; keys whose replicas disagree: "
+      + (c.before_keys_disagreeing || 0) + " after healing, " + (c["read-repair_keys_disagreeing"] || 0) + " right after the final reads, "
+      + (c.after_keys_disagreeing || 0) + " after hint delivery; " + (c["diverged-after-repair"] || 0) + " replicas diverged after repair, "
+      + (c["replica-lost-write"] || 0) + " lost a write" + (d.reason ? " — " + d.reason : "")));
     const tables = d.disagreements || [];
     if (!tables.length) { body.append(el("p", { class: "empty", text: "Every replica of every key held what it must in every pass." })); return; }
     for (const label of ["after", "read-repair", "before"]) {

@@ -55,19 +55,44 @@ def test_the_unmodified_store_converges_on_every_replica_after_partitions_and_ki
 
 
 def test_skipping_read_repair_leaves_replicas_the_convergence_check_names(tmp_path: Path) -> None:
-    # Set adds are single cells never overwritten, so a replica that missed one keeps missing it
-    # until read repair (or a hint) brings it; right after the final reads at ALL every replica
-    # must hold what the read returned. Two seeds (the campaigns' measured rate is in the report).
+    # Set adds are single cells never overwritten: a replica that missed one (a hint not yet
+    # delivered: short partitions convict nobody, so hints wait for the 10 s delivery check)
+    # keeps missing it until read repair brings it; right after the final reads at ALL every
+    # replica must hold what the read returned. Not every campaign ends with such a replica
+    # (measured: seeds 1-5 of this campaign caught 4 of 5), so three seeds, one must catch it.
     caught = []
-    for seed in ("1", "2"):
+    for seed in ("1", "3", "4"):
         code, results, run_dir, out = _run(tmp_path / seed, "--workload", "set", "--nemesis", "partition,kill",
                                            "--time-limit", "14", "--nemesis-interval", "3", "--seed", seed,
                                            "--fault", "skip_read_repair")
         conv = results["checkers"]["convergence"]
-        if "diverged-after-repair" in anomaly_kinds(results, "convergence"):
-            assert code == 1, out
-            a = next(a for a in conv["anomalies"] if a["kind"] == "diverged-after-repair")
-            assert a["details"]["node"] in a["details"].get("range", []) or a["details"]["node"].startswith("n")
-            assert any(t["pass"] == "read-repair" for t in conv["details"]["disagreements"])
-            caught.append(seed)
-    assert caught, "skip_read_repair was caught by the convergence check in no seed"
+        if "diverged-after-repair" not in anomaly_kinds(results, "convergence"):
+            continue
+        assert code == 1, out
+        a = next(a for a in conv["anomalies"] if a["kind"] == "diverged-after-repair")
+        assert a["details"]["problems"] == ["missing"] and "right after the final reads at ALL" in a["explanation"], a
+        table = [t for t in conv["details"]["disagreements"] if t["pass"] == "read-repair"]
+        assert any(r["missing_count"] for t in table for r in t["replicas"]), table
+        caught.append(seed)
+        break
+    assert caught, "skip_read_repair was caught by the convergence check in none of the seeds"
+
+
+def test_taking_ranges_over_without_streaming_them_is_caught_on_the_replicas(tmp_path: Path) -> None:
+    # One membership change at 7 s: with the switch the replicas that gain ranges take them
+    # over empty. Keys last written seconds before the change (30 operations a key) are read
+    # at QUORUM from the other replicas, so client-side checkers may see nothing; the replicas
+    # themselves lack acknowledged writes that no hint, kill or membership change explains.
+    code, results, run_dir, out = _run(tmp_path, "--nemesis", "membership", "--nemesis-interval", "7",
+                                       "--time-limit", "12", "--ops-per-key", "30", "--nodes", "5", "--seed", "3",
+                                       "--fault", "skip_pending_streaming")
+    assert code == 1, out
+    conv = results["checkers"]["convergence"]
+    assert conv["valid"] is False, conv["counts"]
+    lost = [a for a in conv["anomalies"] if a["kind"] == "replica-lost-write"]
+    assert lost, conv["counts"]
+    assert conv["counts"]["before_lost_on_replica"] >= 1
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").open()]
+    changes = [o for o in history if o["process"] == "nemesis" and o["type"] == "info"
+               and o.get("action") in ("join", "decommission", "removenode")]
+    assert changes and all(c["value"]["result"]["bytes"] == 0 for c in changes if "result" in c["value"]), changes
