@@ -259,7 +259,8 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
         details["note"] = (f"{counts['writes_without_timestamp']} acknowledged writes carry no timestamp; "
                            "timestamp checks skip them")
     if ties["expected-timestamp-inversion"]:
-        details["expected"] = (f"{ties['expected-timestamp-inversion']} writes through one node got a smaller timestamp "
+        details["expected"] = [a.to_json() for a in ctx.expected.examples[:5]]
+        details["expected_note"] = (f"{ties['expected-timestamp-inversion']} writes through one node got a smaller timestamp "
                                "than a write through another node that had completed before they began, and "
                                f"{ties['discarded-by-inversion']} of them were discarded: what last-write-wins allows "
                                "when clocks are skewed (the run had clock faults)")
@@ -283,6 +284,8 @@ class _KeyContext:
     counts: dict[str, int]
     tied: list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]]
     inverted_keys: set[Any] = field(default_factory=set)
+    # Examples of the inversions LWW allows under clock faults, for the report's expected findings.
+    expected: AnomalyLog = field(default_factory=lambda: AnomalyLog(5))
 
     def restarted_between(self, node: str | None, t0: int, t1: int) -> bool:
         """Whether ``node`` was killed or restarted between times t0 and t1."""
@@ -376,6 +379,12 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
                 ties["expected-timestamp-inversion"] += 1
                 inverted.add(id(w))
                 ctx.inverted_keys.add(key)
+                ctx.expected.add(Anomaly(
+                    "timestamp-inversion",
+                    f"key {key!r}: write of {w[3]!r} (op {w[5].index}) began after the write of {top[3]!r} "
+                    f"(op {top[5].index}) through another node completed, but carries the smaller timestamp "
+                    f"{w[2]} < {top[2]}: skewed clocks, which last-write-wins resolves by timestamp",
+                    _ops(top[5], top[6], w[5], w[6]), key, {"earlier_ts": top[2], "later_ts": w[2]}))
                 continue
             log.add(Anomaly(
                 "timestamp-inversion",
