@@ -6,11 +6,16 @@ prints ``S <count>`` after each periodic fsync: the first ``count`` acknowledged
 order of the ``A`` lines) were acknowledged before that fsync began, so they would survive even an
 OS crash. Memtables are tiny so flushes and compactions
 run while the process is killed.
+
+``--fail-fsync-after N`` makes every ``fdatasync`` after the first N fail with EIO (a failing
+disk); a write that then fails prints ``F <n>`` instead of being acknowledged.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 import threading
 from pathlib import Path
@@ -22,6 +27,7 @@ from .async_engine import AsyncStorageEngine
 from .cells import Cell, Mutation
 from .config import StorageConfig, TableOptions
 from .engine import StorageEngine
+from .errors import StorageFailure
 
 # Distinct partitions the writes spread over: enough for several SSTables per flush round.
 PARTITIONS = 500
@@ -37,7 +43,22 @@ def cell_of(n: int) -> Cell:
     return Cell(f"c{n:09d}", b"value-%d" % n, n)
 
 
+def _fail_fsync_after(n: int) -> None:
+    """From the (n+1)th call on, fdatasync fails with EIO, as a dying disk's would."""
+    real, calls = os.fdatasync, [0]
+
+    def failing(fd: int) -> None:
+        calls[0] += 1
+        if calls[0] > n:
+            raise OSError(errno.EIO, "Input/output error (injected)")
+        real(fd)
+
+    os.fdatasync = failing
+
+
 async def _main(args: argparse.Namespace) -> None:
+    if args.fail_fsync_after is not None:
+        _fail_fsync_after(args.fail_fsync_after)
     cfg = StorageConfig(commitlog_sync=args.mode, commitlog_sync_period_ms=args.period_ms,
                         commitlog_group_window_ms=5, memtable_flush_threshold_mb=1,
                         commitlog_segment_size_mb=1)
@@ -67,7 +88,15 @@ async def _main(args: argparse.Namespace) -> None:
     async def writer(task: int) -> None:
         n = task
         while True:
-            await facade.apply("ks", "t", Mutation(partition_of(n), [cell_of(n)]))
+            try:
+                await facade.apply("ks", "t", Mutation(partition_of(n), [cell_of(n)]))
+            except StorageFailure:
+                with lock:
+                    out.write(f"F {n}\n")
+                    out.flush()
+                n += args.tasks
+                await trio.sleep(0.01)
+                continue
             with lock:
                 acked[0] += 1
                 out.write(f"A {n}\n")
@@ -90,6 +119,7 @@ def main() -> None:
     parser.add_argument("mode", choices=["periodic", "batch", "group"])
     parser.add_argument("--period-ms", type=int, default=200)
     parser.add_argument("--tasks", type=int, default=4)
+    parser.add_argument("--fail-fsync-after", type=int, default=None)
     trio.run(_main, parser.parse_args())
 
 
