@@ -24,6 +24,7 @@ def campaign(store: Path, *args: str) -> tuple[int, dict[str, Any], dict[str, An
     latest = store / "latest"
     assert latest.exists(), out
     run_dir = latest.resolve()
+    assert (run_dir / "results.json").exists(), f"exit {proc.returncode}, no results.json: {out}"
     results = json.loads((run_dir / "results.json").read_text())
     test = json.loads((run_dir / "test.json").read_text())
     history = [json.loads(line) for line in (run_dir / "history.jsonl").open()]
