@@ -85,7 +85,8 @@ def format_status(resp: dict[str, Any]) -> str:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    async with open_client(args.host, args.port, secret=args.secret, timeout=args.timeout) as c:
+    async with open_client(args.host, args.port, secret=args.secret, timeout=args.timeout,
+                           client_secret=args.client_secret) as c:
         cmd = args.command
         if cmd == "put":
             ts = await c.put(args.keyspace, args.table, args.key, _columns(args.columns), consistency=args.consistency, ttl=args.ttl)
@@ -178,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=_env_port(), help=f"client port (or $RINGCTL_PORT; default {DEFAULT_PORT})")
     p.add_argument("--secret", default=os.environ.get("RINGLAB_SECRET"), help="cluster secret (or $RINGLAB_SECRET; "
                    "read from the cluster directory for its nodes)")
+    p.add_argument("--client-secret", default=os.environ.get("RINGLAB_CLIENT_SECRET"),
+                   help="the nodes' client_secret, for put/get/delete when they set one (or $RINGLAB_CLIENT_SECRET)")
     p.add_argument("--node", dest="cluster_node", metavar="NAME", help="a node of the local cluster in --cluster-dir (n1, n2, ...): its address "
                    "and the cluster secret come from there")
     p.add_argument("--cluster-dir", default=os.environ.get("RINGLAB_CLUSTER_DIR", DEFAULT_CLUSTER_DIR), metavar="DIR",

@@ -572,7 +572,15 @@ class StorageEngine:
             streams.append(((sk, p.key, p) for sk, p in r.iter_range(start, end)))
         order = t.options.column_order
         current: Partition | None = None
-        for _sk, key, part in heapq.merge(*streams, key=lambda e: (e[0], e[1])):
+        merged = heapq.merge(*streams, key=lambda e: (e[0], e[1]))
+        while True:
+            try:
+                _sk, key, part = next(merged)
+            except StopIteration:
+                break
+            except CorruptSSTableError as exc:
+                self._quarantine(t, exc)  # as for a point read: answer the error, serve the rest
+                raise
             if current is not None and current.key == key:
                 current = current.merge(part)
                 continue

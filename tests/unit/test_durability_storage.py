@@ -254,3 +254,23 @@ def test_check_mutation_refuses_what_apply_would_refuse(tmp_path: Path) -> None:
         e.check_mutation("ks", "t", Mutation(b"k", [Cell("a\x00b", b"v", 1)]))
     e.check_mutation("ks", "t", _m(1))
     e.close()
+
+
+def test_corruption_found_by_a_scan_quarantines_the_file_too(tmp_path: Path) -> None:
+    from node.storage.errors import CorruptSSTableError
+
+    e = _engine(tmp_path)
+    for i in range(50):
+        e.apply("ks", "t", Mutation(b"k%02d" % i, [Cell("c", b"v" * 200, 1)]))
+    e.flush()
+    [data] = (tmp_path / "data" / "ks").glob("t-*/*-Data.db")
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0x40
+    with open(data, "r+b") as f:
+        f.write(raw)
+    with pytest.raises(CorruptSSTableError):
+        list(e.scan("ks", "t"))
+    assert e.quarantined() and not data.exists()
+    e.apply("ks", "t", _m(1))
+    assert [p.key for p in e.scan("ks", "t")] == [b"k1"]  # the table serves what is intact
+    e.close()
