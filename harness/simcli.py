@@ -23,8 +23,8 @@ SIM_RUN_OPTIONS = ("workload", "nemesis", "nemesis_interval", "partition", "targ
                    "rate", "nodes", "replication_factor", "read_cl", "write_cl", "key_count", "ops_per_key", "delete_fraction",
                    "recovery_time", "commitlog_sync", "read_repair", "validation_faults", "test_name", "store",
                    "coverage")
-# Nemeses the simulated world can apply (membership needs joins, which sim does not model yet).
-SIM_NEMESES = ("partition", "kill", "pause", "clock", "latency")
+# Nemeses the simulated world can apply (the data-path ones need real processes and files).
+SIM_NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership")
 # What a sweep's seeds may look like: at most this many in one command.
 MAX_SEEDS = 100_000
 

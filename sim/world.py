@@ -68,6 +68,8 @@ class SimNode:
     runs: int = 0
     error: str | None = None
     stopping: bool = False
+    # Joined by the membership nemesis: it bootstraps (streams its ranges) on first start.
+    joiner: bool = False
 
     @property
     def data_dir(self) -> Path:
@@ -97,12 +99,26 @@ class SimWorld:
             nid = f"n{i}"
             self.nodes[nid] = SimNode(nid, i - 1, spec.base_dir / nid)
         self.crash_stats: list[dict[str, Any]] = []
+        # Nodes that left the ring (decommission, removenode): no longer targets or seeds.
+        self.forgotten: set[str] = set()
 
     # ---- topology
 
     def node_ids(self) -> list[str]:
-        """Every node id, in order."""
-        return list(self.nodes)
+        """The members' ids in order (nodes that left the ring excluded)."""
+        return [n for n in self.nodes if n not in self.forgotten]
+
+    def add_node(self) -> str:
+        """Describe a fresh node that will bootstrap into the ring (start it with start_node)."""
+        nid = f"n{len(self.nodes) + 1}"
+        self.nodes[nid] = SimNode(nid, len(self.nodes), self.spec.base_dir / nid, joiner=True)
+        self.trace.add("add", nid)
+        return nid
+
+    def forget(self, nid: str) -> None:
+        """A node that left the ring."""
+        self.forgotten.add(nid)
+        self.nodes[nid].stopping = True
 
     def client_network(self) -> NodeNetwork:
         """The network view the harness's clients use (never partitioned)."""
@@ -112,6 +128,7 @@ class SimWorld:
         """The node's configuration, as node.toml would give it."""
         n = self.nodes[nid]
         ids = self.node_ids()
+        everyone = list(self.nodes)
         raw: dict[str, Any] = {
             "node_id": nid,
             "data_dir": str(n.data_dir),
@@ -122,9 +139,9 @@ class SimWorld:
             "num_tokens": self.spec.num_tokens,
             "cluster_secret": self.spec.secret,
             "rng_seed": self.spec.seed * 1000 + n.index,
-            "routes": {b: f"{b}:{INTERNODE_PORT}" for b in ids if b != nid},
+            "routes": {b: f"{b}:{INTERNODE_PORT}" for b in everyone if b != nid},
             "storage": {"commitlog_sync": self.spec.commitlog_sync},
-            "membership": {"auto_bootstrap": False},
+            "membership": {"auto_bootstrap": n.joiner},
             "faults": dict(self.spec.faults),
         }
         return parse_config(raw)
@@ -212,7 +229,7 @@ class SimWorld:
 
     def crashed(self) -> dict[str, str]:
         """Nodes that died on their own: node → why."""
-        return {nid: n.error for nid, n in self.nodes.items() if n.error is not None}
+        return {nid: n.error for nid, n in self.nodes.items() if n.error is not None and nid not in self.forgotten}
 
 
 async def _no_signals() -> None:

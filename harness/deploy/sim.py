@@ -92,7 +92,7 @@ class SimCluster:
     async def stop(self) -> None:
         """Stop every node."""
         with trio.CancelScope(shield=True):
-            for nid in self.world.node_ids():
+            for nid in list(self.world.nodes):  # nodes that left the ring too
                 await self.world.stop_node(nid)
 
 
@@ -132,9 +132,28 @@ class SimDB:
                                    network=self.cluster.client_network) as c:
                 return await c.admin(op, **fields)
 
+    async def add_node(self) -> str:
+        """Start a fresh node that bootstraps into the ring (membership nemesis), telling the
+        running members its address first, as the local deployment does."""
+        import contextlib
+
+        from sim.world import INTERNODE_PORT
+
+        nid = self.world.add_node()
+        for b in self.world.node_ids():
+            if b != nid and self.world.nodes[b].alive():
+                with contextlib.suppress(Exception):  # a node that is down reads it from its config
+                    await self.admin(b, "route", node=nid, address=f"{nid}:{INTERNODE_PORT}")
+        await self.world.start_node(nid)
+        return nid
+
+    async def forget_node(self, node_id: str) -> None:
+        """A node that left the ring is no longer a target."""
+        self.world.forget(node_id)
+
     def capacity(self) -> int | None:
-        """No membership changes in sim yet: no node can be added."""
-        return len(self.world.nodes)
+        """No limit of its own: every added node is a new simulated host."""
+        return None
 
 
 class SimNet:

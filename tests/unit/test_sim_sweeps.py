@@ -6,8 +6,8 @@ rate r measured by bench/sim.py (1-(1-r)^n >= 0.999), so that a change to the st
 harness that moves which seeds catch a switch does not turn the test red by bad draw. The sweep
 stops at the first invalid seed, so it costs about 1/r campaigns (2 CPU s each).
 
-skip_pending_ranges and skip_pending_streaming need membership changes, which sim does not
-simulate yet; tests/e2e keeps their real campaigns.
+skip_pending_ranges and skip_pending_streaming need membership campaigns (about 7 CPU s a seed
+in sim) whose rates are not measured yet; tests/e2e keeps their real campaigns.
 """
 
 from __future__ import annotations
