@@ -50,7 +50,7 @@ def test_parse_seeds() -> None:
 
 @pytest.mark.parametrize("argv, message", [
     (["--seeds", "x"], "--seeds"),
-    (["--nemesis", "membership"], "not simulated"),
+    (["--nemesis", "crash"], "not simulated"),
     (["--tear"], "--tear needs --crash power"),
     (["--seed", "1", "--seeds", "1-2"], "not both"),
     (["--commitlog-sync", "group"], "invalid choice"),
