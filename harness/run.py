@@ -6,7 +6,9 @@ fault, stops every node and checks what was recorded:
 1. make the run directory, write test.json, start the fault proxy and the nodes, wait for gossip;
 2. create the keyspace and table;
 3. run the clients and the nemesis schedule until the time limit;
-4. heal every fault, wait for recovery, read every key at the read level, then at ALL;
+4. heal every fault, wait for recovery, read every replica of every key directly, read every key
+   at the read level, then at ALL (through a rotating coordinator), read every replica again,
+   wait for the hints to be delivered and read every replica a third time (harness/convergence.py);
 5. stop the cluster, run the checkers, write results.json (and the report), print the verdict.
 """
 
