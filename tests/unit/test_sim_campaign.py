@@ -84,3 +84,17 @@ def test_a_sweep_keeps_failing_seeds_prints_their_replay_and_exits_1(tmp_path: P
     summary = store.read_json(sweep_dir / "sweep.json")
     kept = [r for r in summary["rows"] if r["valid"] is False]
     assert kept and all((Path(r["run_dir"]) / "report.html").exists() for r in kept)
+
+
+def test_membership_in_sim_decommissions_and_joins_a_node_and_stays_valid(tmp_path: Path) -> None:
+    # Seed 7 draws a decommission, then a join of a fresh simulated node n6 that bootstraps.
+    run_dir = tmp_path / "m"
+    run_dir.mkdir()
+    opts = RunOptions(deploy="sim", seed=7, nemesis="membership", nemesis_interval=2, time_limit=16, recovery_time=1,
+                      concurrency="1n", rate=100, store=str(tmp_path), test_name="m")
+    result = run_one(opts, run_dir, quiet=True)
+    history = (run_dir / store.HISTORY_FILE).read_text()
+    assert '"action":"decommission"' in history and '"action":"join"' in history
+    assert '"node":"n6"' in history
+    assert "bootstrap" in (run_dir / "nodes" / "n6" / "node.log").read_text().lower()
+    assert result.outcome.valid is True
