@@ -12,7 +12,9 @@ Runs one campaign at a time, each with ``harness run --coverage``:
   ``harness.workloads.WORKLOADS`` (so a workload, or a nemesis added to ``all``, joins the set by
   itself; ``register`` with ``--delete-fraction 0.2``, the others with their defaults), then
   ``--nemesis membership,partition,kill`` on 5 nodes (membership is not in ``all``) and
-  ``--coordination zookeeper --nemesis membership,kill,zk`` on 4 nodes (the ZooKeeper leader).
+  ``--coordination zookeeper --nemesis membership,kill,zk`` on 4 nodes (the ZooKeeper leader), and
+  ``--nemesis corrupt,flush-compact,crash --commitlog-sync group`` (corrupt is not in ``all``; the
+  other campaigns run the default periodic commit log).
 
 Then prints each campaign's ops/s and node/ totals, the union of the default set (with and without
 the make-run campaign, via ``harness.campaign_coverage.union``, as ``harness coverage-union``
@@ -42,6 +44,7 @@ MAKE_RUN = ["--nemesis", "partition", "--nodes", "5", "--time-limit", "30"]
 SET_INTERVAL = 3.0
 MEMBERSHIP = "membership,partition,kill"
 ZOOKEEPER = "membership,kill,zk"
+CORRUPT = "corrupt,flush-compact,crash"
 # Workload options beyond the defaults: the register workload deletes only when asked to.
 WORKLOAD_ARGS = {"register": ["--delete-fraction", "0.2"]}
 
@@ -60,6 +63,7 @@ def campaign_set(time_limit: float | None = None) -> list[tuple[str, list[str]]]
     runs = [(f"{w} / all", ["--workload", w, *WORKLOAD_ARGS.get(w, []), *args("all")]) for w in WORKLOADS]
     runs.append((f"register / {MEMBERSHIP}", ["--nodes", "5", *args(MEMBERSHIP)]))
     runs.append((f"register / {ZOOKEEPER} (zookeeper)", ["--coordination", "zookeeper", "--nodes", "4", *args(ZOOKEEPER)]))
+    runs.append((f"register / {CORRUPT} (group)", ["--commitlog-sync", "group", *args(CORRUPT)]))
     return runs
 
 
@@ -69,6 +73,10 @@ def run(label: str, args: list[str], opts: argparse.Namespace) -> Path | None:
            "--store", str(opts.store), *args]
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    if proc.returncode == 255:
+        # The harness itself failed (not the store): say why, and give the campaign one more try.
+        print(f"{label:<40} exit 255, tried again: {' | '.join(proc.stderr.strip().splitlines()[-3:])}")
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     out = proc.stdout + proc.stderr
     m = re.search(r"^run directory: (.+)$", out, re.M)
     rate = re.search(r"([\d.]+) ops/s during the workload", out)
