@@ -37,6 +37,8 @@ def campaign(store: Path, *args: str) -> tuple[int, dict[str, Any], Path, str]:
     latest = store / "latest"
     assert latest.exists(), f"no run directory: {proc.stdout}\n{proc.stderr}"
     run_dir = latest.resolve()
+    # A run that stopped before checking (exit 255) says why on its console.
+    assert (run_dir / "results.json").exists(), f"exit {proc.returncode}: {proc.stdout}\n{proc.stderr}"
     results = json.loads((run_dir / "results.json").read_text())
     return proc.returncode, results, run_dir, proc.stdout + proc.stderr
 

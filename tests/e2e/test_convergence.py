@@ -59,9 +59,10 @@ def test_skipping_read_repair_leaves_replicas_the_convergence_check_names(tmp_pa
     # delivered: short partitions convict nobody, so hints wait for the 10 s delivery check)
     # keeps missing it until read repair brings it; right after the final reads at ALL every
     # replica must hold what the read returned. Not every campaign ends with such a replica
-    # (measured: seeds 1-5 of this campaign caught 4 of 5), so three seeds, one must catch it.
+    # (measured: seeds 1-5 of this campaign caught 4 of 5, r ~ 0.8), so up to six seeds, stopping
+    # at the first catch: all six miss with probability 0.2^6, about once in 15,000 runs.
     caught = []
-    for seed in ("1", "3", "4"):
+    for seed in ("1", "3", "4", "5", "6", "7"):
         code, results, run_dir, out = _run(tmp_path / seed, "--workload", "set", "--nemesis", "partition,kill",
                                            "--time-limit", "14", "--nemesis-interval", "3", "--seed", seed,
                                            "--fault", "skip_read_repair")
@@ -83,9 +84,15 @@ def test_taking_ranges_over_without_streaming_them_is_caught_on_the_replicas(tmp
     # over empty. Keys last written seconds before the change (30 operations a key) are read
     # at QUORUM from the other replicas, so client-side checkers may see nothing; the replicas
     # themselves lack acknowledged writes that no hint, kill or membership change explains.
-    code, results, run_dir, out = _run(tmp_path, "--nemesis", "membership", "--nemesis-interval", "7",
-                                       "--time-limit", "12", "--ops-per-key", "30", "--nodes", "5", "--seed", "3",
-                                       "--fault", "skip_pending_streaming")
+    # Seeds 3, 4 and 5 each caught it when measured; try them in turn so the verdict never rests
+    # on one run (a miss must still be a clean, valid run).
+    for seed in ("3", "4", "5"):
+        code, results, run_dir, out = _run(tmp_path / seed, "--nemesis", "membership", "--nemesis-interval", "7",
+                                           "--time-limit", "12", "--ops-per-key", "30", "--nodes", "5",
+                                           "--seed", seed, "--fault", "skip_pending_streaming")
+        if code == 1:
+            break
+        assert code == 0, out
     assert code == 1, out
     conv = results["checkers"]["convergence"]
     assert conv["valid"] is False, conv["counts"]
