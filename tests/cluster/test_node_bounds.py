@@ -189,3 +189,40 @@ def test_client_secret_is_required_for_data_ops_when_set(node: Cluster) -> None:
     assert trio.run(put, None) == "Unauthorized"
     assert trio.run(put, "wrong") == "Unauthorized"
     assert trio.run(put, CLIENT_SECRET) == "ok"
+
+
+PARTIAL_BUDGET = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def small_budget(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    extra = f"[clients]\nmax_partial_frame_bytes = {PARTIAL_BUDGET}\nframe_timeout = 20.0\n"
+    c = Cluster(tmp_path_factory.mktemp("partial"), 1, extra=extra)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def test_incomplete_frames_past_the_node_wide_budget_are_refused_by_name(small_budget: Cluster) -> None:
+    port = small_budget[0].client_port
+    head = struct.pack(">I", 4 * 1024 * 1024)  # a legal 4 MiB frame, of which only part arrives
+    first, second = _connect(port), _connect(port)
+    try:
+        first.sendall(head + b"\0" * 600_000)
+        time.sleep(0.5)  # the node holds the first 600 kB before the second connection adds more
+        second.sendall(head + b"\0" * 600_000)
+        closed, got = _closed_within(second, 10)
+        assert closed, "the connection that passed the budget stays open"
+        frames = _frames(got)
+        assert frames and frames[0]["error"]["name"] == "Overloaded", frames
+        assert "max_partial_frame_bytes" in frames[0]["error"]["message"], frames
+        # The first connection, within the budget, is still served: it stays open.
+        still_open, _ = _closed_within(first, 0.5)
+        assert not still_open
+    finally:
+        first.close()
+        second.close()
+    # Its bytes are given back when it closes: the node serves new connections normally.
+    wait_until(lambda: "error" not in _ping(port), 10, what="ping served")
