@@ -41,26 +41,68 @@ def add_command(sub: argparse._SubParsersAction, name: str, handler: Handler, he
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser with every subcommand registered."""
+# Every subcommand in `harness --help` order: its one-line help and what registers it in full.
+# Only the command being run is registered in full (its module imports cost up to a second);
+# the others get a stub of the same name and help, which is all the listing shows of them
+# (tests/unit/test_cli_startup.py holds these helps equal to the registered ones).
+_HELP_RUN = ("run a Jepsen-style campaign: start a cluster, run clients while faults come and go, "
+             "check the history and print the verdict (exit 0 valid, 1 invalid, 2 unknown, "
+             "254 bad arguments, 255 harness failure)")
+_HELP_CHECK = "check a history: linearizability, LWW, quorum, sets, performance"
+_HELP_CLUSTER = "start, inspect or stop a long-lived local cluster for manual use (as ccm does)"
+_HELP_REPORT = "write RUN_DIR/report.html again from the stored files"
+_HELP_SERVE = "browse the stored runs and their reports over HTTP"
+_HELP_HOSTS = "network-namespace test hosts with an sshd each (needs root)"
+_HELP_SIM = ("run campaigns against a simulated cluster: the real node code in one process under "
+             "virtual time, deterministic per seed (exit 0 valid, 1 invalid, 2 unknown, 254 bad arguments)")
+_HELP_COVERAGE_UNION = "combine the coverage data of several `harness run --coverage` runs into one figure"
+
+
+def _register_sim(sub: argparse._SubParsersAction) -> None:
+    from harness.simcli import register
+
+    register(sub)
+
+
+def _commands() -> dict[str, tuple[str, Callable[[argparse._SubParsersAction], None]]]:
+    return {
+        "run": (_HELP_RUN, _register_run),
+        "check": (_HELP_CHECK, _register_check),
+        "cluster": (_HELP_CLUSTER, _register_cluster),
+        "report": (_HELP_REPORT, _register_report),
+        "serve": (_HELP_SERVE, _register_serve),
+        "hosts": (_HELP_HOSTS, _register_hosts),
+        "sim": (_HELP_SIM, _register_sim),
+        "coverage-union": (_HELP_COVERAGE_UNION, _register_coverage_union),
+    }
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand registered; with ``only``, that one in full and the
+    others by name and help (what `harness --help` shows), so a call imports what it runs."""
     parser = _Parser(prog="harness", description="ringlab: a Jepsen-style testbed for Cassandra-like stores")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    _register_run(sub)
-    _register_check(sub)
-    _register_cluster(sub)
-    _register_report(sub)
-    _register_serve(sub)
-    _register_hosts(sub)
-    from harness.simcli import register as _register_sim
-
-    _register_sim(sub)
-    _register_coverage_union(sub)
+    for name, (help, register) in _commands().items():
+        if only is None or name == only:
+            register(sub)
+        else:
+            sub.add_parser(name, help=help)
     return parser
+
+
+def _command_named(argv: Sequence[str]) -> str:
+    """The subcommand argv names: its first word that is not an option ("" when none is)."""
+    # The top-level parser takes no option with a value, so the first other word is the command.
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the subcommand and return its exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_command_named(argv))
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
@@ -86,16 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _register_run(sub: argparse._SubParsersAction) -> None:
     """Register `harness run`."""
-    from harness.deploy import DEPLOYS
-    from harness.deploy.ssh import add_ssh_options, nodes_arg
-    from harness.run import DEFAULT_NODES, VALIDATION_FAULTS, RunOptions
-    from harness.workloads import WORKLOADS
+    from harness.run_options import DEFAULT_NODES, DEPLOYS, VALIDATION_FAULTS, WORKLOADS, RunOptions
+    from harness.ssh_options import add_ssh_options
 
     d = RunOptions()
-    p = add_command(sub, "run", _cmd_run,
-                    "run a Jepsen-style campaign: start a cluster, run clients while faults come and go, "
-                    "check the history and print the verdict (exit 0 valid, 1 invalid, 2 unknown, "
-                    "254 bad arguments, 255 harness failure)")
+    p = add_command(sub, "run", _cmd_run, _HELP_RUN)
     p.add_argument("--config", metavar="FILE", help="TOML file with any of these options (flags override it)")
     p.add_argument("--workload", choices=list(WORKLOADS), help=f"what the clients do (default {d.workload})")
     p.add_argument("--nemesis", help="faults: comma list of partition,kill,pause,clock,latency,membership,zk,flush-compact,"
@@ -150,11 +187,19 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     add_ssh_options(p)
 
 
+def nodes_arg(value: str) -> int | str:
+    """``--nodes`` (harness/deploy/ssh.py's nodes_arg, imported when a --nodes is given)."""
+    from harness.deploy.ssh import nodes_arg as parse
+
+    return parse(value)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
     from harness import config_file
-    from harness.run import RunOptions, run_command
+    from harness.run import run_command
+    from harness.run_options import RunOptions
 
     names = {f.name for f in fields(RunOptions)}
     values: dict[str, Any] = {}
@@ -179,8 +224,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _register_cluster(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "cluster", _cmd_cluster,
-                    "start, inspect or stop a long-lived local cluster for manual use (as ccm does)")
+    p = add_command(sub, "cluster", _cmd_cluster, _HELP_CLUSTER)
     p.add_argument("action", choices=["up", "down", "status"], help="what to do")
     p.add_argument("--dir", default="store/cluster", help="where the cluster keeps its state and data (default store/cluster)")
     p.add_argument("--nodes", type=_positive_int, default=3, help="how many nodes `up` starts (default 3)")
@@ -226,7 +270,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
 
 
 def _register_report(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "report", _cmd_report, "write RUN_DIR/report.html again from the stored files")
+    p = add_command(sub, "report", _cmd_report, _HELP_REPORT)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (e.g. store/latest)")
 
 
@@ -237,7 +281,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _register_serve(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "serve", _cmd_serve, "browse the stored runs and their reports over HTTP")
+    p = add_command(sub, "serve", _cmd_serve, _HELP_SERVE)
     p.add_argument("--store", default="store", metavar="DIR", help="the store directory (default store)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
@@ -252,8 +296,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _register_coverage_union(sub: argparse._SubParsersAction) -> None:
     from harness.campaign_coverage import add_union_options, union_command
 
-    add_union_options(add_command(sub, "coverage-union", union_command,
-                                  "combine the coverage data of several `harness run --coverage` runs into one figure"))
+    add_union_options(add_command(sub, "coverage-union", union_command, _HELP_COVERAGE_UNION))
 
 
 def _register_hosts(sub: argparse._SubParsersAction) -> None:
@@ -267,7 +310,7 @@ def _register_hosts(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_check(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "check", cmd_check, "check a history: linearizability, LWW, quorum, sets, performance")
+    p = add_command(sub, "check", cmd_check, _HELP_CHECK)
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
                    help="a run directory (reads test.json and history.jsonl, writes results.json)")
     p.add_argument("--history", metavar="FILE", help="a history file: .jsonl, Jepsen or Knossos .edn, Porcupine kv logs, Jepsen log lines")

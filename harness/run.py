@@ -15,7 +15,6 @@ fault, stops every node and checks what was recorded:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.metadata
 import json
 import logging
@@ -25,8 +24,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +33,16 @@ import trio
 from harness import datapaths, store
 from harness.client import NodeConnection
 from harness.convergence import convergence_pass
-from harness.deploy import DEPLOYS, make_deployment
+from harness.deploy import make_deployment
 from harness.deploy.local import DeployError
 from harness.generator import Rate, Recorder, Worker, parse_concurrency
 from harness.history import HistoryWriter
 from harness.progress import Progress
-from harness.workloads import KEYSPACE, WORKLOADS, Invocation, WorkloadSettings, make_workload, validate_delete_fraction
+# RunOptions lives in its own module so `harness run --help` starts fast; imported from here too.
+from harness.run_options import DEFAULT_NODES, VALIDATION_FAULTS, RunOptions, _choices  # noqa: F401
+from harness.workloads import KEYSPACE, Invocation, make_workload
 from nemesis import faults
-from nemesis.grudge import SHAPES
 from node.client import open_client
-from node.faults import FaultSwitches
-from node.protocol import CONSISTENCY_LEVELS
 
 log = logging.getLogger("harness.run")
 
@@ -59,198 +56,8 @@ FINAL_READ_ATTEMPTS = 5
 # At the time limit, how long a nemesis step in progress (a membership change streams data) may
 # take to complete before it is cancelled.
 STEP_FINISH_TIMEOUT = 240.0
-# Nodes of a local campaign unless --nodes says otherwise: a replication factor of 3 with room
-# for a minority to fail, and what 2 cores carry comfortably.
-DEFAULT_NODES = 5
 # The ZooKeeper assignment log a zookeeper-coordinated run leaves (checkers/assignments.py).
 ZK_ASSIGNMENTS_FILE = "zk-assignments.json"
-# Validation fault switches a campaign may turn on: the node's own list (node/faults.py documents each).
-VALIDATION_FAULTS = tuple(f.name for f in dataclasses.fields(FaultSwitches))
-
-
-def _choices(text: str, allowed: Sequence[str], flag: str, every: str | None = None) -> list[str]:
-    """A comma list of names from ``allowed`` (``every``, if given, stands for all of them);
-    ValueError names ``flag``."""
-    if every is not None and text == every:
-        return list(allowed)
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    also = f" or {every}" if every else ""
-    if not names:
-        raise ValueError(f"{flag} needs at least one of {', '.join(allowed)}{also}")
-    for s in names:
-        if s not in allowed:
-            raise ValueError(f"{flag} must be a comma list of {', '.join(allowed)}{also}, got {s!r}")
-    return names
-
-
-@dataclass
-class RunOptions:
-    """Every parameter of a campaign (recorded in test.json)."""
-
-    workload: str = "register"
-    nemesis: str = "partition"
-    # Seconds between fault changes; None fits WINDOWS_PER_NEMESIS windows of each nemesis into
-    # the time limit (nemesis/faults.py Schedule).
-    nemesis_interval: float | None = None
-    partition: str = "all"
-    targets: str = ",".join(faults.TARGET_SPECS)
-    time_limit: float = 60.0
-    concurrency: str = "2n"
-    rate: float = 200.0
-    # A node count, or (ssh) a host list; None: DEFAULT_NODES locally, every host for ssh/vagrant.
-    nodes: int | str | None = None
-    replication_factor: int = 3
-    read_cl: str = "QUORUM"
-    write_cl: str = "QUORUM"
-    key_count: int = 5
-    ops_per_key: int = 300
-    # The share of writes that are deletes (register, row, batch); None: the workload's own default.
-    delete_fraction: float | None = None
-    seed: int | None = None
-    test_count: int = 1
-    leave_db_running: bool = False
-    store: str = "store"
-    toxiproxy: str | None = None
-    junit_xml: str | None = None
-    recovery_time: float = 5.0
-    commitlog_sync: str = "periodic"
-    # Campaign storage settings (harness/datapaths.py): 0 KB = the store's own 64 MB.
-    memtable_flush_kb: int = datapaths.DEFAULT_MEMTABLE_FLUSH_KB
-    gc_grace: int = datapaths.DEFAULT_GC_GRACE_S
-    read_repair: str = "BLOCKING"
-    validation_faults: list[str] = field(default_factory=list)
-    test_name: str | None = None
-    checker_time_limit: float = 60.0
-    # Where the cluster runs, and the SSH settings for ssh/vagrant deploys.
-    deploy: str = "local"
-    nodes_file: str | None = None
-    username: str | None = None
-    ssh_private_key: str | None = None
-    password: str | None = None
-    strict_host_key_checking: bool = False
-    known_hosts: str | None = None
-    remote_root: str = "/opt/ringlab"
-    clock_mode: str = "host"
-    # Who assigns a joining node's tokens: gossip (the node itself) or the paper's ZooKeeper leader.
-    coordination: str = "gossip"
-    zk_servers: int = 1
-    # Measure the node processes with coverage.py (harness/campaign_coverage.py).
-    coverage: bool = False
-
-    def node_count(self) -> int | None:
-        """How many nodes start: ``--nodes`` as a count (locally DEFAULT_NODES when not given),
-        every host of a host list, or None for every host of a nodes file or of the Vagrant VMs
-        (known once they are read). Hosts beyond the count are spares (membership nemesis)."""
-        if isinstance(self.nodes, int):
-            return self.nodes
-        if isinstance(self.nodes, str):
-            return len([h for h in self.nodes.split(",") if h.strip()])
-        return DEFAULT_NODES if self.deploy in ("local", "sim") else None
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad option."""
-        if self.workload not in WORKLOADS:
-            raise ValueError(f"--workload must be one of {', '.join(WORKLOADS)}, got {self.workload!r}")
-        validate_delete_fraction(self.workload, self.delete_fraction)
-        faults.parse_nemeses(self.nemesis)
-        self.partition_shapes()
-        self.target_specs()
-        if self.nemesis_interval is not None and self.nemesis_interval <= 0:
-            raise ValueError(f"--nemesis-interval must be positive, got {self.nemesis_interval}")
-        if self.time_limit <= 0:
-            raise ValueError(f"--time-limit must be positive, got {self.time_limit}")
-        # "sim" is harness sim's own deployment (harness/deploy/sim.py), not a --deploy choice.
-        if self.deploy not in DEPLOYS and self.deploy != "sim":
-            raise ValueError(f"--deploy must be one of {', '.join(DEPLOYS)}, got {self.deploy!r}")
-        if self.deploy == "local" and isinstance(self.nodes, str):
-            raise ValueError(f"--nodes must be a node count for local runs, got {self.nodes!r} (host lists need --deploy ssh)")
-        if self.deploy == "ssh" and not self.nodes_file and not isinstance(self.nodes, str):
-            raise ValueError("--deploy ssh needs --nodes-file FILE or --nodes host1,host2,...")
-        count = self.node_count()
-        if self.deploy == "local" and self.toxiproxy is None and count is not None and count > 50:
-            raise ValueError(f"--nodes {self.nodes} is more than a local cluster on one machine can carry (50)")
-        if self.deploy == "ssh" and self.nodes_file:
-            if isinstance(self.nodes, str):
-                raise ValueError("give --nodes-file or a --nodes host list, not both (with a nodes file, "
-                                 "--nodes N starts N of its hosts and keeps the others spare)")
-            from harness.deploy.ssh import hosts_from_args
-
-            hosts = len(hosts_from_args(self))
-            if count is not None and count > hosts:
-                raise ValueError(f"--nodes {count} is more than the {hosts} hosts of --nodes-file {self.nodes_file}")
-            count = hosts if count is None else count
-        if count is not None and count < 1:
-            raise ValueError(f"--nodes must be at least 1, got {self.nodes}")
-        if count is not None and not 1 <= self.replication_factor <= count:
-            raise ValueError(f"--replication-factor must be between 1 and the node count ({count}), got {self.replication_factor}")
-        for flag, cl in (("--read-cl", self.read_cl), ("--write-cl", self.write_cl)):
-            if cl not in CONSISTENCY_LEVELS:
-                raise ValueError(f"{flag} must be one of {', '.join(CONSISTENCY_LEVELS)}, got {cl!r}")
-        parse_concurrency(self.concurrency, count or 1)
-        if self.rate is not None and self.rate < 0:
-            raise ValueError(f"--rate must be >= 0 (0 = unthrottled), got {self.rate}")
-        if self.key_count < 1:
-            raise ValueError(f"--key-count must be at least 1, got {self.key_count}")
-        if self.test_count < 1:
-            raise ValueError(f"--test-count must be at least 1, got {self.test_count}")
-        if self.commitlog_sync not in ("periodic", "batch", "group"):
-            raise ValueError(f"--commitlog-sync must be periodic, batch or group, got {self.commitlog_sync!r}")
-        datapaths.validate(self)
-        if self.read_repair not in ("BLOCKING", "NONE"):
-            raise ValueError(f"--read-repair must be BLOCKING or NONE, got {self.read_repair!r}")
-        for f in self.validation_faults:
-            if f not in VALIDATION_FAULTS:
-                raise ValueError(f"--fault must be one of {', '.join(VALIDATION_FAULTS)}, got {f!r}")
-        self._validate_coordination()
-
-    def _validate_coordination(self) -> None:
-        from node.coordination import MODES
-
-        if self.coordination not in MODES:
-            raise ValueError(f"--coordination must be one of {', '.join(MODES)}, got {self.coordination!r}")
-        if self.zk_servers not in (1, 3, 5):
-            raise ValueError(f"--zk-servers must be 1, 3 or 5 (an odd ensemble), got {self.zk_servers}")
-        if "zk" in faults.parse_nemeses(self.nemesis) and self.coordination != "zookeeper":
-            raise ValueError("--nemesis zk needs --coordination zookeeper (there is no ZooKeeper to fault otherwise)")
-        if self.coordination == "zookeeper":
-            from harness.zookeeper import unavailable_reason
-
-            reason = unavailable_reason()
-            if reason and self.deploy == "local":
-                raise ValueError(f"--coordination zookeeper: {reason}")
-
-    def partition_shapes(self) -> list[str]:
-        """The partition shapes to draw from."""
-        return _choices(self.partition, SHAPES, "--partition", every="all")
-
-    def target_specs(self) -> list[str]:
-        """Which nodes kill and pause draw from: one, minority, majority, all of them."""
-        return _choices(self.targets, faults.TARGET_SPECS, "--targets")
-
-    def name(self) -> str:
-        """The test's name: workload and nemeses."""
-        return self.test_name or f"{self.workload}-{self.nemesis.replace(',', '+')}"
-
-    def checker_params(self) -> dict[str, Any]:
-        """What the checkers need to know about the test."""
-        return {
-            "workload": self.workload,
-            "model": make_workload(self.workload, self._settings()).model,
-            "replication_factor": self.replication_factor,
-            "read_cl": self.read_cl,
-            "write_cl": self.write_cl,
-            "nodes": self.node_count(),
-            "check_time_limit": self.checker_time_limit,
-            # The campaign checker holds the run to these: unknown if none of one took effect.
-            "nemeses": faults.parse_nemeses(self.nemesis),
-            "coordination": self.coordination,
-            # Periodic mode may lose writes acknowledged within a sync period of a crash.
-            "commitlog_sync": self.commitlog_sync,
-            "commitlog_sync_period_ms": datapaths.sync_period_ms(),
-        }
-
-    def _settings(self) -> WorkloadSettings:
-        return WorkloadSettings(self.key_count, self.read_cl, self.write_cl, self.ops_per_key, self.delete_fraction)
 
 
 @dataclass

@@ -44,6 +44,8 @@ from harness.datapaths import toml_lines
 from harness.deploy.local import DeployError
 from harness.deploy.wheels import PROBE as WHEELS_PROBE
 from harness.deploy.wheels import PythonTarget, dependency_pip_args, node_requirements
+# The defaults and `harness run`'s SSH options live apart so `harness run --help` needs no paramiko.
+from harness.ssh_options import DEFAULT_KNOWN_HOSTS, DEFAULT_REMOTE_ROOT, DEFAULT_USERNAME, add_ssh_options  # noqa: F401
 from nemesis.membership import admin_timeout
 from node.client import open_client
 
@@ -51,11 +53,6 @@ log = logging.getLogger("harness.deploy.ssh")
 
 T = TypeVar("T")
 
-DEFAULT_USERNAME = "root"
-# Where nodes are installed on a host, one directory per node id (so namespace hosts, which share
-# one filesystem, never share a directory).
-DEFAULT_REMOTE_ROOT = "/opt/ringlab"
-DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 # OpenSSH's default ConnectTimeout is the TCP timeout (minutes); a test host answers in ms and a
 # VM in well under a second, so 10 s only fires for hosts that are really not there.
 CONNECT_TIMEOUT = 10.0
@@ -1153,20 +1150,3 @@ def nodes_arg(value: str) -> int | str:
         return int(text)
     parse_nodes_list(text)  # refuse a bad list at parse time, naming the entry
     return text
-
-
-def add_ssh_options(parser: Any) -> None:
-    """Register the SSH deploy options on ``harness run``'s parser."""
-    g = parser.add_argument_group("ssh deploy (--deploy ssh|vagrant)")
-    g.add_argument("--nodes-file", type=Path, default=None,
-                   help="hosts, one per line: [user@]host[:port] [name=n1] [address=ip] [key=path]")
-    g.add_argument("--username", default=None, help=f"SSH user (default {DEFAULT_USERNAME})")
-    g.add_argument("--ssh-private-key", default=None, help="private key (ed25519, RSA, ECDSA); default: agent and ~/.ssh")
-    g.add_argument("--password", default=None, help="SSH password and sudo password for non-root users")
-    g.add_argument("--strict-host-key-checking", action="store_true",
-                   help="refuse hosts not in known_hosts (default: record a new key once, refuse a changed one)")
-    g.add_argument("--known-hosts", default=None, help=f"known_hosts file (default {DEFAULT_KNOWN_HOSTS})")
-    g.add_argument("--remote-root", default=DEFAULT_REMOTE_ROOT, help="install directory on the hosts")
-    g.add_argument("--clock-mode", choices=("host", "admin"), default="host",
-                   help="clock nemesis on hosts: their real clocks (refused where they share this machine's), "
-                        "or each node's own admin clock control")
