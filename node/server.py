@@ -67,6 +67,9 @@ _RECV_BYTES = 256 * 1024
 # Unanswered requests one client connection may pipeline before we stop reading from it (TCP
 # pushes back on the client); the node-wide max_in_flight still answers Overloaded beyond it.
 _PER_CONNECTION_PIPELINE = 1024
+# How many requests of one receive start before the reader yields once, so their answers are
+# buffered and counted against [clients] max_buffered_bytes before more requests start.
+_BUFFER_CHECK_EVERY = 8
 # How often background storage housekeeping runs (periodic commit log sync is separate).
 _HOUSEKEEPING_INTERVAL = 1.0
 # How often to compare schema versions with live peers besides gossip CHANGE events.
@@ -657,7 +660,16 @@ class Node:
                         if not data:
                             break
                         decoder.feed(data)
+                        started = 0
                         while (msg := decoder.next_message()) is not None:
+                            # One receive can hold hundreds of pipelined requests: hold the rest
+                            # back while the answers already waiting pass the bound, and let the
+                            # ones started answer now and then so their bytes are counted.
+                            while state["out_bytes"] > limits.max_buffered_bytes:
+                                await state["drained"].wait()
+                            if started and started % _BUFFER_CHECK_EVERY == 0:
+                                await trio.lowlevel.checkpoint()
+                            started += 1
                             if self.in_flight >= self.config.max_in_flight:
                                 respond(error_response(msg.get("id"), Overloaded(f"node {self.node_id} has {self.in_flight} requests in flight")))
                                 continue

@@ -192,11 +192,13 @@ def test_client_secret_is_required_for_data_ops_when_set(node: Cluster) -> None:
 
 
 PARTIAL_BUDGET = 1_000_000
+BUFFER_BUDGET = 2_000_000
 
 
 @pytest.fixture(scope="module")
 def small_budget(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    extra = f"[clients]\nmax_partial_frame_bytes = {PARTIAL_BUDGET}\nframe_timeout = 20.0\n"
+    extra = (f"[clients]\nmax_partial_frame_bytes = {PARTIAL_BUDGET}\nframe_timeout = 20.0\n"
+             f"max_buffered_bytes = {BUFFER_BUDGET}\n")
     c = Cluster(tmp_path_factory.mktemp("partial"), 1, extra=extra)
     try:
         c.start()
@@ -226,3 +228,40 @@ def test_incomplete_frames_past_the_node_wide_budget_are_refused_by_name(small_b
         second.close()
     # Its bytes are given back when it closes: the node serves new connections normally.
     wait_until(lambda: "error" not in _ping(port), 10, what="ping served")
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_client_that_does_not_read_its_answers_stops_being_read(small_budget: Cluster) -> None:
+    node = small_budget[0]
+    value = "v" * 500_000
+
+    async def setup() -> None:
+        await call(node, "create_keyspace", name="kb", replication={"class": "SimpleStrategy", "replication_factor": 1})
+        await call(node, "create_table", keyspace="kb", name="t", options={})
+        await call(node, "put", keyspace="kb", table="t", key="big", columns={"v": value}, consistency="ONE")
+
+    trio.run(setup)
+    assert node.proc is not None
+    before = _rss_mib(node.proc.pid)
+    s = _connect(node.client_port)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        body = b"".join(struct.pack(">I", len(b)) + b for b in (
+            msgpack.packb({"id": i, "op": "get", "keyspace": "kb", "table": "t", "key": "big", "consistency": "ONE"})
+            for i in range(400)))
+        s.settimeout(10)
+        s.sendall(body)  # 400 answers of 500 kB each (200 MB) that this client never reads
+        time.sleep(3)
+        grown = _rss_mib(node.proc.pid) - before
+        print(f"\n[unread answers] node RSS grew {grown:.0f} MiB for 200 MB of unread answers "
+              f"(max_buffered_bytes {BUFFER_BUDGET})")
+        assert grown < 60, grown
+    finally:
+        s.close()
+    assert "error" not in _ping(node.client_port)
