@@ -32,6 +32,11 @@ class FaultSwitches:
     # the new replicas gain, so they take ownership empty and data written before the change
     # exists only on the replicas that remain (two such changes leave a quorum without it).
     skip_pending_streaming: bool = False
+    # Streaming: the first whole-file send of each SSTable flips one byte in transit (the target
+    # must refuse that copy and have it sent again; node/rangecopy.py).
+    damage_file_stream: bool = False
+    # Streaming: every whole-file send waits a second first (tests cut a transfer halfway).
+    slow_file_stream: bool = False
 
     def set(self, name: str, value: Any) -> None:
         """Set one switch by name (ValueError names an unknown switch or a non-bool value)."""

@@ -375,7 +375,8 @@ class MembershipManager:
                        prefer_source: str | None = None, done: set[str] | None = None,
                        on_done: Any = None) -> dict[str, Any]:
         """Run every transfer of old → new (optionally only those to one target)."""
-        total = {"bytes": 0, "partitions": 0, "transfers": 0}
+        total: dict[str, Any] = {"bytes": 0, "partitions": 0, "transfers": 0, "files": 0, "file_bytes": 0,
+                                 "file_seconds": 0.0, "stream_bytes": 0, "stream_seconds": 0.0}
         for ks, table, strategy in self._tables():
             plan = transfer_plan(old, new, strategy)
             groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Range]] = {}
@@ -405,6 +406,11 @@ class MembershipManager:
                     result = await self._fetch_all(target, sources, ks, table, ranges)
                 total["bytes"] += int(result.get("bytes", 0))
                 total["partitions"] += int(result.get("partitions", 0))
+                total["files"] += int(result.get("files", 0))
+                total["file_bytes"] += int(result.get("file_bytes", 0))
+                total["stream_bytes"] += int(result.get("stream_bytes", 0))
+                total["file_seconds"] = round(total["file_seconds"] + float(result.get("file_seconds", 0)), 3)
+                total["stream_seconds"] = round(total["stream_seconds"] + float(result.get("stream_seconds", 0)), 3)
                 total["transfers"] += 1
                 if on_done is not None:
                     on_done(tag)
@@ -426,7 +432,8 @@ class MembershipManager:
         """Stream from every live source and let last-write-wins merge them (the replica that
         lost the range is dead, as in removenode: a write acknowledged by it and one survivor is
         on that survivor only, so no single survivor is enough)."""
-        total = {"bytes": 0, "partitions": 0}
+        total: dict[str, Any] = {"bytes": 0, "partitions": 0, "files": 0, "file_bytes": 0, "stream_bytes": 0,
+                                 "file_seconds": 0.0, "stream_seconds": 0.0}
         live = [src for src in sources if src == self.node.node_id or self.node.is_alive(src)]
         if not live:
             raise InvalidRequest(f"no live source holds {len(ranges)} range(s) of {ks}.{table} for {target}")
@@ -436,8 +443,8 @@ class MembershipManager:
             except Exception as exc:
                 # A partial union could miss a write only that source holds: fail the change.
                 raise InvalidRequest(f"streaming {len(ranges)} range(s) of {ks}.{table} to {target} from {src} failed: {exc}") from exc
-            total["bytes"] += int(result.get("bytes", 0))
-            total["partitions"] += int(result.get("partitions", 0))
+            for k in total:
+                total[k] += type(total[k])(result.get(k, 0))
         return total
 
     async def _exclusive(self, name: str) -> None:
@@ -834,6 +841,7 @@ class MembershipManager:
             "transition": future is not None,
             "removals": self.removals(),
             "streaming": self.streamer.stats.as_dict(),
+            "file_streaming": dict(self.streamer.rangecopy.stats.__dict__) if self.streamer.rangecopy is not None else {},
             "last": self.last_result,
             "balance": list(self.balance_log),
         }

@@ -55,6 +55,7 @@ from node.coordination import ZooKeeperCoordinator
 from node.membership_ops import MembershipManager
 from node.storage_admin import storage_ops
 from node.repair import Repairer
+from node.rangecopy import RangeCopy
 from node.streaming import Streamer, choose_sort_key
 
 log = logging.getLogger("node.server")
@@ -249,7 +250,9 @@ class Node:
         self.streamer = Streamer(
             self.node_id, self.messaging, self.engine, self.partitioner, token_ordered,
             config.storage.commitlog_sync, lambda ks, t: (ks, t) in self.engine.tables(),
+            RangeCopy(self.node_id, self.messaging, self.engine, self.runtime, config.faults),
         )
+        self._token_ordered = token_ordered
         # The paper's ZooKeeper leader assigns a joining node's tokens (node/coordination.py).
         self.zk: ZooKeeperCoordinator | None = None
         if config.coordination.mode == "zookeeper":
@@ -364,6 +367,10 @@ class Node:
                 {n: Endpoint(i.datacenter, i.rack) for n, i in usable.items()},
             )
             self._ring_key = key
+            if self._token_ordered:
+                # Flushes and compactions cut SSTables at every ring token, a joining node's
+                # included, so whole files fit the ranges a change moves (node/rangecopy.py).
+                self.engine.set_split_points(t for i in members.values() for t in i.tokens)
             self._saved_peers = {n: i for n, i in members.items() if n != self.node_id}
             self._save_peers(members)
         self._dc_of = {n: i.datacenter for n, i in members.items()}

@@ -96,6 +96,7 @@ class Streamer:
         token_ordered: bool,
         sync_mode: str,
         has_table: Callable[[str, str], bool],
+        rangecopy: Any = None,
     ) -> None:
         self.node_id = node_id
         self.messaging = messaging
@@ -105,6 +106,11 @@ class Streamer:
         self.sync_mode = sync_mode
         self.has_table = has_table
         self.stats = StreamStats()
+        # Whole-file transfer of SSTables inside the ranges (node/rangecopy.py); None: pages only.
+        self.rangecopy = rangecopy
+        if rangecopy is not None:
+            rangecopy.partitioner = partitioner
+            rangecopy.token_ordered = token_ordered
         messaging.register(VERB_STREAM_PAGE, self._handle_page)
         messaging.register(VERB_STREAM_FETCH, self._handle_fetch)
 
@@ -130,15 +136,16 @@ class Streamer:
     # ---- source side
 
     def iter_range_partitions(self, ks: str, table: str, segments: Sequence[Segment], start_seg: int = 0,
-                              after: Token | None = None) -> Iterator[tuple[int, Token, Partition]]:
-        """``(segment index, token, partition)`` for every stored partition of the segments, in order."""
+                              after: Token | None = None, skip: frozenset[int] = frozenset()) -> Iterator[tuple[int, Token, Partition]]:
+        """``(segment index, token, partition)`` for every stored partition of the segments, in order
+        (``skip``: SSTable generations the target already received whole)."""
         token = self.partitioner.token
         for i in range(start_seg, len(segments)):
             lo, hi = segments[i]
             if i == start_seg and after is not None:
                 lo = after
             if self.token_ordered:
-                for p in self.engine.scan(ks, table, lo, hi):
+                for p in self.engine.scan(ks, table, lo, hi, skip=skip):
                     yield i, token(p.key), p
             else:
                 # Legacy key-byte order: the token range is scattered over the whole table.
@@ -147,7 +154,8 @@ class Streamer:
                     if (lo is None or t > lo) and (hi is None or t <= hi):
                         yield i, t, p
 
-    def read_page(self, ks: str, table: str, segments: Sequence[Segment], cursor: Any, max_bytes: int) -> dict[str, Any]:
+    def read_page(self, ks: str, table: str, segments: Sequence[Segment], cursor: Any, max_bytes: int,
+                  skip: frozenset[int] = frozenset()) -> dict[str, Any]:
         """One page of partitions after ``cursor`` (runs in a worker thread)."""
         start_seg, after = 0, None
         if cursor is not None:
@@ -155,7 +163,7 @@ class Streamer:
         parts: list[Any] = []
         size = 0
         last: tuple[int, Token] | None = None
-        it = self.iter_range_partitions(ks, table, segments, start_seg, after)
+        it = self.iter_range_partitions(ks, table, segments, start_seg, after, skip)
         packer = msgpack.Packer(use_bin_type=True)
         for seg, tok, p in it:
             obj = p.to_obj()
@@ -175,7 +183,8 @@ class Streamer:
             raise ValueError(f"unknown table {ks}.{table}")
         segments = segments_of(self.decode_ranges(payload["ranges"]))
         max_bytes = min(int(payload.get("max_bytes") or PAGE_BYTES), PAGE_BYTES * 4)
-        page = await offload(self.read_page, ks, table, segments, payload.get("cursor"), max_bytes)
+        skip = frozenset(int(g) for g in payload.get("skip") or ()) if self.token_ordered else frozenset()
+        page = await offload(self.read_page, ks, table, segments, payload.get("cursor"), max_bytes, skip)
         self.stats.pages_sent += 1
         self.stats.bytes_sent += page["bytes"]
         self.stats.partitions_sent += len(page["parts"])
@@ -202,12 +211,21 @@ class Streamer:
         total_bytes = 0
         total_parts = 0
         clock = trio.current_time()
+        files: dict[str, Any] = {"skip": [], "bytes": 0, "files": 0}
+        rc = self.rangecopy
+        if rc is not None and rc.enabled and self.token_ordered:
+            try:
+                files = await rc.fetch_files(source, ks, table, segments_of(ranges))
+            except Exception as exc:  # noqa: BLE001 - the partition stream below carries everything
+                log.warning("whole-file transfer of %s.%s from %s failed (%s); streaming partitions", ks, table, source, exc)
+        skip = list(files["skip"])
+        file_seconds = round(trio.current_time() - clock, 3)
         send, recv = trio.open_memory_channel[tuple[dict[str, Any] | None, BaseException | None]](1)
 
         async def produce(cursor: Any) -> None:
             async with send:
                 while True:
-                    payload = {"ks": ks, "t": table, "ranges": wire, "cursor": cursor, "max_bytes": PAGE_BYTES}
+                    payload = {"ks": ks, "t": table, "ranges": wire, "cursor": cursor, "max_bytes": PAGE_BYTES, "skip": skip}
                     try:
                         page = await self._request_page(source, payload)
                     except Exception as exc:  # handed to the applying side, which raises it as is
@@ -245,8 +263,10 @@ class Streamer:
             self.stats.transfers_failed += 1
             raise failure
         self.stats.transfers_done += 1
-        result = {"source": source, "ks": ks, "t": table, "ranges": len(ranges), "bytes": total_bytes,
-                  "partitions": total_parts, "seconds": round(trio.current_time() - clock, 3)}
+        result = {"source": source, "ks": ks, "t": table, "ranges": len(ranges), "bytes": total_bytes + int(files["bytes"]),
+                  "partitions": total_parts, "seconds": round(trio.current_time() - clock, 3),
+                  "file_bytes": int(files["bytes"]), "files": int(files["files"]), "file_seconds": file_seconds,
+                  "stream_bytes": total_bytes, "stream_seconds": round(trio.current_time() - clock - file_seconds, 3)}
         self.stats.per_transfer.append(result)
         del self.stats.per_transfer[:-100]
         log.info("streamed %d partitions (%d bytes) of %s.%s in %d range(s) from %s", total_parts, total_bytes, ks, table, len(ranges), source)

@@ -51,7 +51,17 @@ from .errors import (
 )
 from .files import FileOps, file_ops
 from .memtable import Memtable
-from .sstable import TOC, SSTableReader, SSTableWriter, fsync_dir, remove_generation
+from .sstable import (
+    COMPONENTS,
+    DIGEST,
+    TOC,
+    SSTableReader,
+    SSTableWriter,
+    component_path,
+    fsync_dir,
+    remove_generation,
+    restamp,
+)
 
 log = logging.getLogger("ringlab.storage")
 
@@ -62,6 +72,8 @@ _TAG_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _GEN_RE = re.compile(r"^(\d+)-")
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _SCHEMA_VERSION = 1
+# Where SSTables streamed whole are received before their atomic import (node/rangecopy.py).
+INCOMING_DIR = "incoming"
 
 
 def _identity(key: bytes) -> bytes:
@@ -115,6 +127,10 @@ class StorageEngine:
         # Tables whose corrupt SSTables an operator's scrub quarantined: what they lost is not back
         # until a repair, so their reads are refused meanwhile (node/storage_admin.py).
         self._held: dict[tuple[str, str], str] = {}
+        # Sort keys at which flushes and compactions cut their output (the node's ring tokens), so
+        # one SSTable never spans two token ranges that can move separately (docs/storage.md).
+        # Replaced whole (a tuple), so a worker thread reads either the old or the new one.
+        self._split_points: tuple[Any, ...] = ()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -134,6 +150,8 @@ class StorageEngine:
     def _open(self) -> None:
         for sub in ("data", "commitlog", "snapshots"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        # SSTables received whole but not yet imported: never visible, so a restart drops them.
+        shutil.rmtree(self.data_dir / INCOMING_DIR, ignore_errors=True)
         self._load_schema()
         for t in self._tables.values():
             self._load_sstables(t)
@@ -555,12 +573,16 @@ class StorageEngine:
         return Partition(p.key, {c.name: c for c in cells}, p.partition_tombstone,
                          p.partition_deletion_time, p.range_tombstones)
 
-    def scan(self, keyspace: str, table: str, start: Any = None, end: Any = None) -> Iterator[Partition]:
-        """Partitions with ``start < sort_key(key) <= end`` in sort order (``None`` = unbounded)."""
+    def scan(self, keyspace: str, table: str, start: Any = None, end: Any = None,
+             skip: frozenset[int] = frozenset()) -> Iterator[Partition]:
+        """Partitions with ``start < sort_key(key) <= end`` in sort order (``None`` = unbounded).
+
+        ``skip``: SSTable generations to leave out (a transfer already sent them whole).
+        """
         t = self._table(keyspace, table)
         with self._lock:
             mems = [t.memtable, *t.flushing]
-            sstables = t.sstables
+            sstables = [r for r in t.sstables if r.generation not in skip] if skip else t.sstables
             mem_keys = [m.sorted_keys() for m in mems]
         for r in sstables:
             if r.corrupt is not None:
@@ -632,31 +654,73 @@ class StorageEngine:
             return True
 
     def _write_memtable(self, t: _Table, mt: Memtable) -> None:
-        with self._lock:
-            gen = t.next_generation
-            t.next_generation += 1
+        sks, keys = mt.sorted_keys()
+        points = self._split_points
+        # One SSTable per token range the memtable touches (keys are in sort order, so each
+        # range's keys are one contiguous run).
+        runs: list[tuple[int, int]] = []
+        start = 0
+        for i in range(1, len(keys) + 1):
+            if i == len(keys) or (points and bisect.bisect_left(points, sks[i]) != bisect.bisect_left(points, sks[start])):
+                runs.append((start, i))
+                start = i
+        readers: list[SSTableReader] = []
+        writer: SSTableWriter | None = None
         try:
-            writer = SSTableWriter(t.directory, gen, len(mt), t.options.bloom_fp_chance)
+            for lo, hi in runs or [(0, 0)]:
+                with self._lock:
+                    gen = t.next_generation
+                    t.next_generation += 1
+                writer = SSTableWriter(t.directory, gen, hi - lo, t.options.bloom_fp_chance)
+                for key in keys[lo:hi]:
+                    writer.add(mt.parts[key].snapshot())
+                writer.finish({"replay_position": mt.switch_position or 0, "origin": "flush",
+                               "created_us": self.clock.wall_us()})
+                readers.append(SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries()))
+                writer = None
         except OSError as exc:
-            raise _disk_error(exc, t.directory, "flush") from exc
-        try:
-            _, keys = mt.sorted_keys()
-            for key in keys:
-                writer.add(mt.parts[key].snapshot())
-            writer.finish({"replay_position": mt.switch_position or 0, "origin": "flush",
-                           "created_us": self.clock.wall_us()})
-            reader = SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries())
-        except OSError as exc:
-            # The memtable stays in t.flushing and is retried next round (a full disk may clear).
-            _abort_quietly(writer)
+            # The memtable stays in t.flushing and is retried next round (a full disk may clear);
+            # the parts already written go too, so the retry does not leave duplicates behind.
+            self._abort_outputs(t, writer, readers)
             raise _disk_error(exc, t.directory, "flush") from exc
         except BaseException:
-            _abort_quietly(writer)
+            self._abort_outputs(t, writer, readers)
             raise
         with self._lock:
-            t.sstables = [reader, *t.sstables]
+            t.sstables = sorted([*readers, *t.sstables], key=lambda r: -r.generation)
             t.flushing = [m for m in t.flushing if m is not mt]
         self._cl().mark_flushed(t.id, mt.switch_position or 0)
+
+    @staticmethod
+    def _abort_outputs(t: _Table, writer: SSTableWriter | None, done: list[SSTableReader]) -> None:
+        """Remove a failed flush's or compaction's unfinished writer and its finished parts."""
+        if writer is not None:
+            _abort_quietly(writer)
+        for r in done:
+            r.close()
+            try:
+                remove_generation(t.directory, r.generation)
+            except OSError as exc:
+                log.error("cannot remove part %d of a failed SSTable write: %s", r.generation, exc)
+
+    def set_split_points(self, points: Any) -> None:
+        """Cut flush and compaction output at these sort keys (the ring's tokens; empty: never)."""
+        self._split_points = tuple(sorted(set(points)))
+
+    def split_points(self) -> tuple[Any, ...]:
+        """The sort keys at which output is cut now."""
+        return self._split_points
+
+    def range_of(self, sort_key: Any) -> int:
+        """Index of the split range holding ``sort_key`` (``points[i-1] < sort_key <= points[i]``)."""
+        return bisect.bisect_left(self._split_points, sort_key)
+
+    def _group_of(self, r: SSTableReader) -> int:
+        """The split range an SSTable lies wholly in, or -1 when it spans several (or is empty)."""
+        if r.first is None or r.last is None:
+            return -1
+        lo, hi = self.range_of(r.first[0]), self.range_of(r.last[0])
+        return lo if lo == hi else -1
 
     def _discard_segments(self) -> None:
         cl = self._cl()
@@ -687,14 +751,25 @@ class StorageEngine:
         t = self._table(keyspace, table)
         with self._lock:
             candidates = [r for r in t.sstables if r.generation not in t.compacting and r.corrupt is None]
-            chosen = choose_compaction(candidates, t.options, major)
+            if major:
+                chosen = choose_compaction(candidates, t.options, major)
+            else:
+                # Compact within a token range: SSTables of one split range together; SSTables
+                # spanning ranges (written before the ring changed) form their own group, and
+                # their output is cut at the current split points.
+                groups: dict[int, list[SSTableReader]] = {}
+                for r in candidates:
+                    groups.setdefault(self._group_of(r), []).append(r)
+                chosen = []
+                for g in sorted(groups):
+                    chosen = choose_compaction(groups[g], t.options, major)
+                    if len(chosen) >= 2:
+                        break
             if not chosen or (not major and len(chosen) < 2):
                 return None
             t.compacting |= {r.generation for r in chosen}
-            gen = t.next_generation
-            t.next_generation += 1
         try:
-            return self._run_compaction(t, chosen, gen)
+            return self._run_compaction(t, chosen)
         finally:
             with self._lock:
                 t.compacting -= {r.generation for r in chosen}
@@ -729,51 +804,128 @@ class StorageEngine:
             return oldest
         return oldest_elsewhere
 
-    def _run_compaction(self, t: _Table, chosen: list[SSTableReader], gen: int) -> dict[str, Any]:
+    def _run_compaction(self, t: _Table, chosen: list[SSTableReader]) -> dict[str, Any]:
         started = self.clock.monotonic()
         now = self.now_s()
         chosen_gens = {r.generation for r in chosen}
         expected = sum(r.stats.get("partitions", 0) for r in chosen)
-        try:
-            writer = SSTableWriter(t.directory, gen, expected, t.options.bloom_fp_chance)
-        except OSError as exc:
-            raise _disk_error(exc, t.directory, "compaction") from exc
+        # Inputs of one split range have one output; others are cut at the split points, each
+        # output's bloom filter sized for every input partition (an over-sized filter only
+        # lowers the false-positive rate).
+        extra = {"replay_position": max(r.stats.get("replay_position", 0) for r in chosen),
+                 "origin": "compaction", "ancestors": sorted(chosen_gens)}
+        readers: list[SSTableReader] = []
+        writer: SSTableWriter | None = None
+        writer_range = -1
+        out_bytes = 0
+
+        def close_writer() -> None:
+            nonlocal writer, out_bytes
+            if writer is None:
+                return
+            out_bytes += writer.finish({**extra, "created_us": self.clock.wall_us()})
+            if writer.stats["partitions"]:
+                readers.append(SSTableReader(t.directory, writer.generation, self.sort_key, self._block_cache_entries()))
+            else:
+                remove_generation(t.directory, writer.generation)
+            writer = None
+
         try:
             stream = compacted_partitions(chosen, now, t.options.gc_grace_seconds,
                                           self._max_purgeable(t, chosen_gens), self.sort_key)
+            points = self._split_points
             for p in stream:
+                rng = bisect.bisect_left(points, self.sort_key(p.key)) if points else 0
+                if writer is None or rng != writer_range:
+                    close_writer()
+                    with self._lock:
+                        gen = t.next_generation
+                        t.next_generation += 1
+                    writer = SSTableWriter(t.directory, gen, expected, t.options.bloom_fp_chance)
+                    writer_range = rng
                 writer.add(p)
-            out_bytes = writer.finish({
-                "replay_position": max(r.stats.get("replay_position", 0) for r in chosen),
-                "origin": "compaction", "ancestors": sorted(chosen_gens), "created_us": self.clock.wall_us(),
-            })
-            reader: SSTableReader | None = None
-            if writer.stats["partitions"]:
-                reader = SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries())
+            close_writer()
         except CorruptSSTableError as exc:
-            _abort_quietly(writer)
+            self._abort_outputs(t, writer, readers)
             log.error("compaction of %s stopped: %s", t.qualified, exc)
             raise
         except OSError as exc:
-            _abort_quietly(writer)
+            self._abort_outputs(t, writer, readers)
             raise _disk_error(exc, t.directory, "compaction") from exc
         except BaseException:
-            _abort_quietly(writer)
+            self._abort_outputs(t, writer, readers)
             raise
         with self._lock:
             keep = [r for r in t.sstables if r.generation not in chosen_gens]
-            t.sstables = sorted(([reader] if reader else []) + keep, key=lambda r: -r.generation)
+            t.sstables = sorted(readers + keep, key=lambda r: -r.generation)
             # Under the lock so a snapshot never links a half-deleted generation.
-            if reader is None:
-                remove_generation(t.directory, gen)
             for r in chosen:
                 remove_generation(t.directory, r.generation)
         in_bytes = sum(r.data_bytes for r in chosen)
         elapsed = self.clock.monotonic() - started
-        log.info("compacted %s: %d SSTables, %d -> %d bytes in %.2fs", t.qualified, len(chosen), in_bytes,
-                 out_bytes if reader else 0, elapsed)
-        return {"table": t.qualified, "inputs": sorted(chosen_gens), "output": gen if reader else None,
-                "bytes_in": in_bytes, "bytes_out": out_bytes if reader else 0, "seconds": elapsed}
+        outputs = sorted(r.generation for r in readers)
+        log.info("compacted %s: %d SSTables, %d -> %d bytes in %d SSTable(s) in %.2fs", t.qualified, len(chosen),
+                 in_bytes, out_bytes if readers else 0, len(outputs), elapsed)
+        return {"table": t.qualified, "inputs": sorted(chosen_gens), "output": outputs[0] if outputs else None,
+                "outputs": outputs, "bytes_in": in_bytes, "bytes_out": out_bytes if readers else 0, "seconds": elapsed}
+
+    # -- whole-file transfer (node/rangecopy.py) ------------------------------------------------
+
+    def whole_sstables(self, keyspace: str, table: str, segments: Any) -> list[SSTableReader]:
+        """Live, intact SSTables whose keys all lie in one ``(lo, hi]`` sort-key segment (None = open)."""
+        t = self._table(keyspace, table)
+        with self._lock:
+            sstables = list(t.sstables)
+        out = []
+        for r in sstables:
+            if r.corrupt is not None or isinstance(r, _CorruptSSTable) or r.first is None or r.last is None:
+                continue
+            first, last = r.first[0], r.last[0]
+            if any((lo is None or first > lo) and (hi is None or last <= hi) for lo, hi in segments):
+                out.append(r)
+        return sorted(out, key=lambda r: r.generation)
+
+    def sstable_files(self, keyspace: str, table: str, generation: int) -> list[Path] | None:
+        """Component paths of a live SSTable, TOC last, or None when it is no longer live."""
+        t = self._table(keyspace, table)
+        with self._lock:
+            for r in t.sstables:
+                if r.generation == generation and r.corrupt is None:
+                    return r.files()
+        return None
+
+    def import_sstable(self, keyspace: str, table: str, directory: Path, generation: int) -> int:
+        """Verify a received SSTable against its digest and add it to the live set atomically.
+
+        Raises :class:`CorruptSSTableError` (nothing imported) when any check fails; returns the
+        local generation. Components are renamed in, the TOC last (the on-disk commit point),
+        then the reader joins the live set under the write lock.
+        """
+        t = self._table(keyspace, table)
+        check = SSTableReader(directory, generation, self.sort_key, 16)
+        try:
+            check.verify()
+        finally:
+            check.close()
+        restamp(directory, generation, {"replay_position": 0, "origin": "stream",
+                                        "created_us": self.clock.wall_us()})
+        with self._lock:
+            gen = t.next_generation
+            t.next_generation += 1
+        try:
+            for comp in (*COMPONENTS, DIGEST, TOC):
+                os.rename(component_path(directory, generation, comp), component_path(t.directory, gen, comp))
+            fsync_dir(t.directory)
+            reader = SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries())
+        except OSError as exc:
+            remove_generation(t.directory, gen)
+            raise _disk_error(exc, t.directory, "import") from exc
+        except BaseException:
+            remove_generation(t.directory, gen)
+            raise
+        with self._lock:
+            t.sstables = sorted([reader, *t.sstables], key=lambda r: -r.generation)
+        return gen
 
     # -- snapshots ------------------------------------------------------------------------------
 

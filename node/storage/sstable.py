@@ -198,6 +198,23 @@ class SSTableWriter:
         remove_generation(self.directory, self.generation)
 
 
+def restamp(directory: Path, generation: int, updates: dict[str, Any]) -> None:
+    """Rewrite one SSTable's Statistics with ``updates`` and its digest to match (TOC untouched).
+
+    A whole-file import uses it: the source's commit log replay position means nothing on the
+    target (kept, it would make the target skip its own commit log records at restart).
+    """
+    stats_path = component_path(directory, generation, "Statistics.db")
+    stats = msgpack.unpackb(stats_path.read_bytes(), raw=False)
+    stats.update(updates)
+    blob = msgpack.packb(stats, use_bin_type=True)
+    _write_file(stats_path, blob)
+    digest_path = component_path(directory, generation, DIGEST)
+    lines = [f"Statistics.db {zlib.crc32(blob)} {len(blob)}" if line.split()[0] == "Statistics.db" else line
+             for line in _check_self_checked(digest_path)]
+    _write_file(digest_path, _self_checked(lines))
+
+
 def _self_checked(lines: list[str]) -> bytes:
     text = "".join(line + "\n" for line in lines)
     return (text + f"checksum {zlib.crc32(text.encode())}\n").encode()
