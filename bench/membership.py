@@ -2,7 +2,7 @@
 partitions streamed, time to NORMAL), and a Merkle repair when 1% of keys differ on one replica.
 
     .venv/bin/python bench/membership.py [--mb 64] [--value-bytes 1024] [--preload direct|client]
-        [--skip-repair] [--verify-keys 200] [--seed 1] [--timeout 3600] [--dir PARENT] [--keep]
+        [--skip-repair] [--skip-leave] [--verify-keys 200] [--seed 1] [--timeout 3600] [--dir PARENT] [--keep]
 
 Real node processes on 127.0.0.1, keyspace ``ks`` RF=3 (SimpleStrategy), table ``ks.t``; key
 ``key<i>`` holds one column ``v`` of ``--value-bytes`` pseudo-random (incompressible) bytes, as
@@ -35,7 +35,12 @@ streamed, and MB/s over the bootstrap operation; n4's table size is taken after 
 follows the measurement. References measured in the same run: one replica's table size; n4's
 effective ownership of ``ks`` (the fraction of the keys it should receive, about 3/4 with RF=3 over
 4 nodes); a local copy (read, write, fsync) of one replica's SSTable files on the same disk, as
-MB/s. The printed ratios are join/reference.
+MB/s. The printed ratios are join/reference. The join is also split into its two paths (node/
+rangecopy.py): the SSTables moved as whole files and the partition stream (memtables and SSTables
+spanning a range boundary), each as bytes, seconds and MB/s / local copy MB/s.
+
+Leave (skipped with ``--skip-leave``): n4 decommissions, then n5 joins, is killed and removed with
+removenode from n1; the same two-path figures are printed for each.
 """
 
 from __future__ import annotations
@@ -313,6 +318,11 @@ async def run(args: argparse.Namespace) -> None:
         else:
             await wait_for(lambda: _sees_up(nodes[1], 3), 60, "n2 sees all")
             await wait_for(lambda: _sees_up(nodes[2], 3), 60, "n3 sees all")
+        if args.preload == "direct":
+            # The preload wrote one SSTable per replica; a major compaction on the running node
+            # cuts it at the ring's tokens, as the node's own flushes and compactions do.
+            for p in nodes:
+                await admin(p, "compact", timeout=args.timeout, keyspace=KS, table=TABLE, major=True)
         preload_s = time.monotonic() - t0
         verify_s = await verify_all(n1, check, args.seed, args.value_bytes)
         await trio.sleep(6)  # LOAD is re-published in gossip every 5 s
@@ -374,6 +384,11 @@ async def run(args: argparse.Namespace) -> None:
         ref_bytes = nodes[0].table_bytes()  # n1: never restarted nor repaired into
         copied, copy_s = copy_reference(nodes[0], root / "copy-reference")
         copy_mbs = copied / 1e6 / max(0.001, copy_s)
+        def mbs(nbytes: Any, secs: Any) -> float:
+            return float(nbytes) / 1e6 / max(0.001, float(secs))
+
+        file_mbs = mbs(last.get("file_bytes", 0), last.get("file_seconds", 0))
+        stream_mbs = mbs(last.get("stream_bytes", 0), last.get("stream_seconds", 0))
         for name, v in [
             ("join n4: seconds from process start to NORMAL", join_s),
             ("join n4: bootstrap op seconds (announce + streaming)", last["seconds"]),
@@ -388,6 +403,13 @@ async def run(args: argparse.Namespace) -> None:
             ("  local copy of n1's SSTables (read+write+fsync): s", copy_s),
             ("  local copy MB/s", round(copy_mbs, 1)),
             ("  join MB/s / local copy MB/s", f"{join_mbs / max(0.001, copy_mbs):.3f}x"),
+            ("join n4 by whole files: SSTables", last.get("files", 0)),
+            ("join n4 by whole files: bytes", last.get("file_bytes", 0)),
+            ("join n4 by whole files: seconds", last.get("file_seconds", 0.0)),
+            ("join n4 by whole files: MB/s / local copy MB/s", f"{file_mbs / max(0.001, copy_mbs):.3f}x"),
+            ("join n4 by partition stream: bytes", last.get("stream_bytes", 0)),
+            ("join n4 by partition stream: seconds", last.get("stream_seconds", 0.0)),
+            ("join n4 by partition stream: MB/s / local copy MB/s", f"{stream_mbs / max(0.001, copy_mbs):.3f}x"),
             ("  cluster data before join (3 replicas, bytes)", sum(on_disk.values())),
         ]:
             _row(name, v)
@@ -395,6 +417,33 @@ async def run(args: argparse.Namespace) -> None:
         bench_peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         print(f"  peak RSS MiB: nodes {peaks}, bench process {bench_peak}; data directory {_tree_bytes(root):,} bytes at the end")
         result["join"] = {**last, "to_normal_s": round(join_s, 2), "copy_reference": {"bytes": copied, "seconds": round(copy_s, 3)}}
+
+        # ---- decommission n4 (its ranges go back to n1-n3), then join n5 and removenode it
+        if not args.skip_leave:
+            await wait_for(lambda: _all_up(n1, 4), 120, "4 nodes up")
+            dec = await admin(n4, "decommission", timeout=args.timeout)
+            n4.proc.wait(60) if n4.proc is not None else None
+            n5 = Proc(root, "n5", n1.seed, "auto_bootstrap = true")
+            nodes.append(n5)
+            n5.start()
+            await wait_for(lambda: _normal(n1, "n5"), args.timeout, "n5 NORMAL")
+            await admin(n5, "flush", timeout=args.timeout)
+            n5.stop()
+            await wait_for(lambda: _down(n1, "n5"), 120, "n5 DOWN at n1")
+            rem = await admin(n1, "removenode", timeout=args.timeout, node="n5")
+            for label, r in (("decommission n4", dec), ("removenode n5 (dead)", rem)):
+                for name, v in [
+                    (f"{label}: op seconds", r.get("seconds", 0.0)),
+                    (f"{label}: bytes (files + partitions)", r.get("bytes", 0)),
+                    (f"{label}: whole files / bytes", f"{r.get('files', 0)} / {r.get('file_bytes', 0):,}"),
+                    (f"{label}: by whole files MB/s / local copy",
+                     f"{mbs(r.get('file_bytes', 0), r.get('file_seconds', 0)) / max(0.001, copy_mbs):.3f}x"),
+                    (f"{label}: by partition stream MB/s / local copy",
+                     f"{mbs(r.get('stream_bytes', 0), r.get('stream_seconds', 0)) / max(0.001, copy_mbs):.3f}x"),
+                ]:
+                    _row(name, v)
+            result["decommission"], result["removenode"] = dec, rem
+        print(json.dumps(result, default=str))
         print(json.dumps(result, default=str))
     finally:
         for p in nodes:
@@ -412,6 +461,10 @@ async def _sees_up(p: Proc, n: int) -> bool:
     return await _all_up(p, n)
 
 
+async def _down(p: Proc, nid: str) -> bool:
+    return (await status(p)).get(nid, {}).get("state") == "D"
+
+
 async def _normal(p: Proc, nid: str) -> bool:
     return (await status(p)).get(nid, {}).get("status") == "NORMAL"
 
@@ -425,6 +478,7 @@ def main() -> None:
                     help="direct: write the data set into the data directories before the nodes start (default); "
                          "client: write it through n1's client port (slow; small --mb)")
     ap.add_argument("--skip-repair", action="store_true", help="measure the join only")
+    ap.add_argument("--skip-leave", action="store_true", help="skip the decommission and removenode after the join")
     ap.add_argument("--verify-keys", type=int, default=200, help="random keys read back at ALL after the preload")
     ap.add_argument("--seed", type=int, default=1, help="seed of the values and of the verified sample")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed for each repair and for the join")
