@@ -72,6 +72,10 @@ class MembershipConfig:
     balance_interval: float = 60.0
     # A node moves only when its load is at most this fraction of the heaviest node's.
     balance_ratio: float = 0.5
+    # A range transfer sends SSTables wholly inside the range as files (node/rangecopy.py) from
+    # this data size up; smaller ones go by the partition stream, where a few kilobytes cost less
+    # than a file's seven fsyncs and its import.
+    file_stream_min_bytes: int = 1 << 20
 
 
 @dataclass
@@ -226,6 +230,9 @@ def _validate(cfg: NodeConfig) -> None:
         raise ConfigError("max_in_flight must be positive")
     if cfg.timeouts.write <= 0 or cfg.timeouts.read <= 0:
         raise ConfigError("[timeouts] write and read must be positive")
+    m = cfg.membership.file_stream_min_bytes
+    if not isinstance(m, int) or isinstance(m, bool) or m < 0:
+        raise ConfigError(f"[membership] file_stream_min_bytes must be an integer >= 0, got {m!r}")
     if cfg.hints.max_hint_window < 0 or cfg.hints.throttle_kb_per_s <= 0:
         raise ConfigError("[hints] max_hint_window must be >= 0 and throttle_kb_per_s > 0")
     try:

@@ -35,8 +35,9 @@ class FaultSwitches:
     # Streaming: the first whole-file send of each SSTable flips one byte in transit (the target
     # must refuse that copy and have it sent again; node/rangecopy.py).
     damage_file_stream: bool = False
-    # Streaming: every whole-file send waits a second first (tests cut a transfer halfway).
-    slow_file_stream: bool = False
+    # Streaming: the node exits (status 70) right after importing and journaling its first
+    # SSTable received whole, so tests cut a transfer at a known point and watch it resume.
+    exit_after_file_import: bool = False
 
     def set(self, name: str, value: Any) -> None:
         """Set one switch by name (ValueError names an unknown switch or a non-bool value)."""

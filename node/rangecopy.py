@@ -26,7 +26,7 @@ import logging
 import os
 import select
 import shutil
-import zlib
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +56,14 @@ PUSH_TIMEOUT = 600.0
 # Bytes of the one-time token that opens a file connection (delivered over the authenticated
 # internode channel, so only the source that was asked can send into the target's file).
 TOKEN_BYTES = 16
+# SSTables per file connection: one round trip and one listener for many small files, while a
+# cut connection loses at most one batch (every imported file is journaled at once).
+BATCH_FILES = 64
+BATCH_BYTES = 256 << 20
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+# The exit status of the exit_after_file_import fault switch.
+EXIT_AFTER_IMPORT = 70
 # Journal entries kept (per node): far more than one transfer's files.
 JOURNAL_ENTRIES = 20_000
 
@@ -77,15 +85,14 @@ class FileStats:
     files_fallback: int = 0
 
 
-def _components(directory: Path, gen: int) -> list[str]:
-    """Component names in send order; the TOC last so a partial copy never looks complete."""
-    return [*COMPONENTS, DIGEST, TOC]
+# Component names in send order; the TOC last so a partial copy never looks complete.
+SEND_ORDER = (*COMPONENTS, DIGEST, TOC)
 
 
 def manifest_entry(reader: Any) -> dict[str, Any]:
     """What the target needs to receive and verify one SSTable: components, sizes, CRCs."""
     comps = []
-    for comp in _components(reader.directory, reader.generation):
+    for comp in SEND_ORDER:
         path = component_path(reader.directory, reader.generation, comp)
         size = path.stat().st_size
         crc = reader.digests.get(comp, (None, None))[0]
@@ -101,40 +108,46 @@ def _wait(fd: int, events: int) -> None:
         raise TimeoutError(f"file stream socket made no progress for {STALL_TIMEOUT:g} s")
 
 
-def send_files(sock_fd: int, token: bytes, paths: Sequence[Path], damage: bool) -> int:
-    """Send ``token`` then every file whole on a non-blocking socket (a worker thread); bytes sent.
+def send_files(sock_fd: int, token: bytes, batch: Sequence[tuple[int, Sequence[Path]]], damage: set[int]) -> int:
+    """Send ``token``, the generations coming, then every file whole (a worker thread); bytes sent.
 
-    ``damage`` (the ``damage_file_stream`` fault switch) flips one byte of the first chunk.
+    Runs on the non-blocking socket, waiting for it with poll. A generation in ``damage`` (the
+    ``damage_file_stream`` fault switch) has one byte flipped in its first chunk.
     """
-    files = [open(p, "rb") for p in paths]  # all open first: a compaction may unlink them meanwhile
+    # Everything open first: a compaction may unlink the files meanwhile.
+    files = [(gen, [open(p, "rb") for p in paths]) for gen, paths in batch]
     try:
-        _send_bytes(sock_fd, token)
+        header = token + _U32.pack(len(files)) + b"".join(_U64.pack(gen) for gen, _ in files)
+        _send_bytes(sock_fd, header)
         total = 0
-        for f in files:
-            size = os.fstat(f.fileno()).st_size
-            off = 0
-            while off < size:
-                n = min(CHUNK_BYTES, size - off)
-                if damage:
-                    chunk = bytearray(os.pread(f.fileno(), n, off))
-                    chunk[len(chunk) // 2] ^= 0xFF
-                    _send_bytes(sock_fd, bytes(chunk))
-                    damage = False
-                    off += n
-                    continue
-                try:
-                    sent = os.sendfile(sock_fd, f.fileno(), off, n)
-                except BlockingIOError:
-                    _wait(sock_fd, select.POLLOUT)
-                    continue
-                if sent == 0:
-                    raise ConnectionError("file stream socket closed by the target")
-                off += sent
-            total += size
+        for gen, handles in files:
+            spoil = gen in damage
+            for f in handles:
+                size = os.fstat(f.fileno()).st_size
+                off = 0
+                while off < size:
+                    n = min(CHUNK_BYTES, size - off)
+                    if spoil:
+                        chunk = bytearray(os.pread(f.fileno(), n, off))
+                        chunk[len(chunk) // 2] ^= 0xFF
+                        _send_bytes(sock_fd, bytes(chunk))
+                        spoil = False
+                        off += n
+                        continue
+                    try:
+                        sent = os.sendfile(sock_fd, f.fileno(), off, n)
+                    except BlockingIOError:
+                        _wait(sock_fd, select.POLLOUT)
+                        continue
+                    if sent == 0:
+                        raise ConnectionError("file stream socket closed by the target")
+                    off += sent
+                total += size
         return total
     finally:
-        for f in files:
-            f.close()
+        for _, handles in files:
+            for f in handles:
+                f.close()
 
 
 def _send_bytes(sock_fd: int, data: bytes) -> None:
@@ -148,9 +161,33 @@ def _send_bytes(sock_fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def _read_exact(sock_fd: int, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        try:
+            data = os.read(sock_fd, n - len(out))
+        except BlockingIOError:
+            _wait(sock_fd, select.POLLIN)
+            continue
+        if not data:
+            raise ConnectionError("file stream ended inside its header")
+        out += data
+    return bytes(out)
+
+
+def receive_batch(sock_fd: int, dest: Path, by_gen: dict[int, dict[str, Any]]) -> list[tuple[int, int]]:
+    """Receive the generations the source announces (a worker thread); ``(gen, bytes)`` each."""
+    (count,) = _U32.unpack(_read_exact(sock_fd, _U32.size))
+    gens = [_U64.unpack(_read_exact(sock_fd, _U64.size))[0] for _ in range(count)]
+    unknown = [g for g in gens if g not in by_gen]
+    if unknown:
+        raise ConnectionError(f"file stream announced generations that were not asked for: {unknown}")
+    return [(gen, receive_files(sock_fd, dest, gen, by_gen[gen]["components"])) for gen in gens]
+
+
 def receive_files(sock_fd: int, dest: Path, gen: int, components: Sequence[Sequence[Any]]) -> int:
-    """Receive the components (sizes known) into ``dest`` as generation ``gen``; fsync them."""
-    buf = bytearray(min(CHUNK_BYTES, 1 << 20))
+    """Receive one SSTable's components (sizes known) into ``dest`` as generation ``gen``; fsync them."""
+    buf = bytearray(1 << 20)
     view = memoryview(buf)
     total = 0
     for comp, size, _crc in components:
@@ -175,24 +212,34 @@ def receive_files(sock_fd: int, dest: Path, gen: int, components: Sequence[Seque
 
 
 def check_copy(dest: Path, gen: int, entry: dict[str, Any]) -> None:
-    """Refuse a received copy whose components differ from the manifest's sizes and CRCs."""
-    for comp, size, crc in entry["components"]:
+    """Refuse a received copy whose components differ in size from the manifest or whose digest
+    names another data file (the CRCs themselves are checked by the import, against the digest)."""
+    for comp, size, _crc in entry["components"]:
         path = component_path(dest, gen, str(comp))
         if path.stat().st_size != int(size):
             raise FileRefused(f"{path.name}: {path.stat().st_size} bytes, expected {size}")
-        if crc is None:
-            continue  # the digest and TOC check themselves when the SSTable is opened
-        c = 0
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK_BYTES):
-                c = zlib.crc32(chunk, c)
-        if c != int(crc):
-            raise FileRefused(f"{path.name}: checksum mismatch against the digest")
+    digest = component_path(dest, gen, DIGEST).read_text(errors="replace").splitlines()
+    data = [line.split() for line in digest if line.startswith("Data.db ")]
+    if not data or len(data[0]) != 3 or data[0][1] != str(entry["data_crc"]):
+        raise FileRefused(f"{DIGEST}: does not name the data file of the manifest")
 
 
 def _fresh_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
+
+
+def _batches(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Entries in groups of at most BATCH_FILES files and about BATCH_BYTES bytes."""
+    out: list[list[dict[str, Any]]] = []
+    size = 0
+    for e in entries:
+        if not out or len(out[-1]) >= BATCH_FILES or size >= BATCH_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(e)
+        size += int(e["bytes"])
+    return out
 
 
 class Journal:
@@ -217,6 +264,8 @@ class Journal:
 
     def add(self, key: str) -> None:
         """Record one import durably (a worker thread)."""
+        if key in self._set:
+            return
         self.entries.append(key)
         del self.entries[:-JOURNAL_ENTRIES]
         self._set = set(self.entries)
@@ -231,8 +280,12 @@ class Journal:
 class RangeCopy:
     """Both sides of whole-file transfers for one node."""
 
-    def __init__(self, node_id: str, messaging: Any, engine: StorageEngine, runtime: Any, faults: Any) -> None:
+    def __init__(self, node_id: str, messaging: Any, engine: StorageEngine, runtime: Any, faults: Any,
+                 min_bytes: int = 0) -> None:
         self.node_id = node_id
+        # Smaller SSTables go by the partition stream: per file, the fsyncs of seven components
+        # and an import cost more than paging a few kilobytes of partitions.
+        self.min_bytes = min_bytes
         self.messaging = messaging
         self.engine = engine
         self.runtime = runtime
@@ -254,7 +307,8 @@ class RangeCopy:
                     for lo, hi in payload["segments"]]
         if not self.token_ordered:
             return {"files": []}  # key-byte order: token segments say nothing about file contents
-        readers = self.engine.whole_sstables(ks, table, segments)
+        min_bytes = int(payload.get("min_bytes") or 0)
+        readers = [r for r in self.engine.whole_sstables(ks, table, segments) if r.data_bytes >= min_bytes]
         return {"files": await offload(lambda: [manifest_entry(r) for r in readers])}
 
     def _tok(self, raw: Any) -> Any:
@@ -265,27 +319,31 @@ class RangeCopy:
     token_ordered = False
 
     async def _handle_push(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
-        ks, table, gen = str(payload["ks"]), str(payload["t"]), int(payload["gen"])
+        ks, table = str(payload["ks"]), str(payload["t"])
         token = bytes.fromhex(str(payload["token"]))
-        paths = self.engine.sstable_files(ks, table, gen)
-        if paths is None:
-            return {"gone": True}
+        batch: list[tuple[int, list[Path]]] = []
+        for gen in payload["gens"]:
+            paths = self.engine.sstable_files(ks, table, int(gen))
+            if paths is not None:  # compacted away meanwhile: its data is in a newer file
+                batch.append((int(gen), paths))
         host = str(payload["host"])
-        if self.faults is not None and getattr(self.faults, "slow_file_stream", False):
-            await self.runtime.clock.sleep(1.0)
-        stream = await self.runtime.network.open_tcp_stream(host, int(payload["port"]))
-        damage = False
+        if host in ("", "0.0.0.0", "::"):
+            # The target listens on every address: reach it where its messaging is reached.
+            host = (self.messaging.address_of(sender) or (host,))[0]
+        damage: set[int] = set()
         if self.faults is not None and getattr(self.faults, "damage_file_stream", False):
-            ident = (ks, table, gen)
-            damage = ident not in self._damaged
-            self._damaged.add(ident)
+            for gen, _ in batch:
+                if (ks, table, gen) not in self._damaged:
+                    self._damaged.add((ks, table, gen))
+                    damage.add(gen)
+        stream = await self.runtime.network.open_tcp_stream(host, int(payload["port"]))
         try:
-            sent = await offload(send_files, stream.socket.fileno(), token, paths, damage)
+            sent = await offload(send_files, stream.socket.fileno(), token, batch, damage)
         finally:
             await stream.aclose()
-        self.stats.files_sent += 1
+        self.stats.files_sent += len(batch)
         self.stats.file_bytes_sent += sent
-        return {"bytes": sent}
+        return {"bytes": sent, "sent": [g for g, _ in batch]}
 
     # ---- target side
 
@@ -293,40 +351,44 @@ class RangeCopy:
         """Import every SSTable of ``source`` wholly inside ``segments``; returns the skip set."""
         part = self.partitioner
         wire = [[None if lo is None else part.to_string(lo), None if hi is None else part.to_string(hi)] for lo, hi in segments]
-        reply = await self.messaging.request(source, VERB_STREAM_FILES, {"ks": ks, "t": table, "segments": wire}, 60.0)
+        reply = await self.messaging.request(source, VERB_STREAM_FILES, {"ks": ks, "t": table, "segments": wire,
+                                                                         "min_bytes": self.min_bytes}, 60.0)
         skip: list[int] = []
         nbytes = 0
+        pending: list[dict[str, Any]] = []
         for entry in reply.get("files", []):
-            key = Journal.key(source, ks, table, entry)
-            if key in self.journal:
+            if Journal.key(source, ks, table, entry) in self.journal:
                 self.stats.files_resumed += 1
                 skip.append(int(entry["gen"]))
-                continue
-            for attempt in range(FILE_ATTEMPTS):
-                try:
-                    got = await self._fetch_one(source, ks, table, entry)
-                except FileRefused as exc:
-                    self.stats.files_refused += 1
-                    log.warning("whole-file copy of %s.%s generation %s from %s refused (%s); sending it again",
-                                ks, table, entry["gen"], source, exc)
-                    continue
-                except (OSError, trio.TooSlowError) as exc:
-                    log.warning("whole-file copy of %s.%s generation %s from %s failed: %s", ks, table, entry["gen"], source, exc)
-                    continue
-                if got is None:
-                    break  # compacted away on the source meanwhile: its data is in a newer file
-                await offload(self.journal.add, key)
-                skip.append(int(entry["gen"]))
-                nbytes += got
-                break
             else:
-                self.stats.files_fallback += 1
+                pending.append(entry)
+        for attempt in range(FILE_ATTEMPTS):
+            if not pending:
+                break
+            retry: list[dict[str, Any]] = []
+            for batch in _batches(pending):
+                try:
+                    done, refused = await self._fetch_batch(source, ks, table, batch)
+                except (OSError, trio.TooSlowError) as exc:
+                    log.warning("whole-file copy of %d SSTable(s) of %s.%s from %s failed: %s", len(batch), ks, table, source, exc)
+                    retry.extend(batch)
+                    continue
+                for entry, got in done:
+                    skip.append(int(entry["gen"]))
+                    nbytes += got
+                retry.extend(refused)
+            pending = retry
+        self.stats.files_fallback += len(pending)
         return {"skip": skip, "bytes": nbytes, "files": len(skip)}
 
-    async def _fetch_one(self, source: str, ks: str, table: str, entry: dict[str, Any]) -> int | None:
-        """One whole-file copy: receive, verify, import. None when the source no longer has it."""
-        gen = int(entry["gen"])
-        incoming = self.engine.data_dir / INCOMING_DIR / f"{source}-{ks}-{table}-{gen}"
+    async def _fetch_batch(self, source: str, ks: str, table: str, batch: list[dict[str, Any]]
+                           ) -> tuple[list[tuple[dict[str, Any], int]], list[dict[str, Any]]]:
+        """One connection carrying a batch of SSTables: receive, verify and import each.
+
+        Returns the imported entries (with bytes) and the refused ones (damaged in transit).
+        """
+        by_gen = {int(e["gen"]): e for e in batch}
+        incoming = self.engine.data_dir / INCOMING_DIR / f"{source}-{ks}-{table}-{min(by_gen)}"
         await offload(_fresh_dir, incoming)
         host = self.messaging.listen_host
         listeners = await self.runtime.network.open_tcp_listeners(0, host=host)
@@ -334,18 +396,14 @@ class RangeCopy:
         result: dict[str, Any] = {}
         try:
             port = listeners[0].socket.getsockname()[1]
-            payload = {"ks": ks, "t": table, "gen": gen, "host": host, "port": port, "token": token.hex()}
+            payload = {"ks": ks, "t": table, "gens": sorted(by_gen), "host": host, "port": port, "token": token.hex()}
             async with trio.open_nursery() as nursery:
 
                 async def push() -> None:
                     try:
-                        reply = dict(await self.messaging.request(source, VERB_STREAM_FILE_PUSH, payload, PUSH_TIMEOUT))
+                        result["reply"] = dict(await self.messaging.request(source, VERB_STREAM_FILE_PUSH, payload, PUSH_TIMEOUT))
                     except Exception as exc:  # noqa: BLE001 - raised below, outside the nursery
                         result["error"] = exc
-                        nursery.cancel_scope.cancel()
-                        return
-                    result["reply"] = reply
-                    if reply.get("gone"):
                         nursery.cancel_scope.cancel()
 
                 async def receive() -> None:
@@ -354,7 +412,7 @@ class RangeCopy:
                             while "got" not in result:
                                 stream = await listeners[0].accept()
                                 try:
-                                    got = await self._receive(stream, token, incoming, gen, entry)
+                                    got = await self._receive(stream, token, incoming, by_gen)
                                 finally:
                                     await stream.aclose()
                                 if got is not None:
@@ -367,22 +425,35 @@ class RangeCopy:
                 nursery.start_soon(receive)
             if "error" in result:
                 raise result["error"]
-            if result.get("reply", {}).get("gone"):
-                return None
-            try:
-                await offload(check_copy, incoming, gen, entry)
-                await offload(self.engine.import_sstable, ks, table, incoming, gen)
-            except CorruptSSTableError as exc:
-                raise FileRefused(str(exc)) from exc
-            self.stats.files_imported += 1
-            self.stats.file_bytes_received += int(result["got"])
-            return int(result["got"])
+            done: list[tuple[dict[str, Any], int]] = []
+            refused: list[dict[str, Any]] = []
+            for gen, got in result["got"]:
+                entry = by_gen[gen]
+                try:
+                    await offload(check_copy, incoming, gen, entry)
+                    await offload(self.engine.import_sstable, ks, table, incoming, gen)
+                except (FileRefused, CorruptSSTableError) as exc:
+                    self.stats.files_refused += 1
+                    log.warning("whole-file copy of %s.%s generation %d from %s refused (%s); it is sent again",
+                                ks, table, gen, source, exc)
+                    refused.append(entry)
+                    continue
+                await offload(self.journal.add, Journal.key(source, ks, table, entry))
+                if self.faults is not None and getattr(self.faults, "exit_after_file_import", False):
+                    log.warning("fault switch exit_after_file_import: exiting after importing %s.%s generation %d",
+                                ks, table, gen)
+                    os._exit(EXIT_AFTER_IMPORT)
+                self.stats.files_imported += 1
+                self.stats.file_bytes_received += got
+                done.append((entry, got))
+            return done, refused
         finally:
             for lst in listeners:
                 await lst.aclose()
             await offload(shutil.rmtree, incoming, True)
 
-    async def _receive(self, stream: Any, token: bytes, incoming: Path, gen: int, entry: dict[str, Any]) -> int | None:
+    async def _receive(self, stream: Any, token: bytes, incoming: Path, by_gen: dict[int, dict[str, Any]]
+                       ) -> list[tuple[int, int]] | None:
         """Check a connection's token, then receive the files; None for a stranger's connection."""
         got = b""
         with trio.move_on_after(10.0):
@@ -394,4 +465,4 @@ class RangeCopy:
         if got != token:
             log.warning("file stream connection without the right token; closed")
             return None
-        return await offload(receive_files, stream.socket.fileno(), incoming, gen, entry["components"])
+        return await offload(receive_batch, stream.socket.fileno(), incoming, by_gen)

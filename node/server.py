@@ -250,7 +250,8 @@ class Node:
         self.streamer = Streamer(
             self.node_id, self.messaging, self.engine, self.partitioner, token_ordered,
             config.storage.commitlog_sync, lambda ks, t: (ks, t) in self.engine.tables(),
-            RangeCopy(self.node_id, self.messaging, self.engine, self.runtime, config.faults),
+            RangeCopy(self.node_id, self.messaging, self.engine, self.runtime, config.faults,
+                      config.membership.file_stream_min_bytes),
         )
         self._token_ordered = token_ordered
         # The paper's ZooKeeper leader assigns a joining node's tokens (node/coordination.py).

@@ -1,7 +1,7 @@
 """Whole-file range transfer on real node processes (node/rangecopy.py): a join under QUORUM
 load moves SSTables as files and loses no acknowledged write, a copy damaged in transit is
-refused and sent again, and a joiner killed halfway through its files resumes after the last
-complete one.
+refused and sent again, and a joiner cut right after its first imported file (the
+``exit_after_file_import`` fault switch) resumes after that file instead of fetching it again.
 
 Keyspace ks has SimpleStrategy RF=2 on 3 nodes; every node is flushed before a join, so the
 ranges the joiner gains are mostly in SSTables cut at the ring's tokens.
@@ -9,6 +9,7 @@ ranges the joiner gains are mostly in SSTables cut at the ring's tokens.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,15 @@ from tests.cluster.conftest import SECRET, Cluster, NodeProc, call
 from tests.cluster.test_membership_ops import EXTRA, _check_all, _check_replicas, _status, _wait_all_up, _writer
 
 KEYS = 600
-JOIN = EXTRA.replace("[membership]\n", "[membership]\nauto_bootstrap = true\n")
+# Every SSTable counts as big enough to move whole (the default leaves files under 1 MiB to pages).
+FILES = EXTRA.replace("[membership]\n", "[membership]\nfile_stream_min_bytes = 0\n")
+JOIN = FILES.replace("[membership]\n", "[membership]\nauto_bootstrap = true\n")
 
 
 @pytest.fixture(scope="module")
 def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root: Path = tmp_path_factory.mktemp("rangecopy")
-    c = Cluster(root, 3, EXTRA)
+    c = Cluster(root, 3, FILES)
     extra: list[NodeProc] = []
     try:
         c.start()
@@ -35,7 +38,9 @@ def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         async def setup() -> dict[str, int]:
             await _wait_all_up(c.nodes, 30)
             await call(c[0], "create_keyspace", name="ks", replication={"class": "SimpleStrategy", "replication_factor": 2})
-            await call(c[0], "create_table", keyspace="ks", name="t", options={})
+            # No background compaction: the file a cut transfer imported must still be on its source.
+            await call(c[0], "create_table", keyspace="ks", name="t",
+                       options={"compaction_min_threshold": 32, "compaction_max_threshold": 32})
             acked: dict[str, int] = {}
             async with open_client("127.0.0.1", c[0].client_port, secret=SECRET, timeout=10) as cl:
                 for i in range(KEYS):
@@ -99,39 +104,36 @@ def test_join_moves_whole_files_refuses_damaged_copies_and_keeps_acked_writes(ri
     assert trio.run(_check_all, c[0], acked) == []
 
 
-def test_a_joiner_killed_halfway_resumes_after_its_last_complete_file(ring: dict[str, Any]) -> None:
+def test_a_joiner_cut_after_its_first_file_resumes_after_it(ring: dict[str, Any]) -> None:
     c: Cluster = ring["cluster"]
     acked: dict[str, int] = ring["acked"]
     sources = _live(ring)
-    n5 = NodeProc(ring["root"], "n5", [c[0].internode_addr], JOIN)
+    # The joiner exits right after importing and journaling its first SSTable received whole.
+    n5 = NodeProc(ring["root"], "n5", [c[0].internode_addr], JOIN + "[faults]\nexit_after_file_import = true\n")
     ring["extra"].append(n5)
-
-    async def imported(node: NodeProc) -> int:
-        try:
-            return int((await call(node, "netstats"))["file_streaming"].get("files_imported", 0))
-        except Exception:
-            return 0
+    journal = n5.dir / "data" / "storage" / "streamed_files.json"
 
     async def main() -> dict[str, Any]:
         for n in sources:
             await call(n, "flush")
-            # One second per file send: the kill below lands after the first file, before the last.
-            await call(n, "faults", set={"slow_file_stream": True})
         n5.start()
+        assert n5.proc is not None
         with trio.fail_after(60):
-            while await imported(n5) < 1:
+            while n5.proc.poll() is None:
                 await trio.sleep(0.1)
-        n5.kill()
-        for n in sources:
-            await call(n, "faults", set={"slow_file_stream": False})
+        assert n5.proc.returncode == 70, n5.log_tail()
+        first = json.loads(journal.read_text())
+        assert len(first) == 1, first
+        n5.extra = JOIN
         n5.start()
         await _until_normal(c[0], "n5", 60)
-        return await call(n5, "netstats")
+        return {"netstats": await call(n5, "netstats"), "first": first}
 
-    stats = trio.run(main)
-    files = stats["file_streaming"]
-    # The restarted joiner skipped the files its first run imported, and fetched the rest.
+    out = trio.run(main)
+    files = out["netstats"]["file_streaming"]
+    # The restarted joiner did not fetch the file its first run imported, and fetched the rest.
     assert files["files_resumed"] >= 1 and files["files_imported"] >= 1, files
+    assert out["first"][0] in json.loads(journal.read_text())
     nodes = _live(ring)
     assert trio.run(_check_replicas, nodes, acked) == []
     assert trio.run(_check_all, c[0], acked) == []
