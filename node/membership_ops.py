@@ -373,7 +373,7 @@ class MembershipManager:
 
     async def _execute(self, old: TokenMetadata, new: TokenMetadata, *, only_target: str | None = None,
                        prefer_source: str | None = None, done: set[str] | None = None,
-                       on_done: Any = None) -> dict[str, Any]:
+                       on_done: Any = None, resume: str | None = None) -> dict[str, Any]:
         """Run every transfer of old → new (optionally only those to one target)."""
         total: dict[str, Any] = {"bytes": 0, "partitions": 0, "transfers": 0, "files": 0, "file_bytes": 0,
                                  "file_seconds": 0.0, "stream_bytes": 0, "stream_seconds": 0.0}
@@ -401,9 +401,9 @@ class MembershipManager:
                                 target, len(ranges), ks, table)
                     continue
                 if any(src == self.node.node_id or self.node.is_alive(src) for src in losing):
-                    result = await self._fetch_any(target, sources, ks, table, ranges)
+                    result = await self._fetch_any(target, sources, ks, table, ranges, resume)
                 else:
-                    result = await self._fetch_all(target, sources, ks, table, ranges)
+                    result = await self._fetch_all(target, sources, ks, table, ranges, resume)
                 total["bytes"] += int(result.get("bytes", 0))
                 total["partitions"] += int(result.get("partitions", 0))
                 total["files"] += int(result.get("files", 0))
@@ -416,19 +416,21 @@ class MembershipManager:
                     on_done(tag)
         return total
 
-    async def _fetch_any(self, target: str, sources: Sequence[str], ks: str, table: str, ranges: list[Range]) -> dict[str, Any]:
+    async def _fetch_any(self, target: str, sources: Sequence[str], ks: str, table: str, ranges: list[Range],
+                         resume: str | None = None) -> dict[str, Any]:
         last: Exception | None = None
         for src in sources:
             if src != self.node.node_id and not self.node.is_alive(src):
                 continue
             try:
-                return await self.streamer.fetch_into(target, src, ks, table, ranges, FETCH_TIMEOUT)
+                return await self.streamer.fetch_into(target, src, ks, table, ranges, FETCH_TIMEOUT, resume)
             except Exception as exc:
                 last = exc
                 log.warning("streaming %s.%s to %s from %s failed: %s; trying the next source", ks, table, target, src, exc)
         raise InvalidRequest(f"no live source could stream {len(ranges)} range(s) of {ks}.{table} to {target}: {last}")
 
-    async def _fetch_all(self, target: str, sources: Sequence[str], ks: str, table: str, ranges: list[Range]) -> dict[str, Any]:
+    async def _fetch_all(self, target: str, sources: Sequence[str], ks: str, table: str, ranges: list[Range],
+                         resume: str | None = None) -> dict[str, Any]:
         """Stream from every live source and let last-write-wins merge them (the replica that
         lost the range is dead, as in removenode: a write acknowledged by it and one survivor is
         on that survivor only, so no single survivor is enough)."""
@@ -439,7 +441,7 @@ class MembershipManager:
             raise InvalidRequest(f"no live source holds {len(ranges)} range(s) of {ks}.{table} for {target}")
         for src in live:
             try:
-                result = await self.streamer.fetch_into(target, src, ks, table, ranges, FETCH_TIMEOUT)
+                result = await self.streamer.fetch_into(target, src, ks, table, ranges, FETCH_TIMEOUT, resume)
             except Exception as exc:
                 # A partial union could miss a write only that source holds: fail the change.
                 raise InvalidRequest(f"streaming {len(ranges)} range(s) of {ks}.{table} to {target} from {src} failed: {exc}") from exc
@@ -513,10 +515,15 @@ class MembershipManager:
                 state["done"] = sorted(done)
                 self._save_json(self.bootstrap_path, state)
 
-            total = await self._execute(old, new, only_target=self.node.node_id, done=done, on_done=mark)
+            # Files imported whole are journaled under this bootstrap's tokens, so a restarted
+            # bootstrap resumes after its last complete file (node/rangecopy.py).
+            resume = "bootstrap:" + _digest(state["tokens"])
+            total = await self._execute(old, new, only_target=self.node.node_id, done=done, on_done=mark, resume=resume)
             self.node.status = "NORMAL"
             self._set_state(**{STATUS: "NORMAL"})
             self.bootstrap_path.unlink(missing_ok=True)
+            if self.streamer.rangecopy is not None:
+                await offload(self.streamer.rangecopy.journal.clear)
             total["seconds"] = round(trio.current_time() - start, 3)
             log.info("bootstrap complete: %s", total)
             self.last_result = {"op": "join", **total}

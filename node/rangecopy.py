@@ -255,9 +255,10 @@ class Journal:
         self._set = set(self.entries)
 
     @staticmethod
-    def key(source: str, ks: str, table: str, entry: dict[str, Any]) -> str:
-        """An SSTable's identity: source, table, generation and data CRC (a reused number differs)."""
-        return f"{source}/{ks}.{table}/{entry['gen']}/{entry['data_crc']}"
+    def key(resume: str, source: str, ks: str, table: str, entry: dict[str, Any]) -> str:
+        """An SSTable's identity within one resumable operation: source, table, generation and
+        data CRC (a reused number differs)."""
+        return f"{resume}/{source}/{ks}.{table}/{entry['gen']}/{entry['data_crc']}"
 
     def __contains__(self, key: str) -> bool:
         return key in self._set
@@ -275,6 +276,11 @@ class Journal:
             f.flush()
             fsync(f.fileno())
         os.replace(tmp, self.path)
+
+    def clear(self) -> None:
+        """Forget every entry (the resumable operation is complete; a worker thread)."""
+        self.entries, self._set = [], set()
+        self.path.unlink(missing_ok=True)
 
 
 class RangeCopy:
@@ -347,8 +353,14 @@ class RangeCopy:
 
     # ---- target side
 
-    async def fetch_files(self, source: str, ks: str, table: str, segments: Sequence[tuple[Any, Any]]) -> dict[str, Any]:
-        """Import every SSTable of ``source`` wholly inside ``segments``; returns the skip set."""
+    async def fetch_files(self, source: str, ks: str, table: str, segments: Sequence[tuple[Any, Any]],
+                          resume: str | None = None) -> dict[str, Any]:
+        """Import every SSTable of ``source`` wholly inside ``segments``; returns the skip set.
+
+        ``resume`` names a resumable operation (a bootstrap): files it already imported are
+        skipped. Without one nothing is skipped, since data imported by an earlier operation may
+        have been dropped since (a cleanup after a move).
+        """
         part = self.partitioner
         wire = [[None if lo is None else part.to_string(lo), None if hi is None else part.to_string(hi)] for lo, hi in segments]
         reply = await self.messaging.request(source, VERB_STREAM_FILES, {"ks": ks, "t": table, "segments": wire,
@@ -357,7 +369,7 @@ class RangeCopy:
         nbytes = 0
         pending: list[dict[str, Any]] = []
         for entry in reply.get("files", []):
-            if Journal.key(source, ks, table, entry) in self.journal:
+            if resume is not None and Journal.key(resume, source, ks, table, entry) in self.journal:
                 self.stats.files_resumed += 1
                 skip.append(int(entry["gen"]))
             else:
@@ -368,7 +380,7 @@ class RangeCopy:
             retry: list[dict[str, Any]] = []
             for batch in _batches(pending):
                 try:
-                    done, refused = await self._fetch_batch(source, ks, table, batch)
+                    done, refused = await self._fetch_batch(source, ks, table, batch, resume)
                 except (OSError, trio.TooSlowError) as exc:
                     log.warning("whole-file copy of %d SSTable(s) of %s.%s from %s failed: %s", len(batch), ks, table, source, exc)
                     retry.extend(batch)
@@ -381,8 +393,8 @@ class RangeCopy:
         self.stats.files_fallback += len(pending)
         return {"skip": skip, "bytes": nbytes, "files": len(skip)}
 
-    async def _fetch_batch(self, source: str, ks: str, table: str, batch: list[dict[str, Any]]
-                           ) -> tuple[list[tuple[dict[str, Any], int]], list[dict[str, Any]]]:
+    async def _fetch_batch(self, source: str, ks: str, table: str, batch: list[dict[str, Any]],
+                           resume: str | None) -> tuple[list[tuple[dict[str, Any], int]], list[dict[str, Any]]]:
         """One connection carrying a batch of SSTables: receive, verify and import each.
 
         Returns the imported entries (with bytes) and the refused ones (damaged in transit).
@@ -438,7 +450,8 @@ class RangeCopy:
                                 ks, table, gen, source, exc)
                     refused.append(entry)
                     continue
-                await offload(self.journal.add, Journal.key(source, ks, table, entry))
+                if resume is not None:
+                    await offload(self.journal.add, Journal.key(resume, source, ks, table, entry))
                 if self.faults is not None and getattr(self.faults, "exit_after_file_import", False):
                     log.warning("fault switch exit_after_file_import: exiting after importing %s.%s generation %d",
                                 ks, table, gen)

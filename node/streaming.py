@@ -200,7 +200,8 @@ class Streamer:
             self.engine.wait_durable(pos)
 
     async def fetch(self, source: str, ks: str, table: str, ranges: Sequence[Range],
-                    on_progress: Callable[[Any], None] | None = None, cursor: Any = None) -> dict[str, Any]:
+                    on_progress: Callable[[Any], None] | None = None, cursor: Any = None,
+                    resume: str | None = None) -> dict[str, Any]:
         """Pull every partition of ``ranges`` from ``source`` into local storage; returns bytes and counts.
 
         Pipelined: the next page is requested while this one is applied (the source's scan and the
@@ -215,7 +216,7 @@ class Streamer:
         rc = self.rangecopy
         if rc is not None and rc.enabled and self.token_ordered:
             try:
-                files = await rc.fetch_files(source, ks, table, segments_of(ranges))
+                files = await rc.fetch_files(source, ks, table, segments_of(ranges), resume)
             except Exception as exc:  # noqa: BLE001 - the partition stream below carries everything
                 log.warning("whole-file transfer of %s.%s from %s failed (%s); streaming partitions", ks, table, source, exc)
         skip = list(files["skip"])
@@ -289,10 +290,12 @@ class Streamer:
             raise ValueError(f"unknown table {ks}.{table}")
         return await self.fetch(payload["source"], ks, table, self.decode_ranges(payload["ranges"]))
 
-    async def fetch_into(self, target: str, source: str, ks: str, table: str, ranges: Sequence[Range], timeout: float) -> dict[str, Any]:
-        """Make ``target`` pull ``ranges`` of ``ks.table`` from ``source`` (``target`` may be this node)."""
+    async def fetch_into(self, target: str, source: str, ks: str, table: str, ranges: Sequence[Range], timeout: float,
+                         resume: str | None = None) -> dict[str, Any]:
+        """Make ``target`` pull ``ranges`` of ``ks.table`` from ``source`` (``target`` may be this node;
+        ``resume`` names its resumable operation, node/rangecopy.py)."""
         if target == self.node_id:
-            return await self.fetch(source, ks, table, ranges)
+            return await self.fetch(source, ks, table, ranges, resume=resume)
         payload = {"ks": ks, "t": table, "source": source, "ranges": self.encode_ranges(ranges)}
         reply = await self.messaging.request(target, VERB_STREAM_FETCH, payload, timeout)
         return dict(reply)

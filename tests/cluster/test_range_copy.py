@@ -133,7 +133,9 @@ def test_a_joiner_cut_after_its_first_file_resumes_after_it(ring: dict[str, Any]
     files = out["netstats"]["file_streaming"]
     # The restarted joiner did not fetch the file its first run imported, and fetched the rest.
     assert files["files_resumed"] >= 1 and files["files_imported"] >= 1, files
-    assert out["first"][0] in json.loads(journal.read_text())
+    assert out["first"][0].startswith("bootstrap:")
+    # A completed bootstrap forgets its journal: a later transfer must not skip files on its say-so.
+    assert not journal.exists()
     nodes = _live(ring)
     assert trio.run(_check_replicas, nodes, acked) == []
     assert trio.run(_check_all, c[0], acked) == []
