@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 
 import trio
 
+from node.durable import write_atomic
+
 log = logging.getLogger("node.coordination")
 
 T = TypeVar("T")
@@ -154,9 +156,7 @@ class ZooKeeperCoordinator:
         return data if isinstance(data, dict) else {}
 
     def _save_cache(self) -> None:
-        tmp = self.cache_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.ranges, sort_keys=True))
-        tmp.replace(self.cache_path)
+        write_atomic(self.cache_path, json.dumps(self.ranges, sort_keys=True))
 
     # ---- the session
 

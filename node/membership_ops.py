@@ -38,9 +38,10 @@ import trio
 
 from node.cluster.membership import LOAD, STATUS, TOKENS, NodeInfo
 from node.coordination import ASSIGN_TIMEOUT, VERB_ASSIGN, CoordinationError
+from node.durable import write_atomic
 from node.protocol import InvalidRequest
 from node.ring import Endpoint, Partitioner, Strategy, Token, TokenMetadata, generate_tokens
-from node.runtime import fsync, offload
+from node.runtime import offload
 from node.storage.cells import Mutation
 from node.storage.errors import StorageError
 from node.streaming import Range, Streamer, range_contains
@@ -239,12 +240,7 @@ class MembershipManager:
 
     @staticmethod
     def _save_json(path: Path, value: Any) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(value, f)
-            f.flush()
-            fsync(f.fileno())
-        tmp.replace(path)
+        write_atomic(path, json.dumps(value))
 
     def bootstrap_state(self) -> dict[str, Any] | None:
         """The persisted progress of an unfinished bootstrap, if any."""
@@ -503,7 +499,7 @@ class MembershipManager:
                 log.info("bootstrap: resuming with %d transfers already done", len(state["done"]))
             tokens = [part.from_string(t) for t in state["tokens"]]
             self.node.tokens = tokens
-            (self.node.data_dir / "tokens.json").write_text(json.dumps(state["tokens"]))
+            write_atomic(self.node.data_dir / "tokens.json", json.dumps(state["tokens"]))
             self._set_state(**{TOKENS: tokens, STATUS: "JOINING"})
             await self._announced(self.node.node_id)
             old = self.node.ring()
@@ -699,7 +695,7 @@ class MembershipManager:
                 new = self.future_ring() or old
                 total = await self._execute(old, new, prefer_source=self.node.node_id)
                 self.node.tokens = new_tokens
-                (self.node.data_dir / "tokens.json").write_text(json.dumps([part.to_string(t) for t in new_tokens]))
+                write_atomic(self.node.data_dir / "tokens.json", json.dumps([part.to_string(t) for t in new_tokens]))
             except Exception as exc:
                 # Withdraw the announcement: a MOVE_TO left in gossip is a transition that never
                 # ends (writes to pending replicas forever, cleanup refused, the balancer idle).

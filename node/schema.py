@@ -12,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node.durable import write_atomic
 from node.protocol import InvalidRequest
 from node.ring import Strategy, strategy_from_options
-from node.runtime import fsync
 from node.storage.config import TableOptions
 
 READ_REPAIR_MODES = ("BLOCKING", "NONE")
@@ -287,15 +286,4 @@ def load_schema(path: Path) -> Schema:
 
 def save_schema(path: Path, schema: Schema) -> None:
     """Write the schema atomically and durably (temp file, fsync, rename, fsync the directory)."""
-    tmp = path.with_suffix(".tmp")
-    data = json.dumps(schema.to_obj(), sort_keys=True, indent=1).encode()
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(path, json.dumps(schema.to_obj(), sort_keys=True, indent=1))

@@ -30,6 +30,7 @@ from node.client_limits import ClientGate, ConnectionBounds, refuse_connection
 from node.cluster.messaging import Messaging
 from node.config import ConfigError, NodeConfig, load_config, parse_host_port
 from node.coordinator import Coordinator, live_row
+from node.durable import write_atomic
 from node.hints import HintStore
 from node.protocol import (
     FrameDecoder,
@@ -286,7 +287,7 @@ class Node:
             tokens = sorted(part.from_string(t) for t in self.config.initial_tokens)
         else:
             tokens = generate_tokens(part, self.config.num_tokens, self.runtime.rng)
-        path.write_text(json.dumps([part.to_string(t) for t in tokens]))
+        write_atomic(path, json.dumps([part.to_string(t) for t in tokens]))
         return tokens
 
     def _load_peers(self) -> dict[str, NodeInfo]:
@@ -326,10 +327,8 @@ class Node:
             d = dataclasses.asdict(info)
             d["tokens"] = [part.to_string(t) for t in info.tokens]
             rows.append(d)
-        tmp = self.peers_path.with_name("peers.json.tmp")
         try:
-            tmp.write_text(json.dumps(rows))
-            tmp.replace(self.peers_path)
+            write_atomic(self.peers_path, json.dumps(rows))
         except OSError as exc:
             log.warning("node %s: cannot save %s: %s", self.node_id, self.peers_path, exc)
 

@@ -24,6 +24,7 @@ from typing import Any
 import msgpack
 import trio
 
+from node.durable import write_atomic
 from node.ring import Partitioner, Token
 from node.runtime import offload
 from node.storage.cells import Mutation, Partition
@@ -325,7 +326,7 @@ def choose_sort_key(storage_dir: Path, partitioner: Partitioner) -> tuple[Callab
     if legacy:
         # Written before token order: its SSTables are sorted by key bytes. Keep that order (range
         # scans then filter a whole table) rather than misread the files.
-        marker.write_text("key\n")
+        write_atomic(marker, "key\n")
         return None, False
-    marker.write_text(want + "\n")
+    write_atomic(marker, want + "\n")
     return partitioner.token, True
