@@ -16,7 +16,7 @@ from pathlib import Path
 from node.runtime import fsync
 
 
-def fsync_directory(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a directory's entries (a rename, a new file) durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -34,4 +34,4 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         f.flush()
         fsync(f.fileno())
     os.replace(tmp, path)
-    fsync_directory(path.parent)
+    fsync_dir(path.parent)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import re
 import struct
 import threading
@@ -36,6 +35,7 @@ from typing import Any
 
 import msgpack
 
+from ..durable import fsync_dir
 from ..runtime import Clock, fsync
 from .errors import CommitLogCorrupt, CommitLogError, CommitLogSyncFailed, DiskFull, StorageFailure
 from .files import AppendFile, FileOps, OSFiles
@@ -287,7 +287,7 @@ class CommitLog:
         f = self.files.create(path)
         header = _SEG_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, seg_id)
         f.write(header + _CRC.pack(zlib.crc32(header)))
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         seg = _Segment(seg_id, path, f, SEGMENT_HEADER_BYTES)
         self._segments.append(seg)
         self._active = seg
@@ -483,10 +483,3 @@ class CommitLog:
         with self._lock:
             return sum(s.file.unsynced_bytes() for s in self._segments if s.file is not None)
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fsync(fd)
-    finally:
-        os.close(fd)

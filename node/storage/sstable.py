@@ -38,6 +38,7 @@ from typing import Any
 
 import msgpack
 
+from ..durable import fsync_dir  # noqa: F401 - engine and rangecopy import it from here
 from ..runtime import fsync
 from .bloom import BloomFilter
 from .cells import Cell, Partition, RangeTombstone
@@ -240,15 +241,6 @@ def _write_file(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         fsync(f.fileno())
-
-
-def fsync_dir(directory: Path) -> None:
-    """fsync a directory so renames and unlinks in it are durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_generation(directory: Path, generation: int) -> None:
