@@ -30,8 +30,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but bad arguments exit 254 (Jepsen's code) instead of 2, which means unknown."""
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_BAD_ARGS, f"{self.prog}: error: {message}\n")
+        # One line naming the bad argument: `harness run`'s usage alone is 30 lines, which
+        # buried the error above a screenful of options.
+        self.exit(EXIT_BAD_ARGS, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def add_command(sub: argparse._SubParsersAction, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
