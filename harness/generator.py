@@ -102,13 +102,20 @@ class Worker:
         return done
 
     async def run(self, workload: Workload, recorder: Recorder, rate: Rate,
-                  next_op: Callable[[], Invocation], cl_of: Callable[[Invocation], str]) -> None:
-        """Perform operations until cancelled."""
-        while True:
+                  next_op: Callable[[], Invocation], cl_of: Callable[[Invocation], str],
+                  stop: trio.Event | None = None) -> None:
+        """Perform operations until ``stop`` is set (the open one completes first) or cancelled."""
+
+        def stopping() -> bool:
+            return stop is not None and stop.is_set()
+
+        while not stopping():
             conn = self.conn
             async with conn.session():
-                while conn is self.conn:
+                while conn is self.conn and not stopping():
                     await trio.sleep(rate.delay(self.rng))
+                    if stopping():
+                        break
                     op = next_op()
                     await self.perform(workload, op, recorder, cl_of(op))
 

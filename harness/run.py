@@ -56,6 +56,11 @@ FINAL_READ_ATTEMPTS = 5
 # At the time limit, how long a nemesis step in progress (a membership change streams data) may
 # take to complete before it is cancelled.
 STEP_FINISH_TIMEOUT = 240.0
+# How long the clients' open operations get to complete once the time limit stops new ones:
+# cut mid-flight, every unthrottled (--rate 0) client left an invoke with no completion (an
+# `info` drawn up to the history's end); ops on healthy nodes finish in milliseconds, and one
+# stuck on a faulted node is cut after this and counts as `info`, as before.
+CLIENT_DRAIN_TIMEOUT = 1.0
 # The ZooKeeper assignment log a zookeeper-coordinated run leaves (checkers/assignments.py).
 ZK_ASSIGNMENTS_FILE = "zk-assignments.json"
 
@@ -183,14 +188,25 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_interrupt, main_phase)
                     nursery.start_soon(schedule.run)
-                    for w in workers:
-                        nursery.start_soon(w.run, workload, recorder, rate, lambda: workload.next_op(op_rng), cl_of)
+                    stop_clients, clients_done = trio.Event(), trio.Event()
+
+                    async def run_clients() -> None:
+                        async with trio.open_nursery() as clients:
+                            for w in workers:
+                                clients.start_soon(w.run, workload, recorder, rate,
+                                                   lambda: workload.next_op(op_rng), cl_of, stop_clients)
+                        clients_done.set()
+
+                    nursery.start_soon(run_clients)
                     await trio.sleep(opts.time_limit)
                     # The clients keep going while a nemesis step in progress completes.
                     if schedule.running:
                         progress.phase(f"time limit reached; letting {schedule.running} finish")
                     if not await schedule.finish(STEP_FINISH_TIMEOUT):
                         log.warning("nemesis step still running after %g s; cancelled", STEP_FINISH_TIMEOUT)
+                    stop_clients.set()
+                    with trio.move_on_after(CLIENT_DRAIN_TIMEOUT):
+                        await clients_done.wait()
                     nursery.cancel_scope.cancel()
             interrupted = main_phase.cancelled_caught
             test["fault_windows"] = dict(schedule.windows)
