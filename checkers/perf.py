@@ -2,8 +2,9 @@
 (the share of ``ok`` completions) inside and outside each nemesis fault window.
 
 Informational: the result is always valid. Fault windows open with a nemesis start operation
-(start-partition, kill, pause, bump-clock, strobe-clock, start-latency) and close with its
-matching stop (stop-partition, start, resume, reset-clock, stop-latency), or at the end.
+(``start-<nemesis>`` as the schedule records them, or the older kill, pause, bump-clock,
+strobe-clock) and close with its matching stop (``stop-<nemesis>``, start, resume, reset-clock),
+or at the end.
 """
 
 from __future__ import annotations
@@ -29,6 +30,20 @@ _OPENS = {
 }
 _CLOSES = {close: kind for kind, close in _OPENS.values()}
 
+
+def _opens(f: str) -> str | None:
+    """The window kind ``f`` opens: the names above, or the schedule's ``start-<nemesis>``."""
+    if f in _OPENS:
+        return _OPENS[f][0]
+    return f[len("start-"):] if f.startswith("start-") else None
+
+
+def _closes(f: str) -> str | None:
+    """The window kind ``f`` closes: the names above, or the schedule's ``stop-<nemesis>``."""
+    if f in _CLOSES:
+        return _CLOSES[f]
+    return f[len("stop-"):] if f.startswith("stop-") else None
+
 # Throughput buckets: one second, the resolution at which a partition's effect is visible.
 DEFAULT_BUCKET_NS = 1_000_000_000
 
@@ -47,18 +62,18 @@ def fault_windows(nemesis_ops: Iterable[Op], end: int) -> list[tuple[int, int, s
     open_at: dict[str, int] = {}
     windows: list[tuple[int, int, str]] = []
     for op in nemesis_ops:
-        if op.type == "invoke" and (op.f in _OPENS or op.f in _CLOSES):
+        opens, closes = _opens(op.f), _closes(op.f)
+        if op.type == "invoke" and (opens or closes):
             # Windows run from the opening's invocation to the closing's completion, so the time
             # a fault takes to apply or heal counts as inside it.
-            if op.f in _OPENS and _OPENS[op.f][0] not in open_at:
-                open_at[_OPENS[op.f][0]] = op.time
+            if opens and opens not in open_at:
+                open_at[opens] = op.time
             continue
-        if op.f in _OPENS:
-            open_at.setdefault(_OPENS[op.f][0], op.time)
-        elif op.f in _CLOSES:
-            kind = _CLOSES[op.f]
-            if kind in open_at:
-                windows.append((open_at.pop(kind), op.time, kind))
+        if opens:
+            open_at.setdefault(opens, op.time)
+        elif closes:
+            if closes in open_at:
+                windows.append((open_at.pop(closes), op.time, closes))
     for kind, start in open_at.items():
         windows.append((start, end, kind))
     windows.sort()
