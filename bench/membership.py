@@ -444,7 +444,6 @@ async def run(args: argparse.Namespace) -> None:
                     _row(name, v)
             result["decommission"], result["removenode"] = dec, rem
         print(json.dumps(result, default=str))
-        print(json.dumps(result, default=str))
     finally:
         for p in nodes:
             p.stop()

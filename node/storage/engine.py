@@ -715,6 +715,26 @@ class StorageEngine:
         """Index of the split range holding ``sort_key`` (``points[i-1] < sort_key <= points[i]``)."""
         return bisect.bisect_left(self._split_points, sort_key)
 
+    def _expected_in_range(self, chosen: list[SSTableReader], expected: int, rng: int) -> int:
+        """Partitions a compaction's output for split range ``rng`` should size its bloom filter for.
+
+        Integer tokens hash keys evenly, so the range's share of the inputs' token span predicts
+        its share of their partitions (with a margin); otherwise every input partition counts.
+        """
+        points = self._split_points
+        firsts = [r.first[0] for r in chosen if r.first is not None]
+        lasts = [r.last[0] for r in chosen if r.last is not None]
+        if not points or not firsts or not all(isinstance(x, int) for x in (*points, *firsts, *lasts)):
+            return expected
+        lo_in, hi_in = min(firsts), max(lasts)
+        lo = points[rng - 1] if rng > 0 else lo_in
+        hi = points[rng] if rng < len(points) else hi_in
+        span = hi_in - lo_in
+        if span <= 0:
+            return expected
+        share = max(0, min(hi, hi_in) - max(lo, lo_in)) / span
+        return min(expected, int(expected * share * 1.25) + 64)
+
     def _group_of(self, r: SSTableReader) -> int:
         """The split range an SSTable lies wholly in, or -1 when it spans several (or is empty)."""
         if r.first is None or r.last is None:
@@ -841,7 +861,8 @@ class StorageEngine:
                     with self._lock:
                         gen = t.next_generation
                         t.next_generation += 1
-                    writer = SSTableWriter(t.directory, gen, expected, t.options.bloom_fp_chance)
+                    writer = SSTableWriter(t.directory, gen, self._expected_in_range(chosen, expected, rng),
+                                           t.options.bloom_fp_chance)
                     writer_range = rng
                 writer.add(p)
             close_writer()
