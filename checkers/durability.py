@@ -162,7 +162,12 @@ def _note(period_ms: int) -> str:
 def _linearizable(r: Result, source: Callable[[], Iterable[Op]], params: dict[str, Any], exposed: set[Any],
                   recheck: Callable[[Iterable[Op], dict[str, Any]], Result] | None) -> Result | None:
     """Re-check linearizability without the keys a crash may have cost writes."""
-    if recheck is None or not r.anomalies or _key(r.anomalies[0].key) not in exposed:
+    if recheck is None or not r.anomalies:
+        return None
+    key = _key(r.anomalies[0].key)
+    # A row's cell is named [row, column]; the row's writes are what a crash may have cost.
+    row = key[0] if isinstance(key, tuple) and key else key
+    if key not in exposed and row not in exposed:
         return None
     rest = recheck((op for op in source() if op.process == NEMESIS or _key(op.key) not in exposed), params)
     counts = dict(rest.counts)
