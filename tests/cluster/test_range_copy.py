@@ -1,7 +1,8 @@
 """Whole-file range transfer on real node processes (node/rangecopy.py): a join under QUORUM
 load moves SSTables as files and loses no acknowledged write, a copy damaged in transit is
 refused and sent again, and a joiner cut right after its first imported file (the
-``exit_after_file_import`` fault switch) resumes after that file instead of fetching it again.
+``exit_after_file_import`` fault switch) resumes after that file instead of fetching it again;
+a decommission under QUORUM load moves whole files too.
 
 Keyspace ks has SimpleStrategy RF=2 on 3 nodes; every node is flushed before a join, so the
 ranges the joiner gains are mostly in SSTables cut at the ring's tokens.
@@ -136,6 +137,29 @@ def test_a_joiner_cut_after_its_first_file_resumes_after_it(ring: dict[str, Any]
     assert out["first"][0].startswith("bootstrap:")
     # A completed bootstrap forgets its journal: a later transfer must not skip files on its say-so.
     assert not journal.exists()
+    nodes = _live(ring)
+    assert trio.run(_check_replicas, nodes, acked) == []
+    assert trio.run(_check_all, c[0], acked) == []
+
+
+def test_decommission_under_quorum_load_moves_whole_files_and_keeps_acked_writes(ring: dict[str, Any]) -> None:
+    c: Cluster = ring["cluster"]
+    acked: dict[str, int] = ring["acked"]
+    leaver = ring["extra"][-1]  # n5: what it holds is mostly SSTables it received whole
+
+    async def main() -> dict[str, Any]:
+        await call(leaver, "flush")
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_writer, c[0], "decom", acked, stop)
+            result = await call(leaver, "decommission", timeout=60)
+            await trio.sleep(0.5)
+            stop.set()
+        return result
+
+    result = trio.run(main)
+    assert result["op"] == "decommission" and result["files"] > 0 and result["file_bytes"] > 0, result
+    assert leaver.proc is not None and leaver.proc.wait(20) == 0
     nodes = _live(ring)
     assert trio.run(_check_replicas, nodes, acked) == []
     assert trio.run(_check_all, c[0], acked) == []
