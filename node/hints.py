@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 import trio
 
-from node.cluster.messaging import PeerUnreachable
+from node.cluster.messaging import PeerUnreachable, RequestTimeout
 from node.protocol import FrameDecoder, ProtocolError, encode_frame
 from node.runtime import Runtime
 
@@ -196,7 +196,11 @@ class HintStore:
                     continue
                 try:
                     await send(target, msg)
-                except PeerUnreachable as exc:  # the target is gone again: keep the rest for later
+                except (PeerUnreachable, RequestTimeout) as exc:
+                    # The target is gone again, or paused, or cut off while gossip still calls it
+                    # alive: that says nothing against this hint, so keep the rest for later and
+                    # count no try. Only an answer refusing the hint counts toward moving it aside
+                    # (before, three delivery rounds into a partition moved every hint aside).
                     log.info("hint delivery to %s paused after %d hints: %s", target, sent, exc)
                     rest = bytearray(encode_frame(msg))
                     rest += decoder.take_buffered()
@@ -206,7 +210,7 @@ class HintStore:
                         out.write(rest)
                     os.unlink(work)
                     return False
-                except Exception as exc:  # the target answered with an error, or not in time
+                except Exception as exc:  # the target answered with an error
                     log.info("hint delivery to %s failed (%s); the rest of the queue goes on", target, exc)
                     self._retry_later(target, msg, exc, retry)
                     continue

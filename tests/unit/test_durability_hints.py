@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-from node.cluster.messaging import PeerUnreachable, RemoteError
+from node.cluster.messaging import PeerUnreachable, RemoteError, RequestTimeout
 from node.hints import MAX_DELIVERY_ATTEMPTS, HintStore
 from node.runtime import Runtime
 from node.storage.cells import Cell, Mutation
@@ -25,10 +25,13 @@ class Replica:
         self.rows: dict[bytes, bytes] = {}
         self.poisoned = poisoned
         self.up = True
+        self.paused = False
 
     async def send(self, target: str, hint: dict[str, Any]) -> None:
         if not self.up:
             raise PeerUnreachable(f"{target}: connection refused")
+        if self.paused:
+            raise RequestTimeout(f"no reply from {target} to MUTATION within 2 s")
         m = Mutation.from_obj(hint["m"])
         if m.key == self.poisoned:
             raise RemoteError(f"{target}: InvalidMutation: refused for good")
@@ -76,5 +79,19 @@ def test_an_unreachable_target_pauses_the_queue_without_counting(tmp_path: Path)
         assert trio.run(hints.deliver, "n2", target.send) is False
     assert hints.undeliverable == 0 and hints.pending()
     target.up = True
+    assert trio.run(hints.deliver, "n2", target.send) is True
+    assert target.rows == source
+
+
+def test_a_target_that_does_not_answer_in_time_keeps_every_hint(tmp_path: Path) -> None:
+    # A paused target, or one cut off while gossip through other nodes still calls it alive,
+    # times out: no hint may be moved aside for that, however many rounds it lasts.
+    hints, source = _store(tmp_path)
+    target = Replica(poisoned=b"none")
+    target.paused = True
+    for _ in range(MAX_DELIVERY_ATTEMPTS + 2):
+        assert trio.run(hints.deliver, "n2", target.send) is False
+    assert hints.undeliverable == 0 and hints.pending()
+    target.paused = False
     assert trio.run(hints.deliver, "n2", target.send) is True
     assert target.rows == source
