@@ -11,11 +11,12 @@ _HEADER = struct.Struct("<QI")  # number of bits, number of hash functions
 # one hash call per key instead of k, with the same false-positive rate in practice.
 _DIGEST_BYTES = 16
 _MASK64 = (1 << 64) - 1
+_TWO_U64 = struct.Struct("<QQ")
 
 
 def _halves(key: bytes) -> tuple[int, int]:
-    d = hashlib.blake2b(key, digest_size=_DIGEST_BYTES).digest()
-    return int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little") | 1
+    h1, h2 = _TWO_U64.unpack(hashlib.blake2b(key, digest_size=_DIGEST_BYTES).digest())
+    return h1, h2 | 1
 
 
 class BloomFilter:

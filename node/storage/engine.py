@@ -514,10 +514,9 @@ class StorageEngine:
                 self._read_named(parts, sstables, key, skey, columns)
             else:
                 for r in sstables:
-                    if r.might_contain(key, skey):
-                        p = r.get(key, skey, columns)
-                        if p is not None:
-                            parts.append(p)
+                    p = r.find(key, skey, columns)
+                    if p is not None:
+                        parts.append(p)
         except CorruptSSTableError as exc:
             self._quarantine(t, exc)
             raise
@@ -551,13 +550,12 @@ class StorageEngine:
         for r in sorted(sstables, key=lambda r: -r.max_timestamp):
             if len(newest) == wanted and min(newest.values()) > r.max_timestamp:
                 break
-            if r.might_contain(key, skey):
-                p = r.get(key, skey, columns)
-                if p is not None:
-                    parts.append(p)
-                    for name, c in p.cells.items():
-                        if c.timestamp > newest.get(name, _INT64_MIN):
-                            newest[name] = c.timestamp
+            p = r.find(key, skey, columns)
+            if p is not None:
+                parts.append(p)
+                for name, c in p.cells.items():
+                    if c.timestamp > newest.get(name, _INT64_MIN):
+                        newest[name] = c.timestamp
 
     def _shape(self, p: Partition, order: str, limit: int | None, now_s: int | None) -> Partition:
         cells = sorted(p.cells.values(), key=cell_sort_key(order))
@@ -1151,6 +1149,8 @@ class _CorruptSSTable:
 
     def get(self, *args: Any, **kwargs: Any) -> Partition | None:
         raise self.corrupt  # type: ignore[misc]
+
+    find = get
 
     def iter_range(self, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, Partition]]:
         raise self.corrupt  # type: ignore[misc]

@@ -325,6 +325,11 @@ class SSTableReader:
         probe = (skey, key)
         if probe < self.first or probe > self.last:  # type: ignore[operator]
             return False
+        # A decoded index block answers exactly and costs less than the filter's hashing; the
+        # filter is for keys whose block would have to be decoded first.
+        blk = self._blocks.get(bisect.bisect_right(self._summary_keys, probe) - 1)
+        if blk is not None:
+            return key in blk
         return self.bloom.might_contain(key)
 
     def _block(self, i: int) -> dict[bytes, list[int]]:
@@ -373,6 +378,29 @@ class SSTableReader:
         if self.corrupt is not None:
             raise self.corrupt
         loc = self._locate(key, skey)
+        if loc is None:
+            return None
+        offset = loc[0]
+        header, bstart, blen, bcrc = self._record(offset, loc[1])
+        return self._decode(header, bstart, blen, bcrc, columns, offset)
+
+    def find(self, key: bytes, skey: Any, columns: list[str] | None = None) -> Partition | None:
+        """``might_contain`` then ``get``, with one summary search for both (the read path's call)."""
+        if self.corrupt is not None:
+            raise self.corrupt
+        if self.first is None:
+            return None
+        probe = (skey, key)
+        if probe < self.first or probe > self.last:  # type: ignore[operator]
+            return None
+        i = bisect.bisect_right(self._summary_keys, probe) - 1
+        blk = self._blocks.get(i)
+        if blk is None:
+            # The filter first: it spares decoding an index block for a key that is not there.
+            if i < 0 or not self.bloom.might_contain(key):
+                return None
+            blk = self._block(i)
+        loc = blk.get(key)
         if loc is None:
             return None
         offset = loc[0]
