@@ -123,16 +123,20 @@ def check_all(history: str | os.PathLike[str] | Iterable[Op], params: dict[str, 
     elapsed: dict[str, float] = {}
     project = cells.PROJECTIONS.get(params.get("model") or "register")
     projected: tuple[list[Op], dict[int, Op]] | None = None
-    for n in names:
-        t0 = time.monotonic()
+
+    def run(n: str, params: dict[str, Any]) -> Result:
+        nonlocal projected
         if project is not None and n in CELL_CHECKERS:
             # Rows and batches: every cell (or row) is a register; judge the projection, and
             # name the original operations in what is found.
             if projected is None:
                 projected = project(source())
-            results[n] = cells.restore(CHECKERS[n](projected[0], {**params, "model": "register"}), projected[1])
-        else:
-            results[n] = CHECKERS[n](source(), params)
+            return cells.restore(CHECKERS[n](projected[0], {**params, "model": "register"}), projected[1])
+        return CHECKERS[n](source(), params)
+
+    for n in names:
+        t0 = time.monotonic()
+        results[n] = run(n, params)
         elapsed[n] = round(time.monotonic() - t0, 6)
     # What periodic commit log mode allows a crash to cost is not an anomaly (checkers/durability.py).
     # Linearizability is re-checked on the history without the exposed keys: rows and batches
@@ -141,7 +145,7 @@ def check_all(history: str | os.PathLike[str] | Iterable[Op], params: dict[str, 
     recheck: Callable[[Iterable[Op], dict[str, Any]], Result] | None = None
     if "linearizable" in names:
         recheck = CHECKERS["linearizable"] if project is None else _projected_recheck(project)
-    results = durability.reclassify(results, source, params, recheck)
+    results = durability.reclassify(results, source, params, recheck, run)
     composed = ComposedResult(merge_validity([r.valid for r in results.values()]), results,
                               {k: v for k, v in params.items() if _jsonable(v)}, elapsed)
     if save_to is not None:

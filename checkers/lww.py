@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from checkers.result import Anomaly, AnomalyLog, Result
+from checkers.result import Anomaly, AnomalyLog, Result, example_limit
 from harness.history import NEMESIS, Op
 
 # The store's documented timestamp resolution: microseconds (node/server.py _write_timestamp).
@@ -226,7 +226,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     writes, reads, counts = collect(history, nemesis)
     clock_faults, restarts = _fault_context(nemesis)
     clock_faults = bool(params.get("clock_faults", clock_faults))
-    log = AnomalyLog()
+    log = AnomalyLog(example_limit(params))
     ties = {"concurrent-timestamp-tie": 0, "expected-timestamp-inversion": 0, "discarded-by-inversion": 0,
             "inversion-across-restart": 0}
     tied_examples: list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]] = []

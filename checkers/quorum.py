@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from checkers.lww import NilReads, collect
-from checkers.result import Anomaly, AnomalyLog, Result
+from checkers.result import Anomaly, AnomalyLog, Result, example_limit
 from harness.history import Op
 
 # Examples kept per expected kind in details (the counts cover the rest).
@@ -61,7 +61,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     default_r = replicas_for(params.get("read_cl") or "ONE", rf)
     default_w = replicas_for(params.get("write_cl") or "ONE", rf)
     writes, reads, counts = collect(history)
-    log = AnomalyLog()
+    log = AnomalyLog(example_limit(params))
     expected = AnomalyLog()
     for key in reads:
         _check_key(key, writes.get(key, []), reads[key], rf, default_r, default_w, log, expected)

@@ -14,6 +14,11 @@ Validity = bool | Literal["unknown"]
 MAX_EXAMPLES = 20
 
 
+def example_limit(params: dict[str, Any] | None) -> int:
+    """Examples kept per kind: ``params['max_examples']`` (the durability pass asks for every one)."""
+    return int((params or {}).get("max_examples") or MAX_EXAMPLES)
+
+
 @dataclass(slots=True)
 class Anomaly:
     """One finding: its kind, a sentence a developer can read, and the operations behind it."""

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from checkers.perf import quantiles
-from checkers.result import Anomaly, AnomalyLog, Result
+from checkers.result import Anomaly, AnomalyLog, Result, example_limit
 from harness.history import NEMESIS, Op
 
 ADD_FS = frozenset({"add"})
@@ -65,7 +65,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     for inv in pending.values():
         if inv.f in ADD_FS:
             adds.setdefault(inv.key, {})[inv.value] = (inv, None)
-    log = AnomalyLog()
+    log = AnomalyLog(example_limit(params))
     counts = {"elements": 0, "acknowledged": 0, "indeterminate": 0, "stable": 0, "lost": 0,
               "never-read": 0, "stale": 0, "reappeared": 0, "unexpected": 0, "reads": 0}
     latencies: list[int] = []

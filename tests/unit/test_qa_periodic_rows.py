@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from checkers.compose import check_all
@@ -42,3 +44,75 @@ def test_the_same_row_loss_is_an_anomaly_in_batch_and_group_mode(mode: str) -> N
     res = check_all(_row_history(), {**PARAMS, "commitlog_sync": mode})
     assert res.results["linearizable"].valid is False
     assert res.valid is False
+
+
+def _many_keys_lost(n: int) -> list[Op]:
+    """``n`` keys each written 1 then 2 (acknowledged by 500 ms); one crash at 3 s loses every
+    second write; reads at 20 s return 1: more stale reads than a checker keeps as examples."""
+    ops: list[Op] = []
+
+    def add(t_ms: int, process: Any, type_: str, f: str, key: Any, value: Any, **kw: Any) -> None:
+        ops.append(Op(len(ops), t_ms * MS, process, type_, f, key, value, **kw))
+
+    for k in range(n):
+        add(1 + k, k, "invoke", "write", k, 1)
+        add(100 + k, k, "ok", "write", k, 1, timestamp=1)
+        add(200 + k, k, "invoke", "write", k, 2)
+        add(300 + k, k, "ok", "write", k, 2, timestamp=2)
+    add(3_000, NEMESIS, "invoke", "start-crash", None, None)
+    ops.append(Op(len(ops), 3_000 * MS + 1, NEMESIS, "info", "start-crash", None,
+                  {"nodes": ["n1", "n2", "n3"], "unsynced_bytes": {"n1": 40}, "lost_unsynced": True},
+                  extra={"action": "crash"}))
+    for k in range(n):
+        add(20_000 + 2 * k, 1000 + k, "invoke", "read", k, None)
+        add(20_001 + 2 * k, 1000 + k, "ok", "read", k, 1, timestamp=1)
+    return ops
+
+
+def test_losses_beyond_the_kept_examples_are_judged_too() -> None:
+    """30 stale reads from one periodic crash (a checker keeps 20 examples): all 30 allowed."""
+    params = {**PARAMS, "model": "register", "commitlog_sync": "periodic"}
+    res = check_all(_many_keys_lost(30), params)
+    quorum = res.results["quorum"]
+    assert quorum.counts["stale-read"] == 0 and quorum.counts["periodic-stale-read"] == 30, quorum.counts
+    assert res.results["lww"].counts["periodic-lost-write"] == 30
+    assert res.valid is True, {n: r.valid for n, r in res.results.items()}
+    batch = check_all(_many_keys_lost(30), {**params, "commitlog_sync": "batch"})
+    assert batch.results["quorum"].counts["stale-read"] == 30 and batch.valid is False
+
+
+def test_a_rerun_keeps_the_usual_number_of_examples() -> None:
+    """After a rerun that judged every finding, the ones left keep MAX_EXAMPLES per kind."""
+    from checkers.result import MAX_EXAMPLES
+
+    old, new = _many_keys_lost(30), _many_keys_lost(25)
+    ops: list[Op] = []
+    # Keys 0-29 lost their writes 9 s before the crash (beyond a 1 s period + slack: anomalies);
+    # keys 100-124 just before it (allowed). Both groups exceed the kept examples.
+    for op in old:
+        if op.process != NEMESIS and op.f == "write":
+            ops.append(op)
+    for op in new:
+        if op.process != NEMESIS and op.f == "write":
+            ops.append(Op(0, op.time + 9_000 * MS, op.process + 5000, op.type, op.f, op.key + 100, op.value,
+                          timestamp=op.timestamp))
+    ops += [Op(0, 10_000 * MS, NEMESIS, "invoke", "start-crash", None, None),
+            Op(0, 10_000 * MS + 1, NEMESIS, "info", "start-crash", None,
+               {"nodes": ["n1", "n2", "n3"], "unsynced_bytes": {"n1": 40}, "lost_unsynced": True},
+               extra={"action": "crash"})]
+    for op in old:
+        if op.process != NEMESIS and op.f == "read":
+            ops.append(op)
+    for op in new:
+        if op.process != NEMESIS and op.f == "read":
+            ops.append(Op(0, op.time + 1_000 * MS, op.process + 5000, op.type, op.f, op.key + 100, op.value,
+                          timestamp=op.timestamp))
+    ops.sort(key=lambda o: o.time)
+    for i, op in enumerate(ops):
+        op.index = i
+    res = check_all(ops, {**PARAMS, "model": "register", "commitlog_sync": "periodic",
+                          "commitlog_sync_period_ms": 1_000})
+    quorum = res.results["quorum"]
+    assert quorum.counts["periodic-stale-read"] >= 25 and quorum.counts["stale-read"] >= 30, quorum.counts
+    assert quorum.valid is False
+    assert 0 < len([a for a in quorum.anomalies if a.kind == "stale-read"]) <= MAX_EXAMPLES
