@@ -30,6 +30,8 @@ ZK_CONF = Path("/etc/zookeeper/conf_example")
 TICK_MS = 500
 # How long a server may take to answer `ruok` after its JVM starts (JVM start on 2 cores).
 READY_TIMEOUT = 60.0
+# Starts of the ensemble when a port was taken between choosing and binding it.
+START_ATTEMPTS = 3
 # The JVM's heap: ZooKeeper's own examples run in far less; keep five nodes and three servers
 # comfortable on a small machine.
 HEAP = "-Xmx256m"
@@ -132,13 +134,32 @@ class LocalZooKeeper:
         s.paused = False
 
     async def start(self) -> None:
-        """Start every server and wait until the ensemble serves (a leader when 3 or 5)."""
+        """Start every server and wait until the ensemble serves (a leader when 3 or 5).
+
+        Raises DeployError naming the server and its log. Ports are picked free a moment before
+        the JVMs bind them, so another process can take one in between: then the ensemble is
+        started again on fresh ports, up to START_ATTEMPTS times.
+        """
+        from harness.deploy.local import DeployError
+
         reason = unavailable_reason()
         if reason:
-            raise RuntimeError(f"cannot start ZooKeeper: {reason}")
-        for s in self.servers:
-            self._start(s)
-        await self.wait_ready()
+            raise DeployError(f"cannot start ZooKeeper: {reason}")
+        for attempt in range(1, START_ATTEMPTS + 1):
+            for s in self.servers:
+                self._start(s)
+            try:
+                await self.wait_ready()
+                return
+            except RuntimeError as exc:
+                clash = any("Address already in use" in (s.dir / "zookeeper.log").read_text(errors="replace")
+                            for s in self.servers if (s.dir / "zookeeper.log").exists())
+                self.stop()
+                if not clash or attempt == START_ATTEMPTS:
+                    raise DeployError(str(exc)) from None
+                for s in self.servers:
+                    (s.dir / "zookeeper.log").rename(s.dir / f"zookeeper.attempt{attempt}.log")
+                    s.client_port, s.peer_port, s.election_port = (_free_port(s.host) for _ in range(3))
 
     def serving(self, s: ZkServer) -> bool:
         """Whether one server answers and is part of a quorum (standalone, leader or follower)."""

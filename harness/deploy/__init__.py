@@ -66,10 +66,13 @@ class LocalDeployment:
         """Start the proxy (unless external), create the link proxies, start the nodes."""
         if not self.external_proxy:
             await self.proxy_proc.wait_ready(self.proxy)
+        if self.zookeeper is not None:
+            # First, and the link proxies from the ports it really serves on (a start that met a
+            # taken port retried on fresh ones).
+            await self.zookeeper.start()
+            self.cluster.spec.zookeeper = [(z.name, f"{z.host}:{z.client_port}") for z in self.zookeeper.servers]
         await self.proxy.create_proxies(self.cluster.proxies())
         await self.proxy.heal_all()
-        if self.zookeeper is not None:
-            await self.zookeeper.start()
         await self.cluster.start()
 
     async def clock_db(self) -> Any:

@@ -18,7 +18,7 @@ from checkers.assignments import check_assignments
 from harness.zookeeper import LocalZooKeeper, unavailable_reason
 from node.client import open_client
 from node.coordination import CoordinationConfig, Fenced, ZooKeeperCoordinator
-from tests.cluster.conftest import SECRET, Cluster, NodeProc, call, wait_until
+from tests.cluster.conftest import SECRET, Cluster, NodeProc, alive_view, call, wait_until
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"ZooKeeper: {unavailable_reason()}")
 
@@ -53,6 +53,8 @@ def test_joins_get_their_tokens_from_the_leader_and_survive_its_death(zk: LocalZ
         c.start()
         wait_until(lambda: len({leader_view(n)["leader"] for n in c.nodes} - {None}) == 1
                    and all(len(leader_view(n)["ranges"]) == 3 for n in c.nodes), 30, what="one leader, 3 registered")
+        wait_until(lambda: all(alive_view(n) == {"n1": "U", "n2": "U", "n3": "U"} for n in c.nodes), 30,
+                   what="gossip: every node sees 3 up")
         first = leader_view(c[0])
         leader_id, epoch = first["leader"], first["epoch"]
         dead = next(n for n in c.nodes if n.node_id == leader_id)
