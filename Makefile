@@ -30,7 +30,7 @@ run: $(STAMP)
 	$(VENV)/bin/harness run --nemesis partition --nodes 5 --time-limit 30
 
 test: $(TEST_STAMP) system-deps
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=25 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/storage.py
