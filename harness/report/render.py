@@ -213,6 +213,11 @@ def _history_epoch(test: dict[str, Any]) -> float | None:
 
 
 def _duration(test: dict[str, Any], table: OpTable) -> float | None:
+    sim = test.get("sim")
+    if isinstance(sim, dict) and isinstance(sim.get("virtual_s"), (int, float)):
+        # A simulated run's history and timeline are in virtual time; its wall seconds (a few,
+        # for a campaign of tens) made the summary disagree with the timeline below it.
+        return round(float(sim["virtual_s"]), 3)
     end = test.get("end_time")
     start = test.get("start_time")
     if isinstance(end, (int, float)) and isinstance(start, (int, float)):
