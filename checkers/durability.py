@@ -30,7 +30,8 @@ LOSS_KINDS = {
     "lww": ("lost-write",),
     # A resurrection is a lost delete: the tombstone died unsynced, the older value came back.
     "quorum": ("stale-read", "non-monotonic-read", "resurrection"),
-    "set": ("lost", "stale"),
+    # Reappeared: the replicas a read reached lost the element, one the crash spared still had it.
+    "set": ("lost", "stale", "reappeared"),
     "linearizable": ("not-linearizable",),
 }
 # Nemesis steps whose kills lose unsynced bytes (their value says lost_unsynced: true).
@@ -127,6 +128,8 @@ def reclassify(results: dict[str, Result], source: Callable[[], Iterable[Op]], p
                 seen = max((op.time for op in a.ops), default=0)
                 # A lost write must itself be one acknowledged within a period before a crash.
                 own = [a.ops[1].time] if a.kind in ("lost-write", "lost") and len(a.ops) > 1 else None
+                if a.kind == "reappeared" and len(a.ops) == 4:
+                    own = [a.ops[1].time]  # the add's acknowledgement (invoke, ok, seen, vanished)
                 times = own if own is not None else _writes_of(writes, a.key)
                 if a.kind in kinds and _exposed(times, crash_times, window_ns, seen):
                     allowed.append(a)

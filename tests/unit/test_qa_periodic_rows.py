@@ -116,3 +116,29 @@ def test_a_rerun_keeps_the_usual_number_of_examples() -> None:
     assert quorum.counts["periodic-stale-read"] >= 25 and quorum.counts["stale-read"] >= 30, quorum.counts
     assert quorum.valid is False
     assert 0 < len([a for a in quorum.anomalies if a.kind == "stale-read"]) <= MAX_EXAMPLES
+
+
+def _set_reappears() -> list[Op]:
+    """Element 1 added (acknowledged at 100 ms) and read; a crash at 3 s; a read at 5 s misses
+    it (the replicas it reached lost it), a read at 6 s shows it again (a spared replica had it)."""
+    return [
+        Op(0, 0, 0, "invoke", "add", 0, 1), Op(1, 100 * MS, 0, "ok", "add", 0, 1),
+        Op(2, 200 * MS, 1, "invoke", "read", 0, None), Op(3, 300 * MS, 1, "ok", "read", 0, [1]),
+        Op(4, 3_000 * MS, NEMESIS, "invoke", "start-crash", None, None),
+        Op(5, 3_000 * MS + 1, NEMESIS, "info", "start-crash", None,
+           {"nodes": ["n1", "n2"], "unsynced_bytes": {"n1": 40}, "lost_unsynced": True}, extra={"action": "crash"}),
+        Op(6, 5_000 * MS, 1, "invoke", "read", 0, None), Op(7, 5_100 * MS, 1, "ok", "read", 0, []),
+        Op(8, 6_000 * MS, 1, "invoke", "read", 0, None), Op(9, 6_100 * MS, 1, "ok", "read", 0, [1]),
+    ]
+
+
+@pytest.mark.parametrize("mode, allowed", [("periodic", True), ("batch", False)])
+def test_a_set_element_that_vanished_after_a_periodic_crash_is_allowed(mode: str, allowed: bool) -> None:
+    """Reappeared is a loss-shaped finding like stale: allowed in periodic mode, not in batch."""
+    params = {**PARAMS, "model": "set", "set_linearizable": True, "commitlog_sync": mode}
+    res = check_all(_set_reappears(), params)
+    s = res.results["set"]
+    if allowed:
+        assert s.valid is True and s.counts["periodic-reappeared"] == 1 and s.counts["reappeared"] == 0, s.counts
+    else:
+        assert s.valid is False and s.counts["reappeared"] == 1
