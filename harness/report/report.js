@@ -634,6 +634,7 @@
           + linCheckers.map((c) => c.name + ": " + verdictText(c.valid)).join(", ") + ").";
         for (const c of linCheckers) {
           if (typeof (c.details || {}).skipped === "string") msg += " " + c.name + ": " + c.details.skipped + ".";
+          if (typeof (c.details || {}).periodic_note === "string") msg += " " + c.name + ": " + c.details.periodic_note + ".";
         }
       }
       body.append(el("p", { class: "empty", text: msg }));
