@@ -69,8 +69,14 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                 details={"final": value},
             ))
     valid: bool | str = not anomalies
+    details: dict[str, Any] = {}
     if valid and unknown_keys:
         valid = "unknown"
+    if not ok_incrs and not info_incrs and not final:
+        # Nothing a counter does (a history of another model, e.g. --model counter on registers):
+        # a verdict of "valid" would claim a check that never happened.
+        valid = "unknown"
+        details["reason"] = "no counter operations (incr, final read) in the history"
     return Result(
         name="counter",
         valid=valid,
@@ -82,4 +88,5 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
             "keys-without-final-read": len(unknown_keys),
         },
         anomalies=anomalies,
+        details=details,
     )

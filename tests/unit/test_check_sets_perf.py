@@ -88,3 +88,13 @@ def test_check_all_composes_and_saves(tmp_path: Path) -> None:
     assert res.valid is False and res.exit_code() == 1
     assert res.results["linearizable"].valid is False and res.results["quorum"].valid is False
     assert json.dumps(res.to_json())  # serialisable
+
+
+def test_the_counter_checker_on_a_history_without_counter_operations_is_unknown() -> None:
+    from checkers import counter
+    from harness.history import Op
+
+    ops = [Op(process=0, type="invoke", f="write", key=1, value=3, time=1, index=0),
+           Op(process=0, type="ok", f="write", key=1, value=3, time=2, index=1)]
+    result = counter.check(ops, {})
+    assert result.valid == "unknown" and "no counter operations" in result.details["reason"]
