@@ -9,7 +9,10 @@ not do what was asked. It reads the nemesis operations of the history and two pa
 
 An injection is a ``start-<name>`` nemesis step. It took effect when it completed with a type
 other than ``fail`` and a value without an ``error``; a failed one is a ``fail`` op (older
-histories: an ``info`` op whose value holds an ``error``).
+histories: an ``info`` op whose value holds an ``error``). A requested nemesis none of whose
+injections took effect makes the run unknown whether its starts failed, declined (a membership
+change the cluster size did not allow) or never came (a run too short for one window of each):
+the store was not tested under it either way.
 """
 
 from __future__ import annotations
@@ -36,18 +39,31 @@ def _took_effect(op: Op) -> bool:
     return not (isinstance(op.value, dict) and op.value.get("action") == "none")
 
 
+def _why_not(started: int, failed: int) -> str:
+    """Why a requested nemesis has no effective injection, in a few words."""
+    if not started:
+        return "never started: the run ended first"
+    if failed == started:
+        return f"{failed} failed"
+    if failed:
+        return f"{failed} failed, {started - failed} changed nothing"
+    return f"{started} changed nothing"
+
+
 def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
-    """``unknown`` when the run was interrupted, or when an injection failed and some requested
-    nemesis never took effect; valid otherwise."""
+    """``unknown`` when the run was interrupted, or when some requested nemesis never took effect
+    (its injections failed, changed nothing or never came); valid otherwise."""
     params = params or {}
     requested = [str(n) for n in params.get("nemeses") or []]
     effective: dict[str, int] = {n: 0 for n in requested}
     failed: dict[str, int] = {n: 0 for n in requested}
+    started: dict[str, int] = {n: 0 for n in requested}
     examples: list[Anomaly] = []
     for op in history:
         if op.process != NEMESIS or op.type == "invoke" or not op.f.startswith("start-"):
             continue
         name = op.f[len("start-"):]
+        started[name] = started.get(name, 0) + 1
         if _failed(op):
             failed[name] = failed.get(name, 0) + 1
             if len(examples) < MAX_EXAMPLES:
@@ -60,13 +76,16 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     reasons: list[str] = []
     if params.get("interrupted"):
         reasons.append("the run was interrupted: the workload, the final reads or both were cut short")
-    if sum(failed.values()) and never:
+    if never:
         reasons.append("no injection of " + ", ".join(never) + " took effect ("
-                       + ", ".join(f"{n}: {failed.get(n, 0)} failed" for n in never)
-                       + "): the store was not tested under the faults asked for")
+                       + "; ".join(f"{n}: {_why_not(started.get(n, 0), failed.get(n, 0))}" for n in never)
+                       + "): the store was not tested under the faults asked for"
+                       + ("" if all(started.get(n, 0) for n in never) else
+                          "; a longer --time-limit or a shorter --nemesis-interval gives each nemesis a window"))
     counts = {"injections": sum(effective.values()), "failed_injections": sum(failed.values()),
               "nemeses_never_injected": len(never), "interrupted": int(bool(params.get("interrupted")))}
-    details: dict[str, Any] = {"effective": effective, "failed": failed, "never_injected": never}
+    details: dict[str, Any] = {"effective": effective, "failed": failed, "started": started,
+                               "never_injected": never}
     if reasons:
         details["reason"] = "; ".join(reasons)
     return Result("campaign", "unknown" if reasons else True, counts, examples, details)

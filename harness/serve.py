@@ -326,7 +326,8 @@ class ResultsApp:
             q = urllib.parse.quote(r["path"])
             rows.append(
                 f'<tr class="run {e(r["verdict"])}"><td><span class="v {e(r["verdict"])}">{e(r["verdict"])}</span></td>'
-                f'<td>{e(r["name"])}</td><td>{e(r["run"])}</td><td>{e(r["params"])}</td>'
+                f'<td>{e(r["name"])}</td><td>{e(r["run"])}</td><td>{e(r["params"])}'
+                + (f'<div class="why">unknown: {e(r["why"])}</div>' if r.get("why") else "") + '</td>'
                 f'<td class="num">{e(r["duration"])}</td>'
                 f'<td><a class="report" href="/runs/{q}/report.html">report</a> · '
                 f'<a class="zip" href="/zip/{q}.zip">zip</a> · <a href="/runs/{q}/results.json">results</a> · '
@@ -371,7 +372,18 @@ def describe_run(run: Path, root: Path) -> dict[str, Any]:
         "duration": duration,
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start)) if isinstance(start, (int, float)) else "",
         "has_report": (run / store.REPORT_FILE).exists(),
+        "why": _why_unknown(results) if verdict == "unknown" else "",
     }
+
+
+def _why_unknown(results: dict[str, Any]) -> str:
+    """The reasons the unknown checkers of a results.json give (an interruption, a nemesis never
+    injected), joined."""
+    checkers = results.get("checkers")
+    reasons = [str(r["details"]["reason"]) for r in (checkers.values() if isinstance(checkers, dict) else [])
+               if isinstance(r, dict) and r.get("valid") == "unknown" and isinstance(r.get("details"), dict)
+               and r["details"].get("reason")]
+    return "; ".join(dict.fromkeys(reasons))
 
 
 def _size(path: Path) -> str:
@@ -404,7 +416,7 @@ main {{ padding: 10px 16px; }} table {{ border-collapse: collapse; background: #
 th, td {{ text-align: left; padding: 4px 8px; border-bottom: 1px solid #e3e6ea; }} td.num {{ text-align: right; }}
 .v {{ color: #fff; border-radius: 9px; padding: 1px 8px; font-weight: 600; font-size: 12px; }}
 .v.valid {{ background: #2e9d4f; }} .v.invalid {{ background: #d0312d; }} .v.unknown {{ background: #e39b00; }}
-.v.incomplete {{ background: #8a8f98; }} tr.invalid td {{ background: #fdf3f3; }} tr.unknown td {{ background: #fffaf0; }}
+.v.incomplete {{ background: #8a8f98; }} .why {{ color: #8a5a00; font-size: 12px; }} tr.invalid td {{ background: #fdf3f3; }} tr.unknown td {{ background: #fffaf0; }}
 form {{ margin: 8px 0; display: flex; gap: 10px; align-items: center; }} .empty {{ color: #667; font-style: italic; }}
 </style></head><body><header><h1>ringlab runs</h1><small>{root}</small></header><main>
 <form method="get" action="/"><label>verdict <select name="verdict"><option value="">any</option>{options}</select></label>

@@ -40,6 +40,10 @@ def broken_run_with_a_failed_injection(root: Path) -> Path:
     with open(run / store.HISTORY_FILE, "a") as f:
         for op in failed:
             f.write(json.dumps(op.to_dict()) + "\n")
+    results = store.read_json(run / store.RESULTS_FILE)
+    results["results"]["campaign"] = {"valid": "unknown", "counts": {"failed_injections": 1}, "anomalies": [],
+                                      "details": {"reason": "no injection of latency took effect (latency: 1 failed)"}}
+    store.write_json(run / store.RESULTS_FILE, results)
     return run
 
 
@@ -60,6 +64,9 @@ def test_the_report_says_what_happened(tmp_path: Path) -> None:
             assert latency.count() == 1
             assert [c.strip() for c in latency.locator("td").all_text_contents()] == ["latency", "0", "0.000 s", "1"]
             assert "failed injection" in (page.text_content("#op-legend") or "")
+            # an unknown checker's reason is a row under it (the sample's quorum says "sample")
+            why = page.locator("#checkers tr.why-unknown").all_text_contents()
+            assert "unknown: no injection of latency took effect (latency: 1 failed)" in why, why
             row = page.locator("#meta tr.broken")
             assert row.count() == 1 and "ack_quorum_after_one (deliberately broken store)" in (row.text_content() or "")
             groups = page.locator("#anomaly-body details.kind-group")

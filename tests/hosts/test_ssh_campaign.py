@@ -16,7 +16,7 @@ def test_register_campaign_over_ssh_is_valid_and_partitions_really_drop(
     state = namespace_hosts
     proc = ssh_campaign(state, tmp_path, "--remote-root", "/opt/ringlab-campaign",
                         "--workload", "register", "--nemesis", "partition,kill,pause", "--partition", "majority",
-                        "--nemesis-interval", "3", "--time-limit", "20", "--seed", "11", "--recovery-time", "2")
+                        "--nemesis-interval", "2", "--time-limit", "20", "--seed", "11", "--recovery-time", "2")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     run_dir = (tmp_path / "latest").resolve()
