@@ -38,6 +38,16 @@ _FIXED = {"ANY": 0, "ONE": 1, "LOCAL_ONE": 1, "TWO": 2, "THREE": 3}
 _MAJORITY = {"QUORUM", "LOCAL_QUORUM", "EACH_QUORUM", "SERIAL", "LOCAL_SERIAL"}
 
 
+def acked_note(write: Op) -> str:
+    """Which replicas acknowledged ``write`` before its coordinator answered, when the client
+    recorded it (history fields ``replicas`` and ``acked``)."""
+    replicas, acked = write.extra.get("replicas"), write.extra.get("acked")
+    if not isinstance(replicas, list) or not isinstance(acked, list):
+        return ""
+    return (f"; the write was acknowledged by {', '.join(map(str, acked)) or 'no replica'} of replicas "
+            f"{', '.join(map(str, replicas))} when {write.node or 'its coordinator'} answered")
+
+
 def replicas_for(cl: str, rf: int) -> int:
     """How many replicas a consistency level waits for, with replication factor ``rf``."""
     name = str(cl).upper()
@@ -140,7 +150,7 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
                     "stale-read",
                     f"key {key!r}: read (op {r[5].index}, {rl} replicas) began after the write of {w[3]!r} "
                     f"(op {w[5].index}, {lv} replicas, timestamp {need_ts}) completed, but returned "
-                    f"{r[3]!r} (timestamp {ts if ts >= 0 else 'none'})"
+                    f"{r[3]!r} (timestamp {ts if ts >= 0 else 'none'})" + acked_note(w[6])
                     + ("" if strong else f"; expected with R + W = {rl + lv} <= N = {rf}"),
                     [w[5], w[6], r[4], r[5]], key, {"read_ts": ts, "write_ts": need_ts, "r": rl, "w": lv}))
     # Monotonic reads: sweep reads by invocation over completed reads by completion.

@@ -134,7 +134,14 @@ class NodeConnection:
         try:
             client = await self.client()  # its own connect timeout: a refused or slow connect is a fail
             with trio.fail_after(self.timeout):
-                return await fn(client)
+                done = await fn(client)
+            if writes and done.type == "ok":
+                # Which replicas acknowledged (the report shows them for an anomaly's writes).
+                acks = client.pop_acks(done.timestamp)
+                if acks is not None:
+                    done.extra.update({"replicas": acks["replicas"], "acked": acks["acked"]}
+                                      | ({"hinted": acks["hinted"]} if acks["hinted"] else {}))
+            return done
         except NotConnected as exc:
             # Nothing was sent: the operation certainly did not happen, write or read.
             self.close()

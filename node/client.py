@@ -28,6 +28,9 @@ from node.runtime import Network
 
 # Large reads so a burst of pipelined responses is decoded from one syscall.
 _RECV_BYTES = 256 * 1024
+# Write acknowledgements kept for pop_acks (the harness pops each right after its write): a
+# caller that never pops holds at most this many.
+_KEPT_ACKS = 256
 
 
 class ConnectionLost(RinglabError):
@@ -56,6 +59,21 @@ class Client:
         self._outgoing: list[bytes] = []
         self._wake = trio.Event()
         self._closed: RinglabError | None = None
+        # write timestamp -> the coordinator's {"replicas", "acked", "hinted"} for that write
+        self._acks: dict[int, dict[str, list[str]]] = {}
+
+    def pop_acks(self, timestamp: int | None) -> dict[str, list[str]] | None:
+        """The key's replicas, the ones that acknowledged before the coordinator answered and the
+        ones it hinted, for this client's write stamped ``timestamp`` (once; None if unknown)."""
+        return self._acks.pop(timestamp, None) if timestamp is not None else None
+
+    def _written(self, resp: dict[str, Any]) -> int:
+        ts = int(resp["timestamp"])
+        if "acked" in resp:  # nodes before this field answer with the timestamp alone
+            if len(self._acks) >= _KEPT_ACKS:
+                self._acks.pop(next(iter(self._acks)))
+            self._acks[ts] = {k: list(resp.get(k) or []) for k in ("replicas", "acked", "hinted")}
+        return ts
 
     # ---- plumbing
 
@@ -145,7 +163,7 @@ class Client:
         resp = await self.request(
             "put", keyspace=keyspace, table=table, key=key, columns=columns, consistency=consistency, timestamp=timestamp, ttl=ttl
         )
-        return int(resp["timestamp"])
+        return self._written(resp)
 
     async def get(
         self,
@@ -171,7 +189,7 @@ class Client:
     ) -> int:
         """Delete a row (or named columns); returns the deletion timestamp."""
         resp = await self.request("delete", keyspace=keyspace, table=table, key=key, columns=columns, consistency=consistency, timestamp=timestamp)
-        return int(resp["timestamp"])
+        return self._written(resp)
 
     async def batch(
         self,
@@ -184,7 +202,7 @@ class Client:
     ) -> int:
         """Apply several puts/deletes to one partition as one mutation; returns the timestamp."""
         resp = await self.request("batch", keyspace=keyspace, table=table, key=key, mutations=mutations, consistency=consistency, timestamp=timestamp)
-        return int(resp["timestamp"])
+        return self._written(resp)
 
     # ---- schema
 

@@ -161,6 +161,9 @@ class _WriteState:
     acks: int = 0
     hinted: int = 0
     alive: list[str] = field(default_factory=list)
+    # Who acknowledged and who got a hint, in arrival order: the client's record of the write.
+    acked: list[str] = field(default_factory=list)
+    hinted_for: list[str] = field(default_factory=list)
     # replica -> why its disk refused the write (replica_failure): not a timeout, an answer
     failures: dict[str, str] = field(default_factory=dict)
 
@@ -328,8 +331,9 @@ class Coordinator:
 
     # ---- write path
 
-    async def write(self, keyspace: str, table: str, mutation: Mutation, level: str) -> None:
-        """Apply ``mutation`` at ``level`` (Unavailable / WriteTimeout as the level demands)."""
+    async def write(self, keyspace: str, table: str, mutation: Mutation, level: str) -> dict[str, list[str]]:
+        """Apply ``mutation`` at ``level`` (Unavailable / WriteTimeout as the level demands);
+        returns the key's replicas, those that acknowledged before the answer and those hinted."""
         self.schema().table(keyspace, table)
         check = getattr(self.local, "check", None)
         if check is not None:
@@ -363,6 +367,7 @@ class Coordinator:
         for r in dead:
             if self._store_hint(r, keyspace, table, mutation_obj):
                 state.hinted += 1
+                state.hinted_for.append(r)
         if level == "ANY" and state.hinted:
             state.done.set()
         targets = list(alive)
@@ -418,6 +423,8 @@ class Coordinator:
                 required=tracker.required,
                 may_have_applied=True,
             )
+        # Copied now: acknowledgements arriving after the answer are not what the client was told.
+        return {"replicas": list(replicas), "acked": list(state.acked), "hinted": list(state.hinted_for)}
 
     async def _write_replica(
         self, r: str, keyspace: str, table: str, mutation: Mutation, payload: dict[str, Any], state: _WriteState
@@ -447,6 +454,7 @@ class Coordinator:
 
     def _replica_acked(self, r: str, state: _WriteState) -> None:
         state.acks += 1
+        state.acked.append(r)
         state.tracker.add(r)
         if state.tracker.satisfied():
             state.done.set()
@@ -463,6 +471,7 @@ class Coordinator:
                 state.done.set()  # the level cannot be met any more: answer WriteFailure now
         if self._store_hint(r, keyspace, table, payload["m"]):
             state.hinted += 1
+            state.hinted_for.append(r)
             if state.tracker.level == "ANY":
                 state.done.set()
 

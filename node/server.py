@@ -769,13 +769,13 @@ class Node:
     async def _op_put(self, req: dict[str, Any]) -> dict[str, Any]:
         ts = self._write_timestamp(req)
         m = Mutation(req["key_bytes"], self._cells(req["columns"], ts, req["ttl"]))
-        await self.coordinator.write(req["keyspace"], req["table"], m, req["consistency"])
-        return {"timestamp": ts}
+        acks = await self.coordinator.write(req["keyspace"], req["table"], m, req["consistency"])
+        return {"timestamp": ts, **acks}
 
     async def _op_delete(self, req: dict[str, Any]) -> dict[str, Any]:
         ts = self._write_timestamp(req)
-        await self.coordinator.write(req["keyspace"], req["table"], self._deletion(req["key_bytes"], req["columns"], ts), req["consistency"])
-        return {"timestamp": ts}
+        acks = await self.coordinator.write(req["keyspace"], req["table"], self._deletion(req["key_bytes"], req["columns"], ts), req["consistency"])
+        return {"timestamp": ts, **acks}
 
     async def _op_batch(self, req: dict[str, Any]) -> dict[str, Any]:
         ts = self._write_timestamp(req)
@@ -789,8 +789,8 @@ class Node:
                 m.cells.extend(d.cells)
                 if d.partition_tombstone is not None:
                     m.partition_tombstone, m.partition_deletion_time = d.partition_tombstone, d.partition_deletion_time
-        await self.coordinator.write(req["keyspace"], req["table"], m, req["consistency"])
-        return {"timestamp": ts}
+        acks = await self.coordinator.write(req["keyspace"], req["table"], m, req["consistency"])
+        return {"timestamp": ts, **acks}
 
     async def _op_get(self, req: dict[str, Any]) -> dict[str, Any]:
         tdef = self.schema.table(req["keyspace"], req["table"])

@@ -650,6 +650,8 @@
     const box = el("div", { class: "lin" });
     box.append(el("p", null, el("strong", { text: "key " + show(a.key) + ": " }), a.explanation));
     box.append(el("p", null, opsLink(a.rows, "show these operations in the timeline (" + a.rows.length + ")")));
+    const acks = acksTable(a);
+    if (acks) box.append(acks);
     const all = d.prefix || [];
     const rowsAll = [];
     const entries = [];
@@ -759,6 +761,45 @@
     canvas._boxes = boxes;
   }
 
+  // ---------------------------------------------------------------- who acknowledged a finding's writes
+  const MAX_ACK_ROWS = 6; // the last writes of a finding: enough to see the one that went missing
+  // The coordinator's answer to each acknowledged write of a finding, as the client recorded it
+  // (history fields replicas, acked, hinted): the key's replicas and which of them acknowledged
+  // before it answered. A replica without an acknowledgement by then may still have applied it.
+  function acksTable(a) {
+    const writes = [];
+    const seen = new Set();
+    for (const o of a.ops || []) {
+      if (o && o.type === "ok" && Array.isArray(o.replicas) && Array.isArray(o.acked) && !seen.has(o.index)) { seen.add(o.index); writes.push(o); }
+    }
+    if (!writes.length) return null;
+    writes.sort((x, y) => x.index - y.index);
+    const shown = writes.slice(-MAX_ACK_ROWS);
+    const nodes = [];
+    for (const o of shown) for (const n of o.replicas.concat(o.acked)) if (!nodes.includes(n)) nodes.push(n);
+    const head = el("tr", null, el("th", { text: "write" }), el("th", { text: "coordinator" }), ...nodes.map((n) => el("th", { text: n })));
+    const tb = el("tbody");
+    for (const o of shown) {
+      const cells = nodes.map((n) => {
+        const k = o.acked.indexOf(n);
+        const replica = o.replicas.includes(n);
+        if (k >= 0) return el("td", { class: "acked", text: "acked" + (o.acked.length > 1 ? " #" + (k + 1) : "") + (replica ? "" : " (pending)") });
+        if ((o.hinted || []).includes(n)) return el("td", { class: "noack", text: "hinted" });
+        return el("td", { class: replica ? "noack" : "", text: replica ? "—" : "" });
+      });
+      // Named by its invocation's index, as the explanations name operations.
+      let inv = null;
+      for (const q of a.ops || []) if (q && q.type === "invoke" && q.process === o.process && q.f === o.f && q.index < o.index && (!inv || q.index > inv.index)) inv = q;
+      tb.append(el("tr", null, el("td", { text: o.f + " " + show(o.value) + " (op " + (inv ? inv.index : o.index) + ")" }), el("td", { text: show(o.node) }), ...cells));
+    }
+    const wrap = el("div", { class: "acks" });
+    wrap.append(el("p", { class: "hint", text: "Replicas of key " + show(a.key) + " and which acknowledged each write before its coordinator answered"
+      + (writes.length > shown.length ? " (the last " + shown.length + " of " + writes.length + " writes)" : "")
+      + "; — : no acknowledgement by then (it may have applied the write later)." }));
+    wrap.append(el("table", null, el("thead", null, head), tb));
+    return wrap;
+  }
+
   // ---------------------------------------------------------------- other findings
   function findingTime(a) {
     // µs since the history's start: its first client operation, else its first recorded op (a
@@ -798,6 +839,8 @@
           p.append(el("span", { class: "explanation", text: a.explanation }), " ");
           if (a.rows.length) p.append(opsLink(a.rows, "show the " + a.rows.length + " operation" + (a.rows.length === 1 ? "" : "s") + " in the timeline"));
           else p.append(el("span", { class: "hint", text: "(no client operations recorded for this finding)" }));
+          const acks = acksTable(a);
+          if (acks) p.append(acks);
           group.append(p);
         }
         sec.append(group);

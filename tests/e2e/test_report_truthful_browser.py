@@ -41,6 +41,10 @@ def broken_run_with_a_failed_injection(root: Path) -> Path:
         for op in failed:
             f.write(json.dumps(op.to_dict()) + "\n")
     results = store.read_json(run / store.RESULTS_FILE)
+    # The client records which replicas acknowledged each write (history fields replicas, acked).
+    for op in results["results"]["lww"]["anomalies"][0]["ops"]:
+        if op["type"] == "ok":
+            op.update(replicas=["n1", "n2", "n3"], acked=[op["node"]], hinted=["n2"])
     results["results"]["campaign"] = {"valid": "unknown", "counts": {"failed_injections": 1}, "anomalies": [],
                                       "details": {"reason": "no injection of latency took effect (latency: 1 failed)"}}
     store.write_json(run / store.RESULTS_FILE, results)
@@ -73,6 +77,11 @@ def test_the_report_says_what_happened(tmp_path: Path) -> None:
             assert groups.count() >= 1
             assert (groups.first.locator("summary .kind").text_content() or "") == "lww-timestamp-inversion"
             assert (groups.first.locator(".anomaly .when").first.text_content() or "").startswith("at ")
+            # the first finding's writes: the key's replicas, who acknowledged, who got a hint
+            acks = groups.first.locator(".anomaly").first.locator(".acks table")
+            assert acks.locator("th").all_text_contents() == ["write", "coordinator", "n1", "n2", "n3"]
+            cells = [[c.strip() for c in r.locator("td").all_text_contents()] for r in acks.locator("tbody tr").all()]
+            assert [c[2:] for c in cells] == [["acked", "hinted", "—"], ["—", "hinted", "acked"]], cells
             options = page.locator("#options tr", has_text="toxiproxy")
             assert (options.locator("td").nth(1).text_content() or "") == "nil"
             # one colour per operation kind, whatever order the kinds first appear in
