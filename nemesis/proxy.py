@@ -311,12 +311,31 @@ class _Link:
         self.dst = dst
         # The toxics that apply to this link (drawn against toxicity when they were attached).
         self.active: dict[Toxic, _LinkState] = {}
+        # limit_data bytes counted by a toxic a redraw switched off here, for when it comes back.
+        self._sent: dict[Toxic, int] = {}
 
     def attach(self, toxic: Toxic) -> None:
         """Start applying ``toxic`` here, if its toxicity draw says so."""
         rng = self.conn.proxy.server.rng
         if toxic.toxicity < 1.0 and rng.random() >= toxic.toxicity:
             return
+        self._start(toxic)
+
+    def redraw(self, toxic: Toxic) -> None:
+        """Draw ``toxic``'s toxicity again for this link, as Toxiproxy does for the toxic before
+        the one added or removed (it restarts that stub to rewire its output). A toxic that stays
+        on keeps its state; one that comes back on starts afresh, keeping limit_data's count."""
+        if toxic.toxicity >= 1.0:
+            return  # always on: nothing to draw
+        on = self.conn.proxy.server.rng.random() < toxic.toxicity
+        state = self.active.get(toxic)
+        if on and state is None:
+            self._start(toxic).transmitted = self._sent.pop(toxic, 0)
+        elif not on and state is not None:
+            self._sent[toxic] = state.transmitted
+            self.detach(toxic, cleanup=False)
+
+    def _start(self, toxic: Toxic) -> _LinkState:
         state = _LinkState()
         self.active[toxic] = state
         if toxic.type == "timeout" and toxic.attributes["timeout"] > 0:
@@ -325,6 +344,7 @@ class _Link:
                 self.conn.nursery.start_soon(self._close_when_idle, toxic, state)
             except RuntimeError:  # the connection is already winding down
                 pass
+        return state
 
     def detach(self, toxic: Toxic, *, cleanup: bool) -> None:
         """Stop applying ``toxic``; with ``cleanup``, a removed timeout closes the connection."""
@@ -586,10 +606,14 @@ class Proxy:
 
     def add_toxic(self, toxic: Toxic) -> None:
         """Add a toxic and attach it to every live connection; on failure nothing stays installed."""
+        chain = self.chain(toxic.stream)
+        before = chain[-1] if chain else None
         self.toxics[toxic.name] = toxic
         try:
             for conn in self.connections:
                 conn.links[toxic.stream].attach(toxic)
+                if before is not None:
+                    conn.links[toxic.stream].redraw(before)
         except BaseException:
             self.toxics.pop(toxic.name, None)
             toxic.interrupted.set()
@@ -599,10 +623,15 @@ class Proxy:
 
     def remove_toxic(self, name: str, *, cleanup: bool = True) -> Toxic:
         """Remove a toxic from the proxy and every live connection."""
+        chain = self.chain(self.toxics[name].stream)
+        i = chain.index(self.toxics[name])
+        before = chain[i - 1] if i else None
         toxic = self.toxics.pop(name)
         toxic.interrupted.set()
         for conn in list(self.connections):
             conn.links[toxic.stream].detach(toxic, cleanup=cleanup)
+            if before is not None:
+                conn.links[toxic.stream].redraw(before)
         return toxic
 
     def replace_toxic(self, new: Toxic) -> None:
@@ -776,7 +805,7 @@ class ProxyServer:
         for name, listen, upstream, enabled in wanted:
             existing = self.proxies.get(name)
             if existing is not None:
-                if existing.listen == listen and existing.upstream == upstream:
+                if existing.upstream == upstream and await _same_listen(existing.listen, listen):
                     done.append(existing)
                     continue
                 await existing.stop()
@@ -792,6 +821,25 @@ class ProxyServer:
             self.proxies[name] = proxy
             done.append(proxy)
         return 201, {"proxies": [p.to_json() for p in done]}
+
+
+async def _same_listen(bound: str, wanted: str) -> bool:
+    """Whether a /populate entry's ``listen`` names the address a proxy has: equal, or a host
+    that resolves to it on the same port (Toxiproxy 2.12 keeps ``localhost:N`` for 127.0.0.1:N)."""
+    if bound == wanted:
+        return True
+    try:
+        host, port = _split_hostport(bound)
+        want_host, want_port = _split_hostport(wanted or "127.0.0.1:0")
+    except ValueError:
+        return False
+    if port != want_port:
+        return False
+    try:
+        found = await trio.socket.getaddrinfo(want_host or None, want_port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    return any(sockaddr[0] == host for *_, sockaddr in found)
 
 
 class _BadBody:
@@ -849,7 +897,12 @@ async def _respond(conn: h11.Connection, stream: trio.SocketStream, status: int,
                     h11.EndOfMessage())
         return
     body = (json.dumps(payload) + "\n").encode()
-    headers += [("content-type", "application/json"), ("content-length", str(len(body)))]
+    if status >= 400:
+        # Toxiproxy answers errors through Go's http.Error: the JSON body typed as plain text.
+        headers += [("content-type", "text/plain; charset=utf-8"), ("x-content-type-options", "nosniff")]
+    else:
+        headers.append(("content-type", "application/json"))
+    headers.append(("content-length", str(len(body))))
     await _send(conn, stream, h11.Response(status_code=status, headers=headers),
                 h11.Data(data=body), h11.EndOfMessage())
 
