@@ -138,7 +138,8 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workload", choices=list(WORKLOADS), help=f"what the clients do (default {d.workload})")
     p.add_argument("--nemesis", help="faults: comma list of partition,kill,pause,clock,latency,membership,zk,flush-compact,"
                    "repair,crash (a kill that loses unsynced commit log writes),corrupt (damage a stopped node's file; "
-                   f"local only), or all (every one but membership, zk and corrupt) / none (default {d.nemesis})")
+                   "local only),admin (snapshots and nodetool-style commands through ringctl),move (ringctl move, "
+                   f"then cleanup), or all (every one but membership, zk, corrupt, admin and move) / none (default {d.nemesis})")
     p.add_argument("--nemesis-interval", type=float, metavar="S", help="seconds between fault changes (default: fit at least 3 windows of each nemesis into the time limit, at most 10 s apart)")
     p.add_argument("--partition", help=f"partition shapes: one, majority, majorities-ring, minority-third, bridge, random-halves, comma list or all (default {d.partition})")
     p.add_argument("--targets", help=f"how many nodes kill and pause hit, drawn from a comma list of one, minority, majority, all (default {d.targets})")
@@ -151,7 +152,12 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
                         "others are spares the membership nemesis joins)")
     p.add_argument("--deploy", choices=list(DEPLOYS), help="where the cluster runs: local processes (default), "
                    "hosts over SSH (--nodes-file/--nodes), or the Vagrant VMs of vagrant/")
-    p.add_argument("--replication-factor", type=int, help=f"replicas per key (default {d.replication_factor})")
+    p.add_argument("--replication-factor", type=int, help=f"replicas per key, per datacenter with --datacenters "
+                   f"or --racks (default {d.replication_factor})")
+    p.add_argument("--datacenters", type=int, metavar="D", help="spread the local nodes over D datacenters; the "
+                   "keyspace uses NetworkTopologyStrategy, --replication-factor replicas in each (default 1)")
+    p.add_argument("--racks", type=int, metavar="R", help="racks per datacenter; replicas go to distinct racks "
+                   "first (NetworkTopologyStrategy; default 1)")
     p.add_argument("--read-cl", help=f"read consistency level (default {d.read_cl})")
     p.add_argument("--write-cl", help=f"write consistency level (default {d.write_cl})")
     p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")
@@ -173,6 +179,10 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
                         f"(default {d.memtable_flush_kb}; 0 = the store's 64 MB memtables and 32 MB segments)")
     p.add_argument("--gc-grace", type=int, metavar="SECONDS",
                    help=f"the table's gc_grace_seconds: compaction purges tombstones older than this (default {d.gc_grace})")
+    p.add_argument("--file-stream-min-kb", type=int, metavar="N",
+                   help="local nodes move SSTables of at least N KB whole in range transfers (bootstrap, decommission, "
+                        "removenode, move, repair), so a campaign's KB-sized files take the whole-file path "
+                        "(default 0 = the store's 1 MiB)")
     p.add_argument("--read-repair", choices=["BLOCKING", "NONE"], help=f"the table's read repair (default {d.read_repair})")
     p.add_argument("--fault", dest="validation_faults", action="append", metavar="SWITCH",
                    help="turn on a node validation fault switch (repeatable): " + ", ".join(VALIDATION_FAULTS))

@@ -27,7 +27,7 @@ from typing import Any
 import trio
 
 from node.client import open_client
-from node.ring import SimpleStrategy, TokenMetadata, make_partitioner
+from node.ring import Endpoint, SimpleStrategy, Strategy, TokenMetadata, make_partitioner
 from node.protocol import key_bytes
 
 log = logging.getLogger("harness.convergence")
@@ -86,13 +86,21 @@ async def ring_view(cluster: Any, secret: str, network: Any = None) -> tuple[Tok
         owned: dict[str, list[Any]] = {}
         for tok, owner, _state in resp["tokens"]:
             owned.setdefault(owner, []).append(part.from_string(tok))
-        return TokenMetadata(part, owned), nid
+        # Each node's datacenter and rack, for NetworkTopologyStrategy placement (harness/topology.py).
+        try:
+            status = await _admin(cluster, secret, nid, "status", network=network)
+            where = {n["node_id"]: Endpoint(n["datacenter"], n["rack"]) for n in status["nodes"]}
+        except Exception as exc:  # noqa: BLE001 - the next node may answer both
+            last = exc
+            continue
+        return TokenMetadata(part, owned, where), nid
     raise RuntimeError(f"no node answered the ring admin op: {last}")
 
 
-def placement(ring: TokenMetadata, keys: Sequence[Any], rf: int) -> dict[Any, tuple[list[str], list[str]]]:
-    """Per key: its replicas (primary first) and the ring range (left, right] holding its token."""
-    strategy = SimpleStrategy(rf)
+def placement(ring: TokenMetadata, keys: Sequence[Any], rf: int | Strategy) -> dict[Any, tuple[list[str], list[str]]]:
+    """Per key: its replicas (primary first) and the ring range (left, right] holding its token
+    (``rf``: SimpleStrategy's replication factor, or the keyspace's strategy)."""
+    strategy = SimpleStrategy(rf) if isinstance(rf, int) else rf
     part = ring.partitioner
     toks = ring.sorted_tokens
     out: dict[Any, tuple[list[str], list[str]]] = {}
@@ -150,7 +158,7 @@ async def pending_hints(cluster: Any, secret: str, network: Any = None) -> dict[
     return out
 
 
-async def snapshot(cluster: Any, secret: str, keyspace: str, table: str, keys: Sequence[Any], rf: int,
+async def snapshot(cluster: Any, secret: str, keyspace: str, table: str, keys: Sequence[Any], rf: int | Strategy,
                    label: str, path: Path, extra: dict[str, Any] | None = None, network: Any = None) -> dict[str, Any]:
     """Read every replica of every key and append the pass to ``path``; returns its header.
 
@@ -179,7 +187,8 @@ async def snapshot(cluster: Any, secret: str, keyspace: str, table: str, keys: S
     hints_after = await pending_hints(cluster, secret, network)
     targets = sorted({t for h in (hints_before, hints_after) for v in h.values() if isinstance(v, dict) for t in v})
     header = {"type": "pass", "pass": label, "time": time.time(), "ring_from": source, "keys": len(keys),
-              "replication_factor": rf, "seconds": round(read_s, 3),
+              "replication_factor": rf if isinstance(rf, int) else sum(dict(getattr(rf, "dc_rf", ())).values()),
+              **({} if isinstance(rf, int) else {"replication": rf.describe()}), "seconds": round(read_s, 3),
               "hints_held": {"before": hints_before, "after": hints_after, "targets": targets,
                              "unknown": sorted(n for h in (hints_before, hints_after) for n, v in h.items()
                                                if not isinstance(v, dict))},
@@ -220,7 +229,7 @@ async def drain_hints(cluster: Any, secret: str, timeout: float = HINT_DRAIN_TIM
             "hint_wait_s": round(time.monotonic() - started, 3)}
 
 
-async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int, read_repair: str,
+async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | Strategy, read_repair: str,
                            run_dir: Path, label: str, drain: bool = False, network: Any = None) -> dict[str, Any]:
     """One snapshot of every key's replicas (after draining hints if ``drain``); never raises:
     a failure is logged and recorded in the pass header, so the campaign still gets its verdict."""

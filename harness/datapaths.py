@@ -40,6 +40,14 @@ def node_storage(opts: Any) -> dict[str, Any]:
     return out
 
 
+def node_membership(opts: Any) -> dict[str, Any]:
+    """The node.toml [membership] settings of a campaign: how small an SSTable may be and still
+    go whole in a range transfer (node/rangecopy.py; the store's 1 MiB is never reached by a
+    campaign's KB-sized files, so none would take that path)."""
+    kb = getattr(opts, "file_stream_min_kb", 0)
+    return {"file_stream_min_bytes": kb * 1024} if kb else {}
+
+
 def recorded(opts: Any) -> dict[str, Any]:
     """What test.json says about the storage settings the campaign ran with."""
     node = {"commitlog_sync": opts.commitlog_sync}
@@ -47,6 +55,7 @@ def recorded(opts: Any) -> dict[str, Any]:
         node["note"] = "harness sim's nodes use the store's own sizes"
     else:
         node.update(node_storage(opts))
+        node.update(node_membership(opts))
     return {"node": node, "table": table_options(opts)}
 
 
@@ -66,6 +75,10 @@ def validate(opts: Any) -> None:
         raise ValueError("--nemesis corrupt damages the nodes' files, which only --deploy local reaches")
     if opts.memtable_flush_kb < 0:
         raise ValueError(f"--memtable-flush-kb must be >= 0 (0 = the store's default), got {opts.memtable_flush_kb}")
+    if getattr(opts, "file_stream_min_kb", 0) < 0:
+        raise ValueError(f"--file-stream-min-kb must be >= 0 (0 = the store's 1 MiB), got {opts.file_stream_min_kb}")
+    if getattr(opts, "file_stream_min_kb", 0) and opts.deploy != "local":
+        raise ValueError("--file-stream-min-kb sets local nodes' [membership] file_stream_min_bytes (local deployments only)")
     if opts.gc_grace < 0:
         raise ValueError(f"--gc-grace must be >= 0 seconds, got {opts.gc_grace}")
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from harness import datapaths, store
+from harness import datapaths, store, topology
 from harness.client import NodeConnection
 from harness.convergence import convergence_pass
 from harness.deploy import make_deployment
@@ -133,6 +133,8 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
     concurrency = parse_concurrency(opts.concurrency, len(node_ids))
     workload = make_workload(opts.workload, opts._settings())
     test["nodes"] = cluster.describe()
+    if topology.enabled(opts):
+        test["topology"] = topology.recorded(opts, node_ids)
     test["concurrency"] = concurrency
     test["params"]["nodes"] = len(node_ids)
     store.write_json(run_dir / store.TEST_FILE, test)
@@ -150,7 +152,8 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
         names = faults.parse_nemeses(opts.nemesis)
         clock_db = await deployment.clock_db() if "clock" in names else deployment.db
         nemeses = faults.build(names, deployment.db, deployment.net, opts.partition_shapes(), clock_db=clock_db,
-                               target_specs=opts.target_specs(), zookeeper=getattr(deployment, "zookeeper", None))
+                               target_specs=opts.target_specs(), zookeeper=getattr(deployment, "zookeeper", None),
+                               operator=operator_tools(opts, cluster, secret, run_dir, workload, client_net))
         await create_schema(cluster, secret, opts, workload.table, client_net)
         with HistoryWriter(history_path) as writer:
             recorder = Recorder(writer, getattr(deployment, "clock_ns", None))
@@ -228,7 +231,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                     await cluster.wait_converged(timeout=RECOVERY_CONVERGE_TIMEOUT)
                 await trio.sleep(opts.recovery_time)
                 progress.phase("reading every replica")
-                await convergence_pass(cluster, secret, workload, opts.replication_factor, opts.read_repair,
+                await convergence_pass(cluster, secret, workload, topology.placement_rf(opts), opts.read_repair,
                                        run_dir, "before", network=client_net)
                 levels = final_read_levels(opts.read_cl)
                 progress.phase("final reads at " + ", then ".join(levels))
@@ -237,9 +240,9 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                 # Right after the reads at ALL (their blocking read repair wrote the merged row to
                 # every replica), then once every hint is delivered.
                 progress.phase("reading every replica after read repair, then after hint delivery")
-                await convergence_pass(cluster, secret, workload, opts.replication_factor, opts.read_repair,
+                await convergence_pass(cluster, secret, workload, topology.placement_rf(opts), opts.read_repair,
                                        run_dir, "read-repair", network=client_net)
-                await convergence_pass(cluster, secret, workload, opts.replication_factor, opts.read_repair,
+                await convergence_pass(cluster, secret, workload, topology.placement_rf(opts), opts.read_repair,
                                        run_dir, "after", drain=True, network=client_net)
     except KeyboardInterrupt:
         interrupted = True
@@ -268,6 +271,19 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                    started=test["start_time"], seed=seed)
 
 
+def operator_tools(opts: RunOptions, cluster: Any, secret: str, run_dir: Path, workload: Any,
+                   network: Any) -> tuple[Any, Any] | None:
+    """The ringctl runner and target of the admin and move nemeses (None in a simulated world,
+    whose nodes no process outside it can reach)."""
+    if network is not None:
+        return None
+    from harness.campaign_coverage import prepare_local
+    from nemesis.operator import Ringctl, Target
+
+    rc = prepare_local(run_dir) if opts.coverage else None  # ringctl's data joins the nodes'
+    return Ringctl(cluster.client_address, secret, rc), Target(KEYSPACE, workload.table, opts.key_count)
+
+
 async def _watch_interrupt(scope: trio.CancelScope) -> None:
     """The first Ctrl-C (or SIGTERM) ends the workload phase; healing and checking still run."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -281,8 +297,7 @@ async def create_schema(cluster: Any, secret: str, opts: RunOptions, table: str,
     """The test keyspace (SimpleStrategy, the test's RF) and the workload's table."""
     host, port = cluster.client_address(cluster.node_ids()[0])
     async with open_client(host, port, secret=secret, timeout=30, network=network) as c:
-        await c.create_keyspace(KEYSPACE, {"class": "SimpleStrategy", "replication_factor": opts.replication_factor},
-                                if_not_exists=True)
+        await c.create_keyspace(KEYSPACE, topology.replication(opts), if_not_exists=True)
         await c.create_table(KEYSPACE, table, {"read_repair": opts.read_repair, **datapaths.table_options(opts)},
                              if_not_exists=True)
     # Every node must know the table before clients use it.

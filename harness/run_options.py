@@ -63,6 +63,10 @@ class RunOptions:
     # A node count, or (ssh) a host list; None: DEFAULT_NODES locally, every host for ssh/vagrant.
     nodes: int | str | None = None
     replication_factor: int = 3
+    # Datacenters and racks per datacenter (harness/topology.py): more than one of either places
+    # the nodes and makes the keyspace NetworkTopologyStrategy, replication_factor per datacenter.
+    datacenters: int = 1
+    racks: int = 1
     read_cl: str = "QUORUM"
     write_cl: str = "QUORUM"
     key_count: int = 5
@@ -80,6 +84,8 @@ class RunOptions:
     # Campaign storage settings (harness/datapaths.py): 0 KB = the store's own 64 MB.
     memtable_flush_kb: int = DEFAULT_MEMTABLE_FLUSH_KB
     gc_grace: int = DEFAULT_GC_GRACE_S
+    # [membership] file_stream_min_bytes in KB (harness/datapaths.py): 0 = the store's 1 MiB.
+    file_stream_min_kb: int = 0
     read_repair: str = "BLOCKING"
     validation_faults: list[str] = field(default_factory=list)
     test_name: str | None = None
@@ -150,6 +156,9 @@ class RunOptions:
             count = hosts if count is None else count
         if count is not None and count < 1:
             raise ValueError(f"--nodes must be at least 1, got {self.nodes}")
+        from harness import topology
+
+        topology.validate(self, count)
         if count is not None and not 1 <= self.replication_factor <= count:
             raise ValueError(f"--replication-factor must be between 1 and the node count ({count}), got {self.replication_factor}")
         for flag, cl in (("--read-cl", self.read_cl), ("--write-cl", self.write_cl)):
@@ -203,14 +212,15 @@ class RunOptions:
 
     def checker_params(self) -> dict[str, Any]:
         """What the checkers need to know about the test."""
-        from harness import datapaths
+        from harness import datapaths, topology
         from harness.workloads import make_workload
         from nemesis import faults
 
         return {
             "workload": self.workload,
             "model": make_workload(self.workload, self._settings()).model,
-            "replication_factor": self.replication_factor,
+            # Replicas per key: with several datacenters, replication_factor in each (harness/topology.py).
+            "replication_factor": topology.total_replicas(self),
             "read_cl": self.read_cl,
             "write_cl": self.write_cl,
             "nodes": self.node_count(),

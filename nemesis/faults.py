@@ -23,10 +23,12 @@ from nemesis.grudge import SHAPES, partition
 log = logging.getLogger("nemesis")
 
 NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership", "zk",
-           "flush-compact", "repair", "crash", "corrupt")  # the last four: nemesis/storage.py
+           "flush-compact", "repair", "crash", "corrupt",  # these four: nemesis/storage.py
+           "admin", "move")  # operator actions through ringctl: nemesis/operator.py
 # `all` is every fault nemesis (membership changes are opt-in: they take tens of seconds each;
 # zk needs --coordination zookeeper; corrupt needs the nodes' files, which only local
-# deployments reach); `none` runs the workload without faults.
+# deployments reach; admin and move are operator actions, opt-in like membership); `none` runs
+# the workload without faults.
 NEMESIS_ALIASES = {"all": ("partition", "kill", "pause", "clock", "latency", "flush-compact", "repair", "crash"),
                    "none": ()}
 # Which nodes a process fault hits, as Jepsen's node specs.
@@ -340,9 +342,10 @@ def parse_nemeses(text: str) -> list[str]:
 
 def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str],
           clock_db: DB | None = None, target_specs: Sequence[str] = TARGET_SPECS,
-          zookeeper: Any = None) -> list[Nemesis]:
+          zookeeper: Any = None, operator: tuple[Any, Any] | None = None) -> list[Nemesis]:
     """The nemesis objects for ``names`` (``clock_db`` acts on clocks where it differs from ``db``;
-    kill and pause draw their victims' count from ``target_specs``)."""
+    kill and pause draw their victims' count from ``target_specs``; ``operator`` is the
+    (ringctl runner, target) of the admin and move nemeses)."""
     makers: dict[str, Callable[[], Nemesis]] = {
         "partition": lambda: PartitionNemesis(db, net, partition_shapes),
         "kill": lambda: KillNemesis(db, target_specs),
@@ -352,6 +355,7 @@ def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str
         "membership": lambda: _membership(db),
         "zk": lambda: _zookeeper(zookeeper, db, net),
         **{n: (lambda n=n: _storage(n, db, target_specs)) for n in ("flush-compact", "repair", "crash", "corrupt")},
+        **{n: (lambda n=n: _operator(n, db, operator)) for n in ("admin", "move")},
     }
     return [makers[n]() for n in names]
 
@@ -374,6 +378,13 @@ def _storage(name: str, db: DB, target_specs: Sequence[str]) -> Nemesis:
     from nemesis.storage import build_storage_nemesis
 
     return build_storage_nemesis(name, db, list(target_specs))  # type: ignore[no-any-return]
+
+
+def _operator(name: str, db: DB, operator: tuple[Any, Any] | None) -> Nemesis:
+    from nemesis.operator import build_operator_nemesis
+
+    ringctl, target = operator or (None, None)
+    return build_operator_nemesis(name, db, ringctl, target)  # type: ignore[no-any-return]
 
 
 # record(type, f, value, action): appends a nemesis operation to the history.

@@ -42,7 +42,8 @@ class LocalDeployment:
 
     def __init__(self, node_count: int, run_dir: Path, secret: str, seed: int, *, commitlog_sync: str,
                  faults: dict[str, bool], toxiproxy: str | None, zk_servers: int = 0, coverage: bool = False,
-                 storage: dict[str, Any] | None = None) -> None:
+                 storage: dict[str, Any] | None = None, datacenters: int = 1, racks: int = 1,
+                 membership: dict[str, Any] | None = None) -> None:
         from harness.campaign_coverage import prepare_local
         from harness.deploy.local import LocalCluster, LocalClusterSpec, LocalDB, ProxyProcess
         from harness.zookeeper import LocalZooKeeper
@@ -54,7 +55,8 @@ class LocalDeployment:
         self.cluster = LocalCluster(LocalClusterSpec(node_count, run_dir / "nodes", secret, seed,
                                                      commitlog_sync=commitlog_sync, faults=faults, zookeeper=zk,
                                                      coverage_rc=prepare_local(run_dir) if coverage else None,
-                                                     storage=storage or {}))
+                                                     storage=storage or {}, datacenters=datacenters, racks=racks,
+                                                     membership=membership or {}))
         self.proxy_proc = ProxyProcess(run_dir / "proxy.log")
         self.external_proxy = toxiproxy
         self.proxy_url = toxiproxy or self.proxy_proc.start()
@@ -121,7 +123,7 @@ class SSHDeployment:
 
     def __init__(self, hosts: list[Any], opts: Any, run_dir: Path, secret: str, seed: int, *,
                  faults: dict[str, bool]) -> None:
-        from harness.datapaths import node_storage
+        from harness.datapaths import node_membership, node_storage
         from harness.deploy.ssh import SSHCluster, SSHClusterSpec, SSHDB, settings_from_args
         from nemesis.iptables import IptablesNet
 
@@ -200,7 +202,9 @@ def make_deployment(opts: Any, run_dir: Path, secret: str, seed: int) -> Deploym
         return LocalDeployment(count, run_dir, secret, seed, commitlog_sync=opts.commitlog_sync,
                                faults=faults, toxiproxy=opts.toxiproxy,
                                zk_servers=opts.zk_servers if getattr(opts, "coordination", "gossip") == "zookeeper" else 0,
-                               coverage=getattr(opts, "coverage", False), storage=node_storage(opts))
+                               coverage=getattr(opts, "coverage", False), storage=node_storage(opts),
+                               datacenters=getattr(opts, "datacenters", 1), racks=getattr(opts, "racks", 1),
+                               membership=node_membership(opts))
     if opts.deploy == "vagrant" and not opts.known_hosts:
         import dataclasses
 

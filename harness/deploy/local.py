@@ -24,6 +24,7 @@ from typing import Any
 import trio
 
 from harness.datapaths import toml_lines
+from harness.topology import node_lines
 from nemesis.membership import admin_timeout
 from nemesis.proxy_client import ProxyClient, link_name
 from node.client import open_client
@@ -129,6 +130,11 @@ class LocalClusterSpec:
     coverage_rc: Path | None = None
     # More [storage] settings of node.toml (harness/datapaths.py).
     storage: dict[str, Any] = field(default_factory=dict)
+    # More [membership] settings of node.toml (harness/datapaths.py).
+    membership: dict[str, Any] = field(default_factory=dict)
+    # Datacenters and racks the nodes are spread over (harness/topology.py).
+    datacenters: int = 1
+    racks: int = 1
 
 
 class LocalCluster:
@@ -209,6 +215,7 @@ class LocalCluster:
             f"num_tokens = {self.spec.num_tokens}",
             f'cluster_secret = "{self.spec.secret}"',
             f"rng_seed = {self.spec.seed * 1000 + idx}",
+            *node_lines(idx, self.spec),
             "",
             "[routes]",
             *[f'{b} = "{addr}"' for b, addr in routes.items()],
@@ -219,6 +226,7 @@ class LocalCluster:
             "",
             "[membership]",
             f"auto_bootstrap = {'true' if auto_bootstrap else 'false'}",
+            *toml_lines(self.spec.membership),
             "",
             "[faults]",
             *[f"{k} = {'true' if v else 'false'}" for k, v in self.spec.faults.items()],
