@@ -123,7 +123,7 @@ class SSHDeployment:
 
     def __init__(self, hosts: list[Any], opts: Any, run_dir: Path, secret: str, seed: int, *,
                  faults: dict[str, bool]) -> None:
-        from harness.datapaths import node_membership, node_storage
+        from harness.datapaths import node_storage
         from harness.deploy.ssh import SSHCluster, SSHClusterSpec, SSHDB, settings_from_args
         from nemesis.iptables import IptablesNet
 
@@ -197,7 +197,7 @@ def make_deployment(opts: Any, run_dir: Path, secret: str, seed: int) -> Deploym
     if opts.deploy == "local":
         count = opts.node_count()
         assert count is not None  # a local run always has a count (default or --nodes)
-        from harness.datapaths import node_storage
+        from harness.datapaths import node_membership, node_storage
 
         return LocalDeployment(count, run_dir, secret, seed, commitlog_sync=opts.commitlog_sync,
                                faults=faults, toxiproxy=opts.toxiproxy,
