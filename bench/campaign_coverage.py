@@ -8,13 +8,18 @@ Runs one campaign at a time, each with ``harness run --coverage``:
 - ``make-run``: ``--nemesis partition --nodes 5 --time-limit 30``, what ``make run`` runs (one
   partition: the schedule sleeps 10 s, starts a fault, sleeps 10 s, stops it);
 - the default campaign set, with ``--nemesis-interval 3`` and a time limit of one whole shuffled
-  round of its nemeses (6 s per fault, plus 6 s): ``--nemesis all`` with each workload of
-  ``harness.workloads.WORKLOADS`` (so a workload, or a nemesis added to ``all``, joins the set by
-  itself; ``register`` with ``--delete-fraction 0.2``, the others with their defaults), then
-  ``--nemesis membership,partition,kill`` on 5 nodes (membership is not in ``all``) and
-  ``--coordination zookeeper --nemesis membership,kill,zk`` on 4 nodes (the ZooKeeper leader), and
+  round of its nemeses (6 s per fault, plus 6 s; two rounds for the campaigns whose steps take
+  seconds each): ``--nemesis all`` with each workload of ``harness.workloads.WORKLOADS`` (so a
+  workload, or a nemesis added to ``all``, joins the set by itself; ``register`` with
+  ``--delete-fraction 0.2``, the others with their defaults), then
+  ``--nemesis membership,move,partition,kill --file-stream-min-bytes 0 --load-balance 5`` on 5
+  nodes (membership and move are not in ``all``; every SSTable inside a transferred range goes
+  whole; the nodes' load balancing moves tokens on its own),
+  ``--coordination zookeeper --nemesis membership,kill,zk`` on 4 nodes (the ZooKeeper leader),
   ``--nemesis corrupt,flush-compact,crash --commitlog-sync group`` (corrupt is not in ``all``; the
-  other campaigns run the default periodic commit log).
+  other campaigns run the default periodic commit log), and ``--nemesis admin,move,partition,kill``
+  on 5 nodes in 2 datacenters of 2 racks (``--datacenters 2 --racks 2 --replication-factor 2``:
+  NetworkTopologyStrategy; admin runs ringctl, whose processes are measured too).
 
 Then prints each campaign's ops/s and node/ totals, the union of the default set (with and without
 the make-run campaign, via ``harness.campaign_coverage.union``, as ``harness coverage-union``
@@ -42,28 +47,39 @@ from nemesis.faults import parse_nemeses  # noqa: E402
 MAKE_RUN = ["--nemesis", "partition", "--nodes", "5", "--time-limit", "30"]
 # The set's fault cycle: a fault starts 3 s after the last one stopped and lasts 3 s.
 SET_INTERVAL = 3.0
-MEMBERSHIP = "membership,partition,kill"
+MEMBERSHIP = "membership,move,partition,kill"
 ZOOKEEPER = "membership,kill,zk"
 CORRUPT = "corrupt,flush-compact,crash"
+OPERATOR = "admin,move,partition,kill"
+# Campaigns whose steps take seconds each (a membership change or a move streams, a corrupt step
+# restarts a node, ringctl starts a process) get two rounds' time, so each nemesis gets windows.
+SLOW_ROUNDS = 2
 # Workload options beyond the defaults: the register workload deletes only when asked to.
 WORKLOAD_ARGS = {"register": ["--delete-fraction", "0.2"]}
 
 
-def round_time(nemesis: str) -> float:
-    """Workload seconds for one shuffled round of ``nemesis`` at SET_INTERVAL (and one spare interval pair)."""
-    return 2 * SET_INTERVAL * (len(parse_nemeses(nemesis)) + 1)
+def round_time(nemesis: str, rounds: int = 1) -> float:
+    """Workload seconds for ``rounds`` shuffled rounds of ``nemesis`` at SET_INTERVAL (and one spare interval pair)."""
+    return 2 * SET_INTERVAL * (rounds * len(parse_nemeses(nemesis)) + 1)
 
 
 def campaign_set(time_limit: float | None = None) -> list[tuple[str, list[str]]]:
     """The documented default set: every workload under `--nemesis all`, and one membership campaign."""
-    def args(nemesis: str) -> list[str]:
+    def args(nemesis: str, rounds: int = 1) -> list[str]:
         return ["--nemesis", nemesis, "--nemesis-interval", f"{SET_INTERVAL:g}",
-                "--time-limit", f"{time_limit or round_time(nemesis):g}"]
+                "--time-limit", f"{time_limit or round_time(nemesis, rounds):g}"]
 
     runs = [(f"{w} / all", ["--workload", w, *WORKLOAD_ARGS.get(w, []), *args("all")]) for w in WORKLOADS]
-    runs.append((f"register / {MEMBERSHIP}", ["--nodes", "5", *args(MEMBERSHIP)]))
+    # Every SSTable inside a range goes whole (file_stream_min_bytes 0): a campaign's files are
+    # bytes to KBs, below the store's 1 MiB, and would all go by pages.
+    # The paper's load balancing on (a comparison every 5 s), so moves happen on their own too.
+    runs.append((f"register / {MEMBERSHIP} (whole files, load balance)",
+                 ["--nodes", "5", "--file-stream-min-bytes", "0", "--load-balance", "5", *args(MEMBERSHIP, SLOW_ROUNDS)]))
     runs.append((f"register / {ZOOKEEPER} (zookeeper)", ["--coordination", "zookeeper", "--nodes", "4", *args(ZOOKEEPER)]))
-    runs.append((f"register / {CORRUPT} (group)", ["--commitlog-sync", "group", *args(CORRUPT)]))
+    runs.append((f"register / {CORRUPT} (group)", ["--commitlog-sync", "group", *args(CORRUPT, SLOW_ROUNDS)]))
+    runs.append((f"register / {OPERATOR} (2 DCs x 2 racks)",
+                 ["--nodes", "5", "--datacenters", "2", "--racks", "2", "--replication-factor", "2",
+                  *args(OPERATOR, SLOW_ROUNDS)]))
     return runs
 
 

@@ -179,10 +179,13 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
                         f"(default {d.memtable_flush_kb}; 0 = the store's 64 MB memtables and 32 MB segments)")
     p.add_argument("--gc-grace", type=int, metavar="SECONDS",
                    help=f"the table's gc_grace_seconds: compaction purges tombstones older than this (default {d.gc_grace})")
-    p.add_argument("--file-stream-min-kb", type=int, metavar="N",
-                   help="local nodes move SSTables of at least N KB whole in range transfers (bootstrap, decommission, "
-                        "removenode, move, repair), so a campaign's KB-sized files take the whole-file path "
-                        "(default 0 = the store's 1 MiB)")
+    p.add_argument("--file-stream-min-bytes", type=int, metavar="N",
+                   help="local nodes move SSTables of at least N bytes whole in range transfers (bootstrap, decommission, "
+                        "removenode, move, repair); 0 sends every file wholly inside a range whole, so a campaign's "
+                        "small files take the whole-file path (default: the store's 1 MiB)")
+    p.add_argument("--load-balance", type=float, metavar="S",
+                   help="turn on the nodes' load balancing (the paper's: a light node moves a token into a heavy "
+                        "node's range), comparing loads every S seconds on average (default off)")
     p.add_argument("--read-repair", choices=["BLOCKING", "NONE"], help=f"the table's read repair (default {d.read_repair})")
     p.add_argument("--fault", dest="validation_faults", action="append", metavar="SWITCH",
                    help="turn on a node validation fault switch (repeatable): " + ", ".join(VALIDATION_FAULTS))

@@ -43,9 +43,13 @@ def node_storage(opts: Any) -> dict[str, Any]:
 def node_membership(opts: Any) -> dict[str, Any]:
     """The node.toml [membership] settings of a campaign: how small an SSTable may be and still
     go whole in a range transfer (node/rangecopy.py; the store's 1 MiB is never reached by a
-    campaign's KB-sized files, so none would take that path)."""
-    kb = getattr(opts, "file_stream_min_kb", 0)
-    return {"file_stream_min_bytes": kb * 1024} if kb else {}
+    campaign's KB-sized files, so none would take that path), and load balancing."""
+    n = getattr(opts, "file_stream_min_bytes", None)
+    out: dict[str, Any] = {} if n is None else {"file_stream_min_bytes": n}
+    every = getattr(opts, "load_balance", None)
+    if every is not None:
+        out.update(load_balance=True, balance_interval=float(every))
+    return out
 
 
 def recorded(opts: Any) -> dict[str, Any]:
@@ -75,10 +79,16 @@ def validate(opts: Any) -> None:
         raise ValueError("--nemesis corrupt damages the nodes' files, which only --deploy local reaches")
     if opts.memtable_flush_kb < 0:
         raise ValueError(f"--memtable-flush-kb must be >= 0 (0 = the store's default), got {opts.memtable_flush_kb}")
-    if getattr(opts, "file_stream_min_kb", 0) < 0:
-        raise ValueError(f"--file-stream-min-kb must be >= 0 (0 = the store's 1 MiB), got {opts.file_stream_min_kb}")
-    if getattr(opts, "file_stream_min_kb", 0) and opts.deploy != "local":
-        raise ValueError("--file-stream-min-kb sets local nodes' [membership] file_stream_min_bytes (local deployments only)")
+    n = getattr(opts, "file_stream_min_bytes", None)
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise ValueError(f"--file-stream-min-bytes must be an integer >= 0, got {n!r}")
+    every = getattr(opts, "load_balance", None)
+    if every is not None and not every > 0:
+        raise ValueError(f"--load-balance must be a positive number of seconds, got {every!r}")
+    if every is not None and opts.deploy != "local":
+        raise ValueError("--load-balance sets local nodes' [membership] load_balance (local deployments only)")
+    if n is not None and opts.deploy != "local":
+        raise ValueError("--file-stream-min-bytes sets local nodes' [membership] file_stream_min_bytes (local deployments only)")
     if opts.gc_grace < 0:
         raise ValueError(f"--gc-grace must be >= 0 seconds, got {opts.gc_grace}")
 

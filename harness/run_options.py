@@ -84,8 +84,10 @@ class RunOptions:
     # Campaign storage settings (harness/datapaths.py): 0 KB = the store's own 64 MB.
     memtable_flush_kb: int = DEFAULT_MEMTABLE_FLUSH_KB
     gc_grace: int = DEFAULT_GC_GRACE_S
-    # [membership] file_stream_min_bytes in KB (harness/datapaths.py): 0 = the store's 1 MiB.
-    file_stream_min_kb: int = 0
+    # The nodes' [membership] file_stream_min_bytes (harness/datapaths.py); None: the store's 1 MiB.
+    file_stream_min_bytes: int | None = None
+    # The paper's load balancing on, comparing loads every this many seconds (mean); None: off.
+    load_balance: float | None = None
     read_repair: str = "BLOCKING"
     validation_faults: list[str] = field(default_factory=list)
     test_name: str | None = None

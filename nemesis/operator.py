@@ -49,6 +49,8 @@ RINGCTL_PROCESS_TIMEOUT = 90.0
 INSPECT: tuple[tuple[str, ...], ...] = (
     ("status",), ("status", "--keyspace", "KS"), ("ring",), ("gossipinfo",), ("netstats",), ("describe",),
     ("getendpoints", "KS", "KEY"), ("clock", "get"), ("faults",), ("route",),
+    # An operator's spot check of a key (not a history operation: no checker judges it).
+    ("get", "KS", "TABLE", "KEY", "-c", "QUORUM"),
 )
 # How many inspection commands each admin step runs: a few, so a step takes seconds, and every
 # command comes round within a campaign of several admin windows.
@@ -159,7 +161,8 @@ class Target:
 
 def _fill(cmd: Sequence[str], target: Target, rng: random.Random) -> list[str]:
     key = str(rng.randrange(max(1, target.key_count)))
-    return [target.keyspace if a == "KS" else key if a == "KEY" else a for a in cmd]
+    fill = {"KS": target.keyspace, "TABLE": target.table, "KEY": key}
+    return [fill.get(a, a) for a in cmd]
 
 
 def _brief(results: list[RingctlResult]) -> str:

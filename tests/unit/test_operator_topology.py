@@ -92,9 +92,12 @@ def test_topology_refusals_name_the_problem(kwargs: dict, words: str) -> None:
 def test_file_stream_setting_reaches_node_toml_and_test_json() -> None:
     from harness import datapaths
 
-    opts = RunOptions(file_stream_min_kb=2)
-    assert datapaths.node_membership(opts) == {"file_stream_min_bytes": 2048}
-    assert datapaths.recorded(opts)["node"]["file_stream_min_bytes"] == 2048
+    opts = RunOptions(file_stream_min_bytes=0)
+    assert datapaths.node_membership(opts) == {"file_stream_min_bytes": 0}
+    assert datapaths.recorded(opts)["node"]["file_stream_min_bytes"] == 0
     assert datapaths.node_membership(RunOptions()) == {}
-    with pytest.raises(ValueError, match="--file-stream-min-kb must be"):
-        RunOptions(file_stream_min_kb=-1).validate()
+    with pytest.raises(ValueError, match="--file-stream-min-bytes must be"):
+        RunOptions(file_stream_min_bytes=-1).validate()
+    assert datapaths.node_membership(RunOptions(load_balance=5)) == {"load_balance": True, "balance_interval": 5.0}
+    with pytest.raises(ValueError, match="--load-balance must be"):
+        RunOptions(load_balance=0).validate()
