@@ -201,7 +201,11 @@ class AdminNemesis:
         results += [r for r in inspected if r is not None]
         snap = results[0]
         files = _snapshot_files(snap) if snap.code == 0 else None
-        return Event("admin", {"node": nid, "snapshot": {"tag": tag, "exit": snap.code, "files": files},
+        # Some command ran: the operator's work took place (a killed node refusing one is a fault
+        # it met). None did: nothing happened, a failed injection.
+        failed = {} if any(r.code == 0 for r in results) else {"error": "every ringctl command failed: "
+                                                                        + results[-1].to_json()["error"]}
+        return Event("admin", {"node": nid, "snapshot": {"tag": tag, "exit": snap.code, "files": files}, **failed,
                                "commands": [r.to_json() for r in results],
                                "summary": f"ringctl {nid}: " + _brief(results)
                                           + (f" ({files} files)" if files is not None else "")})
@@ -316,8 +320,10 @@ class MoveNemesis:
                        f"{result.get('seconds', '?')} s)")
         else:
             summary = f"move {mover}: exit {r.code}"
+        # A move refused or cut off left the node on its old tokens: nothing took effect.
+        failed = {} if r.code == 0 else {"error": f"ringctl move exit {r.code}: {r.to_json()['error']}"}
         return Event("move", {"node": mover, "gave": give, "took": mid, "tokens": new, "command": r.to_json(),
-                              "result": result, "summary": summary})
+                              "result": result, **failed, "summary": summary})
 
     async def stop(self) -> Event:
         """``ringctl cleanup`` of the test keyspace on every node."""
