@@ -1,16 +1,27 @@
 """Deterministic Trio scheduling for simulations (private Trio API; trio is pinned in pyproject).
 
-Trio 0.35 leaves two things to chance (trio/_core/_run.py):
+Trio 0.35 leaves these to chance (trio/_core/_run.py):
 
 * each scheduling batch is reversed with probability 1/2, drawn from the module's ``_r``
-  (a ``random.Random``): we seed ``_r`` from the simulation's seed before ``trio.run``;
+  (a ``random.Random``): we seed ``_r`` from the simulation's seed before ``trio.run``; and a
+  batch's order is the order its tasks were rescheduled in, which follows the iteration order of
+  sets of tasks (a cancel scope wakes the tasks it covers from a set, hashed by address): a seed
+  of ``partition,kill,pause`` once came out different on its second run when two readers woken
+  by one cancellation swapped places. We turn on Trio's own deterministic mode
+  (``_ALLOW_DETERMINISTIC_SCHEDULING``, what its Hypothesis plugin sets): every batch is sorted
+  by task creation order, then shuffled from ``_r``;
 * deadlines that fall at the same instant (common under a virtual clock, where time stands still
   between jumps) are ordered by ``id(cancel_scope)``, a memory address: we replace
   ``Deadlines.add`` with one whose tie-breaker is a creation counter.
 
-Both are what Trio's own Hypothesis plugin touches (``_r`` and the batch order), and neither
-changes behaviour outside a simulation's process beyond the order of equal deadlines, which Trio
-does not promise anyway. :func:`check_trio` refuses any other Trio version by name.
+It also thins out Trio's I/O polls: every pass of the run loop asks the I/O manager for events
+(an ``epoll`` system call with timeout 0 while tasks are runnable), a twentieth of a simulation's
+cost, though a simulated world has no file descriptor that could become ready. Only every
+:data:`POLL_EVERY`-th zero-timeout poll reaches the kernel (so Ctrl-C's wakeup still gets
+through); a poll that may block is always made.
+
+Every patch is undone after the run (the function :func:`make_deterministic` returns), and none
+changes what Trio promises: the order of a batch and of equal deadlines is unspecified anyway. :func:`check_trio` refuses any other Trio version by name.
 """
 
 from __future__ import annotations
@@ -24,6 +35,8 @@ import trio
 
 # The Trio release whose private scheduler internals this module relies on.
 SUPPORTED_TRIO = "0.35."
+# One zero-timeout I/O poll in this many reaches the kernel during a simulation.
+POLL_EVERY = 64
 
 
 class UnsupportedTrio(RuntimeError):
@@ -37,8 +50,9 @@ def check_trio() -> Any:
     if not trio.__version__.startswith(SUPPORTED_TRIO):
         raise UnsupportedTrio(f"sim needs trio {SUPPORTED_TRIO}x (deterministic scheduling uses its "
                               f"private scheduler), found {trio.__version__}")
-    if not hasattr(_run, "_r") or not hasattr(_run, "Deadlines"):
-        raise UnsupportedTrio("trio._core._run has no _r or Deadlines: cannot make scheduling deterministic")
+    if not all(hasattr(_run, name) for name in ("_r", "Deadlines", "_ALLOW_DETERMINISTIC_SCHEDULING", "TheIOManager")):
+        raise UnsupportedTrio("trio._core._run lacks _r, Deadlines, _ALLOW_DETERMINISTIC_SCHEDULING or "
+                              "TheIOManager: cannot make scheduling deterministic")
     return _run
 
 
@@ -51,6 +65,8 @@ def make_deterministic(seed: int) -> Callable[[], None]:
     """
     _run = check_trio()
     _run._r.seed(seed)
+    was_deterministic = _run._ALLOW_DETERMINISTIC_SCHEDULING
+    _run._ALLOW_DETERMINISTIC_SCHEDULING = True
     counter = itertools.count()
     original = _run.Deadlines.add
 
@@ -60,7 +76,20 @@ def make_deterministic(seed: int) -> Callable[[], None]:
 
     _run.Deadlines.add = add
 
+    io_class = _run.TheIOManager
+    original_get_events = io_class.get_events
+    polls = itertools.count()
+
+    def get_events(self: Any, timeout: float) -> Any:
+        if timeout <= 0 and next(polls) % POLL_EVERY:
+            return []  # what a poll that timed out returns
+        return original_get_events(self, timeout)
+
+    io_class.get_events = get_events
+
     def undo() -> None:
+        _run._ALLOW_DETERMINISTIC_SCHEDULING = was_deterministic
         _run.Deadlines.add = original
+        io_class.get_events = original_get_events
 
     return undo

@@ -282,7 +282,9 @@ def run_one(opts: Any, run_dir: Path, *, crash: str = "process", tear: bool = Fa
 
     started = time.monotonic()
     undo_scheduling = make_deterministic(seed)
-    from sim.clock import WorldClock
+    from sim.clock import WorldClock, patch_trio_sleeps
+
+    undo_sleeps = patch_trio_sleeps()
     from sim.trace import Trace
 
     # The world's trace is created inside the run; the clock records jumps into a forwarding trace.
@@ -294,6 +296,7 @@ def run_one(opts: Any, run_dir: Path, *, crash: str = "process", tear: bool = Fa
         outcome = trio.run(main, clock=WorldClock(clock_trace))
     finally:
         undo_scheduling()
+        undo_sleeps()
         for sig, handler_ in saved.items():
             signal.signal(sig, handler_)
         root.removeHandler(handler)
