@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import trio
 
+from node.deadlines import TimingWheel
 from node.faults import FaultSwitches
 from node.hints import HintStore
 from node.protocol import InvalidRequest, ReadFailure, ReadTimeout, Unavailable, WriteFailure, WriteTimeout
@@ -154,10 +155,22 @@ class ConsistencyTracker:
 # --------------------------------------------------------------------------- coordinator
 
 
+# Coordinator.write_now's completion: (None, acknowledgements) or (the error, None).
+WriteDone = Callable[[Exception | None, "dict[str, list[str]] | None"], None]
+
+
 @dataclass
 class _WriteState:
     tracker: ConsistencyTracker
+    level: str
+    replicas: Sequence[str]
     done: trio.Event = field(default_factory=trio.Event)
+    # Whether ``done`` was set by an answer (level met, failed, ANY hinted) rather than by the
+    # write timeout's deadline passing.
+    answered: bool = False
+    # Coordinator.write_now's completion, called (once) when ``done`` is set.
+    notify: WriteDone | None = None
+    coordinator: Coordinator | None = None
     acks: int = 0
     hinted: int = 0
     alive: list[str] = field(default_factory=list)
@@ -166,6 +179,29 @@ class _WriteState:
     hinted_for: list[str] = field(default_factory=list)
     # replica -> why its disk refused the write (replica_failure): not a timeout, an answer
     failures: dict[str, str] = field(default_factory=dict)
+
+
+def _answer(state: _WriteState) -> None:
+    """The write has its answer (level met, failed, or ANY hinted): wake the coordinator."""
+    state.answered = True
+    _wake(state)
+
+
+def _expire(state: _WriteState) -> None:
+    """The write timeout passed: wake the coordinator, which answers WriteTimeout unless answered."""
+    if not state.done.is_set():
+        _wake(state)
+
+
+def _wake(state: _WriteState) -> None:
+    state.done.set()
+    notify, state.notify = state.notify, None
+    if notify is not None and state.coordinator is not None:
+        try:
+            state.coordinator._notify(state, notify)
+        except Exception:
+            # Called from a messaging reader or the deadline reaper: a caller's bug must not stop them.
+            log.exception("write completion callback failed")
 
 
 # Error type names a replica reports when its disk failed a request (node/storage/errors.py); a
@@ -216,6 +252,8 @@ class Coordinator:
         self.write_timeout = write_timeout
         self.read_timeout = read_timeout
         self._nursery: trio.Nursery | None = None
+        # Write deadlines: one reaper task instead of a cancel scope per write (node/deadlines.py).
+        self._deadlines = TimingWheel()
         self.stats: dict[str, int] = {
             "writes": 0,
             "reads": 0,
@@ -251,6 +289,7 @@ class Coordinator:
         """Own the replica-request tasks that outlive a client's answer, until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._deadlines.run)
             task_status.started()
             try:
                 await trio.sleep_forever()
@@ -334,6 +373,50 @@ class Coordinator:
     async def write(self, keyspace: str, table: str, mutation: Mutation, level: str) -> dict[str, list[str]]:
         """Apply ``mutation`` at ``level`` (Unavailable / WriteTimeout as the level demands);
         returns the key's replicas, those that acknowledged before the answer and those hinted."""
+        state = self._begin_write(keyspace, table, mutation, level)
+        if not state.done.is_set():
+            if self._deadlines.running:
+                self._deadlines.add(trio.current_time() + self.write_timeout, _expire, state)
+                await state.done.wait()
+            else:  # the wheel's task has not started yet (run() just began)
+                with trio.move_on_after(self.write_timeout):
+                    await state.done.wait()
+        return self._finish_write(state)
+
+    @property
+    def accepts_write_now(self) -> bool:
+        """Whether :meth:`write_now` may be called (its deadline reaper is running)."""
+        return self._deadlines.running
+
+    def write_now(
+        self, keyspace: str, table: str, mutation: Mutation, level: str, on_done: WriteDone
+    ) -> None:
+        """Start the same write without a task waiting for it: ``on_done(None, acks)`` once the
+        level is met (``acks`` as :meth:`write` returns them), ``on_done(error, None)`` on
+        WriteTimeout/WriteFailure. Errors known at once (InvalidRequest,
+        Unavailable) raise here and ``on_done`` is never called. Only while ``accepts_write_now``.
+
+        ``on_done`` runs inside the messaging reader or the deadline reaper, so it must not block.
+        """
+        if not self._deadlines.running:
+            raise RuntimeError("coordinator is not running")
+        state = self._begin_write(keyspace, table, mutation, level)
+        if state.done.is_set():
+            self._notify(state, on_done)
+        else:
+            state.notify = on_done
+            self._deadlines.add(trio.current_time() + self.write_timeout, _expire, state)
+
+    def _notify(self, state: _WriteState, on_done: WriteDone) -> None:
+        try:
+            acks = self._finish_write(state)
+        except Exception as exc:
+            on_done(exc, None)
+        else:
+            on_done(None, acks)
+
+    def _begin_write(self, keyspace: str, table: str, mutation: Mutation, level: str) -> _WriteState:
+        """Check, send to every replica and apply locally; the state says when the level is met."""
         self.schema().table(keyspace, table)
         check = getattr(self.local, "check", None)
         if check is not None:
@@ -361,7 +444,8 @@ class Coordinator:
         if self._nursery is None:
             raise RuntimeError("coordinator is not running")
         self.stats["writes"] += 1
-        state = _WriteState(tracker)
+        state = _WriteState(tracker, level, replicas)
+        state.coordinator = self
         mutation_obj = mutation.to_obj()
         payload = {"ks": keyspace, "t": table, "m": mutation_obj}
         for r in dead:
@@ -369,7 +453,7 @@ class Coordinator:
                 state.hinted += 1
                 state.hinted_for.append(r)
         if level == "ANY" and state.hinted:
-            state.done.set()
+            _answer(state)
         targets = list(alive)
         state.alive = list(alive)
         # Pending replicas (ranges moving in a membership change) get the write too, uncounted:
@@ -398,9 +482,11 @@ class Coordinator:
                     self._replica_failed(r, keyspace, table, payload, state, exc)
             else:
                 self._nursery.start_soon(self._write_replica, r, keyspace, table, mutation, payload, state)
-        if not state.done.is_set():
-            with trio.move_on_after(self.write_timeout):
-                await state.done.wait()
+        return state
+
+    def _finish_write(self, state: _WriteState) -> dict[str, list[str]]:
+        """The acknowledgements :meth:`write` returns, or WriteFailure / WriteTimeout (``done`` is set)."""
+        tracker, level = state.tracker, state.level
         if state.failures and not tracker.satisfied():
             self.stats["write_failures"] += 1
             reasons = "; ".join(f"{r}: {why}" for r, why in sorted(state.failures.items()))
@@ -413,7 +499,7 @@ class Coordinator:
                 failures=dict(state.failures),
                 may_have_applied=True,
             )
-        if not state.done.is_set():
+        if not state.answered:
             self.stats["write_timeouts"] += 1
             raise WriteTimeout(
                 f"{level} write: {tracker.received} of {tracker.required} required acknowledgements within "
@@ -424,7 +510,7 @@ class Coordinator:
                 may_have_applied=True,
             )
         # Copied now: acknowledgements arriving after the answer are not what the client was told.
-        return {"replicas": list(replicas), "acked": list(state.acked), "hinted": list(state.hinted_for)}
+        return {"replicas": list(state.replicas), "acked": list(state.acked), "hinted": list(state.hinted_for)}
 
     async def _write_replica(
         self, r: str, keyspace: str, table: str, mutation: Mutation, payload: dict[str, Any], state: _WriteState
@@ -457,7 +543,7 @@ class Coordinator:
         state.acked.append(r)
         state.tracker.add(r)
         if state.tracker.satisfied():
-            state.done.set()
+            _answer(state)
 
     def _replica_failed(
         self, r: str, keyspace: str, table: str, payload: dict[str, Any], state: _WriteState, exc: Exception
@@ -468,12 +554,12 @@ class Coordinator:
         if why is not None and r in state.alive:
             state.failures[r] = why
             if not state.tracker.available([n for n in state.alive if n not in state.failures]):
-                state.done.set()  # the level cannot be met any more: answer WriteFailure now
+                _answer(state)  # the level cannot be met any more: answer WriteFailure now
         if self._store_hint(r, keyspace, table, payload["m"]):
             state.hinted += 1
             state.hinted_for.append(r)
             if state.tracker.level == "ANY":
-                state.done.set()
+                _answer(state)
 
     # ---- read path
 

@@ -30,6 +30,7 @@ from node.client_limits import ClientGate, ConnectionBounds, refuse_connection
 from node.cluster.messaging import Messaging
 from node.config import ConfigError, NodeConfig, load_config, parse_host_port
 from node.coordinator import Coordinator, live_row
+from node.fast_writes import response_for_error, start_write
 from node.durable import write_atomic
 from node.hints import HintStore
 from node.protocol import (
@@ -37,10 +38,8 @@ from node.protocol import (
     InvalidRequest,
     Overloaded,
     ProtocolError,
-    RinglabError,
     ServerError,
     Unauthorized,
-    WriteFailure,
     encode_frame,
     error_response,
     ok_response,
@@ -646,6 +645,12 @@ class Node:
                 self.in_flight -= 1
                 slots.release()
 
+        def finish(msg: dict[str, Any]) -> None:
+            # A write served by fast_writes.start_write completed (no run_one task for it).
+            respond(msg)
+            self.in_flight -= 1
+            slots.release()
+
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(writer)
@@ -687,7 +692,8 @@ class Node:
                             except trio.WouldBlock:
                                 await slots.acquire()
                             self.in_flight += 1
-                            nursery.start_soon(run_one, msg)
+                            if not start_write(self, msg, finish):
+                                nursery.start_soon(run_one, msg)
                         refusal = bounds.received(decoder.buffered)
                         if refusal is not None:
                             log.warning("closing a client connection: %s", refusal)
@@ -715,25 +721,23 @@ class Node:
         rid = msg.get("id")
         try:
             req = protocol.validate_request(msg)
+            self.authorize(req)
             op = req["op"]
-            if op in protocol.ADMIN_OPS or op in protocol.SCHEMA_OPS and op != "describe":
-                if not _secret_matches(self.config.cluster_secret, req.get("secret")):
-                    raise Unauthorized(f"{op} needs the cluster secret")
-            elif op in protocol.DATA_OPS and self.config.client_secret:
-                # Optional client authentication (Cassandra's PasswordAuthenticator plays this role).
-                if not _secret_matches(self.config.client_secret, req.get("auth")):
-                    raise Unauthorized(f"{op} needs the client secret (auth): this node has client_secret set")
             handler = self.membership_ops.get(op) or getattr(self, f"_op_{op}")
             return ok_response(rid, **(await handler(req)))
-        except RinglabError as exc:
-            return error_response(rid if isinstance(rid, int) else None, exc)
-        except StorageFailure as exc:
-            return error_response(rid, WriteFailure(f"storage failed: {type(exc).__name__}: {exc}", path=exc.path))
-        except StorageError as exc:
-            return error_response(rid, InvalidRequest(f"storage refused the request: {exc}"))
         except Exception as exc:
-            log.exception("request %r failed", msg.get("op"))
-            return error_response(rid if isinstance(rid, int) else None, ServerError(f"{type(exc).__name__}: {exc}"))
+            return response_for_error(rid, msg.get("op"), exc)
+
+    def authorize(self, req: dict[str, Any]) -> None:
+        """Unauthorized unless the request carries the secret its op needs."""
+        op = req["op"]
+        if op in protocol.ADMIN_OPS or op in protocol.SCHEMA_OPS and op != "describe":
+            if not _secret_matches(self.config.cluster_secret, req.get("secret")):
+                raise Unauthorized(f"{op} needs the cluster secret")
+        elif op in protocol.DATA_OPS and self.config.client_secret:
+            # Optional client authentication (Cassandra's PasswordAuthenticator plays this role).
+            if not _secret_matches(self.config.client_secret, req.get("auth")):
+                raise Unauthorized(f"{op} needs the client secret (auth): this node has client_secret set")
 
     # ---- data ops
 
@@ -766,20 +770,15 @@ class Node:
     async def _op_ping(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"node": self.node_id}
 
-    async def _op_put(self, req: dict[str, Any]) -> dict[str, Any]:
-        ts = self._write_timestamp(req)
-        m = Mutation(req["key_bytes"], self._cells(req["columns"], ts, req["ttl"]))
-        acks = await self.coordinator.write(req["keyspace"], req["table"], m, req["consistency"])
-        return {"timestamp": ts, **acks}
-
-    async def _op_delete(self, req: dict[str, Any]) -> dict[str, Any]:
-        ts = self._write_timestamp(req)
-        acks = await self.coordinator.write(req["keyspace"], req["table"], self._deletion(req["key_bytes"], req["columns"], ts), req["consistency"])
-        return {"timestamp": ts, **acks}
-
-    async def _op_batch(self, req: dict[str, Any]) -> dict[str, Any]:
+    def write_mutation(self, req: dict[str, Any]) -> tuple[Mutation, int]:
+        """The mutation of a validated put, delete or batch request, and its write timestamp."""
         ts = self._write_timestamp(req)
         key = req["key_bytes"]
+        op = req["op"]
+        if op == "put":
+            return Mutation(key, self._cells(req["columns"], ts, req["ttl"])), ts
+        if op == "delete":
+            return self._deletion(key, req["columns"], ts), ts
         m = Mutation(key)
         for sub in req["mutations"]:
             if sub["op"] == "put":
@@ -789,6 +788,19 @@ class Node:
                 m.cells.extend(d.cells)
                 if d.partition_tombstone is not None:
                     m.partition_tombstone, m.partition_deletion_time = d.partition_tombstone, d.partition_deletion_time
+        return m, ts
+
+    async def _op_put(self, req: dict[str, Any]) -> dict[str, Any]:
+        return await self._op_write(req)
+
+    async def _op_delete(self, req: dict[str, Any]) -> dict[str, Any]:
+        return await self._op_write(req)
+
+    async def _op_batch(self, req: dict[str, Any]) -> dict[str, Any]:
+        return await self._op_write(req)
+
+    async def _op_write(self, req: dict[str, Any]) -> dict[str, Any]:
+        m, ts = self.write_mutation(req)
         acks = await self.coordinator.write(req["keyspace"], req["table"], m, req["consistency"])
         return {"timestamp": ts, **acks}
 
