@@ -731,7 +731,7 @@ class Node:
     def authorize(self, req: dict[str, Any]) -> None:
         """Unauthorized unless the request carries the secret its op needs."""
         op = req["op"]
-        if op in protocol.ADMIN_OPS or op in protocol.SCHEMA_OPS and op != "describe":
+        if op in protocol.SECRET_OPS:
             if not _secret_matches(self.config.cluster_secret, req.get("secret")):
                 raise Unauthorized(f"{op} needs the cluster secret")
         elif op in protocol.DATA_OPS and self.config.client_secret:

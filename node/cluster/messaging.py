@@ -352,7 +352,7 @@ class Messaging:
             return await self._request_locally(verb, payload, timeout)
         p = self._sendable(peer)
         rid = next(self._ids)
-        frame = protocol.encode_frame({"i": rid, "v": verb, "p": payload})
+        frame = protocol.encode_request(rid, verb, payload)
         pending = _Pending()
         p.pending[rid] = pending
         p.frames.append(frame)
@@ -372,18 +372,19 @@ class Messaging:
         return body if isinstance(body, dict) else {}
 
     def request_callback(
-        self, peer: str, verb: str, payload: dict[str, Any], timeout: float, callback: ReplyCallback
+        self, peer: str, verb: str, payload: dict[str, Any] | protocol.Packed, timeout: float, callback: ReplyCallback
     ) -> None:
         """Send a request whose outcome goes to ``callback(reply_payload, None)`` or ``callback(None, error)``.
 
         The same semantics as :meth:`request` without a task waiting for each reply: a
         coordinator fanning a write out to its replicas would otherwise pay for one task per
         replica. Failures known at once (peer in backoff, queue full, not running) raise here
-        instead; the callback is then never called. Not for ``peer`` == this node.
+        instead; the callback is then never called. Not for ``peer`` == this node. ``payload`` may
+        be :func:`protocol.pack_map`'s packing of it, when the same goes to several peers.
         """
         p = self._sendable(peer)
         rid = next(self._ids)
-        frame = protocol.encode_frame({"i": rid, "v": verb, "p": payload})
+        frame = protocol.encode_request(rid, verb, payload)
         pending = _Pending(event=None, callback=callback, owner=p.pending, rid=rid, peer=peer)
         p.pending[rid] = pending
         p.frames.append(frame)
@@ -780,6 +781,10 @@ class Messaging:
             log.exception("node %s: handler for %s from %s failed", self.node_id, verb, sender)
             reply: dict[str, Any] = {"r": rid, "e": f"{type(exc).__name__}: {exc}"}
         else:
+            if not result and rid is not None:
+                # An acknowledgement (every replica write): its frame without building a map.
+                conn.push(protocol.encode_empty_reply(rid))
+                return
             reply = {"r": rid, "p": result if isinstance(result, dict) else {}}
         self._push_reply(conn, verb, rid, reply)
 
