@@ -178,26 +178,32 @@ class ConsistencyTracker:
 WriteDone = Callable[[Exception | None, "dict[str, list[str]] | None"], None]
 
 
-@dataclass
 class _WriteState:
-    tracker: ConsistencyTracker
-    level: str
-    replicas: Sequence[str]
-    done: trio.Event = field(default_factory=trio.Event)
-    # Whether ``done`` was set by an answer (level met, failed, ANY hinted) rather than by the
-    # write timeout's deadline passing.
-    answered: bool = False
-    # Coordinator.write_now's completion, called (once) when ``done`` is set.
-    notify: WriteDone | None = None
-    coordinator: Coordinator | None = None
-    acks: int = 0
-    hinted: int = 0
-    alive: list[str] = field(default_factory=list)
-    # Who acknowledged and who got a hint, in arrival order: the client's record of the write.
-    acked: list[str] = field(default_factory=list)
-    hinted_for: list[str] = field(default_factory=list)
-    # replica -> why its disk refused the write (replica_failure): not a timeout, an answer
-    failures: dict[str, str] = field(default_factory=dict)
+    """One write in flight at its coordinator (a slots class: a dataclass with seven default
+    factories cost more to build than the rest of the write's bookkeeping)."""
+
+    __slots__ = ("tracker", "level", "replicas", "done", "answered", "notify", "coordinator", "acks", "hinted",
+                 "alive", "acked", "hinted_for", "failures")
+
+    def __init__(self, tracker: ConsistencyTracker, level: str, replicas: Sequence[str]) -> None:
+        self.tracker = tracker
+        self.level = level
+        self.replicas = replicas
+        self.done = trio.Event()
+        # Whether ``done`` was set by an answer (level met, failed, ANY hinted) rather than by the
+        # write timeout's deadline passing.
+        self.answered = False
+        # Coordinator.write_now's completion, called (once) when ``done`` is set.
+        self.notify: WriteDone | None = None
+        self.coordinator: Coordinator | None = None
+        self.acks = 0
+        self.hinted = 0
+        self.alive: list[str] = []
+        # Who acknowledged and who got a hint, in arrival order: the client's record of the write.
+        self.acked: list[str] = []
+        self.hinted_for: list[str] = []
+        # replica -> why its disk refused the write (replica_failure): not a timeout, an answer
+        self.failures: dict[str, str] = {}
 
 
 def _answer(state: _WriteState) -> None:
@@ -438,8 +444,9 @@ class Coordinator:
         """Check, send to every replica and apply locally; the state says when the level is met."""
         self.schema().table(keyspace, table)
         check = getattr(self.local, "check", None)
-        if check is not None:
-            check(keyspace, table, mutation)  # InvalidRequest before anything is sent anywhere
+        # InvalidRequest before anything is sent anywhere; what it returns spares the local apply
+        # validating and encoding the mutation again.
+        prepared = check(keyspace, table, mutation) if check is not None else None
         replicas, strategy = self._replicas(keyspace, mutation.key)
         if not replicas:
             self.stats["unavailable"] += 1
@@ -488,7 +495,10 @@ class Coordinator:
             if r == self.node_id and self._apply_inline:
                 # Periodic commit log: the local apply never waits, so no task for it.
                 try:
-                    self.local.apply_now(keyspace, table, mutation)  # type: ignore[attr-defined]
+                    if prepared is not None:
+                        self.local.apply_now(keyspace, table, mutation, prepared)  # type: ignore[attr-defined]
+                    else:
+                        self.local.apply_now(keyspace, table, mutation)  # type: ignore[attr-defined]
                 except Exception as exc:
                     self._replica_failed(r, keyspace, table, payload, state, exc)
                 else:

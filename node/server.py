@@ -48,7 +48,7 @@ from node.ring import Endpoint, TokenMetadata, generate_tokens, make_partitioner
 from node.runtime import Runtime, offload
 from node.schema import Schema, load_schema, save_schema
 from node.storage.cells import Cell, Mutation, Partition, RangeTombstone
-from node.storage.engine import StorageEngine
+from node.storage.engine import Prepared, StorageEngine
 from node.storage.errors import CommitLogCorrupt, InvalidMutation, StorageError, StorageFailure
 from node.membership_admin import admin_ops
 from node.coordination import ZooKeeperCoordinator
@@ -160,18 +160,19 @@ class LocalStore:
                 self._sync_done = None
                 done.set()
 
-    def check(self, keyspace: str, table: str, mutation: Mutation) -> None:
-        """InvalidRequest for a mutation this node's storage would refuse (before it is sent)."""
+    def check(self, keyspace: str, table: str, mutation: Mutation) -> Prepared:
+        """InvalidRequest for a mutation this node's storage would refuse (before it is sent); else
+        the validated, encoded mutation for :meth:`apply_now` (so the local apply does not redo it)."""
         try:
-            self.engine.check_mutation(keyspace, table, mutation)
+            return self.engine.prepare(keyspace, table, mutation)
         except InvalidMutation as exc:
             raise InvalidRequest(f"storage refuses the mutation: {exc}") from exc
 
-    def apply_now(self, keyspace: str, table: str, mutation: Mutation) -> None:
+    def apply_now(self, keyspace: str, table: str, mutation: Mutation, prepared: Prepared | None = None) -> None:
         """Append and apply without waiting: only when ``waits_for_sync`` is False (periodic mode)."""
         if self.waits_for_sync:
             raise RuntimeError(f"apply_now in {self.sync_mode} commit log mode would acknowledge before the fsync")
-        self.engine.apply(keyspace, table, mutation)
+        self.engine.apply(keyspace, table, mutation, prepared=prepared)
 
     async def read(self, keyspace: str, table: str, key: bytes, columns: Sequence[str] | None) -> Partition | None:
         """The stored partition (memtables and SSTables merged)."""

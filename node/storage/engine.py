@@ -99,6 +99,15 @@ class _Table:
         return f"{self.keyspace}.{self.name}"
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated mutation and its commit log record payload (:meth:`StorageEngine.prepare`)."""
+
+    table: _Table
+    mutation: Mutation
+    payload: bytes
+
+
 class StorageEngine:
     """Commit log + memtables + SSTables for every table of one node."""
 
@@ -405,8 +414,12 @@ class StorageEngine:
             return m
         return Mutation(key, cells, pt, pdt, rts)
 
-    def apply(self, keyspace: str, table: str, mutation: Mutation, now_s: int | None = None) -> int:
-        """Validate, append to the commit log and apply to the memtable; returns the log position."""
+    def prepare(self, keyspace: str, table: str, mutation: Mutation, now_s: int | None = None) -> Prepared:
+        """Validate and encode a mutation for :meth:`apply` (InvalidMutation as apply would raise it).
+
+        A coordinator checks a write before sending it anywhere and then applies it locally: the
+        check's validation and encoding, done once, serve the apply.
+        """
         t = self._table(keyspace, table)
         m = self.validate(mutation, now_s)
         packer = getattr(self._local, "packer", None)
@@ -416,6 +429,17 @@ class StorageEngine:
         payload = packer.pack([t.id, m.to_obj()])
         if len(payload) > self.config.mutation_limit:
             raise InvalidMutation(f"mutation is {len(payload)} bytes encoded; the limit is {self.config.mutation_limit}")
+        return Prepared(t, m, payload)
+
+    def apply(self, keyspace: str, table: str, mutation: Mutation, now_s: int | None = None,
+              prepared: Prepared | None = None) -> int:
+        """Validate, append to the commit log and apply to the memtable; returns the log position.
+
+        ``prepared``: :meth:`prepare`'s result for this very mutation (then it is not redone).
+        """
+        if prepared is None:
+            prepared = self.prepare(keyspace, table, mutation, now_s)
+        t, m, payload = prepared.table, prepared.mutation, prepared.payload
         cl = self._cl()
         if self._stopped is not None:
             raise WritesStopped(self._stopped.path, f"writes stopped after a commit log failure "
