@@ -12,7 +12,7 @@ from typing import Any
 
 from checkers import campaign, cells, convergence, counter, durability, isolation, linearizable, lww, perf, quorum, sets
 from checkers.result import Result, Validity, merge_validity
-from harness.history import Op, read_history
+from harness.history import HistoryFile, Op
 
 CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "linearizable": linearizable.check,
@@ -112,7 +112,8 @@ def check_all(history: str | os.PathLike[str] | Iterable[Op], params: dict[str, 
         path = history
 
         def source() -> Iterable[Op]:
-            return read_history(path)
+            # Re-read per checker; lww, quorum, set and perf read its line records, not Ops.
+            return HistoryFile(path)
     else:
         ops = history if isinstance(history, list) else list(history)
 

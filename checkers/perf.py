@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from checkers.result import Result
-from harness.history import NEMESIS, Op
+from harness.history import NEMESIS, HistoryFile, Op, gc_paused
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
 
@@ -80,19 +80,21 @@ def fault_windows(nemesis_ops: Iterable[Op], end: int) -> list[tuple[int, int, s
     return windows
 
 
-def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
-    """Latency quantiles, throughput per bucket and availability per fault window."""
-    params = params or {}
-    bucket = int(params.get("perf_bucket_ns") or DEFAULT_BUCKET_NS)
+_Collected = tuple[dict[str, array], list[Op], array, array, dict[int, list[int]], int]
+_CODES = {"ok": 0, "fail": 1, "info": 2}
+
+
+def _collect_ops(history: Iterable[Op], bucket: int) -> _Collected:
+    """One pass: latencies per ``f:type``, the nemesis operations, (invoke time, outcome code)
+    per client operation, ok/fail/info counts per throughput bucket, and the last time."""
     pending: dict[Any, Op] = {}
     lat: dict[str, array] = {}
     nemesis: list[Op] = []
-    # (invoke time, completion type code) per client operation, for the availability pass.
     times = array("q")
     outcome = array("b")
     thr: dict[int, list[int]] = {}
     end = 0
-    codes = {"ok": 0, "fail": 1, "info": 2}
+    codes = _CODES
     for op in history:
         if op.time > end:
             end = op.time
@@ -122,6 +124,61 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     for inv in pending.values():
         times.append(inv.time)
         outcome.append(2)
+    return lat, nemesis, times, outcome, thr, end
+
+
+def _collect_records(records: Iterable[dict[str, Any]], bucket: int) -> _Collected:
+    """:func:`_collect_ops` over line records: only each invocation's f and time are kept."""
+    pending: dict[Any, tuple[str, int]] = {}
+    lat: dict[str, array] = {}
+    nemesis: list[Op] = []
+    times = array("q")
+    outcome = array("b")
+    thr: dict[int, list[int]] = {}
+    end = 0
+    codes = _CODES
+    pop = pending.pop
+    for d in records:
+        time = d["time"]
+        if time > end:
+            end = time
+        p = d["process"]
+        if p == NEMESIS:
+            nemesis.append(Op.from_dict(d))
+            continue
+        t = d["type"]
+        if t == "invoke":
+            pending[p] = (d["f"], time)
+            continue
+        inv = pop(p, None)
+        if inv is None:
+            continue
+        k = f"{inv[0]}:{t}"
+        a = lat.get(k)
+        if a is None:
+            a = lat[k] = array("q")
+        a.append(time - inv[1])
+        code = codes[t]
+        times.append(inv[1])
+        outcome.append(code)
+        b = thr.get(time // bucket)
+        if b is None:
+            b = thr[time // bucket] = [0, 0, 0]
+        b[code] += 1
+    for _f, inv_time in pending.values():
+        times.append(inv_time)
+        outcome.append(2)
+    return lat, nemesis, times, outcome, thr, end
+
+
+@gc_paused
+def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
+    """Latency quantiles, throughput per bucket and availability per fault window."""
+    params = params or {}
+    bucket = int(params.get("perf_bucket_ns") or DEFAULT_BUCKET_NS)
+    records = history.records() if isinstance(history, HistoryFile) else None
+    lat, nemesis, times, outcome, thr, end = (_collect_records(records, bucket) if records is not None
+                                              else _collect_ops(history, bucket))
     windows = fault_windows(nemesis, end)
     # Availability: each operation counts inside every window its invocation falls in. Windows
     # of different kinds may overlap, so cut time into segments with their set of open windows.

@@ -24,9 +24,9 @@ import bisect
 from collections.abc import Iterable
 from typing import Any
 
-from checkers.lww import NilReads, collect
+from checkers.lww import NilReads, _ops, collect
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
-from harness.history import Op
+from harness.history import Op, as_op, gc_paused, op_index
 
 # Examples kept per expected kind in details (the counts cover the rest).
 EXPECTED_EXAMPLES = 5
@@ -61,6 +61,7 @@ def replicas_for(cl: str, rf: int) -> int:
                      f"{', '.join([*_FIXED, *sorted(_MAJORITY), 'ALL'])}")
 
 
+@gc_paused
 def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
     """Find stale and non-monotonic reads; violations only where the levels promise overlap."""
     params = params or {}
@@ -108,7 +109,7 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
     # Acknowledged writes with timestamps, by completion time, grouped by how many replicas
     # acknowledged them (so a read knows which writes it must intersect).
     acked = sorted((w for w in ws if w[4] and w[2] is not None), key=lambda w: w[1])
-    levels = sorted({_level(w[6].cl, rf, dw) for w in acked})
+    levels = sorted({_level(w[8], rf, dw) for w in acked})
     # Per write level: completion times and the running maximum (ts, write) up to each.
     prefix: dict[int, tuple[list[int], list[tuple[int, tuple[Any, ...]]]]] = {}
     for lv in levels:
@@ -116,7 +117,7 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
         best: list[tuple[int, tuple[Any, ...]]] = []
         top: tuple[int, tuple[Any, ...]] | None = None
         for w in acked:
-            if _level(w[6].cl, rf, dw) != lv:
+            if _level(w[8], rf, dw) != lv:
                 continue
             if top is None or w[2] > top[0]:
                 top = (w[2], w)
@@ -133,11 +134,11 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
             if r[3] not in value_ts:
                 continue  # a value never written: the LWW checker reports it
             ts = value_ts[r[3]]
-        rts.append((r[0], r[1], ts, _level(r[5].cl, rf, dr), r))
+        rts.append((r[0], r[1], ts, _level(r[6], rf, dr), r))
     resurrected = _resurrections(key, acked, rts, rf, dw, log, expected)
     # Stale reads.
     for inv_t, _comp_t, ts, rl, r in rts:
-        if r[5].index in resurrected:
+        if id(r) in resurrected:
             continue
         for lv, (times, best) in prefix.items():
             i = bisect.bisect_left(times, inv_t)
@@ -148,11 +149,11 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
                 strong = rl + lv > rf
                 (log if strong else expected).add(Anomaly(
                     "stale-read",
-                    f"key {key!r}: read (op {r[5].index}, {rl} replicas) began after the write of {w[3]!r} "
-                    f"(op {w[5].index}, {lv} replicas, timestamp {need_ts}) completed, but returned "
-                    f"{r[3]!r} (timestamp {ts if ts >= 0 else 'none'})" + acked_note(w[6])
+                    f"key {key!r}: read (op {op_index(r[5])}, {rl} replicas) began after the write of {w[3]!r} "
+                    f"(op {op_index(w[5])}, {lv} replicas, timestamp {need_ts}) completed, but returned "
+                    f"{r[3]!r} (timestamp {ts if ts >= 0 else 'none'})" + acked_note(as_op(w[6]))
                     + ("" if strong else f"; expected with R + W = {rl + lv} <= N = {rf}"),
-                    [w[5], w[6], r[4], r[5]], key, {"read_ts": ts, "write_ts": need_ts, "r": rl, "w": lv}))
+                    _ops(w[5], w[6], r[4], r[5]), key, {"read_ts": ts, "write_ts": need_ts, "r": rl, "w": lv}))
     # Monotonic reads: sweep reads by invocation over completed reads by completion.
     by_comp = sorted(rts, key=lambda x: x[1])
     by_inv = sorted(rts, key=lambda x: x[0])
@@ -171,15 +172,15 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
                 strong = plv + rl > rf
                 (log if strong else expected).add(Anomaly(
                     "non-monotonic-read",
-                    f"key {key!r}: read (op {r[5].index}) returned {r[3]!r} (timestamp {ts}) after an earlier "
-                    f"completed read (op {pr[5].index}) had returned the newer {pr[3]!r} (timestamp {pts})",
-                    [pr[4], pr[5], r[4], r[5]], key, {"r_first": plv, "r_second": rl}))
+                    f"key {key!r}: read (op {op_index(r[5])}) returned {r[3]!r} (timestamp {ts}) after an earlier "
+                    f"completed read (op {op_index(pr[5])}) had returned the newer {pr[3]!r} (timestamp {pts})",
+                    _ops(pr[4], pr[5], r[4], r[5]), key, {"r_first": plv, "r_second": rl}))
                 break
 
 
 def _resurrections(key: Any, acked: list[tuple[Any, ...]], rts: list[tuple[Any, ...]], rf: int, dw: int,
                    log: AnomalyLog, expected: AnomalyLog) -> set[int]:
-    """Reads of a value older than an acknowledged, observed delete; returns their op indexes.
+    """Reads of a value older than an acknowledged, observed delete; returns the ids of their tuples.
 
     A delete is observed once a read of nil that began after it completed has ended; from then
     on (per delete level) the greatest observed delete timestamp is what a read must not go below.
@@ -200,7 +201,7 @@ def _resurrections(key: Any, acked: list[tuple[Any, ...]], rts: list[tuple[Any, 
     for d in deletes:
         end, witness = first_end[bisect.bisect_right(nil_invs, d[1])]
         if witness is not None:
-            by_level.setdefault(_level(d[6].cl, rf, dw), []).append((end, d, witness))
+            by_level.setdefault(_level(d[8], rf, dw), []).append((end, d, witness))
     for lv, obs in by_level.items():
         obs.sort(key=lambda o: o[0])
         top: list[tuple[Any, ...]] = []
@@ -220,13 +221,13 @@ def _resurrections(key: Any, acked: list[tuple[Any, ...]], rts: list[tuple[Any, 
             strong = lv + rl > rf
             (log if strong else expected).add(Anomaly(
                 "resurrection",
-                f"key {key!r}: the delete (op {d[5].index}, {lv} replicas, timestamp {d[2]}) was acknowledged and "
-                f"a read (op {seen[4][5].index}) saw nil after it, yet a later read (op {r[5].index}, {rl} replicas) "
+                f"key {key!r}: the delete (op {op_index(d[5])}, {lv} replicas, timestamp {d[2]}) was acknowledged and "
+                f"a read (op {op_index(seen[4][5])}) saw nil after it, yet a later read (op {op_index(r[5])}, {rl} replicas) "
                 f"returned the deleted value {r[3]!r} (timestamp {ts})"
                 + ("" if strong else f"; expected with R + W = {rl + lv} <= N = {rf}"),
-                [d[5], d[6], seen[4][4], seen[4][5], r[4], r[5]], key,
+                _ops(d[5], d[6], seen[4][4], seen[4][5], r[4], r[5]), key,
                 {"delete_ts": d[2], "read_ts": ts, "r": rl, "w": lv}))
-            found.add(r[5].index)
+            found.add(id(r))
             break
     return found
 

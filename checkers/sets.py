@@ -25,18 +25,38 @@ from typing import Any
 
 from checkers.perf import quantiles
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
-from harness.history import NEMESIS, Op
+from harness.history import NEMESIS, HistoryFile, Op, as_op, gc_paused, op_index
 
 ADD_FS = frozenset({"add"})
 READ_FS = frozenset({"read"})
 
 
+@gc_paused
 def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
     """Classify every element added to every set and report lost and unexpected ones."""
     params = params or {}
+    records = history.records() if isinstance(history, HistoryFile) else None
+    adds, reads = _collect_records(records) if records is not None else _collect_ops(history)
+    log = AnomalyLog(example_limit(params))
+    counts = {"elements": 0, "acknowledged": 0, "indeterminate": 0, "stable": 0, "lost": 0,
+              "never-read": 0, "stale": 0, "reappeared": 0, "unexpected": 0, "reads": 0}
+    latencies: list[int] = []
+    for key in set(adds) | set(reads):
+        _check_key(key, adds.get(key, {}), reads.get(key, []), counts, log, latencies)
+    strict = bool(params.get("set_linearizable"))
+    valid = counts["lost"] == 0 and counts["unexpected"] == 0 and (
+        not strict or (counts["stale"] == 0 and counts["reappeared"] == 0))
+    details = {"stable_latency_ms": quantiles(latencies, scale=1e-6)}
+    return Result("set", valid, counts, log.examples, details)
+
+
+def _collect_ops(history: Iterable[Op]) -> tuple[dict[Any, dict[Any, tuple[Any, Any, int, int | None]]],
+                                                 dict[Any, list[tuple[int, int, Any, Any, Any]]]]:
+    """Per key: each element's (add invocation, completion or None, invoke time, ok time or None), and the ok reads as
+    (invoke time, completion time, elements, invocation, completion)."""
     pending: dict[Any, Op] = {}
-    adds: dict[Any, dict[Any, tuple[Op, Op | None]]] = {}
-    reads: dict[Any, list[tuple[int, int, Any, Op, Op]]] = {}
+    adds: dict[Any, dict[Any, tuple[Any, Any, int, int | None]]] = {}
+    reads: dict[Any, list[tuple[int, int, Any, Any, Any]]] = {}
     pop = pending.pop
     adds_get = adds.get
     reads_get = reads.get
@@ -56,7 +76,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                 d = adds_get(inv.key)
                 if d is None:
                     d = adds[inv.key] = {}
-                d[inv.value] = (inv, op)
+                d[inv.value] = (inv, op, inv.time, op.time if t == "ok" else None)
         elif f in READ_FS and t == "ok":
             lst = reads_get(inv.key)
             if lst is None:
@@ -64,21 +84,55 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
             lst.append((inv.time, op.time, op.value or (), inv, op))
     for inv in pending.values():
         if inv.f in ADD_FS:
-            adds.setdefault(inv.key, {})[inv.value] = (inv, None)
-    log = AnomalyLog(example_limit(params))
-    counts = {"elements": 0, "acknowledged": 0, "indeterminate": 0, "stable": 0, "lost": 0,
-              "never-read": 0, "stale": 0, "reappeared": 0, "unexpected": 0, "reads": 0}
-    latencies: list[int] = []
-    for key in set(adds) | set(reads):
-        _check_key(key, adds.get(key, {}), reads.get(key, []), counts, log, latencies)
-    strict = bool(params.get("set_linearizable"))
-    valid = counts["lost"] == 0 and counts["unexpected"] == 0 and (
-        not strict or (counts["stale"] == 0 and counts["reappeared"] == 0))
-    details = {"stable_latency_ms": quantiles(latencies, scale=1e-6)}
-    return Result("set", valid, counts, log.examples, details)
+            adds.setdefault(inv.key, {})[inv.value] = (inv, None, inv.time, None)
+    return adds, reads
 
 
-def _check_key(key: Any, adds: dict[Any, tuple[Op, Op | None]], rs: list[tuple[int, int, Any, Op, Op]],
+def _collect_records(records: Iterable[dict[str, Any]]) -> tuple[dict[Any, dict[Any, tuple[Any, Any, int, int | None]]],
+                                                                 dict[Any, list[tuple[int, int, Any, Any, Any]]]]:
+    """:func:`_collect_ops` over line records, without an Op per line."""
+    pending: dict[Any, dict[str, Any]] = {}
+    adds: dict[Any, dict[Any, tuple[Any, Any, int, int | None]]] = {}
+    reads: dict[Any, list[tuple[int, int, Any, Any, Any]]] = {}
+    pop = pending.pop
+    adds_get = adds.get
+    reads_get = reads.get
+    for op in records:
+        p = op["process"]
+        t = op["type"]
+        if t == "invoke":
+            if p != NEMESIS:
+                pending[p] = op
+            continue
+        inv = pop(p, None)
+        if inv is None:
+            continue
+        f = inv["f"]
+        if f in ADD_FS:
+            if t != "fail":
+                key = inv.get("key")
+                d = adds_get(key)
+                if d is None:
+                    d = adds[key] = {}
+                d[inv.get("value")] = (inv, op, inv["time"], op["time"] if t == "ok" else None)
+        elif f in READ_FS and t == "ok":
+            key = inv.get("key")
+            lst = reads_get(key)
+            if lst is None:
+                lst = reads[key] = []
+            lst.append((inv["time"], op["time"], op.get("value") or (), inv, op))
+    for inv in pending.values():
+        if inv["f"] in ADD_FS:
+            adds.setdefault(inv.get("key"), {})[inv.get("value")] = (inv, None, inv["time"], None)
+    return adds, reads
+
+
+def _ops(*ops: Any) -> list[Op]:
+    """The operations behind a finding (records made Ops), without the missing ones."""
+    return [as_op(o) for o in ops if o is not None]
+
+
+def _check_key(key: Any, adds: dict[Any, tuple[Any, Any, int, int | None]], rs: list[tuple[int, int, Any, Any, Any]],
                counts: dict[str, int], log: AnomalyLog, latencies: list[int]) -> None:
     rs.sort(key=lambda r: r[0])
     m = len(rs)
@@ -101,19 +155,19 @@ def _check_key(key: Any, adds: dict[Any, tuple[Op, Op | None]], rs: list[tuple[i
                 st[5] = k - 1
             st[1] = k
             st[2] += 1
-    for e, (inv, comp) in adds.items():
+    for e, (inv, comp, inv_time, ack_time) in adds.items():
         counts["elements"] += 1
-        ok = comp is not None and comp.type == "ok"
+        ok = ack_time is not None
         counts["acknowledged" if ok else "indeterminate"] += 1
         st = stats.get(e)
-        after_ack = bisect.bisect_right(inv_t, comp.time) if ok and comp is not None else m
+        after_ack = bisect.bisect_right(inv_t, ack_time) if ok else m
         if st is None:
             if ok and after_ack < m:
                 counts["lost"] += 1
                 r = rs[-1]
-                log.add(Anomaly("lost", f"key {key!r}: element {e!r} was acknowledged (op {comp.index}) "  # type: ignore[union-attr]
-                                f"but no read showed it; the final read (op {r[4].index}) lacks it",
-                                [inv, comp, r[3], r[4]], key))  # type: ignore[list-item]
+                log.add(Anomaly("lost", f"key {key!r}: element {e!r} was acknowledged (op {op_index(comp)}) "  # type: ignore[union-attr]
+                                f"but no read showed it; the final read (op {op_index(r[4])}) lacks it",
+                                _ops(inv, comp, r[3], r[4]), key))
             else:
                 counts["never-read"] += 1
             continue
@@ -122,25 +176,25 @@ def _check_key(key: Any, adds: dict[Any, tuple[Op, Op | None]], rs: list[tuple[i
         if q < m:
             counts["lost"] += 1
             gone = rs[q]
-            log.add(Anomaly("lost", f"key {key!r}: element {e!r} was seen by read op {rs[last][4].index}, then absent "
-                            f"from every read that began after it, from op {gone[4].index} on",
-                            [o for o in (inv, comp, rs[last][3], rs[last][4], gone[3], gone[4]) if o is not None], key))
+            log.add(Anomaly("lost", f"key {key!r}: element {e!r} was seen by read op {op_index(rs[last][4])}, then absent "
+                            f"from every read that began after it, from op {op_index(gone[4])} on",
+                            _ops(inv, comp, rs[last][3], rs[last][4], gone[3], gone[4]), key))
             continue
         counts["stable"] += 1
-        latencies.append(max(0, inv_t[st[3]] - inv.time))
+        latencies.append(max(0, inv_t[st[3]] - inv_time))
         if after_ack < first:
             counts["stale"] += 1
             miss = rs[after_ack]
-            log.add(Anomaly("stale", f"key {key!r}: element {e!r} was acknowledged (op {comp.index}) but read op "  # type: ignore[union-attr]
-                            f"{miss[4].index}, which began afterwards, lacked it", [inv, comp, miss[3], miss[4]], key))  # type: ignore[list-item]
+            log.add(Anomaly("stale", f"key {key!r}: element {e!r} was acknowledged (op {op_index(comp)}) but read op "  # type: ignore[union-attr]
+                            f"{op_index(miss[4])}, which began afterwards, lacked it", _ops(inv, comp, miss[3], miss[4]), key))
         if st[4]:
             counts["reappeared"] += 1
             gap = rs[st[5]]
-            log.add(Anomaly("reappeared", f"key {key!r}: element {e!r} vanished from read op {gap[4].index} after "
-                            f"being seen, then reappeared", [o for o in (inv, comp, gap[3], gap[4]) if o is not None], key))
+            log.add(Anomaly("reappeared", f"key {key!r}: element {e!r} vanished from read op {op_index(gap[4])} after "
+                            f"being seen, then reappeared", _ops(inv, comp, gap[3], gap[4]), key))
     for e in stats:
         if e not in adds:
             counts["unexpected"] += 1
             r = rs[stats[e][0]]
-            log.add(Anomaly("unexpected", f"key {key!r}: read op {r[4].index} returned {e!r}, which was never added",
-                            [r[3], r[4]], key))
+            log.add(Anomaly("unexpected", f"key {key!r}: read op {op_index(r[4])} returned {e!r}, which was never added",
+                            _ops(r[3], r[4]), key))

@@ -10,16 +10,20 @@ history of ten million operations costs the memory of one line plus what the cal
 
 from __future__ import annotations
 
+import functools
+import gc
 import io
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO, TypeVar
 
 import orjson
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 OP_TYPES = frozenset({"invoke", "ok", "fail", "info"})
 COMPLETION_TYPES = frozenset({"ok", "fail", "info"})
@@ -28,6 +32,7 @@ NEMESIS = "nemesis"
 # The fields an Op has besides ``extra``, in the order they are written.
 _FIELDS = ("index", "time", "process", "type", "f", "key", "value", "node", "cl", "timestamp", "error")
 _OPTIONAL = ("node", "cl", "timestamp", "error")
+_FIELDS_SET = frozenset(_FIELDS)
 
 # How much of an EDN file is read at a time: large enough that the regex tokenizer runs on long
 # stretches, small enough that memory stays flat whatever the file's size.
@@ -214,27 +219,6 @@ def write_jsonl(ops: Iterable[Op], path: str | os.PathLike[str]) -> int:
     return n
 
 
-def _raw_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes, bool]]:
-    """``(lineno, raw bytes, ended_by_newline)`` per line (without its newline), at most
-    MAX_LINE_BYTES each with it (longer raise HistoryError naming ``path:line``)."""
-    # Read in blocks and split them: a readline call per line cost as much as parsing it.
-    with open(path, "rb") as f:
-        lineno = 0
-        rest = b""
-        while block := f.read(_READ_BLOCK_BYTES):
-            lines = (rest + block).split(b"\n") if rest else block.split(b"\n")
-            rest = lines.pop()
-            for raw in lines:
-                lineno += 1
-                if len(raw) >= MAX_LINE_BYTES:
-                    raise HistoryError(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES} bytes (MAX_LINE_BYTES)")
-                yield lineno, raw, True
-            if len(rest) > MAX_LINE_BYTES:
-                raise HistoryError(f"{path}:{lineno + 1}: line longer than {MAX_LINE_BYTES} bytes (MAX_LINE_BYTES)")
-        if rest:
-            yield lineno + 1, rest, False
-
-
 def _parse_slowly(path: str | os.PathLike[str], lineno: int, raw: bytes) -> Any:
     """The stdlib parse of a line orjson refused: blank lines (None), the UTF-8 error, JSON that
     only the stdlib takes (NaN, integers past 64 bits), and json's own error messages."""
@@ -252,49 +236,92 @@ def _parse_slowly(path: str | os.PathLike[str], lineno: int, raw: bytes) -> Any:
 
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Op]:
     """Stream the operations of a JSONL history; a truncated last line is ignored."""
+    new = Op
+    fields = _FIELDS_SET
+    for d in read_jsonl_records(path):
+        get = d.get
+        # read_jsonl_records checked every field, so the Op is built without checking again.
+        extra = {k: v for k, v in d.items() if k not in fields} if len(d) > 7 and not fields.issuperset(d) else {}
+        yield new(d["index"], d["time"], d["process"], d["type"], d["f"], get("key"), get("value"), get("node"),
+                  get("cl"), get("timestamp"), get("error"), extra)
+
+
+def read_jsonl_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Stream a JSONL history as the parsed line objects, each checked as :meth:`Op.from_dict`
+    checks it (the same HistoryError for a bad line); a truncated last line is ignored.
+
+    What checkers that need a few fields read instead of building an :class:`Op` per line.
+    """
     # orjson parses a line several times faster than json (parsing was most of a 1M-line
     # check); whatever it refuses is parsed again by json, so both accept the same files.
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
-    from_dict = Op.from_dict
+    op_types = OP_TYPES
     pending: tuple[int, str] | None = None
-    for lineno, raw, ended in _raw_lines(path):
-        if pending is not None:
-            raise pending_error(path, *pending)
-        try:
-            d = loads(raw)
-        except decode_error:
+    for lineno, lines, ended in _line_blocks(path):
+        for raw in lines:
+            lineno += 1
+            if pending is not None:
+                raise pending_error(path, *pending)
             try:
-                d = _parse_slowly(path, lineno, raw)
-            except ValueError as e:
-                if isinstance(e, HistoryError):
-                    raise
-                if not ended:
-                    # An interrupted run can leave half a line at the very end: keep the rest.
-                    pending = (lineno, str(e))
+                d = loads(raw)
+            except decode_error:
+                try:
+                    d = _parse_slowly(path, lineno, raw)
+                except ValueError as e:
+                    if isinstance(e, HistoryError):
+                        raise
+                    if not ended:
+                        # An interrupted run can leave half a line at the very end: keep the rest.
+                        pending = (lineno, str(e))
+                        continue
+                    raise HistoryError(f"{path}:{lineno}: not valid JSON: {e}") from None
+                if d is None and not raw.strip():
                     continue
-                raise HistoryError(f"{path}:{lineno}: not valid JSON: {e}") from None
-            if d is None and not raw.strip():
-                continue
-        # Cheap pre-check: only a line with many brackets can nest too deep.
-        if raw.count(b"[") + raw.count(b"{") > MAX_NESTING and _too_deep(d):
-            raise HistoryError(f"{path}:{lineno}: nested deeper than {MAX_NESTING} levels (MAX_NESTING)")
-        op = _op_quickly(d)
-        yield op if op is not None else from_dict(d, f"{path}:{lineno}")
+            # Only a line of more than 2 * MAX_NESTING bytes can hold a value nested deeper (each
+            # level is an opening and a closing bracket), and only one with that many openings.
+            if len(raw) > 2 * MAX_NESTING and raw.count(b"[") + raw.count(b"{") > MAX_NESTING and _too_deep(d):
+                raise HistoryError(f"{path}:{lineno}: nested deeper than {MAX_NESTING} levels (MAX_NESTING)")
+            # Op.from_dict's checks, inlined for the common case: this runs once per history line.
+            # (A missing field or a line that is no object raises; from_dict then names what.)
+            try:
+                process = d["process"]
+                ts = d.get("timestamp")
+                typ = d["type"]
+                if (type(d["index"]) is int and type(d["time"]) is int
+                        and (type(process) is int or process == NEMESIS) and type(typ) is str and typ in op_types
+                        and type(d["f"]) is str and (ts is None or type(ts) is int) and type(d) is dict):
+                    yield d
+                    continue
+            except (KeyError, TypeError, AttributeError):
+                pass
+            Op.from_dict(d, f"{path}:{lineno}")  # raises the HistoryError naming the field
+            yield d  # (not reached: a dict that passes from_dict passed the checks above)
 
 
-def _op_quickly(d: Any) -> Op | None:
-    """The Op of a well-formed JSON object, or None (then Op.from_dict names what is wrong)."""
-    # Op.from_dict's checks, inlined for the common case: this runs once per history line.
-    if type(d) is not dict:
-        return None
-    get = d.get
-    index, time, process, typ, f, ts = get("index"), get("time"), get("process"), get("type"), get("f"), get("timestamp")
-    if (type(index) is not int or type(time) is not int or (type(process) is not int and process != NEMESIS)
-            or type(typ) is not str or typ not in OP_TYPES or type(f) is not str or (ts is not None and type(ts) is not int)):
-        return None
-    extra = {k: v for k, v in d.items() if k not in _FIELDS} if len(d) > 7 else {}
-    return Op(index, time, process, typ, f, get("key"), get("value"), get("node"), get("cl"), ts, get("error"), extra)
+def _line_blocks(path: str | os.PathLike[str]) -> Iterator[tuple[int, list[bytes], bool]]:
+    """``(line number before the block's first, its lines, ended_by_newline)`` per block read: lines
+    without their newlines, at most MAX_LINE_BYTES each with it (longer raise HistoryError naming
+    ``path:line``); a last line without a newline comes alone, with ``False``."""
+    # Read in blocks and split them: a readline call per line cost as much as parsing it, and a
+    # generator step per line as much as checking its fields.
+    with open(path, "rb") as f:
+        lineno = 0
+        rest = b""
+        while block := f.read(_READ_BLOCK_BYTES):
+            buf = rest + block if rest else block
+            lines = buf.split(b"\n")
+            rest = lines.pop()
+            if len(buf) >= MAX_LINE_BYTES:  # else no line of these can be that long
+                for i, raw in enumerate(lines):
+                    if len(raw) >= MAX_LINE_BYTES:
+                        raise HistoryError(f"{path}:{lineno + i + 1}: line longer than {MAX_LINE_BYTES} bytes (MAX_LINE_BYTES)")
+            yield lineno, lines, True
+            lineno += len(lines)
+            if len(rest) > MAX_LINE_BYTES:
+                raise HistoryError(f"{path}:{lineno + 1}: line longer than {MAX_LINE_BYTES} bytes (MAX_LINE_BYTES)")
+        if rest:
+            yield lineno, [rest], False
 
 
 def pending_error(path: str | os.PathLike[str], lineno: int, msg: str) -> HistoryError:
@@ -318,6 +345,59 @@ def read_history(path: str | os.PathLike[str], independent: bool = False) -> Ite
     if fmt == "jepsen-log":
         return read_jepsen_log(p)
     return read_jsonl(p)
+
+
+class HistoryFile:
+    """A history file, re-read on each pass: iterating it streams :class:`Op` objects
+    (:func:`read_history`); checkers that need a few fields per line read :meth:`records`."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+
+    def __iter__(self) -> Iterator[Op]:
+        return read_history(self.path)
+
+    def records(self) -> Iterator[dict[str, Any]] | None:
+        """The checked line objects of a JSONL history (:func:`read_jsonl_records`); None for the
+        other formats, which are read as Ops."""
+        p = str(self.path)
+        if not os.path.exists(p):
+            raise HistoryError(f"{p}: no such history file")
+        return read_jsonl_records(p) if history_format(p) == "jsonl" else None
+
+
+def as_op(h: Op | dict[str, Any]) -> Op:
+    """The Op of a checker's handle on an operation: an Op, or a record of read_jsonl_records."""
+    return h if isinstance(h, Op) else Op.from_dict(h)
+
+
+def op_index(h: Op | dict[str, Any]) -> int:
+    """The ``index`` of an Op or of a record."""
+    return h.index if isinstance(h, Op) else h["index"]
+
+
+def gc_paused(fn: _F) -> _F:
+    """Run ``fn`` with the cyclic garbage collector paused (a checker reading a history in bulk).
+
+    A check keeps most of the operations it reads (no cycles among them), and each full collection
+    walks a heap that grows by a million objects: about a third of a 1M-line check. Reference
+    counting still frees everything. Collection resumes (when it was on) once ``fn`` has returned
+    and its locals are gone, so what it kept is not walked even once.
+    """
+
+    @functools.wraps(fn)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if was:
+                gc.enable()
+
+    return paused  # type: ignore[return-value]
 
 
 def has_client_ops(source: str | os.PathLike[str] | Iterable[Op]) -> bool:
