@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import heapq
+import sys
+from array import array
 from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
+
+import msgpack
 
 from .cells import Cell, Partition
 from .config import TableOptions
-from .sstable import SSTableReader
+from .sstable import NAME_SEPARATOR, RawPartition, SSTableReader, _array_header, _array_header_len, encode_record
 
 
 def size_tiered_buckets(readers: Sequence[SSTableReader], opts: TableOptions) -> list[list[SSTableReader]]:
@@ -39,26 +44,6 @@ def choose_compaction(readers: Sequence[SSTableReader], opts: TableOptions, majo
     # per byte written (Cassandra picks the "hottest"; we keep no read counters).
     best = min(candidates, key=lambda b: sum(r.data_bytes for r in b) / len(b))
     return best[: opts.compaction_max_threshold]
-
-
-def merged_partitions(readers: Sequence[SSTableReader]) -> Iterator[Partition]:
-    """Every partition of ``readers`` merged by key, in sort order."""
-    streams = [
-        ((skey, p.key, idx, p) for skey, p in r.iter_range())
-        for idx, r in enumerate(readers)
-    ]
-    current: Partition | None = None
-    current_id: tuple[Any, bytes] | None = None
-    for skey, key, _idx, part in heapq.merge(*streams, key=lambda t: (t[0], t[1])):
-        ident = (skey, key)
-        if ident == current_id:
-            current = current.merge(part)  # type: ignore[union-attr]
-            continue
-        if current is not None:
-            yield current
-        current, current_id = part, ident
-    if current is not None:
-        yield current
 
 
 def purge(p: Partition, now_s: int, gc_grace_s: int, max_purgeable_ts: int | None) -> Partition:
@@ -97,9 +82,101 @@ def compacted_partitions(
     gc_grace_s: int,
     max_purgeable: Callable[[bytes, Any], int | None],
     sort_key: Callable[[bytes], Any],
-) -> Iterator[Partition]:
-    """The compaction output stream: merged, expired cells converted, purgeable tombstones dropped."""
-    for p in merged_partitions(readers):
-        out = purge(p, now_s, gc_grace_s, max_purgeable(p.key, sort_key(p.key)))
-        if not out.is_empty():
+) -> Iterator[Partition | RawPartition]:
+    """The compaction output stream: merged, expired cells converted, purgeable tombstones dropped.
+
+    A partition that nothing can change (no deletion of any kind, no cell with a deletion or
+    expiry time, and no column in more than one input) is not decoded: its record is copied, or
+    its inputs' cells are concatenated as bytes (:func:`_raw_merge`); the output is the same
+    bytes the decode, merge, purge and encode path writes.
+    """
+    streams = [((skey, key, idx, header, record, start, off) for skey, key, header, record, start, off in r.iter_raw())
+               for idx, r in enumerate(readers)]
+    group: list[tuple[Any, ...]] = []
+    for item in heapq.merge(*streams, key=lambda t: (t[0], t[1])):
+        if group and (item[0] != group[0][0] or item[1] != group[0][1]):
+            out = _compact_group(group, readers, now_s, gc_grace_s, max_purgeable, sort_key)
+            if out is not None:
+                yield out
+            group = []
+        group.append(item)
+    if group:
+        out = _compact_group(group, readers, now_s, gc_grace_s, max_purgeable, sort_key)
+        if out is not None:
             yield out
+
+
+def _compact_group(group: list[tuple[Any, ...]], readers: Sequence[SSTableReader], now_s: int, gc_grace_s: int,
+                   max_purgeable: Callable[[bytes, Any], int | None], sort_key: Callable[[bytes], Any]
+                   ) -> Partition | RawPartition | None:
+    """One partition's output from its records in the inputs (None when nothing is left)."""
+    raw = _raw_merge(group)
+    if raw is not None:
+        return raw
+    merged: Partition | None = None
+    for _skey, _key, idx, header, record, start, off in group:
+        part = readers[idx].decode_record(header, record, start, off)
+        merged = part if merged is None else merged.merge(part)
+    assert merged is not None
+    out = purge(merged, now_s, gc_grace_s, max_purgeable(merged.key, sort_key(merged.key)))
+    return None if out.is_empty() else out
+
+
+_VALUE, _TS, _LDT = itemgetter(0), itemgetter(1), itemgetter(3)
+
+
+def _raw_merge(group: list[tuple[Any, ...]]) -> RawPartition | None:
+    """The output record of a partition that merging and purging cannot change, built from its
+    input records' bytes; None when it needs the full path.
+
+    Unchangeable: no partition or range tombstone, no cell that is a tombstone or carries a local
+    deletion time (purge only touches those), and the inputs' columns in disjoint name ranges (no
+    column to reconcile), so the output is the inputs' cells in name order, bytes unchanged.
+    """
+    frags = []
+    lo = hi = None
+    cells = 0
+    for _skey, _key, _idx, header, record, start, _off in group:
+        if header[1] is not None or header[2] is not None or header[3]:
+            return None
+        try:
+            objs = msgpack.unpackb(memoryview(record)[start:])
+        except Exception:  # noqa: BLE001 - the full path names the record in a CorruptSSTableError
+            return None
+        if not objs or None in map(_VALUE, objs) or set(map(_LDT, objs)) != {None}:
+            return None
+        stamps = list(map(_TS, objs))
+        f_lo, f_hi = min(stamps), max(stamps)
+        lo = f_lo if lo is None else min(lo, f_lo)
+        hi = f_hi if hi is None else max(hi, f_hi)
+        cells += len(objs)
+        frags.append((header[4], len(objs), header, record, start))
+    key = bytes(group[0][3][0])
+    if len(frags) == 1:
+        return RawPartition(key, bytes(frags[0][3]), cells, lo, hi)  # type: ignore[arg-type]
+    frags.sort(key=lambda f: f[0])  # by names blob: by first name, as names are unique per record
+    for prev, nxt in zip(frags, frags[1:]):
+        # The last name of one must sort before the first of the next: "\0a\0b\0" → "b" < "c".
+        if prev[0][prev[0].rindex(NAME_SEPARATOR, 0, -1) + 1:-1] >= nxt[0][1:nxt[0].index(NAME_SEPARATOR, 1)]:
+            return None
+    head = _array_header(cells)
+    bodies = [head]
+    ends = array("I")
+    base = len(head)
+    for _names, n, header, record, start in frags:
+        old = array("I")
+        old.frombytes(header[5])
+        if sys.byteorder != "little":
+            old.byteswap()
+        h = _array_header_len(n)
+        delta = base - h
+        ends.extend([e + delta for e in old])
+        body = memoryview(record)[start + h:]
+        bodies.append(body)
+        base += len(body)
+    if sys.byteorder != "little":
+        ends.byteswap()
+    names_blob = frags[0][0] + "".join(f[0][1:] for f in frags[1:])
+    record = encode_record([key, None, None, [], names_blob, ends.tobytes(), b"".join(f[2][6] for f in frags)],
+                           b"".join(bodies))
+    return RawPartition(key, record, cells, lo, hi)  # type: ignore[arg-type]

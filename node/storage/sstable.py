@@ -33,6 +33,7 @@ import threading
 import zlib
 from array import array
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,25 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
+@dataclass(slots=True)
+class RawPartition:
+    """A partition's data record as bytes, with what the writer's statistics need: compaction's
+    path for partitions it need not decode (docs/storage.md, "Compaction")."""
+
+    key: bytes
+    record: bytes
+    cells: int
+    min_timestamp: int
+    max_timestamp: int
+
+
+def encode_record(header: list[Any], body: bytes) -> bytes:
+    """A data record from its header fields and its body (the cells' msgpack array)."""
+    hdr = msgpack.packb(header, use_bin_type=True)
+    lens = _LENS.pack(len(hdr), len(body))
+    return _REC.pack(len(hdr), len(body), zlib.crc32(hdr, zlib.crc32(lens)), zlib.crc32(body)) + hdr + body
+
+
 class SSTableWriter:
     """Writes one SSTable; partitions must arrive in ``(sort_key(key), key)`` order."""
 
@@ -120,43 +140,50 @@ class SSTableWriter:
             "max_local_deletion_time": None, "first_key": None, "last_key": None,
         }
 
-    def add(self, p: Partition) -> None:
-        """Append one partition (skipped when empty)."""
+    def add(self, p: Partition | RawPartition) -> None:
+        """Append one partition (skipped when empty), or a record compaction copied as bytes."""
+        if isinstance(p, RawPartition):
+            self._append(p.key, p.record, p.cells, 0, p.min_timestamp, p.max_timestamp, None)
+            return
         if p.is_empty():
             return
-        record = encode_partition(p)
-        self._data.write(record)
-        self._data_crc = zlib.crc32(record, self._data_crc)
-        if not self._block:
-            self._block_first = p.key
-        self._block[p.key] = [self._offset, len(record)]
-        self._offset += len(record)
-        if len(self._block) >= INDEX_BLOCK_ENTRIES:
-            self._end_block()
-        self._bloom.add(p.key)
-        st = self.stats
-        st["partitions"] += 1
-        if st["first_key"] is None:
-            st["first_key"] = p.key
-        st["last_key"] = p.key
         stamps = [c.timestamp for c in p.cells.values()]
         stamps += [rt.timestamp for rt in p.range_tombstones.values()]
         ldts = [c.local_deletion_time for c in p.cells.values() if c.local_deletion_time is not None]
-        ldts += [rt.local_deletion_time for rt in p.range_tombstones.values() if rt.local_deletion_time is not None]
+        ldts += [rt.local_deletion_time for rt in p.range_tombstones.values()
+                 if rt.local_deletion_time is not None]
         tombstones = sum(1 for c in p.cells.values() if c.value is None) + len(p.range_tombstones)
         if p.partition_tombstone is not None:
             stamps.append(p.partition_tombstone)
             tombstones += 1
             if p.partition_deletion_time is not None:
                 ldts.append(p.partition_deletion_time)
-        st["cells"] += len(p.cells)
+        self._append(p.key, encode_partition(p), len(p.cells), tombstones,
+                     min(stamps) if stamps else None, max(stamps) if stamps else None, max(ldts) if ldts else None)
+
+    def _append(self, key: bytes, record: bytes, cells: int, tombstones: int, lo: int | None, hi: int | None,
+                max_ldt: int | None) -> None:
+        self._data.write(record)
+        self._data_crc = zlib.crc32(record, self._data_crc)
+        if not self._block:
+            self._block_first = key
+        self._block[key] = [self._offset, len(record)]
+        self._offset += len(record)
+        if len(self._block) >= INDEX_BLOCK_ENTRIES:
+            self._end_block()
+        self._bloom.add(key)
+        st = self.stats
+        st["partitions"] += 1
+        if st["first_key"] is None:
+            st["first_key"] = key
+        st["last_key"] = key
+        st["cells"] += cells
         st["tombstones"] += tombstones
-        if stamps:
-            lo, hi = min(stamps), max(stamps)
+        if lo is not None and hi is not None:
             st["min_timestamp"] = lo if st["min_timestamp"] is None else min(lo, st["min_timestamp"])
             st["max_timestamp"] = hi if st["max_timestamp"] is None else max(hi, st["max_timestamp"])
-        if ldts:
-            st["max_local_deletion_time"] = max(max(ldts), st["max_local_deletion_time"] or 0)
+        if max_ldt is not None:
+            st["max_local_deletion_time"] = max(max_ldt, st["max_local_deletion_time"] or 0)
 
     def _end_block(self) -> None:
         block = msgpack.packb(self._block, use_bin_type=True)
@@ -474,6 +501,35 @@ class SSTableReader:
                     return
                 header, bstart, blen, bcrc = self._record(off, length)
                 yield skey, self._decode(header, bstart, blen, bcrc, None, off)
+
+    def iter_raw(self) -> Iterator[tuple[Any, bytes, list[Any], bytes, int, int]]:
+        """Yield ``(sort_key, key, header, record, body_start, offset)`` for every partition in order:
+        the record as bytes with both its CRCs checked, its header decoded, where its body begins
+        in it, and where it begins in the data file (:meth:`decode_record` decodes it)."""
+        if self.corrupt is not None:
+            raise self.corrupt
+        sk = self._sort_key
+        mm = self._mm
+        crc32 = zlib.crc32
+        for b in range(len(self._summary)):
+            for key, (off, length) in self._block(b).items():
+                header, bstart, _blen, bcrc = self._record(off, length)
+                record = mm[off:off + length]
+                start = bstart - off
+                if crc32(memoryview(record)[start:]) != bcrc:
+                    raise self._fail(f"record body checksum mismatch at offset {off}")
+                yield sk(key), key, header, record, start, off
+
+    def decode_record(self, header: list[Any], record: bytes, start: int, offset: int) -> Partition:
+        """The partition of a record from :meth:`iter_raw` (CRCs already checked)."""
+        key, pt, pdt, rts, names_blob, _ends, _crcs = header
+        try:
+            objs = msgpack.unpackb(memoryview(record)[start:], raw=False)
+            names = names_blob[1:-1].split(NAME_SEPARATOR) if objs else []
+            cells = {n: Cell(n, o[0], o[1], o[2], o[3]) for n, o in zip(names, objs)}
+        except (ValueError, TypeError, IndexError, struct.error, msgpack.UnpackException) as exc:
+            raise self._fail(f"record at offset {offset} undecodable: {exc}") from exc
+        return Partition(bytes(key), cells, pt, pdt, {r[0]: RangeTombstone(r[0], r[1], r[2]) for r in rts})
 
     def verify(self) -> None:
         """Check the whole data file against its recorded CRC; raise :class:`CorruptSSTableError`."""
