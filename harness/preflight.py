@@ -23,10 +23,11 @@ def check(opts: Any) -> None:
     if opts.deploy in ("ssh", "vagrant"):
         from nemesis.faults import parse_nemeses
 
-        if "latency" in parse_nemeses(opts.nemesis):
+        if "latency" in parse_nemeses(opts.nemesis) and opts.deploy == "ssh" and not opts.host_toxiproxy:
             # Every injection would fail (iptables can only drop packets) and the run end unknown.
             raise SetupMistake(f"--nemesis {opts.nemesis}: latency needs a fault proxy, and --deploy {opts.deploy} "
-                               "partitions with iptables, which can only drop packets; leave latency out "
+                               "partitions with iptables, which can only drop packets; give --host-toxiproxy PORT "
+                               "when every host runs a Toxiproxy server, or leave latency out "
                                "(`all` includes it: list the others, e.g. partition,kill,pause,clock)")
     if opts.toxiproxy:
         trio.run(_probe_toxiproxy, opts.toxiproxy)
@@ -55,9 +56,12 @@ def user_error(exc: BaseException) -> str | None:
     """The one-line message when a campaign failed because of the user's setup, else None."""
     from harness.deploy.vagrant import VagrantError
     from nemesis.hostclock import SharedClockError
+    from nemesis.hostproxies import HostProxyError
 
     if isinstance(exc, SharedClockError):
         return f"--nemesis clock: {exc} Rerun with --clock-mode admin."
+    if isinstance(exc, HostProxyError):
+        return f"--nemesis latency: {exc}"
     if isinstance(exc, (VagrantError, SetupMistake)):
         return str(exc)
     return None

@@ -102,6 +102,8 @@ class RunOptions:
     known_hosts: str | None = None
     remote_root: str = "/opt/ringlab"
     clock_mode: str = "host"
+    # The API port of a Toxiproxy server on every host, for latency (vagrant: 8474, the VMs' own).
+    host_toxiproxy: int | None = None
     # Who assigns a joining node's tokens: gossip (the node itself) or the paper's ZooKeeper leader.
     coordination: str = "gossip"
     zk_servers: int = 1

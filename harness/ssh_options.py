@@ -25,6 +25,23 @@ def add_ssh_options(parser: Any) -> None:
                    help="refuse hosts not in known_hosts (default: record a new key once, refuse a changed one)")
     g.add_argument("--known-hosts", default=None, help=f"known_hosts file (default {DEFAULT_KNOWN_HOSTS})")
     g.add_argument("--remote-root", default=DEFAULT_REMOTE_ROOT, help="install directory on the hosts")
+    g.add_argument("--host-toxiproxy", type=_port, default=None, metavar="PORT",
+                   help="every host runs a Toxiproxy server with its API on its address at PORT: internode "
+                        "links go through link proxies there and --nemesis latency works "
+                        "(vagrant: 8474, the VMs' own, when latency is asked for)")
     g.add_argument("--clock-mode", choices=("host", "admin"), default="host",
                    help="clock nemesis on hosts: their real clocks (refused where they share this machine's), "
                         "or each node's own admin clock control")
+
+
+def _port(text: str) -> int:
+    """A TCP port number for argparse (its error names the option)."""
+    import argparse
+
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 1-65535")
+    return port

@@ -5,7 +5,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 # Pinned so every VM runs the same proxy; bump deliberately.
-TOXIPROXY_VERSION="2.9.0"
+TOXIPROXY_VERSION="2.12.0"
 
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \

@@ -135,7 +135,12 @@ class SSHDeployment:
             leave_running=opts.leave_db_running, node_count=count,
             coverage_dir=run_dir / "coverage" if getattr(opts, "coverage", False) else None))
         self.db = SSHDB(self.cluster)
-        self.net = IptablesNet(self.cluster)
+        self.net: Any = IptablesNet(self.cluster)
+        self.host_proxies = host_proxies_for(opts, self.cluster)
+        if self.host_proxies is not None:
+            from nemesis.hostproxies import HostLatencyNet
+
+            self.net = HostLatencyNet(self.net, self.host_proxies)
         self.clock_mode = opts.clock_mode
         self._net_installed = False
         self.zookeeper: Any = None
@@ -148,7 +153,12 @@ class SSHDeployment:
 
     async def setup(self) -> None:
         """Install and start the nodes, then ringlab's iptables chain on every host (spares too,
-        so a node joined there is partitioned like the others)."""
+        so a node joined there is partitioned like the others). With a Toxiproxy on every host,
+        first its link proxies, which every node.toml routes its peers through."""
+        if self.host_proxies is not None:
+            await self.host_proxies.check()
+            self.cluster.spec.routes = await self.host_proxies.create_links(
+                {nid: self.cluster.address(nid) for nid in self.cluster.host_ids()}, self.cluster.spec.internode_port)
         await self.cluster.start()
         self._net_installed = True  # a half-done install is undone by teardown too
         await self.net.install(self.cluster.host_ids())
@@ -178,6 +188,21 @@ class SSHDeployment:
                 if not leave_running:
                     await self.zookeeper.stop()
         await self.cluster.teardown()
+        if self.host_proxies is not None and not leave_running:
+            with trio.CancelScope(shield=True):
+                await self.host_proxies.remove_links()
+
+
+def host_proxies_for(opts: Any, cluster: Any) -> Any:
+    """Each host's Toxiproxy server when latency is asked for and the hosts have one (--host-toxiproxy;
+    the Vagrant VMs run one on 8474), else None: links stay direct."""
+    from nemesis.faults import parse_nemeses
+    from nemesis.hostproxies import DEFAULT_PORT, HostProxies
+
+    port = opts.host_toxiproxy or (DEFAULT_PORT if opts.deploy == "vagrant" else None)
+    if port is None or "latency" not in parse_nemeses(opts.nemesis):
+        return None
+    return HostProxies({nid: cluster.address(nid) for nid in cluster.host_ids()}, port)
 
 
 def hosts_for(opts: Any) -> list[Any]:

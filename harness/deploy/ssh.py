@@ -583,6 +583,8 @@ class SSHClusterSpec:
     coverage_dir: Path | None = None
     # coordination = "zookeeper": the servers' "host:port" list for every node.toml.
     zookeeper: list[str] = field(default_factory=list)
+    # node → peer → "host:port" to reach it at (a link proxy of the host's Toxiproxy), as [routes].
+    routes: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 # A host's part in a run: its node is in the ring (started at setup or joined since), it waits
@@ -777,6 +779,9 @@ class SSHCluster:
             *[f"{k} = {'true' if v else 'false'}" for k, v in self.spec.faults.items()],
             "",
         ]
+        if self.spec.routes.get(node_id):
+            lines += ["[routes]", *[f"{json.dumps(peer)} = {json.dumps(addr)}"
+                                    for peer, addr in sorted(self.spec.routes[node_id].items())], ""]
         if self.spec.zookeeper:
             lines += ["[coordination]", 'mode = "zookeeper"',
                       "servers = [" + ", ".join(json.dumps(z) for z in self.spec.zookeeper) + "]", ""]

@@ -1,4 +1,5 @@
-"""A whole `harness run --deploy ssh` campaign on namespace hosts: real SSH, real iptables."""
+"""A whole `harness run --deploy ssh` campaign on namespace hosts: real SSH, real iptables, and
+latency through a Toxiproxy-compatible server on each host (--host-toxiproxy)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,27 @@ from pathlib import Path
 
 from harness.deploy import hosts as H
 from tests.hosts.conftest import ssh_campaign
-
+from tests.hosts.host_toxiproxies import API_PORT, host_toxiproxies, proxies_left  # noqa: F401 - a fixture
 
 
 def test_register_campaign_over_ssh_is_valid_and_partitions_really_drop(
-        namespace_hosts: H.HostsState, tmp_path: Path) -> None:
+        namespace_hosts: H.HostsState, host_toxiproxies: list[str], tmp_path: Path) -> None:
     state = namespace_hosts
-    proc = ssh_campaign(state, tmp_path, "--remote-root", "/opt/ringlab-campaign",
-                        "--workload", "register", "--nemesis", "partition,kill,pause", "--partition", "majority",
-                        "--nemesis-interval", "2", "--time-limit", "20", "--seed", "11", "--recovery-time", "2")
+    # Four nemeses every 2 s: seed 11 draws pause, partition, latency, kill; a partition's heal
+    # reads DROP counters over SSH (4 s on a loaded machine), so the kill starts at about 22 s.
+    proc = ssh_campaign(state, tmp_path, "--remote-root", "/opt/ringlab-campaign", "--host-toxiproxy", str(API_PORT),
+                        "--workload", "register", "--nemesis", "partition,kill,pause,latency", "--partition", "majority",
+                        "--nemesis-interval", "2", "--time-limit", "26", "--seed", "11", "--recovery-time", "2")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     run_dir = (tmp_path / "latest").resolve()
     results = json.loads((run_dir / "results.json").read_text())
     assert results["valid"] is True
+    # Latency took effect through each host's link proxies, every node routed through its own.
+    assert results["checkers"]["campaign"]["details"]["effective"]["latency"] >= 1, results["checkers"]["campaign"]
+    log = (run_dir / "harness.log").read_text()
+    assert all(f"{nid} routes its peers through its host's link proxies: " in log for nid in ("n1", "n2", "n3", "n4", "n5"))
+    assert proxies_left(host_toxiproxies) == [[]] * 5  # teardown removed every link proxy
     history = [json.loads(line) for line in (run_dir / "history.jsonl").open()]
     cuts = [o for o in history if o["process"] == "nemesis" and o["f"] == "start-partition" and o["type"] == "info"]
     assert cuts and all(o["value"]["grudge"] for o in cuts), cuts
