@@ -132,7 +132,10 @@ HINT_STORED_WITHIN_NS = 4_000_000_000
 class _Faults:
     """When each node was killed, which nodes left the ring, and the membership windows."""
 
-    def __init__(self, history: list[Op]) -> None:
+    def __init__(self, history: list[Op], kills_lose: bool = False) -> None:
+        # kills_lose: the nodes held unsynced commit log bytes in memory (volatile_unsynced), so
+        # a kill lost them as a crash does.
+        damaging = ("start-crash", "start-corrupt", "start-kill") if kills_lose else ("start-crash", "start-corrupt")
         self.kills: dict[str, list[tuple[int, int]]] = {}
         # Nodes whose own storage lost data on purpose (a crash losing unsynced commit log
         # writes, a corrupted file): when, so a write they lack from before that is allowed.
@@ -151,7 +154,7 @@ class _Faults:
             if op.f in ("start-kill", "start-crash"):
                 for n in v.get("nodes") or []:
                     self.kills.setdefault(n, []).append((t0, op.time))
-            if op.f in ("start-crash", "start-corrupt"):
+            if op.f in damaging:
                 for n in [*(v.get("nodes") or []), *([v["node"]] if isinstance(v.get("node"), str) else [])]:
                     self.damaged.setdefault(n, []).append(op.time)
             if "membership" in op.f:
@@ -253,7 +256,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     model = spec.get("model", "register")
     ops = history if isinstance(history, list) else list(history)
     exp = expectations(ops, model)
-    faults = _Faults(ops)
+    faults = _Faults(ops, kills_lose=bool(params.get("volatile_unsynced")))
     log = AnomalyLog()
     counts: dict[str, int] = {"keys": 0, "replicas_read": 0, "unreadable": 0}
     tables: list[dict[str, Any]] = []

@@ -41,13 +41,16 @@ SLACK_MS = 2_000
 WRITE_FS = frozenset({"write", "put", "cas", "add", "append", "batch", "delete"})
 
 
-def crashes(history: Iterable[Op]) -> list[dict[str, Any]]:
-    """Every completed crash step that lost unsynced bytes: time, nodes, bytes held unsynced."""
+def crashes(history: Iterable[Op], kills_lose: bool = False) -> list[dict[str, Any]]:
+    """Every completed crash step that lost unsynced bytes: time, nodes, bytes held unsynced.
+    With ``kills_lose`` (the run's nodes hold unsynced bytes in memory, ``volatile_unsynced``,
+    because the crash nemesis is in it) every kill nemesis step is such a crash too."""
     out = []
+    steps = (*CRASH_FS, "start-kill") if kills_lose else CRASH_FS
     for op in history:
-        if op.process != NEMESIS or op.type != "info" or op.f not in CRASH_FS or not isinstance(op.value, dict):
+        if op.process != NEMESIS or op.type != "info" or op.f not in steps or not isinstance(op.value, dict):
             continue
-        if not op.value.get("lost_unsynced"):
+        if not op.value.get("lost_unsynced") and op.f != "start-kill":
             continue
         held = op.value.get("unsynced_bytes") or {}
         nodes = op.value.get("nodes") or ([op.value["node"]] if op.value.get("node") else [])
@@ -96,7 +99,7 @@ def reclassify(results: dict[str, Result], source: Callable[[], Iterable[Op]], p
     """Move what periodic mode allows out of the anomalies; add a ``durability`` result when a
     crash lost unsynced writes. ``recheck`` re-runs linearizability on a history; ``rerun``
     re-runs a named checker with other params (to keep every example of a loss kind)."""
-    found = crashes(source())
+    found = crashes(source(), kills_lose=bool(params.get("volatile_unsynced")))
     if not found:
         return results
     mode = params.get("commitlog_sync")

@@ -107,8 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
-        parser.print_usage(sys.stderr)
-        print("harness: error: a COMMAND is required", file=sys.stderr)
+        # One line, naming the commands (the usage line alone says only "COMMAND ...").
+        names = next((", ".join(a.choices) for a in parser._actions if isinstance(a, argparse._SubParsersAction)), "")
+        print(f"harness: error: a COMMAND is required: {names} (see `harness --help`)", file=sys.stderr)
         return EXIT_BAD_ARGS
     try:
         return int(handler(args))
@@ -404,6 +405,7 @@ _TEST_JSON_KEYS = {
     "kv_append": ("kv_append",),
     "commitlog_sync": ("commitlog_sync",),
     "commitlog_sync_period_ms": ("commitlog_sync_period_ms",),
+    "volatile_unsynced": ("volatile_unsynced",),
 }
 
 

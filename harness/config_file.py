@@ -22,8 +22,10 @@ def load(path: str, options_type: type) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"--config {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read it: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path}: not valid TOML: {exc}") from None
     hints = typing.get_type_hints(options_type)
     values: dict[str, Any] = {}
     for k, v in raw.items():

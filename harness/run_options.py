@@ -143,6 +143,9 @@ class RunOptions:
             raise ValueError(f"--deploy must be one of {', '.join(DEPLOYS)}, got {self.deploy!r}")
         if self.deploy == "local" and isinstance(self.nodes, str):
             raise ValueError(f"--nodes must be a node count for local runs, got {self.nodes!r} (host lists need --deploy ssh)")
+        if self.host_toxiproxy is not None and self.deploy not in ("ssh", "vagrant"):
+            raise ValueError(f"--host-toxiproxy is for --deploy ssh|vagrant (a Toxiproxy server on every host); "
+                             f"--deploy {self.deploy} has its own fault proxy (--toxiproxy URL for an external one)")
         if self.deploy == "ssh" and not self.nodes_file and not isinstance(self.nodes, str):
             raise ValueError("--deploy ssh needs --nodes-file FILE or --nodes host1,host2,...")
         count = self.node_count()
@@ -235,6 +238,8 @@ class RunOptions:
             # Periodic mode may lose writes acknowledged within a sync period of a crash.
             "commitlog_sync": self.commitlog_sync,
             "commitlog_sync_period_ms": datapaths.sync_period_ms(),
+            # Unsynced bytes live in process memory (for the crash nemesis): a kill loses them too.
+            "volatile_unsynced": any(n in datapaths.VOLATILE_NEMESES for n in faults.parse_nemeses(self.nemesis)),
         }
 
     def _settings(self) -> WorkloadSettings:

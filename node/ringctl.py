@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -172,9 +172,27 @@ def _split_eq(text: str) -> tuple[str, str]:
     return k, v
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the usage block (every command) buried the line that matters."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds for argparse (its error names the option)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (all subcommands)."""
-    p = argparse.ArgumentParser(prog="ringctl", description="Talk to a ringlab node.")
+    p = _Parser(prog="ringctl", description="Talk to a ringlab node.")
     p.add_argument("--host", default=os.environ.get("RINGCTL_HOST"), help=f"node address (or $RINGCTL_HOST; default {DEFAULT_HOST})")
     p.add_argument("--port", type=int, default=_env_port(), help=f"client port (or $RINGCTL_PORT; default {DEFAULT_PORT})")
     p.add_argument("--secret", default=os.environ.get("RINGLAB_SECRET"), help="cluster secret (or $RINGLAB_SECRET; "
@@ -185,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "and the cluster secret come from there")
     p.add_argument("--cluster-dir", default=os.environ.get("RINGLAB_CLUSTER_DIR", DEFAULT_CLUSTER_DIR), metavar="DIR",
                    help=f"where `harness cluster up` keeps the cluster (or $RINGLAB_CLUSTER_DIR; default {DEFAULT_CLUSTER_DIR})")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, help=f"seconds per request (default {DEFAULT_TIMEOUT:g})")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def data(name: str, help_: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_)
