@@ -423,6 +423,10 @@ def params_from_test(test: dict[str, Any]) -> dict[str, Any]:
                     out.setdefault(name, src[a])
     if isinstance(out.get("nodes"), list):
         out["nodes"] = len(out["nodes"])
+    storage = test.get("storage")
+    node = storage.get("node") if isinstance(storage, dict) else None
+    if "volatile_unsynced" not in out and isinstance(node, dict) and node.get("volatile_unsynced") is True:
+        out["volatile_unsynced"] = True  # a run recorded before the checker parameter existed
     return out
 
 

@@ -46,3 +46,11 @@ def test_the_run_says_which_runs_hold_unsynced_bytes_in_memory() -> None:
     assert RunOptions(nemesis="all").checker_params()["volatile_unsynced"] is True
     assert RunOptions(nemesis="kill,crash").checker_params()["volatile_unsynced"] is True
     assert RunOptions(nemesis="kill,pause").checker_params()["volatile_unsynced"] is False
+
+
+def test_a_recorded_run_says_it_through_its_storage_settings() -> None:
+    from harness.cli import params_from_test
+
+    old = {"params": {"model": "register"}, "storage": {"node": {"commitlog_sync": "periodic", "volatile_unsynced": True}}}
+    assert params_from_test(old)["volatile_unsynced"] is True
+    assert "volatile_unsynced" not in params_from_test({"params": {}, "storage": {"node": {}}})
