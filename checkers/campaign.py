@@ -77,8 +77,12 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     if params.get("interrupted"):
         reasons.append("the run was interrupted: the workload, the final reads or both were cut short")
     if never:
+        # Grouped by why: "partition, clock: never started: the run ended first; latency: 2 failed".
+        whys: dict[str, list[str]] = {}
+        for n in never:
+            whys.setdefault(_why_not(started.get(n, 0), failed.get(n, 0)), []).append(n)
         reasons.append("no injection of " + ", ".join(never) + " took effect ("
-                       + "; ".join(f"{n}: {_why_not(started.get(n, 0), failed.get(n, 0))}" for n in never)
+                       + "; ".join(f"{', '.join(names)}: {why}" for why, names in whys.items())
                        + "): the store was not tested under the faults asked for"
                        + ("" if all(started.get(n, 0) for n in never) else
                           "; a longer --time-limit or a shorter --nemesis-interval gives each nemesis a window"))

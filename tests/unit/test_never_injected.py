@@ -32,8 +32,8 @@ def test_a_nemesis_the_run_never_reached_makes_it_unknown_naming_it() -> None:
     assert r.counts["failed_injections"] == 0 and r.counts["nemeses_never_injected"] == 2
     assert r.details["never_injected"] == ["pause", "clock"]
     assert r.details["reason"] == (
-        "no injection of pause, clock took effect (pause: never started: the run ended first; "
-        "clock: never started: the run ended first): the store was not tested under the faults asked for; "
+        "no injection of pause, clock took effect (pause, clock: never started: the run ended first): "
+        "the store was not tested under the faults asked for; "
         "a longer --time-limit or a shorter --nemesis-interval gives each nemesis a window")
     assert r.anomalies == []  # nothing failed: there is no failed injection to show
 
