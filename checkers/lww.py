@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
-from harness.history import NEMESIS, HistoryFile, Op, as_op, gc_paused, op_index
+from harness.history import NEMESIS, HistoryFile, Op, as_op, gc_paused
 
 # The store's documented timestamp resolution: microseconds (node/server.py _write_timestamp).
 TIMESTAMP_RESOLUTION_US = 1.0
@@ -66,12 +66,10 @@ def collect(history: Iterable[Op], nemesis: list[Op] | None = None
     """One pass: per key, writes (inv_time, comp_time, ts, value, ok, inv, comp, node, cl) and
     reads (inv_time, comp_time, ts, value, inv, comp, cl); keys that see appends are left out.
     Nemesis operations go to ``nemesis`` when a list is given. ``inv``/``comp`` are Ops, or the
-    line records of a :class:`HistoryFile` (``as_op`` makes them Ops); ``node`` is the write's
-    coordinator, ``cl`` the completion's consistency level."""
+    records of a :class:`HistoryFile`, which read like Ops (``as_op`` makes them Ops); ``node`` is
+    the write's coordinator, ``cl`` the completion's consistency level."""
     records = history.records() if isinstance(history, HistoryFile) else None
-    if records is not None:
-        return _collect_records(records, nemesis)
-    return _collect_ops(history, nemesis)
+    return _collect_ops(records if records is not None else history, nemesis)
 
 
 def _collect_ops(history: Iterable[Op], nemesis: list[Op] | None
@@ -141,75 +139,6 @@ def _collect_ops(history: Iterable[Op], nemesis: list[Op] | None
     return _finish_collect(writes, reads, counts, appended, never)
 
 
-def _collect_records(records: Iterable[dict[str, Any]], nemesis: list[Op] | None
-                     ) -> tuple[dict[Any, list[tuple[Any, ...]]], dict[Any, list[tuple[Any, ...]]], dict[str, int]]:
-    """:func:`_collect_ops` over line records: the same tuples, without an Op per line."""
-    pending: dict[Any, dict[str, Any]] = {}
-    writes: dict[Any, list[tuple[Any, ...]]] = {}
-    reads: dict[Any, list[tuple[Any, ...]]] = {}
-    counts = {"writes": 0, "reads": 0, "writes_without_timestamp": 0, "keys_with_appends": 0}
-    appended: set[Any] = set()
-    scalar = (int, str, type(None))
-    wget = writes.get
-    rget = reads.get
-    pop = pending.pop
-    for d in records:
-        p = d["process"]
-        if p == NEMESIS:
-            if nemesis is not None:
-                nemesis.append(Op.from_dict(d))
-            continue
-        t = d["type"]
-        if t == "invoke":
-            pending[p] = d
-            continue
-        inv = pop(p, None)
-        if inv is None:
-            continue
-        f = inv["f"]
-        key = inv.get("key")
-        if type(key) not in scalar:
-            key = _hashable(key)
-        if f in WRITE_FS:
-            if t == "fail":
-                continue
-            ok = t == "ok"
-            ts = d.get("timestamp")
-            if ts is None and ok:
-                counts["writes_without_timestamp"] += 1
-            v = inv.get("value")
-            if f == "cas":
-                if not isinstance(v, list) or len(v) != 2:
-                    continue
-                v = v[1]
-            elif f == DELETE_F:
-                v = None
-            if type(v) not in scalar:
-                v = _hashable(v)
-            rec = (inv["time"], d["time"] if ok else None, ts, v, ok, inv, d, inv.get("node"), d.get("cl"))
-            lst = wget(key)
-            if lst is None:
-                writes[key] = [rec]
-            else:
-                lst.append(rec)
-        elif f in READ_FS:
-            if t != "ok":
-                continue
-            v = d.get("value")
-            if type(v) not in scalar:
-                v = _hashable(v)
-            rrec = (inv["time"], d["time"], d.get("timestamp"), v, inv, d, d.get("cl"))
-            lst = rget(key)
-            if lst is None:
-                reads[key] = [rrec]
-            else:
-                lst.append(rrec)
-        elif f == "append":
-            appended.add(key)
-    never = [(inv["f"], inv.get("key"), inv.get("value"), inv["time"], inv.get("node"), inv) for inv in pending.values()]
-    return _finish_collect(writes, reads, counts, appended, never)
-
-
 def _finish_collect(writes: dict[Any, list[tuple[Any, ...]]], reads: dict[Any, list[tuple[Any, ...]]],
                     counts: dict[str, int], appended: set[Any], never: list[tuple[Any, ...]]
                     ) -> tuple[dict[Any, list[tuple[Any, ...]]], dict[Any, list[tuple[Any, ...]]], dict[str, int]]:
@@ -264,7 +193,7 @@ def _overlap(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return a[0] < b_end and b[0] < a_end
 
 
-def _ops(*ops: Op | dict[str, Any] | None) -> list[Op]:
+def _ops(*ops: Any) -> list[Op]:
     """The operations behind a finding (records made Ops), without the missing ones."""
     return [as_op(o) for o in ops if o is not None]
 
@@ -332,7 +261,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
             f"{ties['concurrent-timestamp-tie']} pairs of concurrent writes carry equal timestamps, more than the budget "
             f"of {budget} for this run's write rate at a {TIMESTAMP_RESOLUTION_US:g} µs clock resolution (about "
             f"{expected_ties:.3g} expected by chance): the store stamps coarser than it should; e.g. key {key!r}: "
-            f"{a[3]!r} (op {op_index(a[5])}) and {b[3]!r} (op {op_index(b[5])}) at {a[2]}",
+            f"{a[3]!r} (op {a[5].index}) and {b[3]!r} (op {b[5].index}) at {a[2]}",
             _ops(a[5], a[6], b[5], b[6]), key, {"ties": ties["concurrent-timestamp-tie"], "budget": budget,
                                                 "expected": round(expected_ties, 6)}))
     counts = dict(counts)
@@ -409,7 +338,7 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
             elif other[3] != v:
                 log.add(Anomaly(
                     "timestamp-collision",
-                    f"key {key!r}: writes of {other[3]!r} (op {op_index(other[5])}) and {v!r} (op {op_index(w[5])}) "
+                    f"key {key!r}: writes of {other[3]!r} (op {other[5].index}) and {v!r} (op {w[5].index}) "
                     f"both carry timestamp {ts}; last-write-wins keeps only one of them",
                     _ops(other[5], other[6], w[5], w[6]), key, {"timestamp": ts}))
     # Phantom reads, and each read's timestamp (its own, or that of the write of its value).
@@ -420,7 +349,7 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
         if v is not None and (v not in first_invoke or first_invoke[v] > comp_t):
             log.add(Anomaly(
                 "phantom-read",
-                f"key {key!r}: read (op {op_index(r[5])}) returned {v!r}, which no write to this key had been "
+                f"key {key!r}: read (op {r[5].index}) returned {v!r}, which no write to this key had been "
                 f"invoked with before the read ended",
                 _ops(r[4], r[5]), key))
             continue
@@ -455,8 +384,8 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
             if not ctx.restarted_between(node, mine[1], w[0]):
                 log.add(Anomaly(
                     "same-coordinator-inversion",
-                    f"key {key!r}: write of {w[3]!r} (op {op_index(w[5])}) through {node} began after the write of "
-                    f"{mine[3]!r} (op {op_index(mine[5])}) through the same node completed, but carries the smaller "
+                    f"key {key!r}: write of {w[3]!r} (op {w[5].index}) through {node} began after the write of "
+                    f"{mine[3]!r} (op {mine[5].index}) through the same node completed, but carries the smaller "
                     f"timestamp {w[2]} < {mine[2]}: a coordinator must stamp its writes in increasing order",
                     _ops(mine[5], mine[6], w[5], w[6]), key, {"node": node, "earlier_ts": mine[2], "later_ts": w[2]}))
                 continue
@@ -470,15 +399,15 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
                 ctx.inverted_keys.add(key)
                 ctx.expected.add(Anomaly(
                     "timestamp-inversion",
-                    f"key {key!r}: write of {w[3]!r} (op {op_index(w[5])}) began after the write of {top[3]!r} "
-                    f"(op {op_index(top[5])}) through another node completed, but carries the smaller timestamp "
+                    f"key {key!r}: write of {w[3]!r} (op {w[5].index}) began after the write of {top[3]!r} "
+                    f"(op {top[5].index}) through another node completed, but carries the smaller timestamp "
                     f"{w[2]} < {top[2]}: skewed clocks, which last-write-wins resolves by timestamp",
                     _ops(top[5], top[6], w[5], w[6]), key, {"earlier_ts": top[2], "later_ts": w[2]}))
                 continue
             log.add(Anomaly(
                 "timestamp-inversion",
-                f"key {key!r}: write of {w[3]!r} (op {op_index(w[5])}) began after the write of {top[3]!r} "
-                f"(op {op_index(top[5])}) completed, but carries the smaller timestamp {w[2]} < {top[2]}: "
+                f"key {key!r}: write of {w[3]!r} (op {w[5].index}) began after the write of {top[3]!r} "
+                f"(op {top[5].index}) completed, but carries the smaller timestamp {w[2]} < {top[2]}: "
                 f"last-write-wins silently discarded it",
                 _ops(top[5], top[6], w[5], w[6]), key, {"earlier_ts": top[2], "later_ts": w[2]}))
     # Lost writes: suffix maximum of read timestamps by read completion time.
@@ -507,7 +436,7 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
         what = "delete" if w[3] is None else f"write of {w[3]!r}"
         log.add(Anomaly(
             "lost-write",
-            f"key {key!r}: acknowledged {what} (op {op_index(w[5])}, timestamp {w[2]}) was never seen: "
+            f"key {key!r}: acknowledged {what} (op {w[5].index}, timestamp {w[2]}) was never seen: "
             f"no read returned it or a value with a greater timestamp written after it began; the final read "
-            f"(op {op_index(fr[5])}) returned {fr[3]!r}",
+            f"(op {fr[5].index}) returned {fr[3]!r}",
             _ops(w[5], w[6], fr[4], fr[5]), key, {"timestamp": w[2]}))

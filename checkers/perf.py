@@ -127,58 +127,13 @@ def _collect_ops(history: Iterable[Op], bucket: int) -> _Collected:
     return lat, nemesis, times, outcome, thr, end
 
 
-def _collect_records(records: Iterable[dict[str, Any]], bucket: int) -> _Collected:
-    """:func:`_collect_ops` over line records: only each invocation's f and time are kept."""
-    pending: dict[Any, tuple[str, int]] = {}
-    lat: dict[str, array] = {}
-    nemesis: list[Op] = []
-    times = array("q")
-    outcome = array("b")
-    thr: dict[int, list[int]] = {}
-    end = 0
-    codes = _CODES
-    pop = pending.pop
-    for d in records:
-        time = d["time"]
-        if time > end:
-            end = time
-        p = d["process"]
-        if p == NEMESIS:
-            nemesis.append(Op.from_dict(d))
-            continue
-        t = d["type"]
-        if t == "invoke":
-            pending[p] = (d["f"], time)
-            continue
-        inv = pop(p, None)
-        if inv is None:
-            continue
-        k = f"{inv[0]}:{t}"
-        a = lat.get(k)
-        if a is None:
-            a = lat[k] = array("q")
-        a.append(time - inv[1])
-        code = codes[t]
-        times.append(inv[1])
-        outcome.append(code)
-        b = thr.get(time // bucket)
-        if b is None:
-            b = thr[time // bucket] = [0, 0, 0]
-        b[code] += 1
-    for _f, inv_time in pending.values():
-        times.append(inv_time)
-        outcome.append(2)
-    return lat, nemesis, times, outcome, thr, end
-
-
 @gc_paused
 def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
     """Latency quantiles, throughput per bucket and availability per fault window."""
     params = params or {}
     bucket = int(params.get("perf_bucket_ns") or DEFAULT_BUCKET_NS)
     records = history.records() if isinstance(history, HistoryFile) else None
-    lat, nemesis, times, outcome, thr, end = (_collect_records(records, bucket) if records is not None
-                                              else _collect_ops(history, bucket))
+    lat, nemesis, times, outcome, thr, end = _collect_ops(records if records is not None else history, bucket)
     windows = fault_windows(nemesis, end)
     # Availability: each operation counts inside every window its invocation falls in. Windows
     # of different kinds may overlap, so cut time into segments with their set of open windows.

@@ -26,7 +26,7 @@ from typing import Any
 
 from checkers.lww import NilReads, _ops, collect
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
-from harness.history import Op, as_op, gc_paused, op_index
+from harness.history import Op, as_op, gc_paused
 
 # Examples kept per expected kind in details (the counts cover the rest).
 EXPECTED_EXAMPLES = 5
@@ -149,8 +149,8 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
                 strong = rl + lv > rf
                 (log if strong else expected).add(Anomaly(
                     "stale-read",
-                    f"key {key!r}: read (op {op_index(r[5])}, {rl} replicas) began after the write of {w[3]!r} "
-                    f"(op {op_index(w[5])}, {lv} replicas, timestamp {need_ts}) completed, but returned "
+                    f"key {key!r}: read (op {r[5].index}, {rl} replicas) began after the write of {w[3]!r} "
+                    f"(op {w[5].index}, {lv} replicas, timestamp {need_ts}) completed, but returned "
                     f"{r[3]!r} (timestamp {ts if ts >= 0 else 'none'})" + acked_note(as_op(w[6]))
                     + ("" if strong else f"; expected with R + W = {rl + lv} <= N = {rf}"),
                     _ops(w[5], w[6], r[4], r[5]), key, {"read_ts": ts, "write_ts": need_ts, "r": rl, "w": lv}))
@@ -172,8 +172,8 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
                 strong = plv + rl > rf
                 (log if strong else expected).add(Anomaly(
                     "non-monotonic-read",
-                    f"key {key!r}: read (op {op_index(r[5])}) returned {r[3]!r} (timestamp {ts}) after an earlier "
-                    f"completed read (op {op_index(pr[5])}) had returned the newer {pr[3]!r} (timestamp {pts})",
+                    f"key {key!r}: read (op {r[5].index}) returned {r[3]!r} (timestamp {ts}) after an earlier "
+                    f"completed read (op {pr[5].index}) had returned the newer {pr[3]!r} (timestamp {pts})",
                     _ops(pr[4], pr[5], r[4], r[5]), key, {"r_first": plv, "r_second": rl}))
                 break
 
@@ -221,8 +221,8 @@ def _resurrections(key: Any, acked: list[tuple[Any, ...]], rts: list[tuple[Any, 
             strong = lv + rl > rf
             (log if strong else expected).add(Anomaly(
                 "resurrection",
-                f"key {key!r}: the delete (op {op_index(d[5])}, {lv} replicas, timestamp {d[2]}) was acknowledged and "
-                f"a read (op {op_index(seen[4][5])}) saw nil after it, yet a later read (op {op_index(r[5])}, {rl} replicas) "
+                f"key {key!r}: the delete (op {d[5].index}, {lv} replicas, timestamp {d[2]}) was acknowledged and "
+                f"a read (op {seen[4][5].index}) saw nil after it, yet a later read (op {r[5].index}, {rl} replicas) "
                 f"returned the deleted value {r[3]!r} (timestamp {ts})"
                 + ("" if strong else f"; expected with R + W = {rl + lv} <= N = {rf}"),
                 _ops(d[5], d[6], seen[4][4], seen[4][5], r[4], r[5]), key,

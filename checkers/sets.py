@@ -25,7 +25,7 @@ from typing import Any
 
 from checkers.perf import quantiles
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
-from harness.history import NEMESIS, HistoryFile, Op, as_op, gc_paused, op_index
+from harness.history import NEMESIS, HistoryFile, Op, as_op, gc_paused
 
 ADD_FS = frozenset({"add"})
 READ_FS = frozenset({"read"})
@@ -36,7 +36,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     """Classify every element added to every set and report lost and unexpected ones."""
     params = params or {}
     records = history.records() if isinstance(history, HistoryFile) else None
-    adds, reads = _collect_records(records) if records is not None else _collect_ops(history)
+    adds, reads = _collect_ops(records if records is not None else history)
     log = AnomalyLog(example_limit(params))
     counts = {"elements": 0, "acknowledged": 0, "indeterminate": 0, "stable": 0, "lost": 0,
               "never-read": 0, "stale": 0, "reappeared": 0, "unexpected": 0, "reads": 0}
@@ -88,45 +88,6 @@ def _collect_ops(history: Iterable[Op]) -> tuple[dict[Any, dict[Any, tuple[Any, 
     return adds, reads
 
 
-def _collect_records(records: Iterable[dict[str, Any]]) -> tuple[dict[Any, dict[Any, tuple[Any, Any, int, int | None]]],
-                                                                 dict[Any, list[tuple[int, int, Any, Any, Any]]]]:
-    """:func:`_collect_ops` over line records, without an Op per line."""
-    pending: dict[Any, dict[str, Any]] = {}
-    adds: dict[Any, dict[Any, tuple[Any, Any, int, int | None]]] = {}
-    reads: dict[Any, list[tuple[int, int, Any, Any, Any]]] = {}
-    pop = pending.pop
-    adds_get = adds.get
-    reads_get = reads.get
-    for op in records:
-        p = op["process"]
-        t = op["type"]
-        if t == "invoke":
-            if p != NEMESIS:
-                pending[p] = op
-            continue
-        inv = pop(p, None)
-        if inv is None:
-            continue
-        f = inv["f"]
-        if f in ADD_FS:
-            if t != "fail":
-                key = inv.get("key")
-                d = adds_get(key)
-                if d is None:
-                    d = adds[key] = {}
-                d[inv.get("value")] = (inv, op, inv["time"], op["time"] if t == "ok" else None)
-        elif f in READ_FS and t == "ok":
-            key = inv.get("key")
-            lst = reads_get(key)
-            if lst is None:
-                lst = reads[key] = []
-            lst.append((inv["time"], op["time"], op.get("value") or (), inv, op))
-    for inv in pending.values():
-        if inv["f"] in ADD_FS:
-            adds.setdefault(inv.get("key"), {})[inv.get("value")] = (inv, None, inv["time"], None)
-    return adds, reads
-
-
 def _ops(*ops: Any) -> list[Op]:
     """The operations behind a finding (records made Ops), without the missing ones."""
     return [as_op(o) for o in ops if o is not None]
@@ -139,62 +100,98 @@ def _check_key(key: Any, adds: dict[Any, tuple[Any, Any, int, int | None]], rs: 
     counts["reads"] += m
     inv_t = [r[0] for r in rs]
     comp_t = [r[1] for r in rs]
-    # Element → [first read, last read, presences, start of the current run, gaps, gap read].
-    stats: dict[Any, list[int]] = {}
+    # Per element: the first and the last read showing it, and for one that vanished and came back
+    # [start of the current run, gaps, the read of the last gap] (a run starts at the first read).
+    first: dict[Any, int] = {}
+    last: dict[Any, int] = {}
+    gaps: dict[Any, list[int]] = {}
+    prev: set[Any] = set()  # the elements of the read before (those whose last read is k - 1)
     for k, r in enumerate(rs):
-        for e in r[2]:
-            st = stats.get(e)
-            if st is None:
-                stats[e] = [k, k, 1, k, 0, -1]
-                continue
-            last = st[1]
-            if last != k - 1 and inv_t[k - 1] > comp_t[last]:
-                # A read between began after a read that showed e had completed, and lacked e.
-                st[3] = k
-                st[4] += 1
-                st[5] = k - 1
-            st[1] = k
-            st[2] += 1
+        vals = r[2]
+        cur = set(vals)
+        if len(cur) == len(vals):
+            # Set operations do the elements shown again by consecutive reads, most of them.
+            back = cur - prev
+            if back:
+                for e in [e for e in vals if e in back] if len(back) < len(cur) else vals:
+                    seen = last.get(e)
+                    if seen is None:
+                        first[e] = k
+                    elif inv_t[k - 1] > comp_t[seen]:
+                        # A read between began after a read that showed e had completed, and lacked e.
+                        _gap(gaps, e, k)
+            last.update(dict.fromkeys(vals, k))
+        else:  # an element listed twice: one at a time, as it comes
+            for e in vals:
+                seen = last.get(e)
+                if seen is None:
+                    first[e] = last[e] = k
+                    continue
+                if seen != k - 1 and inv_t[k - 1] > comp_t[seen]:
+                    _gap(gaps, e, k)
+                last[e] = k
+        prev = cur
+    # Counted in locals: this loop runs once per element.
+    acknowledged = stable = 0
+    bisect_right = bisect.bisect_right
+    first_get, gaps_get, add_latency = first.get, gaps.get, latencies.append
     for e, (inv, comp, inv_time, ack_time) in adds.items():
-        counts["elements"] += 1
         ok = ack_time is not None
-        counts["acknowledged" if ok else "indeterminate"] += 1
-        st = stats.get(e)
-        after_ack = bisect.bisect_right(inv_t, ack_time) if ok else m
-        if st is None:
+        f_read = first_get(e)
+        if ok:
+            acknowledged += 1
+            after_ack = bisect_right(inv_t, ack_time)
+        else:
+            after_ack = m
+        if f_read is None:
             if ok and after_ack < m:
                 counts["lost"] += 1
                 r = rs[-1]
-                log.add(Anomaly("lost", f"key {key!r}: element {e!r} was acknowledged (op {op_index(comp)}) "  # type: ignore[union-attr]
-                                f"but no read showed it; the final read (op {op_index(r[4])}) lacks it",
+                log.add(Anomaly("lost", f"key {key!r}: element {e!r} was acknowledged (op {comp.index}) "  # type: ignore[union-attr]
+                                f"but no read showed it; the final read (op {r[4].index}) lacks it",
                                 _ops(inv, comp, r[3], r[4]), key))
             else:
                 counts["never-read"] += 1
             continue
-        first, last = st[0], st[1]
-        q = bisect.bisect_right(inv_t, comp_t[last])
+        l_read = last[e]
+        q = bisect_right(inv_t, comp_t[l_read])
         if q < m:
             counts["lost"] += 1
             gone = rs[q]
-            log.add(Anomaly("lost", f"key {key!r}: element {e!r} was seen by read op {op_index(rs[last][4])}, then absent "
-                            f"from every read that began after it, from op {op_index(gone[4])} on",
-                            _ops(inv, comp, rs[last][3], rs[last][4], gone[3], gone[4]), key))
+            log.add(Anomaly("lost", f"key {key!r}: element {e!r} was seen by read op {rs[l_read][4].index}, then absent "
+                            f"from every read that began after it, from op {gone[4].index} on",
+                            _ops(inv, comp, rs[l_read][3], rs[l_read][4], gone[3], gone[4]), key))
             continue
-        counts["stable"] += 1
-        latencies.append(max(0, inv_t[st[3]] - inv_time))
-        if after_ack < first:
+        stable += 1
+        g = gaps_get(e)
+        latency = inv_t[f_read if g is None else g[0]] - inv_time
+        add_latency(latency if latency > 0 else 0)
+        if after_ack < f_read:
             counts["stale"] += 1
             miss = rs[after_ack]
-            log.add(Anomaly("stale", f"key {key!r}: element {e!r} was acknowledged (op {op_index(comp)}) but read op "  # type: ignore[union-attr]
-                            f"{op_index(miss[4])}, which began afterwards, lacked it", _ops(inv, comp, miss[3], miss[4]), key))
-        if st[4]:
+            log.add(Anomaly("stale", f"key {key!r}: element {e!r} was acknowledged (op {comp.index}) but read op "  # type: ignore[union-attr]
+                            f"{miss[4].index}, which began afterwards, lacked it", _ops(inv, comp, miss[3], miss[4]), key))
+        if g is not None:
             counts["reappeared"] += 1
-            gap = rs[st[5]]
-            log.add(Anomaly("reappeared", f"key {key!r}: element {e!r} vanished from read op {op_index(gap[4])} after "
+            gap = rs[g[2]]
+            log.add(Anomaly("reappeared", f"key {key!r}: element {e!r} vanished from read op {gap[4].index} after "
                             f"being seen, then reappeared", _ops(inv, comp, gap[3], gap[4]), key))
-    for e in stats:
+    counts["elements"] += len(adds)
+    counts["acknowledged"] += acknowledged
+    counts["indeterminate"] += len(adds) - acknowledged
+    counts["stable"] += stable
+    for e, f_read in first.items():
         if e not in adds:
             counts["unexpected"] += 1
-            r = rs[stats[e][0]]
-            log.add(Anomaly("unexpected", f"key {key!r}: read op {op_index(r[4])} returned {e!r}, which was never added",
+            r = rs[f_read]
+            log.add(Anomaly("unexpected", f"key {key!r}: read op {r[4].index} returned {e!r}, which was never added",
                             _ops(r[3], r[4]), key))
+
+
+def _gap(gaps: dict[Any, list[int]], e: Any, k: int) -> None:
+    """Element ``e`` shows again in read ``k`` after a gap: a new run starts there."""
+    g = gaps.get(e)
+    if g is None:
+        gaps[e] = [k, 1, k - 1]
+    else:
+        g[0], g[1], g[2] = k, g[1] + 1, k - 1

@@ -4,6 +4,7 @@ same results as the Op path, on hand-made and generated histories with and witho
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from checkers import compose, lww, perf, quorum, sets
 from checkers.synth import HistoryBuilder, generate
-from harness.history import HistoryFile, Op, read_history, write_jsonl
+from harness.history import HistoryError, HistoryFile, Op, as_op, read_history, write_jsonl
 
 QUORUM = {"replication_factor": 3, "read_cl": "QUORUM", "write_cl": "QUORUM"}
 WEAK = {"replication_factor": 3, "read_cl": "ONE", "write_cl": "ONE"}
@@ -118,3 +119,44 @@ def test_other_formats_are_read_as_ops(tmp_path: Path) -> None:
                     '{:index 1 :time 2 :type :ok :f :add :process 0 :value 1}\n')
     assert HistoryFile(path).records() is None
     assert sets.check(HistoryFile(path)).counts["elements"] == 1
+
+
+def _lines_file(path: Path, lines: list[str], end: str = "\n") -> Path:
+    path.write_text("\n".join(lines) + end, encoding="utf-8")
+    return path
+
+
+GOOD = '{"index":%d,"time":%d,"process":0,"type":"invoke","f":"write","key":1,"value":2}'
+
+
+def test_line_records_read_as_the_same_ops_as_read_jsonl(tmp_path: Path) -> None:
+    odd = [
+        '{"index":1,"time":2,"process":"nemesis","type":"info","f":"start-kill","value":{"nodes":["n1"]},"action":"kill"}',
+        '{"index":2,"time":3,"process":0,"type":"ok","f":"write","timestamp":7,"replicas":["n1"],"acked":["n1"]}',
+        '{"index":3,"time":4,"process":1,"type":"invoke","f":"write","value":123456789012345678901234567890}',
+        '{"index":4,"time":5,"process":1,"type":"ok","f":"write","value":NaN,"mine":{"a":[1]}}',
+        '',
+        '{"index":5,"time":6,"process":2,"type":"invoke","f":"read","value":' + "[" * 60 + "]" * 60 + '}',
+        '{"index":6,"index":7,"time":6,"process":2,"type":"ok","f":"read","value":"\\ud800"}',
+    ]
+    lines = [GOOD % (i, i) for i in range(2000)] + odd + [GOOD % (i, i) for i in range(3000, 5000)]
+    path = _lines_file(tmp_path / "h.jsonl", lines + ['{"index":9,"ti'], end="")  # a truncated last line
+    ops = list(read_history(path))
+    records = list(HistoryFile(path).records() or [])
+    assert [as_op(r) for r in records] == ops and len(ops) == len(lines) - 1
+    assert sum(isinstance(r, Op) for r in records) < 1000  # most came through the fast path
+
+
+@pytest.mark.parametrize("bad, message", [
+    ('{"index":0,"time":0,"process":"n1","type":"ok","f":"x"}', "field 'process' must be an integer or 'nemesis'"),
+    ('{"index":0,"time":0,"process":0,"type":"done","f":"x"}', "field 'type' must be one of"),
+    ('{"index":0,"time":0,"process":0,"type":"ok","f":"x","timestamp":1.5}', "field 'timestamp' must be an integer"),
+    ('{"index":0,"time":0,"process":0,"type":"ok"}', "missing field 'f'"),
+    ('{"index":0,"time":0,"process":0,"type":"ok","f":"x","value":' + "[" * 150 + "]" * 150 + "}", "nested deeper than"),
+    ("{oops", "not valid JSON"),
+])
+def test_line_records_refuse_what_read_jsonl_refuses_naming_the_line(tmp_path: Path, bad: str, message: str) -> None:
+    path = _lines_file(tmp_path / "h.jsonl", [GOOD % (i, i) for i in range(500)] + [bad, GOOD % (9, 9)])
+    for read in (lambda: list(read_history(path)), lambda: list(HistoryFile(path).records() or [])):
+        with pytest.raises(HistoryError, match=f"h.jsonl:501: {re.escape(message)}"):
+            read()
