@@ -4,8 +4,9 @@ Also measures, in the same run, a trivial Trio + msgpack request/response echo o
 (8 connections) as the ceiling, and prints QUORUM writes/s x 3 / echo ceiling as the efficiency
 ratio (a QUORUM write costs about three such round trips). Next to each rate it prints the CPU
 time the three node processes (``node µs/op``, from /proc) and this client process spent per
-operation: on a shared 2-core machine the rates move with whatever else runs, the CPU cost per
-operation much less, so compare that between versions. Prints figures; asserts nothing.
+operation (and each node's, ``per node µs/op``): on a shared 2-core machine the rates move with
+whatever else runs, the CPU cost per operation much less, so compare that between versions.
+Prints figures; asserts nothing.
 
     .venv/bin/python bench/cluster.py [--seconds 5] [--clients 1,8,64]
 """
@@ -114,17 +115,17 @@ async def _load(ports: list[int], op: str, cl: str, clients: int, seconds: float
     return len(lat) / seconds, lat, errors
 
 
-def _cpu_seconds(pids: list[int]) -> float | None:
-    """User + system CPU seconds the processes used so far (None where /proc is unavailable)."""
-    total = 0
+def _cpu_seconds(pids: list[int]) -> list[float] | None:
+    """User + system CPU seconds each process used so far (None where /proc is unavailable)."""
+    out = []
     try:
         for pid in pids:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+            out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))  # utime, stime
     except (OSError, ValueError, IndexError):
         return None
-    return total / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def _own_cpu() -> float:
@@ -152,7 +153,7 @@ def main() -> None:
             cpu: dict[tuple[str, str, int], float] = {}
             pids = [n.proc.pid for n in cluster.nodes if n.proc is not None]
             print(f"{'op':<6} {'CL':<7} {'clients':>7} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8} {'errors':>6}"
-                  f" {'node µs/op':>10} {'client µs/op':>12}")
+                  f" {'node µs/op':>10} {'client µs/op':>12} {'per node µs/op':>16}")
             for op in ("write", "read"):
                 for cl in ("ONE", "QUORUM"):
                     for n in clients:
@@ -160,13 +161,17 @@ def main() -> None:
                         rate, lat, errors = trio.run(_load, ports, op, cl, n, args.seconds)
                         nodes1, own1 = _cpu_seconds(pids), _own_cpu()
                         done = max(1, len(lat))
-                        node_us = f"{'n/a':>10}"
+                        node_us, per_node = f"{'n/a':>10}", ""
                         if nodes0 is not None and nodes1 is not None:
-                            cpu[(op, cl, n)] = (nodes1 - nodes0 + own1 - own0) / done * 1e6
-                            node_us = f"{(nodes1 - nodes0) / done * 1e6:>10,.0f}"
+                            used = [b - a for a, b in zip(nodes0, nodes1)]
+                            cpu[(op, cl, n)] = (sum(used) + own1 - own0) / done * 1e6
+                            node_us = f"{sum(used) / done * 1e6:>10,.0f}"
+                            # Each node's CPU per operation of the whole cluster (n1/n2/n3): each
+                            # coordinates a third of the requests and is a replica of every write.
+                            per_node = "/".join(f"{u / done * 1e6:.0f}" for u in used)
                         results[(op, cl, n)] = rate
                         print(f"{op:<6} {cl:<7} {n:>7} {rate:>10,.0f} {_pct(lat, .5):>8.2f} {_pct(lat, .99):>8.2f} {_pct(lat, .999):>8.2f} {errors:>6}"
-                              f" {node_us} {(own1 - own0) / done * 1e6:>12,.0f}", flush=True)
+                              f" {node_us} {(own1 - own0) / done * 1e6:>12,.0f} {per_node:>16}", flush=True)
             best = max(v for (op, cl, _), v in results.items() if op == "write" and cl == "QUORUM")
             print(f"best QUORUM writes/s: {best:,.0f} (target 12,000)")
             print(f"efficiency = QUORUM writes/s x 3 / echo ceiling = {best * 3 / echo:.2f} (target ~0.8)")

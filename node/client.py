@@ -46,6 +46,11 @@ class ClientTimeout(RinglabError):
     name = "ClientTimeout"
 
 
+# Ops the cluster secret is sent with (describe too, unlike the node's SECRET_OPS: it is harmless),
+# and the data ops; sets, as each request looks its op up.
+_SECRET_OPS = frozenset(protocol.ADMIN_OPS + protocol.SCHEMA_OPS)
+_DATA_OPS = frozenset(protocol.DATA_OPS)
+
 # What a request's slot holds once its timeout passed without a response.
 _TIMED_OUT: Any = object()
 
@@ -132,9 +137,9 @@ class Client:
             raise type(self._closed)(self._closed.message, **self._closed.details)
         rid = next(self._ids)
         msg = {"id": rid, "op": op, **{k: v for k, v in fields.items() if v is not None}}
-        if self.secret is not None and (op in protocol.ADMIN_OPS or op in protocol.SCHEMA_OPS) and "secret" not in msg:
+        if self.secret is not None and op in _SECRET_OPS and "secret" not in msg:
             msg["secret"] = self.secret
-        if self.client_secret is not None and op in protocol.DATA_OPS and "auth" not in msg:
+        if self.client_secret is not None and op in _DATA_OPS and "auth" not in msg:
             msg["auth"] = self.client_secret
         frame = encode_frame(msg)
         slot: list[Any] = [trio.Event(), None]
