@@ -126,7 +126,9 @@ class _Pending:
     reply: dict[str, Any] | None = None
     error: MessagingError | None = None
     # Callback requests (request_callback) have no waiting task: whoever resolves them (reader,
-    # reaper, connection teardown) removes them from the peer's table and calls this.
+    # reaper, connection teardown) removes them from the peer's table and calls this. Dropped
+    # once called: the reaper's bucket keeps the request until its deadline, and the callback
+    # holds the whole write (payload, mutation, coordinator state).
     callback: ReplyCallback | None = None
     owner: dict[int, "_Pending"] | None = None
     rid: int = 0
@@ -151,9 +153,10 @@ class _Pending:
             else:
                 body = reply.get("p")
                 reply = body if isinstance(body, dict) else {}
-        assert self.callback is not None
+        callback, self.callback, self.reply = self.callback, None, None
+        assert callback is not None
         try:
-            self.callback(None if error is not None else reply, error)
+            callback(None if error is not None else reply, error)
         except Exception:
             # A caller's bug must not take down the connection reader or the reaper.
             log.exception("reply callback for request %d to %s failed", self.rid, self.peer)
