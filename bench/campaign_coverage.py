@@ -17,9 +17,10 @@ Runs one campaign at a time, each with ``harness run --coverage``:
   whole; the nodes' load balancing moves tokens on its own),
   ``--coordination zookeeper --nemesis membership,kill,zk`` on 4 nodes (the ZooKeeper leader),
   ``--nemesis corrupt,flush-compact,crash --commitlog-sync group`` (corrupt is not in ``all``; the
-  other campaigns run the default periodic commit log), and ``--nemesis admin,move,partition,kill``
-  on 5 nodes in 2 datacenters of 2 racks (``--datacenters 2 --racks 2 --replication-factor 2``:
-  NetworkTopologyStrategy; admin runs ringctl, whose processes are measured too).
+  other campaigns run the default periodic commit log), and ``--nemesis
+  admin,move,clients,partition,kill`` on 5 nodes in 2 datacenters of 2 racks (``--datacenters 2
+  --racks 2 --replication-factor 2``: NetworkTopologyStrategy; admin and move run ringctl, whose
+  processes are measured too).
 
 Then prints each campaign's ops/s and node/ totals, the union of the default set (with and without
 the make-run campaign, via ``harness.campaign_coverage.union``, as ``harness coverage-union``
@@ -50,7 +51,7 @@ SET_INTERVAL = 3.0
 MEMBERSHIP = "membership,move,partition,kill"
 ZOOKEEPER = "membership,kill,zk"
 CORRUPT = "corrupt,flush-compact,crash"
-OPERATOR = "admin,move,partition,kill"
+OPERATOR = "admin,move,clients,partition,kill"
 # Campaigns whose steps take seconds each (a membership change or a move streams, a corrupt step
 # restarts a node, ringctl starts a process) get two rounds' time, so each nemesis gets windows.
 SLOW_ROUNDS = 2

@@ -24,11 +24,12 @@ log = logging.getLogger("nemesis")
 
 NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership", "zk",
            "flush-compact", "repair", "crash", "corrupt",  # these four: nemesis/storage.py
-           "admin", "move")  # operator actions through ringctl: nemesis/operator.py
+           "admin", "move",  # operator actions through ringctl: nemesis/operator.py
+           "clients")  # malformed requests and frames: nemesis/clients.py
 # `all` is every fault nemesis (membership changes are opt-in: they take tens of seconds each;
 # zk needs --coordination zookeeper; corrupt needs the nodes' files, which only local
-# deployments reach; admin and move are operator actions, opt-in like membership); `none` runs
-# the workload without faults.
+# deployments reach; admin and move are operator actions and clients sends malformed requests,
+# opt-in like membership); `none` runs the workload without faults.
 NEMESIS_ALIASES = {"all": ("partition", "kill", "pause", "clock", "latency", "flush-compact", "repair", "crash"),
                    "none": ()}
 # Which nodes a process fault hits, as Jepsen's node specs.
@@ -355,7 +356,7 @@ def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str
         "membership": lambda: _membership(db),
         "zk": lambda: _zookeeper(zookeeper, db, net),
         **{n: (lambda n=n: _storage(n, db, target_specs)) for n in ("flush-compact", "repair", "crash", "corrupt")},
-        **{n: (lambda n=n: _operator(n, db, operator)) for n in ("admin", "move")},
+        **{n: (lambda n=n: _operator(n, db, operator)) for n in ("admin", "move", "clients")},
     }
     return [makers[n]() for n in names]
 

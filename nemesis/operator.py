@@ -351,8 +351,11 @@ class MoveNemesis:
 def build_operator_nemesis(name: str, db: DB, ringctl: Ringctl | None, target: Target | None) -> Any:
     """The operator nemesis called ``name`` (ValueError when the campaign cannot run ringctl)."""
     if ringctl is None or target is None:
-        raise ValueError(f"the {name} nemesis runs ringctl processes against the nodes' client ports: "
-                         "not in harness sim")
+        raise ValueError(f"the {name} nemesis reaches the nodes' client ports over TCP: not in harness sim")
+    if name == "clients":
+        from nemesis.clients import ClientsNemesis
+
+        return ClientsNemesis(db, ringctl.address, ringctl.secret, target.keyspace, target.table)
     if name == "admin":
         return AdminNemesis(db, ringctl, target)
     if name == "move":

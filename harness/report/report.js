@@ -11,7 +11,7 @@
   const FAILED_COLOR = "#d0312d"; // a fault injection that failed (the --invalid red)
   const NEMESIS_COLORS = { partition: "#e9a4a0", kill: "#e9c3a0", pause: "#c5a0e9", clock: "#a0e9db", latency: "#a0b1e9", membership: "#b8d99a",
     "flush-compact": "#d9d39a", repair: "#9ad9c0", crash: "#e99aa0", corrupt: "#c9a0a0",
-    admin: "#a0c9e9", move: "#d9b89a" };
+    admin: "#a0c9e9", move: "#d9b89a", clients: "#e9a0d0" };
   const SERIES_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#ff7f0e"];
   const LABEL_W = 150;   // px for lane labels at the left of the timeline
   const AXIS_H = 22;     // px for the time axis under each canvas
