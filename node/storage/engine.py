@@ -688,15 +688,20 @@ class StorageEngine:
                 start = i
         readers: list[SSTableReader] = []
         writer: SSTableWriter | None = None
+        runs = runs or [(0, 0)]
         try:
-            for lo, hi in runs or [(0, 0)]:
+            for n, (lo, hi) in enumerate(runs):
                 with self._lock:
                     gen = t.next_generation
                     t.next_generation += 1
                 writer = SSTableWriter(t.directory, gen, hi - lo, t.options.bloom_fp_chance)
                 for key in keys[lo:hi]:
                     writer.add(mt.parts[key].snapshot())
-                writer.finish({"replay_position": mt.switch_position or 0, "origin": "flush",
+                # Only the last part says the memtable is flushed: a kill before it leaves the
+                # earlier parts visible, and their position would make replay skip what the
+                # unfinished part held (replay takes the highest position of the SSTables).
+                position = (mt.switch_position or 0) if n == len(runs) - 1 else 0
+                writer.finish({"replay_position": position, "origin": "flush",
                                "created_us": self.clock.wall_us()})
                 readers.append(SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries()))
                 writer = None
