@@ -9,7 +9,7 @@ Runs one campaign at a time, each with ``harness run --coverage``:
   partition: the schedule sleeps 10 s, starts a fault, sleeps 10 s, stops it);
 - the default campaign set, with ``--nemesis-interval 3`` and a time limit of one whole shuffled
   round of its nemeses (6 s per fault, plus 6 s; two rounds for the campaigns whose steps take
-  seconds each): ``--nemesis all`` with each workload of ``harness.workloads.WORKLOADS`` (so a
+  seconds each, three for the membership one): ``--nemesis all`` with each workload of ``harness.workloads.WORKLOADS`` (so a
   workload, or a nemesis added to ``all``, joins the set by itself; ``register`` with
   ``--delete-fraction 0.2``, the others with their defaults), then
   ``--nemesis membership,move,partition,kill --file-stream-min-bytes 0 --load-balance 5`` on 5
@@ -52,9 +52,11 @@ MEMBERSHIP = "membership,move,partition,kill"
 ZOOKEEPER = "membership,kill,zk"
 CORRUPT = "corrupt,flush-compact,crash"
 OPERATOR = "admin,move,clients,partition,kill"
-# Campaigns whose steps take seconds each (a membership change or a move streams, a corrupt step
-# restarts a node, ringctl starts a process) get two rounds' time, so each nemesis gets windows.
+# Campaigns whose steps take seconds each (a move streams, a corrupt step restarts a node, ringctl
+# starts a process) get two rounds' time, so each nemesis gets windows; a membership change
+# takes ~20 s (a removenode waits for the failure detector), so its campaign gets three.
 SLOW_ROUNDS = 2
+MEMBERSHIP_ROUNDS = 3
 # Workload options beyond the defaults: the register workload deletes only when asked to.
 WORKLOAD_ARGS = {"register": ["--delete-fraction", "0.2"]}
 
@@ -75,7 +77,7 @@ def campaign_set(time_limit: float | None = None) -> list[tuple[str, list[str]]]
     # bytes to KBs, below the store's 1 MiB, and would all go by pages.
     # The paper's load balancing on (a comparison every 5 s), so moves happen on their own too.
     runs.append((f"register / {MEMBERSHIP} (whole files, load balance)",
-                 ["--nodes", "5", "--file-stream-min-bytes", "0", "--load-balance", "5", *args(MEMBERSHIP, SLOW_ROUNDS)]))
+                 ["--nodes", "5", "--file-stream-min-bytes", "0", "--load-balance", "5", *args(MEMBERSHIP, MEMBERSHIP_ROUNDS)]))
     runs.append((f"register / {ZOOKEEPER} (zookeeper)", ["--coordination", "zookeeper", "--nodes", "4", *args(ZOOKEEPER)]))
     runs.append((f"register / {CORRUPT} (group)", ["--commitlog-sync", "group", *args(CORRUPT, SLOW_ROUNDS)]))
     runs.append((f"register / {OPERATOR} (2 DCs x 2 racks)",
