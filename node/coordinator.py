@@ -472,7 +472,9 @@ class Coordinator:
         self.stats["writes"] += 1
         state = _WriteState(tracker, level, replicas)
         state.coordinator = self
-        mutation_obj = mutation.to_obj()
+        # The check's encoding when validation left the mutation as it was (deletion times it
+        # filled in are each replica's own to fill, as before).
+        mutation_obj = prepared.obj if prepared is not None and prepared.mutation is mutation else mutation.to_obj()
         payload = {"ks": keyspace, "t": table, "m": mutation_obj}
         for r in dead:
             if self._store_hint(r, keyspace, table, mutation_obj):

@@ -106,6 +106,8 @@ class Prepared:
     table: _Table
     mutation: Mutation
     payload: bytes
+    # mutation.to_obj(), the record's second element (callers must not change it)
+    obj: Any
 
 
 class StorageEngine:
@@ -426,10 +428,11 @@ class StorageEngine:
         if packer is None:
             # msgpack.packb builds a Packer per call; one per thread (they are not thread-safe).
             packer = self._local.packer = msgpack.Packer(use_bin_type=True)
-        payload = packer.pack([t.id, m.to_obj()])
+        obj = m.to_obj()
+        payload = packer.pack([t.id, obj])
         if len(payload) > self.config.mutation_limit:
             raise InvalidMutation(f"mutation is {len(payload)} bytes encoded; the limit is {self.config.mutation_limit}")
-        return Prepared(t, m, payload)
+        return Prepared(t, m, payload, obj)
 
     def apply(self, keyspace: str, table: str, mutation: Mutation, now_s: int | None = None,
               prepared: Prepared | None = None) -> int:
