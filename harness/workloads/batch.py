@@ -12,40 +12,28 @@ vanish whole, too.
 
 from __future__ import annotations
 
-import random
-
 from harness.client import Completion
-from harness.workloads import KEYSPACE, Invocation, WorkloadSettings
-from harness.workloads.register import KeyRotation
+from harness.workloads import KEYSPACE, Invocation
+from harness.workloads.register import RegisterWorkload
 from node.client import Client
 
 # Four columns per batch, as in Jepsen's Cassandra batch tests: enough for a torn row to show.
 COLUMNS = ("c0", "c1", "c2", "c3")
-READ_FRACTION = 0.5
 
 
-class BatchWorkload:
-    """Batches of every column of a row, and whole-row reads, on a rotating set of rows."""
+class BatchWorkload(RegisterWorkload):
+    """Batches of every column of a row, and whole-row reads, on a rotating set of rows.
+
+    Keys, reads, deletes and unique values are drawn as :class:`RegisterWorkload` draws them (the
+    same seed gives the same operation stream); only what a write is differs.
+    """
 
     name = "batch"
     table = "batches"
     model = "batch"
 
-    def __init__(self, settings: WorkloadSettings) -> None:
-        self.settings = settings
-        self.keys = KeyRotation(settings.key_count, settings.ops_per_key)
-        self.next_value: dict[int, int] = {}
-        self.delete_fraction = settings.delete_fraction or 0.0
-
-    def next_op(self, rng: random.Random) -> Invocation:
-        """A whole-row read, or a batch setting every column to the key's next value."""
-        key = self.keys.pick(rng)
-        if rng.random() < READ_FRACTION:
-            return Invocation("read", key)
-        if self.delete_fraction and rng.random() < self.delete_fraction:
-            return Invocation("delete", key)
-        value = self.next_value.get(key, 0) + 1
-        self.next_value[key] = value
+    def write_of(self, key: int, value: int) -> Invocation:
+        """A batch setting every column of the row to ``value``."""
         return Invocation("batch", key, {c: value for c in COLUMNS})
 
     def is_write(self, op: Invocation) -> bool:
@@ -65,7 +53,3 @@ class BatchWorkload:
         row = await client.get(KEYSPACE, self.table, op.key, consistency=cl or self.settings.read_cl)
         return Completion("ok", {c: v for c, (v, _ts) in sorted(row.items())},
                           extra={"timestamps": {c: ts for c, (_v, ts) in sorted(row.items())}})
-
-    def final_ops(self) -> list[Invocation]:
-        """A read of every row ever used."""
-        return [Invocation("read", k) for k in self.keys.used]

@@ -65,6 +65,10 @@ class RegisterWorkload:
             return Invocation("delete", key)
         value = self.next_value.get(key, 0) + 1
         self.next_value[key] = value
+        return self.write_of(key, value)
+
+    def write_of(self, key: int, value: int) -> Invocation:
+        """The write that gives ``key`` its next unique ``value``."""
         return Invocation("write", key, value)
 
     def is_write(self, op: Invocation) -> bool:
@@ -88,5 +92,5 @@ class RegisterWorkload:
         return Completion("ok", None)
 
     def final_ops(self) -> list[Invocation]:
-        """A read of every key ever used."""
+        """A read of every key (row) ever used."""
         return [Invocation("read", k) for k in self.keys.used]
