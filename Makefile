@@ -7,6 +7,8 @@ TEST_STAMP := $(VENV)/.installed-test
 PY := $(VENV)/bin/python
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k storage -x"`.
 PYTEST_ARGS ?=
+# Test worker processes (pytest-xdist); each test file runs whole on one worker. 0 runs serially.
+TEST_WORKERS ?= 2
 
 .PHONY: run test bench clean setup system-deps
 
@@ -30,7 +32,7 @@ run: $(STAMP)
 	$(VENV)/bin/harness run --nemesis partition --nodes 5 --time-limit 30
 
 test: $(TEST_STAMP) system-deps
-	$(PY) -m pytest -q --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/storage.py

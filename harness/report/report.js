@@ -9,9 +9,10 @@
   const TYPE_COLORS = ["#6db6fe", "#feb5da", "#ffaa26"];
   const TYPE_STROKE = ["#2f7fc8", "#d0689c", "#c77800"];
   const FAILED_COLOR = "#d0312d"; // a fault injection that failed (the --invalid red)
-  const NEMESIS_COLORS = { partition: "#e9a4a0", kill: "#e9c3a0", pause: "#c5a0e9", clock: "#a0e9db", latency: "#a0b1e9", membership: "#b8d99a",
-    "flush-compact": "#d9d39a", repair: "#9ad9c0", crash: "#e99aa0", corrupt: "#c9a0a0",
-    admin: "#a0c9e9", move: "#d9b89a", clients: "#e9a0d0" };
+  // One hue per nemesis kind, far enough apart that adjacent windows stay tellable at 35% alpha.
+  const NEMESIS_COLORS = { partition: "#ff7043", kill: "#ffca28", pause: "#8e24aa", clock: "#00acc1", latency: "#3949ab",
+    membership: "#7cb342", zk: "#00897b", "flush-compact": "#c0ca33", repair: "#d81b60", crash: "#b71c1c", corrupt: "#546e7a",
+    admin: "#1e88e5", move: "#795548", clients: "#212121" };
   const SERIES_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#ff7f0e"];
   const LABEL_W = 150;   // px for lane labels at the left of the timeline
   const AXIS_H = 22;     // px for the time axis under each canvas

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 import trio
 
@@ -137,6 +139,24 @@ class Cluster:
 
     def __getitem__(self, i: int) -> NodeProc:
         return self.nodes[i]
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of process ``pid`` in MiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def decode_frames(data: bytes) -> list[dict[str, Any]]:
+    """The complete length-prefixed msgpack frames in ``data`` (a trailing partial one is dropped)."""
+    out, off = [], 0
+    while off + 4 <= len(data):
+        (n,) = struct.unpack_from(">I", data, off)
+        out.append(msgpack.unpackb(data[off + 4 : off + 4 + n], raw=False))
+        off += 4 + n
+    return out
 
 
 async def call(node: NodeProc, op: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import msgpack
 import trio
 
 from node.protocol import MAX_FRAME_BYTES, MAX_VALUE_BYTES, InvalidRequest, encode_frame
-from tests.cluster.conftest import SECRET, Cluster, call
+from tests.cluster.conftest import SECRET, Cluster, call, decode_frames, rss_mib
 from node.client import open_client
 
 
@@ -28,15 +28,6 @@ def _raw(port: int, data: bytes) -> bytes:
         return out
 
 
-def _responses(data: bytes) -> list[dict]:
-    out, off = [], 0
-    while off + 4 <= len(data):
-        (n,) = struct.unpack_from(">I", data, off)
-        out.append(msgpack.unpackb(data[off + 4 : off + 4 + n], raw=False))
-        off += 4 + n
-    return out
-
-
 def test_protocol_errors_close_with_a_named_error(cluster3: Cluster) -> None:
     port = cluster3[0].client_port
     for bad, match in [
@@ -44,7 +35,7 @@ def test_protocol_errors_close_with_a_named_error(cluster3: Cluster) -> None:
         (struct.pack(">I", 3) + b"\xc1\xc1\xc1", "undecodable msgpack"),
         (_frame([1, 2, 3]), "must be a msgpack map"),
     ]:
-        resp = _responses(_raw(port, bad))
+        resp = decode_frames(_raw(port, bad))
         assert resp and resp[-1]["error"]["name"] == "ProtocolError" and match in resp[-1]["error"]["message"]
     assert _raw(port, struct.pack(">I", 100) + b"trunc") == b""  # truncated frame: closed, no answer
 
@@ -59,7 +50,7 @@ def test_invalid_requests_get_invalid_request_and_connection_stays(cluster3: Clu
         {"id": 5, "op": "status"},
         {"id": 6, "op": "ping"},
     ]
-    resp = {r["id"]: r for r in _responses(_raw(port, b"".join(_frame(r) for r in reqs)))}
+    resp = {r["id"]: r for r in decode_frames(_raw(port, b"".join(_frame(r) for r in reqs)))}
     assert [resp[i]["error"]["name"] for i in (1, 2, 3, 4)] == ["InvalidRequest"] * 4
     assert "unknown keyspace" in resp[1]["error"]["message"] and "unknown table" in resp[2]["error"]["message"]
     assert resp[5]["error"]["name"] == "Unauthorized"
@@ -170,10 +161,10 @@ def test_values_storage_would_refuse_are_invalid_request_before_any_write(cluste
         {"id": 3, "op": "put", "keyspace": "ks", "table": "t", "key": "nul", "columns": {"a\x00b": 1}},
         {"id": 4, "op": "delete", "keyspace": "ks", "table": "t", "key": "nul", "columns": ["a\x00b"]},
     ]
-    resp = {r["id"]: r for r in _responses(_raw(port, b"".join(_frame(r) for r in reqs)))}
+    resp = {r["id"]: r for r in decode_frames(_raw(port, b"".join(_frame(r) for r in reqs)))}
     # After the puts answered (pipelined requests run concurrently).
     get = {"id": 5, "op": "get", "keyspace": "ks", "table": "t", "key": "max-bin", "consistency": "ONE"}
-    resp[5] = _responses(_raw(port, _frame(get)))[0]
+    resp[5] = decode_frames(_raw(port, _frame(get)))[0]
     assert resp[1]["ok"] is True and resp[2]["ok"] is True, (resp[1], resp[2])
     assert [resp[i]["error"]["name"] for i in (3, 4)] == ["InvalidRequest"] * 2
     assert "NUL" in resp[3]["error"]["message"]
@@ -220,13 +211,6 @@ def test_corrupt_sstable_found_on_read_is_read_failure_at_once_then_quarantined(
     assert got["columns"]["a"][0] == "x" * 4000
 
 
-def _rss_mib(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_a_flood_of_undecodable_frames_keeps_no_memory(cluster3: Cluster) -> None:
     """Each failed decode used to keep its frame alive in a reference cycle (decoder -> error ->
     traceback -> frame -> body) that the node's raised GC thresholds rarely collect."""
@@ -234,13 +218,13 @@ def test_a_flood_of_undecodable_frames_keeps_no_memory(cluster3: Cluster) -> Non
     assert n3.proc is not None
     frames, size = 24, 12 * 1024 * 1024
     bad = struct.pack(">I", size) + b"\xc1" * size  # 0xc1 is never valid msgpack
-    before = _rss_mib(n3.proc.pid)
+    before = rss_mib(n3.proc.pid)
     for _ in range(frames):
-        resp = _responses(_raw(n3.client_port, bad))
+        resp = decode_frames(_raw(n3.client_port, bad))
         assert resp and resp[-1]["error"]["name"] == "ProtocolError"
     for _ in range(200):  # ordinary traffic afterwards
-        assert _responses(_raw(n3.client_port, _frame({"id": 1, "op": "ping"})))[0]["ok"] is True
-    after = _rss_mib(n3.proc.pid)
+        assert decode_frames(_raw(n3.client_port, _frame({"id": 1, "op": "ping"})))[0]["ok"] is True
+    after = rss_mib(n3.proc.pid)
     print(f"RSS before {before:.0f} MiB, after {frames} undecodable {size >> 20} MiB frames and 200 pings "
           f"{after:.0f} MiB")
     assert after - before < 64, (before, after)

@@ -14,7 +14,7 @@ import msgpack
 import pytest
 import trio
 
-from tests.cluster.conftest import Cluster, call, wait_until
+from tests.cluster.conftest import Cluster, call, decode_frames, rss_mib, wait_until
 
 MAX_CONNECTIONS = 12
 IDLE_S = 4.0
@@ -54,22 +54,13 @@ def _closed_within(s: socket.socket, seconds: float) -> tuple[bool, bytes]:
     return True, got
 
 
-def _frames(data: bytes) -> list[dict]:
-    out, off = [], 0
-    while off + 4 <= len(data):
-        (n,) = struct.unpack_from(">I", data, off)
-        out.append(msgpack.unpackb(data[off + 4: off + 4 + n], raw=False))
-        off += 4 + n
-    return out
-
-
 def _ping(port: int) -> dict:
     with _connect(port) as s:
         body = msgpack.packb({"id": 1, "op": "ping"})
         s.sendall(struct.pack(">I", len(body)) + body)
         s.shutdown(socket.SHUT_WR)
         _, got = _closed_within(s, 10)
-    return _frames(got)[0]
+    return decode_frames(got)[0]
 
 
 def _wait_for_idle_slots(node: Cluster) -> None:
@@ -89,7 +80,7 @@ def test_connection_cap_refuses_with_a_named_error(node: Cluster) -> None:
         closed, got = _closed_within(extra, 10)
         extra.close()
         assert closed
-        [refusal] = _frames(got)
+        [refusal] = decode_frames(got)
         print(f"connection {MAX_CONNECTIONS + 1}: {refusal['error']['name']}: {refusal['error']['message']}")
         assert refusal["error"]["name"] == "Overloaded" and "max_connections" in refusal["error"]["message"]
     finally:
@@ -149,7 +140,7 @@ def test_out_of_file_descriptors_refuses_and_logs_at_most_once_a_second(node: Cl
                 got = s.recv(65536)
             except (socket.timeout, TimeoutError):
                 continue  # accepted and served: a descriptor was still free
-            refusals.extend(_frames(got))
+            refusals.extend(decode_frames(got))
     finally:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, before)
         elapsed = time.monotonic() - started
@@ -217,7 +208,7 @@ def test_incomplete_frames_past_the_node_wide_budget_are_refused_by_name(small_b
         second.sendall(head + b"\0" * 600_000)
         closed, got = _closed_within(second, 10)
         assert closed, "the connection that passed the budget stays open"
-        frames = _frames(got)
+        frames = decode_frames(got)
         assert frames and frames[0]["error"]["name"] == "Overloaded", frames
         assert "max_partial_frame_bytes" in frames[0]["error"]["message"], frames
         # The first connection, within the budget, is still served: it stays open.
@@ -228,13 +219,6 @@ def test_incomplete_frames_past_the_node_wide_budget_are_refused_by_name(small_b
         second.close()
     # Its bytes are given back when it closes: the node serves new connections normally.
     wait_until(lambda: "error" not in _ping(port), 10, what="ping served")
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_a_client_that_does_not_read_its_answers_stops_being_read(small_budget: Cluster) -> None:
@@ -248,7 +232,7 @@ def test_a_client_that_does_not_read_its_answers_stops_being_read(small_budget: 
 
     trio.run(setup)
     assert node.proc is not None
-    before = _rss_mib(node.proc.pid)
+    before = rss_mib(node.proc.pid)
     s = _connect(node.client_port)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
@@ -258,7 +242,7 @@ def test_a_client_that_does_not_read_its_answers_stops_being_read(small_budget: 
         s.settimeout(10)
         s.sendall(body)  # 400 answers of 500 kB each (200 MB) that this client never reads
         time.sleep(3)
-        grown = _rss_mib(node.proc.pid) - before
+        grown = rss_mib(node.proc.pid) - before
         print(f"\n[unread answers] node RSS grew {grown:.0f} MiB for 200 MB of unread answers "
               f"(max_buffered_bytes {BUFFER_BUDGET})")
         assert grown < 60, grown
