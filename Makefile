@@ -32,7 +32,7 @@ run: $(STAMP)
 	$(VENV)/bin/harness run --nemesis partition --nodes 5 --time-limit 30
 
 test: $(TEST_STAMP) system-deps
-	$(PY) -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/storage.py

@@ -134,6 +134,20 @@ def _sh(argv: list[str], what: str, check: bool = True) -> subprocess.CompletedP
     return proc
 
 
+def _subnet_in_use(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    """The interface of this machine (root namespace) with an address in ``net``, if any."""
+    out = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=False).stdout
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] in ("inet", "inet6"):
+            try:
+                if ipaddress.ip_interface(fields[3]).ip in net:
+                    return fields[1]
+            except ValueError:
+                continue
+    return None
+
+
 def _netns_exists(name: str) -> bool:
     return Path("/run/netns", name).exists()
 
@@ -208,6 +222,11 @@ def hosts_up(count: int = DEFAULT_COUNT, prefix: str = DEFAULT_PREFIX, subnet: s
             raise HostsUsageError(f"namespace {prefix}-n{i} or link {prefix}v{i} already exists and was not made by this state dir; pick another --prefix")
     if _link_exists(bridge):
         raise HostsUsageError(f"bridge {bridge} already exists; pick another --prefix")
+    # Two bridges on one subnet would route each other's hosts' traffic at random.
+    in_use = _subnet_in_use(net)
+    if in_use:
+        raise HostsUsageError(f"subnet {net} is already configured on {in_use} (another set of test "
+                              f"hosts?); pick another --subnet")
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o755)
     state = HostsState(prefix=prefix, subnet=str(net), state_dir=str(state_dir))

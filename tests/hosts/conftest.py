@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -43,7 +44,11 @@ def namespace_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[H.Host
         pytest.skip("host tests need " + "; ".join(missing))
     prefix = f"rlt{os.getpid() % 10000}"
     state_dir = tmp_path_factory.mktemp("hosts") / prefix
-    state = H.hosts_up(HOST_COUNT, prefix, _free_subnet(), state_dir)
+    # Test runs at once (xdist workers, two checkouts) each make their hosts: one at a time, so
+    # the second sees the first's bridge address and picks another subnet.
+    with open("/tmp/ringlab-test-hosts.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = H.hosts_up(HOST_COUNT, prefix, _free_subnet(), state_dir)
     try:
         yield state
     finally:
