@@ -32,6 +32,11 @@ from typing import Any
 from harness.history import HistoryError, Op
 
 
+
+def show_value(value: Any) -> str:
+    """A value as explanations show it: ``nil`` for absent (None), Python's repr otherwise."""
+    return "nil" if value is None else repr(value)
+
 class _Illegal:
     __slots__ = ()
 
@@ -241,11 +246,11 @@ class Model:
         return f"{inv.f} {inv.value!r}{tail}"
 
     def describe_state(self, state: Any) -> str:
-        """A short human description of a state."""
-        return repr(state)
+        """A short human description of a state (an absent value is ``nil``, as in the report)."""
+        return show_value(state)
 
     def _show_output(self, output: Any) -> str:
-        return repr(output)
+        return show_value(output)
 
 
 def _bad(op: Op, model: str, msg: str) -> HistoryError:
@@ -640,11 +645,11 @@ class MultiRegisterModel(Model):
         return f"{inv.f} {shown}" + ("" if call.determinate else " (info: may or may not have happened)")
 
     def describe_state(self, state: Any) -> str:
-        """The registers and their values, e.g. ``{'x': 1, 'y': None}``."""
+        """The registers and their values, e.g. ``{'x': 1, 'y': nil}``."""
         names = self._names.get(self._focus)
         if names is None or len(names) != len(state):
             return repr(state)
-        return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in zip(names, state)) + "}"
+        return "{" + ", ".join(f"{k!r}: {show_value(v)}" for k, v in zip(names, state)) + "}"
 
 
 MODELS: dict[str, Callable[..., Model]] = {"register": RegisterModel, "kv": KVModel, "set": SetModel,

@@ -73,7 +73,7 @@ def test_conventions_decide_the_verdicts_and_options_override_them(capsys: pytes
     assert code == 0
     # Knossos' nil read is "unknown"; as the value nil it is a stale read.
     code, out = run(capsys, "--history", str(PEERS / "knossos-cas-register-good.edn"), "--nil-read", "value")
-    assert code == 1 and "read → None (op 2, process 1) cannot be linearized" in out
+    assert code == 1 and "read → nil (op 2, process 1) cannot be linearized" in out
 
 
 def test_formats_are_told_by_content() -> None:
