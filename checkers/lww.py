@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import bisect
 import math
+from itertools import accumulate
+from operator import itemgetter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +53,8 @@ TIE_FLOOR = 2
 READ_FS = frozenset({"read", "get"})
 WRITE_FS = frozenset({"write", "put", "cas", "delete"})
 DELETE_F = "delete"
+_INF = float("inf")
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 def _hashable(v: Any) -> Any:
@@ -227,10 +231,10 @@ def tie_budget(ws_by_key: dict[Any, list[tuple[Any, ...]]], resolution_us: float
     resolution q; the budget is TIE_SLACK times that, plus TIE_FLOOR."""
     expected = 0.0
     for ws in ws_by_key.values():
-        stamped = [w for w in ws if w[2] is not None]
+        stamped = [w[0] for w in ws if w[2] is not None]  # their invocation times
         if len(stamped) < 2:
             continue
-        span_us = max((max(w[0] for w in stamped) - min(w[0] for w in stamped)) / 1000.0, resolution_us)
+        span_us = max((max(stamped) - min(stamped)) / 1000.0, resolution_us)
         expected += len(stamped) ** 2 * resolution_us / (2 * span_us)
     return expected, TIE_FLOOR + math.ceil(TIE_SLACK * expected)
 
@@ -319,14 +323,16 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
     first_invoke: dict[Any, int] = {}
     by_ts: dict[int, tuple[Any, ...]] = {}
     tied: set[Any] = set()  # values of writes in a concurrent tie: the loser was superseded
+    first_get = first_invoke.get
     for w in ws:
         inv_t, c, ts, v = w[0], w[1], w[2], w[3]
-        if v not in first_invoke or inv_t < first_invoke[v]:
+        fi = first_get(v)
+        if fi is None or inv_t < fi:
             first_invoke[v] = inv_t
         if ts is not None:
             if value_ts.get(v, -1) < ts:
                 value_ts[v] = ts
-                value_comp[v] = c if c is not None else float("inf")
+                value_comp[v] = c if c is not None else _INF
             other = by_ts.get(ts)
             if other is None:
                 by_ts[ts] = w
@@ -344,9 +350,10 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
     # Phantom reads, and each read's timestamp (its own, or that of the write of its value).
     read_ts: list[tuple[int, int, int, tuple[Any, ...]]] = []  # (comp_time, ts, inv_time, read)
     nil = NilReads(ws)
+    comp_get = value_comp.get
     for r in rs:
         inv_t, comp_t, ts, v = r[0], r[1], r[2], r[3]
-        if v is not None and (v not in first_invoke or first_invoke[v] > comp_t):
+        if v is not None and ((fi := first_get(v)) is None or fi > comp_t):
             log.add(Anomaly(
                 "phantom-read",
                 f"key {key!r}: read (op {r[5].index}) returned {v!r}, which no write to this key had been "
@@ -360,17 +367,19 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
             ts = value_ts.get(v, -1)
         # A read can only vouch for writes that began before both it and its value's write ended:
         # a value written before a write began cannot legitimately supersede that write.
-        read_ts.append((min(comp_t, value_comp.get(v, float("inf"))), ts, inv_t, r))
+        vc = comp_get(v, _INF)
+        read_ts.append((vc if vc < comp_t else comp_t, ts, inv_t, r))
     # Timestamp inversions: sweep writes by invocation, keeping the greatest timestamp of the
     # acknowledged writes completed before it, over all coordinators and per coordinator.
-    acked = sorted((w for w in ws if w[4] and w[2] is not None), key=lambda w: w[1])
-    ordered = sorted((w for w in ws if w[2] is not None), key=lambda w: w[0])
+    acked = sorted([w for w in ws if w[4] and w[2] is not None], key=_SECOND)
+    ordered = sorted([w for w in ws if w[2] is not None], key=_FIRST)
+    n_acked = len(acked)
     j = 0
     top: tuple[Any, ...] | None = None
     top_by_node: dict[str, tuple[Any, ...]] = {}
     inverted: set[int] = set()  # ids of writes discarded in a way LWW allows (expected inversions)
     for w in ordered:
-        while j < len(acked) and acked[j][1] < w[0]:
+        while j < n_acked and acked[j][1] < w[0]:
             a = acked[j]
             if top is None or a[2] > top[2]:
                 top = a
@@ -411,12 +420,11 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
                 f"last-write-wins silently discarded it",
                 _ops(top[5], top[6], w[5], w[6]), key, {"earlier_ts": top[2], "later_ts": w[2]}))
     # Lost writes: suffix maximum of read timestamps by read completion time.
-    read_ts.sort(key=lambda x: x[0])
+    read_ts.sort(key=_FIRST)
     comps = [x[0] for x in read_ts]
-    suffix_max = [0] * (len(read_ts) + 1)
-    suffix_max[len(read_ts)] = -1
-    for i in range(len(read_ts) - 1, -1, -1):
-        suffix_max[i] = max(suffix_max[i + 1], read_ts[i][1])
+    # suffix_max[i]: the greatest timestamp of read_ts[i:] (-1 past the end).
+    suffix_max = list(accumulate(reversed([x[1] for x in read_ts]), max, initial=-1))
+    suffix_max.reverse()
     last_invoke = max((x[2] for x in read_ts), default=None)
     final = max(read_ts, key=lambda x: x[2])[3] if read_ts else None
     values_read = {x[3][3] for x in read_ts}

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 from checkers.lww import NilReads, _ops, collect
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
 from harness.history import Op, as_op, gc_paused
 
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 # Examples kept per expected kind in details (the counts cover the rest).
 EXPECTED_EXAMPLES = 5
 
@@ -108,16 +110,16 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
             value_ts[w[3]] = w[2]
     # Acknowledged writes with timestamps, by completion time, grouped by how many replicas
     # acknowledged them (so a read knows which writes it must intersect).
-    acked = sorted((w for w in ws if w[4] and w[2] is not None), key=lambda w: w[1])
-    levels = sorted({_level(w[8], rf, dw) for w in acked})
+    acked = sorted([w for w in ws if w[4] and w[2] is not None], key=_SECOND)
+    acked_levels = [dw if w[8] is None else replicas_for(w[8], rf) for w in acked]
     # Per write level: completion times and the running maximum (ts, write) up to each.
     prefix: dict[int, tuple[list[int], list[tuple[int, tuple[Any, ...]]]]] = {}
-    for lv in levels:
+    for lv in sorted(set(acked_levels)):
         times: list[int] = []
         best: list[tuple[int, tuple[Any, ...]]] = []
         top: tuple[int, tuple[Any, ...]] | None = None
-        for w in acked:
-            if _level(w[8], rf, dw) != lv:
+        for w, wl in zip(acked, acked_levels):
+            if wl != lv:
                 continue
             if top is None or w[2] > top[0]:
                 top = (w[2], w)
@@ -134,7 +136,7 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
             if r[3] not in value_ts:
                 continue  # a value never written: the LWW checker reports it
             ts = value_ts[r[3]]
-        rts.append((r[0], r[1], ts, _level(r[6], rf, dr), r))
+        rts.append((r[0], r[1], ts, dr if r[6] is None else replicas_for(r[6], rf), r))
     resurrected = _resurrections(key, acked, rts, rf, dw, log, expected)
     # Stale reads.
     for inv_t, _comp_t, ts, rl, r in rts:
@@ -155,8 +157,8 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
                     + ("" if strong else f"; expected with R + W = {rl + lv} <= N = {rf}"),
                     _ops(w[5], w[6], r[4], r[5]), key, {"read_ts": ts, "write_ts": need_ts, "r": rl, "w": lv}))
     # Monotonic reads: sweep reads by invocation over completed reads by completion.
-    by_comp = sorted(rts, key=lambda x: x[1])
-    by_inv = sorted(rts, key=lambda x: x[0])
+    by_comp = sorted(rts, key=_SECOND)
+    by_inv = sorted(rts, key=_FIRST)
     tops: dict[int, tuple[int, Any]] = {}  # read level → (greatest ts returned, that read)
     j = 0
     for inv_t, _c, ts, rl, r in by_inv:
