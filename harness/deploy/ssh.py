@@ -20,6 +20,7 @@ A host whose node left the ring is not reused.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -512,30 +513,91 @@ _SOURCE_ITEMS = ("pyproject.toml", "README.md", "node", "harness", "nemesis", "c
 
 def build_wheelhouse(source_dir: Path, out_dir: Path, target: PythonTarget | None = None) -> list[Path]:
     """Wheels for ringlab (built from a copy of the checkout, so the tree stays clean) and the
-    node's dependencies, for the hosts' interpreter ``target`` (default: this one)."""
+    node's dependencies, for the hosts' interpreter ``target`` (default: this one).
+
+    Both are cached in ``out_dir``: the ringlab wheel by a digest of the sources it is built
+    from, the dependency wheels as a local index that is tried first with ``--no-index`` (pip
+    goes to the configured index only for what it lacks). Building is serialized on a lock per
+    target, so campaigns started at once (two checkouts, two test workers) never see each
+    other's half-written wheels."""
     target = target or PythonTarget.local()
     out_dir = out_dir / target.tag()  # one wheelhouse per target: wheels of two never mix
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("ringlab-*.whl"):
-        old.unlink()
-    with tempfile.TemporaryDirectory(prefix="ringlab-src-") as tmp:
+    with open(out_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ringlab = _ringlab_wheel(source_dir, out_dir / "ringlab")
+        deps = _dependency_wheels(target, out_dir / "deps", [*node_requirements(source_dir), "pip"])
+    return [ringlab, *deps]
+
+
+# How many builds of the ringlab wheel (distinct sources) the cache keeps.
+KEEP_RINGLAB_BUILDS = 8
+
+
+def _source_digest(source_dir: Path) -> str:
+    """A digest of every file the ringlab wheel is built from (paths and contents)."""
+    h = hashlib.sha256()
+    for item in _SOURCE_ITEMS:
+        src = source_dir / item
+        files = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src] if src.exists() else []
+        for f in files:
+            if "__pycache__" in f.parts or f.suffix == ".pyc":
+                continue
+            h.update(f.relative_to(source_dir).as_posix().encode() + b"\0")
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def _ringlab_wheel(source_dir: Path, cache: Path) -> Path:
+    """The ringlab wheel of these sources, built once per digest of them."""
+    built = cache / _source_digest(source_dir)
+    wheels = sorted(built.glob("ringlab-*.whl")) if built.is_dir() else []
+    if len(wheels) == 1:
+        os.utime(built)  # most recently used: kept by the pruning below
+        return wheels[0]
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ringlab-src-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="build-", dir=cache) as out:
         for item in _SOURCE_ITEMS:
             src = source_dir / item
             if src.is_dir():
                 shutil.copytree(src, Path(tmp) / item, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             elif src.exists():
                 shutil.copy2(src, Path(tmp) / item)
-        _pip(["wheel", "--no-deps", "-q", "-w", str(out_dir), tmp], "building the ringlab wheel")
-    wheels = sorted(out_dir.glob("ringlab-*.whl"))
-    if len(wheels) != 1:
-        raise DeployError(f"expected one ringlab wheel in {out_dir}, found {[w.name for w in wheels]}")
-    # Only what a node imports (harness/deploy/wheels.py), from the index this machine's pip is
-    # configured with; hosts then install with --no-index, so they need no index access of their
-    # own. Hosts run pip straight from its wheel into a venv made --without-pip: ~5x faster than
-    # ensurepip, and the host needs no pip (nor python3-pip) of its own.
-    _pip(dependency_pip_args(target, out_dir, [*node_requirements(source_dir), "pip"]),
-         f"collecting the node's dependency wheels for {target.tag()}")
-    return sorted(out_dir.glob("*.whl"))
+        _pip(["wheel", "--no-deps", "-q", "-w", out, tmp], "building the ringlab wheel")
+        wheels = sorted(Path(out).glob("ringlab-*.whl"))
+        if len(wheels) != 1:
+            raise DeployError(f"expected one ringlab wheel from {tmp}, found {[w.name for w in wheels]}")
+        shutil.rmtree(built, ignore_errors=True)
+        os.rename(out, built)  # whole, or not at all
+        os.mkdir(out)  # for TemporaryDirectory's cleanup
+    for old in sorted((d for d in cache.iterdir() if d.is_dir() and not d.name.startswith("build-")),
+                      key=lambda d: d.stat().st_mtime, reverse=True)[KEEP_RINGLAB_BUILDS:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return built / wheels[0].name
+
+
+def _dependency_wheels(target: PythonTarget, cache: Path, requirements: list[str]) -> list[Path]:
+    """Exactly the dependency wheels ``requirements`` resolve to for ``target``, from the cache
+    when it has them all, else topped up from the configured index."""
+    cache.mkdir(parents=True, exist_ok=True)
+    # Only what a node imports (harness/deploy/wheels.py); hosts then install with --no-index,
+    # so they need no index access of their own. Hosts run pip straight from its wheel into a
+    # venv made --without-pip: ~5x faster than ensurepip, and the host needs no pip of its own.
+    with tempfile.TemporaryDirectory(prefix="deps-", dir=cache) as tmp:
+        offline = ["--no-index", "--find-links", str(cache)]
+        proc = subprocess.run([sys.executable, "-m", "pip", *dependency_pip_args(target, Path(tmp), requirements),
+                               *offline], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            for partial in Path(tmp).iterdir():
+                partial.unlink()
+            _pip([*dependency_pip_args(target, Path(tmp), requirements), "--find-links", str(cache)],
+                 f"collecting the node's dependency wheels for {target.tag()}")
+        names = sorted(w.name for w in Path(tmp).glob("*.whl"))
+        for name in names:
+            if not (cache / name).exists():
+                os.replace(Path(tmp) / name, cache / name)
+    return [cache / name for name in names]
 
 
 def _pip(args: list[str], what: str) -> None:
