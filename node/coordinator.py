@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
@@ -51,6 +50,10 @@ QUORUM_LEVELS = ("QUORUM", "LOCAL_QUORUM", "EACH_QUORUM")
 # into a 100 ms delay.
 SPECULATIVE_RETRY_S = 0.1
 
+# Tracker templates kept per coordinator: replica sets are few (a ring of N nodes with 16 vnodes
+# each has at most 16N of them per strategy) times the nine levels; dropped whole when full.
+TRACKER_TEMPLATES = 4096
+
 
 class LocalStore(Protocol):
     """The node's own replica: what the coordinator and the replica verbs call."""
@@ -79,11 +82,13 @@ class Membership(Protocol):
 # --------------------------------------------------------------------------- consistency
 
 
-@dataclass
 class _Group:
-    nodes: frozenset[str]
-    needed: int
-    got: set[str] = field(default_factory=set)
+    __slots__ = ("nodes", "needed", "got")
+
+    def __init__(self, nodes: frozenset[str], needed: int) -> None:
+        self.nodes = nodes
+        self.needed = needed
+        self.got: set[str] = set()
 
 
 class ConsistencyTracker:
@@ -137,6 +142,15 @@ class ConsistencyTracker:
         # Every level but EACH_QUORUM has one group: the methods below run per acknowledgement,
         # and a generator over a one-element list showed in the write path's profile.
         self._one = groups[0] if len(groups) == 1 else None
+
+    def fresh(self) -> ConsistencyTracker:
+        """A tracker for the same level and replicas with nothing acknowledged yet."""
+        t = object.__new__(ConsistencyTracker)
+        t.level = self.level
+        t.groups = [_Group(g.nodes, g.needed) for g in self.groups]
+        t.required = self.required
+        t._one = t.groups[0] if len(t.groups) == 1 else None
+        return t
 
     def available(self, alive: Sequence[str]) -> bool:
         """Could the live replicas satisfy the level?"""
@@ -309,6 +323,8 @@ class Coordinator:
         # Parsed replication strategy per keyspace, reused while the keyspace definition is the
         # same object with the same replication map (parsing it per request showed in profiles).
         self._strategies: dict[str, tuple[Any, dict[str, Any], Strategy]] = {}
+        # (level, replicas, strategy, ack_quorum_after_one) -> tracker template (see _tracker).
+        self._trackers: dict[tuple[Any, ...], ConsistencyTracker] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the replica-request tasks that outlive a client's answer, until cancelled."""
@@ -368,14 +384,22 @@ class Coordinator:
         return node == self.node_id or self.membership.is_alive(node)
 
     def _tracker(self, level: str, replicas: Sequence[str], strategy: Strategy, writes: bool) -> ConsistencyTracker:
-        return ConsistencyTracker(
-            level,
-            replicas,
-            strategy,
-            self.membership.datacenter_of,
-            self.datacenter,
-            quorum_after_one=writes and self.faults.ack_quorum_after_one,
-        )
+        after_one = writes and self.faults.ack_quorum_after_one
+        if isinstance(strategy, NetworkTopologyStrategy) or type(replicas) is not tuple:
+            # Its groups follow each replica's datacenter, which gossip may still change (and a
+            # replica list that is not a tuple cannot key the templates).
+            return ConsistencyTracker(level, replicas, strategy, self.membership.datacenter_of, self.datacenter,
+                                      quorum_after_one=after_one)
+        # Other strategies count replicas alone: a template per level and replica set, copied
+        # per request (building one per write showed in the write path's profile).
+        key = (level, replicas, strategy, after_one)
+        template = self._trackers.get(key)
+        if template is None:
+            if len(self._trackers) >= TRACKER_TEMPLATES:
+                self._trackers.clear()
+            template = self._trackers[key] = ConsistencyTracker(
+                level, replicas, strategy, self.membership.datacenter_of, self.datacenter, quorum_after_one=after_one)
+        return template.fresh()
 
     def _store_hint(self, target: str, keyspace: str, table: str, mutation_obj: Any) -> bool:
         if self.hints is None or target == self.node_id:

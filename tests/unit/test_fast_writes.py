@@ -180,3 +180,21 @@ def test_sealed_frames_carry_the_keyed_blake2s_tag_and_open_in_order() -> None:
     opener.feed(bytes(forged))
     with pytest.raises(protocol.ProtocolError, match="fails its MAC"):
         opener.messages()
+
+
+def test_tracker_templates_give_independent_trackers_equal_to_fresh_ones() -> None:
+    c, _, _ = _coordinator()
+    strategy = SimpleStrategy(3)
+    a = c._tracker("QUORUM", ("me", "a", "b"), strategy, writes=True)
+    b = c._tracker("QUORUM", ("me", "a", "b"), strategy, writes=True)
+    a.add("me")
+    a.add("a")
+    assert a.satisfied() and a.received == 2
+    assert not b.satisfied() and b.received == 0 and b.required == 2  # nothing shared but the spec
+    each = c._tracker("EACH_QUORUM", ("me", "a", "b"), strategy, writes=False)
+    assert each.required == 2 and not each.satisfied()
+    c.faults.ack_quorum_after_one = True
+    broken = c._tracker("QUORUM", ("me", "a", "b"), strategy, writes=True)
+    broken.add("b")
+    assert broken.satisfied()  # the fault switch is part of the template's key
+    assert c._tracker("QUORUM", ("me", "a", "b"), strategy, writes=False).required == 2  # reads: unaffected
