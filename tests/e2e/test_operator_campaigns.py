@@ -59,7 +59,7 @@ def test_admin_on_two_datacenters_with_racks_stays_valid(tmp_path: Path) -> None
 
 
 def test_move_then_cleanup_stays_valid(tmp_path: Path) -> None:
-    run_dir, results, steps = campaign(tmp_path, "--nemesis", "move", "--nodes", "4")
+    run_dir, results, steps = campaign(tmp_path, "--nemesis", "move", "--nodes", "3")
     move = steps["start-move"][0]
     assert move["command"]["exit"] == 0, move
     assert move["took"] in move["tokens"] and move["gave"] not in move["tokens"]
