@@ -45,7 +45,8 @@ def start_write(node: Node, msg: dict[str, Any], finish: Respond) -> bool:
     """Serve ``msg`` if it is a write: ``finish(response)`` is called once, now or when the write
     completes. False (nothing done) for any other request, or before the coordinator runs."""
     op = msg.get("op")
-    if op not in WRITE_OPS or not node.coordinator.accepts_write_now:
+    # A str first: a hostile op (a list, a map) is unhashable, and the general path names it.
+    if type(op) is not str or op not in WRITE_OPS or not node.coordinator.accepts_write_now:
         return False
     rid = msg.get("id")
     try:

@@ -15,6 +15,7 @@ from node import protocol
 from node.cluster import auth
 from node.coordinator import Coordinator
 from node.deadlines import DEFAULT_RESOLUTION_S, TimingWheel
+from node.fast_writes import start_write
 from node.faults import FaultSwitches
 from node.protocol import WriteTimeout
 from node.ring import SimpleStrategy
@@ -198,3 +199,17 @@ def test_tracker_templates_give_independent_trackers_equal_to_fresh_ones() -> No
     broken.add("b")
     assert broken.satisfied()  # the fault switch is part of the template's key
     assert c._tracker("QUORUM", ("me", "a", "b"), strategy, writes=False).required == 2  # reads: unaffected
+
+
+class _NodeStub:
+    """What start_write needs of a Node."""
+
+    def __init__(self) -> None:
+        self.coordinator, _, _ = _coordinator()
+
+
+@pytest.mark.parametrize("op", [["put"], {"put": 1}, None, 3, "get", "status"])
+def test_start_write_leaves_every_request_but_a_write_to_the_general_path(op: Any) -> None:
+    answers: list[dict[str, Any]] = []
+    assert start_write(_NodeStub(), {"id": 1, "op": op}, answers.append) is False  # type: ignore[arg-type]
+    assert answers == []
