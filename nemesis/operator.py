@@ -102,6 +102,14 @@ def summarize_output(args: Sequence[str], stdout: str) -> str:
         return " ".join(f"{k} {v}" for k, v in sorted(states.items())) or "(no nodes)"
     if cmd == "ring":
         return f"{max(0, len(lines) - 1)} tokens"
+    if cmd == "snapshot":
+        # "snapshot TAG at PATH": the path is in the step's value; the tag says enough here.
+        return lines[0].split(" at ", 1)[0] if lines else ""
+    if cmd == "faults":
+        try:
+            return f"{sum(1 for v in json.loads(stdout).values() if v)} fault switches on"
+        except (ValueError, AttributeError):
+            pass
     if cmd == "cleanup":
         try:
             return f"{sum(json.loads(stdout)['dropped'].values())} partitions dropped"
@@ -215,7 +223,9 @@ class AdminNemesis:
         nid, self.node = self.node or self.rng.choice(self.db.node_ids()), None
         results = [await self.ringctl.run(nid, "cleanup", self.target.keyspace)]
         rng_arg = await self._one_range(nid)
-        repair = ["repair", self.target.keyspace] + (["--range", rng_arg] if rng_arg else [])
+        # --range=L:R in one argument: a token is often negative, and argparse reads "-123:456"
+        # after --range as an option of its own (ringctl exits 2).
+        repair = ["repair", self.target.keyspace] + ([f"--range={rng_arg}"] if rng_arg else [])
         results.append(await self.ringctl.run(nid, *repair))
         cleaned = results[0].json() if results[0].code == 0 else None
         repaired = results[1].json() if results[1].code == 0 else None

@@ -46,6 +46,8 @@ def test_status_output_is_summarized_as_state_counts() -> None:
            "UN  127.0.0.1:3  1 KiB  16  30%  n3  rack2\n")
     assert summarize_output(["status"], out) == "DN 1 UN 2"
     assert summarize_output(["cleanup", "ks"], '{"op": "cleanup", "dropped": {"ks.t": 3}}') == "3 partitions dropped"
+    assert summarize_output(["snapshot", "--tag", "t1"], "snapshot t1 at /x/snapshots/t1\n") == "snapshot t1"
+    assert summarize_output(["faults"], '{"a": false, "b": true}') == "1 fault switches on"
 
 
 def test_nodes_spread_round_robin_over_datacenters_then_racks() -> None:
