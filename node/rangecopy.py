@@ -1,22 +1,28 @@
-"""Whole-file range transfer: SSTables wholly inside a streamed range move as files (zero copy).
+"""Whole-file range transfer: SSTables inside a streamed range move as files (zero copy).
 
 The Cassandra paper's bootstrap copy ("kernel-kernel copying techniques"; Cassandra 4.0's
 zero-copy streaming, CASSANDRA-14556). The target of a transfer (:class:`node.streaming.Streamer`)
 first asks the source for a manifest (``STREAM_FILES``): every live SSTable of the table whose
-first and last keys lie in one segment of the requested ranges, with each component's size and
-CRC32 from its digest. For each file it does not hold yet, the target opens a one-off listener
-and asks the source (``STREAM_FILE_PUSH``, over the authenticated internode channel, carrying a
-random one-time token) to connect to it and send the components back to back with
-``os.sendfile`` — in the runtime's offload door, polling the non-blocking socket, so the event
-loop never blocks. The target receives into ``storage/incoming/``, fsyncs, verifies the copy
-against the SSTable's digest (every component's CRC and size, the data file whole) and imports it
-atomically (:meth:`StorageEngine.import_sstable`). A damaged copy is refused and sent again; after
-``FILE_ATTEMPTS`` the file is left to the partition stream. Imported files are journaled per
-source so a transfer cut by a kill resumes after the last complete file.
+first and last keys lie in one segment of the requested ranges, and for every SSTable that only
+partly overlaps the segments, one *slice* per overlapping segment (node/storage/slicing.py: the
+segment's contiguous run of the data file plus small components built from the parent's index),
+each with every component's size and CRC32. For the files it does not hold yet, the target asks
+the source (``STREAM_FILE_PUSH``, over the authenticated internode channel, carrying a random
+one-time token) to connect back and send the components back to back with ``os.sendfile`` — in
+the runtime's offload door, polling the non-blocking socket, so the event loop never blocks. The
+connection goes to the target's internode port through the same route as every other message to
+it (a fault proxy's link, when one is set), opening with a magic no frame can start with, so a
+partition that cuts the link cuts the copy too. The target receives into ``storage/incoming/``,
+computing each component's CRC while writing, fsyncs, checks sizes and CRCs against the manifest
+and the copy's own digest, and imports it atomically (:meth:`StorageEngine.import_sstable`,
+which then needs no second read of the data file). A damaged copy is refused and sent again;
+after ``FILE_ATTEMPTS`` the file is left to the partition stream. Imported files are journaled
+per resumable operation so a transfer cut by a kill resumes after the last complete file.
 
-Everything else of the range (memtables, SSTables that span a range boundary, files that could not
-be sent) goes through the partition stream, which skips the generations imported whole.
-Only real sockets can ``sendfile``: under the simulated network this path is off.
+Everything else of the range (memtables, small SSTables, files that could not be sent) goes
+through the partition stream, which skips the generations imported whole (the parent of a slice
+only in that slice's segment). Only real sockets can ``sendfile``: under the
+simulated network this path is off.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import os
 import select
 import shutil
 import struct
+import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import trio
 
@@ -38,26 +46,35 @@ from node.runtime import fsync, offload
 from node.storage.engine import INCOMING_DIR, StorageEngine
 from node.storage.errors import CorruptSSTableError
 from node.storage.sstable import COMPONENTS, DIGEST, TOC, component_path, fsync_dir
+from node.storage.slicing import Slice, slice_sstable
 
 log = logging.getLogger("node.rangecopy")
 
 VERB_STREAM_FILES = "STREAM_FILES"
 VERB_STREAM_FILE_PUSH = "STREAM_FILE_PUSH"
 
+# The first bytes of a file connection on the internode port. Read as a frame length it is
+# 1.38 GB, past MAX_FRAME_BYTES (16 MiB), so no internode connection can start with it.
+STREAM_MAGIC = b"RLFS"
 # Bytes per sendfile call / receive buffer: large enough that per-call overhead vanishes next to
 # the copy, small enough that a stalled peer is noticed between calls.
-CHUNK_BYTES = 4 << 20
+CHUNK_BYTES = 8 << 20
+RECV_BYTES = 4 << 20
 # How long a file push may wait for the socket to make progress before it is abandoned.
 STALL_TIMEOUT = 30.0
 # Whole file sends (first plus re-sends of a damaged copy) before the partition stream takes it.
 FILE_ATTEMPTS = 3
-# A push request covers connecting plus sending one SSTable; generous for a loaded disk.
+# A push request covers connecting plus sending one batch; generous for a loaded disk.
 PUSH_TIMEOUT = 600.0
+# How long after the source says it sent a batch its connection may still be unseen here. The
+# connection's first bytes arrive long before the source finishes, so only a cut link (whose
+# bytes are dropped) or a node too loaded to accept runs into it; the batch is then sent again.
+ACCEPT_GRACE = 10.0
 # Bytes of the one-time token that opens a file connection (delivered over the authenticated
 # internode channel, so only the source that was asked can send into the target's file).
 TOKEN_BYTES = 16
-# SSTables per file connection: one round trip and one listener for many small files, while a
-# cut connection loses at most one batch (every imported file is journaled at once).
+# SSTables per file connection: one round trip for many small files, while a cut connection
+# loses at most one batch (every imported file is journaled at once).
 BATCH_FILES = 64
 BATCH_BYTES = 256 << 20
 _U32 = struct.Struct(">I")
@@ -66,6 +83,8 @@ _U64 = struct.Struct(">Q")
 EXIT_AFTER_IMPORT = 70
 # Journal entries kept (per node): far more than one transfer's files.
 JOURNAL_ENTRIES = 20_000
+# Slices built for a manifest, kept until pushed (a push rebuilds one that was evicted).
+SLICE_CACHE = 512
 
 
 class FileRefused(Exception):
@@ -83,22 +102,35 @@ class FileStats:
     files_refused: int = 0
     files_resumed: int = 0
     files_fallback: int = 0
+    slices_sent: int = 0
+    slices_imported: int = 0
+    batches_failed: int = 0
 
 
 # Component names in send order; the TOC last so a partial copy never looks complete.
 SEND_ORDER = (*COMPONENTS, DIGEST, TOC)
 
+# One part of a send: (file descriptor, offset, length) sent with sendfile, or bytes.
+Part = Union[tuple[int, int, int], bytes]
+
 
 def manifest_entry(reader: Any) -> dict[str, Any]:
-    """What the target needs to receive and verify one SSTable: components, sizes, CRCs."""
+    """What the target needs to receive and verify one whole SSTable: components, sizes, CRCs."""
     comps = []
     for comp in SEND_ORDER:
         path = component_path(reader.directory, reader.generation, comp)
         size = path.stat().st_size
         crc = reader.digests.get(comp, (None, None))[0]
         comps.append([comp, size, crc])
-    return {"gen": reader.generation, "components": comps, "data_crc": reader.digests["Data.db"][0],
+    return {"gen": reader.generation, "slice": None, "components": comps, "data_crc": reader.digests["Data.db"][0],
             "bytes": sum(c[1] for c in comps), "partitions": int(reader.stats.get("partitions", 0))}
+
+
+def slice_entry(sl: Slice, wire: list[Any], seg: int) -> dict[str, Any]:
+    """The manifest entry of one slice (``wire``: its segment as token strings, number ``seg``)."""
+    comps = [[c, size, crc] for c, size, crc in sl.sizes()]
+    return {"gen": sl.parent, "slice": wire, "seg": seg, "components": comps, "data_crc": sl.data_crc,
+            "bytes": sum(c[1] for c in comps), "partitions": sl.partitions}
 
 
 def _wait(fd: int, events: int) -> None:
@@ -108,46 +140,50 @@ def _wait(fd: int, events: int) -> None:
         raise TimeoutError(f"file stream socket made no progress for {STALL_TIMEOUT:g} s")
 
 
-def send_files(sock_fd: int, token: bytes, batch: Sequence[tuple[int, Sequence[Path]]], damage: set[int]) -> int:
-    """Send ``token``, the generations coming, then every file whole (a worker thread); bytes sent.
+def send_items(sock_fd: int, header: bytes, items: Sequence[tuple[int, Sequence[Part]]], damage: set[int]) -> int:
+    """Send ``header``, then every item's parts in order (a worker thread); returns bytes sent.
 
-    Runs on the non-blocking socket, waiting for it with poll. A generation in ``damage`` (the
-    ``damage_file_stream`` fault switch) has one byte flipped in its first chunk.
+    Runs on the non-blocking socket, waiting for it with poll. An item whose number is in
+    ``damage`` (the ``damage_file_stream`` fault switch) has one byte flipped in its first chunk.
     """
-    # Everything open first: a compaction may unlink the files meanwhile.
-    files = [(gen, [open(p, "rb") for p in paths]) for gen, paths in batch]
-    try:
-        header = token + _U32.pack(len(files)) + b"".join(_U64.pack(gen) for gen, _ in files)
-        _send_bytes(sock_fd, header)
-        total = 0
-        for gen, handles in files:
-            spoil = gen in damage
-            for f in handles:
-                size = os.fstat(f.fileno()).st_size
-                off = 0
-                while off < size:
-                    n = min(CHUNK_BYTES, size - off)
-                    if spoil:
-                        chunk = bytearray(os.pread(f.fileno(), n, off))
-                        chunk[len(chunk) // 2] ^= 0xFF
-                        _send_bytes(sock_fd, bytes(chunk))
-                        spoil = False
-                        off += n
-                        continue
-                    try:
-                        sent = os.sendfile(sock_fd, f.fileno(), off, n)
-                    except BlockingIOError:
-                        _wait(sock_fd, select.POLLOUT)
-                        continue
-                    if sent == 0:
-                        raise ConnectionError("file stream socket closed by the target")
-                    off += sent
-                total += size
-        return total
-    finally:
-        for _, handles in files:
-            for f in handles:
-                f.close()
+    _send_bytes(sock_fd, header)
+    total = 0
+    for number, parts in items:
+        spoil = number in damage
+        for part in parts:
+            if isinstance(part, bytes):
+                data = part
+                if spoil and data:
+                    data = _spoiled(data)
+                    spoil = False
+                _send_bytes(sock_fd, data)
+                total += len(part)
+                continue
+            fd, off, length = part
+            end = off + length
+            while off < end:
+                n = min(CHUNK_BYTES, end - off)
+                if spoil:
+                    _send_bytes(sock_fd, _spoiled(os.pread(fd, n, off)))
+                    spoil = False
+                    off += n
+                    continue
+                try:
+                    sent = os.sendfile(sock_fd, fd, off, n)
+                except BlockingIOError:
+                    _wait(sock_fd, select.POLLOUT)
+                    continue
+                if sent == 0:
+                    raise ConnectionError("file stream: the source file ended early or the target closed")
+                off += sent
+            total += length
+    return total
+
+
+def _spoiled(data: bytes) -> bytes:
+    chunk = bytearray(data)
+    chunk[len(chunk) // 2] ^= 0xFF
+    return bytes(chunk)
 
 
 def _send_bytes(sock_fd: int, data: bytes) -> None:
@@ -175,24 +211,35 @@ def _read_exact(sock_fd: int, n: int) -> bytes:
     return bytes(out)
 
 
-def receive_batch(sock_fd: int, dest: Path, by_gen: dict[int, dict[str, Any]]) -> list[tuple[int, int]]:
-    """Receive the generations the source announces (a worker thread); ``(gen, bytes)`` each."""
+def receive_batch(sock_fd: int, dest: Path, entries: dict[int, dict[str, Any]]) -> list[tuple[int, int, int]]:
+    """Receive the items the source announces (a worker thread); ``(number, bytes, data CRC)`` each.
+
+    Item ``n`` is written into ``dest`` as generation ``n``.
+    """
     (count,) = _U32.unpack(_read_exact(sock_fd, _U32.size))
-    gens = [_U64.unpack(_read_exact(sock_fd, _U64.size))[0] for _ in range(count)]
-    unknown = [g for g in gens if g not in by_gen]
+    numbers = [_U64.unpack(_read_exact(sock_fd, _U64.size))[0] for _ in range(count)]
+    unknown = [n for n in numbers if n not in entries]
     if unknown:
-        raise ConnectionError(f"file stream announced generations that were not asked for: {unknown}")
-    return [(gen, receive_files(sock_fd, dest, gen, by_gen[gen]["components"])) for gen in gens]
+        raise ConnectionError(f"file stream announced items that were not asked for: {unknown}")
+    out = []
+    for n in numbers:
+        got, crcs = receive_files(sock_fd, dest, n, entries[n]["components"])
+        out.append((n, got, crcs["Data.db"]))
+    return out
 
 
-def receive_files(sock_fd: int, dest: Path, gen: int, components: Sequence[Sequence[Any]]) -> int:
-    """Receive one SSTable's components (sizes known) into ``dest`` as generation ``gen``; fsync them."""
-    buf = bytearray(1 << 20)
+def receive_files(sock_fd: int, dest: Path, gen: int, components: Sequence[Sequence[Any]]) -> tuple[int, dict[str, int]]:
+    """Receive one SSTable's components (sizes known) into ``dest`` as generation ``gen``; fsync
+    them. Returns the bytes and each component's CRC32, computed while writing (no second read)."""
+    buf = bytearray(min(RECV_BYTES, max([int(c[1]) for c in components] + [1])))
     view = memoryview(buf)
     total = 0
+    crcs: dict[str, int] = {}
     for comp, size, _crc in components:
         path = component_path(dest, gen, str(comp))
-        with open(path, "wb") as out:
+        crc = 0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
             left = int(size)
             while left:
                 try:
@@ -202,22 +249,30 @@ def receive_files(sock_fd: int, dest: Path, gen: int, components: Sequence[Seque
                     continue
                 if n == 0:
                     raise ConnectionError(f"file stream ended {left} bytes short of {comp}")
-                out.write(view[:n])
+                chunk = view[:n]
+                crc = zlib.crc32(chunk, crc)
+                written = 0
+                while written < n:
+                    written += os.write(fd, chunk[written:])
                 left -= n
                 total += n
-            out.flush()
-            fsync(out.fileno())
+            fsync(fd)
+        finally:
+            os.close(fd)
+        crcs[str(comp)] = crc
     fsync_dir(dest)
-    return total
+    return total, crcs
 
 
-def check_copy(dest: Path, gen: int, entry: dict[str, Any]) -> None:
-    """Refuse a received copy whose components differ in size from the manifest or whose digest
-    names another data file (the CRCs themselves are checked by the import, against the digest)."""
+def check_copy(dest: Path, gen: int, entry: dict[str, Any], data_crc: int) -> None:
+    """Refuse a received copy whose sizes or CRCs differ from the manifest, or whose digest names
+    another data file than the one received (``data_crc``: computed while receiving)."""
     for comp, size, _crc in entry["components"]:
         path = component_path(dest, gen, str(comp))
         if path.stat().st_size != int(size):
             raise FileRefused(f"{path.name}: {path.stat().st_size} bytes, expected {size}")
+    if data_crc != int(entry["data_crc"]):
+        raise FileRefused(f"Data.db: CRC {data_crc} received, the manifest says {entry['data_crc']}")
     digest = component_path(dest, gen, DIGEST).read_text(errors="replace").splitlines()
     data = [line.split() for line in digest if line.startswith("Data.db ")]
     if not data or len(data[0]) != 3 or data[0][1] != str(entry["data_crc"]):
@@ -256,9 +311,11 @@ class Journal:
 
     @staticmethod
     def key(resume: str, source: str, ks: str, table: str, entry: dict[str, Any]) -> str:
-        """An SSTable's identity within one resumable operation: source, table, generation and
-        data CRC (a reused number differs)."""
-        return f"{resume}/{source}/{ks}.{table}/{entry['gen']}/{entry['data_crc']}"
+        """An SSTable's (or slice's) identity within one resumable operation: source, table,
+        generation, segment and data CRC (a reused number differs)."""
+        sl = entry.get("slice")
+        part = "" if not sl else f"[{sl[0]},{sl[1]}]"
+        return f"{resume}/{source}/{ks}.{table}/{entry['gen']}{part}/{entry['data_crc']}"
 
     def __contains__(self, key: str) -> bool:
         return key in self._set
@@ -283,6 +340,18 @@ class Journal:
         self.path.unlink(missing_ok=True)
 
 
+@dataclass
+class _Expected:
+    """A file connection the target waits for: what it carries and where it goes."""
+
+    entries: dict[int, dict[str, Any]]
+    incoming: Path
+    done: trio.Event = field(default_factory=trio.Event)
+    accepted: trio.Event = field(default_factory=trio.Event)
+    got: list[tuple[int, int, int]] | None = None
+    error: BaseException | None = None
+
+
 class RangeCopy:
     """Both sides of whole-file transfers for one node."""
 
@@ -301,21 +370,46 @@ class RangeCopy:
         from node.runtime import Network
         self.enabled = isinstance(getattr(runtime, "network", None), Network)
         self.journal = Journal(engine.data_dir / "streamed_files.json")
-        self._damaged: set[tuple[str, str, int]] = set()
+        self._damaged: set[tuple[str, str, int, str]] = set()
+        self._slices: OrderedDict[tuple[str, str, int, str, str], Slice] = OrderedDict()
+        self._expected: dict[bytes, _Expected] = {}
         messaging.register(VERB_STREAM_FILES, self._handle_manifest)
         messaging.register(VERB_STREAM_FILE_PUSH, self._handle_push)
+        register_stream = getattr(messaging, "register_stream", None)
+        if self.enabled and register_stream is not None:
+            register_stream(STREAM_MAGIC, self._accept)
 
     # ---- source side
 
     async def _handle_manifest(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
         ks, table = str(payload["ks"]), str(payload["t"])
-        segments = [(None if lo is None else self._tok(lo), None if hi is None else self._tok(hi))
-                    for lo, hi in payload["segments"]]
+        wire = [list(seg) for seg in payload["segments"]]
+        segments = [(None if lo is None else self._tok(lo), None if hi is None else self._tok(hi)) for lo, hi in wire]
         if not self.token_ordered:
             return {"files": []}  # key-byte order: token segments say nothing about file contents
         min_bytes = int(payload.get("min_bytes") or 0)
-        readers = [r for r in self.engine.whole_sstables(ks, table, segments) if r.data_bytes >= min_bytes]
-        return {"files": await offload(lambda: [manifest_entry(r) for r in readers])}
+        whole = [r for r in self.engine.whole_sstables(ks, table, segments) if r.data_bytes >= min_bytes]
+        partial = self.engine.partial_sstables(ks, table, segments)
+        fp = self.engine.table_options(ks, table).bloom_fp_chance
+
+        def build() -> list[dict[str, Any]]:
+            out = [manifest_entry(r) for r in whole]
+            for r in partial:
+                for i, ((lo, hi), w) in enumerate(zip(segments, wire)):
+                    # A slice is worth a file from the same size up as a whole SSTable (repair's
+                    # slices of a few partitions stay pages).
+                    sl = slice_sstable(r, lo, hi, fp)
+                    if sl is not None and sl.length >= max(1, min_bytes):
+                        self._remember(ks, table, sl, w)
+                        out.append(slice_entry(sl, w, i))
+            return out
+
+        return {"files": await offload(build)}
+
+    def _remember(self, ks: str, table: str, sl: Slice, wire: list[Any]) -> None:
+        self._slices[(ks, table, sl.parent, str(wire[0]), str(wire[1]))] = sl
+        while len(self._slices) > SLICE_CACHE:
+            self._slices.popitem(last=False)
 
     def _tok(self, raw: Any) -> Any:
         return self.partitioner.from_string(raw)
@@ -324,38 +418,102 @@ class RangeCopy:
     partitioner: Any = None
     token_ordered = False
 
+    def _open_item(self, ks: str, table: str, gen: int, wire: list[Any] | None) -> tuple[list[Part], list[int]] | None:
+        """The parts of one item to send and the descriptors to close, or None when its SSTable
+        is no longer live (compacted away meanwhile: its data is in a newer file). A worker thread."""
+        paths = self.engine.sstable_files(ks, table, gen)
+        if paths is None:
+            return None
+        fds: list[int] = []
+        try:
+            if wire is None:
+                # Everything open first: a compaction may unlink the files meanwhile.
+                for p in paths:
+                    fds.append(os.open(p, os.O_RDONLY))
+                return [(fd, 0, os.fstat(fd).st_size) for fd in fds], fds
+            key = (ks, table, gen, str(wire[0]), str(wire[1]))
+            sl = self._slices.pop(key, None)
+            fds.append(os.open(paths[0], os.O_RDONLY))  # Data.db: the slice is a run of it
+            if sl is None:
+                reader = self.engine.live_sstable(ks, table, gen)
+                if reader is None:
+                    raise FileNotFoundError(paths[0])
+                lo, hi = (None if w is None else self._tok(w) for w in wire)
+                sl = slice_sstable(reader, lo, hi, self.engine.table_options(ks, table).bloom_fp_chance)
+                if sl is None:
+                    raise FileNotFoundError(paths[0])
+            parts: list[Part] = [(fds[0], sl.offset, sl.length)]
+            parts += [sl.blobs[c] for c in (*COMPONENTS[1:], DIGEST, TOC)]
+            return parts, fds
+        except FileNotFoundError:
+            for fd in fds:
+                os.close(fd)
+            return None
+
     async def _handle_push(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
         ks, table = str(payload["ks"]), str(payload["t"])
         token = bytes.fromhex(str(payload["token"]))
-        batch: list[tuple[int, list[Path]]] = []
-        for gen in payload["gens"]:
-            paths = self.engine.sstable_files(ks, table, int(gen))
-            if paths is not None:  # compacted away meanwhile: its data is in a newer file
-                batch.append((int(gen), paths))
-        host = str(payload["host"])
-        if host in ("", "0.0.0.0", "::"):
-            # The target listens on every address: reach it where its messaging is reached.
-            host = (self.messaging.address_of(sender) or (host,))[0]
+        opened: list[tuple[int, list[Part]]] = []
+        fds: list[int] = []
         damage: set[int] = set()
-        if self.faults is not None and getattr(self.faults, "damage_file_stream", False):
-            for gen, _ in batch:
-                if (ks, table, gen) not in self._damaged:
-                    self._damaged.add((ks, table, gen))
-                    damage.add(gen)
-        stream = await self.runtime.network.open_tcp_stream(host, int(payload["port"]))
+        spoil = self.faults is not None and getattr(self.faults, "damage_file_stream", False)
         try:
-            sent = await offload(send_files, stream.socket.fileno(), token, batch, damage)
+            for number, gen, wire in payload["items"]:
+                item = await offload(self._open_item, ks, table, int(gen), wire)
+                if item is None:
+                    continue
+                opened.append((int(number), item[0]))
+                fds += item[1]
+                ident = (ks, table, int(gen), json.dumps(wire))
+                if spoil and ident not in self._damaged:
+                    self._damaged.add(ident)
+                    damage.add(int(number))
+            # The target's internode address as every message to it goes: its route (a fault
+            # proxy's link) first, so a partition of that link cuts this connection too.
+            addr = self.messaging.address_of(sender)
+            if addr is None:
+                raise ConnectionError(f"no address known for {sender}")
+            header = STREAM_MAGIC + token + _U32.pack(len(opened)) + b"".join(_U64.pack(n) for n, _ in opened)
+            stream = await self.runtime.network.open_tcp_stream(addr[0], int(addr[1]))
+            try:
+                sent = await offload(send_items, stream.socket.fileno(), header, opened, damage)
+            finally:
+                await stream.aclose()
         finally:
-            await stream.aclose()
-        self.stats.files_sent += len(batch)
+            for fd in fds:
+                os.close(fd)
+        slices = sum(1 for _, gen, wire in payload["items"] if wire)
+        self.stats.files_sent += len(opened)
+        self.stats.slices_sent += slices
         self.stats.file_bytes_sent += sent
-        return {"bytes": sent, "sent": [g for g, _ in batch]}
+        return {"bytes": sent, "sent": [n for n, _ in opened]}
 
     # ---- target side
 
+    async def _accept(self, stream: Any) -> None:
+        """A file connection on the internode port (after the magic): check its token, receive."""
+        got = b""
+        with trio.move_on_after(10.0):
+            while len(got) < TOKEN_BYTES:
+                data = await stream.receive_some(TOKEN_BYTES - len(got))
+                if not data:
+                    break
+                got += data
+        exp = self._expected.pop(got, None) if len(got) == TOKEN_BYTES else None
+        if exp is None:
+            log.warning("file stream connection without a token this node waits for; closed")
+            return
+        exp.accepted.set()
+        try:
+            exp.got = await offload(receive_batch, stream.socket.fileno(), exp.incoming, exp.entries)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting transfer, which raises it
+            exp.error = exc
+        finally:
+            exp.done.set()
+
     async def fetch_files(self, source: str, ks: str, table: str, segments: Sequence[tuple[Any, Any]],
                           resume: str | None = None) -> dict[str, Any]:
-        """Import every SSTable of ``source`` wholly inside ``segments``; returns the skip set.
+        """Import every SSTable (and slice) of ``source`` inside ``segments``; returns the skip set.
 
         ``resume`` names a resumable operation (a bootstrap): files it already imported are
         skipped. Without one nothing is skipped, since data imported by an earlier operation may
@@ -365,16 +523,27 @@ class RangeCopy:
         wire = [[None if lo is None else part.to_string(lo), None if hi is None else part.to_string(hi)] for lo, hi in segments]
         reply = await self.messaging.request(source, VERB_STREAM_FILES, {"ks": ks, "t": table, "segments": wire,
                                                                          "min_bytes": self.min_bytes}, 60.0)
-        skip: list[int] = []
+        entries = list(reply.get("files", []))
+        # What the pages leave out: a whole SSTable everywhere, a slice's parent in its segment.
+        skip: set[int] = set()
+        skip_in: dict[int, set[int]] = {}
         nbytes = 0
+        nfiles = 0
         pending: list[dict[str, Any]] = []
-        for entry in reply.get("files", []):
+
+        def arrived(entry: dict[str, Any]) -> None:
+            if entry.get("slice"):
+                skip_in.setdefault(int(entry["seg"]), set()).add(int(entry["gen"]))
+            else:
+                skip.add(int(entry["gen"]))
+
+        for entry in entries:
             if resume is not None and Journal.key(resume, source, ks, table, entry) in self.journal:
                 self.stats.files_resumed += 1
-                skip.append(int(entry["gen"]))
+                arrived(entry)
             else:
                 pending.append(entry)
-        for attempt in range(FILE_ATTEMPTS):
+        for _attempt in range(FILE_ATTEMPTS):
             if not pending:
                 break
             retry: list[dict[str, Any]] = []
@@ -382,16 +551,18 @@ class RangeCopy:
                 try:
                     done, refused = await self._fetch_batch(source, ks, table, batch, resume)
                 except (OSError, trio.TooSlowError) as exc:
+                    self.stats.batches_failed += 1
                     log.warning("whole-file copy of %d SSTable(s) of %s.%s from %s failed: %s", len(batch), ks, table, source, exc)
                     retry.extend(batch)
                     continue
                 for entry, got in done:
-                    skip.append(int(entry["gen"]))
+                    arrived(entry)
                     nbytes += got
+                    nfiles += 1
                 retry.extend(refused)
             pending = retry
         self.stats.files_fallback += len(pending)
-        return {"skip": skip, "bytes": nbytes, "files": len(skip)}
+        return {"skip": sorted(skip), "skip_in": {i: sorted(g) for i, g in skip_in.items()}, "bytes": nbytes, "files": nfiles}
 
     async def _fetch_batch(self, source: str, ks: str, table: str, batch: list[dict[str, Any]],
                            resume: str | None) -> tuple[list[tuple[dict[str, Any], int]], list[dict[str, Any]]]:
@@ -399,16 +570,16 @@ class RangeCopy:
 
         Returns the imported entries (with bytes) and the refused ones (damaged in transit).
         """
-        by_gen = {int(e["gen"]): e for e in batch}
-        incoming = self.engine.data_dir / INCOMING_DIR / f"{source}-{ks}-{table}-{min(by_gen)}"
+        by_number = dict(enumerate(batch))
+        incoming = self.engine.data_dir / INCOMING_DIR / f"{source}-{ks}-{table}-{min(int(e['gen']) for e in batch)}"
         await offload(_fresh_dir, incoming)
-        host = self.messaging.listen_host
-        listeners = await self.runtime.network.open_tcp_listeners(0, host=host)
         token = self.runtime.rng.getrandbits(8 * TOKEN_BYTES).to_bytes(TOKEN_BYTES, "big")
+        exp = _Expected(by_number, incoming)
+        self._expected[token] = exp
         result: dict[str, Any] = {}
         try:
-            port = listeners[0].socket.getsockname()[1]
-            payload = {"ks": ks, "t": table, "gens": sorted(by_gen), "host": host, "port": port, "token": token.hex()}
+            items = [[n, int(e["gen"]), e.get("slice")] for n, e in by_number.items()]
+            payload = {"ks": ks, "t": table, "items": items, "token": token.hex()}
             async with trio.open_nursery() as nursery:
 
                 async def push() -> None:
@@ -417,37 +588,41 @@ class RangeCopy:
                     except Exception as exc:  # noqa: BLE001 - raised below, outside the nursery
                         result["error"] = exc
                         nursery.cancel_scope.cancel()
+                        return
+                    with trio.move_on_after(ACCEPT_GRACE):
+                        await exp.accepted.wait()
+                    if not exp.accepted.is_set():
+                        result["error"] = ConnectionError(f"{source} sent the files but no file connection arrived "
+                                                          f"within {ACCEPT_GRACE:g} s (a cut link drops its bytes)")
+                        nursery.cancel_scope.cancel()
 
                 async def receive() -> None:
-                    try:
-                        with trio.fail_after(PUSH_TIMEOUT):
-                            while "got" not in result:
-                                stream = await listeners[0].accept()
-                                try:
-                                    got = await self._receive(stream, token, incoming, by_gen)
-                                finally:
-                                    await stream.aclose()
-                                if got is not None:
-                                    result["got"] = got
-                    except Exception as exc:  # noqa: BLE001 - raised below, outside the nursery
-                        result["error"] = exc
+                    with trio.move_on_after(PUSH_TIMEOUT) as scope:
+                        await exp.done.wait()
+                    if scope.cancelled_caught:
+                        result["error"] = trio.TooSlowError(f"no file stream from {source} within {PUSH_TIMEOUT:g} s")
+                        nursery.cancel_scope.cancel()
+                    elif exp.error is not None:
+                        result["error"] = exp.error
                         nursery.cancel_scope.cancel()
 
                 nursery.start_soon(push)
                 nursery.start_soon(receive)
             if "error" in result:
                 raise result["error"]
+            assert exp.got is not None
             done: list[tuple[dict[str, Any], int]] = []
             refused: list[dict[str, Any]] = []
-            for gen, got in result["got"]:
-                entry = by_gen[gen]
+            for number, got, data_crc in exp.got:
+                entry = by_number[number]
+                gen = int(entry["gen"])
                 try:
-                    await offload(check_copy, incoming, gen, entry)
-                    await offload(self.engine.import_sstable, ks, table, incoming, gen)
+                    await offload(check_copy, incoming, number, entry, data_crc)
+                    await offload(self.engine.import_sstable, ks, table, incoming, number, data_crc)
                 except (FileRefused, CorruptSSTableError) as exc:
                     self.stats.files_refused += 1
-                    log.warning("whole-file copy of %s.%s generation %d from %s refused (%s); it is sent again",
-                                ks, table, gen, source, exc)
+                    log.warning("whole-file copy of %s.%s generation %d%s from %s refused (%s); it is sent again",
+                                ks, table, gen, " (slice)" if entry.get("slice") else "", source, exc)
                     refused.append(entry)
                     continue
                 if resume is not None:
@@ -457,25 +632,10 @@ class RangeCopy:
                                 ks, table, gen)
                     os._exit(EXIT_AFTER_IMPORT)
                 self.stats.files_imported += 1
+                self.stats.slices_imported += 1 if entry.get("slice") else 0
                 self.stats.file_bytes_received += got
                 done.append((entry, got))
             return done, refused
         finally:
-            for lst in listeners:
-                await lst.aclose()
+            self._expected.pop(token, None)
             await offload(shutil.rmtree, incoming, True)
-
-    async def _receive(self, stream: Any, token: bytes, incoming: Path, by_gen: dict[int, dict[str, Any]]
-                       ) -> list[tuple[int, int]] | None:
-        """Check a connection's token, then receive the files; None for a stranger's connection."""
-        got = b""
-        with trio.move_on_after(10.0):
-            while len(got) < TOKEN_BYTES:
-                data = await stream.receive_some(TOKEN_BYTES - len(got))
-                if not data:
-                    break
-                got += data
-        if got != token:
-            log.warning("file stream connection without the right token; closed")
-            return None
-        return await offload(receive_batch, stream.socket.fileno(), incoming, by_gen)

@@ -137,16 +137,19 @@ class Streamer:
     # ---- source side
 
     def iter_range_partitions(self, ks: str, table: str, segments: Sequence[Segment], start_seg: int = 0,
-                              after: Token | None = None, skip: frozenset[int] = frozenset()) -> Iterator[tuple[int, Token, Partition]]:
+                              after: Token | None = None, skip: frozenset[int] = frozenset(),
+                              skip_in: dict[int, frozenset[int]] | None = None) -> Iterator[tuple[int, Token, Partition]]:
         """``(segment index, token, partition)`` for every stored partition of the segments, in order
-        (``skip``: SSTable generations the target already received whole)."""
+        (``skip``: SSTable generations the target already received whole; ``skip_in``: more per
+        segment, the parents of slices it received)."""
         token = self.partitioner.token
         for i in range(start_seg, len(segments)):
             lo, hi = segments[i]
             if i == start_seg and after is not None:
                 lo = after
             if self.token_ordered:
-                for p in self.engine.scan(ks, table, lo, hi, skip=skip):
+                here = skip | skip_in[i] if skip_in and i in skip_in else skip
+                for p in self.engine.scan(ks, table, lo, hi, skip=here):
                     yield i, token(p.key), p
             else:
                 # Legacy key-byte order: the token range is scattered over the whole table.
@@ -156,7 +159,7 @@ class Streamer:
                         yield i, t, p
 
     def read_page(self, ks: str, table: str, segments: Sequence[Segment], cursor: Any, max_bytes: int,
-                  skip: frozenset[int] = frozenset()) -> dict[str, Any]:
+                  skip: frozenset[int] = frozenset(), skip_in: dict[int, frozenset[int]] | None = None) -> dict[str, Any]:
         """One page of partitions after ``cursor`` (runs in a worker thread)."""
         start_seg, after = 0, None
         if cursor is not None:
@@ -164,7 +167,7 @@ class Streamer:
         parts: list[Any] = []
         size = 0
         last: tuple[int, Token] | None = None
-        it = self.iter_range_partitions(ks, table, segments, start_seg, after, skip)
+        it = self.iter_range_partitions(ks, table, segments, start_seg, after, skip, skip_in)
         packer = msgpack.Packer(use_bin_type=True)
         for seg, tok, p in it:
             obj = p.to_obj()
@@ -185,7 +188,8 @@ class Streamer:
         segments = segments_of(self.decode_ranges(payload["ranges"]))
         max_bytes = min(int(payload.get("max_bytes") or PAGE_BYTES), PAGE_BYTES * 4)
         skip = frozenset(int(g) for g in payload.get("skip") or ()) if self.token_ordered else frozenset()
-        page = await offload(self.read_page, ks, table, segments, payload.get("cursor"), max_bytes, skip)
+        skip_in = {int(i): frozenset(int(g) for g in gens) for i, gens in (payload.get("skip_in") or [])} if self.token_ordered else {}
+        page = await offload(self.read_page, ks, table, segments, payload.get("cursor"), max_bytes, skip, skip_in)
         self.stats.pages_sent += 1
         self.stats.bytes_sent += page["bytes"]
         self.stats.partitions_sent += len(page["parts"])
@@ -221,13 +225,15 @@ class Streamer:
             except Exception as exc:  # noqa: BLE001 - the partition stream below carries everything
                 log.warning("whole-file transfer of %s.%s from %s failed (%s); streaming partitions", ks, table, source, exc)
         skip = list(files["skip"])
+        skip_in = [[i, gens] for i, gens in sorted(files.get("skip_in", {}).items())]
         file_seconds = round(trio.current_time() - clock, 3)
         send, recv = trio.open_memory_channel[tuple[dict[str, Any] | None, BaseException | None]](1)
 
         async def produce(cursor: Any) -> None:
             async with send:
                 while True:
-                    payload = {"ks": ks, "t": table, "ranges": wire, "cursor": cursor, "max_bytes": PAGE_BYTES, "skip": skip}
+                    payload = {"ks": ks, "t": table, "ranges": wire, "cursor": cursor, "max_bytes": PAGE_BYTES, "skip": skip,
+                               "skip_in": skip_in}
                     try:
                         page = await self._request_page(source, payload)
                     except Exception as exc:  # handed to the applying side, which raises it as is

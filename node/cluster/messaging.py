@@ -245,6 +245,8 @@ class Messaging:
         self._learned: dict[str, tuple[str, int]] = {}
         self._handlers: dict[str, Handler] = {}
         self._inline: dict[str, InlineHandler] = {}
+        # Raw connections by their first four bytes (node/rangecopy.py's file streams).
+        self._streams: dict[bytes, Callable[[trio.SocketStream], Awaitable[None]]] = {}
         self._peers: dict[str, _Peer] = {}
         self._ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
@@ -268,6 +270,17 @@ class Messaging:
         """
         self._handlers.pop(verb, None)
         self._inline[verb] = handler
+
+    def register_stream(self, magic: bytes, handler: Callable[[trio.SocketStream], Awaitable[None]]) -> None:
+        """Hand an incoming connection that opens with ``magic`` to ``handler(stream)``.
+
+        ``magic`` is 4 bytes that no frame can start with (read as a frame length, past
+        MAX_FRAME_BYTES), so such a connection shares the internode port and its routes (a
+        fault proxy's link cuts it like any message).
+        """
+        if len(magic) != 4 or int.from_bytes(magic, "big") <= protocol.MAX_FRAME_BYTES:
+            raise ValueError(f"stream magic {magic!r} could be the start of a frame")
+        self._streams[magic] = handler
 
     def set_address(self, node_id: str, host: str, port: int) -> None:
         """Reach ``node_id`` at ``host:port`` (unless a route overrides it)."""
@@ -686,6 +699,22 @@ class Messaging:
         sender: str | None = None
         conn = _Incoming()
         authenticated = self._key is None
+        if self._streams:
+            first = b""
+            with trio.move_on_after(HANDSHAKE_TIMEOUT):
+                try:
+                    while len(first) < 4:
+                        data = await stream.receive_some(4 - len(first))
+                        if not data:
+                            return
+                        first += data
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    return
+            handler = self._streams.get(first)
+            if handler is not None:
+                await handler(stream)
+                return
+            decoder.feed(first)
         try:
             with trio.move_on_after(HANDSHAKE_TIMEOUT):
                 while sender is None or not authenticated:

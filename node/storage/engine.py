@@ -936,6 +936,32 @@ class StorageEngine:
                 out.append(r)
         return sorted(out, key=lambda r: r.generation)
 
+    def partial_sstables(self, keyspace: str, table: str, segments: Any) -> list[SSTableReader]:
+        """Live, intact SSTables that overlap some ``(lo, hi]`` segment but lie wholly in none
+        (their overlap moves as slices, node/storage/slicing.py)."""
+        t = self._table(keyspace, table)
+        with self._lock:
+            sstables = list(t.sstables)
+        out = []
+        for r in sstables:
+            if r.corrupt is not None or isinstance(r, _CorruptSSTable) or r.first is None or r.last is None:
+                continue
+            first, last = r.first[0], r.last[0]
+            if any((lo is None or first > lo) and (hi is None or last <= hi) for lo, hi in segments):
+                continue
+            if any((lo is None or last > lo) and (hi is None or first <= hi) for lo, hi in segments):
+                out.append(r)
+        return sorted(out, key=lambda r: r.generation)
+
+    def live_sstable(self, keyspace: str, table: str, generation: int) -> SSTableReader | None:
+        """The live, intact reader of one generation, or None."""
+        t = self._table(keyspace, table)
+        with self._lock:
+            for r in t.sstables:
+                if r.generation == generation and r.corrupt is None and not isinstance(r, _CorruptSSTable):
+                    return r
+        return None
+
     def sstable_files(self, keyspace: str, table: str, generation: int) -> list[Path] | None:
         """Component paths of a live SSTable, TOC last, or None when it is no longer live."""
         t = self._table(keyspace, table)
@@ -945,17 +971,21 @@ class StorageEngine:
                     return r.files()
         return None
 
-    def import_sstable(self, keyspace: str, table: str, directory: Path, generation: int) -> int:
+    def import_sstable(self, keyspace: str, table: str, directory: Path, generation: int,
+                       data_crc: int | None = None) -> int:
         """Verify a received SSTable against its digest and add it to the live set atomically.
 
         Raises :class:`CorruptSSTableError` (nothing imported) when any check fails; returns the
-        local generation. Components are renamed in, the TOC last (the on-disk commit point),
-        then the reader joins the live set under the write lock.
+        local generation. ``data_crc``: the data file's CRC computed while it was received; when
+        it matches the digest, the data file is not read a second time. Components are renamed
+        in, the TOC last (the on-disk commit point), then the reader joins the live set under the
+        write lock.
         """
         t = self._table(keyspace, table)
         check = SSTableReader(directory, generation, self.sort_key, 16)
         try:
-            check.verify()
+            if data_crc is None or data_crc != check.digests["Data.db"][0]:
+                check.verify()
         finally:
             check.close()
         restamp(directory, generation, {"replay_position": 0, "origin": "stream",
