@@ -12,6 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 
+# Switches that are hooks for the cluster tests of whole-file streaming, not bugs a checker could
+# catch: a damaged copy is refused and sent again (a campaign stays valid, so it proves nothing
+# there), and a joiner that exits after its first import fails the membership nemesis's join
+# (the harness, not a checker, would report it). Campaigns and sweeps do not offer them.
+TEST_ONLY = frozenset({"damage_file_stream", "exit_after_file_import"})
+
+
 @dataclass
 class FaultSwitches:
     """The deliberate bugs one node can be told to have."""

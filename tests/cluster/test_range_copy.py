@@ -2,7 +2,8 @@
 load moves SSTables as files and loses no acknowledged write, a copy damaged in transit is
 refused and sent again, and a joiner cut right after its first imported file (the
 ``exit_after_file_import`` fault switch) resumes after that file instead of fetching it again;
-a decommission under QUORUM load moves whole files too.
+a decommission and a removenode under QUORUM load move whole files too, and a repair pulls a
+replica's missed writes as slice files. (The tests build on each other, in file order.)
 
 Keyspace ks has SimpleStrategy RF=2 on 3 nodes; every node is flushed before a join, so the
 ranges the joiner gains are mostly in SSTables cut at the ring's tokens.
@@ -163,3 +164,70 @@ def test_decommission_under_quorum_load_moves_whole_files_and_keeps_acked_writes
     nodes = _live(ring)
     assert trio.run(_check_replicas, nodes, acked) == []
     assert trio.run(_check_all, c[0], acked) == []
+
+
+async def _until_state(node: NodeProc, nid: str, state: str, timeout: float) -> None:
+    with trio.fail_after(timeout):
+        while (await _status(node)).get(nid, {}).get("state") != state:
+            await trio.sleep(0.2)
+
+
+def test_removenode_under_quorum_load_moves_whole_files_and_keeps_acked_writes(ring: dict[str, Any]) -> None:
+    c: Cluster = ring["cluster"]
+    acked: dict[str, int] = ring["acked"]
+    dead = next(n for n in ring["extra"] if n.node_id == "n4")  # joined by the first test
+
+    async def main() -> dict[str, Any]:
+        for n in _live(ring):
+            await call(n, "flush")
+        dead.kill()
+        await _until_state(c[0], "n4", "D", 30)
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_writer, c[0], "remove", acked, stop)
+            async with open_client("127.0.0.1", c[0].client_port, secret=SECRET, timeout=60) as cl:
+                result = await cl.admin("removenode", node="n4")
+            await trio.sleep(0.5)
+            stop.set()
+        return result
+
+    result = trio.run(main)
+    # The survivors pull n4's ranges from each other: SSTables (and slices of them) as files.
+    assert result["op"] == "removenode" and result["files"] > 0 and result["file_bytes"] > 0, result
+    # Each replica read through itself (RF=2: the two a read at ALL would see, each on its own).
+    assert trio.run(_check_replicas, _live(ring), acked) == []
+
+
+def test_repair_streams_a_replicas_missed_writes_as_files(ring: dict[str, Any]) -> None:
+    c: Cluster = ring["cluster"]
+    acked: dict[str, int] = ring["acked"]
+    lagger = c[1]
+
+    async def main() -> dict[str, Any]:
+        for n in c.nodes:
+            await call(n, "faults", set={"drop_hints": True})  # the missed writes come back by repair only
+        lagger.kill()
+        await _until_state(c[0], lagger.node_id, "D", 30)
+        async with open_client("127.0.0.1", c[0].client_port, secret=SECRET, timeout=10) as cl:
+            for i in range(300):
+                await cl.put("ks", "t", f"rep-{i}", {"v": i}, consistency="ONE")
+                acked[f"rep-{i}"] = i
+        for n in (c[0], c[2]):
+            await call(n, "faults", set={"drop_hints": False})
+            await call(n, "flush")
+        lagger.start()
+        await trio.to_thread.run_sync(lagger.wait_ready)
+        await _until_state(c[0], lagger.node_id, "U", 30)
+        await _until_state(lagger, c[0].node_id, "U", 30)
+        await _until_state(lagger, c[2].node_id, "U", 30)
+        first = await call(lagger, "repair", timeout=60, keyspace="ks")
+        files = (await call(lagger, "netstats"))["file_streaming"]
+        second = await call(lagger, "repair", timeout=60, keyspace="ks")
+        return {"first": first, "second": second, "files": files}
+
+    out = trio.run(main)
+    # The lagger pulled the differing slices of its ranges; the other replicas' SSTables of them
+    # came as slice files (file_stream_min_bytes = 0 here), and nothing differs afterwards.
+    assert out["first"]["streamed_bytes"] > 0 and out["files"]["slices_imported"] > 0, out
+    assert out["second"]["streamed_bytes"] == 0, out["second"]
+    assert trio.run(_check_replicas, _live(ring), acked) == []

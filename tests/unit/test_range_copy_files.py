@@ -172,3 +172,17 @@ def test_a_transfer_sends_files_and_slices_through_the_route_and_a_partition_cut
     assert set(held) == set(inside)
     assert all(held[k] == _value(KEYS.index(k)) for k in inside)
 
+
+
+def test_the_whole_file_test_hooks_are_not_campaign_faults_but_stay_node_switches() -> None:
+    from harness.run_options import VALIDATION_FAULTS, RunOptions
+    from node.faults import FaultSwitches
+
+    assert "skip_pending_streaming" in VALIDATION_FAULTS
+    for hook in ("damage_file_stream", "exit_after_file_import"):
+        assert hook not in VALIDATION_FAULTS
+        with pytest.raises(ValueError, match="--fault must be one of"):
+            RunOptions(validation_faults=[hook]).validate()
+        switches = FaultSwitches()
+        switches.set(hook, True)  # node.toml [faults] and the faults admin op still take it
+        assert getattr(switches, hook) is True
