@@ -11,11 +11,11 @@ many keys as make ``--mb`` MiB of values. ``--mb 1024`` is the issue's 1 GB.
 Preload (every replica holds every key: RF=3 on 3 nodes):
 
 - ``direct`` (default): offline, before any node starts. The schema (keyspace and table) is
-  written to each node's ``schema.json`` as the node persists it (node/schema.py), and the data
-  is written into n1's storage directory through the storage engine's public methods (``apply``,
-  a ``flush`` per GiB of values, a major compaction if that made several SSTables; in the token
-  sort order the node picks), then that directory (without its commit log) is copied to n2 and
-  n3. Each copy is opened with the engine and checked (partition count and a sample of values)
+  written to each node's ``schema.json`` as the node persists it (node/schema.py), each node's
+  tokens are chosen (seeded) and written to its ``tokens.json``, and the data is written into n1's
+  storage directory as SSTables (``SSTableWriter``, in the token sort order the node picks, one
+  file per range between the ring's tokens: the layout the nodes' own flushes and compactions
+  leave), then that directory (without its commit log) is copied to n2 and n3. Each copy is opened with the engine and checked (partition count and a sample of values)
   before the nodes start.
 - ``client``: the original path: create the keyspace and table through n1, write every key at ONE
   through n1's client port, flush every node. Slow (about 3x the data in replica writes).
@@ -46,6 +46,7 @@ removenode from n1; the same two-path figures are printed for each.
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
 import json
 import os
@@ -70,15 +71,18 @@ from node.protocol import encode_value  # noqa: E402
 from node.ring import make_partitioner  # noqa: E402
 from node.runtime import Clock  # noqa: E402
 from node.schema import Schema, save_schema  # noqa: E402
-from node.storage import Cell, Mutation, StorageConfig, StorageEngine  # noqa: E402
+from node.ring import generate_tokens  # noqa: E402
+from node.storage import Cell, StorageConfig, StorageEngine  # noqa: E402
+from node.storage.cells import Partition  # noqa: E402
+from node.storage.sstable import SSTableWriter  # noqa: E402
 from node.streaming import choose_sort_key  # noqa: E402
 
 SECRET = "bench"
 KS, TABLE = "ks", "t"
 REPLICATION = {"class": "SimpleStrategy", "replication_factor": 3}
 PARTITIONER = "murmur3"  # the node's default (node/config.py); the nodes here do not override it
-# The direct preload flushes one SSTable per this many bytes of values (bounds the bench's RAM).
-DIRECT_FLUSH_BYTES = 1 << 30
+# Tokens per node (the bench's node.toml says the same).
+NUM_TOKENS = 16
 
 
 def _port() -> int:
@@ -114,7 +118,7 @@ class Proc:
         (self.dir / "node.toml").write_text(
             f'node_id = "{self.nid}"\ndata_dir = "{self.data}"\nclient_port = {self.client}\n'
             f'internode_port = {self.internode}\nseeds = ["{self.seed}"]\ncluster_secret = "{SECRET}"\n'
-            f"num_tokens = 16\n[gossip]\ninterval = 0.5\n[membership]\nring_delay = 0.5\n{self.extra}\n"
+            f"num_tokens = {NUM_TOKENS}\n[gossip]\ninterval = 0.5\n[membership]\nring_delay = 0.5\n{self.extra}\n"
         )
         log = open(self.dir / "stderr.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "node", "--config", str(self.dir / "node.toml")], stdout=log, stderr=log)
@@ -204,23 +208,44 @@ def preload_direct(nodes: list[Proc], nkeys: int, seed: int, value_bytes: int, c
     sort_key, token_ordered = choose_sort_key(src, make_partitioner(PARTITIONER))
     if not token_ordered:
         raise RuntimeError(f"{src} is not token-ordered")
+    # The nodes' tokens are chosen here (tokens.json, which a node reads at start instead of
+    # choosing), so the data can be written as the nodes' own flushes and compactions would
+    # leave it: one SSTable per split range of the ring, in token order, without the commit log
+    # and memtable of apply() and without a major compaction on the running nodes.
+    part = make_partitioner(PARTITIONER)
+    rng = random.Random(seed)
+    taken: list[Any] = []
+    for p in nodes:
+        toks = generate_tokens(part, NUM_TOKENS, rng, taken)
+        taken += toks
+        (p.data / "tokens.json").write_text(json.dumps([part.to_string(t) for t in toks]))
+    points = sorted(taken)
     engine = StorageEngine(src, StorageConfig(), Clock(), sort_key)
     engine.open()
     t0 = time.monotonic()
-    per_flush = max(1, DIRECT_FLUSH_BYTES // value_bytes)
     try:
         engine.create_table(KS, TABLE, options)
-        for i in range(nkeys):
-            cell = Cell("v", encode_value(value_of(seed, i, value_bytes)), ts + i)
-            engine.apply(KS, TABLE, Mutation(key_of(i).encode(), [cell]))
-            if (i + 1) % per_flush == 0:
-                engine.flush()
-        engine.flush()
-        if engine.stats()[f"{KS}.{TABLE}"]["sstable_count"] > 1:
-            engine.compact(KS, TABLE, major=True)
-        write_s = time.monotonic() - t0
+        table_dir = engine._table(KS, TABLE).directory  # noqa: SLF001 - a bench writing a node's files
     finally:
         engine.close()
+    order = sorted(range(nkeys), key=lambda i: (sort_key(key_of(i).encode()), key_of(i).encode()))
+    fp = options.bloom_fp_chance
+    gen = 0
+    writer: SSTableWriter | None = None
+    current = -1
+    for i in order:
+        k = key_of(i).encode()
+        rng_i = bisect.bisect_left(points, sort_key(k))
+        if writer is None or rng_i != current:
+            if writer is not None:
+                writer.finish({"replay_position": 0, "origin": "flush", "created_us": ts})
+            gen += 1
+            writer = SSTableWriter(table_dir, gen, max(64, nkeys // max(1, len(points))) * 2, fp)
+            current = rng_i
+        writer.add(Partition(k, {"v": Cell("v", encode_value(value_of(seed, i, value_bytes)), ts + i)}))
+    if writer is not None:
+        writer.finish({"replay_position": 0, "origin": "flush", "created_us": ts})
+    write_s = time.monotonic() - t0
 
     # The other replicas: the same files (same keys, values and timestamps as RF=3 writes leave).
     t0 = time.monotonic()
@@ -307,7 +332,7 @@ async def run(args: argparse.Namespace) -> None:
         t0 = time.monotonic()
         if args.preload == "direct":
             pre = preload_direct(nodes, nkeys, args.seed, args.value_bytes, check)
-            how = (f"direct preload: engine write+flush on n1 {pre['write_s']:.1f} s, copied to n2/n3 in "
+            how = (f"direct preload: SSTables written on n1 {pre['write_s']:.1f} s, copied to n2/n3 in "
                    f"{pre['copy_s']:.1f} s, each replica checked offline ({len(check)} keys) in {pre['check_s']:.1f} s")
         for p in nodes:
             p.start()
@@ -322,11 +347,6 @@ async def run(args: argparse.Namespace) -> None:
         else:
             await wait_for(lambda: _sees_up(nodes[1], 3), 60, "n2 sees all")
             await wait_for(lambda: _sees_up(nodes[2], 3), 60, "n3 sees all")
-        if args.preload == "direct":
-            # The preload wrote one SSTable per replica; a major compaction on the running node
-            # cuts it at the ring's tokens, as the node's own flushes and compactions do.
-            for p in nodes:
-                await admin(p, "compact", timeout=args.timeout, keyspace=KS, table=TABLE, major=True)
         preload_s = time.monotonic() - t0
         verify_s = await verify_all(n1, check, args.seed, args.value_bytes)
         await trio.sleep(6)  # LOAD is re-published in gossip every 5 s
