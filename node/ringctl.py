@@ -341,10 +341,25 @@ def _single(exc: BaseException) -> BaseException:
     return exc
 
 
+def _join_range_values(argv: list[str]) -> list[str]:
+    """``--range -123:456`` as ``--range=-123:456``: argparse takes a value that starts with "-"
+    and is not a plain number for an option, and a range's left token is often negative."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--range" and i + 1 < len(argv) and argv[i + 1].startswith("-") and ":" in argv[i + 1]:
+            out.append(f"--range={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ringctl``."""
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_join_range_values(sys.argv[1:] if argv is None else argv))
         _check(args)
         resolve_target(args)
     except SystemExit as exc:
