@@ -19,7 +19,7 @@ import pytest
 
 from node.runtime import Clock
 from node.storage import StorageConfig, StorageEngine
-from node.storage.crashwriter import cell_of, partition_of
+from tests.cluster.crashwriter import cell_of, partition_of
 
 PERIOD_MS = 200
 KILLS_PER_MODE = 3
@@ -28,7 +28,7 @@ KILLS_PER_MODE = 3
 def _run_and_kill(data_dir: Path, mode: str, delay_s: float) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     """Start the writer, SIGKILL it after ``delay_s``; returns (acks, syncs) with arrival times."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.storage.crashwriter", str(data_dir), mode, "--period-ms", str(PERIOD_MS)],
+        [sys.executable, "-m", "tests.cluster.crashwriter", str(data_dir), mode, "--period-ms", str(PERIOD_MS)],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
     )
     acks: list[tuple[int, float]] = []
@@ -113,7 +113,7 @@ def test_after_a_failed_fsync_nothing_is_acknowledged_and_every_ack_survives(tmp
     once it fails no new write is acknowledged (commit_failure_policy = stop: every later write
     fails), and every write that was acknowledged is read back after a SIGKILL and restart."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.storage.crashwriter", str(tmp_path), "batch", "--fail-fsync-after", "40"],
+        [sys.executable, "-m", "tests.cluster.crashwriter", str(tmp_path), "batch", "--fail-fsync-after", "40"],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
     )
     events: list[tuple[str, int]] = []

@@ -1,4 +1,4 @@
-"""A write loop for the SIGKILL crash test: ``python -m node.storage.crashwriter DIR MODE``.
+"""A write loop for the SIGKILL crash test: ``python -m tests.cluster.crashwriter DIR MODE``.
 
 It writes numbered cells through the Trio facade from several tasks and prints ``A <n>`` on stdout
 once write ``n`` is acknowledged (durable as the sync mode requires). In periodic mode it also
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import trio
 
-from ..runtime import Clock
-from .async_engine import AsyncStorageEngine
-from .cells import Cell, Mutation
-from .config import StorageConfig, TableOptions
-from .engine import StorageEngine
-from .errors import StorageFailure
+from node.runtime import Clock
+from node.storage.async_engine import AsyncStorageEngine
+from node.storage.cells import Cell, Mutation
+from node.storage.config import StorageConfig, TableOptions
+from node.storage.engine import StorageEngine
+from node.storage.errors import StorageFailure
 
 # Distinct partitions the writes spread over: enough for several SSTables per flush round.
 PARTITIONS = 500
