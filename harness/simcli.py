@@ -240,7 +240,7 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
 def _pool(jobs: int) -> Any:
     # Workers start fresh interpreters with a fixed hash seed (the parent's may be random).
     os.environ["PYTHONHASHSEED"] = "0"
-    return multiprocessing.get_context("spawn").Pool(processes=jobs, maxtasksperchild=20)
+    return multiprocessing.get_context("spawn").Pool(processes=jobs, maxtasksperchild=100)
 
 
 def _payload(opts: Any, settings: SimSettings, run_dir: Path, **extra: Any) -> dict[str, Any]:

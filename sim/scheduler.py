@@ -50,9 +50,10 @@ def check_trio() -> Any:
     if not trio.__version__.startswith(SUPPORTED_TRIO):
         raise UnsupportedTrio(f"sim needs trio {SUPPORTED_TRIO}x (deterministic scheduling uses its "
                               f"private scheduler), found {trio.__version__}")
-    if not all(hasattr(_run, name) for name in ("_r", "Deadlines", "_ALLOW_DETERMINISTIC_SCHEDULING", "TheIOManager")):
-        raise UnsupportedTrio("trio._core._run lacks _r, Deadlines, _ALLOW_DETERMINISTIC_SCHEDULING or "
-                              "TheIOManager: cannot make scheduling deterministic")
+    needed = ("_r", "Deadlines", "_ALLOW_DETERMINISTIC_SCHEDULING", "TheIOManager", "Runner", "_NO_SEND")
+    missing = [name for name in needed if not hasattr(_run, name)]
+    if missing:
+        raise UnsupportedTrio(f"trio._core._run lacks {', '.join(missing)}: cannot simulate deterministically")
     return _run
 
 
@@ -93,3 +94,73 @@ def make_deterministic(seed: int) -> Callable[[], None]:
         io_class.get_events = original_get_events
 
     return undo
+
+
+class TaskHolds:
+    """Pause as SIGSTOP does: a paused node's tasks stop running, timers included.
+
+    While any node is paused, ``Runner.reschedule`` (private Trio API) looks at the context of
+    each task it is asked to wake: a task of a paused node (its context's ``node_of`` variable
+    names the node) is held, not put on the run queue; its timers still expire and its peers'
+    messages still arrive and queue, but nothing of it runs until :meth:`resume` wakes every
+    held task in the order it was held. No patch is in place while nothing is paused.
+    """
+
+    def __init__(self, node_of: Any) -> None:
+        self.node_of = node_of  # a ContextVar[str]: which node a task belongs to
+        self.held: dict[str, list[tuple[Any, Any]]] = {}
+        self._original: Any = None
+
+    def paused(self, node_id: str) -> bool:
+        """Whether ``node_id``'s tasks are held."""
+        return node_id in self.held
+
+    def pause(self, node_id: str) -> None:
+        """Hold ``node_id``'s tasks from now on."""
+        if node_id in self.held:
+            return
+        self.held[node_id] = []
+        if self._original is None:
+            self._install()
+
+    def resume(self, node_id: str) -> None:
+        """Wake ``node_id``'s held tasks (in the order they were held) and stop holding them."""
+        tasks = self.held.pop(node_id, None)
+        if tasks is None:
+            return
+        original = self._original
+        if not self.held:
+            self._uninstall()
+        runner = trio._core._run.GLOBAL_RUN_CONTEXT.runner
+        for task, value in tasks:
+            original(runner, task, value)
+
+    def close(self) -> None:
+        """Stop holding anything (the end of a run); held tasks are dropped with the run."""
+        self.held.clear()
+        self._uninstall()
+
+    def _install(self) -> None:
+        _run = check_trio()
+        original = self._original = _run.Runner.reschedule
+        held = self.held
+        node_of = self.node_of
+        no_send = _run._NO_SEND
+
+        def reschedule(runner: Any, task: Any, next_send: Any = no_send) -> None:
+            tasks = held.get(task.context.get(node_of, ""))
+            if tasks is None:
+                original(runner, task, next_send)
+                return
+            # What reschedule would clear: the task is no longer waiting, so a cancellation
+            # must not try to abort its wait again while it is held.
+            task._abort_func = None
+            task.custom_sleep_data = None
+            tasks.append((task, next_send))
+
+        _run.Runner.reschedule = reschedule
+
+    def _uninstall(self) -> None:
+        if self._original is not None:
+            trio._core._run.Runner.reschedule = self._original
+            self._original = None

@@ -3,7 +3,8 @@ network and the simulated disk, each with its own seeded runtime.
 
 Faults act on the world as the real ones act on processes and links: ``kill`` cancels the node's
 cancel scope (its tasks unwind, its connections end, its listeners vanish) and crashes its disk;
-``restart`` runs a fresh Node from the same files; ``pause`` holds every byte to and from it;
+``restart`` runs a fresh Node from the same files; ``pause`` stops its tasks (timers included)
+as SIGSTOP does, while its peers' messages queue, and holds every byte to and from it;
 the clock nemesis uses the node's admin op ``clock`` exactly as on a real cluster.
 """
 
@@ -23,6 +24,7 @@ from node.runtime import Rng, Runtime, use_system
 from sim.clock import SimClock
 from sim.disk import CRASH_MODES, SimSystem
 from sim.net import HARNESS, NodeNetwork, SimNetwork
+from sim.scheduler import TaskHolds
 from sim.trace import Trace
 
 log = logging.getLogger("sim.world")
@@ -93,6 +95,7 @@ class SimWorld:
         master = random.Random(spec.seed)
         self.net = SimNetwork(random.Random(master.getrandbits(64)), self.trace, spec.loss)
         self.system = SimSystem(self.trace)
+        self.holds = TaskHolds(CURRENT_NODE)
         self.tear_rng = random.Random(master.getrandbits(64)) if spec.tear else None
         self.nodes: dict[str, SimNode] = {}
         for i in range(1, spec.node_count + 1):
@@ -191,6 +194,7 @@ class SimWorld:
         n.stopping = True
         image = self.system.durable_image(n.data_dir)
         self.trace.add("kill", nid)
+        self.holds.resume(nid)  # a SIGKILL ends a stopped process too: its tasks must unwind
         self.net.drop_node(nid)
         n.scope.cancel()
         await n.done.wait()
@@ -205,7 +209,7 @@ class SimWorld:
         if not n.alive() or n.done is None:
             return
         n.stopping = True
-        self.net.resume(nid)
+        self.resume(nid)
         if n.node is not None:
             n.node._drain.set()
         with trio.move_on_after(10):
@@ -216,16 +220,18 @@ class SimWorld:
         self.net.drop_node(nid)
 
     def pause(self, nid: str) -> None:
-        """Hold every byte to and from ``nid``."""
+        """Stop ``nid``'s tasks and hold every byte to and from it (SIGSTOP)."""
+        self.holds.pause(nid)
         self.net.pause(nid)
 
     def resume(self, nid: str) -> None:
-        """Release a paused node."""
+        """Release a paused node (SIGCONT): its held tasks run, its bytes flow."""
+        self.holds.resume(nid)
         self.net.resume(nid)
 
     def paused(self, nid: str) -> bool:
         """Whether ``nid`` is paused."""
-        return nid in self.net.paused
+        return self.holds.paused(nid) or nid in self.net.paused
 
     def crashed(self) -> dict[str, str]:
         """Nodes that died on their own: node → why."""

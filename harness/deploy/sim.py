@@ -116,11 +116,11 @@ class SimDB:
         await self.world.start_node(node_id)
 
     async def pause(self, node_id: str) -> None:
-        """Hold its traffic."""
+        """Stop its tasks and hold its traffic (SIGSTOP)."""
         self.world.pause(node_id)
 
     async def resume(self, node_id: str) -> None:
-        """Release its traffic."""
+        """Let its tasks run and its traffic flow (SIGCONT)."""
         self.world.resume(node_id)
 
     async def admin(self, node_id: str, op: str, **fields: Any) -> dict[str, Any]:
@@ -295,6 +295,8 @@ def run_one(opts: Any, run_dir: Path, *, crash: str = "process", tear: bool = Fa
     try:
         outcome = trio.run(main, clock=WorldClock(clock_trace))
     finally:
+        if "world" in state:
+            state["world"].holds.close()
         undo_scheduling()
         undo_sleeps()
         for sig, handler_ in saved.items():
