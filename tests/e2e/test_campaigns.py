@@ -1,8 +1,9 @@
 """End-to-end campaigns: `harness run` as a user runs it, asserting on verdicts and findings.
 
 Each campaign is short (about 12-15 s of workload) and uses a fixed seed, so the fault schedule is
-reproducible. Settings that should be safe must come out valid; deliberately broken settings and
-the node's validation fault switches must come out invalid with the anomaly named.
+reproducible. Settings that should be safe must come out valid; deliberately broken settings
+must come out invalid with the anomaly named (the node's validation fault switches are proved
+caught by sim sweeps, tests/unit/test_sim_sweeps.py).
 """
 
 from __future__ import annotations
