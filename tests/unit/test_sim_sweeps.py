@@ -72,7 +72,7 @@ def _sweep(pool: Any, tmp_path: Path, switch: str, campaign: dict[str, Any], see
     # leaves room for a rate well below the measured one.
     ("drop_hints", {"workload": "set", "nemesis": "kill", "targets": "majority", "key_count": 50,
                     "write_cl": "ANY", "read_cl": "ALL"}, 3),
-    # r = 0.68 over seeds 1-22 (partitions and kills leave replicas behind; reads that see the
+    # r = 0.65 over seeds 1-40 (partitions and kills leave replicas behind; reads that see the
     # mismatch answer without repairing, so a later QUORUM read can go back in time): n = 7;
     # 25 is enough for r down to 0.25, the rate an earlier sim measured.
     ("skip_read_repair", {"nemesis": "partition,kill"}, 25),
