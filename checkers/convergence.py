@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from checkers import gcgrace
 from checkers.result import Anomaly, AnomalyLog, Result, Validity
 from harness.history import NEMESIS, Op
 
@@ -60,15 +61,28 @@ def load_snapshots(source: str | os.PathLike[str] | Iterable[dict[str, Any]]) ->
 
 
 def params_for_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Checker params naming the run's snapshots, when it has any."""
+    """Checker params naming the run's snapshots, when it has any, with the table's gc_grace and
+    the history's wall-clock zero from test.json (to judge purged tombstones)."""
     path = Path(run_dir) / SNAPSHOT_FILE
-    return {"replica_snapshots": str(path)} if path.exists() else {}
+    if not path.exists():
+        return {}
+    out: dict[str, Any] = {"replica_snapshots": str(path)}
+    try:
+        test = json.loads((Path(run_dir) / "test.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return out
+    table = (test.get("storage") or {}).get("table") if isinstance(test.get("storage"), dict) else None
+    if isinstance(table, dict) and isinstance(table.get("gc_grace_seconds"), (int, float)):
+        out["gc_grace_seconds"] = table["gc_grace_seconds"]
+    if isinstance(test.get("history_start_time"), (int, float)):
+        out["history_start_time"] = test["history_start_time"]
+    return out
 
 
 class _Expected:
     """What the history says about one key."""
 
-    __slots__ = ("newest", "invoked", "acked_elements", "final_all", "final_all_ts", "acked")
+    __slots__ = ("newest", "invoked", "acked_elements", "final_all", "final_all_ts", "final_all_t", "acked")
 
     def __init__(self) -> None:
         self.newest: tuple[int, Any, Op] | None = None  # (timestamp, value, completion)
@@ -78,6 +92,7 @@ class _Expected:
         self.acked: list[tuple[Any, int, Op]] = []
         self.final_all: Any = None  # the value the last final read at ALL returned
         self.final_all_ts: int | None = None
+        self.final_all_t: int | None = None  # when that read was invoked
 
 
 def _hashable(v: Any) -> Any:
@@ -120,6 +135,7 @@ def expectations(history: Iterable[Op], model: str) -> dict[Any, _Expected]:
         elif inv.f in ("read", "get") and op.extra.get("final") and op.cl == "ALL":
             e.final_all = op.value
             e.final_all_ts = op.timestamp
+            e.final_all_t = inv.time
     return out
 
 
@@ -257,8 +273,10 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     ops = history if isinstance(history, list) else list(history)
     exp = expectations(ops, model)
     faults = _Faults(ops, kills_lose=bool(params.get("volatile_unsynced")))
+    grace = gcgrace.Grace(params.get("gc_grace_seconds"), gcgrace.pass_times(headers, params.get("history_start_time")), ops)
     log = AnomalyLog()
-    counts: dict[str, int] = {"keys": 0, "replicas_read": 0, "unreadable": 0}
+    counts: dict[str, int] = {"keys": 0, "replicas_read": 0, "unreadable": 0, "expected-after-gc-grace": 0}
+    expected_findings: list[dict[str, Any]] = []
     tables: list[dict[str, Any]] = []
     shown: dict[str, int] = {}
     ranges: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -282,11 +300,14 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
         hints_unknown = bool(held.get("unknown")) or (label == "before" and not held)
         blocking = (headers.get(label) or {}).get("read_repair", "BLOCKING") == "BLOCKING"
         prefix = f"{label}_"
-        for name in ("keys", "replicas", "stale", "missing", "extra", "keys_disagreeing", "lost_on_replica"):
+        for name in ("keys", "replicas", "stale", "missing", "extra", "keys_disagreeing", "lost_on_replica", "purged"):
             counts.setdefault(prefix + name, 0)
         for key, recs in keys.items():
             e = exp.get(key) or _Expected()
             counts[prefix + "keys"] += 1
+            # A resurrection gc_grace explains (checkers/gcgrace.py): what read repair wrote back is owed.
+            resurrected = (_gc_resurrection(e, by_pass.get("before", {}).get(key), faults, grace, spec.get("column", "v"))
+                           if after and blocking and model != "set" else None)
             rows: list[dict[str, Any]] = []
             contents: set[Any] = set()
             bad_nodes: list[str] = []
@@ -311,6 +332,19 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                                                       check_extra=model != "counter", faults=faults)
                     row.update(holds)
                     contents.add((holds["value"], holds["timestamp"]))
+                    if problems == ["missing"]:
+                        why = _gc_purged(rec, e, faults, grace, label, after and blocking)
+                        if why is not None:
+                            problems = []
+                            row["purged"] = why
+                            counts[prefix + "purged"] += 1
+                    elif resurrected is not None and "stale" in problems and holds["timestamp"] is not None \
+                            and e.final_all_ts is not None and holds["timestamp"] >= e.final_all_ts:
+                        problems = [p for p in problems if p != "stale"]
+                        row["expected"] = resurrected
+                        counts["expected-after-gc-grace"] += 1
+                        if len(expected_findings) < MAX_TABLE_KEYS:
+                            expected_findings.append({"pass": label, "key": key, "node": rec["node"], "reason": resurrected})
                 row["problems"] = problems
                 for p in problems:
                     counts[prefix + p] += 1
@@ -374,9 +408,67 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
         "ranges": [{**v, "disagreeing": sorted(v["disagreeing"])} for v in ranges.values()],
         "passes": {k: {f: v for f, v in h.items() if f not in ("type", "workload")} for k, h in headers.items()},
     }
+    if expected_findings:
+        details["expected_by_gc_grace"] = expected_findings
     if reasons:
         details["reason"] = "; ".join(dict.fromkeys(reasons))[:2000]
     return Result("convergence", valid, counts, log.examples, details)
+
+
+def _gc_purged(rec: dict[str, Any], e: _Expected, faults: _Faults, grace: gcgrace.Grace, label: str,
+               repaired: bool) -> str | None:
+    """Why a replica holding nothing for a key lost nothing: the newest write it owes is a delete
+    and gc_grace had passed by the snapshot, so a compaction may have purged the tombstone."""
+    at = grace.pass_times.get(label)
+    if at is None or grace.grace_ns is None:
+        return None
+    d = gcgrace.newest_owed_delete(e.acked, lambda inv_t: not faults.replica_damaged(rec["node"], inv_t))
+    if d is None or (repaired and e.final_all_ts is not None and e.final_all_ts > d[0]):
+        return None  # read repair promised something newer than the delete
+    return grace.purge_reason(rec["node"], d[2], d[1], at) if grace.passed(d[1], at) else None
+
+
+def _gc_resurrection(e: _Expected, before: list[dict[str, Any]] | None, faults: _Faults, grace: gcgrace.Grace,
+                     column: str) -> str | None:
+    """Why the final read at ALL may return a value older than an acknowledged delete: at least
+    gc_grace after it, no replica still held the tombstone, one had purged it and every other
+    lacked it for a recorded reason (Cassandra's resurrection when repair does not run within
+    gc_grace). None if anything is unexplained."""
+    if grace.grace_ns is None or e.final_all_ts is None or e.final_all is None or not before:
+        return None
+    dels = [a for a in e.acked if a[2].f == "delete" and a[0] > e.final_all_ts]
+    if not dels:
+        return None
+    ts_d, inv_d, comp_d = max(dels, key=lambda a: a[0])
+    if not grace.passed(inv_d, e.final_all_t):
+        return None
+    at = grace.pass_times.get("before")
+    purged: list[str] = []
+    others: list[str] = []
+    for rec in before:
+        if "error" in rec:
+            return None
+        node = rec["node"]
+        cell = _register_cell(rec, column)
+        if cell is not None and cell[1] >= ts_d:
+            if not cell[2]:
+                return None  # a newer value than the delete: the read should have returned it
+            # It held the tombstone just before final reads that came after gc_grace: a
+            # compaction in between may have purged it.
+            purged.append(f"replica {node} still held the tombstone before the final reads, which came after gc_grace")
+            continue
+        if cell is None and at is not None and grace.passed(inv_d, at):
+            purged.append(grace.purge_reason(node, comp_d, inv_d, at))
+            continue
+        why = faults.excuses(inv_d, comp_d, node)
+        if why is None:
+            return None
+        others.append(f"replica {node} lacked it ({why})")
+    if not purged:
+        return None
+    return ("; ".join([*purged, *others]) + f"; so the final read at ALL, {(e.final_all_t - inv_d) / 1e9:.1f} s after the "
+            f"delete, brought back the older value: a tombstone purged after gc_grace_seconds on some replicas while "
+            f"others never got it or lost it resurrects the data (why repair must run within gc_grace)")
 
 
 def _unexplained_losses(rec: dict[str, Any], e: _Expected, model: str, spec: dict[str, Any],
