@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.zookeeper import unavailable_reason
+from tests.campaign_verdicts import assert_valid_where_faults_ran
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,14 +27,14 @@ def test_zookeeper_coordinated_membership_campaign_is_valid_at_quorum(tmp_path: 
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=400,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
     run_dir = (tmp_path / "latest").resolve()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert_valid_where_faults_ran(proc.returncode, results, {"membership", "zk"}, out)
     test = json.loads((run_dir / "test.json").read_text())
     assert test["options"]["coordination"] == "zookeeper"
     history = [json.loads(line) for line in (run_dir / "history.jsonl").open()]
     actions = [o.get("action") for o in history if o["process"] == "nemesis" and o["type"] == "info"]
     assert any(a in ("kill-zk", "pause-zk", "partition-zk") for a in actions), actions
-    results = json.loads((run_dir / "results.json").read_text())
     assignments = results["checkers"]["assignments"]
     assert assignments["valid"] is True, assignments
     # Every starting node registered its tokens; every join was assigned by a leader.

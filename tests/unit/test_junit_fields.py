@@ -17,8 +17,13 @@ from harness.run import Outcome
 
 def outcome(root: Path, seed: int, stale: bool) -> Outcome:
     run = store.new_run_dir(root, "register-partition")  # same second: the second gets a -2 suffix
-    ops = [Op(0, 1_000, 0, "invoke", "write", "k", 1), Op(1, 2_000, 0, "ok", "write", "k", 1),
-           Op(2, 3_000, 1, "invoke", "read", "k"), Op(3, 4_000, 1, "ok", "read", "k", None if stale else 1)]
+    # A partition window that took effect: the campaign checker calls a run whose requested
+    # nemesis never did anything unknown, which is not what the first suite is about.
+    ops = [Op(0, 500, "nemesis", "invoke", "start-partition"),
+           Op(1, 600, "nemesis", "info", "start-partition", None, {"cut": [["n1"], ["n2", "n3"]]}),
+           Op(2, 1_000, 0, "invoke", "write", "k", 1), Op(3, 2_000, 0, "ok", "write", "k", 1),
+           Op(4, 3_000, 1, "invoke", "read", "k"), Op(5, 4_000, 1, "ok", "read", "k", None if stale else 1),
+           Op(6, 4_500, "nemesis", "invoke", "stop-partition"), Op(7, 4_600, "nemesis", "info", "stop-partition")]
     write_jsonl(ops, run / store.HISTORY_FILE)
     composed = check_all(run / store.HISTORY_FILE, {"model": "register", "nemeses": ["partition"], "interrupted": stale})
     return Outcome(run, composed.valid, composed, 4, 4, 12.5, 10.0, started=1_764_583_200.0, seed=seed)
