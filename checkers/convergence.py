@@ -158,6 +158,9 @@ class _Faults:
         self.damaged: dict[str, list[int]] = {}
         self.left: dict[str, int] = {}
         self.membership: list[tuple[int, int]] = []
+        # The disk nemesis's windows per node: a replica refusing a write on a failing disk
+        # answers with an error, so the coordinator stores no hint for it.
+        self.disk_failing: dict[str, list[tuple[int, int | None]]] = {}
         started: dict[str, int] = {}
         for op in history:
             if op.process != NEMESIS:
@@ -167,6 +170,13 @@ class _Faults:
                 continue
             t0 = started.pop(op.f, op.time)
             v = op.value if isinstance(op.value, dict) else {}
+            if op.f == "start-disk" and isinstance(v.get("node"), str):
+                self.disk_failing.setdefault(v["node"], []).append((op.time, None))
+            if op.f == "stop-disk":
+                for n in v.get("nodes") or []:
+                    spans = self.disk_failing.get(n) or []
+                    if spans and spans[-1][1] is None:
+                        spans[-1] = (spans[-1][0], op.time)
             if op.f in ("start-kill", "start-crash"):
                 for n in v.get("nodes") or []:
                     self.kills.setdefault(n, []).append((t0, op.time))
@@ -187,6 +197,9 @@ class _Faults:
         if replica is not None and self.replica_damaged(replica, inv_t):
             return f"replica {replica} was crashed or had a file corrupted since"
         end = comp.time + HINT_STORED_WITHIN_NS
+        if replica is not None and any(a <= comp.time and (b is None or b >= inv_t)
+                                       for a, b in self.disk_failing.get(replica, ())):
+            return f"replica {replica}'s disk was failing (the disk nemesis): it refused the write, so no hint was stored"
         node = comp.node
         if node is not None:
             if any(a <= end and b >= inv_t for a, b in self.kills.get(node, ())):

@@ -37,6 +37,8 @@ def node_storage(opts: Any) -> dict[str, Any]:
         out["commitlog_total_space_kb"] = opts.memtable_flush_kb
     if any(n in VOLATILE_NEMESES for n in faults.parse_nemeses(opts.nemesis)):
         out["volatile_unsynced"] = True
+    if "disk" in faults.parse_nemeses(opts.nemesis):
+        out["disk_faults"] = True  # the disk nemesis's switch on the engine's file door
     return out
 
 

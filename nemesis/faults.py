@@ -23,11 +23,11 @@ from nemesis.grudge import SHAPES, partition
 log = logging.getLogger("nemesis")
 
 NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership", "zk",
-           "flush-compact", "repair", "crash", "corrupt",  # these four: nemesis/storage.py
+           "flush-compact", "repair", "crash", "corrupt", "disk",  # these five: nemesis/storage.py
            "admin", "move",  # operator actions through ringctl: nemesis/operator.py
            "clients")  # malformed requests and frames: nemesis/clients.py
 # `all` is every fault nemesis (membership changes are opt-in: they take tens of seconds each;
-# zk needs --coordination zookeeper; corrupt needs the nodes' files, which only local
+# zk needs --coordination zookeeper; disk fails a node's disk, opt-in like corrupt; corrupt needs the nodes' files, which only local
 # deployments reach; admin and move are operator actions and clients sends malformed requests,
 # opt-in like membership); `none` runs the workload without faults.
 NEMESIS_ALIASES = {"all": ("partition", "kill", "pause", "clock", "latency", "flush-compact", "repair", "crash"),
@@ -355,7 +355,7 @@ def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str
         "latency": lambda: LatencyNemesis(db, net),
         "membership": lambda: _membership(db),
         "zk": lambda: _zookeeper(zookeeper, db, net),
-        **{n: (lambda n=n: _storage(n, db, target_specs)) for n in ("flush-compact", "repair", "crash", "corrupt")},
+        **{n: (lambda n=n: _storage(n, db, target_specs)) for n in ("flush-compact", "repair", "crash", "corrupt", "disk")},
         **{n: (lambda n=n: _operator(n, db, operator)) for n in ("admin", "move", "clients")},
     }
     return [makers[n]() for n in names]

@@ -32,7 +32,9 @@ from nemesis.faults import DB, TARGET_SPECS, Event, targets
 
 log = logging.getLogger("nemesis.storage")
 
-STORAGE_NEMESES = ("flush-compact", "repair", "crash", "corrupt")
+STORAGE_NEMESES = ("flush-compact", "repair", "crash", "corrupt", "disk")
+# What the disk nemesis's failing disk answers every commit log write and fsync with.
+DISK_ERRORS = ("ENOSPC", "EIO")
 # How flush-compact picks its nodes: never all at once, so it is one fault among others.
 FLUSH_SPECS = ("one", "minority", "majority")
 # SSTable components and commit log segments the corrupt nemesis may damage.
@@ -203,6 +205,58 @@ class CrashNemesis:
         async with trio.open_nursery() as nursery:
             for nid in crashed:
                 nursery.start_soon(self.db.restart, nid)
+
+
+class DiskNemesis:
+    """A node's disk fails for a window: every commit log write and fsync returns ENOSPC or EIO
+    (``[storage] disk_faults``, the engine's file door). At the window's end the disk is healed
+    and the node restarted: after a failed fsync commit_failure_policy ``stop`` acknowledges no
+    write again until a restart, as Cassandra's does."""
+
+    name = "disk"
+
+    def __init__(self, db: DB) -> None:
+        self.db = db
+        self.failing: dict[str, str] = {}
+
+    async def start(self, rng: random.Random) -> Event:
+        """Fail one random node's disk with ENOSPC or EIO."""
+        nid = rng.choice(self.db.node_ids())
+        error = rng.choice(DISK_ERRORS)
+        said = await self.db.admin(nid, "disk", action="fail", error=error)
+        self.failing[nid] = error
+        return Event("disk-fail", {"node": nid, "disk_error": error, "said": said,
+                                   "summary": f"disk of {nid} fails: every commit log write and fsync returns {error}"})
+
+    async def stop(self) -> Event:
+        """Heal the failed disks, record how many calls failed, and restart those nodes."""
+        failing, self.failing = self.failing, {}
+        done: dict[str, Any] = {}
+        for nid in failing:
+            try:
+                done[nid] = await self.db.admin(nid, "disk", action="heal")
+            except Exception as exc:  # noqa: BLE001 - recorded; the restart heals it anyway
+                done[nid] = {"error": f"{type(exc).__name__}: {exc}"}
+        for nid in failing:
+            try:
+                # Flush the memtables first (SSTables bypass the door), so the kill loses nothing
+                # even when the run's files are volatile.
+                await self.db.admin(nid, "drain")
+            except Exception as exc:  # noqa: BLE001 - recorded; what was fsynced survives the kill
+                done.setdefault(nid, {})["drain_error"] = f"{type(exc).__name__}: {exc}"
+            await self.db.kill(nid)
+        async with trio.open_nursery() as nursery:
+            for nid in failing:
+                nursery.start_soon(self.db.restart, nid)
+        refused = sum((d or {}).get("failed_calls", 0) for d in done.values())
+        return Event("disk-heal", {"nodes": sorted(failing), "disk_errors": failing, "result": done,
+                                   "summary": f"disk of {' '.join(sorted(failing))} healed after {refused} refused "
+                                              f"writes/fsyncs; restarted"})
+
+    async def heal(self) -> None:
+        """Heal and restart any node left with a failing disk."""
+        if self.failing:
+            await self.stop()
 
 
 @dataclass
@@ -387,6 +441,8 @@ def build_storage_nemesis(name: str, db: DB, target_specs: list[str] | tuple[str
         return RepairNemesis(db)
     if name == "crash":
         return CrashNemesis(db, target_specs)
+    if name == "disk":
+        return DiskNemesis(db)
     if name == "corrupt":
         if not hasattr(db, "storage_dir"):
             raise ValueError("the corrupt nemesis needs the nodes' files: local deployments only")

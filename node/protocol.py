@@ -76,6 +76,7 @@ ADMIN_OPS = (
     "drain",
     "clock",
     "faults",
+    "disk",
     "route",
     "join",
     "decommission",

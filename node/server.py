@@ -51,6 +51,7 @@ from node.storage.cells import Cell, Mutation, Partition, RangeTombstone
 from node.storage.engine import Prepared, StorageEngine
 from node.storage.errors import CommitLogCorrupt, InvalidMutation, StorageError, StorageFailure
 from node.membership_admin import admin_ops
+from node.storage.files import disk_admin
 from node.coordination import ZooKeeperCoordinator
 from node.membership_ops import MembershipManager
 from node.storage_admin import storage_ops
@@ -905,6 +906,15 @@ class Node:
     async def _op_flush(self, req: dict[str, Any]) -> dict[str, Any]:
         flushed = await offload(lambda: self.engine.flush(req.get("keyspace"), req.get("table")))
         return {"flushed": flushed}
+
+    async def _op_disk(self, req: dict[str, Any]) -> dict[str, Any]:
+        # The disk nemesis's switch on the engine's file door (node/storage/files.py).
+        try:
+            out = disk_admin(self.engine.files, req.get("action"), req.get("error"))
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        log.warning("disk fault switch: %s", out)
+        return out
 
     async def _op_compact(self, req: dict[str, Any]) -> dict[str, Any]:
         results = []

@@ -101,6 +101,9 @@ class StorageConfig:
     # Keep commit log bytes written since the last fsync in process memory (node/storage/files.py),
     # so a SIGKILL loses them as a power loss would; for crash tests only.
     volatile_unsynced: bool = False
+    # Wrap that door so the disk nemesis can make its writes and fsyncs fail (ENOSPC, EIO);
+    # for fault tests only.
+    disk_faults: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting."""

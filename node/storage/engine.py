@@ -119,7 +119,7 @@ class StorageEngine:
         config.validate()
         self.data_dir = Path(data_dir)
         # The commit log's file door (a simulated disk passes its own).
-        self.files: FileOps = files or file_ops(config.volatile_unsynced)
+        self.files: FileOps = files or file_ops(config.volatile_unsynced, config.disk_faults)
         self.config = config
         self.clock = clock
         self.sort_key: Callable[[bytes], Any] = sort_key or _identity

@@ -17,6 +17,7 @@ the TOC makes the SSTable visible, so a crash loses only an invisible, unfinishe
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
@@ -156,9 +157,10 @@ class VolatileFiles:
         return Path(path).read_bytes()
 
 
-def file_ops(volatile_unsynced: bool) -> FileOps:
+def file_ops(volatile_unsynced: bool, disk_faults: bool = False) -> FileOps:
     """The door a storage config asks for."""
-    return VolatileFiles() if volatile_unsynced else OSFiles()
+    door: FileOps = VolatileFiles() if volatile_unsynced else OSFiles()
+    return FaultyFiles(door) if disk_faults else door
 
 
 def _datasync(fd: int) -> None:
@@ -175,3 +177,80 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+class DiskFault:
+    """The disk nemesis's switch: while set, every write and fsync through the door fails."""
+
+    def __init__(self) -> None:
+        self.errno: int | None = None  # errno.ENOSPC or errno.EIO while failing
+        self.failed_calls = 0  # writes and fsyncs refused since the node started
+
+    def check(self, what: str, path: Path) -> None:
+        """Raise the switched-on error for a write or fsync of ``path``."""
+        code = self.errno
+        if code is not None:
+            self.failed_calls += 1
+            raise OSError(code, f"{os.strerror(code)} (disk nemesis: {what} refused)", str(path))
+
+
+class _FaultyFile:
+    """An append file whose writes and fsyncs fail while its door's switch is on."""
+
+    def __init__(self, inner: AppendFile, fault: DiskFault, path: Path) -> None:
+        self._inner, self._fault, self._path = inner, fault, path
+
+    def write(self, data: bytes) -> None:
+        self._fault.check("write", self._path)
+        self._inner.write(data)
+
+    def fsync(self) -> None:
+        self._fault.check("fsync", self._path)
+        self._inner.fsync()
+
+    def truncate(self, size: int) -> None:
+        self._inner.truncate(size)  # cutting a torn record needs no space
+
+    def unsynced_bytes(self) -> int:
+        return self._inner.unsynced_bytes()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class FaultyFiles:
+    """``[storage] disk_faults = true``: another door whose files fail on the disk nemesis's cue."""
+
+    def __init__(self, inner: FileOps) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.fault = DiskFault()
+
+    def create(self, path: Path) -> AppendFile:
+        """Create ``path`` (refused too while the disk is failing)."""
+        self.fault.check("create", path)
+        return _FaultyFile(self.inner.create(path), self.fault, path)
+
+    def read(self, path: Path) -> bytes:
+        """Reads keep working: a failing disk is refused writes, not reads."""
+        return self.inner.read(path)
+
+
+DISK_ERRORS = {"ENOSPC": errno.ENOSPC, "EIO": errno.EIO}
+
+
+def disk_admin(files: FileOps, action: str | None, error: str | None = None) -> dict[str, object]:
+    """The ``disk`` admin op: ``fail`` (with ``error`` ENOSPC or EIO), ``heal`` or ``status``;
+    ValueError naming what was wrong."""
+    if not isinstance(files, FaultyFiles):
+        raise ValueError("disk faults are off on this node ([storage] disk_faults = false)")
+    if action == "fail":
+        if error not in DISK_ERRORS:
+            raise ValueError(f"disk error must be one of {sorted(DISK_ERRORS)}, got {error!r}")
+        files.fault.errno = DISK_ERRORS[error]
+    elif action == "heal":
+        files.fault.errno = None
+    elif action != "status":
+        raise ValueError(f"disk action must be fail, heal or status, got {action!r}")
+    code = files.fault.errno
+    return {"failing": None if code is None else errno.errorcode[code], "failed_calls": files.fault.failed_calls}
