@@ -924,21 +924,16 @@ class StorageEngine:
 
     def whole_sstables(self, keyspace: str, table: str, segments: Any) -> list[SSTableReader]:
         """Live, intact SSTables whose keys all lie in one ``(lo, hi]`` sort-key segment (None = open)."""
-        t = self._table(keyspace, table)
-        with self._lock:
-            sstables = list(t.sstables)
-        out = []
-        for r in sstables:
-            if r.corrupt is not None or isinstance(r, _CorruptSSTable) or r.first is None or r.last is None:
-                continue
-            first, last = r.first[0], r.last[0]
-            if any((lo is None or first > lo) and (hi is None or last <= hi) for lo, hi in segments):
-                out.append(r)
-        return sorted(out, key=lambda r: r.generation)
+        return self._sstables_by_segments(keyspace, table, segments, whole=True)
 
     def partial_sstables(self, keyspace: str, table: str, segments: Any) -> list[SSTableReader]:
         """Live, intact SSTables that overlap some ``(lo, hi]`` segment but lie wholly in none
         (their overlap moves as slices, node/storage/slicing.py)."""
+        return self._sstables_by_segments(keyspace, table, segments, whole=False)
+
+    def _sstables_by_segments(self, keyspace: str, table: str, segments: Any, whole: bool) -> list[SSTableReader]:
+        """The live, intact SSTables wholly inside a segment (``whole``) or overlapping one without
+        lying wholly inside any (not ``whole``), oldest generation first."""
         t = self._table(keyspace, table)
         with self._lock:
             sstables = list(t.sstables)
@@ -947,9 +942,11 @@ class StorageEngine:
             if r.corrupt is not None or isinstance(r, _CorruptSSTable) or r.first is None or r.last is None:
                 continue
             first, last = r.first[0], r.last[0]
-            if any((lo is None or first > lo) and (hi is None or last <= hi) for lo, hi in segments):
-                continue
-            if any((lo is None or last > lo) and (hi is None or first <= hi) for lo, hi in segments):
+            inside = any((lo is None or first > lo) and (hi is None or last <= hi) for lo, hi in segments)
+            if whole:
+                if inside:
+                    out.append(r)
+            elif not inside and any((lo is None or last > lo) and (hi is None or first <= hi) for lo, hi in segments):
                 out.append(r)
         return sorted(out, key=lambda r: r.generation)
 
