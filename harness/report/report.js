@@ -876,7 +876,9 @@
     body.append(el("p", null, badge(conv.valid), " " + (c.keys || 0) + " keys, " + (c.replicas_read || 0) + " replica reads; keys whose replicas disagree: "
       + (c.before_keys_disagreeing || 0) + " after healing, " + (c["read-repair_keys_disagreeing"] || 0) + " right after the final reads, "
       + (c.after_keys_disagreeing || 0) + " after hint delivery; " + (c["diverged-after-repair"] || 0) + " replicas diverged after repair, "
-      + (c["replica-lost-write"] || 0) + " lost a write" + (d.reason ? " — " + d.reason : "")));
+      + (c["replica-lost-write"] || 0) + " lost a write"
+      + (c["expected-after-gc-grace"] ? "; " + c["expected-after-gc-grace"] + " replicas resurrected a delete as gc_grace allows (not held against the store)" : "")
+      + (d.reason ? " — " + d.reason : "")));
     const tables = d.disagreements || [];
     if (!tables.length) { body.append(el("p", { class: "empty", text: "Every replica of every key held what it must in every pass." })); return; }
     for (const label of ["after", "read-repair", "before"]) {
@@ -897,7 +899,10 @@
           const r = by[n];
           if (!r) { tr.append(el("td", { class: "hint", text: "not a replica" })); continue; }
           const probs = r.problems || [];
-          tr.append(el("td", { class: probs.length ? "replica-bad" : "replica-ok", text: replicaCell(r) + (probs.length ? " [" + probs.join(", ") + "]" : "") }));
+          // gc_grace findings (checkers/gcgrace.py): allowed, with the reason on hover.
+          const gc = r.purged ? " [tombstone purged after gc_grace]" : r.expected ? " [resurrected after gc_grace: expected]" : "";
+          tr.append(el("td", { class: probs.length ? "replica-bad" : "replica-ok", title: r.purged || r.expected || "",
+            text: replicaCell(r) + (probs.length ? " [" + probs.join(", ") + "]" : "") + gc }));
         }
         tb.append(tr);
       }
