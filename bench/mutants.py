@@ -1,0 +1,217 @@
+"""Mutation testing of the testbed: plant realistic bugs in node/ and count which campaigns catch them.
+
+Each file in ``bench/mutants/`` is one mutant: a few header lines (``Mutant:``, ``Breaks:``,
+``Campaign:``) and a unified diff against ``node/``. For each mutant this script copies the
+checkout (tracked and untracked files, never .git, .venv or store/) to a temporary directory,
+applies the patch there with ``git apply`` (the live tree is never touched), runs a
+``harness sim`` sweep of the mutant's campaign from that copy and prints a table: mutant, what it
+breaks, campaign, seeds caught / seeds run, the checker that failed on the first caught seed;
+then the kill rate. The unmodified store runs every campaign used on the same seeds first
+(``--no-baseline`` skips it): a campaign that is invalid without a mutant proves nothing.
+
+A patch that no longer applies is reported and the exit status is 3, so the table never shrinks
+silently (tests/unit/test_mutants.py checks the same without sweeps). Prints figures; the
+verdicts of the sweeps do not change the exit status.
+
+    .venv/bin/python bench/mutants.py [--seeds 1-6] [--jobs 2] [--only NAME[,NAME]] [--no-baseline]
+    .venv/bin/python bench/mutants.py --check          # do all patches apply? (no sweeps)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MUTANTS_DIR = ROOT / "bench" / "mutants"
+
+# The sweeps each mutant's ``Campaign:`` header names (``harness sim`` arguments). Short virtual
+# campaigns with faults every 3 s, as bench/sim.py's rate campaigns; a campaign is chosen for the
+# code path the mutant sits on (hints need a majority down, commit log bugs need restarts, ...).
+_FAST = ["--time-limit", "12", "--nemesis-interval", "3", "--recovery-time", "2"]
+CAMPAIGNS: dict[str, list[str]] = {
+    # the default fault mix against register reads and writes with some deletes
+    "faults": ["--nemesis", "partition,kill", "--delete-fraction", "0.1", *_FAST],
+    # writes at ANY while a majority is down, set workload read at ALL: only hints carry them
+    "hints": ["--workload", "set", "--nemesis", "kill", "--targets", "majority", "--key-count", "50",
+              "--write-cl", "ANY", "--read-cl", "ALL", *_FAST],
+    # kills and restarts of a majority: every restart replays its commit log
+    "kill": ["--nemesis", "kill", "--targets", "majority", *_FAST],
+    # power loss of a majority under batch sync: only fsynced records may survive
+    "power": ["--nemesis", "kill", "--targets", "majority", "--crash", "power", "--commitlog-sync", "batch",
+              *_FAST],
+    # joins, decommissions and removenodes: streaming and pending ranges
+    "membership": ["--nemesis", "membership", "--nemesis-interval", "3", "--time-limit", "30",
+                   "--recovery-time", "2"],
+    # flushes, compactions and repairs between partitions and kills, with deletes: SSTables,
+    # bloom filters, tombstone purging and Merkle-tree repair on the data path
+    "storage": ["--nemesis", "flush-compact,repair,partition,kill", "--delete-fraction", "0.2",
+                "--time-limit", "24", "--nemesis-interval", "3", "--recovery-time", "2"],
+}
+# The checkers whose failure counts as a catch, where not every checker's: an ANY write that
+# only hints hold is not visible to reads until delivered, so linearizability is not promised
+# there (the unmodified store fails it on some seeds); a lost element or a replica left behind is.
+JUDGES: dict[str, frozenset[str]] = {"hints": frozenset({"set", "convergence"})}
+# What git apply needs no part of, and what a copy of the checkout must not carry along.
+_SKIP = {".git", ".venv", "store", "coverage", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache"}
+
+
+@dataclass
+class Mutant:
+    """One patch file: its name, what it breaks, the campaign that should catch it."""
+
+    name: str
+    breaks: str
+    campaign: str
+    path: Path
+
+
+def load_mutants(directory: Path = MUTANTS_DIR) -> list[Mutant]:
+    """Every ``*.patch`` in ``directory`` in file order; ValueError names a file with a bad header."""
+    out = []
+    for path in sorted(directory.glob("*.patch")):
+        head: dict[str, str] = {}
+        for line in path.read_text().splitlines():
+            if line.startswith("--- "):
+                break
+            if ":" in line:
+                k, v = line.split(":", 1)
+                head[k.strip().lower()] = v.strip()
+        if not {"mutant", "breaks", "campaign"} <= head.keys():
+            raise ValueError(f"{path.name}: needs Mutant:, Breaks: and Campaign: header lines")
+        if head["campaign"] not in CAMPAIGNS:
+            raise ValueError(f"{path.name}: unknown campaign {head['campaign']!r} (known: {', '.join(CAMPAIGNS)})")
+        out.append(Mutant(head["mutant"], head["breaks"], head["campaign"], path))
+    return out
+
+
+def apply_problem(mutant: Mutant, tree: Path = ROOT, check_only: bool = True) -> str | None:
+    """None if the patch applies to ``tree`` (with --check: nothing written), else git's complaint."""
+    cmd = ["git", "apply", "--check" if check_only else "--whitespace=nowarn", str(mutant.path)]
+    # --unsafe-paths is not needed: every path is relative; cwd decides what is patched.
+    proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return (proc.stderr or proc.stdout).strip().splitlines()[0] if (proc.stderr or proc.stdout) else "git apply failed"
+    return None
+
+
+def copy_tree(dest: Path, src: Path = ROOT) -> Path:
+    """A copy of the checkout's files (what git apply and the sim need) at ``dest``."""
+    shutil.copytree(src, dest, ignore=lambda d, names: [n for n in names if n in _SKIP or n.endswith(".egg-info")])
+    return dest
+
+
+def sweep(tree: Path, campaign: str, seeds: str, jobs: int, store: Path) -> list[dict]:
+    """Run ``harness sim --seeds`` of ``campaign`` from ``tree``; the sweep's rows."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    cmd = [sys.executable, "-m", "harness", "sim", "--seeds", seeds, "--jobs", str(jobs), "--store", str(store),
+           "--test-name", "mutant", *CAMPAIGNS[campaign]]
+    proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=3600)
+    # The sweep's summary is store/<test>/sweep-<stamp>/sweep.json; its last line names it.
+    named = [line.split(":", 1)[1].strip() for line in proc.stdout.splitlines() if line.startswith("summary: ")]
+    summary = Path(named[-1]) if named else store / "missing"
+    if not summary.exists():
+        raise RuntimeError(f"harness sim exited {proc.returncode} without a sweep.json:\n{proc.stdout[-800:]}{proc.stderr[-800:]}")
+    return json.loads(summary.read_text())["rows"]
+
+
+def _summarize(rows: list[dict], campaign: str) -> tuple[int, int, int, str]:
+    """(caught, unknown, run, the checkers that failed on the lowest caught seed)."""
+    judges = JUDGES.get(campaign)
+
+    def counted(r: dict) -> list[str]:
+        failed = list(r.get("failed_checkers") or ["?"])
+        return failed if judges is None else [c for c in failed if c in judges]
+
+    caught = sorted((r for r in rows if r["valid"] is False and counted(r)), key=lambda r: r["seed"])
+    unknown = sum(1 for r in rows if r["valid"] not in (True, False))
+    first = ",".join(counted(caught[0])) if caught else "-"
+    return len(caught), unknown, len(rows), first
+
+
+def run_one(mutant: Mutant | None, campaign: str, seeds: str, jobs: int, work: Path) -> tuple[int, int, int, str, float]:
+    """Copy, patch (unless baseline), sweep; (caught, unknown, run, first checker, wall s)."""
+    started = time.monotonic()
+    label = mutant.name if mutant is not None else f"baseline-{campaign}"
+    tree = copy_tree(work / label / "tree")
+    if mutant is not None:
+        problem = apply_problem(mutant, tree, check_only=False)
+        if problem is not None:
+            raise RuntimeError(f"{mutant.path.name} does not apply: {problem}")
+    try:
+        rows = sweep(tree, campaign, seeds, jobs, work / label / "store")
+    finally:
+        shutil.rmtree(work / label, ignore_errors=True)
+    return (*_summarize(rows, campaign), time.monotonic() - started)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", default="1-6", help="sim seeds per mutant, A-B (default 1-6)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="sim worker processes")
+    p.add_argument("--only", help="comma list of mutant names to run")
+    p.add_argument("--no-baseline", action="store_true", help="skip the unmodified store's sweeps")
+    p.add_argument("--check", action="store_true", help="only check that every patch applies; no sweeps")
+    a = p.parse_args()
+    try:
+        mutants = load_mutants()
+    except ValueError as exc:
+        print(f"bench/mutants.py: {exc}", file=sys.stderr)
+        return 254
+    broken = [(m, why) for m in mutants if (why := apply_problem(m)) is not None]
+    for m, why in broken:
+        print(f"PATCH DOES NOT APPLY: {m.path.name}: {why}")
+    if a.check:
+        print(f"{len(mutants) - len(broken)} of {len(mutants)} patches apply")
+        return 3 if broken else 0
+    if a.only:
+        wanted = set(a.only.split(","))
+        unknown = wanted - {m.name for m in mutants}
+        if unknown:
+            print(f"bench/mutants.py: --only names unknown mutants: {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 254
+        mutants = [m for m in mutants if m.name in wanted]
+    runnable = [m for m in mutants if m not in [b for b, _ in broken]]
+    print(f"{len(runnable)} mutants, seeds {a.seeds}, {a.jobs} jobs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+          flush=True)
+    with tempfile.TemporaryDirectory(prefix="ringlab-mutants-") as tmp:
+        work = Path(tmp)
+        if not a.no_baseline:
+            for campaign in sorted({m.campaign for m in runnable}):
+                caught, unknown, run, first, wall = run_one(None, campaign, a.seeds, a.jobs, work)
+                print(f"baseline {campaign:<11} invalid {caught}/{run}" + (f", unknown {unknown}" if unknown else "")
+                      + (f" ({first})" if caught else "") + f"  [{wall:.0f} s]", flush=True)
+        header = f"{'mutant':<27} {'campaign':<11} {'caught':>7} {'unk':>4}  {'first checker':<28} breaks"
+        print(header)
+        print("-" * len(header))
+        killed = 0
+        counts: Counter[str] = Counter()
+        for m in runnable:
+            try:
+                caught, unknown, run, first, wall = run_one(m, m.campaign, a.seeds, a.jobs, work)
+            except RuntimeError as exc:
+                print(f"{m.name:<27} {m.campaign:<11} ERROR: {exc}", flush=True)
+                counts["error"] += 1
+                continue
+            killed += caught > 0
+            counts["killed" if caught else "survived"] += 1
+            print(f"{m.name:<27} {m.campaign:<11} {caught:>3}/{run:<3} {unknown:>4}  {first:<28} {m.breaks}  [{wall:.0f} s]",
+                  flush=True)
+    total = len(runnable)
+    print(f"kill rate: {killed}/{total}" + (f" = {killed / total:.0%}" if total else "")
+          + (f"; {len(broken)} patch(es) do not apply" if broken else "")
+          + (f"; {counts['error']} sweep(s) failed" if counts["error"] else ""))
+    return 3 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
