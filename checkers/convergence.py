@@ -26,6 +26,12 @@ such a write back, so the replica lost it or was never sent it (a range taken ov
 delivered) are judged: a replica still missing, stale or extra there is a
 ``diverged-after-repair`` anomaly, and so are replicas that disagree after a read at ALL with
 blocking read repair had to reconcile them.
+
+The ``after`` pass also records each running node's failure-detector view of the others (the
+``status`` admin op). A node that answered the harness then, long after every fault healed and
+every hint was delivered, but that another running node still calls DOWN is a
+``stale-liveness-view`` anomaly: that node's gossip never marked it UP again, so its
+coordinator hints and refuses writes for a live replica.
 """
 
 from __future__ import annotations
@@ -407,6 +413,16 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                     "diverged-after-repair",
                     f"key {key!r}: replica {row['node']} is {what} {PASS_WORDS[label]}: {_describe(row, expected, model)}",
                     ops, key, {"node": row["node"], "problems": row["problems"], "range": list(rng)}))
+    views = (headers.get("after") or {}).get("views") or {}
+    for node, view in sorted(views.items()):
+        for peer, state in sorted(view.items()):
+            if state == "D" and peer in views:
+                log.add(Anomaly(
+                    "stale-liveness-view",
+                    f"{node} still sees {peer} DOWN after the anti-entropy pass, although {peer} answered the "
+                    f"harness then: its failure detector never marked {peer} UP again after the faults healed",
+                    [], None, {"node": node, "peer": peer}))
+    counts["stale-liveness-view"] = log.count("stale-liveness-view")
     counts["diverged-after-repair"] = log.count("diverged-after-repair")
     counts["replica-lost-write"] = log.count("replica-lost-write")
     counts["not-yet-converged"] = counts.get("before_stale", 0) + counts.get("before_missing", 0) + counts.get("before_extra", 0)

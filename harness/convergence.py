@@ -229,6 +229,19 @@ async def drain_hints(cluster: Any, secret: str, timeout: float = HINT_DRAIN_TIM
             "hint_wait_s": round(time.monotonic() - started, 3)}
 
 
+async def liveness_views(cluster: Any, secret: str, network: Any = None) -> dict[str, dict[str, str]]:
+    """Per node that answers: its failure detector's verdict ("U" or "D") on each NORMAL member."""
+    out: dict[str, dict[str, str]] = {}
+    for nid in cluster.node_ids():
+        try:
+            status = await _admin(cluster, secret, nid, "status", network=network)
+        except Exception:  # noqa: BLE001 - a node that cannot answer has no view to judge
+            continue
+        out[nid] = {n["node_id"]: n["state"] for n in status.get("nodes", [])
+                    if n.get("node_id") != nid and n.get("status") == "NORMAL"}
+    return out
+
+
 async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | Strategy, read_repair: str,
                            run_dir: Path, label: str, drain: bool = False, network: Any = None) -> dict[str, Any]:
     """One snapshot of every key's replicas (after draining hints if ``drain``); never raises:
@@ -243,6 +256,9 @@ async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | S
     try:
         if drain:
             extra.update(await drain_hints(cluster, secret, network=network))
+            # Once every hint is delivered the faults are long healed: each running node should
+            # see every other as UP (checkers/convergence.py's stale-liveness-view).
+            extra["views"] = await liveness_views(cluster, secret, network)
         return await snapshot(cluster, secret, KEYSPACE, workload.table, keys, rf, label, path, extra, network)
     except Exception as exc:  # noqa: BLE001 - the check becomes unknown, the campaign goes on
         log.exception("replica snapshot %s failed", label)

@@ -24,7 +24,7 @@ SIM_RUN_OPTIONS = ("workload", "nemesis", "nemesis_interval", "partition", "targ
                    "recovery_time", "commitlog_sync", "read_repair", "validation_faults", "test_name", "store",
                    "coverage")
 # Nemeses the simulated world can apply (the data-path ones need real processes and files).
-SIM_NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership")
+SIM_NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership", "flush-compact", "repair")
 # What a sweep's seeds may look like: at most this many in one command.
 MAX_SEEDS = 100_000
 
