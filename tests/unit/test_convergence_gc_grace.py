@@ -145,3 +145,6 @@ def test_params_for_run_reads_gc_grace_and_the_history_zero(tmp_path: Any) -> No
                                                     "history_start_time": 12.5}))
     assert convergence.params_for_run(tmp_path) == {"replica_snapshots": str(tmp_path / "replicas.jsonl"),
                                                     "gc_grace_seconds": 5, "history_start_time": 12.5}
+    (tmp_path / "test.json").write_text(json.dumps({"storage": {"table": {"gc_grace_seconds": 5}},
+                                                    "history_start_time": 12.5, "deploy": "sim"}))
+    assert "history_start_time" not in convergence.params_for_run(tmp_path)  # virtual time: no common clock
