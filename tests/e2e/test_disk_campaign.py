@@ -36,3 +36,10 @@ def test_a_failing_disk_is_named_and_the_store_stays_valid_at_quorum(tmp_path: P
     node_log = "".join(p.read_text() for p in (run_dir / "nodes" / victim).glob("*.log"))
     assert "disk nemesis" in node_log and "commit_failure_policy = stop" in node_log
     assert "disk of" in (run_dir / "report.html").read_text()  # the timeline names the step
+    # Reads kept being served through the failing node while its disk failed.
+    start = next(o["time"] for o in steps if o["f"] == "start-disk" and o["value"]["node"] == victim)
+    stop = next(o["time"] for o in history if o["process"] == "nemesis" and o["f"] == "stop-disk"
+                and o["time"] > start)  # its invocation: the heal and restart come after it
+    reads = [o for o in history if o["process"] != "nemesis" and o["f"] == "read" and o.get("node") == victim
+             and start <= o["time"] <= stop]
+    assert any(o["type"] == "ok" for o in reads), reads[:5]
