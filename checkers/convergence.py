@@ -415,14 +415,18 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                     "diverged-after-repair",
                     f"key {key!r}: replica {row['node']} is {what} {PASS_WORDS[label]}: {_describe(row, expected, model)}",
                     ops, key, {"node": row["node"], "problems": row["problems"], "range": list(rng)}))
-    views = (headers.get("after") or {}).get("views") or {}
+    after_header = headers.get("after") or {}
+    views = after_header.get("views") or {}
+    waited = after_header.get("views_wait_s")
     for node, view in sorted(views.items()):
         for peer, state in sorted(view.items()):
             if state == "D" and peer in views:
                 log.add(Anomaly(
                     "stale-liveness-view",
-                    f"{node} still sees {peer} DOWN after the anti-entropy pass, although {peer} answered the "
-                    f"harness then: its failure detector never marked {peer} UP again after the faults healed",
+                    f"{node} still sees {peer} DOWN after the anti-entropy pass"
+                    + (f" and {waited:g} s more" if isinstance(waited, (int, float)) else "")
+                    + f", although {peer} answered the harness then: its failure detector never marked "
+                    f"{peer} UP again after the faults healed",
                     [], None, {"node": node, "peer": peer}))
     counts["stale-liveness-view"] = log.count("stale-liveness-view")
     counts["diverged-after-repair"] = log.count("diverged-after-repair")

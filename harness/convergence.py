@@ -229,7 +229,14 @@ async def drain_hints(cluster: Any, secret: str, timeout: float = HINT_DRAIN_TIM
             "hint_wait_s": round(time.monotonic() - started, 3)}
 
 
-async def liveness_views(cluster: Any, secret: str, network: Any = None) -> dict[str, dict[str, str]]:
+# How long the harness waits for every running node to see every answering peer UP again before
+# it records the views it has: a failure detector under load convicts and clears peers for a few
+# seconds at a time, and only a view that stays DOWN this long is a node that never re-marks.
+LIVENESS_SETTLE_S = 20.0
+LIVENESS_POLL_S = 0.5
+
+
+async def _liveness_views_once(cluster: Any, secret: str, network: Any = None) -> dict[str, dict[str, str]]:
     """Per node that answers: its failure detector's verdict ("U" or "D") on each NORMAL member."""
     out: dict[str, dict[str, str]] = {}
     for nid in cluster.node_ids():
@@ -240,6 +247,25 @@ async def liveness_views(cluster: Any, secret: str, network: Any = None) -> dict
         out[nid] = {n["node_id"]: n["state"] for n in status.get("nodes", [])
                     if n.get("node_id") != nid and n.get("status") == "NORMAL"}
     return out
+
+
+def stale_views(views: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
+    """(node, peer) pairs where a node that answered sees another node that answered as DOWN."""
+    return [(node, peer) for node, view in sorted(views.items()) for peer, state in sorted(view.items())
+            if state == "D" and peer in views]
+
+
+async def liveness_views(cluster: Any, secret: str, network: Any = None,
+                         settle_s: float = LIVENESS_SETTLE_S) -> dict[str, Any]:
+    """Every answering node's view of its peers, polled until none sees an answering peer DOWN
+    or ``settle_s`` passes; the views last read and how long the wait was."""
+    deadline = trio.current_time() + settle_s
+    started = trio.current_time()
+    while True:
+        views = await _liveness_views_once(cluster, secret, network)
+        if not stale_views(views) or trio.current_time() >= deadline:
+            return {"views": views, "views_wait_s": round(trio.current_time() - started, 3)}
+        await trio.sleep(LIVENESS_POLL_S)
 
 
 async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | Strategy, read_repair: str,
@@ -258,7 +284,7 @@ async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | S
             extra.update(await drain_hints(cluster, secret, network=network))
             # Once every hint is delivered the faults are long healed: each running node should
             # see every other as UP (checkers/convergence.py's stale-liveness-view).
-            extra["views"] = await liveness_views(cluster, secret, network)
+            extra.update(await liveness_views(cluster, secret, network))
         return await snapshot(cluster, secret, KEYSPACE, workload.table, keys, rf, label, path, extra, network)
     except Exception as exc:  # noqa: BLE001 - the check becomes unknown, the campaign goes on
         log.exception("replica snapshot %s failed", label)
