@@ -90,7 +90,8 @@ def params_for_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 class _Expected:
     """What the history says about one key."""
 
-    __slots__ = ("newest", "invoked", "acked_elements", "final_all", "final_all_ts", "final_all_t", "acked")
+    __slots__ = ("newest", "invoked", "acked_elements", "final_all", "final_all_ts", "final_all_t", "acked",
+                 "unsure_deletes")
 
     def __init__(self) -> None:
         self.newest: tuple[int, Any, Op] | None = None  # (timestamp, value, completion)
@@ -101,6 +102,8 @@ class _Expected:
         self.final_all: Any = None  # the value the last final read at ALL returned
         self.final_all_ts: int | None = None
         self.final_all_t: int | None = None  # when that read was invoked
+        # Deletes that may have happened (info): (invocation time, completion).
+        self.unsure_deletes: list[tuple[int, Op]] = []
 
 
 def _hashable(v: Any) -> Any:
@@ -123,6 +126,8 @@ def expectations(history: Iterable[Op], model: str) -> dict[Any, _Expected]:
                     e.invoked.add(_hashable(op.value[1] if op.f == "cas" and isinstance(op.value, list) else op.value))
             continue
         inv = pending.pop(op.process, None)
+        if inv is not None and op.type == "info" and inv.f == "delete":
+            out.setdefault(_hashable(inv.key), _Expected()).unsure_deletes.append((inv.time, op))
         if inv is None or op.type != "ok":
             continue
         key = _hashable(inv.key)
@@ -457,8 +462,20 @@ def _gc_purged(rec: dict[str, Any], e: _Expected, faults: _Faults, grace: gcgrac
     at = grace.pass_times.get(label)
     if at is None or grace.grace_ns is None:
         return None
-    d = gcgrace.newest_owed_delete(e.acked, lambda inv_t: not faults.replica_damaged(rec["node"], inv_t))
-    if d is None or (repaired and e.final_all_ts is not None and e.final_all_ts > d[0]):
+    owed = [a for a in e.acked if not faults.replica_damaged(rec["node"], a[1])]
+    d = gcgrace.newest_owed_delete(owed, lambda _t: True)
+    if d is None:
+        if repaired and e.final_all_ts is not None:
+            return None  # the final read at ALL returned a value, which read repair wrote back
+        # A delete that may have happened (it timed out) invoked after the newest owed write
+        # may have shadowed it and been purged in turn.
+        newest_inv = max(owed, key=lambda a: a[0])[1] if owed else -1
+        unsure = [(t, c) for t, c in e.unsure_deletes if t >= newest_inv and grace.passed(t, at)]
+        if not unsure:
+            return None
+        t, c = unsure[0]
+        return grace.purge_reason(rec["node"], c, t, at, unsure=True)
+    if repaired and e.final_all_ts is not None and e.final_all_ts > d[0]:
         return None  # read repair promised something newer than the delete
     return grace.purge_reason(rec["node"], d[2], d[1], at) if grace.passed(d[1], at) else None
 

@@ -9,7 +9,9 @@ checker (pure, from the history, the run's gc_grace and the snapshots' times):
 
 * a replica that holds nothing for a key whose newest write it owes is an acknowledged delete,
   observed at least gc_grace after that delete's invocation, purged it: that is not a missing
-  write;
+  write; so did one holding nothing where a delete that may have happened (it timed out) was
+  invoked after the newest write it owes, at least gc_grace before, and no final read at ALL
+  returned a value for the key;
 * a final read at ALL that returned a value older than an acknowledged delete is an *expected*
   resurrection when it came at least gc_grace after the delete and, before the final reads,
   no replica held the tombstone, at least one replica had purged it and every other replica
@@ -66,9 +68,11 @@ class Grace:
             return False
         return at + self.margin_ns >= delete_inv_t + self.grace_ns
 
-    def purge_reason(self, node: str, delete: Op, delete_inv_t: int, at: int) -> str:
+    def purge_reason(self, node: str, delete: Op, delete_inv_t: int, at: int, unsure: bool = False) -> str:
         """Why a replica holding nothing for a deleted key purged the tombstone."""
-        s = (f"replica {node} purged the tombstone of the acknowledged delete (op {delete.index}): "
+        what = ("the delete that may have happened (op {}, indeterminate) after the newest acknowledged write"
+                if unsure else "the acknowledged delete (op {})").format(delete.index)
+        s = (f"replica {node} purged the tombstone of {what}: "
              f"gc_grace_seconds ({self.grace_s:g} s) had passed since it "
              f"({(at - delete_inv_t) / 1e9:.1f} s before the snapshot)")
         after = [t for t in self.compactions.get(node, ()) if t >= delete_inv_t + self.grace_ns - self.margin_ns]

@@ -148,3 +148,25 @@ def test_params_for_run_reads_gc_grace_and_the_history_zero(tmp_path: Any) -> No
     (tmp_path / "test.json").write_text(json.dumps({"storage": {"table": {"gc_grace_seconds": 5}},
                                                     "history_start_time": 12.5, "deploy": "sim"}))
     assert "history_start_time" not in convergence.params_for_run(tmp_path)  # virtual time: no common clock
+
+
+def test_a_timed_out_delete_that_took_effect_and_was_purged_explains_empty_replicas() -> None:
+    # The register/all seed-1 rerun: the key's last delete timed out (info), applied everywhere,
+    # and every replica purged it after gc_grace; the final read at ALL returned nil.
+    def run(wait_s: float) -> Any:
+        h = H()
+        h.write(1, 100)
+        h.op(0, "invoke", "delete", 1, None, node="n2")
+        h.op(0, "info", "delete", 1, None, node="n2", error="WriteTimeout")
+        h.t += int(wait_s * S)
+        t_before = h.t
+        h.final_all(None, None)
+        recs = [header("before", t_before), *(rec("before", n, []) for n in NODES),
+                header("read-repair", h.t + S), *(rec("read-repair", n, []) for n in NODES),
+                header("after", h.t + 2 * S), *(rec("after", n, []) for n in NODES)]
+        return check(h, recs)
+
+    r = run(12)
+    assert r.valid is True, r.anomalies
+    assert r.counts["before_purged"] == 3 and r.counts["after_purged"] == 3
+    assert run(3).valid is False  # within gc_grace the replicas lost the write
