@@ -164,7 +164,8 @@ class _Faults:
     def __init__(self, history: list[Op], kills_lose: bool = False) -> None:
         # kills_lose: the nodes held unsynced commit log bytes in memory (volatile_unsynced), so
         # a kill lost them as a crash does.
-        damaging = ("start-crash", "start-corrupt", "start-kill") if kills_lose else ("start-crash", "start-corrupt")
+        damaging = (("start-crash", "start-corrupt", "start-kill", "stop-disk") if kills_lose
+                    else ("start-crash", "start-corrupt"))
         self.kills: dict[str, list[tuple[int, int]]] = {}
         # Nodes whose own storage lost data on purpose (a crash losing unsynced commit log
         # writes, a corrupted file): when, so a write they lack from before that is allowed.

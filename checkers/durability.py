@@ -46,11 +46,12 @@ def crashes(history: Iterable[Op], kills_lose: bool = False) -> list[dict[str, A
     With ``kills_lose`` (the run's nodes hold unsynced bytes in memory, ``volatile_unsynced``,
     because the crash nemesis is in it) every kill nemesis step is such a crash too."""
     out = []
-    steps = (*CRASH_FS, "start-kill") if kills_lose else CRASH_FS
+    # The disk nemesis kills its node at the window's end (to restart it): a crash too then.
+    steps = (*CRASH_FS, "start-kill", "stop-disk") if kills_lose else CRASH_FS
     for op in history:
         if op.process != NEMESIS or op.type != "info" or op.f not in steps or not isinstance(op.value, dict):
             continue
-        if not op.value.get("lost_unsynced") and op.f != "start-kill":
+        if not op.value.get("lost_unsynced") and op.f not in ("start-kill", "stop-disk"):
             continue
         held = op.value.get("unsynced_bytes") or {}
         nodes = op.value.get("nodes") or ([op.value["node"]] if op.value.get("node") else [])

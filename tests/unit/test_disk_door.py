@@ -89,3 +89,12 @@ def test_the_convergence_checker_excuses_a_write_a_failing_disk_refused() -> Non
     params = {"model": "register", "replica_snapshots": recs}
     assert [a.kind for a in convergence.check(history(False), params).anomalies] == ["replica-lost-write"]
     assert not convergence.check(history(True), params).anomalies
+
+
+def test_the_disk_nemesis_restart_counts_as_a_crash_when_the_files_are_volatile() -> None:
+    from checkers import durability
+    from harness.history import Op
+
+    heal = Op(0, 5, "nemesis", "info", "stop-disk", None, {"nodes": ["n3"], "disk_errors": {"n3": "EIO"}})
+    assert durability.crashes([heal]) == []
+    assert [c["nodes"] for c in durability.crashes([heal], kills_lose=True)] == [["n3"]]
