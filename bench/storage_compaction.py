@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import twin_data  # bench/ is on sys.path when a bench runs as a script
+
 
 def main() -> None:
     """Write the SSTables, compact them, then VACUUM a sqlite3 database of the same cells."""
@@ -49,15 +51,7 @@ def main() -> None:
         sq.execute("CREATE TABLE cells (pk BLOB, col TEXT, value BLOB, ts INTEGER, PRIMARY KEY (pk, col)) WITHOUT ROWID")
         value = random.Random(42).randbytes(args.value_bytes)
         n, parts, k = args.cells, args.partitions, args.sstables
-        for q in range(k):
-            rows = []
-            for i in range(q * n // k, (q + 1) * n // k):
-                key, col = b"partition-%06d" % (i % parts), "c%06d" % (i // parts)
-                e.apply("ks", "t", Mutation(key, [Cell(col, value, i)]))
-                rows.append((key, col, value, i))
-            e.flush()
-            sq.executemany("INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?)", rows)
-            sq.commit()
+        twin_data.load(e, sq, Mutation, Cell, cells=n, partitions=parts, sstables=k, value=value)
         e.close()
         sq.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         print(f"{k} SSTables, {n:,} cells of {args.value_bytes} B in {parts:,} partitions"

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import twin_data  # bench/ is on sys.path when a bench runs as a script
+
 CELLS, PARTITIONS, SSTABLES, VALUE_BYTES = 200_000, 10_000, 4, 100
 
 
@@ -40,15 +42,7 @@ def main() -> None:
         sq.execute("PRAGMA journal_mode=WAL")
         sq.execute("CREATE TABLE cells (pk BLOB, col TEXT, value BLOB, ts INTEGER, PRIMARY KEY (pk, col))")
         value = random.Random(1).randbytes(VALUE_BYTES)
-        for q in range(SSTABLES):
-            rows = []
-            for i in range(q * CELLS // SSTABLES, (q + 1) * CELLS // SSTABLES):
-                key, col = b"partition-%06d" % (i % PARTITIONS), "c%06d" % (i // PARTITIONS)
-                e.apply("ks", "t", Mutation(key, [Cell(col, value, i)]))
-                rows.append((key, col, value, i))
-            e.flush()
-            sq.executemany("INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?)", rows)
-            sq.commit()
+        twin_data.load(e, sq, Mutation, Cell, cells=CELLS, partitions=PARTITIONS, sstables=SSTABLES, value=value)
         cols = CELLS // PARTITIONS
 
         def engine(count: int, rng: random.Random) -> float:
