@@ -128,7 +128,7 @@
     for (const c of D.checkers) {
       const counts = Object.entries(c.counts || {}).map(([k, v]) => k + " " + show(v)).join(", ");
       const ac = Object.entries(c.anomaly_counts || {}).map(([k, v]) => k + " ×" + v).join(", ");
-      tb.append(el("tr", { class: "checker" }, el("td", { text: c.name }), el("td", null, badge(c.valid)), el("td", { text: counts }), el("td", { text: ac })));
+      tb.append(el("tr", { class: "checker" }, el("td", { text: c.name }), el("td", null, badge(c.valid)), el("td", { text: counts }), ac ? el("td", { text: ac }) : el("td", { class: "empty", text: "none" })));
       // An unknown verdict says why (an interrupted run, a nemesis that never took effect).
       const why = (c.details || {}).reason;
       if (c.valid !== true && c.valid !== false && typeof why === "string") tb.append(el("tr", { class: "why-unknown" }, el("td"), el("td", { colspan: "3", text: "unknown: " + why })));
