@@ -22,17 +22,22 @@ FRAME_S = 1.5
 CLIENT_SECRET = "data-ops-secret"
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    extra = (f'client_secret = "{CLIENT_SECRET}"\n'
-             f"[clients]\nmax_connections = {MAX_CONNECTIONS}\nidle_timeout = {IDLE_S}\n"
-             f"frame_timeout = {FRAME_S}\n")
-    c = Cluster(tmp_path_factory.mktemp("bounds"), 1, extra=extra)
+def _one_node(tmp_path_factory: pytest.TempPathFactory, name: str, extra: str) -> Iterator[Cluster]:
+    """A one-node cluster with ``extra`` appended to its node.toml, stopped afterwards."""
+    c = Cluster(tmp_path_factory.mktemp(name), 1, extra=extra)
     try:
         c.start()
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    extra = (f'client_secret = "{CLIENT_SECRET}"\n'
+             f"[clients]\nmax_connections = {MAX_CONNECTIONS}\nidle_timeout = {IDLE_S}\n"
+             f"frame_timeout = {FRAME_S}\n")
+    yield from _one_node(tmp_path_factory, "bounds", extra)
 
 
 def _connect(port: int) -> socket.socket:
@@ -190,12 +195,7 @@ BUFFER_BUDGET = 2_000_000
 def small_budget(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     extra = (f"[clients]\nmax_partial_frame_bytes = {PARTIAL_BUDGET}\nframe_timeout = 20.0\n"
              f"max_buffered_bytes = {BUFFER_BUDGET}\n")
-    c = Cluster(tmp_path_factory.mktemp("partial"), 1, extra=extra)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+    yield from _one_node(tmp_path_factory, "partial", extra)
 
 
 def test_incomplete_frames_past_the_node_wide_budget_are_refused_by_name(small_budget: Cluster) -> None:

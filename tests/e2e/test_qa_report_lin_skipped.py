@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
-import pytest
 
 from harness import store
 from harness.report.render import write_report
 from harness.report.sample import make_run
+from tests.e2e.headless import chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
-if CHROMIUM is None:
-    pytest.skip("chromium is not installed (apt-get install chromium; `make test` does it as root)", allow_module_level=True)
 
 SKIPPED = "5 keys with timestamp inversions from clock faults are judged by the lww checker in timestamp order, not here"
 
 
 def _lin_text(run: Path) -> str:
     report = write_report(run)
-    with playwright_api.sync_playwright() as p, tempfile.TemporaryDirectory(prefix="report-chromium-") as profile:
-        ctx = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-                                                   viewport={"width": 1400, "height": 900}, offline=True)
-        try:
-            page = ctx.new_page()
-            page.goto(report.as_uri())
-            page.wait_for_selector("body[data-ready='1']", timeout=20_000)
-            return page.locator("#lin-body").inner_text()
-        finally:
-            ctx.close()
+    with chromium() as ctx:
+        page = ctx.new_page()
+        page.goto(report.as_uri())
+        page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+        return page.locator("#lin-body").inner_text()
 
 
 def test_all_keys_skipped_reads_as_none_checked(tmp_path: Path) -> None:

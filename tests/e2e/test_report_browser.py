@@ -8,8 +8,6 @@ hovering and zooming work; screenshots go to artifacts/ for a human to look at.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,29 +16,16 @@ import pytest
 
 from harness.report.render import write_report
 from harness.report.sample import HOSTILE_VALUE, make_run
+from tests.e2e.headless import chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# Flags that keep the browser from talking to anything but the page: no updates, no sync, no QUIC.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
-if CHROMIUM is None:
-    pytest.skip("chromium is not installed (apt-get install chromium; `make test` does it as root)", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium with a fresh profile for the module."""
-    with playwright_api.sync_playwright() as p, tempfile.TemporaryDirectory(prefix="report-chromium-") as profile:
-        ctx = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 900}, offline=True)
-        try:
-            yield ctx
-        finally:
-            ctx.close()
+    with chromium() as ctx:
+        yield ctx
 
 
 @pytest.fixture(scope="module")
