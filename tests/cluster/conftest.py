@@ -25,11 +25,30 @@ SECRET = "test-secret"
 START_TIMEOUT = 20.0
 
 
+# Test nodes take ports below the kernel's ephemeral range (32768-60999 by default), each pytest-xdist
+# worker from a block of its own, handed out in turn: between this check and the node's bind,
+# neither the other worker nor an outgoing connection's ephemeral port can take the same one
+# (a port from bind-to-0 could be, and a node then died with "Address already in use").
+PORT_BASE, PORT_BLOCK = 20_000, 3_000
+_next_port: list[int] = []
+
+
 def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on 127.0.0.1 now, from this worker's block, never handed out twice in a row."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    base = PORT_BASE + (int(worker) % 4 if worker.isdigit() else 0) * PORT_BLOCK
+    if not _next_port:
+        _next_port.append(base + (os.getpid() % 10) * (PORT_BLOCK // 10))
+    for _ in range(PORT_BLOCK):
+        port = _next_port[0]
+        _next_port[0] = base + (port + 1 - base) % PORT_BLOCK
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}-{base + PORT_BLOCK - 1}")
 
 
 class NodeProc:
