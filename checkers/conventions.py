@@ -51,12 +51,13 @@ class Convention:
         for k in MODEL_OPTIONS.get(model, ()):
             v = params.get(k, DEFAULTS[k])
             flag = "--" + k.replace("_", "-")
-            shown.append(f"{flag} {_show(v)}")
+            shown.append((flag if v else f"no {flag}") if isinstance(v, bool) else f"{flag} {_show(v)}")
         opts = f"; in force: {', '.join(shown)}" if shown else ""
         return f"conventions: {self.peer} ({self.evidence}){opts}"
 
 
-DEFAULTS: dict[str, Any] = {"init": None, "nil_read": "value", "failed_cas": "ignore", "kv_append": "list"}
+DEFAULTS: dict[str, Any] = {"init": None, "nil_read": "value", "failed_cas": "ignore", "kv_append": "list",
+                           "atomic_reads": False}
 """ringlab's own conventions (every model option's default)."""
 
 RINGLAB = Convention("ringlab", "ringlab", "JSONL history", {})

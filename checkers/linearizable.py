@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from checkers.models import ILLEGAL, PURE_KINDS, Call, Model, make_model, model_options
+from checkers.models import ILLEGAL, PURE_KINDS, Call, Model, SetModel, make_model, model_options
 from checkers.result import Anomaly, Result
 from harness.history import NEMESIS, HistoryError, Op
 
@@ -465,7 +465,8 @@ def _drop_unobserved(cs: list[Call], model: Model) -> list[Call]:
 def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
     """Check a history for linearizability against ``params['model']`` (register, kv or set).
 
-    Params: ``model``, ``time_limit`` (seconds, None for no limit), ``max_states`` (cached
+    A set history is judged per element (checkers/set_elements.py) unless ``atomic_reads`` asks
+    for whole-set snapshots. Params: ``model``, ``time_limit`` (seconds, None for no limit), ``max_states`` (cached
     configurations across keys). Returns valid True, False (with the failing key explained) or
     "unknown" (budget exhausted).
     """
@@ -475,6 +476,11 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
         model = make_model(name, **model_options(params, name))
     except ValueError as e:
         raise HistoryError(str(e)) from None
+    if isinstance(model, SetModel) and not model.atomic_reads:
+        # A set is one object per element unless its reads are promised to be snapshots.
+        from checkers import set_elements
+
+        return set_elements.check(history, params)
     started = time.monotonic()
     skipped: set[Any] = set()
     if model.name in ("register", "kv"):

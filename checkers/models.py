@@ -398,7 +398,10 @@ class SetModel(Model):
 
     name = "set"
 
-    def __init__(self) -> None:
+    def __init__(self, atomic_reads: bool = False) -> None:
+        # False: checkers/linearizable.py judges each element on its own (checkers/set_elements.py);
+        # True: this model's whole-set search, for stores whose reads are snapshots.
+        self.atomic_reads = bool(atomic_reads)
         # Element → bit, built while preparing this one check's calls.
         self._bits: dict[Hashable, int] = {}
         self._elements: list[Hashable] = []
@@ -659,7 +662,7 @@ MODELS: dict[str, Callable[..., Model]] = {"register": RegisterModel, "kv": KVMo
 MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
     "register": ("init", "nil_read", "failed_cas"),
     "kv": ("init", "nil_read", "failed_cas", "kv_append"),
-    "set": (),
+    "set": ("atomic_reads",),
     "mutex": (),
     "multi-register": ("init",),
 }

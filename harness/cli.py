@@ -353,11 +353,14 @@ def _register_check(sub: argparse._SubParsersAction) -> None:
                         "or did not happen (Knossos, Jepsen, ringlab)")
     m.add_argument("--kv-append", choices=["string", "list"],
                    help="kv: append concatenates strings (Porcupine) or builds a list (ringlab)")
+    m.add_argument("--atomic-reads", action="store_true", default=None,
+                   help="set: a read must be a snapshot of the whole set (default: each element is its own "
+                        "object, as a store keeping one cell per element promises)")
 
 
 _CHECK_MODELS = ["register", "kv", "set", "counter", "row", "batch", "mutex", "multi-register"]
 # The model options `harness check` takes (checker params of the same names).
-_MODEL_OPTIONS = ("init", "nil_read", "failed_cas", "kv_append")
+_MODEL_OPTIONS = ("init", "nil_read", "failed_cas", "kv_append", "atomic_reads")
 
 
 def _init_value(s: str) -> Any:
@@ -404,6 +407,7 @@ _TEST_JSON_KEYS = {
     "nil_read": ("nil_read",),
     "failed_cas": ("failed_cas",),
     "kv_append": ("kv_append",),
+    "atomic_reads": ("atomic_reads",),
     "commitlog_sync": ("commitlog_sync",),
     "commitlog_sync_period_ms": ("commitlog_sync_period_ms",),
     "volatile_unsynced": ("volatile_unsynced",),
