@@ -79,3 +79,56 @@ def write_junit(path: Path, outcomes: list[Any], running: Running | None = None)
     tmp = path.with_name(path.name + ".tmp")
     ET.ElementTree(suites).write(tmp, encoding="utf-8", xml_declaration=True)
     os.replace(tmp, path)
+
+
+def write_sweep_junit(path: Path, name: str, rows: list[dict[str, Any]], replay: Any, started: float,
+                      expected: int | None = None) -> None:
+    """A sim sweep as one suite, one test case per seed: an invalid seed is a failure whose text
+    names the checkers that failed, the first anomalies and the one command that replays it; an
+    unknown or crashed seed is an error. ``expected`` seeds not yet run (the job was killed) make
+    one more error case, so a cut sweep never reads as a short green one."""
+    suites = ET.Element("testsuites")
+    failures = sum(1 for r in rows if r.get("valid") is False)
+    errors = sum(1 for r in rows if r.get("valid") not in (True, False))
+    missing = expected - len(rows) if expected is not None and expected > len(rows) else 0
+    suite = ET.SubElement(suites, "testsuite", name=name, hostname=socket.gethostname(), timestamp=_stamp(started),
+                          tests=str(len(rows) + (1 if missing else 0)), failures=str(failures),
+                          errors=str(errors + (1 if missing else 0)), skipped="0",
+                          time=f"{sum(float(r.get('wall_s', 0.0)) for r in rows):.1f}")
+    for r in rows:
+        case = ET.SubElement(suite, "testcase", classname=name, name=f"seed {r['seed']}",
+                             time=f"{float(r.get('wall_s', 0.0)):.3f}")
+        valid = r.get("valid")
+        if valid is True:
+            continue
+        text = [f"replay: {replay(r['seed'])}", f"run directory: {r.get('run_dir')}"]
+        if r.get("error"):
+            text.append(str(r["error"]))
+        text += _explanations(Path(str(r.get("run_dir"))))
+        kind = "failure" if valid is False else "error"
+        what = f"invalid ({', '.join(r.get('failed_checkers') or [])})" if valid is False else str(valid)
+        ET.SubElement(case, kind, message=f"seed {r['seed']}: {what}",
+                      type="anomaly" if valid is False else "unknown").text = "\n".join(text)
+    if missing:
+        case = ET.SubElement(suite, "testcase", classname=name, name="sweep", time="0")
+        ET.SubElement(case, "error", message=f"sweep: {missing} of {expected} seeds never ran",
+                      type="incomplete").text = "the sweep was cut short (the job failed or was killed)"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    ET.ElementTree(suites).write(tmp, encoding="utf-8", xml_declaration=True)
+    os.replace(tmp, path)
+
+
+def _explanations(run_dir: Path, limit: int = 5) -> list[str]:
+    """The first anomalies of a kept run directory's results.json (none if it has none)."""
+    import json
+
+    try:
+        data = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    out = []
+    for cname, r in (data.get("checkers") or {}).items():
+        for a in (r.get("anomalies") or [])[:limit]:
+            out.append(f"{cname}: {str(a.get('explanation', ''))[:2000]}")
+    return out[:limit]

@@ -84,6 +84,9 @@ def register(sub: Any) -> None:
     p.add_argument("--coverage", action="store_true", default=None,
                    help="measure node/ with coverage.py (one --seed): coverage/ (HTML) in the run directory, "
                         "the node/ table in results.json and the report")
+    p.add_argument("--junit-xml", metavar="FILE",
+                   help="also write a JUnit XML file: one test case per seed, rewritten as seeds finish "
+                        "(a failing seed's case says how to replay it)")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -167,8 +170,12 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         print(f"harness sim: {exc}", file=sys.stderr)
         return 255
     if seeds is not None:
-        return sweep(opts, settings, seeds, args.jobs or os.cpu_count() or 1)
+        return sweep(opts, settings, seeds, args.jobs or os.cpu_count() or 1,
+                     Path(args.junit_xml) if args.junit_xml else None)
     opts.seed = args.seed if args.seed is not None else 1
+    if args.junit_xml:
+        # One seed is a sweep of one: the same table, the same JUnit file.
+        return sweep(opts, settings, [opts.seed], 1, Path(args.junit_xml))
     if args.check_determinism:
         return check_determinism(opts, settings)
     return single(opts, settings)
@@ -345,7 +352,7 @@ def check_determinism(opts: Any, settings: SimSettings) -> int:
     return 1
 
 
-def sweep(opts: Any, settings: SimSettings, seeds: list[int], jobs: int) -> int:
+def sweep(opts: Any, settings: SimSettings, seeds: list[int], jobs: int, junit: Path | None = None) -> int:
     """Many seeds in worker processes: a table, failing seeds' run directories kept, exit 1 if any invalid."""
     from harness import store
 
@@ -362,6 +369,20 @@ def sweep(opts: Any, settings: SimSettings, seeds: list[int], jobs: int) -> int:
         payloads.append(_payload(o, settings, base / f"seed-{seed}", quiet=True, lazy_report=True))
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
+    wall_started = time.time()
+    written = [0.0]
+
+    def junit_now(final: bool = False) -> None:
+        # Rewritten as seeds finish (at most once a second): a killed job leaves what finished.
+        if junit is None or not final and time.monotonic() - written[0] < 1.0:
+            return
+        from harness.junit import write_sweep_junit
+
+        write_sweep_junit(junit, f"{name}/{base.name}", rows, lambda s: replay_command(opts, settings, s),
+                          wall_started, expected=len(seeds))
+        written[0] = time.monotonic()
+
+    junit_now(final=True)
     print(f"sweep of {len(seeds)} seeds on {jobs} worker(s): {base}")
     print(f"{'seed':>7}  {'verdict':<8} {'anomalies':>9} {'virtual s':>9} {'wall s':>7}")
     with _pool(jobs) as pool:
@@ -371,6 +392,8 @@ def sweep(opts: Any, settings: SimSettings, seeds: list[int], jobs: int) -> int:
                   f"{r['wall_s']:>7.2f}   [{len(rows)}/{len(seeds)}]", flush=True)
             if r["valid"] is True:
                 shutil.rmtree(r["run_dir"], ignore_errors=True)
+            junit_now(final=r["valid"] is not True)
+    junit_now(final=True)
     wall = time.monotonic() - started
     bad = [r for r in rows if r["valid"] is not True]
     invalid = [r for r in rows if r["valid"] is False]
