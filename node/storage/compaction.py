@@ -153,7 +153,9 @@ def _raw_merge(group: list[tuple[Any, ...]]) -> RawPartition | None:
         frags.append((header[4], len(objs), header, record, start))
     key = bytes(group[0][3][0])
     if len(frags) == 1:
-        return RawPartition(key, bytes(frags[0][3]), cells, lo, hi)  # type: ignore[arg-type]
+        blob = frags[0][0]
+        return RawPartition(key, bytes(frags[0][3]), cells, lo, hi,  # type: ignore[arg-type]
+                            _first_name(blob), _last_name(blob))
     frags.sort(key=lambda f: f[0])  # by names blob: by first name, as names are unique per record
     for prev, nxt in zip(frags, frags[1:]):
         # The last name of one must sort before the first of the next: "\0a\0b\0" → "b" < "c".
@@ -179,4 +181,15 @@ def _raw_merge(group: list[tuple[Any, ...]]) -> RawPartition | None:
     names_blob = frags[0][0] + "".join(f[0][1:] for f in frags[1:])
     record = encode_record([key, None, None, [], names_blob, ends.tobytes(), b"".join(f[2][6] for f in frags)],
                            b"".join(bodies))
-    return RawPartition(key, record, cells, lo, hi)  # type: ignore[arg-type]
+    return RawPartition(key, record, cells, lo, hi,  # type: ignore[arg-type]
+                        _first_name(names_blob), _last_name(names_blob))
+
+
+def _first_name(names_blob: str) -> str:
+    """The first name of a non-empty names blob ``"\\0a\\0b\\0"``."""
+    return names_blob[1:names_blob.index(NAME_SEPARATOR, 1)]
+
+
+def _last_name(names_blob: str) -> str:
+    """The last name of a non-empty names blob."""
+    return names_blob[names_blob.rindex(NAME_SEPARATOR, 0, -1) + 1:-1]

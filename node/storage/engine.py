@@ -93,6 +93,10 @@ class _Table:
     compacting: set[int] = field(default_factory=set)
     next_generation: int = 1
     flush_lock: threading.Lock = field(default_factory=threading.Lock)
+    # (sstables list, the same readers newest data first): the time-ordered read's order, worked
+    # out again only when the list is replaced (it is copy-on-write), one attribute so a racing
+    # reader sees a matching pair.
+    read_order: tuple[Any, list[SSTableReader]] = (None, [])
 
     @property
     def qualified(self) -> str:
@@ -537,8 +541,8 @@ class StorageEngine:
             if r.corrupt is not None:
                 raise r.corrupt
         try:
-            if columns is not None and len(sstables) > 1 and not any(c.endswith(":") for c in columns):
-                self._read_named(parts, sstables, key, skey, columns)
+            if columns is not None and len(sstables) > 1 and not _has_super(columns):
+                self._read_named(t, parts, sstables, key, skey, columns)
             else:
                 for r in sstables:
                     p = r.find(key, skey, columns)
@@ -560,13 +564,15 @@ class StorageEngine:
         return self._shape(result, t.options.column_order, limit, now_s)
 
     @staticmethod
-    def _read_named(parts: list[Partition], sstables: list[SSTableReader], key: bytes, skey: Any,
+    def _read_named(t: _Table, parts: list[Partition], sstables: list[SSTableReader], key: bytes, skey: Any,
                     columns: list[str]) -> None:
         """Named-column read: visit SSTables newest data first, stop once older ones cannot win.
 
         Cassandra's time-ordered read: when every requested column already has a version newer
         than anything a remaining SSTable holds (its max timestamp), that SSTable cannot change
         the answer — neither by a cell nor by a deletion, which would carry an older timestamp.
+        An SSTable whose column bounds hold none of the names is not looked at: those bounds
+        exist only for a file without partition or range tombstones, so it has nothing to add.
         """
         newest: dict[str, int] = {}
         for p in parts:
@@ -574,10 +580,22 @@ class StorageEngine:
                 if c.timestamp > newest.get(name, _INT64_MIN):
                     newest[name] = c.timestamp
         wanted = len(set(columns))
-        for r in sorted(sstables, key=lambda r: -r.max_timestamp):
+        order = t.read_order
+        if order[0] is not sstables:
+            order = (sstables, sorted(sstables, key=lambda r: -r.max_timestamp))
+            t.read_order = order
+        only = columns[0] if len(columns) == 1 else None
+        for r in order[1]:
             if len(newest) == wanted and min(newest.values()) > r.max_timestamp:
                 break
-            p = r.find(key, skey, columns)
+            bounds = r.column_bounds
+            if bounds is not None:
+                if only is not None:
+                    if only < bounds[0] or only > bounds[1]:
+                        continue
+                elif not any(bounds[0] <= c <= bounds[1] for c in columns):
+                    continue
+            p = r.find_named(key, skey, columns)
             if p is not None:
                 parts.append(p)
                 for name, c in p.cells.items():
@@ -1181,6 +1199,13 @@ def _abort_quietly(writer: SSTableWriter) -> None:
         log.error("cannot remove the parts of a failed SSTable write: %s", exc)
 
 
+def _has_super(columns: list[str]) -> bool:
+    """True if any requested name selects a whole super column (ends with ":")."""
+    if len(columns) == 1:
+        return columns[0].endswith(":")
+    return any(c.endswith(":") for c in columns)
+
+
 def _filter_columns(p: Partition, columns: list[str]) -> Partition:
     cells = {}
     for want in columns:
@@ -1202,6 +1227,7 @@ class _CorruptSSTable:
         self.data_bytes = 0
         self.max_timestamp = _INT64_MAX
         self.stats: dict[str, Any] = {}
+        self.column_bounds = None  # unknown content: never skipped
 
     def might_contain(self, key: bytes, skey: Any) -> bool:
         return True
@@ -1209,7 +1235,7 @@ class _CorruptSSTable:
     def get(self, *args: Any, **kwargs: Any) -> Partition | None:
         raise self.corrupt  # type: ignore[misc]
 
-    find = get
+    find = find_named = get
 
     def iter_range(self, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, Partition]]:
         raise self.corrupt  # type: ignore[misc]

@@ -9,8 +9,8 @@ built here from the parent's index: index blocks with rebased offsets, summary, 
 over the slice's keys, statistics and digest. The target verifies and imports it like any file.
 
 Statistics of a slice: ``partitions``, ``first_key``, ``last_key`` and ``data_bytes`` are exact;
-``min_timestamp``, ``max_timestamp`` and ``max_local_deletion_time`` are the parent's bounds (still
-bounds of the slice: purges and time-ordered reads only get more careful), and ``cells`` /
+``min_timestamp``, ``max_timestamp``, ``max_local_deletion_time`` and ``column_bounds`` are the
+parent's bounds (still bounds of the slice: purges and time-ordered reads only get more careful), and ``cells`` /
 ``tombstones`` are the parent's counts scaled by the slice's share of its partitions (an estimate,
 marked by ``origin = "slice"``). Reading the data is avoided except for one CRC pass.
 """
@@ -86,6 +86,7 @@ def slice_sstable(reader: SSTableReader, lo: Any, hi: Any, bloom_fp_chance: floa
         "cells": round(int(parent.get("cells", 0)) * share), "tombstones": round(int(parent.get("tombstones", 0)) * share),
         "min_timestamp": parent.get("min_timestamp"), "max_timestamp": parent.get("max_timestamp"),
         "max_local_deletion_time": parent.get("max_local_deletion_time"),
+        "column_bounds": parent.get("column_bounds"),
         "data_bytes": end - base, "replay_position": 0, "origin": "slice", "sliced_from": reader.generation,
         "created_us": parent.get("created_us"),
     }

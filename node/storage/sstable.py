@@ -112,6 +112,10 @@ class RawPartition:
     cells: int
     min_timestamp: int
     max_timestamp: int
+    # Its least and greatest column name, for the file's column bounds (None: unknown, so the
+    # file gets none and no read skips it).
+    first_name: str | None = None
+    last_name: str | None = None
 
 
 def encode_record(header: list[Any], body: bytes) -> bytes:
@@ -137,16 +141,24 @@ class SSTableWriter:
         self._bloom = BloomFilter.for_capacity(expected_partitions, bloom_fp_chance)
         self.stats: dict[str, Any] = {
             "partitions": 0, "cells": 0, "tombstones": 0, "min_timestamp": None, "max_timestamp": None,
-            "max_local_deletion_time": None, "first_key": None, "last_key": None,
+            "max_local_deletion_time": None, "first_key": None, "last_key": None, "column_bounds": None,
         }
+        # Column bounds stay known while every partition so far had its names known and no
+        # partition or range tombstone (either could shadow cells of any name).
+        self._bounds_known = True
 
     def add(self, p: Partition | RawPartition) -> None:
         """Append one partition (skipped when empty), or a record compaction copied as bytes."""
         if isinstance(p, RawPartition):
             self._append(p.key, p.record, p.cells, 0, p.min_timestamp, p.max_timestamp, None)
+            self._bound_columns(p.first_name, p.last_name, p.first_name is not None and p.last_name is not None)
             return
         if p.is_empty():
             return
+        if p.cells:
+            self._bound_columns(min(p.cells), max(p.cells), p.partition_tombstone is None and not p.range_tombstones)
+        elif p.partition_tombstone is not None or p.range_tombstones:
+            self._bound_columns(None, None, False)
         stamps = [c.timestamp for c in p.cells.values()]
         stamps += [rt.timestamp for rt in p.range_tombstones.values()]
         ldts = [c.local_deletion_time for c in p.cells.values() if c.local_deletion_time is not None]
@@ -160,6 +172,21 @@ class SSTableWriter:
                 ldts.append(p.partition_deletion_time)
         self._append(p.key, encode_partition(p), len(p.cells), tombstones,
                      min(stamps) if stamps else None, max(stamps) if stamps else None, max(ldts) if ldts else None)
+
+    def _bound_columns(self, first: str | None, last: str | None, known: bool) -> None:
+        """Widen the file's column bounds by one partition's names (or give them up)."""
+        if not known or not self._bounds_known:
+            self._bounds_known = False
+            self.stats["column_bounds"] = None
+            return
+        bounds = self.stats["column_bounds"]
+        if bounds is None:
+            self.stats["column_bounds"] = [first, last]
+        else:
+            if first < bounds[0]:  # type: ignore[operator]
+                bounds[0] = first
+            if last > bounds[1]:  # type: ignore[operator]
+                bounds[1] = last
 
     def _append(self, key: bytes, record: bytes, cells: int, tombstones: int, lo: int | None, hi: int | None,
                 max_ldt: int | None) -> None:
@@ -330,6 +357,13 @@ class SSTableReader:
         # Unknown (no cells) counts as newest, so the time-ordered read never skips it wrongly.
         max_ts = self.stats.get("max_timestamp")
         self.max_timestamp: int = max_ts if max_ts is not None else (1 << 63) - 1
+        # Least and greatest column name of any cell, known only for a file without partition or
+        # range tombstones (Cassandra's min/max clustering values): a named read skips the file
+        # when none of its names lies inside. Written since the column_bounds stat exists.
+        bounds = self.stats.get("column_bounds")
+        self.column_bounds: tuple[str, str] | None = None
+        if isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, str) for b in bounds):
+            self.column_bounds = (bounds[0], bounds[1])
         first, last = self.stats.get("first_key"), self.stats.get("last_key")
         self.first = (sort_key(first), first) if first is not None else None
         self.last = (sort_key(last), last) if last is not None else None
@@ -433,6 +467,40 @@ class SSTableReader:
         offset = loc[0]
         header, bstart, blen, bcrc = self._record(offset, loc[1])
         return self._decode(header, bstart, blen, bcrc, columns, offset)
+
+    def find_named(self, key: bytes, skey: Any, columns: list[str]) -> Partition | None:
+        """:meth:`find` of plain column names (no super column), but ``None`` also when the record
+        holds none of them and no partition or range tombstone: it cannot change the read."""
+        if self.corrupt is not None:
+            raise self.corrupt
+        if self.first is None:
+            return None
+        probe = (skey, key)
+        if probe < self.first or probe > self.last:  # type: ignore[operator]
+            return None
+        i = bisect.bisect_right(self._summary_keys, probe) - 1
+        blk = self._blocks.get(i)
+        if blk is None:
+            if i < 0 or not self.bloom.might_contain(key):
+                return None
+            blk = self._block(i)
+        loc = blk.get(key)
+        if loc is None:
+            return None
+        offset = loc[0]
+        header, bstart, _blen, _bcrc = self._record(offset, loc[1])
+        try:
+            hkey, pt, pdt, rts, names_blob, ends, crcs = header
+            cells = {}
+            for want in columns:
+                pos = names_blob.find(NAME_SEPARATOR + want + NAME_SEPARATOR)
+                if pos >= 0:
+                    cells[want] = self._cell_at(names_blob, pos, want, ends, crcs, bstart, offset)
+            if not cells and pt is None and not rts:
+                return None
+            return Partition(bytes(hkey), cells, pt, pdt, {r[0]: RangeTombstone(r[0], r[1], r[2]) for r in rts})
+        except (ValueError, TypeError, IndexError, struct.error, msgpack.UnpackException) as exc:
+            raise self._fail(f"record at offset {offset} undecodable: {exc}") from exc
 
     def _decode(self, header: list[Any], bstart: int, blen: int, bcrc: int, columns: list[str] | None,
                 offset: int) -> Partition:
