@@ -42,7 +42,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from checkers import gcgrace
+from checkers import gcgrace, placement
 from checkers.result import Anomaly, AnomalyLog, Result, Validity
 from harness.history import NEMESIS, Op
 
@@ -435,6 +435,17 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                     f"{peer} UP again after the faults healed",
                     [], None, {"node": node, "peer": peer}))
     counts["stale-liveness-view"] = log.count("stale-liveness-view")
+    # Each key's replicas against an oracle computed apart from node/ring.py (checkers/placement.py).
+    placed_keys: set[Any] = set()
+    for label, h in headers.items():
+        found, pcounts = placement.check_pass(h, (r for rs in by_pass.get(label, {}).values() for r in rs))
+        for k, v in pcounts.items():
+            counts[k] = max(counts.get(k, 0), v)
+        for a in found:
+            if _hashable(a.key) not in placed_keys:
+                placed_keys.add(_hashable(a.key))
+                log.add(a)
+    counts[placement.KIND] = log.count(placement.KIND)
     counts["diverged-after-repair"] = log.count("diverged-after-repair")
     counts["replica-lost-write"] = log.count("replica-lost-write")
     counts["not-yet-converged"] = counts.get("before_stale", 0) + counts.get("before_missing", 0) + counts.get("before_extra", 0)

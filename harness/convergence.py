@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 
+from harness import placement_probe
 from node.client import open_client
 from node.ring import Endpoint, SimpleStrategy, Strategy, TokenMetadata, make_partitioner
 from node.protocol import key_bytes
@@ -168,6 +169,8 @@ async def snapshot(cluster: Any, secret: str, keyspace: str, table: str, keys: S
     hints_before = await pending_hints(cluster, secret, network)
     ring, source = await ring_view(cluster, secret, network)
     where = placement(ring, keys, rf)
+    # The raw ring and the node's own getendpoints answers, for checkers/placement.py's oracle.
+    placed = await placement_probe.probe(cluster, secret, source, keyspace, list(keys), rf, network)
     by_node: dict[str, list[Any]] = {}
     for k, (replicas, _) in where.items():
         for n in replicas:
@@ -192,9 +195,9 @@ async def snapshot(cluster: Any, secret: str, keyspace: str, table: str, keys: S
               "hints_held": {"before": hints_before, "after": hints_after, "targets": targets,
                              "unknown": sorted(n for h in (hints_before, hints_after) for n, v in h.items()
                                                if not isinstance(v, dict))},
-              **(extra or {})}
+              "placement": placed, **(extra or {})}
     with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(header) + "\n")
+        fh.write(json.dumps(header, default=str) + "\n")
         for k, (replicas, rng) in where.items():
             for n in replicas:
                 rec: dict[str, Any] = {"type": "replica", "pass": label, "key": k, "node": n,

@@ -1,0 +1,57 @@
+"""What one node says about replica placement, recorded raw for checkers/placement.py's oracle.
+
+The convergence snapshot asks the node whose ring it used for the raw ring (``ring``: every token
+and its owner), each node's datacenter and rack (``status``) and, per key, the replicas it would
+use (``getendpoints``); then the ring again, so a pass whose ring moved in between (a membership
+change still settling) is marked and not judged. Only client-port admin operations: the same
+code serves simulated nodes, local processes and SSH hosts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from node.client import open_client
+
+# Keys whose getendpoints answer is recorded per pass: one admin round trip each, and a wrong
+# placement rule shows on a good share of keys, so a few hundred are plenty.
+MAX_KEYS = 256
+# Per admin request, as harness/convergence.py's REQUEST_TIMEOUT.
+REQUEST_TIMEOUT = 10.0
+
+
+def replication_map(rf: Any) -> dict[str, Any]:
+    """The keyspace's replication map the test asked for (an int is SimpleStrategy's RF)."""
+    if isinstance(rf, int):
+        return {"class": "SimpleStrategy", "replication_factor": rf}
+    return dict(rf.describe())
+
+
+async def probe(cluster: Any, secret: str, node: str, keyspace: str, keys: Sequence[Any], rf: Any,
+                network: Any = None) -> dict[str, Any]:
+    """The raw ring, locations and getendpoints answers of ``node`` for ``keys``; never raises
+    (a failure is recorded as ``error``, and the oracle then says nothing)."""
+    host, port = cluster.client_address(node)
+    out: dict[str, Any] = {"node": node, "replication": replication_map(rf)}
+    try:
+        with trio.fail_after(REQUEST_TIMEOUT * (3 + len(keys[:MAX_KEYS]) // 16)):
+            async with open_client(host, port, secret=secret, timeout=REQUEST_TIMEOUT, network=network) as c:
+                ring = await c.admin("ring")
+                status = await c.admin("status")
+                endpoints = []
+                for k in keys[:MAX_KEYS]:
+                    resp = await c.admin("getendpoints", keyspace=keyspace, key=k)
+                    endpoints.append([k, list(resp["endpoints"])])
+                again = await c.admin("ring")
+    except Exception as exc:  # noqa: BLE001 - the oracle is skipped, the snapshot goes on
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        return out
+    tokens = [[t, owner] for t, owner, _state in ring["tokens"]]
+    out.update(partitioner=ring["partitioner"], tokens=tokens,
+               locations={n["node_id"]: [n["datacenter"], n["rack"]] for n in status["nodes"]},
+               endpoints=endpoints,
+               ring_changed=[[t, o] for t, o, _s in again["tokens"]] != tokens)
+    return out
