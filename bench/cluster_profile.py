@@ -8,7 +8,7 @@ scheduler rather than CPU. A sample counts in every group whose code is on its s
 py-spy is not a dependency of ringlab: ``.venv/bin/pip install py-spy`` first (it needs ptrace).
 ``--tree`` profiles another checkout (its node processes too, through PYTHONPATH).
 
-    .venv/bin/python bench/cluster_profile.py [--seconds 15] [--out /tmp/ringlab-profile] [--tree DIR]
+    .venv/bin/python bench/cluster_profile.py [--seconds 15] [--rate 200] [--out /tmp/ringlab-profile] [--tree DIR]
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def summarize(path: Path, groups: bool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--out", default="/tmp/ringlab-profile")
     ap.add_argument("--tree", default=str(Path(__file__).resolve().parents[1]))
     args = ap.parse_args()
@@ -102,7 +103,7 @@ def main() -> None:
             pids = {"n1": c[0].proc.pid, "n2": c[1].proc.pid, "n3": c[2].proc.pid, "client": os.getpid()}  # type: ignore[union-attr]
             before = {k: _run_ns(p) for k, p in pids.items()}
             spies = [
-                subprocess.Popen([spy, "record", "-r", "200", "-d", str(max(1, int(args.seconds - 1))), "-f", "raw",
+                subprocess.Popen([spy, "record", "-r", str(args.rate), "-d", str(max(1, int(args.seconds - 1))), "-f", "raw",
                                   "-o", str(out / f"{k}.txt"), "-p", str(pid), "--nonblocking"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 for k, pid in pids.items() if k != "n3"

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import msgpack
 import trio
 
 from node.deadlines import TimingWheel
@@ -30,6 +31,7 @@ from node.protocol import (
     Unavailable,
     WriteFailure,
     WriteTimeout,
+    pack,
     pack_map,
 )
 from node.ring import NetworkTopologyStrategy, Strategy, TokenMetadata
@@ -339,16 +341,28 @@ class Coordinator:
 
     # ---- replica side
 
+    # A MUTATION's payload: {"ks", "t"} and either "m", the mutation's to_obj() (read repair,
+    # hints), or "mb", its msgpack bytes (a coordinator's write: the replica's commit log record
+    # reuses them, and neither side encodes the mutation again).
+
     async def _handle_mutation(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
         ks, table = payload["ks"], payload["t"]
         self.schema().table(ks, table)
-        await self.local.apply(ks, table, Mutation.from_obj(payload["m"]))
+        encoded = payload.get("mb")
+        if type(encoded) is bytes and hasattr(self.local, "apply_encoded"):
+            await self.local.apply_encoded(ks, table, encoded)
+        else:
+            await self.local.apply(ks, table, _mutation_of(payload))
         return {}
 
     def _handle_mutation_now(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
         ks, table = payload["ks"], payload["t"]
         self.schema().table(ks, table)
-        self.local.apply_now(ks, table, Mutation.from_obj(payload["m"]))  # type: ignore[attr-defined]
+        encoded = payload.get("mb")
+        if type(encoded) is bytes and hasattr(self.local, "apply_encoded_now"):
+            self.local.apply_encoded_now(ks, table, encoded)
+        else:
+            self.local.apply_now(ks, table, _mutation_of(payload))  # type: ignore[attr-defined]
         return {}
 
     async def _handle_read(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -498,7 +512,8 @@ class Coordinator:
         state.coordinator = self
         # The check's encoding when validation left the mutation as it was (deletion times it
         # filled in are each replica's own to fill, as before).
-        mutation_obj = prepared.obj if prepared is not None and prepared.mutation is mutation else mutation.to_obj()
+        unchanged = prepared is not None and prepared.mutation is mutation
+        mutation_obj = prepared.obj if unchanged else mutation.to_obj()  # type: ignore[union-attr]
         payload = {"ks": keyspace, "t": table, "m": mutation_obj}
         for r in dead:
             if self._store_hint(r, keyspace, table, mutation_obj):
@@ -534,7 +549,8 @@ class Coordinator:
                 # request outlives this call, like the tasks it replaces (timeouts via messaging).
                 try:
                     if packed is None:
-                        packed = pack_map(payload)
+                        encoded = prepared.obj_bytes if unchanged else pack(mutation_obj)  # type: ignore[union-attr]
+                        packed = pack_map({"ks": keyspace, "t": table, "mb": encoded})
                     send(r, VERB_MUTATION, packed, self.write_timeout, self._mutation_reply(r, keyspace, table, payload, state))
                 except Exception as exc:
                     self._replica_failed(r, keyspace, table, payload, state, exc)
@@ -843,6 +859,13 @@ async def _collect(ask: Any, r: str, full: dict[str, Partition | None], response
     await ask(r, False)
     if r in responses:
         full[r] = responses[r]
+
+
+def _mutation_of(payload: dict[str, Any]) -> Mutation:
+    """The mutation of a MUTATION payload, from "m" or (where the store cannot take bytes) "mb"."""
+    if "m" in payload:
+        return Mutation.from_obj(payload["m"])
+    return Mutation.from_obj(msgpack.unpackb(payload["mb"], raw=False, strict_map_key=False))
 
 
 def _read_reply(reply: dict[str, Any], digest: bool) -> Any:

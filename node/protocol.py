@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+import threading
 from typing import Any
 
 import msgpack
@@ -228,17 +229,39 @@ def ok_response(request_id: Any, **fields: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- framing
 
 
+class _Packers(threading.local):
+    """One msgpack Packer per thread: ``msgpack.packb`` builds a Packer per call, which cost a
+    third of packing a request; Packers are not thread-safe, and the harness packs from threads."""
+
+    def __init__(self) -> None:
+        self.packer = msgpack.Packer(use_bin_type=True)
+
+
+_PACKERS = _Packers()
+
+# A Packer keeps the largest buffer it ever grew to; after packing more than this, a thread gets a
+# fresh one rather than hold a frame-sized buffer (up to MAX_FRAME_BYTES) for good.
+_PACKER_KEEP_BYTES = 1024 * 1024
+
+
 def pack(obj: Any) -> bytes:
     """msgpack bytes of ``obj`` (bin type for bytes, str for str)."""
-    return msgpack.packb(obj, use_bin_type=True)
+    out = _PACKERS.packer.pack(obj)
+    if len(out) > _PACKER_KEEP_BYTES:
+        _PACKERS.packer = msgpack.Packer(use_bin_type=True)
+    return out
+
+
+def _pack_checked(obj: Any) -> bytes:
+    try:
+        return pack(obj)
+    except (TypeError, ValueError, OverflowError) as exc:  # the Packer resets its buffer itself
+        raise ProtocolError(f"message cannot be encoded as msgpack: {exc}") from exc
 
 
 def encode_frame(obj: Any) -> bytes:
     """One length-prefixed frame carrying ``obj`` (raises ProtocolError if it would be too big)."""
-    try:
-        body = msgpack.packb(obj, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ProtocolError(f"message cannot be encoded as msgpack: {exc}") from exc
+    body = _pack_checked(obj)
     if len(body) > MAX_FRAME_BYTES:
         raise ProtocolError(f"frame of {len(body)} bytes exceeds MAX_FRAME_BYTES={MAX_FRAME_BYTES}")
     return _LENGTH.pack(len(body)) + body
@@ -250,10 +273,7 @@ class Packed(bytes):
 
 def pack_map(obj: dict[str, Any]) -> Packed:
     """``obj`` packed once for :func:`encode_request` (ProtocolError if it cannot be encoded)."""
-    try:
-        return Packed(msgpack.packb(obj, use_bin_type=True))
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ProtocolError(f"message cannot be encoded as msgpack: {exc}") from exc
+    return Packed(_pack_checked(obj))
 
 
 def encode_request(rid: int, verb: str, payload: dict[str, Any] | Packed) -> bytes:
@@ -261,7 +281,8 @@ def encode_request(rid: int, verb: str, payload: dict[str, Any] | Packed) -> byt
     unencoded, giving the bytes :func:`encode_frame` gives for the map itself."""
     if type(payload) is not Packed:
         return encode_frame({"i": rid, "v": verb, "p": payload})
-    body = b"".join((b"\x83\xa1i", msgpack.packb(rid), b"\xa1v", msgpack.packb(verb), b"\xa1p", payload))
+    pk = _PACKERS.packer.pack
+    body = b"".join((b"\x83\xa1i", pk(rid), b"\xa1v", pk(verb), b"\xa1p", payload))
     if len(body) > MAX_FRAME_BYTES:
         raise ProtocolError(f"frame of {len(body)} bytes exceeds MAX_FRAME_BYTES={MAX_FRAME_BYTES}")
     return _LENGTH.pack(len(body)) + body
@@ -269,11 +290,11 @@ def encode_request(rid: int, verb: str, payload: dict[str, Any] | Packed) -> byt
 
 def encode_empty_reply(rid: int) -> bytes:
     """The frame of ``{"r": rid, "p": {}}`` (a replica's acknowledgement), built without a map."""
-    body = b"\x82\xa1r" + msgpack.packb(rid) + b"\xa1p\x80"
+    body = b"\x82\xa1r" + _PACKERS.packer.pack(rid) + b"\xa1p\x80"
     return _LENGTH.pack(len(body)) + body
 
 
-def decode_body(body: bytes) -> dict[str, Any]:
+def decode_body(body: bytes | bytearray) -> dict[str, Any]:
     """The message map inside one frame body (raises ProtocolError naming the problem)."""
     try:
         obj = msgpack.unpackb(body, raw=False, strict_map_key=False)
@@ -295,6 +316,10 @@ class FrameDecoder:
 
     def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         self._buffer = bytearray()
+        # Where the next frame starts in _buffer: frames are taken by moving this, and the taken
+        # bytes are cut off once per feed, not once per frame (each cut moves the rest of a read
+        # of hundreds of coalesced frames).
+        self._pos = 0
         self._max = max_frame_bytes
         # The failure's text only: a stored exception would hold its traceback, whose frames
         # hold the frame body (up to 16 MiB) in a reference cycle with this decoder, alive until
@@ -304,35 +329,51 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as messages."""
-        return len(self._buffer)
+        return len(self._buffer) - self._pos
 
     def take_buffered(self) -> bytes:
         """Remove and return the bytes not yet returned as messages (e.g. to re-queue them)."""
-        out = bytes(self._buffer)
+        out = bytes(self._buffer[self._pos:])
         self._buffer.clear()
+        self._pos = 0
         return out
 
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
         if self._failed is None:
+            if self._pos:
+                del self._buffer[:self._pos]
+                self._pos = 0
             self._buffer += data
+
+    def _next_body(self) -> bytearray | None:
+        """The next complete frame's body, taken from the buffer; None until it has arrived."""
+        buf = self._buffer
+        pos = self._pos
+        if len(buf) - pos < HEADER_BYTES:
+            return None
+        (length,) = _LENGTH.unpack_from(buf, pos)
+        if length > self._max:
+            # Checked on the prefix alone so a hostile length never makes us buffer the body.
+            self._fail(ProtocolError(f"frame length {length} exceeds MAX_FRAME_BYTES={self._max}"))
+        end = pos + HEADER_BYTES + length
+        if len(buf) < end:
+            return None
+        body = buf[pos + HEADER_BYTES:end]
+        if end == len(buf):
+            buf.clear()
+            self._pos = 0
+        else:
+            self._pos = end
+        return body
 
     def next_message(self) -> dict[str, Any] | None:
         """The next complete message, or None until more bytes arrive."""
         if self._failed is not None:
             raise ProtocolError(self._failed)
-        buf = self._buffer
-        if len(buf) < HEADER_BYTES:
+        body = self._next_body()
+        if body is None:
             return None
-        (length,) = _LENGTH.unpack_from(buf, 0)
-        if length > self._max:
-            # Checked on the prefix alone so a hostile length never makes us buffer the body.
-            self._fail(ProtocolError(f"frame length {length} exceeds MAX_FRAME_BYTES={self._max}"))
-        end = HEADER_BYTES + length
-        if len(buf) < end:
-            return None
-        body = bytes(buf[HEADER_BYTES:end])
-        del buf[:end]
         try:
             return decode_body(body)
         except ProtocolError as exc:
@@ -351,6 +392,7 @@ class FrameDecoder:
     def _fail(self, exc: ProtocolError) -> None:
         self._failed = exc.message
         self._buffer = bytearray()  # clear() keeps the capacity of a 16 MiB buffer
+        self._pos = 0
         raise exc
 
 
@@ -382,7 +424,7 @@ def check_value(value: Any, where: str) -> None:
 
 def encode_value(value: Any) -> bytes:
     """The stored bytes of a client value (its msgpack packing)."""
-    return msgpack.packb(value, use_bin_type=True)
+    return pack(value)
 
 
 def decode_value(data: bytes) -> Any:

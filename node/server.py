@@ -143,6 +143,13 @@ class LocalStore:
         if self.waits_for_sync:
             await self._wait_durable(pos)
 
+    async def apply_encoded(self, keyspace: str, table: str, obj_bytes: bytes) -> None:
+        """:meth:`apply` of a mutation sent as the msgpack bytes of its ``to_obj()``."""
+        prepared = self.engine.prepare_encoded(keyspace, table, obj_bytes)
+        pos = self.engine.apply(keyspace, table, prepared.mutation, prepared=prepared)
+        if self.waits_for_sync:
+            await self._wait_durable(pos)
+
     async def _wait_durable(self, pos: int) -> None:
         self._written = max(self._written, pos)
         while self._durable < pos:
@@ -174,6 +181,13 @@ class LocalStore:
         if self.waits_for_sync:
             raise RuntimeError(f"apply_now in {self.sync_mode} commit log mode would acknowledge before the fsync")
         self.engine.apply(keyspace, table, mutation, prepared=prepared)
+
+    def apply_encoded_now(self, keyspace: str, table: str, obj_bytes: bytes) -> None:
+        """:meth:`apply_now` of a mutation sent as the msgpack bytes of its ``to_obj()``."""
+        if self.waits_for_sync:
+            raise RuntimeError(f"apply_now in {self.sync_mode} commit log mode would acknowledge before the fsync")
+        prepared = self.engine.prepare_encoded(keyspace, table, obj_bytes)
+        self.engine.apply(keyspace, table, prepared.mutation, prepared=prepared)
 
     async def read(self, keyspace: str, table: str, key: bytes, columns: Sequence[str] | None) -> Partition | None:
         """The stored partition (memtables and SSTables merged)."""

@@ -112,6 +112,8 @@ class Prepared:
     payload: bytes
     # mutation.to_obj(), the record's second element (callers must not change it)
     obj: Any
+    # its msgpack bytes, the record payload's tail: what a coordinator sends its replicas as is
+    obj_bytes: bytes
 
 
 class StorageEngine:
@@ -428,15 +430,40 @@ class StorageEngine:
         """
         t = self._table(keyspace, table)
         m = self.validate(mutation, now_s)
+        packer = self._packer()
+        obj = m.to_obj()
+        return self._prepared(t, m, obj, packer.pack(obj), packer)
+
+    def prepare_encoded(self, keyspace: str, table: str, obj_bytes: bytes) -> Prepared:
+        """:meth:`prepare` for a mutation that arrives as the msgpack bytes of its ``to_obj()`` (a
+        coordinator's replica request): decoded and validated here, and the bytes themselves
+        become the record when validation changes nothing (no re-encoding per replica write)."""
+        t = self._table(keyspace, table)
+        try:
+            obj = msgpack.unpackb(obj_bytes, raw=False, strict_map_key=False)
+            mutation = Mutation.from_obj(obj)
+        except Exception as exc:  # msgpack's errors, or a map of the wrong shape
+            raise InvalidMutation(f"undecodable mutation: {type(exc).__name__}: {exc}") from exc
+        m = self.validate(mutation)
+        packer = self._packer()
+        if m is not mutation:
+            obj = m.to_obj()
+            obj_bytes = packer.pack(obj)
+        return self._prepared(t, m, obj, bytes(obj_bytes), packer)
+
+    def _packer(self) -> msgpack.Packer:
         packer = getattr(self._local, "packer", None)
         if packer is None:
             # msgpack.packb builds a Packer per call; one per thread (they are not thread-safe).
             packer = self._local.packer = msgpack.Packer(use_bin_type=True)
-        obj = m.to_obj()
-        payload = packer.pack([t.id, obj])
+        return packer
+
+    def _prepared(self, t: _Table, m: Mutation, obj: Any, obj_bytes: bytes, packer: msgpack.Packer) -> Prepared:
+        # The record is msgpack [table id, mutation]: a 2-array header, the id, the mutation's bytes.
+        payload = b"".join((b"\x92", packer.pack(t.id), obj_bytes))
         if len(payload) > self.config.mutation_limit:
             raise InvalidMutation(f"mutation is {len(payload)} bytes encoded; the limit is {self.config.mutation_limit}")
-        return Prepared(t, m, payload, obj)
+        return Prepared(t, m, payload, obj, obj_bytes)
 
     def apply(self, keyspace: str, table: str, mutation: Mutation, now_s: int | None = None,
               prepared: Prepared | None = None) -> int:
