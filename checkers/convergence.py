@@ -184,7 +184,9 @@ class _Faults:
                 continue
             t0 = started.pop(op.f, op.time)
             v = op.value if isinstance(op.value, dict) else {}
-            if op.f == "start-disk" and isinstance(v.get("node"), str):
+            # A failing data disk (disk "data") refuses SSTable writes only: the commit log takes
+            # every write, so no write is refused and nothing is excused.
+            if op.f == "start-disk" and isinstance(v.get("node"), str) and v.get("disk", "commitlog") == "commitlog":
                 self.disk_failing.setdefault(v["node"], []).append((op.time, None))
             if op.f == "stop-disk":
                 for n in v.get("nodes") or []:
@@ -195,7 +197,9 @@ class _Faults:
                 for n in v.get("nodes") or []:
                     self.kills.setdefault(n, []).append((t0, op.time))
             if op.f in damaging:
-                for n in [*(v.get("nodes") or []), *([v["node"]] if isinstance(v.get("node"), str) else [])]:
+                # stop-disk restarts (kills) only the nodes whose commit log disk failed.
+                hit = v.get("restarted", v.get("nodes")) if op.f == "stop-disk" else v.get("nodes")
+                for n in [*(hit or []), *([v["node"]] if isinstance(v.get("node"), str) else [])]:
                     self.damaged.setdefault(n, []).append(op.time)
             if "membership" in op.f:
                 self.membership.append((t0, op.time))

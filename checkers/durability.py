@@ -55,6 +55,10 @@ def crashes(history: Iterable[Op], kills_lose: bool = False) -> list[dict[str, A
             continue
         held = op.value.get("unsynced_bytes") or {}
         nodes = op.value.get("nodes") or ([op.value["node"]] if op.value.get("node") else [])
+        if op.f == "stop-disk":
+            nodes = op.value.get("restarted", nodes)  # a healed data disk's node was not killed
+            if not nodes:
+                continue
         out.append({"time": op.time, "index": op.index, "nodes": nodes,
                     "unsynced_bytes": sum(v for v in held.values() if isinstance(v, int))})
     return out

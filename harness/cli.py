@@ -145,6 +145,10 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nemesis-interval", type=float, metavar="S", help="seconds between fault changes (default: fit at least 3 windows of each nemesis into the time limit, at most 10 s apart)")
     p.add_argument("--partition", help=f"partition shapes: one, majority, majorities-ring, minority-third, bridge, random-halves, comma list or all (default {d.partition})")
     p.add_argument("--targets", help=f"how many nodes kill and pause hit, drawn from a comma list of one, minority, majority, all (default {d.targets})")
+    p.add_argument("--corrupt-modes", help=f"what the corrupt nemesis damages, drawn from a comma list of stopped "
+                   f"(any file of a stopped node), live (an SSTable record under a running node) (default {d.corrupt_modes})")
+    p.add_argument("--disks", help=f"which disk the disk nemesis fails, drawn from a comma list of commitlog, data "
+                   f"(SSTable writes, and reads with EIO) (default {d.disks})")
     p.add_argument("--time-limit", type=float, metavar="S", help=f"seconds of workload (default {d.time_limit:g})")
     p.add_argument("--concurrency", help=f"client processes: a number, or Nn for N per node (default {d.concurrency})")
     p.add_argument("--rate", type=float, help=f"target operations per second over all clients, 0 = unthrottled (default {d.rate:g})")

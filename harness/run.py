@@ -153,7 +153,8 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
         clock_db = await deployment.clock_db() if "clock" in names else deployment.db
         nemeses = faults.build(names, deployment.db, deployment.net, opts.partition_shapes(), clock_db=clock_db,
                                target_specs=opts.target_specs(), zookeeper=getattr(deployment, "zookeeper", None),
-                               operator=operator_tools(opts, cluster, secret, run_dir, workload, client_net))
+                               operator=operator_tools(opts, cluster, secret, run_dir, workload, client_net),
+                               storage=opts.storage_choices())
         await create_schema(cluster, secret, opts, workload.table, client_net)
         with HistoryWriter(history_path) as writer:
             recorder = Recorder(writer, getattr(deployment, "clock_ns", None))

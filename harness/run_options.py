@@ -17,6 +17,9 @@ from node.faults import TEST_ONLY, FaultSwitches
 
 # nemesis/faults.py's TARGET_SPECS.
 TARGET_SPECS = ("one", "minority", "majority", "all")
+# nemesis/storage.py's CORRUPT_MODES and DISKS.
+CORRUPT_MODES = ("stopped", "live")
+DISKS = ("commitlog", "data")
 # harness/workloads' WORKLOADS and harness/deploy's DEPLOYS.
 WORKLOADS = ("register", "set", "lww-rmw", "row", "batch")
 DEPLOYS = ("local", "ssh", "vagrant")
@@ -58,6 +61,10 @@ class RunOptions:
     nemesis_interval: float | None = None
     partition: str = "all"
     targets: str = ",".join(TARGET_SPECS)
+    # What the corrupt nemesis damages (a stopped node's files, a running node's SSTable records)
+    # and which disk the disk nemesis fails (the commit log's, the data directory's), drawn per step.
+    corrupt_modes: str = ",".join(CORRUPT_MODES)
+    disks: str = ",".join(DISKS)
     time_limit: float = 60.0
     concurrency: str = "2n"
     rate: float = 200.0
@@ -135,6 +142,7 @@ class RunOptions:
         faults.parse_nemeses(self.nemesis)
         self.partition_shapes()
         self.target_specs()
+        self.storage_choices()
         if self.nemesis_interval is not None and self.nemesis_interval <= 0:
             raise ValueError(f"--nemesis-interval must be positive, got {self.nemesis_interval}")
         if self.time_limit <= 0:
@@ -213,6 +221,11 @@ class RunOptions:
     def target_specs(self) -> list[str]:
         """Which nodes kill and pause draw from: one, minority, majority, all of them."""
         return _choices(self.targets, TARGET_SPECS, "--targets")
+
+    def storage_choices(self) -> dict[str, list[str]]:
+        """What the corrupt and disk nemeses draw from (nemesis/storage.py)."""
+        return {"corrupt_modes": _choices(self.corrupt_modes, CORRUPT_MODES, "--corrupt-modes"),
+                "disks": _choices(self.disks, DISKS, "--disks")}
 
     def name(self) -> str:
         """The test's name: workload and nemeses."""

@@ -343,10 +343,12 @@ def parse_nemeses(text: str) -> list[str]:
 
 def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str],
           clock_db: DB | None = None, target_specs: Sequence[str] = TARGET_SPECS,
-          zookeeper: Any = None, operator: tuple[Any, Any] | None = None) -> list[Nemesis]:
+          zookeeper: Any = None, operator: tuple[Any, Any] | None = None,
+          storage: dict[str, list[str]] | None = None) -> list[Nemesis]:
     """The nemesis objects for ``names`` (``clock_db`` acts on clocks where it differs from ``db``;
     kill and pause draw their victims' count from ``target_specs``; ``operator`` is the
-    (ringctl runner, target) of the admin and move nemeses)."""
+    (ringctl runner, target) of the admin and move nemeses; ``storage`` the corrupt nemesis's
+    ``corrupt_modes`` and the disk nemesis's ``disks`` to draw from, where not all of them)."""
     makers: dict[str, Callable[[], Nemesis]] = {
         "partition": lambda: PartitionNemesis(db, net, partition_shapes),
         "kill": lambda: KillNemesis(db, target_specs),
@@ -355,7 +357,7 @@ def build(names: Sequence[str], db: DB, net: Net, partition_shapes: Sequence[str
         "latency": lambda: LatencyNemesis(db, net),
         "membership": lambda: _membership(db),
         "zk": lambda: _zookeeper(zookeeper, db, net),
-        **{n: (lambda n=n: _storage(n, db, target_specs)) for n in ("flush-compact", "repair", "crash", "corrupt", "disk")},
+        **{n: (lambda n=n: _storage(n, db, target_specs, storage or {})) for n in ("flush-compact", "repair", "crash", "corrupt", "disk")},
         **{n: (lambda n=n: _operator(n, db, operator)) for n in ("admin", "move", "clients")},
     }
     return [makers[n]() for n in names]
@@ -375,10 +377,10 @@ def _zookeeper(ensemble: Any, db: DB, net: Net) -> Nemesis:
     if ensemble is None:
         raise ValueError("the zk nemesis needs --coordination zookeeper")
     return ZooKeeperNemesis(ensemble, db, net)
-def _storage(name: str, db: DB, target_specs: Sequence[str]) -> Nemesis:
+def _storage(name: str, db: DB, target_specs: Sequence[str], choices: dict[str, list[str]]) -> Nemesis:
     from nemesis.storage import build_storage_nemesis
 
-    return build_storage_nemesis(name, db, list(target_specs))  # type: ignore[no-any-return]
+    return build_storage_nemesis(name, db, list(target_specs), **choices)  # type: ignore[no-any-return]
 
 
 def _operator(name: str, db: DB, operator: tuple[Any, Any] | None) -> Nemesis:

@@ -8,10 +8,16 @@ for the same reason: a campaign that never flushes never tests SSTables, compact
   (``[storage] volatile_unsynced``, set by the harness for campaigns with this nemesis), so the
   kill loses every write not yet fsynced as a power loss would; restart them at stop;
 * ``corrupt``: flush a node, kill it, flip bits in or truncate one of its SSTable components or
-  commit log segments, restart it and ask what it made of the file (start). A node that refuses
-  to start on a damaged commit log gets it moved aside, as an operator would, and starts. Then
-  scrub it: quarantine what is corrupt, refuse the affected tables' reads while a repair brings
-  the data back from the replicas, serve again (stop). Needs the nodes' files (local only).
+  commit log segments, restart it and ask what it made of the file (start, mode ``stopped``). A
+  node that refuses to start on a damaged commit log gets it moved aside, as an operator would,
+  and starts. Or (mode ``live``) flush a running node, flip bits inside one record of one of its
+  SSTable data files in place (its mapping of the file sees them) and read that record's key on
+  the node: the record's checksum fails, the node quarantines the file and refuses the table's
+  reads until repaired. Then scrub it: quarantine what is corrupt, refuse the affected tables'
+  reads while a repair brings the data back from the replicas, serve again (stop). Needs the
+  nodes' files (local only);
+* ``disk``: for a window one node's commit log disk (mode ``commitlog``) or data disk (``data``:
+  flushes and compactions, and with EIO SSTable reads) fails with ENOSPC or EIO; healed at stop.
 
 Each start and stop returns what it did (nodes, files, offsets, bytes) for the history; a short
 ``summary`` names it in the report's timeline.
@@ -19,6 +25,7 @@ Each start and stop returns what it did (nodes, files, offsets, bytes) for the h
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import random
@@ -26,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgpack
 import trio
 
 from nemesis.faults import DB, TARGET_SPECS, Event, targets
@@ -33,8 +41,14 @@ from nemesis.faults import DB, TARGET_SPECS, Event, targets
 log = logging.getLogger("nemesis.storage")
 
 STORAGE_NEMESES = ("flush-compact", "repair", "crash", "corrupt", "disk")
-# What the disk nemesis's failing disk answers every commit log write and fsync with.
+# What the disk nemesis's failing disk answers every write and fsync with.
 DISK_ERRORS = ("ENOSPC", "EIO")
+# Which disk the disk nemesis fails (node/storage/files.py DISKS): the commit log's, or the data
+# directory's, where SSTables are written by flushes and compactions and read.
+DISKS = ("commitlog", "data")
+# How the corrupt nemesis damages a node: stopped (any file, found at restart) or live (a record of
+# an SSTable data file under the running node, found by the read of its key).
+CORRUPT_MODES = ("stopped", "live")
 # How flush-compact picks its nodes: never all at once, so it is one fault among others.
 FLUSH_SPECS = ("one", "minority", "majority")
 # SSTable components and commit log segments the corrupt nemesis may damage.
@@ -43,6 +57,13 @@ SSTABLE_SUFFIXES = ("-Data.db", "-Index.db", "-Summary.db", "-Filter.db", "-Stat
 COMMITLOG_PREFIX = "CommitLog-"
 # Bits flipped per bitflip: one is the classic single-event upset; a few cover burst errors.
 MAX_FLIPPED_BITS = 4
+# A live damage lands in a file a compaction may replace before the read meets it (the damage then
+# never reaches a reader): draw again, at most this many times.
+LIVE_ATTEMPTS = 3
+# A data disk's refused flush needs something to flush: with clients writing, a memtable that was
+# just flushed fills again within milliseconds, so the start asks again this often, this many times.
+FLUSH_RETRY_S = 0.1
+FLUSH_ATTEMPTS = 20
 
 
 class FilesDB(DB, Protocol):
@@ -208,55 +229,125 @@ class CrashNemesis:
 
 
 class DiskNemesis:
-    """A node's disk fails for a window: every commit log write and fsync returns ENOSPC or EIO
-    (``[storage] disk_faults``, the engine's file door). At the window's end the disk is healed
-    and the node restarted: after a failed fsync commit_failure_policy ``stop`` acknowledges no
-    write again until a restart, as Cassandra's does."""
+    """A node's disk fails for a window (``[storage] disk_faults``, the engine's file door).
+
+    ``commitlog``: every commit log write and fsync returns ENOSPC or EIO. At the window's end the
+    disk is healed and the node restarted: after a failed fsync commit_failure_policy ``stop``
+    acknowledges no write again until a restart, as Cassandra's does.
+
+    ``data``: every SSTable write (flush, compaction) returns the error, and with EIO every SSTable
+    read too; the commit log keeps the writes, so nothing acknowledged is lost. The start asks for
+    a flush to show it refused; at the window's end the disk is healed and the node flushes what it
+    kept, without a restart.
+    """
 
     name = "disk"
 
-    def __init__(self, db: DB) -> None:
+    def __init__(self, db: DB, disks: list[str] | tuple[str, ...] = DISKS) -> None:
         self.db = db
+        self.disks = list(disks)
         self.failing: dict[str, str] = {}
+        self.disk_of: dict[str, str] = {}
 
     async def start(self, rng: random.Random) -> Event:
-        """Fail one random node's disk with ENOSPC or EIO."""
+        """Fail one random node's commit log or data disk with ENOSPC or EIO."""
         nid = rng.choice(self.db.node_ids())
+        # One disk: no draw, so a run's other choices stay what they were before data disks.
+        disk = self.disks[0] if len(self.disks) == 1 else rng.choice(self.disks)
         error = rng.choice(DISK_ERRORS)
-        said = await self.db.admin(nid, "disk", action="fail", error=error)
+        if disk == "data":
+            nid = await _holding_data(self.db, nid, rng)
+        said = await self.db.admin(nid, "disk", action="fail", error=error, disk=disk)
         self.failing[nid] = error
-        return Event("disk-fail", {"node": nid, "disk_error": error, "said": said,
-                                   "summary": f"disk of {nid} fails: every commit log write and fsync returns {error}"})
+        self.disk_of[nid] = disk
+        if disk == "commitlog":
+            return Event("disk-fail", {"node": nid, "disk": disk, "disk_error": error, "said": said,
+                                       "summary": f"disk of {nid} fails: every commit log write and fsync returns {error}"})
+        # A flush now, so the window shows a refused SSTable write whatever the memtable threshold.
+        flush = await _flush_result(self.db, nid)
+        for _ in range(FLUSH_ATTEMPTS - 1):
+            if "error" in flush:
+                break
+            await trio.sleep(FLUSH_RETRY_S)  # nothing was buffered: the clients' next writes will be
+            flush = await _flush_result(self.db, nid)
+        reads = " and read" if error == "EIO" else ""
+        return Event("disk-fail", {"node": nid, "disk": disk, "disk_error": error, "said": said, "flush": flush,
+                                   "summary": f"data disk of {nid} fails: every SSTable write{reads} returns {error}; "
+                                              f"flush {'refused' if 'error' in flush else 'had nothing to write'}"})
 
     async def stop(self) -> Event:
-        """Heal the failed disks, record how many calls failed, and restart those nodes."""
+        """Heal the failed disks and record what they refused; restart the commit log ones, flush the data ones."""
         failing, self.failing = self.failing, {}
+        disk_of, self.disk_of = self.disk_of, {}
         done: dict[str, Any] = {}
         for nid in failing:
             try:
                 done[nid] = await self.db.admin(nid, "disk", action="heal")
             except Exception as exc:  # noqa: BLE001 - recorded; the restart heals it anyway
                 done[nid] = {"error": f"{type(exc).__name__}: {exc}"}
-        for nid in failing:
+        restart = [n for n in failing if disk_of.get(n, "commitlog") == "commitlog"]
+        data = [n for n in failing if n not in restart]
+        for nid in data:
+            # What the refused flushes kept in memory (and in the commit log) goes to SSTables now.
+            before = _tables_only((await _storage(self.db, nid) or {}).get("tables") or {})
+            done.setdefault(nid, {})["kept_memtables"] = sum(t.get("flushing_memtables", 0) for t in before.values())
+            # A flush writes every memtable a refused flush kept before it returns (node/storage/engine.py).
+            done[nid]["flush"] = await _flush_result(self.db, nid)
+            after = _tables_only((await _storage(self.db, nid) or {}).get("tables") or {})
+            done[nid]["sstables"] = sum(t.get("sstable_count", 0) for t in after.values())
+        for nid in restart:
             try:
-                # Flush the memtables first (SSTables bypass the door), so the kill loses nothing
-                # even when the run's files are volatile.
+                # Flush the memtables first (the commit log disk is healed), so the kill loses
+                # nothing even when the run's files are volatile.
                 await self.db.admin(nid, "drain")
             except Exception as exc:  # noqa: BLE001 - recorded; what was fsynced survives the kill
                 done.setdefault(nid, {})["drain_error"] = f"{type(exc).__name__}: {exc}"
             await self.db.kill(nid)
         async with trio.open_nursery() as nursery:
-            for nid in failing:
+            for nid in restart:
                 nursery.start_soon(self.db.restart, nid)
-        refused = sum((d or {}).get("failed_calls", 0) for d in done.values())
-        return Event("disk-heal", {"nodes": sorted(failing), "disk_errors": failing, "result": done,
-                                   "summary": f"disk of {' '.join(sorted(failing))} healed after {refused} refused "
-                                              f"writes/fsyncs; restarted"})
+        refused = sum((d or {}).get("failed_calls", 0) + (d or {}).get("failed_reads", 0) for d in done.values())
+        parts = []
+        if restart:
+            parts.append(f"disk of {' '.join(sorted(restart))} healed; restarted")
+        if data:
+            flushed = sum(len((done[n].get("flush") or {}).get("flushed") or []) for n in data)
+            parts.append(f"data disk of {' '.join(sorted(data))} healed; flushed {flushed} tables")
+        return Event("disk-heal", {"nodes": sorted(failing), "restarted": sorted(restart), "disk_errors": failing,
+                                   "disks": disk_of, "result": done,
+                                   "summary": f"{'; '.join(parts)} after {refused} refused calls"})
 
     async def heal(self) -> None:
-        """Heal and restart any node left with a failing disk."""
+        """Heal (and restart or flush) any node left with a failing disk."""
         if self.failing:
             await self.stop()
+
+
+async def _holding_data(db: DB, nid: str, rng: random.Random) -> str:
+    """``nid`` if it holds data (a memtable or an SSTable), else the first node in a seeded order
+    that does (a node no key of the run has as a replica writes no SSTable to refuse), else ``nid``."""
+    others = [n for n in db.node_ids() if n != nid]
+    rng.shuffle(others)
+    for n in [nid, *others]:
+        tables = _tables_only((await _storage(db, n) or {}).get("tables") or {})
+        if any(t.get("memtable_partitions") or t.get("sstable_count") for t in tables.values()):
+            return n
+    return nid
+
+
+def _error_text(exc: BaseException) -> str:
+    """``Name: message`` of an error, from inside the nursery groups a deployment's call may wrap it in."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _flush_result(db: DB, nid: str) -> dict[str, Any]:
+    """A flush of every table on ``nid``: what it flushed, or the error it was refused with."""
+    try:
+        return {"flushed": (await db.admin(nid, "flush")).get("flushed", [])}
+    except Exception as exc:  # noqa: BLE001 - a refused flush is what a failing data disk shows
+        return {"error": _error_text(exc)}
 
 
 @dataclass
@@ -268,10 +359,12 @@ class Damage:
     size: int
     action: str  # "bitflip" or "truncate"
     offsets: list[int]  # the flipped bits (bit offsets in the file), or the new length
+    mode: str = "stopped"  # "stopped" (the node was down) or "live" (damaged under the running node)
 
     def to_json(self) -> dict[str, Any]:
         """For the history (a bitflip also names the bytes it changed)."""
-        out = {"file": self.file, "kind": self.kind, "size": self.size, "action": self.action, "offsets": self.offsets}
+        out = {"file": self.file, "kind": self.kind, "size": self.size, "action": self.action, "offsets": self.offsets,
+               "mode": self.mode}
         if self.action == "bitflip":
             out["bytes"] = sorted({bit // 8 for bit in self.offsets})
         return out
@@ -317,6 +410,83 @@ def apply_damage(storage_dir: Path, damage: Damage) -> None:
     path.write_bytes(bytes(data))
 
 
+def data_files(storage_dir: Path) -> list[str]:
+    """Every non-empty SSTable data file under the storage directory (relative paths)."""
+    return [path for path, kind, _ in candidate_files(storage_dir) if kind == "sstable" and path.endswith("-Data.db")]
+
+
+def sstable_records(data_file: Path) -> list[tuple[bytes, int, int]]:
+    """(key, offset, length) of every record of a data file, from its index (docs/storage.md:
+    Index.db is blocks of msgpack maps ``{key: [offset, length]}``); OSError if it is gone."""
+    index = data_file.with_name(data_file.name[: -len("Data.db")] + "Index.db")
+    out: list[tuple[bytes, int, int]] = []
+    for block in msgpack.Unpacker(io.BytesIO(index.read_bytes()), raw=False):
+        out.extend((bytes(k), int(off), int(length)) for k, (off, length) in block.items())
+    return out
+
+
+def choose_live_damage(storage_dir: Path, rng: random.Random) -> tuple[Damage, bytes] | None:
+    """A bitflip inside one record of one live SSTable data file, and that record's key (None
+    when the node has no data file, or a compaction removed each one drawn)."""
+    for _ in range(3):  # a compaction may replace a file between the listing and its index read
+        files = data_files(storage_dir)
+        if not files:
+            return None
+        rel = rng.choice(files)
+        path = storage_dir / rel
+        try:
+            records = sstable_records(path)
+            size = path.stat().st_size
+        except (OSError, ValueError, msgpack.UnpackException) as exc:
+            log.info("corrupt: %s vanished or is unreadable (%s); drawing another", rel, exc)
+            continue
+        records = [r for r in records if r[1] + r[2] <= size]
+        if not records:
+            continue
+        key, off, length = rng.choice(records)
+        flips = sorted({rng.randrange(off * 8, (off + length) * 8) for _ in range(rng.randint(1, MAX_FLIPPED_BITS))})
+        return Damage(rel, "sstable", size, "bitflip", flips, mode="live"), key
+    return None
+
+
+def flip_in_place(storage_dir: Path, damage: Damage) -> None:
+    """Flip the bits of a bitflip without rewriting the file: a running node's mapping of it sees
+    the change (a rewrite by truncate-and-write could fault its reads past the cut)."""
+    fd = os.open(storage_dir / damage.file, os.O_RDWR)
+    try:
+        for bit in damage.offsets:
+            byte = os.pread(fd, 1, bit // 8)
+            os.pwrite(fd, bytes([byte[0] ^ (1 << (bit % 8))]), bit // 8)
+    finally:
+        os.close(fd)
+
+
+def table_of(rel: str) -> tuple[str, str]:
+    """(keyspace, table) of an SSTable component path ``data/<keyspace>/<table>-<id>/<file>``."""
+    parts = Path(rel).parts
+    return parts[-3], parts[-2].rsplit("-", 1)[0]
+
+
+def live_verdict(damage: Damage, read_error: str | None, status: dict[str, Any] | None, gone: bool) -> dict[str, Any]:
+    """What the running node made of a record damaged under it: quarantined the file (and holds the
+    table's reads), refused the read (a compaction met the damage first: the table refuses reads
+    until scrubbed), or never read the damaged bytes (a compaction had already replaced the file)."""
+    if status is None:
+        return {"outcome": "no answer", "said": f"the node did not answer: {read_error}"}
+    name = Path(damage.file).name
+    quarantined = [q for q in status.get("quarantined") or [] if Path(q).name == name
+                   and Path(q).parent.name == table_of(damage.file)[1]]
+    if quarantined:
+        held = status.get("held") or {}
+        return {"outcome": "quarantined", "said": f"read failed ({read_error or 'answered by a client read first'}); "
+                                                  f"{name} quarantined, reads held: {'; '.join(held.values()) or 'none'}"}
+    if read_error is not None and "corrupt" in read_error.lower():
+        return {"outcome": "refused", "said": f"read refused: {read_error}"}
+    if gone:
+        return {"outcome": "not detected", "said": "a compaction replaced the file before the damaged bytes were read"}
+    return {"outcome": "not detected", "said": "the read of the damaged record did not fail"}
+
+
 def quarantine_file(storage_dir: Path, rel: str) -> str:
     """Move a damaged file to ``corrupt/`` under the storage directory (an operator's step when
     the node refuses to start on it); returns where it went."""
@@ -350,16 +520,84 @@ def verdict(damage: Damage, status: dict[str, Any] | None, refused_start: str | 
 
 
 class CorruptNemesis:
-    """Damage one file of a stopped node, restart it, then scrub and repair it."""
+    """Damage one file of a stopped node (or one record of a running node's SSTable), then scrub
+    and repair it."""
 
     name = "corrupt"
 
-    def __init__(self, db: FilesDB) -> None:
+    def __init__(self, db: FilesDB, modes: list[str] | tuple[str, ...] = CORRUPT_MODES) -> None:
         self.db = db
+        self.modes = list(modes)
         self.damaged: list[str] = []
         self.down: list[str] = []
 
     async def start(self, rng: random.Random) -> Event:
+        """Damage a stopped or a running node, as drawn from the modes."""
+        # One mode: no draw, so a run's other choices stay what they were before live damage.
+        mode = self.modes[0] if len(self.modes) == 1 else rng.choice(self.modes)
+        if mode == "live":
+            event = await self._start_live(rng)
+            if event is not None:
+                return event
+            if "stopped" not in self.modes:
+                return Event("corrupt", {"mode": "live", "outcome": "nothing damaged",
+                                         "summary": "live bitflip: no node had an SSTable that stayed live"})
+        return await self._start_stopped(rng)
+
+    async def _start_live(self, rng: random.Random) -> Event | None:
+        """Flush a random running node, flip bits in one SSTable record, read its key on the node."""
+        nodes = self.db.node_ids()
+        first = rng.choice(nodes)
+        # The drawn node, or (when it holds no data yet: no key of the run has it as a replica)
+        # the next one with an SSTable, in a seeded order.
+        others = [n for n in nodes if n != first]
+        rng.shuffle(others)
+        for nid in [first, *others]:
+            try:
+                await self.db.admin(nid, "flush")
+            except Exception as exc:  # noqa: BLE001 - older SSTables are still there to damage
+                log.info("flush before corrupting %s failed: %s", nid, exc)
+            if await trio.to_thread.run_sync(data_files, self.db.storage_dir(nid)):
+                break
+        storage_dir = self.db.storage_dir(nid)
+        replaced: list[str] = []  # files damaged that a compaction replaced before the read
+        for _ in range(LIVE_ATTEMPTS):
+            drawn = await trio.to_thread.run_sync(choose_live_damage, storage_dir, rng)
+            if drawn is None:
+                break
+            damage, key = drawn
+            try:
+                await trio.to_thread.run_sync(flip_in_place, storage_dir, damage)
+            except FileNotFoundError:
+                replaced.append(damage.file)
+                continue
+            if nid not in self.damaged:
+                self.damaged.append(nid)
+            log.warning("corrupt: live bitflip of %s of %s (%d B) at bits %s, key %r", damage.file, nid, damage.size,
+                        damage.offsets, key)
+            keyspace, table = table_of(damage.file)
+            read_error = None
+            try:
+                # This node's own copy of the damaged record's key: the read that meets the damage.
+                await self.db.admin(nid, "localread", keyspace=keyspace, table=table, keys=[key])
+            except Exception as exc:  # noqa: BLE001 - the refusal is what is recorded
+                read_error = _error_text(exc)[-400:]
+            status = await _storage(self.db, nid)
+            gone = not (storage_dir / damage.file).exists()
+            said = live_verdict(damage, read_error, status, gone)
+            if said["outcome"] == "not detected" and gone:
+                replaced.append(damage.file)
+                continue
+            return Event("corrupt", {
+                "node": nid, **damage.to_json(), **said, "key": key.decode("utf-8", "replace"),
+                "read_error": read_error, "replaced_first": replaced,
+                "quarantined": (status or {}).get("quarantined"), "held": (status or {}).get("held"),
+                "summary": f"live bitflip {nid}:{Path(damage.file).name} → {said['outcome']}",
+            })
+        log.info("corrupt: no SSTable of %s stayed live to damage (%s); damaging a stopped node instead", nid, replaced)
+        return None
+
+    async def _start_stopped(self, rng: random.Random) -> Event:
         """Flush a random node, kill it, damage one of its files, restart it, ask what it saw."""
         nid = rng.choice(self.db.node_ids())
         try:
@@ -405,9 +643,11 @@ class CorruptNemesis:
         result = await self._scrub_all()
         moved = sum(len(v) for r in result.values() if isinstance(r, dict) for v in (r.get("quarantined") or {}).values())
         streamed = sum(((r.get("repair") or {}).get("streamed_bytes") or 0) for r in result.values() if isinstance(r, dict))
+        released = sorted({t for r in result.values() if isinstance(r, dict) for t in r.get("released") or []})
         return Event("scrub", {"nodes": nodes, "result": result,
                                "summary": f"scrub {' '.join(nodes)}: {moved} SSTables quarantined, "
-                                          f"repair streamed {streamed:,} B"})
+                                          f"repair streamed {streamed:,} B"
+                                          + (f", reads of {', '.join(released)} served again" if released else "")})
 
     async def _scrub_all(self) -> dict[str, Any]:
         down, self.down = self.down, []
@@ -433,7 +673,9 @@ class CorruptNemesis:
         return await self._scrub_all()
 
 
-def build_storage_nemesis(name: str, db: DB, target_specs: list[str] | tuple[str, ...]) -> Any:
+def build_storage_nemesis(name: str, db: DB, target_specs: list[str] | tuple[str, ...],
+                          corrupt_modes: list[str] | tuple[str, ...] = CORRUPT_MODES,
+                          disks: list[str] | tuple[str, ...] = DISKS) -> Any:
     """The storage nemesis called ``name`` (ValueError when the deployment cannot run it)."""
     if name == "flush-compact":
         return FlushCompactNemesis(db)
@@ -442,9 +684,9 @@ def build_storage_nemesis(name: str, db: DB, target_specs: list[str] | tuple[str
     if name == "crash":
         return CrashNemesis(db, target_specs)
     if name == "disk":
-        return DiskNemesis(db)
+        return DiskNemesis(db, disks)
     if name == "corrupt":
         if not hasattr(db, "storage_dir"):
             raise ValueError("the corrupt nemesis needs the nodes' files: local deployments only")
-        return CorruptNemesis(db)  # type: ignore[arg-type]
+        return CorruptNemesis(db, corrupt_modes)  # type: ignore[arg-type]
     raise ValueError(f"unknown storage nemesis {name!r}")

@@ -248,7 +248,9 @@ def _wake(state: _WriteState) -> None:
 # Error type names a replica reports when its disk failed a request (node/storage/errors.py); a
 # RemoteError carries them as "peer: Name: message". Such a replica answered: waiting longer for
 # it cannot help, so the coordinator fails the request at once when the level becomes unreachable.
-_REPLICA_FAILURES = ("StorageFailure", "DiskFull", "CommitLogSyncFailed", "WritesStopped", "CorruptSSTableError")
+# AwaitingRepair: a table whose corrupt SSTable was quarantined refuses reads until repaired.
+_REPLICA_FAILURES = ("StorageFailure", "DiskFull", "CommitLogSyncFailed", "WritesStopped", "CorruptSSTableError",
+                     "AwaitingRepair")
 
 
 def replica_failure(exc: BaseException) -> str | None:

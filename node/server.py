@@ -924,7 +924,7 @@ class Node:
     async def _op_disk(self, req: dict[str, Any]) -> dict[str, Any]:
         # The disk nemesis's switch on the engine's file door (node/storage/files.py).
         try:
-            out = disk_admin(self.engine.files, req.get("action"), req.get("error"))
+            out = disk_admin(self.engine.files, req.get("action"), req.get("error"), req.get("disk"))
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
         log.warning("disk fault switch: %s", out)

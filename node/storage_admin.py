@@ -7,7 +7,7 @@ What a node does with a damaged file, in one place:
   file's size) makes the table refuse every read on this node rather than answer from that file:
   the coordinator treats the refusal as a replica that did not answer, so QUORUM reads are served
   by the other replicas. One found on a read (per-record CRCs) fails that read and is moved to
-  ``corrupt/`` while the table serves its other SSTables (node/storage/engine.py);
+  ``corrupt/``, and the table refuses reads until a scrub's repair (node/storage/engine.py);
 * damage at a commit log's tail is truncated (named with its byte offset in the replay report);
   damage followed by valid records makes the node refuse to start (node/storage/commitlog.py);
 * ``scrub`` moves the corrupt SSTables to ``corrupt/``, keeps refusing the affected tables' reads

@@ -49,7 +49,7 @@ from .errors import (
     UnknownTable,
     WritesStopped,
 )
-from .files import FileOps, file_ops
+from .files import FileOps, disk_fault, file_ops
 from .memtable import Memtable
 from .sstable import (
     COMPONENTS,
@@ -71,6 +71,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,48}$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _GEN_RE = re.compile(r"^(\d+)-")
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+# A disk failing SSTable reads fails every read that reaches one: one log line per this many
+# seconds says so without a line per request.
+_READ_ERROR_LOG_EVERY_S = 1.0
 _SCHEMA_VERSION = 1
 # Where SSTables streamed whole are received before their atomic import (node/rangecopy.py).
 INCOMING_DIR = "incoming"
@@ -126,6 +129,9 @@ class StorageEngine:
         self.data_dir = Path(data_dir)
         # The commit log's file door (a simulated disk passes its own).
         self.files: FileOps = files or file_ops(config.volatile_unsynced, config.disk_faults)
+        # The disk nemesis's switch, which SSTable writers and readers consult too (or None).
+        self._fault = disk_fault(self.files)
+        self._read_error_logged: float | None = None  # monotonic time of the last read-error line
         self.config = config
         self.clock = clock
         self.sort_key: Callable[[bytes], Any] = sort_key or _identity
@@ -285,7 +291,7 @@ class StorageEngine:
 
     def _open_reader(self, t: _Table, gen: int) -> SSTableReader:
         try:
-            return SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries())
+            return SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries(), self._fault)
         except CorruptSSTableError as exc:
             log.error("%s; table %s will refuse reads until it is discarded", exc, t.qualified)
             return _CorruptSSTable(t.directory, gen, exc)  # type: ignore[return-value]
@@ -578,6 +584,8 @@ class StorageEngine:
         except CorruptSSTableError as exc:
             self._quarantine(t, exc)
             raise
+        except OSError as exc:
+            raise self._read_failed(t, exc) from exc
         if not parts:
             return None
         result = parts[0]
@@ -589,6 +597,17 @@ class StorageEngine:
         if limit is None and len(result.cells) <= 1:
             return result
         return self._shape(result, t.options.column_order, limit, now_s)
+
+    def _read_failed(self, t: _Table, exc: OSError) -> StorageFailure:
+        """A disk error reading an SSTable: named (the node answers ReadFailure), logged at most
+        once per _READ_ERROR_LOG_EVERY_S. The file is not damaged, so nothing is quarantined."""
+        failure = _disk_error(exc, t.directory, f"read of {t.qualified}")
+        now = self.clock.monotonic()
+        if self._read_error_logged is None or now - self._read_error_logged >= _READ_ERROR_LOG_EVERY_S:
+            self._read_error_logged = now
+            log.error("SSTable read failed: %s; reads of %s that need its SSTables fail until the disk "
+                      "answers again (memtable-only reads and writes go on)", failure, t.qualified)
+        return failure
 
     @staticmethod
     def _read_named(t: _Table, parts: list[Partition], sstables: list[SSTableReader], key: bytes, skey: Any,
@@ -671,8 +690,10 @@ class StorageEngine:
             except StopIteration:
                 break
             except CorruptSSTableError as exc:
-                self._quarantine(t, exc)  # as for a point read: answer the error, serve the rest
+                self._quarantine(t, exc)  # as for a point read: answer the error, hold the reads
                 raise
+            except OSError as exc:
+                raise self._read_failed(t, exc) from exc
             if current is not None and current.key == key:
                 current = current.merge(part)
                 continue
@@ -742,7 +763,7 @@ class StorageEngine:
                 with self._lock:
                     gen = t.next_generation
                     t.next_generation += 1
-                writer = SSTableWriter(t.directory, gen, hi - lo, t.options.bloom_fp_chance)
+                writer = SSTableWriter(t.directory, gen, hi - lo, t.options.bloom_fp_chance, self._fault)
                 for key in keys[lo:hi]:
                     writer.add(mt.parts[key].snapshot())
                 # Only the last part says the memtable is flushed: a kill before it leaves the
@@ -751,13 +772,16 @@ class StorageEngine:
                 position = (mt.switch_position or 0) if n == len(runs) - 1 else 0
                 writer.finish({"replay_position": position, "origin": "flush",
                                "created_us": self.clock.wall_us()})
-                readers.append(SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries()))
+                readers.append(SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries(), self._fault))
                 writer = None
         except OSError as exc:
             # The memtable stays in t.flushing and is retried next round (a full disk may clear);
             # the parts already written go too, so the retry does not leave duplicates behind.
             self._abort_outputs(t, writer, readers)
-            raise _disk_error(exc, t.directory, "flush") from exc
+            failure = _disk_error(exc, t.directory, "flush")
+            log.error("flush of %s failed: %s; its memtable (%d partitions) stays in memory and in the "
+                      "commit log, and is flushed again next round", t.qualified, failure, len(keys))
+            raise failure from exc
         except BaseException:
             self._abort_outputs(t, writer, readers)
             raise
@@ -920,7 +944,8 @@ class StorageEngine:
                 return
             out_bytes += writer.finish({**extra, "created_us": self.clock.wall_us()})
             if writer.stats["partitions"]:
-                readers.append(SSTableReader(t.directory, writer.generation, self.sort_key, self._block_cache_entries()))
+                readers.append(SSTableReader(t.directory, writer.generation, self.sort_key, self._block_cache_entries(),
+                                             self._fault))
             else:
                 remove_generation(t.directory, writer.generation)
             writer = None
@@ -937,7 +962,7 @@ class StorageEngine:
                         gen = t.next_generation
                         t.next_generation += 1
                     writer = SSTableWriter(t.directory, gen, self._expected_in_range(chosen, expected, rng),
-                                           t.options.bloom_fp_chance)
+                                           t.options.bloom_fp_chance, self._fault)
                     writer_range = rng
                 writer.add(p)
             close_writer()
@@ -947,7 +972,10 @@ class StorageEngine:
             raise
         except OSError as exc:
             self._abort_outputs(t, writer, readers)
-            raise _disk_error(exc, t.directory, "compaction") from exc
+            failure = _disk_error(exc, t.directory, "compaction")
+            log.error("compaction of %s failed: %s; its %d input SSTables stay live", t.qualified, failure,
+                      len(chosen))
+            raise failure from exc
         except BaseException:
             self._abort_outputs(t, writer, readers)
             raise
@@ -1039,7 +1067,7 @@ class StorageEngine:
             for comp in (*COMPONENTS, DIGEST, TOC):
                 os.rename(component_path(directory, generation, comp), component_path(t.directory, gen, comp))
             fsync_dir(t.directory)
-            reader = SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries())
+            reader = SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries(), self._fault)
         except OSError as exc:
             remove_generation(t.directory, gen)
             raise _disk_error(exc, t.directory, "import") from exc
@@ -1120,10 +1148,13 @@ class StorageEngine:
         return bad
 
     def _quarantine(self, t: _Table, exc: CorruptSSTableError) -> None:
-        """Move SSTables found corrupt while reading to ``corrupt/``; the table serves the rest.
+        """Move SSTables found corrupt while reading to ``corrupt/`` and refuse the table's reads
+        until a repair (a scrub) refilled it.
 
-        Cassandra's disk_failure_policy best_effort: answer from the SSTables that are intact.
-        Data only the moved file held (including tombstones) is missing until a repair.
+        Not Cassandra's best_effort (answer from the intact SSTables): the moved file may have held
+        the newest version of any of its keys (or a tombstone), and answering without it is a stale
+        read a QUORUM read can return when the replica that still has the write is not asked.
+        Refusing makes this replica one that failed the read: the others answer.
         """
         dest = self.data_dir / "corrupt" / t.keyspace / t.name
         with self._lock:
@@ -1132,6 +1163,8 @@ class StorageEngine:
                 return
             t.sstables = [r for r in t.sstables if r not in bad]
             self._quarantined.extend(str(dest / Path(r.name).name) for r in bad)
+            self._held[(t.keyspace, t.name)] = (f"quarantined {', '.join(Path(r.name).name for r in bad)} "
+                                                f"after a failed checksum on read")
             try:
                 dest.mkdir(parents=True, exist_ok=True)
                 for r in bad:
@@ -1141,8 +1174,8 @@ class StorageEngine:
             except OSError as move_exc:
                 log.error("cannot move corrupt SSTable of %s to %s: %s", t.qualified, dest, move_exc)
         # Not closed here: a concurrent read may still hold its mapping; the GC releases it.
-        log.error("%s (found while reading %s); quarantined to %s, the table keeps serving its other SSTables "
-                  "(run a repair to restore what it held)", exc, t.qualified, dest)
+        log.error("%s (found while reading %s); quarantined to %s; the table refuses reads until a scrub "
+                  "or repair restores what it held (writes go on)", exc, t.qualified, dest)
 
     def discard_corrupt(self, keyspace: str, table: str) -> list[str]:
         """Move corrupt SSTables of a table to ``corrupt/`` so it serves again (then repair it)."""

@@ -12,7 +12,9 @@ in one place:
 * a simulated disk (``sim/``) can implement the same small interface.
 
 SSTables are not written through this door: a flush or compaction fsyncs every component before
-the TOC makes the SSTable visible, so a crash loses only an invisible, unfinished SSTable.
+the TOC makes the SSTable visible, so a crash loses only an invisible, unfinished SSTable. They
+do pass the disk nemesis's :class:`DiskFault` switch (``[storage] disk_faults``), which can fail
+the data directory's disk as well as the commit log's: SSTable writes, and with EIO their reads.
 """
 
 from __future__ import annotations
@@ -179,19 +181,40 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+# The disks the switch can fail: the commit log's, and the data directory's (SSTables). Cassandra
+# advises putting them on separate devices, so either may fail alone.
+DISKS = ("commitlog", "data")
+
+
 class DiskFault:
-    """The disk nemesis's switch: while set, every write and fsync through the door fails."""
+    """The disk nemesis's switch: while set, writes and fsyncs to the failing disk fail (and, with
+    EIO, reads of the data disk's SSTables: a full disk still reads, a broken one does not)."""
 
     def __init__(self) -> None:
         self.errno: int | None = None  # errno.ENOSPC or errno.EIO while failing
+        self.disk = "commitlog"  # which disk fails while errno is set (one of DISKS)
         self.failed_calls = 0  # writes and fsyncs refused since the node started
+        self.failed_reads = 0  # SSTable reads refused since the node started
 
     def check(self, what: str, path: Path) -> None:
-        """Raise the switched-on error for a write or fsync of ``path``."""
+        """Raise the switched-on error for a commit log write or fsync of ``path``."""
         code = self.errno
-        if code is not None:
+        if code is not None and self.disk == "commitlog":
             self.failed_calls += 1
             raise OSError(code, f"{os.strerror(code)} (disk nemesis: {what} refused)", str(path))
+
+    def check_data(self, what: str, path: Path) -> None:
+        """Raise the switched-on error for an SSTable write (``create``, ``write``, ``fsync``) of ``path``."""
+        code = self.errno
+        if code is not None and self.disk == "data":
+            self.failed_calls += 1
+            raise OSError(code, f"{os.strerror(code)} (disk nemesis: SSTable {what} refused)", str(path))
+
+    def check_read(self, path: Path) -> None:
+        """Raise EIO for an SSTable read of ``path`` while the data disk fails with EIO."""
+        if self.errno == errno.EIO and self.disk == "data":
+            self.failed_reads += 1
+            raise OSError(errno.EIO, f"{os.strerror(errno.EIO)} (disk nemesis: SSTable read refused)", str(path))
 
 
 class _FaultyFile:
@@ -239,18 +262,27 @@ class FaultyFiles:
 DISK_ERRORS = {"ENOSPC": errno.ENOSPC, "EIO": errno.EIO}
 
 
-def disk_admin(files: FileOps, action: str | None, error: str | None = None) -> dict[str, object]:
-    """The ``disk`` admin op: ``fail`` (with ``error`` ENOSPC or EIO), ``heal`` or ``status``;
-    ValueError naming what was wrong."""
+def disk_fault(files: FileOps) -> DiskFault | None:
+    """The disk nemesis's switch of a door (None when ``[storage] disk_faults`` is off)."""
+    return files.fault if isinstance(files, FaultyFiles) else None
+
+
+def disk_admin(files: FileOps, action: str | None, error: str | None = None, disk: str | None = None) -> dict[str, object]:
+    """The ``disk`` admin op: ``fail`` (with ``error`` ENOSPC or EIO, on ``disk`` commitlog, the
+    default, or data), ``heal`` or ``status``; ValueError naming what was wrong."""
     if not isinstance(files, FaultyFiles):
         raise ValueError("disk faults are off on this node ([storage] disk_faults = false)")
     if action == "fail":
         if error not in DISK_ERRORS:
             raise ValueError(f"disk error must be one of {sorted(DISK_ERRORS)}, got {error!r}")
+        if disk is not None and disk not in DISKS:
+            raise ValueError(f"disk must be one of {', '.join(DISKS)}, got {disk!r}")
+        files.fault.disk = disk or "commitlog"
         files.fault.errno = DISK_ERRORS[error]
     elif action == "heal":
         files.fault.errno = None
     elif action != "status":
         raise ValueError(f"disk action must be fail, heal or status, got {action!r}")
     code = files.fault.errno
-    return {"failing": None if code is None else errno.errorcode[code], "failed_calls": files.fault.failed_calls}
+    return {"failing": None if code is None else errno.errorcode[code], "disk": files.fault.disk,
+            "failed_calls": files.fault.failed_calls, "failed_reads": files.fault.failed_reads}

@@ -44,6 +44,7 @@ from ..runtime import fsync
 from .bloom import BloomFilter
 from .cells import Cell, Partition, RangeTombstone
 from .errors import CorruptSSTableError
+from .files import DiskFault
 
 # One summary entry per 32 partitions: a lookup decodes one small msgpack map (a C call) instead of
 # walking Cassandra's 128-entry interval in Python, and the summary is still 1/32 of the index.
@@ -128,9 +129,14 @@ def encode_record(header: list[Any], body: bytes) -> bytes:
 class SSTableWriter:
     """Writes one SSTable; partitions must arrive in ``(sort_key(key), key)`` order."""
 
-    def __init__(self, directory: Path, generation: int, expected_partitions: int, bloom_fp_chance: float) -> None:
+    def __init__(self, directory: Path, generation: int, expected_partitions: int, bloom_fp_chance: float,
+                 fault: DiskFault | None = None) -> None:
         self.directory = directory
         self.generation = generation
+        # The disk nemesis's switch (node/storage/files.py): a failing data disk refuses the write.
+        self._fault = fault
+        if fault is not None:
+            fault.check_data("create", component_path(directory, generation, "Data.db"))
         self._data = open(component_path(directory, generation, "Data.db"), "wb", buffering=_WRITE_BUFFER_BYTES)
         self._offset = 0
         self._data_crc = 0
@@ -222,6 +228,8 @@ class SSTableWriter:
         """Write the remaining components, fsync them, then the TOC; returns the data size."""
         if self._block:
             self._end_block()
+        if self._fault is not None:
+            self._fault.check_data("fsync", component_path(self.directory, self.generation, "Data.db"))
         self._data.flush()
         fsync(self._data.fileno())
         self._data.close()
@@ -308,11 +316,13 @@ class SSTableReader:
     """Read access to one SSTable: bloom filter and key range first, then summary, index, data."""
 
     def __init__(self, directory: Path, generation: int, sort_key: Callable[[bytes], Any],
-                 block_cache_entries: int = 4096) -> None:
+                 block_cache_entries: int = 4096, fault: DiskFault | None = None) -> None:
         self.directory = directory
         self.generation = generation
         self._sort_key = sort_key
         self.corrupt: CorruptSSTableError | None = None
+        # The disk nemesis's switch: a data disk failing with EIO refuses record reads (an OSError).
+        self.fault = fault
         self.data_path = component_path(directory, generation, "Data.db")
         toc = component_path(directory, generation, TOC)
         toc_lines = _check_self_checked(toc)
@@ -419,6 +429,8 @@ class SSTableReader:
 
     def _record(self, offset: int, length: int) -> tuple[list[Any], int, int, int]:
         """Check and decode a record header; returns (header, body offset, body length, body crc)."""
+        if self.fault is not None:
+            self.fault.check_read(self.data_path)
         mm = self._mm
         if offset + length > self.data_bytes or length < _REC.size:
             raise self._fail(f"index points past the data file at offset {offset}")
@@ -601,6 +613,8 @@ class SSTableReader:
 
     def verify(self) -> None:
         """Check the whole data file against its recorded CRC; raise :class:`CorruptSSTableError`."""
+        if self.fault is not None:
+            self.fault.check_read(self.data_path)
         crc = zlib.crc32(self._mm) if self.data_bytes else 0
         if crc != self.digests["Data.db"][0]:
             raise self._fail("data file checksum mismatch")

@@ -204,11 +204,19 @@ def test_corrupt_sstable_found_on_read_is_read_failure_at_once_then_quarantined(
     assert str(data) in log and "quarantined" in log
     quarantined = n1.dir / "data" / "storage" / "corrupt" / "ks" / "tc" / data.name
     assert quarantined.exists() and not data.exists()
-    # The table serves what is intact: n1 lacks the row now and the other replicas repair it.
+    # n1 refuses the table's reads until repaired (the moved file may have held the newest
+    # version of any key): ALL fails at once naming why, QUORUM is served by the other replicas.
+    err = _named_error(n1, "get", keyspace="ks", table="tc", key="k", consistency="ALL")
+    assert err is not None and err.name == "ReadFailure" and "AwaitingRepair" in err.message, err
+    got = trio.run(lambda: call(n1, "get", keyspace="ks", table="tc", key="k", consistency="QUORUM"))
+    assert got["columns"]["a"][0] == "x" * 4000
+    # A scrub repairs n1's ranges and serves them again: n1's own copy is back.
+    scrub = trio.run(lambda: call(n1, "scrub", timeout=30))
+    assert scrub["released"] == ["ks.tc"], scrub
     got = trio.run(lambda: call(n1, "get", keyspace="ks", table="tc", key="k", consistency="ALL"))
     assert got["columns"]["a"][0] == "x" * 4000
-    got = trio.run(lambda: call(n1, "get", keyspace="ks", table="tc", key="k", consistency="ONE"))
-    assert got["columns"]["a"][0] == "x" * 4000
+    rows = trio.run(lambda: call(n1, "localread", keyspace="ks", table="tc", keys=["k"]))["rows"]
+    assert rows[0]["cells"][0][1] == "x" * 4000
 
 
 def test_a_flood_of_undecodable_frames_keeps_no_memory(cluster3: Cluster) -> None:

@@ -38,7 +38,8 @@ def nemesis_ops(history: list[dict[str, Any]], f: str) -> list[dict[str, Any]]:
 
 def test_flush_compact_repair_and_corrupt_at_quorum_stay_valid(tmp_path: Path) -> None:
     code, results, test, history, out = campaign(
-        tmp_path, "--nemesis", "flush-compact,repair,corrupt", "--time-limit", "20", "--nemesis-interval", "1")
+        tmp_path, "--nemesis", "flush-compact,repair,corrupt", "--corrupt-modes", "stopped", "--time-limit", "20",
+        "--nemesis-interval", "1")
     assert code == 0, out
     assert results["valid"] is True
     # The campaign storage settings are recorded.

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_a_failing_disk_is_named_and_the_store_stays_valid_at_quorum(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "harness", "run", "--seed", "7", "--recovery-time", "2", "--store", str(tmp_path),
-           "--nemesis", "disk", "--commitlog-sync", "batch", "--time-limit", "8", "--nemesis-interval", "2"]
+           "--nemesis", "disk", "--disks", "commitlog", "--commitlog-sync", "batch", "--time-limit", "8",
+           "--nemesis-interval", "2"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
     out = proc.stdout + proc.stderr

@@ -38,6 +38,9 @@ def test_run_options_literals_match_their_owners():
     from nemesis import faults
 
     assert run_options.TARGET_SPECS == faults.TARGET_SPECS
+    from nemesis import storage
+
+    assert run_options.CORRUPT_MODES == storage.CORRUPT_MODES and run_options.DISKS == storage.DISKS
     assert run_options.WORKLOADS == WORKLOADS
     assert run_options.DEPLOYS == DEPLOYS
     assert run_options.DEFAULT_MEMTABLE_FLUSH_KB == datapaths.DEFAULT_MEMTABLE_FLUSH_KB

@@ -183,7 +183,7 @@ def test_corrupt_damages_a_stopped_node_and_the_node_refuses_it(tmp_path: Path, 
     db = FakeDB(tmp_path)
 
     async def main() -> tuple[Any, Any]:
-        n = CorruptNemesis(db)
+        n = CorruptNemesis(db, modes=("stopped",))
         return await n.start(random.Random(seed)), await n.stop()
 
     start, stop = trio.run(main)
@@ -216,7 +216,7 @@ def test_a_node_refusing_to_start_on_a_damaged_segment_gets_it_moved_aside(
     monkeypatch.setattr(random.Random, "choice", lambda self, seq: nid if nid in seq else seq[0])
 
     async def main() -> tuple[Any, Any]:
-        n = CorruptNemesis(db)
+        n = CorruptNemesis(db, modes=("stopped",))
         return await n.start(random.Random(0)), await n.stop()
 
     start, stop = trio.run(main)

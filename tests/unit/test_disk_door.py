@@ -17,7 +17,8 @@ def test_the_switch_fails_writes_and_fsyncs_with_the_chosen_error_and_heals(tmp_
     door = files.file_ops(False, disk_faults=True)
     f = door.create(tmp_path / "a")
     f.write(b"x")
-    assert files.disk_admin(door, "fail", "ENOSPC") == {"failing": "ENOSPC", "failed_calls": 0}
+    assert files.disk_admin(door, "fail", "ENOSPC") == {"failing": "ENOSPC", "disk": "commitlog", "failed_calls": 0,
+                                                      "failed_reads": 0}
     with pytest.raises(OSError) as exc:
         f.write(b"y")
     assert exc.value.errno == errno.ENOSPC and "disk nemesis" in str(exc.value)
@@ -26,7 +27,7 @@ def test_the_switch_fails_writes_and_fsyncs_with_the_chosen_error_and_heals(tmp_
         f.fsync()
     assert exc.value.errno == errno.EIO
     assert door.read(tmp_path / "a") == b"x"  # reads keep working
-    assert files.disk_admin(door, "heal") == {"failing": None, "failed_calls": 2}
+    assert files.disk_admin(door, "heal") == {"failing": None, "disk": "commitlog", "failed_calls": 2, "failed_reads": 0}
     f.write(b"z")
     f.fsync()
     assert door.read(tmp_path / "a") == b"xz"

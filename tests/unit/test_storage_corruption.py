@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from node.storage import Cell, CorruptSSTableError, Mutation, StorageConfig, StorageEngine
+from node.storage.errors import AwaitingRepair
 from node.storage.commitlog import position_segment
 from storage_model import ManualClock
 
@@ -48,7 +49,7 @@ def test_flipped_byte_in_each_sstable_component_is_reported_never_served(
     e = StorageEngine(tmp_path, StorageConfig(), ManualClock())
     e.open()
     found_at_open = bool(e.corrupt_sstables())
-    errors = 0
+    errors = held = 0
     for key in KEYS:
         try:
             p = e.read("ks", "t", key)
@@ -56,8 +57,9 @@ def test_flipped_byte_in_each_sstable_component_is_reported_never_served(
             errors += 1
             assert "1-" in exc.path and str(table_dir) in exc.path
             continue
-        if p is None and not found_at_open:
-            continue  # the file was quarantined after the first error: this replica lacks the key
+        except AwaitingRepair:
+            held += 1  # the file was quarantined after the first error: reads wait for a repair
+            continue
         # Whatever is still served is exactly what was written: never wrong data.
         assert {n: c.value for n, c in p.cells.items()} == {f"c{i}": _value(key, i) for i in range(3)}
     assert errors > 0
@@ -72,13 +74,18 @@ def test_flipped_byte_in_each_sstable_component_is_reported_never_served(
         assert e.discard_corrupt("ks", "t")
     else:
         # Found while reading: answered as an error at once, then the file is moved aside and
-        # the table serves what is intact (one error, not one per key).
+        # the table refuses reads (one error, then AwaitingRepair: what the file held may be the
+        # newest version of any key) until a repair; scans (the repair's own reads) go on.
         assert errors == 1
+        with pytest.raises(AwaitingRepair):
+            e.read("ks", "t", KEYS[0])
         assert e.quarantined() == [str(tmp_path / "corrupt" / "ks" / "t" / "1-Data.db")]
         assert (tmp_path / "corrupt" / "ks" / "t" / "1-Data.db").exists()
         assert not (table_dir / "1-Data.db").exists()
         assert any("quarantined" in r.getMessage() for r in caplog.records)
+        assert "ks.t" in e.held_tables()
         assert list(e.scan("ks", "t"))
+        assert e.release_reads() == ["ks.t"]
     assert e.read("ks", "t", b"new").cells["c"].value == b"v"
     assert e.corrupt_sstables() == []
     e.close()

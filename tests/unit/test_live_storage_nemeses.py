@@ -1,0 +1,142 @@
+"""The corrupt nemesis's live mode and the disk nemesis's data disk, against a fake cluster whose
+admin ops are answered by real engines in this process (the real cluster runs in
+tests/e2e/test_live_storage_campaigns.py)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from nemesis.storage import CorruptNemesis, DiskNemesis, choose_live_damage, sstable_records
+from node.storage import Cell, Mutation, StorageConfig, StorageEngine
+from node.storage.files import disk_admin
+from storage_model import ManualClock
+
+KEYS = [b"k%03d" % i for i in range(40)]
+
+
+def _engine(path: Path) -> StorageEngine:
+    e = StorageEngine(path, StorageConfig(disk_faults=True), ManualClock())
+    e.open()
+    e.create_table("ks", "t")
+    return e
+
+
+class LiveDB:
+    """Running nodes: each an engine with the disk nemesis's switch; nothing is ever killed."""
+
+    def __init__(self, root: Path, n: int = 3) -> None:
+        self.root = root
+        self.engines = {f"n{i}": _engine(root / f"n{i}") for i in range(1, n + 1)}
+        for e in self.engines.values():
+            for i, key in enumerate(KEYS):
+                e.apply("ks", "t", Mutation(key, [Cell("c", b"v%d" % i, i + 1)]))
+        self.calls: list[tuple[str, str]] = []
+
+    def node_ids(self) -> list[str]:
+        return sorted(self.engines)
+
+    def storage_dir(self, nid: str) -> Path:
+        return self.root / nid
+
+    async def admin(self, nid: str, op: str, **f: Any) -> dict[str, Any]:
+        self.calls.append((op, nid))
+        e = self.engines[nid]
+        if op == "flush":
+            return {"flushed": e.flush()}
+        if op == "storage":
+            return {"tables": e.stats(), "corrupt": e.corrupt_sstables(), "quarantined": e.quarantined(),
+                    "held": e.held_tables()}
+        if op == "localread":
+            p = e.read(f["keyspace"], f["table"], f["keys"][0])
+            return {"rows": [{"key": f["keys"][0], "cells": sorted(p.cells) if p else []}]}
+        if op == "disk":
+            return disk_admin(e.files, f["action"], f.get("error"), f.get("disk"))
+        if op == "scrub":
+            e.verify()
+            moved = e.discard_corrupt("ks", "t")
+            return {"quarantined": {"ks.t": moved} if moved else {}, "repair": {"ranges": 4, "streamed_bytes": 7},
+                    "released": e.release_reads()}
+        raise AssertionError(op)
+
+    async def kill(self, nid: str) -> None:
+        raise AssertionError("a live nemesis step kills no node")
+
+    async def restart(self, nid: str) -> None:
+        raise AssertionError("a live nemesis step restarts no node")
+
+
+def test_live_damage_is_drawn_inside_one_record_of_a_data_file(tmp_path: Path) -> None:
+    db = LiveDB(tmp_path, 1)
+    db.engines["n1"].flush()
+    damage, key = choose_live_damage(tmp_path / "n1", random.Random(5))
+    records = {k: (off, n) for k, off, n in sstable_records(tmp_path / "n1" / damage.file)}
+    assert set(records) == set(KEYS) and damage.mode == "live" and damage.action == "bitflip"
+    off, n = records[key]
+    assert all(off * 8 <= bit < (off + n) * 8 for bit in damage.offsets)
+    assert choose_live_damage(tmp_path / "nothing", random.Random(5)) is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_live_corrupt_is_found_by_the_read_quarantined_held_then_scrubbed(tmp_path: Path, seed: int) -> None:
+    db = LiveDB(tmp_path)
+
+    async def main() -> tuple[Any, Any]:
+        n = CorruptNemesis(db, modes=("live",))
+        return await n.start(random.Random(seed)), await n.stop()
+
+    start, stop = trio.run(main)
+    v = start.value
+    nid = v["node"]
+    assert v["mode"] == "live" and v["kind"] == "sstable" and v["file"].endswith("-Data.db")
+    # The running node met the damage on the read of that record's key: named, moved aside,
+    # and the table's reads held (its other data may be stale without the file) until the scrub.
+    assert v["outcome"] == "quarantined", v
+    assert "corrupt SSTable" in v["read_error"] and v["key"].encode() in KEYS
+    assert not (tmp_path / nid / v["file"]).exists() and list(v["held"]) == ["ks.t"]
+    assert ("kill", nid) not in db.calls
+    assert stop.value["result"][nid]["released"] == ["ks.t"]
+    assert "live bitflip" in v["summary"] and "served again" in stop.value["summary"]
+    assert db.engines[nid].held_tables() == {}
+
+
+def test_a_failing_data_disk_refuses_the_flush_keeps_the_data_and_flushes_when_healed(tmp_path: Path) -> None:
+    db = LiveDB(tmp_path)
+
+    async def main() -> tuple[Any, Any]:
+        n = DiskNemesis(db, disks=("data",))
+        return await n.start(random.Random(2)), await n.stop()
+
+    start, stop = trio.run(main)
+    v = start.value
+    nid = v["node"]
+    assert v["disk"] == "data" and v["said"]["failing"] == v["disk_error"] and v["said"]["disk"] == "data"
+    assert "flush failed" in v["flush"]["error"] and "refused" in v["summary"]
+    r = stop.value["result"][nid]
+    assert r["failed_calls"] >= 1 and r["kept_memtables"] == 1
+    assert r["flush"] == {"flushed": ["ks.t"]} and r["sstables"] >= 1
+    assert db.engines[nid].stats()["ks.t"]["flushing_memtables"] == 0
+    assert "flushed 1 tables" in stop.value["summary"]
+    e = db.engines[nid]
+    assert all(e.read("ks", "t", k) is not None for k in KEYS)
+
+
+
+def test_the_checkers_count_only_a_commit_log_disk_heal_as_a_kill() -> None:
+    from checkers.durability import crashes
+    from harness.history import Op
+
+    def heal(restarted: list[str]) -> Op:
+        return Op(1, 20, "nemesis", "info", "stop-disk", None,
+                  {"nodes": ["n2"], "restarted": restarted, "disks": {"n2": "commitlog" if restarted else "data"}})
+
+    # With volatile files (crash in the run) a restart after a commit log disk failure is a crash;
+    # a healed data disk's node is flushed, not killed, and lost nothing.
+    assert [c["nodes"] for c in crashes([heal(["n2"])], kills_lose=True)] == [["n2"]]
+    assert crashes([heal([])], kills_lose=True) == []
+    old = Op(1, 20, "nemesis", "info", "stop-disk", None, {"nodes": ["n2"]})  # before data disks
+    assert [c["nodes"] for c in crashes([old], kills_lose=True)] == [["n2"]]
