@@ -37,12 +37,12 @@ import bisect
 import math
 from itertools import accumulate
 from operator import itemgetter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
-from harness.history import NEMESIS, HistoryFile, Op, as_op, gc_paused
+from harness.history import NEMESIS, Op, gc_paused, numbered
 
 # The store's documented timestamp resolution: microseconds (node/server.py _write_timestamp).
 TIMESTAMP_RESOLUTION_US = 1.0
@@ -69,16 +69,24 @@ def collect(history: Iterable[Op], nemesis: list[Op] | None = None
             ) -> tuple[dict[Any, list[tuple[Any, ...]]], dict[Any, list[tuple[Any, ...]]], dict[str, int]]:
     """One pass: per key, writes (inv_time, comp_time, ts, value, ok, inv, comp, node, cl) and
     reads (inv_time, comp_time, ts, value, inv, comp, cl); keys that see appends are left out.
-    Nemesis operations go to ``nemesis`` when a list is given. ``inv``/``comp`` are Ops, or the
-    records of a :class:`HistoryFile`, which read like Ops (``as_op`` makes them Ops); ``node`` is
-    the write's coordinator, ``cl`` the completion's consistency level."""
-    records = history.records() if isinstance(history, HistoryFile) else None
-    return _collect_ops(records if records is not None else history, nemesis)
+    Nemesis operations go to ``nemesis`` when a list is given. ``inv``/``comp`` are the
+    operations' numbers in the history (:func:`collect_numbered` also gives their Ops); ``node``
+    is the write's coordinator, ``cl`` the completion's consistency level."""
+    return collect_numbered(history, nemesis)[:3]
+
+
+def collect_numbered(history: Iterable[Op], nemesis: list[Op] | None = None
+                     ) -> tuple[dict[Any, list[tuple[Any, ...]]], dict[Any, list[tuple[Any, ...]]], dict[str, int],
+                                Callable[[int], Op]]:
+    """:func:`collect`, and the Op of an operation's number (a HistoryFile is streamed and the
+    few operations that findings name are read again: records are not kept)."""
+    ops, op_at = numbered(history)
+    return (*_collect_ops(ops, nemesis), op_at)
 
 
 def _collect_ops(history: Iterable[Op], nemesis: list[Op] | None
                  ) -> tuple[dict[Any, list[tuple[Any, ...]]], dict[Any, list[tuple[Any, ...]]], dict[str, int]]:
-    pending: dict[Any, Op] = {}
+    pending: dict[Any, tuple[Op, int]] = {}
     writes: dict[Any, list[tuple[Any, ...]]] = {}
     reads: dict[Any, list[tuple[Any, ...]]] = {}
     counts = {"writes": 0, "reads": 0, "writes_without_timestamp": 0, "keys_with_appends": 0}
@@ -86,18 +94,19 @@ def _collect_ops(history: Iterable[Op], nemesis: list[Op] | None
     scalar = (int, str, type(None))
     wget = writes.get
     rget = reads.get
-    for op in history:
+    for pos, op in enumerate(history):
         p = op.process
         if p == NEMESIS:
             if nemesis is not None:
                 nemesis.append(op)
             continue
         if op.type == "invoke":
-            pending[p] = op
+            pending[p] = (op, pos)
             continue
-        inv = pending.pop(p, None)
-        if inv is None:
+        started = pending.pop(p, None)
+        if started is None:
             continue
+        inv, ipos = started
         f = inv.f
         t = op.type
         key = inv.key
@@ -119,7 +128,7 @@ def _collect_ops(history: Iterable[Op], nemesis: list[Op] | None
                 v = None  # a delete writes nil (a tombstone); its value field names nothing kept
             if type(v) not in scalar:
                 v = _hashable(v)
-            rec = (inv.time, op.time if ok else None, ts, v, ok, inv, op, inv.node, op.cl)
+            rec = (inv.time, op.time if ok else None, ts, v, ok, ipos, pos, inv.node, op.cl)
             lst = wget(key)
             if lst is None:
                 writes[key] = [rec]
@@ -131,7 +140,7 @@ def _collect_ops(history: Iterable[Op], nemesis: list[Op] | None
             v = op.value
             if type(v) not in scalar:
                 v = _hashable(v)
-            rrec = (inv.time, op.time, op.timestamp, v, inv, op, op.cl)
+            rrec = (inv.time, op.time, op.timestamp, v, ipos, pos, op.cl)
             lst = rget(key)
             if lst is None:
                 reads[key] = [rrec]
@@ -139,7 +148,7 @@ def _collect_ops(history: Iterable[Op], nemesis: list[Op] | None
                 lst.append(rrec)
         elif f == "append":
             appended.add(key)
-    never = [(inv.f, inv.key, inv.value, inv.time, inv.node, inv) for inv in pending.values()]
+    never = [(inv.f, inv.key, inv.value, inv.time, inv.node, ipos) for inv, ipos in pending.values()]
     return _finish_collect(writes, reads, counts, appended, never)
 
 
@@ -197,9 +206,9 @@ def _overlap(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return a[0] < b_end and b[0] < a_end
 
 
-def _ops(*ops: Any) -> list[Op]:
-    """The operations behind a finding (records made Ops), without the missing ones."""
-    return [as_op(o) for o in ops if o is not None]
+def _ops(op_at: Callable[[int], Op], *numbers: int | None) -> list[Op]:
+    """The operations behind a finding, by their numbers, without the missing ones."""
+    return [op_at(n) for n in numbers if n is not None]
 
 
 def _fault_context(nemesis: list[Op]) -> tuple[bool, dict[str, list[tuple[int, int]]]]:
@@ -245,14 +254,14 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     unless the run had clock faults), timestamp collisions, tie-budget overruns and phantom reads."""
     params = params or {}
     nemesis: list[Op] = []
-    writes, reads, counts = collect(history, nemesis)
+    writes, reads, counts, at = collect_numbered(history, nemesis)
     clock_faults, restarts = _fault_context(nemesis)
     clock_faults = bool(params.get("clock_faults", clock_faults))
     log = AnomalyLog(example_limit(params))
     ties = {"concurrent-timestamp-tie": 0, "expected-timestamp-inversion": 0, "discarded-by-inversion": 0,
             "inversion-across-restart": 0}
     tied_examples: list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]] = []
-    ctx = _KeyContext(clock_faults, restarts, ties, tied_examples)
+    ctx = _KeyContext(at, clock_faults, restarts, ties, tied_examples)
     for key in set(writes) | set(reads):
         _check_key(key, writes.get(key, []), reads.get(key, []), log, ctx)
     if params.get("_inverted_keys_out") is not None:
@@ -265,9 +274,9 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
             f"{ties['concurrent-timestamp-tie']} pairs of concurrent writes carry equal timestamps, more than the budget "
             f"of {budget} for this run's write rate at a {TIMESTAMP_RESOLUTION_US:g} µs clock resolution (about "
             f"{expected_ties:.3g} expected by chance): the store stamps coarser than it should; e.g. key {key!r}: "
-            f"{a[3]!r} (op {a[5].index}) and {b[3]!r} (op {b[5].index}) at {a[2]}",
-            _ops(a[5], a[6], b[5], b[6]), key, {"ties": ties["concurrent-timestamp-tie"], "budget": budget,
-                                                "expected": round(expected_ties, 6)}))
+            f"{a[3]!r} (op {at(a[5]).index}) and {b[3]!r} (op {at(b[5]).index}) at {a[2]}",
+            _ops(at, a[5], a[6], b[5], b[6]), key, {"ties": ties["concurrent-timestamp-tie"], "budget": budget,
+                                                    "expected": round(expected_ties, 6)}))
     counts = dict(counts)
     counts.update(ties)
     counts["keys"] = len(set(writes) | set(reads))
@@ -299,8 +308,10 @@ def clock_inverted_keys(history: Iterable[Op]) -> set[Any]:
 
 @dataclass
 class _KeyContext:
-    """What every key's analysis shares: the run's faults and the counters of expected findings."""
+    """What every key's analysis shares: the operations by number, the run's faults and the
+    counters of expected findings."""
 
+    op_at: Callable[[int], Op]
     clock_faults: bool
     restarts: dict[str, list[tuple[int, int]]]
     counts: dict[str, int]
@@ -317,6 +328,7 @@ class _KeyContext:
 def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], log: AnomalyLog,
                ctx: _KeyContext) -> None:
     ties = ctx.counts
+    at = ctx.op_at
     # Value → greatest timestamp written with it (and that write's completion), first invocation.
     value_ts: dict[Any, int] = {}
     value_comp: dict[Any, float] = {}
@@ -342,11 +354,11 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
                 if len(ctx.tied) < 1:
                     ctx.tied.append((key, other, w))
             elif other[3] != v:
-                log.add(Anomaly(
+                log.add_lazy("timestamp-collision", lambda: Anomaly(
                     "timestamp-collision",
-                    f"key {key!r}: writes of {other[3]!r} (op {other[5].index}) and {v!r} (op {w[5].index}) "
+                    f"key {key!r}: writes of {other[3]!r} (op {at(other[5]).index}) and {v!r} (op {at(w[5]).index}) "
                     f"both carry timestamp {ts}; last-write-wins keeps only one of them",
-                    _ops(other[5], other[6], w[5], w[6]), key, {"timestamp": ts}))
+                    _ops(at, other[5], other[6], w[5], w[6]), key, {"timestamp": ts}))
     # Phantom reads, and each read's timestamp (its own, or that of the write of its value).
     read_ts: list[tuple[int, int, int, tuple[Any, ...]]] = []  # (comp_time, ts, inv_time, read)
     nil = NilReads(ws)
@@ -354,11 +366,11 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
     for r in rs:
         inv_t, comp_t, ts, v = r[0], r[1], r[2], r[3]
         if v is not None and ((fi := first_get(v)) is None or fi > comp_t):
-            log.add(Anomaly(
+            log.add_lazy("phantom-read", lambda: Anomaly(
                 "phantom-read",
-                f"key {key!r}: read (op {r[5].index}) returned {v!r}, which no write to this key had been "
+                f"key {key!r}: read (op {at(r[5]).index}) returned {v!r}, which no write to this key had been "
                 f"invoked with before the read ended",
-                _ops(r[4], r[5]), key))
+                _ops(at, r[4], r[5]), key))
             continue
         if v is None:
             read_ts.append((comp_t, nil.ts(comp_t), inv_t, r))
@@ -391,12 +403,13 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
         mine = top_by_node.get(node) if node is not None else None
         if mine is not None and w[2] < mine[2]:
             if not ctx.restarted_between(node, mine[1], w[0]):
-                log.add(Anomaly(
+                log.add_lazy("same-coordinator-inversion", lambda: Anomaly(
                     "same-coordinator-inversion",
-                    f"key {key!r}: write of {w[3]!r} (op {w[5].index}) through {node} began after the write of "
-                    f"{mine[3]!r} (op {mine[5].index}) through the same node completed, but carries the smaller "
+                    f"key {key!r}: write of {w[3]!r} (op {at(w[5]).index}) through {node} began after the write of "
+                    f"{mine[3]!r} (op {at(mine[5]).index}) through the same node completed, but carries the smaller "
                     f"timestamp {w[2]} < {mine[2]}: a coordinator must stamp its writes in increasing order",
-                    _ops(mine[5], mine[6], w[5], w[6]), key, {"node": node, "earlier_ts": mine[2], "later_ts": w[2]}))
+                    _ops(at, mine[5], mine[6], w[5], w[6]), key,
+                    {"node": node, "earlier_ts": mine[2], "later_ts": w[2]}))
                 continue
             ties["inversion-across-restart"] += 1
             inverted.add(id(w))
@@ -406,19 +419,19 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
                 ties["expected-timestamp-inversion"] += 1
                 inverted.add(id(w))
                 ctx.inverted_keys.add(key)
-                ctx.expected.add(Anomaly(
+                ctx.expected.add_lazy("timestamp-inversion", lambda: Anomaly(
                     "timestamp-inversion",
-                    f"key {key!r}: write of {w[3]!r} (op {w[5].index}) began after the write of {top[3]!r} "
-                    f"(op {top[5].index}) through another node completed, but carries the smaller timestamp "
+                    f"key {key!r}: write of {w[3]!r} (op {at(w[5]).index}) began after the write of {top[3]!r} "
+                    f"(op {at(top[5]).index}) through another node completed, but carries the smaller timestamp "
                     f"{w[2]} < {top[2]}: skewed clocks, which last-write-wins resolves by timestamp",
-                    _ops(top[5], top[6], w[5], w[6]), key, {"earlier_ts": top[2], "later_ts": w[2]}))
+                    _ops(at, top[5], top[6], w[5], w[6]), key, {"earlier_ts": top[2], "later_ts": w[2]}))
                 continue
-            log.add(Anomaly(
+            log.add_lazy("timestamp-inversion", lambda: Anomaly(
                 "timestamp-inversion",
-                f"key {key!r}: write of {w[3]!r} (op {w[5].index}) began after the write of {top[3]!r} "
-                f"(op {top[5].index}) completed, but carries the smaller timestamp {w[2]} < {top[2]}: "
+                f"key {key!r}: write of {w[3]!r} (op {at(w[5]).index}) began after the write of {top[3]!r} "
+                f"(op {at(top[5]).index}) completed, but carries the smaller timestamp {w[2]} < {top[2]}: "
                 f"last-write-wins silently discarded it",
-                _ops(top[5], top[6], w[5], w[6]), key, {"earlier_ts": top[2], "later_ts": w[2]}))
+                _ops(at, top[5], top[6], w[5], w[6]), key, {"earlier_ts": top[2], "later_ts": w[2]}))
     # Lost writes: suffix maximum of read timestamps by read completion time.
     read_ts.sort(key=_FIRST)
     comps = [x[0] for x in read_ts]
@@ -442,9 +455,9 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
             continue  # an expected inversion: LWW kept the earlier write with the greater timestamp
         fr = final
         what = "delete" if w[3] is None else f"write of {w[3]!r}"
-        log.add(Anomaly(
+        log.add_lazy("lost-write", lambda: Anomaly(
             "lost-write",
-            f"key {key!r}: acknowledged {what} (op {w[5].index}, timestamp {w[2]}) was never seen: "
+            f"key {key!r}: acknowledged {what} (op {at(w[5]).index}, timestamp {w[2]}) was never seen: "
             f"no read returned it or a value with a greater timestamp written after it began; the final read "
-            f"(op {fr[5].index}) returned {fr[3]!r}",
-            _ops(w[5], w[6], fr[4], fr[5]), key, {"timestamp": w[2]}))
+            f"(op {at(fr[5]).index}) returned {fr[3]!r}",
+            _ops(at, w[5], w[6], fr[4], fr[5]), key, {"timestamp": w[2]}))

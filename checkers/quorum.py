@@ -21,13 +21,13 @@ could be stale, and with nothing when it is the earlier read of a monotonic pair
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
 
-from checkers.lww import NilReads, _ops, collect
+from checkers.lww import NilReads, _ops, collect_numbered
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
-from harness.history import Op, as_op, gc_paused
+from harness.history import Op, gc_paused
 
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
 # Examples kept per expected kind in details (the counts cover the rest).
@@ -73,11 +73,11 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     rf = int(rf)
     default_r = replicas_for(params.get("read_cl") or "ONE", rf)
     default_w = replicas_for(params.get("write_cl") or "ONE", rf)
-    writes, reads, counts = collect(history)
+    writes, reads, counts, at = collect_numbered(history)
     log = AnomalyLog(example_limit(params))
     expected = AnomalyLog()
     for key in reads:
-        _check_key(key, writes.get(key, []), reads[key], rf, default_r, default_w, log, expected)
+        _check_key(key, writes.get(key, []), reads[key], rf, default_r, default_w, log, expected, at)
     counts = dict(counts)
     counts.update({
         "stale-read": log.count("stale-read"),
@@ -103,7 +103,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
 
 
 def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], rf: int, dr: int, dw: int,
-               log: AnomalyLog, expected: AnomalyLog) -> None:
+               log: AnomalyLog, expected: AnomalyLog, at: Callable[[int], Op]) -> None:
     value_ts: dict[Any, int] = {}
     for w in ws:
         if w[2] is not None and value_ts.get(w[3], -1) < w[2]:
@@ -137,7 +137,7 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
                 continue  # a value never written: the LWW checker reports it
             ts = value_ts[r[3]]
         rts.append((r[0], r[1], ts, dr if r[6] is None else replicas_for(r[6], rf), r))
-    resurrected = _resurrections(key, acked, rts, rf, dw, log, expected)
+    resurrected = _resurrections(key, acked, rts, rf, dw, log, expected, at)
     # Stale reads.
     for inv_t, _comp_t, ts, rl, r in rts:
         if id(r) in resurrected:
@@ -149,13 +149,13 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
             need_ts, w = best[i - 1]
             if ts < need_ts:
                 strong = rl + lv > rf
-                (log if strong else expected).add(Anomaly(
+                (log if strong else expected).add_lazy("stale-read", lambda: Anomaly(
                     "stale-read",
-                    f"key {key!r}: read (op {r[5].index}, {rl} replicas) began after the write of {w[3]!r} "
-                    f"(op {w[5].index}, {lv} replicas, timestamp {need_ts}) completed, but returned "
-                    f"{r[3]!r} (timestamp {ts if ts >= 0 else 'none'})" + acked_note(as_op(w[6]))
+                    f"key {key!r}: read (op {at(r[5]).index}, {rl} replicas) began after the write of {w[3]!r} "
+                    f"(op {at(w[5]).index}, {lv} replicas, timestamp {need_ts}) completed, but returned "
+                    f"{r[3]!r} (timestamp {ts if ts >= 0 else 'none'})" + acked_note(at(w[6]))
                     + ("" if strong else f"; expected with R + W = {rl + lv} <= N = {rf}"),
-                    _ops(w[5], w[6], r[4], r[5]), key, {"read_ts": ts, "write_ts": need_ts, "r": rl, "w": lv}))
+                    _ops(at, w[5], w[6], r[4], r[5]), key, {"read_ts": ts, "write_ts": need_ts, "r": rl, "w": lv}))
     # Monotonic reads: sweep reads by invocation over completed reads by completion.
     by_comp = sorted(rts, key=_SECOND)
     by_inv = sorted(rts, key=_FIRST)
@@ -172,16 +172,16 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
         for plv, (pts, pr) in tops.items():
             if ts < pts:
                 strong = plv + rl > rf
-                (log if strong else expected).add(Anomaly(
+                (log if strong else expected).add_lazy("non-monotonic-read", lambda: Anomaly(
                     "non-monotonic-read",
-                    f"key {key!r}: read (op {r[5].index}) returned {r[3]!r} (timestamp {ts}) after an earlier "
-                    f"completed read (op {pr[5].index}) had returned the newer {pr[3]!r} (timestamp {pts})",
-                    _ops(pr[4], pr[5], r[4], r[5]), key, {"r_first": plv, "r_second": rl}))
+                    f"key {key!r}: read (op {at(r[5]).index}) returned {r[3]!r} (timestamp {ts}) after an earlier "
+                    f"completed read (op {at(pr[5]).index}) had returned the newer {pr[3]!r} (timestamp {pts})",
+                    _ops(at, pr[4], pr[5], r[4], r[5]), key, {"r_first": plv, "r_second": rl}))
                 break
 
 
 def _resurrections(key: Any, acked: list[tuple[Any, ...]], rts: list[tuple[Any, ...]], rf: int, dw: int,
-                   log: AnomalyLog, expected: AnomalyLog) -> set[int]:
+                   log: AnomalyLog, expected: AnomalyLog, at: Callable[[int], Op]) -> set[int]:
     """Reads of a value older than an acknowledged, observed delete; returns the ids of their tuples.
 
     A delete is observed once a read of nil that began after it completed has ended; from then
@@ -221,13 +221,13 @@ def _resurrections(key: Any, acked: list[tuple[Any, ...]], rts: list[tuple[Any, 
                 continue
             _end, d, seen = top[j - 1]
             strong = lv + rl > rf
-            (log if strong else expected).add(Anomaly(
+            (log if strong else expected).add_lazy("resurrection", lambda: Anomaly(
                 "resurrection",
-                f"key {key!r}: the delete (op {d[5].index}, {lv} replicas, timestamp {d[2]}) was acknowledged and "
-                f"a read (op {seen[4][5].index}) saw nil after it, yet a later read (op {r[5].index}, {rl} replicas) "
-                f"returned the deleted value {r[3]!r} (timestamp {ts})"
+                f"key {key!r}: the delete (op {at(d[5]).index}, {lv} replicas, timestamp {d[2]}) was acknowledged and "
+                f"a read (op {at(seen[4][5]).index}) saw nil after it, yet a later read (op {at(r[5]).index}, "
+                f"{rl} replicas) returned the deleted value {r[3]!r} (timestamp {ts})"
                 + ("" if strong else f"; expected with R + W = {rl + lv} <= N = {rf}"),
-                _ops(d[5], d[6], seen[4][4], seen[4][5], r[4], r[5]), key,
+                _ops(at, d[5], d[6], seen[4][4], seen[4][5], r[4], r[5]), key,
                 {"delete_ts": d[2], "read_ts": ts, "r": rl, "w": lv}))
             found.add(id(r))
             break

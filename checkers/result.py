@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -84,6 +85,14 @@ class AnomalyLog:
         if self._kept.get(k, 0) < self.limit:
             self._kept[k] = self._kept.get(k, 0) + 1
             self.examples.append(anomaly)
+
+    def add_lazy(self, kind: str, make: Callable[[], Anomaly]) -> None:
+        """Count an anomaly of ``kind``, built by ``make()`` only if its kind has room left (a
+        finding names operations that a checker reading a file fetches again: only for examples)."""
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if self._kept.get(kind, 0) < self.limit:
+            self._kept[kind] = self._kept.get(kind, 0) + 1
+            self.examples.append(make())
 
     def count(self, kind: str) -> int:
         """How many anomalies of this kind were found."""

@@ -20,29 +20,31 @@ reappeared ones too when ``params['set_linearizable']`` is true.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from operator import itemgetter
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from checkers.perf import quantiles
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
-from harness.history import NEMESIS, HistoryFile, Op, as_op, gc_paused
+from harness.history import NEMESIS, Op, gc_paused, numbered
 
 ADD_FS = frozenset({"add"})
 READ_FS = frozenset({"read"})
+_FIRST = itemgetter(0)
 
 
 @gc_paused
 def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
     """Classify every element added to every set and report lost and unexpected ones."""
     params = params or {}
-    records = history.records() if isinstance(history, HistoryFile) else None
-    adds, reads = _collect_ops(records if records is not None else history)
+    ops, at = numbered(history)
+    adds, reads = _collect_ops(ops)
     log = AnomalyLog(example_limit(params))
     counts = {"elements": 0, "acknowledged": 0, "indeterminate": 0, "stable": 0, "lost": 0,
               "never-read": 0, "stale": 0, "reappeared": 0, "unexpected": 0, "reads": 0}
     latencies: list[int] = []
     for key in set(adds) | set(reads):
-        _check_key(key, adds.get(key, {}), reads.get(key, []), counts, log, latencies)
+        _check_key(key, adds.get(key, []), reads.get(key, []), counts, log, latencies, at)
     strict = bool(params.get("set_linearizable"))
     valid = counts["lost"] == 0 and counts["unexpected"] == 0 and (
         not strict or (counts["stale"] == 0 and counts["reappeared"] == 0))
@@ -50,52 +52,64 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     return Result("set", valid, counts, log.examples, details)
 
 
-def _collect_ops(history: Iterable[Op]) -> tuple[dict[Any, dict[Any, tuple[Any, Any, int, int | None]]],
-                                                 dict[Any, list[tuple[int, int, Any, Any, Any]]]]:
-    """Per key: each element's (add invocation, completion or None, invoke time, ok time or None), and the ok reads as
-    (invoke time, completion time, elements, invocation, completion)."""
-    pending: dict[Any, Op] = {}
-    adds: dict[Any, dict[Any, tuple[Any, Any, int, int | None]]] = {}
+_Add = tuple[Any, int, int | None, int, int | None]
+
+
+def _collect_ops(history: Iterable[Op]) -> tuple[dict[Any, list[_Add]], dict[Any, list[tuple[int, int, Any, Any, Any]]]]:
+    """Per key: the adds that did not fail as (element, invocation, completion or None, invoke time, ok time or
+    None), and the ok reads as (invoke time, completion time, elements, invocation, completion); operations by
+    their numbers."""
+    pending: dict[Any, tuple[Op, int]] = {}
+    # Lists, not a dict per key: an element is nearly always added once (_check_key dedupes).
+    adds: dict[Any, list[_Add]] = {}
     reads: dict[Any, list[tuple[int, int, Any, Any, Any]]] = {}
     pop = pending.pop
     adds_get = adds.get
     reads_get = reads.get
-    for op in history:
+    for pos, op in enumerate(history):
         p = op.process
         t = op.type
         if t == "invoke":
             if p != NEMESIS:
-                pending[p] = op
+                pending[p] = (op, pos)
             continue
-        inv = pop(p, None)
-        if inv is None:
+        started = pop(p, None)
+        if started is None:
             continue
+        inv, ipos = started
         f = inv.f
         if f in ADD_FS:
             if t != "fail":
-                d = adds_get(inv.key)
-                if d is None:
-                    d = adds[inv.key] = {}
-                d[inv.value] = (inv, op, inv.time, op.time if t == "ok" else None)
+                a = adds_get(inv.key)
+                if a is None:
+                    a = adds[inv.key] = []
+                a.append((inv.value, ipos, pos, inv.time, op.time if t == "ok" else None))
         elif f in READ_FS and t == "ok":
             lst = reads_get(inv.key)
             if lst is None:
                 lst = reads[inv.key] = []
-            lst.append((inv.time, op.time, op.value or (), inv, op))
-    for inv in pending.values():
+            lst.append((inv.time, op.time, op.value or (), ipos, pos))
+    for inv, ipos in pending.values():
         if inv.f in ADD_FS:
-            adds.setdefault(inv.key, {})[inv.value] = (inv, None, inv.time, None)
+            adds.setdefault(inv.key, []).append((inv.value, ipos, None, inv.time, None))
     return adds, reads
 
 
-def _ops(*ops: Any) -> list[Op]:
-    """The operations behind a finding (records made Ops), without the missing ones."""
-    return [as_op(o) for o in ops if o is not None]
+def _ops(at: Callable[[int], Op], *numbers: int | None) -> list[Op]:
+    """The operations behind a finding, by their numbers, without the missing ones."""
+    return [at(n) for n in numbers if n is not None]
 
 
-def _check_key(key: Any, adds: dict[Any, tuple[Any, Any, int, int | None]], rs: list[tuple[int, int, Any, Any, Any]],
-               counts: dict[str, int], log: AnomalyLog, latencies: list[int]) -> None:
-    rs.sort(key=lambda r: r[0])
+def _check_key(key: Any, adds: list[_Add], rs: list[tuple[int, int, Any, Any, Any]],
+               counts: dict[str, int], log: AnomalyLog, latencies: list[int], at: Callable[[int], Op]) -> None:
+    added = {a[0] for a in adds}
+    if len(added) < len(adds):
+        # An element added more than once: its last add counts, in the place of its first.
+        once: dict[Any, _Add] = {}
+        for a in adds:
+            once[a[0]] = a
+        adds = list(once.values())
+    rs.sort(key=_FIRST)
     m = len(rs)
     counts["reads"] += m
     inv_t = [r[0] for r in rs]
@@ -131,61 +145,64 @@ def _check_key(key: Any, adds: dict[Any, tuple[Any, Any, int, int | None]], rs: 
                     _gap(gaps, e, k)
                 last[e] = k
         prev = cur
-    # Counted in locals: this loop runs once per element.
+    # Counted in locals: this loop runs once per element. inv_t is sorted, so "a read began after
+    # time x" is a comparison with the last (or the f-th) invocation, no search: bisect_right(inv_t, x) < f
+    # exactly when x < inv_t[f - 1].
     acknowledged = stable = 0
     bisect_right = bisect.bisect_right
     first_get, gaps_get, add_latency = first.get, gaps.get, latencies.append
-    for e, (inv, comp, inv_time, ack_time) in adds.items():
-        ok = ack_time is not None
+    last_inv = inv_t[-1] if m else None
+    for e, inv, comp, inv_time, ack_time in adds:
         f_read = first_get(e)
-        if ok:
+        if ack_time is not None:
             acknowledged += 1
-            after_ack = bisect_right(inv_t, ack_time)
-        else:
-            after_ack = m
         if f_read is None:
-            if ok and after_ack < m:
+            if ack_time is not None and m and ack_time < last_inv:
                 counts["lost"] += 1
                 r = rs[-1]
-                log.add(Anomaly("lost", f"key {key!r}: element {e!r} was acknowledged (op {comp.index}) "  # type: ignore[union-attr]
-                                f"but no read showed it; the final read (op {r[4].index}) lacks it",
-                                _ops(inv, comp, r[3], r[4]), key))
+                log.add_lazy("lost", lambda: Anomaly(
+                    "lost", f"key {key!r}: element {e!r} was acknowledged (op {at(comp).index}) "  # type: ignore[arg-type]
+                    f"but no read showed it; the final read (op {at(r[4]).index}) lacks it",
+                    _ops(at, inv, comp, r[3], r[4]), key))
             else:
                 counts["never-read"] += 1
             continue
         l_read = last[e]
-        q = bisect_right(inv_t, comp_t[l_read])
-        if q < m:
+        if comp_t[l_read] < last_inv:
             counts["lost"] += 1
-            gone = rs[q]
-            log.add(Anomaly("lost", f"key {key!r}: element {e!r} was seen by read op {rs[l_read][4].index}, then absent "
-                            f"from every read that began after it, from op {gone[4].index} on",
-                            _ops(inv, comp, rs[l_read][3], rs[l_read][4], gone[3], gone[4]), key))
+            gone = rs[bisect_right(inv_t, comp_t[l_read])]
+            log.add_lazy("lost", lambda: Anomaly(
+                "lost", f"key {key!r}: element {e!r} was seen by read op {at(rs[l_read][4]).index}, then absent "
+                f"from every read that began after it, from op {at(gone[4]).index} on",
+                _ops(at, inv, comp, rs[l_read][3], rs[l_read][4], gone[3], gone[4]), key))
             continue
         stable += 1
         g = gaps_get(e)
         latency = inv_t[f_read if g is None else g[0]] - inv_time
         add_latency(latency if latency > 0 else 0)
-        if after_ack < f_read:
+        if ack_time is not None and f_read and ack_time < inv_t[f_read - 1]:
             counts["stale"] += 1
-            miss = rs[after_ack]
-            log.add(Anomaly("stale", f"key {key!r}: element {e!r} was acknowledged (op {comp.index}) but read op "  # type: ignore[union-attr]
-                            f"{miss[4].index}, which began afterwards, lacked it", _ops(inv, comp, miss[3], miss[4]), key))
+            miss = rs[bisect_right(inv_t, ack_time)]
+            log.add_lazy("stale", lambda: Anomaly(
+                "stale", f"key {key!r}: element {e!r} was acknowledged (op {at(comp).index}) but read op "  # type: ignore[arg-type]
+                f"{at(miss[4]).index}, which began afterwards, lacked it", _ops(at, inv, comp, miss[3], miss[4]), key))
         if g is not None:
             counts["reappeared"] += 1
             gap = rs[g[2]]
-            log.add(Anomaly("reappeared", f"key {key!r}: element {e!r} vanished from read op {gap[4].index} after "
-                            f"being seen, then reappeared", _ops(inv, comp, gap[3], gap[4]), key))
+            log.add_lazy("reappeared", lambda: Anomaly(
+                "reappeared", f"key {key!r}: element {e!r} vanished from read op {at(gap[4]).index} after "
+                f"being seen, then reappeared", _ops(at, inv, comp, gap[3], gap[4]), key))
     counts["elements"] += len(adds)
     counts["acknowledged"] += acknowledged
     counts["indeterminate"] += len(adds) - acknowledged
     counts["stable"] += stable
     for e, f_read in first.items():
-        if e not in adds:
+        if e not in added:
             counts["unexpected"] += 1
             r = rs[f_read]
-            log.add(Anomaly("unexpected", f"key {key!r}: read op {r[4].index} returned {e!r}, which was never added",
-                            _ops(r[3], r[4]), key))
+            log.add_lazy("unexpected", lambda: Anomaly(
+                "unexpected", f"key {key!r}: read op {at(r[4]).index} returned {e!r}, which was never added",
+                _ops(at, r[3], r[4]), key))
 
 
 def _gap(gaps: dict[Any, list[int]], e: Any, k: int) -> None:

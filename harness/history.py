@@ -10,6 +10,7 @@ history of ten million operations costs the memory of one line plus what the cal
 
 from __future__ import annotations
 
+import bisect
 import functools
 import gc
 import io
@@ -333,25 +334,124 @@ def read_jsonl_lines(path: str | os.PathLike[str]) -> Iterator[_Line | Op]:
     right type, none undocumented, nothing nested deeper than MAX_NESTING) is yielded as such;
     any other block goes line by line through read_jsonl's checks (Ops, and its errors).
     """
-    decode_lines = _LINES.decode_lines
-    limit = 2 * MAX_NESTING
     for lineno, lines, ended, chunk in _line_blocks(path):
         if not lines:
             continue
-        if ended:
-            try:
-                recs = decode_lines(chunk)
-            except Exception:  # noqa: BLE001 - whatever msgspec refuses, the line-by-line path judges
-                recs = None
-            # A blank line is skipped by decode_lines; the count then differs and the slow path
-            # numbers the lines for its errors.
-            if (recs is not None and len(recs) == len(lines)
-                    and (max(map(len, lines)) <= limit
-                         or all(len(raw) <= limit or raw.count(b"[") + raw.count(b"{") <= MAX_NESTING for raw in lines))):
-                yield from recs
-                continue
+        recs = _fast_block(lines, ended, chunk)
+        if recs is not None:
+            yield from recs
+            continue
         for d in _checked_dicts(path, lineno, lines, ended):
             yield _op_of_checked(d)
+
+
+def _fast_block(lines: list[bytes], ended: bool, chunk: bytes) -> list[_Line] | None:
+    """The records of a block of lines that msgspec takes whole, else None (the slow path's)."""
+    if not ended:
+        return None
+    try:
+        recs = _LINES.decode_lines(chunk)
+    except Exception:  # noqa: BLE001 - whatever msgspec refuses, the line-by-line path judges
+        return None
+    # A blank line is skipped by decode_lines; the count then differs and the slow path
+    # numbers the lines for its errors.
+    limit = 2 * MAX_NESTING
+    if (len(recs) == len(lines)
+            and (max(map(len, lines)) <= limit
+                 or all(len(raw) <= limit or raw.count(b"[") + raw.count(b"{") <= MAX_NESTING for raw in lines))):
+        return recs
+    return None
+
+
+# Blocks whose lines a NumberedRecords keeps for fetching records again: findings cluster in
+# time, so a few blocks serve most fetches; each is one _READ_BLOCK_BYTES read.
+_FETCH_CACHE_BLOCKS = 8
+
+
+class NumberedRecords:
+    """One streamed pass over a JSONL history's records (as :func:`read_jsonl_lines` yields
+    them), numbered from 0, after which :meth:`op` fetches the Op of any number again.
+
+    A checker keeps record numbers instead of records, so a 1M-line check holds a few small
+    tuples per operation, not a decoded line (allocating and freeing those was a third of its
+    time), and fetches the operations named by the findings it keeps as examples. The pass notes
+    where each block of lines starts in the file (a few numbers per 64 KiB), not the lines.
+    """
+
+    __slots__ = ("path", "_firsts", "_offsets", "_sizes", "_linenos", "_fast", "_ended", "_cache")
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self._firsts: list[int] = []  # the number of each block's first record
+        self._offsets: list[int] = []
+        self._sizes: list[int] = []
+        self._linenos: list[int] = []
+        self._fast: list[bool] = []
+        self._ended = True
+        # Block → its lines (a fast block: each decodes alone) or its records (a slow block).
+        self._cache: dict[int, tuple[list[bytes], list[_Line | Op] | None]] = {}
+
+    def __iter__(self) -> Iterator[_Line | Op]:
+        self._firsts.clear()
+        self._offsets.clear()
+        self._sizes.clear()
+        self._linenos.clear()
+        self._fast.clear()
+        self._cache.clear()
+        n = offset = 0
+        path = self.path
+        for lineno, lines, ended, chunk in _line_blocks(path):
+            start = offset
+            offset += len(chunk)
+            if not lines:
+                continue
+            self._firsts.append(n)
+            self._offsets.append(start)
+            self._sizes.append(len(chunk))
+            self._linenos.append(lineno)
+            self._ended = ended
+            recs = _fast_block(lines, ended, chunk)
+            self._fast.append(recs is not None)
+            if recs is not None:
+                n += len(recs)
+                yield from recs
+                continue
+            for d in _checked_dicts(path, lineno, lines, ended):
+                n += 1
+                yield _op_of_checked(d)
+
+    def op(self, number: int) -> Op:
+        """The Op of record ``number`` of the last pass (read again from the file)."""
+        b = bisect.bisect_right(self._firsts, number) - 1
+        if b < 0 or number < 0:
+            raise IndexError(f"no record {number} in {self.path}")
+        lines, recs = self._block(b)
+        i = number - self._firsts[b]
+        if recs is not None:
+            return as_op(recs[i])
+        return as_op(_LINES.decode(lines[i]))
+
+    def _block(self, b: int) -> tuple[list[bytes], list[_Line | Op] | None]:
+        """Block ``b``'s lines, and its records when it took the line-by-line path."""
+        hit = self._cache.get(b)
+        if hit is not None:
+            return hit
+        with open(self.path, "rb") as f:
+            f.seek(self._offsets[b])
+            chunk = f.read(self._sizes[b])
+        if len(chunk) != self._sizes[b]:
+            raise HistoryError(f"{self.path}: the file shrank while it was being checked")
+        ended = self._ended or b < len(self._firsts) - 1
+        lines = chunk.split(b"\n")
+        if ended:
+            lines.pop()
+        recs: list[_Line | Op] | None = None
+        if not self._fast[b]:
+            recs = [_op_of_checked(d) for d in _checked_dicts(self.path, self._linenos[b], lines, ended)]
+        if len(self._cache) >= _FETCH_CACHE_BLOCKS:
+            del self._cache[next(iter(self._cache))]
+        self._cache[b] = (lines, recs)
+        return lines, recs
 
 
 def _op_of_checked(d: dict[str, Any]) -> Op:
@@ -424,13 +524,26 @@ class HistoryFile:
     def __iter__(self) -> Iterator[Op]:
         return read_history(self.path)
 
-    def records(self) -> Iterator[_Line | Op] | None:
-        """The operations of a JSONL history as records that read like Ops
-        (:func:`read_jsonl_lines`); None for the other formats, which are read as Ops."""
+    def records(self) -> NumberedRecords | None:
+        """The operations of a JSONL history as records that read like Ops, numbered so that
+        any can be fetched again as an Op (:class:`NumberedRecords`); None for the other
+        formats, which are read as Ops."""
         p = str(self.path)
         if not os.path.exists(p):
             raise HistoryError(f"{p}: no such history file")
-        return read_jsonl_lines(p) if history_format(p) == "jsonl" else None
+        return NumberedRecords(p) if history_format(p) == "jsonl" else None
+
+
+def numbered(history: Iterable[Op]) -> tuple[Iterable[_Line | Op], Callable[[int], Op]]:
+    """The operations of ``history`` in order, and the Op at a number (a 0-based position) in
+    them: a JSONL :class:`HistoryFile` is streamed (:class:`NumberedRecords`, which reads the
+    few Ops asked for again), any other history is kept in a list (a list as it is)."""
+    if isinstance(history, HistoryFile):
+        records = history.records()
+        if records is not None:
+            return records, records.op
+    ops = history if isinstance(history, list) else list(history)
+    return ops, ops.__getitem__
 
 
 def as_op(h: Op | _Line) -> Op:
