@@ -96,12 +96,26 @@ class SimCluster:
                 await self.world.stop_node(nid)
 
 
+# Virtual seconds a process signal (kill, start, SIGSTOP, SIGCONT) takes the harness to send, as
+# the local deployment's os.kill calls follow one another: without it every node a nemesis
+# resumed ran its held requests at one virtual instant, and coordinators on different nodes
+# stamped concurrent writes with one microsecond (a timestamp tie no real cluster makes).
+SIGNAL_DELAY_S = (20e-6, 200e-6)
+
+
 class SimDB:
     """The nemesis's view of the simulated nodes (LocalDB's interface)."""
 
     def __init__(self, cluster: SimCluster) -> None:
+        import random
+
         self.cluster = cluster
         self.world = cluster.world
+        # Its own stream (not the world's): the network's and disks' draws stay as they were.
+        self._signal_rng = random.Random(f"signals-{self.world.spec.seed}")
+
+    async def _signal_takes_time(self) -> None:
+        await trio.sleep(self._signal_rng.uniform(*SIGNAL_DELAY_S))
 
     def node_ids(self) -> list[str]:
         """Node ids."""
@@ -109,18 +123,22 @@ class SimDB:
 
     async def kill(self, node_id: str) -> None:
         """Crash the node (its disk as the world's crash mode says)."""
+        await self._signal_takes_time()
         await self.world.kill(node_id)
 
     async def restart(self, node_id: str) -> None:
         """Start a fresh incarnation from its files."""
+        await self._signal_takes_time()
         await self.world.start_node(node_id)
 
     async def pause(self, node_id: str) -> None:
         """Stop its tasks and hold its traffic (SIGSTOP)."""
+        await self._signal_takes_time()
         self.world.pause(node_id)
 
     async def resume(self, node_id: str) -> None:
         """Let its tasks run and its traffic flow (SIGCONT)."""
+        await self._signal_takes_time()
         self.world.resume(node_id)
 
     async def admin(self, node_id: str, op: str, **fields: Any) -> dict[str, Any]:
