@@ -32,6 +32,9 @@ def main() -> None:
     ap.add_argument("--interleave", action="store_true",
                     help="every SSTable holds every 4th column name, so no file's column bounds rule a read out "
                          "(each read visits 2.5 SSTables on average, as before column bounds)")
+    ap.add_argument("--compact", action="store_true", help="then major-compact to one SSTable and measure again")
+    ap.add_argument("--token", action="store_true",
+                    help="order partitions by their Murmur3 token, as a node does (default: by key bytes)")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(args.tree).resolve()) if args.tree else str(Path(__file__).resolve().parents[1]))
     from node.runtime import Clock
@@ -39,7 +42,11 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="ringlab-bench-reads-"))
     try:
-        e = StorageEngine(root / "engine", StorageConfig(commitlog_sync="periodic", commitlog_sync_period_ms=10_000), Clock())
+        sort_key = None
+        if args.token:
+            from node.murmur3 import murmur3_token as sort_key
+        e = StorageEngine(root / "engine", StorageConfig(commitlog_sync="periodic", commitlog_sync_period_ms=10_000), Clock(),
+                          sort_key)
         e.open()
         e.create_table("ks", "t")
         sq = sqlite3.connect(root / "ref.db")
@@ -68,11 +75,18 @@ def main() -> None:
             return count / (time.process_time() - t0)
 
         print(f"{e.stats()['ks.t']['sstable_count']} SSTables, {args.cells:,} cells in {PARTITIONS:,} partitions"
-              + (", interleaved columns" if args.interleave else "")
+              + (", interleaved columns" if args.interleave else "") + (", Murmur3 order" if args.token else "")
               + (f" (node/ from {args.tree})" if args.tree else ""))
         for rnd in range(3):
             ours, theirs = engine(args.reads, random.Random(rnd)), sqlite(args.reads, random.Random(rnd))
             print(f"round {rnd}: engine {ours:,.0f} reads/s, sqlite3 {theirs:,.0f} reads/s (CPU time), ratio {ours / theirs:.2f}x")
+        if args.compact:
+            e.compact("ks", "t", major=True)
+            print(f"after a major compaction: {e.stats()['ks.t']['sstable_count']} SSTable")
+            for rnd in range(3):
+                ours, theirs = engine(args.reads, random.Random(rnd)), sqlite(args.reads, random.Random(rnd))
+                print(f"round {rnd}: engine {ours:,.0f} reads/s, sqlite3 {theirs:,.0f} reads/s (CPU time), "
+                      f"ratio {ours / theirs:.2f}x (1 SSTable)")
         e.close()
         sq.close()
     finally:

@@ -81,7 +81,9 @@ class StorageConfig:
     max_column_name_bytes: int = DEFAULT_MAX_COLUMN_NAME_BYTES
     # Cassandra refuses a mutation larger than half a commit log segment; so do we (None = derive).
     max_mutation_bytes: int | None = None
-    # How many decoded index positions each SSTable remembers (Cassandra's key cache).
+    # The key cache (keycache.py): partition key -> record location, this many entries over every
+    # SSTable of the node (0 turns it off); each SSTable also keeps up to 1/32 as many decoded
+    # index blocks (of 32 entries each).
     key_cache_entries: int = 100_000
     # Cassandra's commit_failure_policy: after a failed commit log fsync (or a write error other
     # than a full disk) "stop" refuses every later write and keeps serving reads, "die" ends the

@@ -50,6 +50,7 @@ from .errors import (
     WritesStopped,
 )
 from .files import FileOps, disk_fault, file_ops
+from .keycache import KeyCache
 from .memtable import Memtable
 from .sstable import (
     COMPONENTS,
@@ -154,6 +155,8 @@ class StorageEngine:
         # one SSTable never spans two token ranges that can move separately (docs/storage.md).
         # Replaced whole (a tuple), so a worker thread reads either the old or the new one.
         self._split_points: tuple[Any, ...] = ()
+        # Partition key -> record location per live SSTable (keycache.py), bounded over all tables.
+        self._key_cache = KeyCache(config.key_cache_entries)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -291,7 +294,8 @@ class StorageEngine:
 
     def _open_reader(self, t: _Table, gen: int) -> SSTableReader:
         try:
-            return SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries(), self._fault)
+            return SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries(), self._fault,
+                                 self._key_cache)
         except CorruptSSTableError as exc:
             log.error("%s; table %s will refuse reads until it is discarded", exc, t.qualified)
             return _CorruptSSTable(t.directory, gen, exc)  # type: ignore[return-value]
@@ -564,9 +568,6 @@ class StorageEngine:
                 p = m.get(key)
                 if p is not None:
                     parts.append(p)
-        # Only SSTable lookups need the sort key (a Murmur3 token: pure Python, the costliest
-        # step of a memtable-only read), so it is not computed when there are none.
-        skey = self.sort_key(key) if sstables else None
         if columns is not None and parts:
             parts = [_filter_columns(p, columns) for p in parts]
         for r in sstables:
@@ -575,9 +576,14 @@ class StorageEngine:
                 raise r.corrupt
         try:
             if columns is not None and len(sstables) > 1 and not _has_super(columns):
-                self._read_named(t, parts, sstables, key, skey, columns)
+                self._read_named(t, parts, sstables, key, self.sort_key, columns)
             else:
+                # Only an SSTable the key cache cannot answer needs the sort key (a Murmur3
+                # token: pure Python, the costliest step of a read), computed once if at all.
+                skey = None
                 for r in sstables:
+                    if skey is None and key not in r.cached_keys:
+                        skey = self.sort_key(key)
                     p = r.find(key, skey, columns)
                     if p is not None:
                         parts.append(p)
@@ -610,8 +616,8 @@ class StorageEngine:
         return failure
 
     @staticmethod
-    def _read_named(t: _Table, parts: list[Partition], sstables: list[SSTableReader], key: bytes, skey: Any,
-                    columns: list[str]) -> None:
+    def _read_named(t: _Table, parts: list[Partition], sstables: list[SSTableReader], key: bytes,
+                    sort_key: Callable[[bytes], Any], columns: list[str]) -> None:
         """Named-column read: visit SSTables newest data first, stop once older ones cannot win.
 
         Cassandra's time-ordered read: when every requested column already has a version newer
@@ -631,6 +637,7 @@ class StorageEngine:
             order = (sstables, sorted(sstables, key=lambda r: -r.max_timestamp))
             t.read_order = order
         only = columns[0] if len(columns) == 1 else None
+        skey = None  # computed for the first file the key cache cannot answer
         for r in order[1]:
             if len(newest) == wanted and min(newest.values()) > r.max_timestamp:
                 break
@@ -641,6 +648,8 @@ class StorageEngine:
                         continue
                 elif not any(bounds[0] <= c <= bounds[1] for c in columns):
                     continue
+            if skey is None and key not in r.cached_keys:
+                skey = sort_key(key)
             p = r.find_named(key, skey, columns)
             if p is not None:
                 parts.append(p)
@@ -772,7 +781,8 @@ class StorageEngine:
                 position = (mt.switch_position or 0) if n == len(runs) - 1 else 0
                 writer.finish({"replay_position": position, "origin": "flush",
                                "created_us": self.clock.wall_us()})
-                readers.append(SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries(), self._fault))
+                readers.append(SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries(), self._fault,
+                                             self._key_cache))
                 writer = None
         except OSError as exc:
             # The memtable stays in t.flushing and is retried next round (a full disk may clear);
@@ -945,7 +955,7 @@ class StorageEngine:
             out_bytes += writer.finish({**extra, "created_us": self.clock.wall_us()})
             if writer.stats["partitions"]:
                 readers.append(SSTableReader(t.directory, writer.generation, self.sort_key, self._block_cache_entries(),
-                                             self._fault))
+                                             self._fault, self._key_cache))
             else:
                 remove_generation(t.directory, writer.generation)
             writer = None
@@ -982,6 +992,8 @@ class StorageEngine:
         with self._lock:
             keep = [r for r in t.sstables if r.generation not in chosen_gens]
             t.sstables = sorted(readers + keep, key=lambda r: -r.generation)
+            for r in chosen:
+                r.release_keys()
             # Under the lock so a snapshot never links a half-deleted generation.
             for r in chosen:
                 remove_generation(t.directory, r.generation)
@@ -1067,7 +1079,8 @@ class StorageEngine:
             for comp in (*COMPONENTS, DIGEST, TOC):
                 os.rename(component_path(directory, generation, comp), component_path(t.directory, gen, comp))
             fsync_dir(t.directory)
-            reader = SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries(), self._fault)
+            reader = SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries(), self._fault,
+                                   self._key_cache)
         except OSError as exc:
             remove_generation(t.directory, gen)
             raise _disk_error(exc, t.directory, "import") from exc
@@ -1162,6 +1175,8 @@ class StorageEngine:
             if not bad:
                 return
             t.sstables = [r for r in t.sstables if r not in bad]
+            for r in bad:
+                r.release_keys()
             self._quarantined.extend(str(dest / Path(r.name).name) for r in bad)
             self._held[(t.keyspace, t.name)] = (f"quarantined {', '.join(Path(r.name).name for r in bad)} "
                                                 f"after a failed checksum on read")
@@ -1288,6 +1303,7 @@ class _CorruptSSTable:
         self.max_timestamp = _INT64_MAX
         self.stats: dict[str, Any] = {}
         self.column_bounds = None  # unknown content: never skipped
+        self.cached_keys: dict[bytes, Any] = {}
 
     def might_contain(self, key: bytes, skey: Any) -> bool:
         return True
@@ -1306,6 +1322,9 @@ class _CorruptSSTable:
     def files(self) -> list[Path]:
         from .sstable import COMPONENTS, DIGEST, component_path
         return [component_path(self.directory, self.generation, c) for c in (*COMPONENTS, DIGEST, TOC)]
+
+    def release_keys(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -45,6 +45,7 @@ from .bloom import BloomFilter
 from .cells import Cell, Partition, RangeTombstone
 from .errors import CorruptSSTableError
 from .files import DiskFault
+from .keycache import KeyCache, KeySegment
 
 # One summary entry per 32 partitions: a lookup decodes one small msgpack map (a C call) instead of
 # walking Cassandra's 128-entry interval in Python, and the summary is still 1/32 of the index.
@@ -316,7 +317,8 @@ class SSTableReader:
     """Read access to one SSTable: bloom filter and key range first, then summary, index, data."""
 
     def __init__(self, directory: Path, generation: int, sort_key: Callable[[bytes], Any],
-                 block_cache_entries: int = 4096, fault: DiskFault | None = None) -> None:
+                 block_cache_entries: int = 4096, fault: DiskFault | None = None,
+                 key_cache: KeyCache | None = None) -> None:
         self.directory = directory
         self.generation = generation
         self._sort_key = sort_key
@@ -381,6 +383,9 @@ class SSTableReader:
         self._blocks: dict[int, dict[bytes, list[int]]] = {}
         self._block_cache_entries = block_cache_entries
         self._lock = threading.Lock()
+        # This file's part of the engine's key cache (keycache.py); without one it stays empty.
+        self._key_cache = key_cache
+        self.cached_keys: KeySegment = key_cache.segment() if key_cache is not None else KeySegment()
 
     # -- lookup --------------------------------------------------------------------------------
 
@@ -461,8 +466,22 @@ class SSTableReader:
         """``might_contain`` then ``get``, with one summary search for both (the read path's call)."""
         if self.corrupt is not None:
             raise self.corrupt
+        loc = self.cached_keys.get(key)
+        if loc is None:
+            loc = self._index_lookup(key, skey)
+            if loc is None:
+                return None
+        offset = loc[0]
+        header, bstart, blen, bcrc = self._record(offset, loc[1])
+        return self._decode(header, bstart, blen, bcrc, columns, offset)
+
+    def _index_lookup(self, key: bytes, skey: Any) -> Any:
+        """Key range, summary, filter and index block: the record's ``[offset, length]`` or None
+        (a key found goes into the key cache)."""
         if self.first is None:
             return None
+        if skey is None:  # the engine leaves it to a file its key cache cannot answer
+            skey = self._sort_key(key)
         probe = (skey, key)
         if probe < self.first or probe > self.last:  # type: ignore[operator]
             return None
@@ -474,31 +493,25 @@ class SSTableReader:
                 return None
             blk = self._block(i)
         loc = blk.get(key)
-        if loc is None:
-            return None
-        offset = loc[0]
-        header, bstart, blen, bcrc = self._record(offset, loc[1])
-        return self._decode(header, bstart, blen, bcrc, columns, offset)
+        if loc is not None and self._key_cache is not None:
+            self._key_cache.put(self.cached_keys, key, loc)
+        return loc
+
+    def release_keys(self) -> None:
+        """Give this file's key cache entries back (it left the live set)."""
+        if self._key_cache is not None:
+            self._key_cache.drop(self.cached_keys)
 
     def find_named(self, key: bytes, skey: Any, columns: list[str]) -> Partition | None:
         """:meth:`find` of plain column names (no super column), but ``None`` also when the record
         holds none of them and no partition or range tombstone: it cannot change the read."""
         if self.corrupt is not None:
             raise self.corrupt
-        if self.first is None:
-            return None
-        probe = (skey, key)
-        if probe < self.first or probe > self.last:  # type: ignore[operator]
-            return None
-        i = bisect.bisect_right(self._summary_keys, probe) - 1
-        blk = self._blocks.get(i)
-        if blk is None:
-            if i < 0 or not self.bloom.might_contain(key):
-                return None
-            blk = self._block(i)
-        loc = blk.get(key)
+        loc = self.cached_keys.get(key)
         if loc is None:
-            return None
+            loc = self._index_lookup(key, skey)
+            if loc is None:
+                return None
         offset = loc[0]
         header, bstart, _blen, _bcrc = self._record(offset, loc[1])
         try:
@@ -620,7 +633,8 @@ class SSTableReader:
             raise self._fail("data file checksum mismatch")
 
     def close(self) -> None:
-        """Release the mapping and file descriptor."""
+        """Release the mapping, the file descriptor and the key cache entries."""
+        self.release_keys()
         with self._lock:
             if isinstance(self._mm, mmap.mmap):
                 try:
