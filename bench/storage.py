@@ -8,6 +8,10 @@ for periodic and FULL for batch/group) and the ratio engine/sqlite.
 
 fsync-per-write modes (batch, group, sqlite FULL) run ``--durable-writes`` writes rather than the
 full set: at a few milliseconds per fsync a million of them would take hours.
+
+Each read figure alternates the two stores in ``READ_SLICES`` slices of its reads (the same keys
+for both), so a load change on a shared machine hits both sides of a ratio alike.
+``--tree DIR`` measures the engine of another checkout (same bench, same sqlite3).
 """
 
 from __future__ import annotations
@@ -25,7 +29,23 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Alternations of engine and sqlite3 per read figure (see the module docstring).
+READ_SLICES = 10
+
+
+def _tree() -> str:
+    """The checkout whose node/ is measured: ``--tree DIR`` (read before argparse, since the
+    imports below depend on it), else this one."""
+    argv = sys.argv
+    for i, arg in enumerate(argv):
+        if arg == "--tree" and i + 1 < len(argv):
+            return str(Path(argv[i + 1]).resolve())
+        if arg.startswith("--tree="):
+            return str(Path(arg.split("=", 1)[1]).resolve())
+    return str(Path(__file__).resolve().parents[1])
+
+
+sys.path.insert(0, _tree())
 
 from node.runtime import Clock  # noqa: E402
 from node.storage import Cell, Mutation, StorageConfig, StorageEngine  # noqa: E402
@@ -139,13 +159,15 @@ def main() -> None:
                     help="writer threads for group mode (it pays off only with many concurrent writers)")
     ap.add_argument("--reads", type=int, default=100_000)
     ap.add_argument("--dir", default=None, help="where to put the data (default: a temp dir)")
+    ap.add_argument("--tree", metavar="DIR", help="import node/ from this checkout")
     args = ap.parse_args()
     root = Path(args.dir or tempfile.mkdtemp(prefix="ringlab-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     rng = random.Random(42)
     value = rng.randbytes(args.value_bytes)
     n, parts = args.cells, args.partitions
-    print(f"storage bench: {n:,} cells of {args.value_bytes} B in {parts:,} partitions, data in {root}")
+    print(f"storage bench: {n:,} cells of {args.value_bytes} B in {parts:,} partitions, data in {root}"
+          + (f" (node/ from {args.tree})" if args.tree else ""))
     print(f"  {'metric':<44} {'ringlab':>14} {'sqlite3':>14}  {'ratio':>7}")
     rep = Report()
 
@@ -172,10 +194,12 @@ def main() -> None:
     e.flush()
     sstables = e.stats()["ks.t"]["sstable_count"]
 
-    def engine_reads(hit: bool, whole: bool, count: int) -> float:
-        cols = n // parts
-        t0 = time.perf_counter()
+    cols = n // parts
+
+    def engine_reads(hit: bool, whole: bool, count: int, rng: random.Random) -> float:
+        """Seconds for ``count`` engine reads."""
         read = e.read
+        t0 = time.perf_counter()
         for _ in range(count):
             p = rng.randrange(parts)
             key = b"partition-%06d" % p if hit else b"missing-%06d" % p
@@ -184,10 +208,10 @@ def main() -> None:
             else:
                 r = read("ks", "t", key, columns=["c%06d" % rng.randrange(cols)])
             assert (r is not None) == hit
-        return count / (time.perf_counter() - t0)
+        return time.perf_counter() - t0
 
-    def sqlite_reads(hit: bool, whole: bool, count: int) -> float:
-        cols = n // parts
+    def sqlite_reads(hit: bool, whole: bool, count: int, rng: random.Random) -> float:
+        """Seconds for ``count`` sqlite3 reads of the same keys."""
         ex = sq.execute
         t0 = time.perf_counter()
         for _ in range(count):
@@ -200,15 +224,23 @@ def main() -> None:
                 r = ex("SELECT value, ts FROM cells WHERE pk = ? AND col = ?",
                        (key, "c%06d" % rng.randrange(cols))).fetchone()
                 assert (r is not None) == hit
-        return count / (time.perf_counter() - t0)
+        return time.perf_counter() - t0
+
+    def paired(hit: bool, whole: bool, count: int) -> tuple[float, float]:
+        """Reads/s of the engine and of sqlite3, alternating slices of the same keys."""
+        ours = theirs = 0.0
+        per = max(1, count // READ_SLICES)
+        for _ in range(READ_SLICES):
+            seed = rng.getrandbits(32)
+            ours += engine_reads(hit, whole, per, random.Random(seed))
+            theirs += sqlite_reads(hit, whole, per, random.Random(seed))
+        return per * READ_SLICES / ours, per * READ_SLICES / theirs
 
     reads = args.reads
-    rep.add(f"point reads/s, hits ({sstables} SSTables)", engine_reads(True, False, reads),
-            sqlite_reads(True, False, reads), "reads/s")
-    rep.add(f"point reads/s, misses ({sstables} SSTables)", engine_reads(False, False, reads),
-            sqlite_reads(False, False, reads), "reads/s")
-    rep.add(f"partition reads/s ({n // parts} cells, {sstables} SSTables)", engine_reads(True, True, reads // 10),
-            sqlite_reads(True, True, reads // 10), "reads/s")
+    rep.add(f"point reads/s, hits ({sstables} SSTables)", *paired(True, False, reads), "reads/s")
+    rep.add(f"point reads/s, misses ({sstables} SSTables)", *paired(False, False, reads), "reads/s")
+    rep.add(f"partition reads/s ({n // parts} cells, {sstables} SSTables)", *paired(True, True, reads // 10),
+            "reads/s")
 
     result = e.compact("ks", "t", major=True)
     assert result is not None
@@ -219,12 +251,9 @@ def main() -> None:
     sq.execute("VACUUM")
     rep.add("  sqlite3 VACUUM (rewrite) for reference", sq_size / 1e6 / (time.perf_counter() - t0), None, "MB/s")
 
-    rep.add("point reads/s, hits (1 SSTable)", engine_reads(True, False, reads), sqlite_reads(True, False, reads),
-            "reads/s")
-    rep.add("point reads/s, misses (1 SSTable)", engine_reads(False, False, reads),
-            sqlite_reads(False, False, reads), "reads/s")
-    rep.add("partition reads/s (1 SSTable)", engine_reads(True, True, reads // 10),
-            sqlite_reads(True, True, reads // 10), "reads/s")
+    rep.add("point reads/s, hits (1 SSTable)", *paired(True, False, reads), "reads/s")
+    rep.add("point reads/s, misses (1 SSTable)", *paired(False, False, reads), "reads/s")
+    rep.add("partition reads/s (1 SSTable)", *paired(True, True, reads // 10), "reads/s")
 
     t0 = time.perf_counter()
     cells = sum(len(p.cells) for p in e.scan("ks", "t"))
