@@ -626,28 +626,26 @@ class StorageEngine:
         An SSTable whose column bounds hold none of the names is not looked at: those bounds
         exist only for a file without partition or range tombstones, so it has nothing to add.
         """
+        order = t.read_order
+        if order[0] is not sstables:
+            order = (sstables, sorted(sstables, key=lambda r: -r.max_timestamp))
+            t.read_order = order
+        if len(columns) == 1:
+            StorageEngine._read_one_column(parts, order[1], key, sort_key, columns)
+            return
         newest: dict[str, int] = {}
         for p in parts:
             for name, c in p.cells.items():
                 if c.timestamp > newest.get(name, _INT64_MIN):
                     newest[name] = c.timestamp
         wanted = len(set(columns))
-        order = t.read_order
-        if order[0] is not sstables:
-            order = (sstables, sorted(sstables, key=lambda r: -r.max_timestamp))
-            t.read_order = order
-        only = columns[0] if len(columns) == 1 else None
         skey = None  # computed for the first file the key cache cannot answer
         for r in order[1]:
             if len(newest) == wanted and min(newest.values()) > r.max_timestamp:
                 break
             bounds = r.column_bounds
-            if bounds is not None:
-                if only is not None:
-                    if only < bounds[0] or only > bounds[1]:
-                        continue
-                elif not any(bounds[0] <= c <= bounds[1] for c in columns):
-                    continue
+            if bounds is not None and not any(bounds[0] <= c <= bounds[1] for c in columns):
+                continue
             if skey is None and key not in r.cached_keys:
                 skey = sort_key(key)
             p = r.find_named(key, skey, columns)
@@ -656,6 +654,32 @@ class StorageEngine:
                 for name, c in p.cells.items():
                     if c.timestamp > newest.get(name, _INT64_MIN):
                         newest[name] = c.timestamp
+
+    @staticmethod
+    def _read_one_column(parts: list[Partition], files: list[SSTableReader], key: bytes,
+                         sort_key: Callable[[bytes], Any], columns: list[str]) -> None:
+        """:meth:`_read_named` of one column (the common read), with the same rules."""
+        name = columns[0]
+        newest: int | None = None
+        for p in parts:
+            c = p.cells.get(name)
+            if c is not None and (newest is None or c.timestamp > newest):
+                newest = c.timestamp
+        skey = None
+        for r in files:  # newest data first
+            if newest is not None and newest > r.max_timestamp:
+                break
+            bounds = r.column_bounds
+            if bounds is not None and (name < bounds[0] or name > bounds[1]):
+                continue
+            if skey is None and key not in r.cached_keys:
+                skey = sort_key(key)
+            p = r.find_named(key, skey, columns)
+            if p is not None:
+                parts.append(p)
+                c = p.cells.get(name)
+                if c is not None and (newest is None or c.timestamp > newest):
+                    newest = c.timestamp
 
     def _shape(self, p: Partition, order: str, limit: int | None, now_s: int | None) -> Partition:
         cells = sorted(p.cells.values(), key=cell_sort_key(order))
