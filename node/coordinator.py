@@ -316,7 +316,11 @@ class Coordinator:
         # wait before the acknowledgement (periodic). Batch/group mode keeps the awaiting handler.
         self._apply_inline = not getattr(local, "waits_for_sync", True) and hasattr(local, "apply_now")
         inline = getattr(messaging, "register_inline", None)
-        if inline is not None and self._apply_inline:
+        batch = getattr(messaging, "register_batch", None)
+        if batch is not None and self._apply_inline and hasattr(local, "apply_prepared_now"):
+            # Every MUTATION of one internode read goes to the commit log in one write.
+            batch(VERB_MUTATION, self._handle_mutations_now)
+        elif inline is not None and self._apply_inline:
             inline(VERB_MUTATION, self._handle_mutation_now)
         else:
             messaging.register(VERB_MUTATION, self._handle_mutation)
@@ -366,6 +370,32 @@ class Coordinator:
         else:
             self.local.apply_now(ks, table, _mutation_of(payload))  # type: ignore[attr-defined]
         return {}
+
+    def _handle_mutations_now(self, batch: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any] | None | Exception]:
+        """The MUTATIONs of one internode read: each checked and prepared, all appended to the
+        commit log with one write and applied; an acknowledgement ({}) or the error, each."""
+        local: Any = self.local
+        results: list[dict[str, Any] | None | Exception] = []
+        prepared = []
+        for _, payload in batch:
+            try:
+                ks, table = payload["ks"], payload["t"]
+                self.schema().table(ks, table)
+                encoded = payload.get("mb")
+                if type(encoded) is bytes:
+                    prepared.append(local.prepare_encoded(ks, table, encoded))
+                else:
+                    prepared.append(local.prepare(ks, table, _mutation_of(payload)))
+                results.append(None)  # its outcome comes from the apply below
+            except Exception as exc:
+                results.append(exc)
+        if prepared:
+            outcomes = iter(local.apply_prepared_now(prepared))
+            for i, r in enumerate(results):
+                if r is None:
+                    outcome = next(outcomes)
+                    results[i] = outcome if isinstance(outcome, Exception) else {}
+        return results
 
     async def _handle_read(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
         ks, table = payload["ks"], payload["t"]

@@ -182,6 +182,21 @@ class LocalStore:
             raise RuntimeError(f"apply_now in {self.sync_mode} commit log mode would acknowledge before the fsync")
         self.engine.apply(keyspace, table, mutation, prepared=prepared)
 
+    def prepare_encoded(self, keyspace: str, table: str, obj_bytes: bytes) -> Prepared:
+        """The engine's :meth:`StorageEngine.prepare_encoded` (InvalidMutation as apply raises it)."""
+        return self.engine.prepare_encoded(keyspace, table, obj_bytes)
+
+    def prepare(self, keyspace: str, table: str, mutation: Mutation) -> Prepared:
+        """The engine's :meth:`StorageEngine.prepare` (InvalidMutation as apply raises it)."""
+        return self.engine.prepare(keyspace, table, mutation)
+
+    def apply_prepared_now(self, batch: list[Prepared]) -> list[int | StorageError]:
+        """Append and apply several prepared mutations with one commit log write, without waiting
+        (periodic mode only, as :meth:`apply_now`); each one's log position or its error."""
+        if self.waits_for_sync:
+            raise RuntimeError(f"apply_now in {self.sync_mode} commit log mode would acknowledge before the fsync")
+        return self.engine.apply_prepared(batch)
+
     def apply_encoded_now(self, keyspace: str, table: str, obj_bytes: bytes) -> None:
         """:meth:`apply_now` of a mutation sent as the msgpack bytes of its ``to_obj()``."""
         if self.waits_for_sync:

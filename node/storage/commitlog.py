@@ -300,34 +300,76 @@ class CommitLog:
 
     def append_payload(self, table_id: int, payload: bytes) -> int:
         """Write one already encoded ``[table_id, mutation]`` record; returns its position."""
-        lenb = _LEN.pack(len(payload))
-        record = lenb + _CRC.pack(zlib.crc32(payload, zlib.crc32(lenb))) + payload
+        positions, error = self.append_payloads([(table_id, payload)])
+        if error is not None:
+            raise error
+        return positions[0]
+
+    def append_payloads(self, records: list[tuple[int, bytes]]) -> tuple[list[int], StorageFailure | None]:
+        """Write encoded ``(table_id, [table_id, mutation])`` records in order, with one write per
+        segment they land in; returns the positions of those written and, if a write failed, its
+        error (DiskFull or StorageFailure: the records from the first of that write on were not
+        kept). A replica appends every mutation of one read this way: one syscall, not one each."""
+        framed = []
+        for _, payload in records:
+            lenb = _LEN.pack(len(payload))
+            framed.append(lenb + _CRC.pack(zlib.crc32(payload, zlib.crc32(lenb))) + payload)
+        positions: list[int] = []
         with self._lock:
             seg = self._active
             if seg is None or self._closed:
                 raise CommitLogError("commit log is not open")
-            if seg.size + len(record) > self.segment_bytes and seg.size > SEGMENT_HEADER_BYTES:
-                self._roll(seg.id + 1)
-                seg = self._active
-                assert seg is not None
             if self._failure is not None and self.sticky_failure:
-                raise self._failure
+                return positions, self._failure
+            chunk: list[bytes] = []
+            chunk_tables: list[int] = []
+            size = seg.size
+            for (table_id, _), record in zip(records, framed):
+                if size + len(record) > self.segment_bytes and size > SEGMENT_HEADER_BYTES:
+                    if chunk:
+                        error = self._write_chunk(seg, chunk, chunk_tables, positions)
+                        if error is not None:
+                            return positions, error
+                        chunk, chunk_tables = [], []
+                    self._roll(seg.id + 1)
+                    seg = self._active
+                    assert seg is not None
+                    size = seg.size
+                chunk.append(record)
+                chunk_tables.append(table_id)
+                size += len(record)
+            if chunk:
+                error = self._write_chunk(seg, chunk, chunk_tables, positions)
+                if error is not None:
+                    return positions, error
+            return positions, None
+
+    def _write_chunk(self, seg: _Segment, chunk: list[bytes], tables: list[int], positions: list[int]) -> StorageFailure | None:
+        """Append records to ``seg`` in one write (under the lock); their positions go to ``positions``."""
+        try:
+            seg.file.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))  # type: ignore[union-attr]
+        except OSError as exc:
+            # Cut a partial record off so later records are not hidden behind a torn one.
             try:
-                seg.file.write(record)  # type: ignore[union-attr]
-            except OSError as exc:
-                # Cut a partial record off so later records are not hidden behind a torn one.
-                try:
-                    seg.file.truncate(seg.size)  # type: ignore[union-attr]
-                except OSError:
-                    pass  # ftruncate to a smaller size needs no space; if it fails, replay truncates
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise DiskFull(str(seg.path), f"commit log append failed: {exc.strerror}") from exc
-                raise StorageFailure(str(seg.path), f"commit log append failed: {exc}") from exc
-            seg.size += len(record)
-            pos = make_position(seg.id, seg.size)
-            seg.dirty[table_id] = pos
-            self._written = pos
-            return pos
+                seg.file.truncate(seg.size)  # type: ignore[union-attr]
+            except OSError:
+                pass  # ftruncate to a smaller size needs no space; if it fails, replay truncates
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                failure: StorageFailure = DiskFull(str(seg.path), f"commit log append failed: {exc.strerror}")
+            else:
+                failure = StorageFailure(str(seg.path), f"commit log append failed: {exc}")
+            failure.__cause__ = exc
+            return failure
+        size = seg.size
+        base = seg.id << 32
+        dirty = seg.dirty
+        for record, table_id in zip(chunk, tables):
+            size += len(record)
+            dirty[table_id] = pos = base | size
+            positions.append(pos)
+        seg.size = size
+        self._written = positions[-1]
+        return None
 
     def current_position(self) -> int:
         """Position of the last appended record."""

@@ -501,6 +501,38 @@ class StorageEngine:
             t.memtable.apply(m)
         return pos
 
+    def apply_prepared(self, batch: list[Prepared]) -> list[int | StorageError]:
+        """:meth:`apply` of several prepared mutations with one commit log write: each gets its
+        log position, or the error that refused it (a failed write refuses it and all after it).
+        Each mutation reaches its memtable only once its record was handed to the OS, as in apply."""
+        cl = self._cl()
+        if self._stopped is not None:
+            stopped = WritesStopped(self._stopped.path, f"writes stopped after a commit log failure "
+                                    f"(commit_failure_policy = stop): {self._stopped.detail}")
+            return [stopped] * len(batch)
+        out: list[int | StorageError] = []
+        with self._lock:
+            tables = self._tables
+            live = []
+            for p in batch:
+                t = p.table
+                if tables.get((t.keyspace, t.name)) is not t:
+                    out.append(UnknownTable(f"unknown table {t.keyspace}.{t.name}"))
+                else:
+                    live.append(p)
+                    out.append(0)  # its position, below
+            positions, error = cl.append_payloads([(p.table.id, p.payload) for p in live])
+            for p, pos in zip(live, positions):
+                p.table.memtable.apply(p.mutation)
+            if error is not None and not isinstance(error, DiskFull):
+                self._commit_failed(error)
+        it = iter(positions)
+        for i, slot in enumerate(out):
+            if slot == 0:
+                pos = next(it, None)
+                out[i] = pos if pos is not None else error  # type: ignore[assignment]
+        return out
+
     def check_mutation(self, keyspace: str, table: str, mutation: Mutation) -> None:
         """Raise :class:`InvalidMutation` if :meth:`apply` would refuse ``mutation`` (no I/O)."""
         m = self.validate(mutation)
