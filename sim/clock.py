@@ -15,6 +15,7 @@ from node.runtime import Clock
 # Trio's own sleeps, kept before :func:`patch_trio_sleeps` replaces them in a simulation.
 _TRIO_SLEEP = trio.sleep
 _TRIO_SLEEP_UNTIL = trio.sleep_until
+_TRIO_CURRENT_TIME = trio.current_time
 
 # The wall-clock reading at virtual time 0 (2026-01-01T00:00:00Z): fixed, so last-write-wins
 # timestamps and every byte that carries them are the same in every run of a seed.
@@ -24,12 +25,23 @@ EPOCH_US = 1_767_225_600_000_000
 class SimClock(Clock):
     """A node's clock over virtual time: same skew rules (offset, rate) as the real Clock."""
 
+    def __init__(self) -> None:
+        # Made inside the world's run: read the world clock's time directly (the node reads
+        # its clock several times per request; trio.current_time() is three calls deep).
+        clock = trio.lowlevel.current_clock()
+        self._world = clock if isinstance(clock, WorldClock) else None
+        super().__init__()
+
+    def _now(self) -> float:
+        world = self._world
+        return world._now if world is not None else trio.current_time()
+
     def _real_us(self) -> int:
-        return EPOCH_US + int(trio.current_time() * 1_000_000)
+        return EPOCH_US + int(self._now() * 1_000_000)
 
     def monotonic(self) -> float:
         """Virtual seconds since the world started."""
-        return trio.current_time()
+        return self._now()
 
     async def sleep(self, seconds: float) -> None:
         """Sleep in virtual time on the world clock's timers (cheaper than a cancel scope)."""
@@ -50,6 +62,8 @@ class WorldClock(trio.abc.Clock):
 
     def __init__(self, trace: Any) -> None:
         self.trace = trace
+        if hasattr(trace, "clock"):
+            trace.clock = self  # the trace stamps its events with this clock's time
         self._now = 0.0
         self.jumps = 0
         # [when, sequence, callback or None once cancelled]: the sequence orders equal instants.
@@ -127,17 +141,24 @@ async def sleep(seconds: float) -> None:
     await sleep_until(trio.current_time() + seconds)
 
 
-def patch_trio_sleeps() -> Callable[[], None]:
+def patch_trio_sleeps(clock: WorldClock | None = None) -> Callable[[], None]:
     """Make ``trio.sleep`` and ``trio.sleep_until`` use the world clock's timers for the code that
     calls them through the ``trio`` module (node/ and the harness's generator), for the length of
     a simulation; returns the function that puts Trio's back. Outside a WorldClock run they
     behave as Trio's own.
+
+    Given the run's ``clock``, ``trio.current_time`` reads it directly too (the same value, one
+    call instead of three: node code and the harness read the time tens of thousands of times a
+    seed); call it only around the ``trio.run`` that uses that clock.
     """
     trio.sleep = sleep  # type: ignore[assignment]
     trio.sleep_until = sleep_until  # type: ignore[assignment]
+    if clock is not None:
+        trio.current_time = clock.current_time  # type: ignore[assignment]
 
     def undo() -> None:
         trio.sleep = _TRIO_SLEEP  # type: ignore[assignment]
         trio.sleep_until = _TRIO_SLEEP_UNTIL  # type: ignore[assignment]
+        trio.current_time = _TRIO_CURRENT_TIME  # type: ignore[assignment]
 
     return undo

@@ -72,6 +72,7 @@ class _Pipe:
         self.eof = False
         self.waiter: Any = None
         self.last_at = 0.0
+        self.key = (src, dst)
 
     def wake(self) -> None:
         """Let the parked reader look again (a no-op when nobody waits)."""
@@ -282,26 +283,31 @@ class SimNetwork:
     def carry(self, pipe: _Pipe, data: bytes) -> None:
         """Put sent bytes on their way (or discard them across a cut link)."""
         conn = pipe.conn
+        key = pipe.key
         if conn.link is not None and conn.link in self.cut:
-            key = (pipe.src, pipe.dst)
-            self.stats.dropped[key] = self.stats.dropped.get(key, 0) + 1
+            dropped = self.stats.dropped
+            dropped[key] = dropped.get(key, 0) + 1
             self.trace.add("drop", conn.id, pipe.src, pipe.dst, len(data), zlib.crc32(data))
             return
-        now = trio.current_time()
-        link = self._link(pipe.src, pipe.dst) if conn.link is not None else None
-        delay = 0.0
-        if link is not None:
-            delay = link.latency + self.rng.uniform(0, LINK_JITTER_S) + link.extra_latency
+        now = self.clock._now
+        at = now
+        if conn.link is not None:
+            link = self.links.get(key) or self._link(pipe.src, pipe.dst)
+            rng = self.rng
+            # rng.random() * J is what rng.uniform(0, J) computes, draw for draw.
+            delay = link.latency + rng.random() * LINK_JITTER_S + link.extra_latency
             if link.jitter:
-                delay += self.rng.uniform(0, link.jitter)
-            if link.loss and self.rng.random() < link.loss:
+                delay += rng.random() * link.jitter
+            if link.loss and rng.random() < link.loss:
                 delay += RETRANSMIT_S
+            at = now + delay
         # TCP never reorders one connection's bytes: a chunk leaves no earlier than the last one.
-        at = max(now + delay, pipe.last_at)
+        if at < pipe.last_at:
+            at = pipe.last_at
         pipe.last_at = at
         pipe.chunks.append(_Chunk(data, at, bool(self.paused) and pipe.src in self.paused))
-        key = (pipe.src, pipe.dst)
-        self.stats.delivered[key] = self.stats.delivered.get(key, 0) + 1
+        delivered = self.stats.delivered
+        delivered[key] = delivered.get(key, 0) + 1
         self.trace.add("send", conn.id, pipe.src, pipe.dst, len(data), zlib.crc32(data), at)
         if at <= now:
             pipe.wake()
@@ -326,7 +332,7 @@ class SimNetwork:
                         await resumed.wait()
                         continue
                 head.sender_paused = False
-                now = self.clock.current_time()
+                now = self.clock._now
                 if head.deliver_at <= now:
                     await trio.lowlevel.checkpoint_if_cancelled()
                     data = self._take(chunks, now, max_bytes)

@@ -55,6 +55,8 @@ class WorldSpec:
     tear: bool = False
     loss: float = 0.0
     keep_trace: bool = False
+    # Where the nodes' data directories live during the run (sim/scratch.py); None: in base_dir.
+    data_root: Path | None = None
 
 
 @dataclass
@@ -64,6 +66,8 @@ class SimNode:
     node_id: str
     index: int
     dir: Path
+    # The parent of its data directory: ``dir``, or the run's scratch directory for this node.
+    data_home: Path
     scope: trio.CancelScope | None = None
     node: Any = None
     done: trio.Event | None = None
@@ -76,7 +80,7 @@ class SimNode:
     @property
     def data_dir(self) -> Path:
         """Where the node keeps its data (what a crash acts on)."""
-        return self.dir / "data"
+        return self.data_home / "data"
 
     def alive(self) -> bool:
         """Whether an incarnation is running."""
@@ -86,12 +90,13 @@ class SimNode:
 class SimWorld:
     """Owns the simulated network, disk and nodes of one run; lives in the nursery given to it."""
 
-    def __init__(self, spec: WorldSpec, nursery: trio.Nursery) -> None:
+    def __init__(self, spec: WorldSpec, nursery: trio.Nursery, trace: Trace | None = None) -> None:
         if spec.crash not in CRASH_MODES:
             raise ValueError(f"crash mode must be one of {', '.join(CRASH_MODES)}, got {spec.crash!r}")
         self.spec = spec
         self.nursery = nursery
-        self.trace = Trace(keep=spec.keep_trace)
+        # The run's trace, when the caller made it before the run (for the world clock to bind).
+        self.trace = trace if trace is not None else Trace(keep=spec.keep_trace)
         master = random.Random(spec.seed)
         self.net = SimNetwork(random.Random(master.getrandbits(64)), self.trace, spec.loss)
         self.system = SimSystem(self.trace)
@@ -99,8 +104,7 @@ class SimWorld:
         self.tear_rng = random.Random(master.getrandbits(64)) if spec.tear else None
         self.nodes: dict[str, SimNode] = {}
         for i in range(1, spec.node_count + 1):
-            nid = f"n{i}"
-            self.nodes[nid] = SimNode(nid, i - 1, spec.base_dir / nid)
+            self._describe(f"n{i}", i - 1)
         self.crash_stats: list[dict[str, Any]] = []
         # Nodes that left the ring (decommission, removenode): no longer targets or seeds.
         self.forgotten: set[str] = set()
@@ -114,9 +118,13 @@ class SimWorld:
     def add_node(self) -> str:
         """Describe a fresh node that will bootstrap into the ring (start it with start_node)."""
         nid = f"n{len(self.nodes) + 1}"
-        self.nodes[nid] = SimNode(nid, len(self.nodes), self.spec.base_dir / nid, joiner=True)
+        self._describe(nid, len(self.nodes), joiner=True)
         self.trace.add("add", nid)
         return nid
+
+    def _describe(self, nid: str, index: int, joiner: bool = False) -> None:
+        root = self.spec.data_root if self.spec.data_root is not None else self.spec.base_dir
+        self.nodes[nid] = SimNode(nid, index, self.spec.base_dir / nid, root / nid, joiner=joiner)
 
     def forget(self, nid: str) -> None:
         """A node that left the ring."""
@@ -157,6 +165,7 @@ class SimWorld:
         if n.alive():
             return
         n.dir.mkdir(parents=True, exist_ok=True)
+        n.data_home.mkdir(parents=True, exist_ok=True)
         n.stopping = False
         n.runs += 1
         self.trace.add("start", nid, n.runs)
@@ -218,6 +227,22 @@ class SimWorld:
             n.scope.cancel()
         await n.done.wait()
         self.net.drop_node(nid)
+
+    async def halt(self) -> None:
+        """End every node at once (the end of a run): each incarnation is cancelled as a kill
+        would, but its disk keeps every write (nothing reads the nodes after the run, so the
+        drain a real teardown does, a flush per node, would only cost time)."""
+        running = [n for _, n in sorted(self.nodes.items()) if n.alive() and n.scope is not None]
+        for n in running:
+            n.stopping = True
+            self.holds.resume(n.node_id)
+            self.net.drop_node(n.node_id)
+            assert n.scope is not None
+            n.scope.cancel()
+        for n in running:
+            assert n.done is not None
+            await n.done.wait()
+        self.trace.add("halt", len(running))
 
     def pause(self, nid: str) -> None:
         """Stop ``nid``'s tasks and hold every byte to and from it (SIGSTOP)."""
