@@ -65,7 +65,7 @@ class Client:
         self.client_secret = client_secret  # sent as "auth" with data ops (a node's client_secret)
         self.timeout = timeout
         self._ids = itertools.count(1)
-        # id -> [the waiting task, its response]: the task is rescheduled once the response (or
+        # id -> [the waiting task, its response, ...]: the task is rescheduled once the response (or
         # the request's end) is in the slot; a trio Event per request cost a tenth of the
         # client's side of a write.
         self._waiting: dict[int, list[Any]] = {}
@@ -119,6 +119,7 @@ class Client:
                     slot = self._waiting.pop(rid, None) if isinstance(rid, int) else None
                     if slot is not None:
                         slot[1] = msg
+                        self._deadlines.cancel(slot[2])
                         trio.lowlevel.reschedule(slot[0])
                     elif not msg.get("ok", True):
                         # An error not tied to a request (e.g. ProtocolError before closing).
@@ -156,7 +157,8 @@ class Client:
         if self.client_secret is not None and op in _DATA_OPS and "auth" not in msg:
             msg["auth"] = self.client_secret
         frame = encode_frame(msg)
-        slot: list[Any] = [trio.lowlevel.current_task(), None]
+        # [the waiting task, its response, its timeout's wheel entry]
+        slot: list[Any] = [trio.lowlevel.current_task(), None, None]
         self._waiting[rid] = slot
         self._outgoing.append(frame)
         self._wake.set()
@@ -164,7 +166,7 @@ class Client:
         if math.isinf(timeout):
             await self._wait(rid)
         elif self._deadlines.running:
-            self._deadlines.add(trio.current_time() + timeout, self._expire, rid)
+            slot[2] = self._deadlines.add(trio.current_time() + timeout, self._expire, rid)
             await self._wait(rid)
         else:
             with trio.move_on_after(timeout):

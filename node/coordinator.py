@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import msgpack
 import trio
 
-from node.deadlines import TimingWheel
+from node.deadlines import Handle, TimingWheel
 from node.faults import FaultSwitches
 from node.hints import HintStore
 from node.protocol import (
@@ -198,14 +198,18 @@ class _WriteState:
     """One write in flight at its coordinator (a slots class: a dataclass with seven default
     factories cost more to build than the rest of the write's bookkeeping)."""
 
-    __slots__ = ("tracker", "level", "replicas", "done", "answered", "notify", "coordinator", "acks", "hinted",
-                 "alive", "acked", "hinted_for", "failures")
+    __slots__ = ("tracker", "level", "replicas", "finished", "event", "deadline", "answered", "notify",
+                 "coordinator", "acks", "hinted", "alive", "acked", "hinted_for", "failures")
 
     def __init__(self, tracker: ConsistencyTracker, level: str, replicas: Sequence[str]) -> None:
         self.tracker = tracker
         self.level = level
         self.replicas = replicas
-        self.done = trio.Event()
+        # Set once the write has its answer or its timeout passed; ``event`` is made only for a
+        # caller that awaits it (Coordinator.write), ``deadline`` is the timeout's wheel entry.
+        self.finished = False
+        self.event: trio.Event | None = None
+        self.deadline: Handle | None = None
         # Whether ``done`` was set by an answer (level met, failed, ANY hinted) rather than by the
         # write timeout's deadline passing.
         self.answered = False
@@ -230,12 +234,18 @@ def _answer(state: _WriteState) -> None:
 
 def _expire(state: _WriteState) -> None:
     """The write timeout passed: wake the coordinator, which answers WriteTimeout unless answered."""
-    if not state.done.is_set():
+    if not state.finished:
+        state.deadline = None  # its entry fired
         _wake(state)
 
 
 def _wake(state: _WriteState) -> None:
-    state.done.set()
+    state.finished = True
+    if state.event is not None:
+        state.event.set()
+    if state.deadline is not None and state.coordinator is not None:
+        state.coordinator._deadlines.cancel(state.deadline)
+        state.deadline = None
     notify, state.notify = state.notify, None
     if notify is not None and state.coordinator is not None:
         try:
@@ -469,13 +479,14 @@ class Coordinator:
         """Apply ``mutation`` at ``level`` (Unavailable / WriteTimeout as the level demands);
         returns the key's replicas, those that acknowledged before the answer and those hinted."""
         state = self._begin_write(keyspace, table, mutation, level)
-        if not state.done.is_set():
+        if not state.finished:
+            event = state.event = trio.Event()
             if self._deadlines.running:
-                self._deadlines.add(trio.current_time() + self.write_timeout, _expire, state)
-                await state.done.wait()
+                state.deadline = self._deadlines.add(trio.current_time() + self.write_timeout, _expire, state)
+                await event.wait()
             else:  # the wheel's task has not started yet (run() just began)
                 with trio.move_on_after(self.write_timeout):
-                    await state.done.wait()
+                    await event.wait()
         return self._finish_write(state)
 
     @property
@@ -496,11 +507,11 @@ class Coordinator:
         if not self._deadlines.running:
             raise RuntimeError("coordinator is not running")
         state = self._begin_write(keyspace, table, mutation, level)
-        if state.done.is_set():
+        if state.finished:
             self._notify(state, on_done)
         else:
             state.notify = on_done
-            self._deadlines.add(trio.current_time() + self.write_timeout, _expire, state)
+            state.deadline = self._deadlines.add(trio.current_time() + self.write_timeout, _expire, state)
 
     def _notify(self, state: _WriteState, on_done: WriteDone) -> None:
         try:

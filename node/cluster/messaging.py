@@ -27,18 +27,18 @@ queueing, so callers such as the coordinator learn quickly.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from node import protocol
 from node.cluster import auth
+from node.deadlines import Handle, TimingWheel
 from node.runtime import Runtime
 
 log = logging.getLogger("node.cluster.messaging")
@@ -123,25 +123,36 @@ class MessagingStats:
     frames_written: int = 0
 
 
-@dataclass
 class _Pending:
-    event: trio.Event | None = field(default_factory=trio.Event)
-    reply: dict[str, Any] | None = None
-    error: MessagingError | None = None
-    # Callback requests (request_callback) have no waiting task: whoever resolves them (reader,
-    # reaper, connection teardown) removes them from the peer's table and calls this. Dropped
-    # once called: the reaper's bucket keeps the request until its deadline, and the callback
-    # holds the whole write (payload, mutation, coordinator state).
-    callback: ReplyCallback | None = None
-    owner: dict[int, "_Pending"] | None = None
-    rid: int = 0
-    peer: str = ""
-    done: bool = False
+    """One request awaiting its reply (a slots class: a dataclass with a default factory cost
+    more to build than the rest of sending the request)."""
+
+    __slots__ = ("event", "reply", "error", "callback", "owner", "rid", "peer", "done", "wheel", "deadline")
+
+    def __init__(self, event: trio.Event | None = None, callback: ReplyCallback | None = None,
+                 owner: dict[int, _Pending] | None = None, rid: int = 0, peer: str = "") -> None:
+        self.event = event
+        self.reply: dict[str, Any] | None = None
+        self.error: MessagingError | None = None
+        # Callback requests (request_callback) have no waiting task: whoever resolves them (reader,
+        # reaper, connection teardown) removes them from the peer's table and calls this.
+        self.callback = callback
+        self.owner = owner
+        self.rid = rid
+        self.peer = peer
+        self.done = False
+        # The request timeout's entry in the reaper's wheel, cancelled once resolved (so neither
+        # the request nor its callback's write state stays alive until the deadline).
+        self.wheel: TimingWheel | None = None
+        self.deadline: Handle | None = None
 
     def resolve(self, reply: dict[str, Any] | None, error: MessagingError | None = None) -> None:
         if self.done:
             return
         self.done = True
+        if self.wheel is not None:
+            self.wheel.cancel(self.deadline)
+            self.wheel = None
         self.reply = reply
         self.error = error
         if self.event is not None:
@@ -254,10 +265,8 @@ class Messaging:
         self._peers: dict[str, _Peer] = {}
         self._ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
-        # Timing wheel: bucket number -> requests expiring in it, plus a heap of bucket numbers.
-        self._buckets: dict[int, list[tuple[_Pending, str, str, float]]] = {}
-        self._bucket_heap: list[int] = []
-        self._reaper_scope: trio.CancelScope | None = None
+        # Request timeouts: a timing wheel, run as the reaper task (node/deadlines.py).
+        self._wheel = TimingWheel(REAPER_RESOLUTION_S)
 
     # ------------------------------------------------------------------ configuration
 
@@ -342,7 +351,7 @@ class Messaging:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.port = port
-                nursery.start_soon(self._reaper)
+                nursery.start_soon(self._wheel.run)
                 await nursery.start(self.runtime.network.serve_listeners, self._serve_incoming, listeners)
                 log.info("node %s: internode messaging listening on %s:%d", self.node_id, self.listen_host, port)
                 task_status.started(port)
@@ -353,9 +362,6 @@ class Messaging:
             for p in self._peers.values():
                 self._fail_peer(p, "messaging stopped")
             self._peers = {}
-            self._buckets = {}
-            self._bucket_heap = []
-            self._reaper_scope = None
             for listener in listeners:
                 with trio.CancelScope(shield=True):
                     await listener.aclose()
@@ -385,7 +391,7 @@ class Messaging:
         p = self._sendable(peer)
         rid = next(self._ids)
         frame = protocol.encode_request(rid, verb, payload)
-        pending = _Pending()
+        pending = _Pending(trio.Event())
         p.pending[rid] = pending
         p.frames.append(frame)
         self.stats.requests_sent += 1
@@ -448,31 +454,15 @@ class Messaging:
         """
         if math.isinf(deadline):
             return  # no timeout: only an answer or the connection's end resolves it
-        slot = math.ceil(deadline / REAPER_RESOLUTION_S)
-        bucket = self._buckets.get(slot)
-        if bucket is None:
-            bucket = self._buckets[slot] = []
-            heapq.heappush(self._bucket_heap, slot)
-            ends = slot * REAPER_RESOLUTION_S
-            if self._reaper_scope is not None and ends < self._reaper_scope.deadline:
-                self._reaper_scope.deadline = ends
-        bucket.append((pending, peer, verb, timeout))
+        pending.wheel = self._wheel
+        pending.deadline = self._wheel.add(deadline, self._timed_out, (pending, peer, verb, timeout))
 
-    async def _reaper(self) -> None:
-        """Fail requests whose deadline passed without a reply."""
-        while True:
-            deadline = self._bucket_heap[0] * REAPER_RESOLUTION_S if self._bucket_heap else math.inf
-            with trio.CancelScope(deadline=deadline) as scope:
-                self._reaper_scope = scope
-                await trio.sleep_forever()
-            self._reaper_scope = None
-            now = trio.current_time()
-            while self._bucket_heap and self._bucket_heap[0] * REAPER_RESOLUTION_S <= now:
-                for pending, peer, verb, timeout in self._buckets.pop(heapq.heappop(self._bucket_heap)):
-                    if not pending.done:  # most were answered long ago: no error to build for them
-                        pending.resolve(
-                            None, RequestTimeout(f"{self.node_id}: no reply from {peer} to {verb} within {timeout:g} s")
-                        )
+    def _timed_out(self, entry: tuple[_Pending, str, str, float]) -> None:
+        """The reaper: a request's deadline passed without a reply."""
+        pending, peer, verb, timeout = entry
+        if not pending.done:
+            pending.wheel = None  # its entry fired
+            pending.resolve(None, RequestTimeout(f"{self.node_id}: no reply from {peer} to {verb} within {timeout:g} s"))
 
     def _peer(self, node_id: str) -> _Peer | None:
         p = self._peers.get(node_id)

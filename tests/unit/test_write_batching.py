@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from node import protocol
 from node.cluster.messaging import Messaging, RemoteError, _Incoming
@@ -159,3 +160,36 @@ async def test_a_batched_verb_sent_to_this_node_runs_its_handler() -> None:
 
 def test_positions_are_segment_and_offset() -> None:
     assert make_position(3, 10) == (3 << 32) | 10
+
+
+async def test_a_cancelled_deadline_never_fires_and_an_emptied_bucket_is_not_woken_for(autojump_clock: Any) -> None:
+    from node.deadlines import TimingWheel
+
+    wheel = TimingWheel()
+    fired: list[str] = []
+    wakes = 0
+
+    class _Count(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            nonlocal wakes
+            if task.name.endswith("TimingWheel.run"):
+                wakes += 1
+
+    trio.lowlevel.add_instrument(_Count())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wheel.run)
+        await trio.testing.wait_all_tasks_blocked()
+        now = trio.current_time()
+        done = [wheel.add(now + 1.0 + i / 1000, fired.append, f"done{i}") for i in range(50)]
+        kept = wheel.add(now + 3.0, fired.append, "kept")
+        assert wheel.add(float("inf"), fired.append, "never") is None
+        for h in done:
+            wheel.cancel(h)
+        wheel.cancel(done[0])  # twice: nothing
+        wheel.cancel(None)
+        wakes = 0
+        await trio.sleep(5.0)
+        assert fired == ["kept"]
+        assert wakes <= 3  # the first, emptied bucket at most once, then the kept one
+        wheel.cancel(kept)  # after it fired: nothing
+        nursery.cancel_scope.cancel()
