@@ -9,6 +9,7 @@ py-spy is not a dependency of ringlab: ``.venv/bin/pip install py-spy`` first (i
 ``--tree`` profiles another checkout (its node processes too, through PYTHONPATH).
 
     .venv/bin/python bench/cluster_profile.py [--seconds 15] [--rate 200] [--out /tmp/ringlab-profile] [--tree DIR]
+    .venv/bin/python bench/cluster_profile.py --cpu-only --seconds 8 --tree DIR   # CPU figures only
 """
 
 from __future__ import annotations
@@ -73,12 +74,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    ap.add_argument("--cpu-only", action="store_true",
+                    help="no py-spy: only each process's CPU µs per write (an A/B of two trees run at once)")
     ap.add_argument("--out", default="/tmp/ringlab-profile")
     ap.add_argument("--tree", default=str(Path(__file__).resolve().parents[1]))
     args = ap.parse_args()
     tree = Path(args.tree).resolve()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(spy).exists():
+    if not args.cpu_only and not Path(spy).exists():
         sys.exit("py-spy not found: .venv/bin/pip install py-spy")
     os.environ["PYTHONPATH"] = str(tree)  # the node processes import the same tree
     sys.path.insert(0, str(tree))
@@ -106,7 +109,7 @@ def main() -> None:
                 subprocess.Popen([spy, "record", "-r", str(args.rate), "-d", str(max(1, int(args.seconds - 1))), "-f", "raw",
                                   "-o", str(out / f"{k}.txt"), "-p", str(pid), "--nonblocking"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                for k, pid in pids.items() if k != "n3"
+                for k, pid in pids.items() if k != "n3" and not args.cpu_only
             ]
             rate, lat, errors = trio.run(bench._load, ports, "write", "QUORUM", 8, args.seconds)
             used = {k: _run_ns(p) - before[k] for k, p in pids.items()}
@@ -115,8 +118,12 @@ def main() -> None:
         finally:
             c.stop()
     writes = max(1, len(lat))
-    print(f"{rate:,.0f} QUORUM writes/s, {errors} errors; CPU µs per write of the cluster: "
-          + ", ".join(f"{k} {u / 1000 / writes:.1f}" for k, u in used.items()))
+    nodes = sum(u for k, u in used.items() if k != "client") / 1000 / writes
+    print(f"{rate:,.0f} QUORUM writes/s, {errors} errors, load {os.getloadavg()[0]:.1f}; CPU µs per write of the "
+          f"cluster: " + ", ".join(f"{k} {u / 1000 / writes:.1f}" for k, u in used.items())
+          + f"; nodes {nodes:.1f}, total {nodes + used['client'] / 1000 / writes:.1f}")
+    if args.cpu_only:
+        return
     for k in ("n1", "n2", "client"):
         path = out / f"{k}.txt"
         if path.exists():
