@@ -76,8 +76,9 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     writes, reads, counts, at = collect_numbered(history)
     log = AnomalyLog(example_limit(params))
     expected = AnomalyLog()
-    for key in reads:
-        _check_key(key, writes.get(key, []), reads[key], rf, default_r, default_w, log, expected, at)
+    # Each key's records are dropped once judged, while still in the cache (as in lww.check).
+    for key in list(reads):
+        _check_key(key, writes.pop(key, []), reads.pop(key), rf, default_r, default_w, log, expected, at)
     counts = dict(counts)
     counts.update({
         "stale-read": log.count("stale-read"),

@@ -14,6 +14,7 @@ import bisect
 import functools
 import gc
 import io
+import itertools
 import json
 import os
 import re
@@ -392,11 +393,13 @@ class NumberedRecords:
         self._cache: dict[int, tuple[list[bytes], list[_Line | Op] | None]] = {}
 
     def __iter__(self) -> Iterator[_Line | Op]:
-        self._firsts.clear()
-        self._offsets.clear()
-        self._sizes.clear()
-        self._linenos.clear()
-        self._fast.clear()
+        # The records of each block are a list: chaining them costs no generator step per record.
+        return itertools.chain.from_iterable(self._blocks())
+
+    def _blocks(self) -> Iterator[list[_Line | Op]]:
+        """Each block's records, noting where the block is and what its first record's number is."""
+        for table in (self._firsts, self._offsets, self._sizes, self._linenos, self._fast):
+            table.clear()
         self._cache.clear()
         n = offset = 0
         path = self.path
@@ -410,15 +413,12 @@ class NumberedRecords:
             self._sizes.append(len(chunk))
             self._linenos.append(lineno)
             self._ended = ended
-            recs = _fast_block(lines, ended, chunk)
+            recs: list[_Line | Op] | None = _fast_block(lines, ended, chunk)  # type: ignore[assignment]
             self._fast.append(recs is not None)
-            if recs is not None:
-                n += len(recs)
-                yield from recs
-                continue
-            for d in _checked_dicts(path, lineno, lines, ended):
-                n += 1
-                yield _op_of_checked(d)
+            if recs is None:
+                recs = [_op_of_checked(d) for d in _checked_dicts(path, lineno, lines, ended)]
+            n += len(recs)
+            yield recs
 
     def op(self, number: int) -> Op:
         """The Op of record ``number`` of the last pass (read again from the file)."""
