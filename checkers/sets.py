@@ -112,36 +112,44 @@ def _check_key(key: Any, adds: list[_Add], rs: list[tuple[int, int, Any, Any, An
     counts["reads"] += m
     inv_t = list(map(_FIRST, rs))
     comp_t = list(map(_SECOND, rs))
-    # Per element: the first and the last read showing it, and for one that vanished and came back
-    # [start of the current run, gaps, the read of the last gap] (a run starts at the first read).
+    # Per element: the first read showing it; for one that vanished, the last read showing it
+    # before it did (``left``: its last read is k - 1 while it is in ``prev``, else left[e]); and for
+    # one that vanished and came back [start of the current run, gaps, the read of the last gap]
+    # (a run starts at the first read). Set operations do the elements that consecutive reads
+    # share, nearly all of them.
     first: dict[Any, int] = {}
-    last: dict[Any, int] = {}
+    left: dict[Any, int] = {}
     gaps: dict[Any, list[int]] = {}
-    prev: set[Any] = set()  # the elements of the read before (those whose last read is k - 1)
+    prev: set[Any] = set()  # the elements of the read before
     for k, r in enumerate(rs):
         vals = r[2]
         cur = set(vals)
+        if prev:
+            gone = prev - cur
+            if gone:
+                left.update(dict.fromkeys(gone, k - 1))
         if len(cur) == len(vals):
-            # Set operations do the elements shown again by consecutive reads, most of them.
             back = cur - prev
             if back:
                 for e in [e for e in vals if e in back] if len(back) < len(cur) else vals:
-                    seen = last.get(e)
+                    seen = left.get(e)  # (not in prev: seen before means it vanished since)
                     if seen is None:
                         first[e] = k
                     elif inv_t[k - 1] > comp_t[seen]:
                         # A read between began after a read that showed e had completed, and lacked e.
                         _gap(gaps, e, k)
-            last.update(dict.fromkeys(vals, k))
         else:  # an element listed twice: one at a time, as it comes
+            here: dict[Any, int] = {}
             for e in vals:
-                seen = last.get(e)
+                seen = here.get(e)
                 if seen is None:
-                    first[e] = last[e] = k
-                    continue
+                    seen = k - 1 if e in prev else left.get(e)
+                    if seen is None:
+                        first[e] = here[e] = k
+                        continue
+                here[e] = k
                 if seen != k - 1 and inv_t[k - 1] > comp_t[seen]:
                     _gap(gaps, e, k)
-                last[e] = k
         prev = cur
     # Counted in locals: this loop runs once per element. inv_t is sorted, so "a read began after
     # time x" is a comparison with the last (or the f-th) invocation, no search: bisect_right(inv_t, x) < f
@@ -165,7 +173,7 @@ def _check_key(key: Any, adds: list[_Add], rs: list[tuple[int, int, Any, Any, An
             else:
                 counts["never-read"] += 1
             continue
-        l_read = last[e]
+        l_read = m - 1 if e in prev else left[e]
         if comp_t[l_read] < last_inv:
             counts["lost"] += 1
             gone = rs[bisect_right(inv_t, comp_t[l_read])]
