@@ -70,23 +70,24 @@ def collect(history: Iterable[Op], nemesis: list[Op] | None = None
     """One pass: per key, writes (inv_time, comp_time, ts, value, ok, inv, comp, node, cl) and
     reads (inv_time, comp_time, ts, value, inv, comp, cl); keys that see appends are left out.
     Nemesis operations go to ``nemesis`` when a list is given. ``inv``/``comp`` are the
-    operations' numbers in the history (:func:`collect_numbered` also gives their Ops); ``node``
-    is the write's coordinator, ``cl`` the completion's consistency level."""
+    operations' handles (``harness.history.numbered``: positions, or Ops for a one-shot stream;
+    :func:`collect_numbered` also gives their Ops); ``node`` is the write's coordinator, ``cl``
+    the completion's consistency level."""
     return collect_numbered(history, nemesis)[:3]
 
 
 def collect_numbered(history: Iterable[Op], nemesis: list[Op] | None = None
                      ) -> tuple[dict[Any, list[tuple[Any, ...]]], dict[Any, list[tuple[Any, ...]]], dict[str, int],
-                                Callable[[int], Op]]:
-    """:func:`collect`, and the Op of an operation's number (a HistoryFile is streamed and the
+                                Callable[[Any], Op]]:
+    """:func:`collect`, and the Op of an operation's handle (a HistoryFile is streamed and the
     few operations that findings name are read again: records are not kept)."""
-    ops, op_at = numbered(history)
-    return (*_collect_ops(ops, nemesis), op_at)
+    pairs, op_at = numbered(history)
+    return (*_collect_ops(pairs, nemesis), op_at)
 
 
-def _collect_ops(history: Iterable[Op], nemesis: list[Op] | None
+def _collect_ops(history: Iterable[tuple[Any, Op]], nemesis: list[Op] | None
                  ) -> tuple[dict[Any, list[tuple[Any, ...]]], dict[Any, list[tuple[Any, ...]]], dict[str, int]]:
-    # Per process: the pending invocation's (f, key, value, time, node, number), not the record.
+    # Per process: the pending invocation's (f, key, value, time, node, handle), not the record.
     pending: dict[Any, tuple[Any, Any, Any, int, Any, int]] = {}
     # One list each, grouped per key afterwards: appending to one of many per-key lists while
     # lines are decoded misses the cache (as in checkers/sets.py).
@@ -98,7 +99,7 @@ def _collect_ops(history: Iterable[Op], nemesis: list[Op] | None
     wrote = written.append
     got = read.append
     pop = pending.pop
-    for pos, op in enumerate(history):
+    for pos, op in history:  # (handle, operation): see harness.history.numbered
         p = op.process
         if p.__class__ is not int and p == NEMESIS:
             if nemesis is not None:
@@ -210,9 +211,9 @@ def _overlap(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return a[0] < b_end and b[0] < a_end
 
 
-def _ops(op_at: Callable[[int], Op], *numbers: int | None) -> list[Op]:
-    """The operations behind a finding, by their numbers, without the missing ones."""
-    return [op_at(n) for n in numbers if n is not None]
+def _ops(op_at: Callable[[Any], Op], *handles: Any) -> list[Op]:
+    """The operations behind a finding, by their handles, without the missing ones."""
+    return [op_at(h) for h in handles if h is not None]
 
 
 def _fault_context(nemesis: list[Op]) -> tuple[bool, dict[str, list[tuple[int, int]]]]:
@@ -330,10 +331,10 @@ def clock_inverted_keys(history: Iterable[Op]) -> set[Any]:
 
 @dataclass
 class _KeyContext:
-    """What every key's analysis shares: the operations by number, the run's faults and the
+    """What every key's analysis shares: the operations by handle, the run's faults and the
     counters of expected findings."""
 
-    op_at: Callable[[int], Op]
+    op_at: Callable[[Any], Op]
     clock_faults: bool
     restarts: dict[str, list[tuple[int, int]]]
     counts: dict[str, int]

@@ -104,7 +104,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
 
 
 def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], rf: int, dr: int, dw: int,
-               log: AnomalyLog, expected: AnomalyLog, at: Callable[[int], Op]) -> None:
+               log: AnomalyLog, expected: AnomalyLog, at: Callable[[Any], Op]) -> None:
     value_ts: dict[Any, int] = {}
     for w in ws:
         if w[2] is not None and value_ts.get(w[3], -1) < w[2]:
@@ -182,7 +182,7 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
 
 
 def _resurrections(key: Any, acked: list[tuple[Any, ...]], rts: list[tuple[Any, ...]], rf: int, dw: int,
-                   log: AnomalyLog, expected: AnomalyLog, at: Callable[[int], Op]) -> set[int]:
+                   log: AnomalyLog, expected: AnomalyLog, at: Callable[[Any], Op]) -> set[int]:
     """Reads of a value older than an acknowledged, observed delete; returns the ids of their tuples.
 
     A delete is observed once a read of nil that began after it completed has ended; from then

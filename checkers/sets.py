@@ -38,8 +38,8 @@ _FIRST, _SECOND = itemgetter(0), itemgetter(1)
 def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
     """Classify every element added to every set and report lost and unexpected ones."""
     params = params or {}
-    ops, at = numbered(history)
-    adds, reads = _collect_ops(ops)
+    pairs, at = numbered(history)
+    adds, reads = _collect_ops(pairs)
     log = AnomalyLog(example_limit(params))
     counts = {"elements": 0, "acknowledged": 0, "indeterminate": 0, "stable": 0, "lost": 0,
               "never-read": 0, "stale": 0, "reappeared": 0, "unexpected": 0, "reads": 0}
@@ -57,11 +57,11 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
 _Add = tuple[Any, int, int | None, int, int | None]
 
 
-def _collect_ops(history: Iterable[Op]) -> tuple[dict[Any, list[_Add]], dict[Any, list[tuple[int, int, Any, Any, Any]]]]:
+def _collect_ops(history: Iterable[tuple[Any, Op]]) -> tuple[dict[Any, list[_Add]], dict[Any, list[tuple[int, int, Any, Any, Any]]]]:
     """Per key: the adds that did not fail as (element, invocation, completion or None, invoke time, ok time or
     None), and the ok reads as (invoke time, completion time, elements, invocation, completion); operations by
-    their numbers."""
-    # Per process: the pending invocation's (f, key, value, time, number); the record itself is
+    their handles (harness.history.numbered)."""
+    # Per process: the pending invocation's (f, key, value, time, handle); the record itself is
     # not kept (this loop runs once per history line).
     pending: dict[Any, tuple[Any, Any, Any, int, int]] = {}
     # One list each, grouped per key afterwards: appending to one of thousands of per-key lists
@@ -71,7 +71,7 @@ def _collect_ops(history: Iterable[Op]) -> tuple[dict[Any, list[_Add]], dict[Any
     pop = pending.pop
     add = added.append
     got = read.append
-    for pos, op in enumerate(history):
+    for pos, op in history:  # (handle, operation): see harness.history.numbered
         t = op.type
         if t == "invoke":
             p = op.process
@@ -93,13 +93,13 @@ def _collect_ops(history: Iterable[Op]) -> tuple[dict[Any, list[_Add]], dict[Any
     return group_by_key(added), group_by_key(read)
 
 
-def _ops(at: Callable[[int], Op], *numbers: int | None) -> list[Op]:
-    """The operations behind a finding, by their numbers, without the missing ones."""
-    return [at(n) for n in numbers if n is not None]
+def _ops(at: Callable[[Any], Op], *handles: Any) -> list[Op]:
+    """The operations behind a finding, by their handles, without the missing ones."""
+    return [at(h) for h in handles if h is not None]
 
 
 def _check_key(key: Any, adds: list[_Add], rs: list[tuple[int, int, Any, Any, Any]],
-               counts: dict[str, int], log: AnomalyLog, latencies: list[int], at: Callable[[int], Op]) -> None:
+               counts: dict[str, int], log: AnomalyLog, latencies: list[int], at: Callable[[Any], Op]) -> None:
     added = set(map(_FIRST, adds))
     if len(added) < len(adds):
         # An element added more than once: its last add counts, in the place of its first.

@@ -534,16 +534,24 @@ class HistoryFile:
         return NumberedRecords(p) if history_format(p) == "jsonl" else None
 
 
-def numbered(history: Iterable[Op]) -> tuple[Iterable[_Line | Op], Callable[[int], Op]]:
-    """The operations of ``history`` in order, and the Op at a number (a 0-based position) in
-    them: a JSONL :class:`HistoryFile` is streamed (:class:`NumberedRecords`, which reads the
-    few Ops asked for again), any other history is kept in a list (a list as it is)."""
+def numbered(history: Iterable[Op]) -> tuple[Iterable[tuple[Any, _Line | Op]], Callable[[Any], Op]]:
+    """``(handle, operation)`` for each operation of ``history`` in order, and the Op of a handle.
+
+    A checker keeps handles, not operations: for a JSONL :class:`HistoryFile` (streamed by
+    :class:`NumberedRecords`, which reads the few Ops asked for again) and for a list the handle
+    is the operation's 0-based position; for any other iterable it is the Op itself (kept as
+    before, rather than keeping every operation in a list)."""
     if isinstance(history, HistoryFile):
         records = history.records()
         if records is not None:
-            return records, records.op
-    ops = history if isinstance(history, list) else list(history)
-    return ops, ops.__getitem__
+            return enumerate(records), records.op
+    if isinstance(history, list):
+        return enumerate(history), history.__getitem__
+    return ((op, op) for op in history), _same
+
+
+def _same(op: Op) -> Op:
+    return op
 
 
 def as_op(h: Op | _Line) -> Op:

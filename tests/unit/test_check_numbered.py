@@ -32,7 +32,8 @@ CHECKS = [
 
 def _odd(ops: list[Op], seed: int, registers: bool) -> list[Op]:
     """Odd but legal values and fields: huge, string and float values, extra fields; for registers
-    also list values and keys (a set's elements and keys must be hashable)."""
+    also list values and keys (a set's elements and keys must be hashable), for sets reads that
+    list an element twice."""
     rng = random.Random(seed)
     for op in ops:
         if op.process == "nemesis":
@@ -44,6 +45,8 @@ def _odd(ops: list[Op], seed: int, registers: bool) -> list[Op]:
             op.value = rng.choice([10**30, "s", 0.5, *([[1, "x"]] if registers else [])])
         elif r < 0.035 and registers:
             op.key = ["k", op.key]
+        elif r < 0.1 and not registers and op.type == "ok" and op.f == "read" and op.value:
+            op.value = [*op.value, op.value[0]]  # an element listed twice
     return ops
 
 
