@@ -133,8 +133,11 @@ class NodeConnection:
         """Run one operation with the client-side timeout, mapping errors to Jepsen outcomes."""
         try:
             client = await self.client()  # its own connect timeout: a refused or slow connect is a fail
-            with trio.fail_after(self.timeout):
+            # trio.fail_after without its generator-based context manager (this runs per operation).
+            with trio.CancelScope(relative_deadline=self.timeout) as scope:
                 done = await fn(client)
+            if scope.cancelled_caught:
+                raise trio.TooSlowError
             if writes and done.type == "ok":
                 # Which replicas acknowledged (the report shows them for an anomaly's writes).
                 acks = client.pop_acks(done.timestamp)

@@ -181,22 +181,26 @@ class HistoryWriter:
     """Appends operations to a JSONL history, one line per op, flushed as each is written.
 
     Flushing per operation is what lets an interrupted run keep every line it recorded; pass
-    ``fsync=True`` to survive a machine crash too (much slower).
+    ``fsync=True`` to survive a machine crash too (much slower), or ``flush=False`` where a lost
+    tail costs nothing (a simulated run replays from its seed) and a system call per operation
+    would.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fsync: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], fsync: bool = False, flush: bool = True) -> None:
         self.path = Path(path)
         self._fsync = fsync
+        self._flush = flush or fsync
         self._file: BinaryIO = open(self.path, "ab")
         self.count = 0
 
     def write(self, op: Op | dict[str, Any]) -> None:
-        """Append one operation and flush it to the operating system."""
+        """Append one operation and flush it to the operating system (unless ``flush=False``)."""
         d = op.to_dict() if isinstance(op, Op) else op
         self._file.write(_dumps(d) + b"\n")
-        self._file.flush()
-        if self._fsync:
-            os.fsync(self._file.fileno())
+        if self._flush:
+            self._file.flush()
+            if self._fsync:
+                os.fsync(self._file.fileno())
         self.count += 1
 
     append = write

@@ -156,7 +156,8 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                                operator=operator_tools(opts, cluster, secret, run_dir, workload, client_net),
                                storage=opts.storage_choices())
         await create_schema(cluster, secret, opts, workload.table, client_net)
-        with HistoryWriter(history_path) as writer:
+        # A simulated run writes its history buffered (SimDeployment.flush_history).
+        with HistoryWriter(history_path, flush=getattr(deployment, "flush_history", True)) as writer:
             recorder = Recorder(writer, getattr(deployment, "clock_ns", None))
             # The wall time of the history's zero, so node log lines line up with operations.
             test["history_start_time"] = time.time() - recorder.now_ns() / 1e9

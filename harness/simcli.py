@@ -218,11 +218,11 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
         result = run_one(opts, run_dir, crash=settings.crash, tear=settings.tear, loss=settings.loss,
                          keep_trace=payload.get("keep_trace", False), quiet=payload.get("quiet", False),
                          report=not payload.get("lazy_report", False),
-                         keep_valid_data=not payload.get("lazy_report", False))
+                         keep_data=not payload.get("lazy_report", False))
         if payload.get("lazy_report") and result.outcome.valid is not True:
             from harness.run import write_report
 
-            write_report(run_dir)  # a kept seed's run directory is a complete one
+            write_report(run_dir)  # a kept seed's run directory has all but the nodes' data files
     except BaseException as exc:  # noqa: BLE001 - a harness failure is this seed's result
         if cov is not None:
             cov.stop()

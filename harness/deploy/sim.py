@@ -207,6 +207,10 @@ class SimNet:
 class SimDeployment:
     """A Deployment whose cluster is a SimWorld living in the caller's nursery."""
 
+    # history.jsonl is written buffered, not flushed per operation: a run killed midway is
+    # replayed from its seed, and a write system call per operation was a percent of a seed.
+    flush_history = False
+
     def __init__(self, world: SimWorld) -> None:
         self.world = world
         self.cluster = SimCluster(world)
@@ -272,12 +276,13 @@ def sim_secret(seed: int) -> str:
 
 def run_one(opts: Any, run_dir: Path, *, crash: str = "process", tear: bool = False, loss: float = 0.0,
             keep_trace: bool = False, quiet: bool = False, report: bool = True,
-            keep_valid_data: bool = True) -> SimOutcome:
+            keep_data: bool = True) -> SimOutcome:
     """Run one simulated campaign in ``run_dir`` (a normal run directory) and check it.
 
     The nodes' data files live in a memory-backed scratch directory during the run
-    (sim/scratch.py) and move to ``nodes/<node>/data`` at its end, unless the seed is valid and
-    ``keep_valid_data`` is false (a sweep deletes a valid seed's run directory anyway).
+    (sim/scratch.py) and move to ``nodes/<node>/data`` at its end unless ``keep_data`` is false
+    (a sweep: a valid seed's run directory is deleted, and a failing seed's replay command
+    makes them again).
     """
     from harness.run import campaign, setup_logging, write_report
 
@@ -334,7 +339,7 @@ def run_one(opts: Any, run_dir: Path, *, crash: str = "process", tear: bool = Fa
             undo_sleeps()
             for sig, handler_ in saved.items():
                 signal.signal(sig, handler_)
-            if scratch is not None and (keep_valid_data or state.get("valid") is not True):
+            if scratch is not None and keep_data:
                 move_into(scratch, run_dir / "nodes")
         if report and scratch is not None:
             progress.phase("writing the report")
