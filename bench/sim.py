@@ -95,7 +95,7 @@ def real(time_limit: float) -> None:
 
 def rates(seeds: int, jobs: int) -> None:
     print(f"detection rates over seeds 1-{seeds} (r = fraction of seeds invalid; n = seeds for 1-(1-r)^n >= 0.999)")
-    print(f"{'campaign':<44} {'r':>6} {'n':>5} {'wall s':>7} {'CPU s':>7}")
+    print(f"{'campaign':<44} {'r':>6} {'n':>5} {'wall s':>7} {'CPU s':>7} {'CPU s/seed':>10}")
     rows_of: list[tuple[str, dict[str, object]]] = [
         (f"--fault {name}", {**cfg, "validation_faults": [name]}) for name, cfg in SWITCH_CAMPAIGNS.items()]
     rows_of += [(f"unmodified --nemesis {nem}", {"nemesis": nem}) for nem in BASELINES]
@@ -109,7 +109,7 @@ def rates(seeds: int, jobs: int) -> None:
         errors = sum(1 for r in rows if r["valid"] not in (True, False))
         rate = invalid / len(rows)
         cpu = sum(float(r.get("cpu_s", 0.0)) for r in rows)
-        print(f"{label:<44} {rate:>6.3f} {_seeds_needed(rate):>5} {wall:>7.1f} {cpu:>7.1f}"
+        print(f"{label:<44} {rate:>6.3f} {_seeds_needed(rate):>5} {wall:>7.1f} {cpu:>7.1f} {cpu / len(rows):>10.2f}"
               + (f"  ({errors} unknown/failed)" if errors else ""), flush=True)
 
 

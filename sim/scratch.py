@@ -3,8 +3,8 @@
 The nodes' files are real files (sim/disk.py models what survives a crash), and node code
 writes many small ones: schema, peers and tokens by write-then-rename, SSTables, the commit log.
 On ext4 a rename over an existing file starts writeback of the new file (``auto_da_alloc``),
-and unlinking a finished seed's files costs real I/O too: together about a sixth of a sweep
-seed's CPU (docs/sim.md, *Speed*). On tmpfs (``/dev/shm``) the same calls never reach a device.
+and unlinking a finished seed's files costs real I/O too: together 6-15% of a sweep seed's
+CPU (docs/sim.md, *Speed*). On tmpfs (``/dev/shm``) the same calls never reach a device.
 What survives a simulated crash is decided by ``SimSystem``'s record of fsyncs, not by the
 device, so the run is the same either way: same trace, same history.
 

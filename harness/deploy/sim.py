@@ -80,7 +80,7 @@ class SimCluster:
         # Read the node's own view instead of asking for it over the network (the status admin
         # op): what `status` would say (U/D from its failure detector, each member's status), at
         # no cost in messages, tasks or the op's ring ownership and data-directory walk, which
-        # together were a tenth of a sweep seed's start.
+        # together cost about half of the start-up wait's CPU.
         await trio.lowlevel.checkpoint()
         n = self.world.nodes.get(node_id)
         node = n.node if n is not None and n.alive() and not self.world.paused(node_id) else None
