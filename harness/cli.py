@@ -171,6 +171,9 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--delete-fraction", type=float, metavar="F",
                    help="register, row and batch workloads: the share of writes that are deletes "
                         "(default 0 for register and batch, 0.3 for row: half column deletes, half row deletes)")
+    p.add_argument("--value-order", choices=["increasing", "random"],
+                   help="register workload: each key's unique values written 1, 2, 3, ... (default) or in a random "
+                        "order, so a reconcile that lets the larger value win where the timestamp decides shows")
     p.add_argument("--seed", type=int, help="seed for the operation stream and the fault schedule (default: random, recorded)")
     p.add_argument("--test-count", type=int, help=f"how many campaigns to run (default {d.test_count})")
     p.add_argument("--leave-db-running", action="store_true", default=None, help="keep the nodes (and the fault proxy) running afterwards")

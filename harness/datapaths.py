@@ -42,6 +42,12 @@ def node_storage(opts: Any) -> dict[str, Any]:
     return out
 
 
+def sim_storage(opts: Any) -> dict[str, Any]:
+    """The [storage] settings harness sim gives its nodes: the memtable and segment sizes of
+    ``--memtable-flush-kb`` (sim's default 0 keeps the store's own; the file nemeses are not simulated)."""
+    return {k: v for k, v in node_storage(opts).items() if k not in ("volatile_unsynced", "disk_faults")}
+
+
 def node_membership(opts: Any) -> dict[str, Any]:
     """The node.toml [membership] settings of a campaign: how small an SSTable may be and still
     go whole in a range transfer (node/rangecopy.py; the store's 1 MiB is never reached by a
@@ -58,7 +64,9 @@ def recorded(opts: Any) -> dict[str, Any]:
     """What test.json says about the storage settings the campaign ran with."""
     node = {"commitlog_sync": opts.commitlog_sync}
     if opts.deploy == "sim":
-        node["note"] = "harness sim's nodes use the store's own sizes"
+        node.update(sim_storage(opts))
+        if not opts.memtable_flush_kb:
+            node["note"] = "harness sim's nodes use the store's own sizes"
     else:
         node.update(node_storage(opts))
         node.update(node_membership(opts))

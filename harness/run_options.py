@@ -23,6 +23,8 @@ DISKS = ("commitlog", "data")
 # harness/workloads' WORKLOADS and harness/deploy's DEPLOYS.
 WORKLOADS = ("register", "set", "lww-rmw", "row", "batch")
 DEPLOYS = ("local", "ssh", "vagrant")
+# The register workload's orders of each key's unique values (harness/workloads/register.py).
+VALUE_ORDERS = ("increasing", "random")
 # harness/datapaths.py's DEFAULT_MEMTABLE_FLUSH_KB and DEFAULT_GC_GRACE_S.
 DEFAULT_MEMTABLE_FLUSH_KB = 4
 DEFAULT_GC_GRACE_S = 10
@@ -81,6 +83,8 @@ class RunOptions:
     ops_per_key: int = 300
     # The share of writes that are deletes (register, row, batch); None: the workload's own default.
     delete_fraction: float | None = None
+    # Register workload: each key's unique values in increasing or random order (WorkloadSettings).
+    value_order: str = "increasing"
     seed: int | None = None
     test_count: int = 1
     leave_db_running: bool = False
@@ -139,6 +143,8 @@ class RunOptions:
         if self.workload not in WORKLOADS:
             raise ValueError(f"--workload must be one of {', '.join(WORKLOADS)}, got {self.workload!r}")
         validate_delete_fraction(self.workload, self.delete_fraction)
+        if self.value_order not in VALUE_ORDERS:
+            raise ValueError(f"--value-order must be one of {', '.join(VALUE_ORDERS)}, got {self.value_order!r}")
         faults.parse_nemeses(self.nemesis)
         self.partition_shapes()
         self.target_specs()
@@ -259,4 +265,5 @@ class RunOptions:
     def _settings(self) -> WorkloadSettings:
         from harness.workloads import WorkloadSettings
 
-        return WorkloadSettings(self.key_count, self.read_cl, self.write_cl, self.ops_per_key, self.delete_fraction)
+        return WorkloadSettings(self.key_count, self.read_cl, self.write_cl, self.ops_per_key, self.delete_fraction,
+                                self.value_order)

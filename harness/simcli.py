@@ -21,8 +21,11 @@ from typing import Any
 # Options of `harness run` that mean the same thing in sim (the rest are about real machines).
 SIM_RUN_OPTIONS = ("workload", "nemesis", "nemesis_interval", "partition", "targets", "time_limit", "concurrency",
                    "rate", "nodes", "replication_factor", "read_cl", "write_cl", "key_count", "ops_per_key", "delete_fraction",
-                   "recovery_time", "commitlog_sync", "read_repair", "validation_faults", "test_name", "store",
+                   "value_order", "memtable_flush_kb", "gc_grace", "recovery_time", "commitlog_sync", "read_repair", "validation_faults", "test_name", "store",
                    "coverage")
+# Where sim's defaults differ from `harness run`'s: simulated nodes keep the store's own memtable
+# size (64 MB: flushes only when the flush-compact nemesis asks) unless --memtable-flush-kb is given.
+SIM_DEFAULTS: dict[str, Any] = {"memtable_flush_kb": 0}
 # Nemeses the simulated world can apply (the data-path ones need real processes and files).
 SIM_NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership", "flush-compact", "repair")
 # What a sweep's seeds may look like: at most this many in one command.
@@ -69,6 +72,13 @@ def register(sub: Any) -> None:
     p.add_argument("--ops-per-key", type=int, help=f"register, row and batch workloads: operations before a key is retired (default {d.ops_per_key})")
     p.add_argument("--delete-fraction", type=float, metavar="F",
                    help="register, row and batch workloads: the share of writes that are deletes (as harness run)")
+    p.add_argument("--value-order", choices=["increasing", "random"],
+                   help="register workload: each key's unique values written 1, 2, 3, ... (default) or in a random "
+                        "order, so a reconcile that lets the larger value win where the timestamp decides shows")
+    p.add_argument("--memtable-flush-kb", type=int, metavar="KB",
+                   help="flush each memtable past KB (and commit log segments as small), as harness run; default 0: "
+                        "the store's own 64 MB, so only the flush-compact nemesis flushes")
+    p.add_argument("--gc-grace", type=int, metavar="S", help=f"the table's gc_grace_seconds (default {d.gc_grace})")
     p.add_argument("--recovery-time", type=float, metavar="S", help=f"virtual seconds after healing before final reads (default {d.recovery_time:g})")
     p.add_argument("--commitlog-sync", choices=["periodic", "batch"], help=f"the nodes' commit log sync mode (default {d.commitlog_sync})")
     p.add_argument("--read-repair", choices=["BLOCKING", "NONE"], help=f"the table's read repair (default {d.read_repair})")
@@ -124,7 +134,7 @@ def build_options(args: argparse.Namespace) -> tuple[Any, SimSettings]:
 
     from nemesis import faults
 
-    values: dict[str, Any] = {"deploy": "sim"}
+    values: dict[str, Any] = {"deploy": "sim", **SIM_DEFAULTS}
     for key in SIM_RUN_OPTIONS:
         v = getattr(args, key, None)
         if v is not None:
@@ -307,7 +317,7 @@ def replay_command(opts: Any, settings: SimSettings, seed: int) -> str:
             for f in v:
                 parts += ["--fault", f]
             continue
-        if v != getattr(d, key) and v is not None:
+        if v != SIM_DEFAULTS.get(key, getattr(d, key)) and v is not None:
             parts += ["--" + key.replace("_", "-"), f"{v:g}" if isinstance(v, float) else str(v)]
     if settings.crash != "process":
         parts += ["--crash", settings.crash]

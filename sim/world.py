@@ -57,6 +57,8 @@ class WorldSpec:
     keep_trace: bool = False
     # Where the nodes' data directories live during the run (sim/scratch.py); None: in base_dir.
     data_root: Path | None = None
+    # More node.toml [storage] settings (harness/datapaths.py node_storage: small memtables).
+    storage: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -151,7 +153,7 @@ class SimWorld:
             "cluster_secret": self.spec.secret,
             "rng_seed": self.spec.seed * 1000 + n.index,
             "routes": {b: f"{b}:{INTERNODE_PORT}" for b in everyone if b != nid},
-            "storage": {"commitlog_sync": self.spec.commitlog_sync},
+            "storage": {**self.spec.storage, "commitlog_sync": self.spec.commitlog_sync},
             "membership": {"auto_bootstrap": n.joiner},
             "faults": dict(self.spec.faults),
         }

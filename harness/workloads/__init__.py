@@ -39,6 +39,10 @@ class WorkloadSettings:
     ops_per_key: int = 300
     # The share of writes that are deletes (register, row, batch); None: the workload's default.
     delete_fraction: float | None = None
+    # Register workload: "increasing" writes each key's values 1, 2, 3, ...; "random" writes unique
+    # values in a random order, so a reconciliation that lets the larger value win where the
+    # timestamp should decide disagrees with time (harness/workloads/register.py).
+    value_order: str = "increasing"
 
 
 class Workload(Protocol):

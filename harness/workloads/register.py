@@ -1,7 +1,10 @@
 """Single-register reads and writes of unique values, on a rotating set of keys.
 
 Checked for linearizability (register model), last-write-wins anomalies and quorum guarantees.
-Values are unique per key (1, 2, 3, ...) so every read names exactly one write. With
+Values are unique per key (1, 2, 3, ...) so every read names exactly one write; with
+``--value-order random`` they are unique random numbers instead, so the value order says nothing
+about the time order (a reconcile that prefers the larger value where the timestamp must decide
+then loses newer writes). With
 ``--delete-fraction F`` that share of the writes are deletes of the key (a row delete, so a
 tombstone): a read after one returns nil, and a deleted value that comes back is a resurrection.
 """
@@ -18,6 +21,9 @@ from node.client import Client
 # The share of operations that are reads; Jepsen's register tests mix reads and writes evenly.
 READ_FRACTION = 0.5
 COLUMN = "v"
+# Random values are drawn below this: small enough to read in a history, large enough that
+# redraws for a key's few hundred values are rare.
+RANDOM_VALUE_BOUND = 1 << 20
 
 
 class KeyRotation:
@@ -55,6 +61,8 @@ class RegisterWorkload:
         self.keys = KeyRotation(settings.key_count, settings.ops_per_key)
         self.next_value: dict[int, int] = {}
         self.delete_fraction = settings.delete_fraction or 0.0
+        self.random_values = getattr(settings, "value_order", "increasing") == "random"
+        self.taken: dict[int, set[int]] = {}
 
     def next_op(self, rng: random.Random) -> Invocation:
         """A read or a write of the key's next unique value."""
@@ -63,9 +71,20 @@ class RegisterWorkload:
             return Invocation("read", key)
         if self.delete_fraction and rng.random() < self.delete_fraction:
             return Invocation("delete", key)
-        value = self.next_value.get(key, 0) + 1
-        self.next_value[key] = value
-        return self.write_of(key, value)
+        return self.write_of(key, self.fresh_value(key, rng))
+
+    def fresh_value(self, key: int, rng: random.Random) -> int:
+        """A value never written to ``key`` before: the next integer, or a random unused one."""
+        if not self.random_values:
+            value = self.next_value.get(key, 0) + 1
+            self.next_value[key] = value
+            return value
+        taken = self.taken.setdefault(key, set())
+        while True:
+            value = rng.randrange(1, RANDOM_VALUE_BOUND)
+            if value not in taken:
+                taken.add(value)
+                return value
 
     def write_of(self, key: int, value: int) -> Invocation:
         """The write that gives ``key`` its next unique ``value``."""

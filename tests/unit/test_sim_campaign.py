@@ -65,7 +65,8 @@ def test_bad_arguments_exit_254(argv: list[str], message: str, capsys: pytest.Ca
 
 
 def test_replay_command_names_every_changed_option() -> None:
-    opts = RunOptions(deploy="sim", nemesis="kill", time_limit=20, validation_faults=["drop_hints"])
+    # memtable_flush_kb=0 is what `harness sim` builds by default (simcli.SIM_DEFAULTS).
+    opts = RunOptions(deploy="sim", nemesis="kill", time_limit=20, validation_faults=["drop_hints"], memtable_flush_kb=0)
     cmd = replay_command(opts, SimSettings(crash="power"), 42)
     assert cmd == "harness sim --seed 42 --nemesis kill --time-limit 20 --fault drop_hints --crash power"
 
