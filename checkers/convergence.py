@@ -80,8 +80,8 @@ def params_for_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     table = (test.get("storage") or {}).get("table") if isinstance(test.get("storage"), dict) else None
     if isinstance(table, dict) and isinstance(table.get("gc_grace_seconds"), (int, float)):
         out["gc_grace_seconds"] = table["gc_grace_seconds"]
-    # A simulated run's history runs on virtual time while the snapshots are stamped with real
-    # time: no common clock, so no purge is judged there.
+    # A simulated run's history runs on virtual time while the snapshots' wall stamps are real
+    # time: there only a pass's own history_ns (harness/convergence.py) dates it.
     if isinstance(test.get("history_start_time"), (int, float)) and test.get("deploy") != "sim":
         out["history_start_time"] = test["history_start_time"]
     return out

@@ -91,11 +91,15 @@ def _compactions(history: Iterable[Op]) -> dict[str, list[int]]:
 
 
 def pass_times(headers: dict[str, dict[str, Any]], history_start_time: float | None) -> dict[str, int]:
-    """Each snapshot pass's wall time as history nanoseconds (test.json's history_start_time)."""
-    if history_start_time is None:
-        return {}
-    return {label: int((h["time"] - float(history_start_time)) * 1e9)
-            for label, h in headers.items() if isinstance(h.get("time"), (int, float))}
+    """Each snapshot pass's time as history nanoseconds: the pass's own ``history_ns`` (the
+    history's clock, virtual in sim), else its wall time less test.json's history_start_time."""
+    out: dict[str, int] = {}
+    for label, h in headers.items():
+        if isinstance(h.get("history_ns"), int):
+            out[label] = h["history_ns"]
+        elif history_start_time is not None and isinstance(h.get("time"), (int, float)):
+            out[label] = int((h["time"] - float(history_start_time)) * 1e9)
+    return out
 
 
 def newest_owed_delete(acked: list[tuple[Any, int, Op]], owed: Any) -> tuple[int, int, Op] | None:

@@ -160,7 +160,8 @@ async def pending_hints(cluster: Any, secret: str, network: Any = None) -> dict[
 
 
 async def snapshot(cluster: Any, secret: str, keyspace: str, table: str, keys: Sequence[Any], rf: int | Strategy,
-                   label: str, path: Path, extra: dict[str, Any] | None = None, network: Any = None) -> dict[str, Any]:
+                   label: str, path: Path, extra: dict[str, Any] | None = None, network: Any = None,
+                   now_ns: Any = None) -> dict[str, Any]:
     """Read every replica of every key and append the pass to ``path``; returns its header.
 
     The hints every node holds are recorded just before and just after the reads: a replica
@@ -196,6 +197,10 @@ async def snapshot(cluster: Any, secret: str, keyspace: str, table: str, keys: S
                              "unknown": sorted(n for h in (hints_before, hints_after) for n, v in h.items()
                                                if not isinstance(v, dict))},
               "placement": placed, **(extra or {})}
+    if now_ns is not None:
+        # Once the reads are done, on the history's own clock (virtual in sim): a tombstone purged
+        # by then after gc_grace is judged against this time (checkers/gcgrace.py).
+        header["history_ns"] = now_ns()
     with path.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(header, default=str) + "\n")
         for k, (replicas, rng) in where.items():
@@ -272,7 +277,8 @@ async def liveness_views(cluster: Any, secret: str, network: Any = None,
 
 
 async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | Strategy, read_repair: str,
-                           run_dir: Path, label: str, drain: bool = False, network: Any = None) -> dict[str, Any]:
+                           run_dir: Path, label: str, drain: bool = False, network: Any = None,
+                           now_ns: Any = None) -> dict[str, Any]:
     """One snapshot of every key's replicas (after draining hints if ``drain``); never raises:
     a failure is logged and recorded in the pass header, so the campaign still gets its verdict."""
     from harness.workloads import KEYSPACE
@@ -288,7 +294,7 @@ async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | S
             # Once every hint is delivered the faults are long healed: each running node should
             # see every other as UP (checkers/convergence.py's stale-liveness-view).
             extra.update(await liveness_views(cluster, secret, network))
-        return await snapshot(cluster, secret, KEYSPACE, workload.table, keys, rf, label, path, extra, network)
+        return await snapshot(cluster, secret, KEYSPACE, workload.table, keys, rf, label, path, extra, network, now_ns)
     except Exception as exc:  # noqa: BLE001 - the check becomes unknown, the campaign goes on
         log.exception("replica snapshot %s failed", label)
         header = {"type": "pass", "pass": label, "time": time.time(), "error": f"{type(exc).__name__}: {exc}", **extra}

@@ -234,7 +234,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                 await trio.sleep(opts.recovery_time)
                 progress.phase("reading every replica")
                 await convergence_pass(cluster, secret, workload, topology.placement_rf(opts), opts.read_repair,
-                                       run_dir, "before", network=client_net)
+                                       run_dir, "before", network=client_net, now_ns=recorder.now_ns)
                 levels = final_read_levels(opts.read_cl)
                 progress.phase("final reads at " + ", then ".join(levels))
                 for level in levels:
@@ -243,9 +243,10 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                 # every replica), then once every hint is delivered.
                 progress.phase("reading every replica after read repair, then after hint delivery")
                 await convergence_pass(cluster, secret, workload, topology.placement_rf(opts), opts.read_repair,
-                                       run_dir, "read-repair", network=client_net)
+                                       run_dir, "read-repair", network=client_net, now_ns=recorder.now_ns)
                 await convergence_pass(cluster, secret, workload, topology.placement_rf(opts), opts.read_repair,
-                                       run_dir, "after", drain=True, network=client_net)
+                                       run_dir, "after", drain=True, network=client_net,
+                                       now_ns=recorder.now_ns)
     except KeyboardInterrupt:
         interrupted = True
     finally:
