@@ -50,12 +50,13 @@ CAMPAIGNS: dict[str, list[str]] = {
     "power": ["--nemesis", "kill", "--targets", "majority", "--crash", "power", "--commitlog-sync", "batch",
               *_FAST],
     # joins, decommissions and removenodes: streaming and pending ranges
-    "membership": ["--nemesis", "membership", "--nemesis-interval", "3", "--time-limit", "30",
+    # (40 keys: with 16 vnodes a node, the wrapping range and a short LEAVING window hold a key)
+    "membership": ["--nemesis", "membership", "--key-count", "40", "--nemesis-interval", "3", "--time-limit", "30",
                    "--recovery-time", "2"],
     # flushes, compactions and repairs between partitions and kills, with deletes: SSTables,
     # bloom filters, tombstone purging and Merkle-tree repair on the data path
     "storage": ["--nemesis", "flush-compact,repair,partition,kill", "--delete-fraction", "0.2",
-                "--time-limit", "24", "--nemesis-interval", "3", "--recovery-time", "2"],
+                "--memtable-flush-kb", "4", "--time-limit", "24", "--nemesis-interval", "3", "--recovery-time", "2"],
 }
 # The checkers whose failure counts as a catch, where not every checker's: an ANY write that
 # only hints hold is not visible to reads until delivered, so linearizability is not promised
