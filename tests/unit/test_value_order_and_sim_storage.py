@@ -53,7 +53,7 @@ def test_sim_nodes_get_the_campaigns_memtable_size_only_when_asked(tmp_path: Pat
         # The world's node config alone (a whole SimWorld needs the virtual clock running).
         world = SimWorld.__new__(SimWorld)
         world.spec = WorldSpec(1, tmp_path, "s", 1, storage=storage)
-        world.nodes = {"n1": SimNode("n1", 0, tmp_path / "n1")}
+        world.nodes = {"n1": SimNode("n1", 0, tmp_path / "n1", tmp_path / "n1")}
         world.forgotten = set()
         return world.config("n1").storage.memtable_flush_threshold_kb
 
