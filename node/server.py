@@ -591,6 +591,7 @@ class Node:
         log.info("membership %s %s", event, node_id)
         if event == "DOWN":
             self.hints.note_down(node_id)
+            self.messaging.interrupt(node_id)
         elif event in ("UP", "JOIN"):
             self.hints.note_up(node_id)
 

@@ -118,6 +118,7 @@ class MessagingStats:
     dropped_unreachable: int = 0
     connects: int = 0
     connect_failures: int = 0
+    interrupted: int = 0
     rejected_connections: int = 0
     writes: int = 0
     frames_written: int = 0
@@ -328,6 +329,19 @@ class Messaging:
         """Whether an outgoing connection to ``peer`` is established."""
         p = self._peers.get(peer)
         return p is not None and p.state == "up"
+
+    def interrupt(self, peer: str) -> None:
+        """Close the outgoing connection to a peer the failure detector convicted (Cassandra's
+        interruptOutbound on convict). Through a partition that dropped packets, the kernel backs
+        the old connection's retransmissions off to many seconds, so after the heal a request
+        on it would wait for the next retransmission; the next message connects afresh."""
+        p = self._peers.get(peer)
+        if p is None:
+            return
+        if p.conn_scope is not None:
+            self.stats.interrupted += 1
+            p.conn_scope.cancel()
+        p.failures = 0
 
     def _set(self, table: dict[str, tuple[str, int]], node_id: str, addr: tuple[str, int]) -> None:
         before = self.address_of(node_id)
