@@ -248,12 +248,12 @@ class DiskNemesis:
         self.disks = list(disks)
         self.failing: dict[str, str] = {}
         self.disk_of: dict[str, str] = {}
+        self._disk_round: list[str] = []  # the disks still to come in this round
 
     async def start(self, rng: random.Random) -> Event:
         """Fail one random node's commit log or data disk with ENOSPC or EIO."""
         nid = rng.choice(self.db.node_ids())
-        # One disk: no draw, so a run's other choices stay what they were before data disks.
-        disk = self.disks[0] if len(self.disks) == 1 else rng.choice(self.disks)
+        disk = _next_choice(self.disks, self._disk_round, rng)
         error = rng.choice(DISK_ERRORS)
         if disk == "data":
             nid = await _holding_data(self.db, nid, rng)
@@ -263,17 +263,45 @@ class DiskNemesis:
         if disk == "commitlog":
             return Event("disk-fail", {"node": nid, "disk": disk, "disk_error": error, "said": said,
                                        "summary": f"disk of {nid} fails: every commit log write and fsync returns {error}"})
-        # A flush now, so the window shows a refused SSTable write whatever the memtable threshold.
+        # A flush and a compaction now, so the window shows refused SSTable writes whatever the
+        # memtable threshold and compaction buckets; with EIO a read of a key one of its SSTables
+        # holds, refused too.
         flush = await _flush_result(self.db, nid)
         for _ in range(FLUSH_ATTEMPTS - 1):
             if "error" in flush:
                 break
             await trio.sleep(FLUSH_RETRY_S)  # nothing was buffered: the clients' next writes will be
             flush = await _flush_result(self.db, nid)
+        compact = await _admin_result(self.db, nid, "compact")
+        read = await self._read_one(nid, rng) if error == "EIO" else None
         reads = " and read" if error == "EIO" else ""
+        said_read = "" if read is None else f", read {'refused' if 'error' in read else 'served'}"
         return Event("disk-fail", {"node": nid, "disk": disk, "disk_error": error, "said": said, "flush": flush,
+                                   "compact": compact, "read": read,
                                    "summary": f"data disk of {nid} fails: every SSTable write{reads} returns {error}; "
-                                              f"flush {'refused' if 'error' in flush else 'had nothing to write'}"})
+                                              f"flush {'refused' if 'error' in flush else 'had nothing to write'}, "
+                                              f"compaction {'refused' if 'error' in compact else 'had nothing to do'}"
+                                              f"{said_read}"})
+
+    async def _read_one(self, nid: str, rng: random.Random) -> dict[str, Any] | None:
+        """This node's own read of a key one of its SSTables holds (None when it has none)."""
+        storage_dir = getattr(self.db, "storage_dir", None)
+        if storage_dir is None:
+            return None  # remote nodes: no files to pick a key from
+        files = await trio.to_thread.run_sync(data_files, storage_dir(nid))
+        if not files:
+            return None
+        rel = rng.choice(files)
+        try:
+            records = await trio.to_thread.run_sync(sstable_records, storage_dir(nid) / rel)
+        except (OSError, ValueError, msgpack.UnpackException):
+            return None  # replaced by a compaction meanwhile (none runs on a failing disk, but a stream may)
+        if not records:
+            return None
+        key = rng.choice(records)[0]
+        keyspace, table = table_of(rel)
+        out = await _admin_result(self.db, nid, "localread", keyspace=keyspace, table=table, keys=[key])
+        return {"key": key.decode("utf-8", "replace"), **({"error": out["error"]} if "error" in out else {"ok": True})}
 
     async def stop(self) -> Event:
         """Heal the failed disks and record what they refused; restart the commit log ones, flush the data ones."""
@@ -323,6 +351,19 @@ class DiskNemesis:
             await self.stop()
 
 
+def _next_choice(choices: list[str], round_: list[str], rng: random.Random) -> str:
+    """The next of ``choices`` in shuffled rounds (``round_`` holds what is left of this one), as
+    the schedule picks nemeses: two windows of a nemesis with two choices see both, where random
+    draws leave one unused half the time. One choice: no draw, so a run's other draws stay as
+    they were before there was a choice."""
+    if len(choices) == 1:
+        return choices[0]
+    if not round_:
+        round_.extend(choices)
+        rng.shuffle(round_)
+    return round_.pop()
+
+
 async def _holding_data(db: DB, nid: str, rng: random.Random) -> str:
     """``nid`` if it holds data (a memtable or an SSTable), else the first node in a seeded order
     that does (a node no key of the run has as a replica writes no SSTable to refuse), else ``nid``."""
@@ -344,9 +385,15 @@ def _error_text(exc: BaseException) -> str:
 
 async def _flush_result(db: DB, nid: str) -> dict[str, Any]:
     """A flush of every table on ``nid``: what it flushed, or the error it was refused with."""
+    out = await _admin_result(db, nid, "flush")
+    return out if "error" in out else {"flushed": out.get("flushed", [])}
+
+
+async def _admin_result(db: DB, nid: str, op: str, **fields: Any) -> dict[str, Any]:
+    """An admin op's answer, or ``{"error": ...}`` naming what it was refused with."""
     try:
-        return {"flushed": (await db.admin(nid, "flush")).get("flushed", [])}
-    except Exception as exc:  # noqa: BLE001 - a refused flush is what a failing data disk shows
+        return await db.admin(nid, op, **fields)
+    except Exception as exc:  # noqa: BLE001 - a refusal is what a failing data disk shows
         return {"error": _error_text(exc)}
 
 
@@ -528,13 +575,13 @@ class CorruptNemesis:
     def __init__(self, db: FilesDB, modes: list[str] | tuple[str, ...] = CORRUPT_MODES) -> None:
         self.db = db
         self.modes = list(modes)
+        self._mode_round: list[str] = []  # the modes still to come in this round
         self.damaged: list[str] = []
         self.down: list[str] = []
 
     async def start(self, rng: random.Random) -> Event:
         """Damage a stopped or a running node, as drawn from the modes."""
-        # One mode: no draw, so a run's other choices stay what they were before live damage.
-        mode = self.modes[0] if len(self.modes) == 1 else rng.choice(self.modes)
+        mode = _next_choice(self.modes, self._mode_round, rng)
         if mode == "live":
             event = await self._start_live(rng)
             if event is not None:

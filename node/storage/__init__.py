@@ -1,7 +1,8 @@
 """The node's storage engine: commit log, memtables, SSTables, compaction, snapshots.
 
 Public API (see docs/storage.md): :class:`StorageEngine` (synchronous, thread-safe core),
-:class:`AsyncStorageEngine` (the Trio facade the node runs), and the data model.
+:class:`AsyncStorageEngine` (a Trio facade with background sync, flush and compaction tasks, which
+the crash test's writer program runs; the node offloads to the engine itself), and the data model.
 """
 
 from .cells import Cell, Mutation, Partition, RangeTombstone, reconcile

@@ -48,6 +48,8 @@ class LiveDB:
         e = self.engines[nid]
         if op == "flush":
             return {"flushed": e.flush()}
+        if op == "compact":
+            return {"compacted": [r for r in [e.compact("ks", "t", major=True)] if r]}
         if op == "storage":
             return {"tables": e.stats(), "corrupt": e.corrupt_sstables(), "quarantined": e.quarantined(),
                     "held": e.held_tables()}
@@ -104,25 +106,54 @@ def test_live_corrupt_is_found_by_the_read_quarantined_held_then_scrubbed(tmp_pa
     assert db.engines[nid].held_tables() == {}
 
 
-def test_a_failing_data_disk_refuses_the_flush_keeps_the_data_and_flushes_when_healed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("error", ["ENOSPC", "EIO"])
+def test_a_failing_data_disk_refuses_the_flush_keeps_the_data_and_flushes_when_healed(tmp_path: Path, error: str) -> None:
     db = LiveDB(tmp_path)
+    for e in db.engines.values():
+        e.flush()  # an SSTable to compact and to read from
+        e.apply("ks", "t", Mutation(b"new", [Cell("c", b"x", 99)]))
+    seed = next(s for s in range(50) if _error_drawn(s) == error)
 
     async def main() -> tuple[Any, Any]:
         n = DiskNemesis(db, disks=("data",))
-        return await n.start(random.Random(2)), await n.stop()
+        return await n.start(random.Random(seed)), await n.stop()
 
     start, stop = trio.run(main)
     v = start.value
     nid = v["node"]
-    assert v["disk"] == "data" and v["said"]["failing"] == v["disk_error"] and v["said"]["disk"] == "data"
-    assert "flush failed" in v["flush"]["error"] and "refused" in v["summary"]
+    assert v["disk"] == "data" and v["disk_error"] == error and v["said"] == {**v["said"], "failing": error, "disk": "data"}
+    assert "flush failed" in v["flush"]["error"] and "compaction failed" in v["compact"]["error"], v
+    if error == "EIO":  # a broken disk fails reads of its SSTables too; a full one still reads
+        assert "Input/output error" in v["read"]["error"] and "read refused" in v["summary"]
+    else:
+        assert v["read"] is None
+    assert "flush refused, compaction refused" in v["summary"]
     r = stop.value["result"][nid]
-    assert r["failed_calls"] >= 1 and r["kept_memtables"] == 1
+    # The refused flush and compaction (with EIO the compaction's read of its input, and the read).
+    assert r["failed_calls"] + r["failed_reads"] >= 2 and (r["failed_reads"] >= 2) == (error == "EIO")
+    assert r["kept_memtables"] == 1
     assert r["flush"] == {"flushed": ["ks.t"]} and r["sstables"] >= 1
     assert db.engines[nid].stats()["ks.t"]["flushing_memtables"] == 0
     assert "flushed 1 tables" in stop.value["summary"]
     e = db.engines[nid]
-    assert all(e.read("ks", "t", k) is not None for k in KEYS)
+    assert all(e.read("ks", "t", k) is not None for k in [*KEYS, b"new"])
+
+
+def _error_drawn(seed: int) -> str:
+    """The error DiskNemesis.start draws with random.Random(seed) (a node, then the error)."""
+    rng = random.Random(seed)
+    rng.choice(["n1", "n2", "n3"])
+    return rng.choice(["ENOSPC", "EIO"])
+
+
+def test_the_corrupt_and_disk_nemeses_take_their_kinds_in_shuffled_rounds() -> None:
+    from nemesis.storage import _next_choice
+
+    rng, round_ = random.Random(1), []
+    picks = [_next_choice(["commitlog", "data"], round_, rng) for _ in range(6)]
+    assert all(sorted(picks[i:i + 2]) == ["commitlog", "data"] for i in (0, 2, 4)), picks
+    state = random.getstate()
+    assert _next_choice(["live"], [], rng) == "live" and random.getstate() == state
 
 
 
