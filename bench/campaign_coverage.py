@@ -9,16 +9,17 @@ Runs one campaign at a time, each with ``harness run --coverage``:
   partition: the schedule sleeps 10 s, starts a fault, sleeps 10 s, stops it);
 - the default campaign set, with ``--nemesis-interval 3`` and a time limit of one whole shuffled
   round of its nemeses (6 s per fault, plus 6 s, 18 s for ``all``; two rounds for the campaigns whose steps take
-  seconds each, three for the membership one and the damaged-files one): ``--nemesis all`` with each workload of ``harness.workloads.WORKLOADS`` (so a
+  seconds each, three for the membership one and the failing-disk one): ``--nemesis all`` with each workload of ``harness.workloads.WORKLOADS`` (so a
   workload, or a nemesis added to ``all``, joins the set by itself; ``register`` with
   ``--delete-fraction 0.2``, the others with their defaults), then
   ``--nemesis membership,move,partition,kill --file-stream-min-bytes 0 --load-balance 5`` on 5
   nodes (membership and move are not in ``all``; every SSTable inside a transferred range goes
   whole; the nodes' load balancing moves tokens on its own),
   ``--coordination zookeeper --nemesis membership,kill,zk`` on 4 nodes (the ZooKeeper leader),
-  ``--nemesis corrupt,disk,flush-compact,crash --commitlog-sync group`` (corrupt and disk are not
-  in ``all``; corrupt damages stopped and running nodes, disk fails a commit log or a data disk;
-  the other campaigns run the default periodic commit log), and ``--nemesis
+  ``--nemesis corrupt,flush-compact,crash --commitlog-sync group`` (corrupt is not in ``all``; it
+  damages stopped and running nodes; the other campaigns run the default periodic commit log),
+  ``--nemesis disk,flush-compact --commitlog-sync batch`` (disk is not in ``all``; its windows fail
+  a commit log disk and a data disk in turn), and ``--nemesis
   admin,move,clients,partition,kill`` on 5 nodes in 2 datacenters of 2 racks (``--datacenters 2
   --racks 2 --replication-factor 2``: NetworkTopologyStrategy; admin and move run ringctl, whose
   processes are measured too).
@@ -51,15 +52,16 @@ MAKE_RUN = ["--nemesis", "partition", "--nodes", "5", "--time-limit", "30"]
 SET_INTERVAL = 3.0
 MEMBERSHIP = "membership,move,partition,kill"
 ZOOKEEPER = "membership,kill,zk"
-CORRUPT = "corrupt,disk,flush-compact,crash"
+CORRUPT = "corrupt,flush-compact,crash"
+DISK = "disk,flush-compact"
 OPERATOR = "admin,move,clients,partition,kill"
-# Campaigns whose steps take seconds each (a move streams, a corrupt or disk step restarts a node, ringctl
+# Campaigns whose steps take seconds each (a move streams, a corrupt step restarts a node, ringctl
 # starts a process) get two rounds' time, so each nemesis gets windows; a membership change
 # takes ~20 s (a removenode waits for the failure detector), so its campaign gets three.
 SLOW_ROUNDS = 2
-# The damaged-files campaign's steps restart nodes (crash, corrupt, a commit log disk) and compact:
-# three rounds, so corrupt (stopped, live) and disk (commit log, data) each get both their kinds.
-CORRUPT_ROUNDS = 3
+# The failing-disk campaign: three rounds, so the disk nemesis's windows (a commit log disk's ends in
+# a restart) fail both kinds of disk before the time limit.
+DISK_ROUNDS = 3
 MEMBERSHIP_ROUNDS = 3
 # Workload options beyond the defaults: the register workload deletes only when asked to.
 WORKLOAD_ARGS = {"register": ["--delete-fraction", "0.2"]}
@@ -89,7 +91,8 @@ def campaign_set(time_limit: float | None = None) -> list[tuple[str, list[str]]]
     runs.append((f"register / {MEMBERSHIP} (whole files, load balance)",
                  ["--nodes", "5", "--file-stream-min-bytes", "0", "--load-balance", "5", *args(MEMBERSHIP, MEMBERSHIP_ROUNDS)]))
     runs.append((f"register / {ZOOKEEPER} (zookeeper)", ["--coordination", "zookeeper", "--nodes", "4", *args(ZOOKEEPER)]))
-    runs.append((f"register / {CORRUPT} (group)", ["--commitlog-sync", "group", *args(CORRUPT, CORRUPT_ROUNDS)]))
+    runs.append((f"register / {CORRUPT} (group)", ["--commitlog-sync", "group", *args(CORRUPT, SLOW_ROUNDS)]))
+    runs.append((f"register / {DISK} (batch)", ["--commitlog-sync", "batch", *args(DISK, DISK_ROUNDS)]))
     runs.append((f"register / {OPERATOR} (2 DCs x 2 racks)",
                  ["--nodes", "5", "--datacenters", "2", "--racks", "2", "--replication-factor", "2",
                   *args(OPERATOR, SLOW_ROUNDS)]))
