@@ -23,6 +23,11 @@ from pathlib import Path
 CANDIDATES = ("/dev/shm",)
 # Overrides the candidates: a directory for the scratch, or "" to keep data in the run directory.
 ENV = "RINGLAB_SIM_SCRATCH"
+# A candidate with less room than this is passed over (a container's /dev/shm is often 64 MiB,
+# and a node that runs out of disk would be a finding of the run, not of the store): the five
+# nodes of a 60 s campaign keep under 1 MB, a sweep runs one seed per core at once, and a long
+# or write-heavy campaign keeps more.
+MIN_FREE_BYTES = 256 << 20
 
 
 def scratch_base() -> Path | None:
@@ -30,9 +35,17 @@ def scratch_base() -> Path | None:
     chosen = os.environ.get(ENV)
     candidates = (chosen,) if chosen is not None else CANDIDATES
     for c in candidates:
-        if c and os.path.isdir(c) and os.access(c, os.W_OK | os.X_OK):
+        if c and os.path.isdir(c) and os.access(c, os.W_OK | os.X_OK) and _free_bytes(c) >= MIN_FREE_BYTES:
             return Path(c)
     return None
+
+
+def _free_bytes(path: str) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
 
 
 def make_scratch() -> Path | None:

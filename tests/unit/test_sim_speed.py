@@ -67,3 +67,9 @@ def test_a_worker_starts_each_seed_from_a_quiet_collector() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_a_scratch_without_room_is_passed_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(scratch.ENV, str(tmp_path))
+    monkeypatch.setattr(scratch, "_free_bytes", lambda path: scratch.MIN_FREE_BYTES - 1)
+    assert scratch.scratch_base() is None
