@@ -557,12 +557,20 @@ def _verdict_word(v: Any) -> str:
     return {True: "valid", False: "INVALID", "unknown": "unknown"}[v]
 
 
+def _clip_counts(summary: str, width: int) -> str:
+    """At most ``width`` characters, cut between counts (a number cut in half reads as another)."""
+    if len(summary) <= width:
+        return summary
+    cut = summary.rfind(", ", 0, width - 2)
+    return (summary[:cut] if cut > 0 else summary[:width - 2]) + ", …"
+
+
 def print_verdict(result: Any, history: Path, saved: Path | None) -> None:
     """A readable summary: one line per checker, the first anomalies explained, the overall verdict."""
     lines: list[tuple[str, str, str]] = []
     for name, r in result.results.items():
         summary = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v and not k.startswith("keys_"))
-        lines.append((name, _verdict_word(r.valid), summary[:160]))
+        lines.append((name, _verdict_word(r.valid), _clip_counts(summary, 160)))
     if sys.stdout.isatty():
         try:
             from rich.console import Console

@@ -116,3 +116,4 @@ def test_harness_check_takes_atomic_reads(tmp_path: Path, capsys: pytest.Capture
     assert json.loads(capsys.readouterr().out)["summary"]["linearizable"] is False
     assert main(["check", "--history", str(path), "--model", "register", "--atomic-reads"]) == 254
     assert "--atomic-reads does not apply to the register model" in capsys.readouterr().err
+
