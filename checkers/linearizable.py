@@ -27,7 +27,7 @@ from __future__ import annotations
 import bisect
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -396,22 +396,12 @@ class _Prepared:
     counts: dict[str, int]
 
 
-def prepare(history: Iterable[Op], model: Model) -> _Prepared:
-    """Pair invocations with completions, turn them into calls and split them per key."""
+def pairs(history: Iterable[Op], counts: dict[str, int]) -> Iterator[tuple[Op, int, Op | None, float]]:
+    """Each client operation as (invocation, its position, completion or None, its position or
+    inf) in completion order, never-completed ones last; counts ops, their types and nemesis
+    entries; HistoryError for an invocation over an open one or a completion without one."""
     pending: dict[Any, tuple[Op, int]] = {}
-    calls: list[Call] = []
-    counts = {"ops": 0, "ok": 0, "info": 0, "fail": 0, "dropped": 0, "info_unobserved": 0, "nemesis": 0}
     pos = 0
-
-    def add(inv: Op, inv_pos: int, comp: Op | None, comp_pos: float) -> None:
-        call = model.prepare(inv, comp)
-        if call is None:
-            counts["dropped"] += 1
-            return
-        call.call_pos = inv_pos
-        call.ret_pos = comp_pos if call.determinate else float("inf")
-        calls.append(call)
-
     for op in history:
         pos += 1
         if op.process == NEMESIS:
@@ -427,13 +417,27 @@ def prepare(history: Iterable[Op], model: Model) -> _Prepared:
         if got is None:
             raise HistoryError(f"op {op.index}: {op.type} from process {op.process!r} without an invocation")
         counts["ops"] += 1
-        counts[op.type] += 1
-        add(got[0], got[1], op, pos)
+        counts[op.type] = counts.get(op.type, 0) + 1
+        yield got[0], got[1], op, pos
     for inv, inv_pos in pending.values():
         # Never completed (an interrupted run): indeterminate, like info.
         counts["ops"] += 1
         counts["info"] += 1
-        add(inv, inv_pos, None, float("inf"))
+        yield inv, inv_pos, None, float("inf")
+
+
+def prepare(history: Iterable[Op], model: Model) -> _Prepared:
+    """Pair invocations with completions, turn them into calls and split them per key."""
+    calls: list[Call] = []
+    counts = {"ops": 0, "ok": 0, "info": 0, "fail": 0, "dropped": 0, "info_unobserved": 0, "nemesis": 0}
+    for inv, inv_pos, comp, comp_pos in pairs(history, counts):
+        call = model.prepare(inv, comp)
+        if call is None:
+            counts["dropped"] += 1
+            continue
+        call.call_pos = inv_pos
+        call.ret_pos = comp_pos if call.determinate else float("inf")
+        calls.append(call)
     parts = model.partition(calls)
     for k, cs in parts.items():
         kept = _drop_unobserved(cs, model)

@@ -28,7 +28,8 @@ from typing import Any
 
 from checkers.models import freeze
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
-from harness.history import NEMESIS, HistoryError, Op
+from checkers.linearizable import pairs
+from harness.history import HistoryError, Op
 
 INF = float("inf")
 
@@ -70,7 +71,6 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
 def _collect(history: Iterable[Op]) -> tuple[dict[Any, dict[Any, _Add]], dict[Any, dict[Any, Op]],
                                                dict[Any, list[_Read]], dict[str, int]]:
     """Pair invocations with completions; per key the elements' adds and the ok reads."""
-    pending: dict[Any, tuple[Op, int]] = {}
     adds: dict[Any, dict[Any, _Add]] = {}
     failed_only: dict[Any, dict[Any, Op]] = {}
     reads: dict[Any, list[_Read]] = {}
@@ -89,25 +89,12 @@ def _collect(history: Iterable[Op]) -> tuple[dict[Any, dict[Any, _Add]], dict[An
         if comp_pos < a.comp_pos:
             a.comp, a.comp_pos = comp, comp_pos
 
-    pos = 0
-    for op in history:
-        pos += 1
-        if op.process == NEMESIS:
-            counts["nemesis"] += 1
-            continue
-        if op.type == "invoke":
-            if op.process in pending:
-                prev = pending[op.process][0]
-                raise HistoryError(f"op {op.index}: process {op.process!r} invoked again before op {prev.index} completed")
-            pending[op.process] = (op, pos)
-            continue
-        got = pending.pop(op.process, None)
-        if got is None:
-            raise HistoryError(f"op {op.index}: {op.type} from process {op.process!r} without an invocation")
-        inv, inv_pos = got
-        counts["ops"] += 1
-        counts[op.type] = counts.get(op.type, 0) + 1
+    for inv, inv_pos, op, pos in pairs(history, counts):
         key = freeze(inv.key)
+        if op is None:
+            if inv.f == "add":
+                add(key, inv, inv_pos, None, INF)
+            continue
         if inv.f == "add":
             if op.type == "fail":
                 failed_only.setdefault(key, {}).setdefault(freeze(inv.value), op)
@@ -123,15 +110,9 @@ def _collect(history: Iterable[Op]) -> tuple[dict[Any, dict[Any, _Add]], dict[An
                 shown = frozenset(v)
             except TypeError:
                 shown = frozenset(freeze(x) for x in v)
-            reads.setdefault(key, []).append(_Read(inv, op, inv_pos, pos, shown))
+            reads.setdefault(key, []).append(_Read(inv, op, inv_pos, int(pos), shown))
         else:
             raise HistoryError(f"op {inv.index}: unknown operation f={inv.f!r} for the set model (expected add/read)")
-    for inv, inv_pos in pending.values():
-        # Never completed (an interrupted run): indeterminate, like info.
-        counts["ops"] += 1
-        counts["info"] += 1
-        if inv.f == "add":
-            add(freeze(inv.key), inv, inv_pos, None, INF)
     return adds, failed_only, reads, counts
 
 
