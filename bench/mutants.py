@@ -56,7 +56,7 @@ CAMPAIGNS: dict[str, list[str]] = {
     # flushes, compactions and repairs between partitions and kills, with deletes: SSTables,
     # bloom filters, tombstone purging and Merkle-tree repair on the data path
     "storage": ["--nemesis", "flush-compact,repair,partition,kill", "--delete-fraction", "0.2",
-                "--memtable-flush-kb", "4", "--time-limit", "24", "--nemesis-interval", "3", "--recovery-time", "2"],
+                "--memtable-flush-kb", "4", "--gc-grace", "60", "--time-limit", "24", "--nemesis-interval", "3", "--recovery-time", "2"],
 }
 # The checkers whose failure counts as a catch, where not every checker's: an ANY write that
 # only hints hold is not visible to reads until delivered, so linearizability is not promised
