@@ -54,7 +54,7 @@ from node.membership_admin import admin_ops
 from node.storage.files import disk_admin
 from node.coordination import ZooKeeperCoordinator
 from node.membership_ops import MembershipManager
-from node.storage_admin import storage_ops
+from node.storage_admin import scrub_node, storage_ops
 from node.repair import Repairer
 from node.rangecopy import RangeCopy
 from node.streaming import Streamer, choose_sort_key
@@ -74,6 +74,9 @@ _PER_CONNECTION_PIPELINE = 1024
 _BUFFER_CHECK_EVERY = 8
 # How often background storage housekeeping runs (periodic commit log sync is separate).
 _HOUSEKEEPING_INTERVAL = 1.0
+# A failed automatic repair of tables refusing reads (storage.auto_repair_after_s) is retried
+# after this long.
+AUTO_REPAIR_RETRY_S = 30.0
 # How often to compare schema versions with live peers besides gossip CHANGE events.
 _SCHEMA_CHECK_INTERVAL = 2.0
 # The ring view is rebuilt on every gossip event and local status/token/move/removal change; on
@@ -300,6 +303,7 @@ class Node:
         self.internode_port: int | None = None
         self._client_scope: trio.CancelScope | None = None
         self._drain = trio.Event()
+        self._auto_repairing = False  # a repair of tables refusing reads is running or waiting to retry
         self._schema_lock = trio.Lock()
         self.membership_ops = admin_ops(self)
         self.membership_ops.update(storage_ops(self))
@@ -601,17 +605,46 @@ class Node:
     async def _housekeeping(self) -> None:
         period = self.config.storage.commitlog_sync_period_ms / 1000.0
         last_sync = self.runtime.clock.monotonic()
-        while True:
-            await self.runtime.clock.sleep(min(_HOUSEKEEPING_INTERVAL, period))
-            try:
-                if self.config.storage.commitlog_sync == "periodic" and self.runtime.clock.monotonic() - last_sync >= period:
-                    last_sync = self.runtime.clock.monotonic()
-                    await offload(self.engine.sync_commitlog)
-                await offload(self.engine.maybe_flush)
-                await offload(self.engine.compact_due)
-            except (StorageError, OSError) as exc:
-                # A full disk or a failed sync must not end the node: reads keep being served.
-                log.error("storage housekeeping failed: %s", exc)
+        held_since: float | None = None
+        async with trio.open_nursery() as nursery:
+            while True:
+                await self.runtime.clock.sleep(min(_HOUSEKEEPING_INTERVAL, period))
+                try:
+                    if self.config.storage.commitlog_sync == "periodic" and self.runtime.clock.monotonic() - last_sync >= period:
+                        last_sync = self.runtime.clock.monotonic()
+                        await offload(self.engine.sync_commitlog)
+                    await offload(self.engine.maybe_flush)
+                    await offload(self.engine.compact_due)
+                except (StorageError, OSError) as exc:
+                    # A full disk or a failed sync must not end the node: reads keep being served.
+                    log.error("storage housekeeping failed: %s", exc)
+                # A table refusing reads after a quarantine heals itself: repaired from its
+                # replicas, then served again (an operator's scrub does the same at once).
+                if not self.engine.holds_reads():
+                    held_since = None
+                elif held_since is None:
+                    held_since = self.runtime.clock.monotonic()
+                elif (self.config.storage.auto_repair_after_s > 0 and not self._auto_repairing
+                      and not self.repairer.running
+                      and self.runtime.clock.monotonic() - held_since >= self.config.storage.auto_repair_after_s):
+                    self._auto_repairing = True
+                    nursery.start_soon(self._repair_held_tables)
+
+    async def _repair_held_tables(self) -> None:
+        """What a scrub does (verify, quarantine, repair, serve again), but leaving the reads
+        refused when the repair could not reach every replica (tried again later)."""
+        held = self.engine.held_tables()
+        try:
+            out = await scrub_node(self, repair=True, every_replica=True)
+        except Exception as exc:  # noqa: BLE001 - retried later; reads stay refused meanwhile
+            log.warning("automatic repair of %s failed: %s; reads stay refused, retrying in %g s",
+                        ", ".join(sorted(held)), exc, AUTO_REPAIR_RETRY_S)
+            await self.runtime.clock.sleep(AUTO_REPAIR_RETRY_S)
+            return
+        finally:
+            self._auto_repairing = False
+        log.warning("automatic repair after quarantine: %s repaired from their replicas, serving reads again",
+                    ", ".join(out.get("released") or []) or "nothing left held")
 
     async def _signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -35,6 +35,37 @@ def replay_summary(engine: Any) -> dict[str, Any]:
             "truncations": [{"file": f, "offset": off, "problem": why} for f, off, why in report.truncations]}
 
 
+async def scrub_node(node: Any, repair: bool = True, every_replica: bool = False) -> dict[str, Any]:
+    """Verify every SSTable, quarantine the corrupt ones (their tables refuse reads), then repair
+    from the replicas and serve again. With ``every_replica`` a repair that could not reach a
+    replica leaves the reads refused (the node's own automatic repair; an operator's scrub
+    releases them anyway, as nodetool scrub would)."""
+    engine = node.engine
+    # A full verify first: a flipped data byte that no read has met yet is found here too.
+    await offload(engine.verify)
+    quarantined: dict[str, list[str]] = {}
+    for ks, t in list(engine.tables()):
+        moved = await offload(engine.discard_corrupt, ks, t)
+        if moved:
+            quarantined[f"{ks}.{t}"] = moved
+            engine.hold_reads(ks, t, f"quarantined {', '.join(moved)}")
+    out: dict[str, Any] = {"quarantined": quarantined, "held": engine.held_tables()}
+    if repair:
+        # Refused reads stay refused if the repair fails: the next scrub tries again. A repair
+        # already running (the node's own after a quarantine, or an operator's) is waited for.
+        while node.repairer.running:
+            await node.runtime.clock.sleep(0.1)
+        out["repair"] = await node.repairer.repair()
+        skipped = out["repair"].get("skipped_replicas") or []
+        if every_replica and skipped:
+            raise RuntimeError(f"the repair did not reach {', '.join(sorted(set(map(str, skipped))))}")
+        out["released"] = engine.release_reads()
+    if quarantined:
+        log.warning("scrub: quarantined %s; %s", quarantined,
+                    "repaired, serving again" if repair else "reads refused until repaired")
+    return out
+
+
 def storage_ops(node: Any) -> dict[str, AdminOp]:
     """The storage admin ops of ``node`` by op name."""
     engine = node.engine
@@ -52,22 +83,6 @@ def storage_ops(node: Any) -> dict[str, AdminOp]:
         repair = req.get("repair", True)
         if not isinstance(repair, bool):
             raise InvalidRequest("repair must be a bool")
-        # A full verify first: a flipped data byte that no read has met yet is found here too.
-        await offload(engine.verify)
-        quarantined: dict[str, list[str]] = {}
-        for ks, t in list(engine.tables()):
-            moved = await offload(engine.discard_corrupt, ks, t)
-            if moved:
-                quarantined[f"{ks}.{t}"] = moved
-                engine.hold_reads(ks, t, f"quarantined {', '.join(moved)}")
-        out: dict[str, Any] = {"quarantined": quarantined, "held": engine.held_tables()}
-        if repair:
-            # Refused reads stay refused if the repair fails: the next scrub tries again.
-            out["repair"] = await node.repairer.repair()
-            out["released"] = engine.release_reads()
-        if quarantined:
-            log.warning("scrub: quarantined %s; %s", quarantined,
-                        "repaired, serving again" if repair else "reads refused until repaired")
-        return out
+        return await scrub_node(node, repair)
 
     return {"storage": storage, "scrub": scrub}

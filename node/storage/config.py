@@ -85,6 +85,10 @@ class StorageConfig:
     # SSTable of the node (0 turns it off); each SSTable also keeps up to 1/32 as many decoded
     # index blocks (of 32 entries each).
     key_cache_entries: int = 100_000
+    # A table that refuses reads after a corrupt SSTable was quarantined is repaired from its
+    # replicas and served again once held this many seconds (node/server.py; a scrub does it at
+    # once); 0 = only a scrub repairs it.
+    auto_repair_after_s: float = 30.0
     # Cassandra's commit_failure_policy: after a failed commit log fsync (or a write error other
     # than a full disk) "stop" refuses every later write and keeps serving reads, "die" ends the
     # process, "ignore" fails only the writes that fsync covered and carries on.

@@ -1282,6 +1282,10 @@ class StorageEngine:
                 del self._held[k]
         return [f"{ks}.{t}" for ks, t in keys]
 
+    def holds_reads(self) -> bool:
+        """Whether any table refuses reads (no lock: the node checks it every housekeeping round)."""
+        return bool(self._held)
+
     def held_tables(self) -> dict[str, str]:
         """Tables refusing reads until repaired, with why."""
         with self._lock:
