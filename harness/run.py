@@ -53,6 +53,10 @@ OP_TIMEOUT = 7.0
 RECOVERY_CONVERGE_TIMEOUT = 60.0
 # Final reads can fail while a restarted node catches up; try a few times.
 FINAL_READ_ATTEMPTS = 5
+# Seconds of retrying per final-read level; past them each remaining key gets one attempt. A node
+# that crashed for good fails every ALL read, and 5 paced attempts per key took 7.5 s a key
+# (a 158-key campaign spent 20 minutes there).
+FINAL_READ_RETRY_BUDGET_S = 30.0
 # At the time limit, how long a nemesis step in progress (a membership change streams data) may
 # take to complete before it is cancelled.
 STEP_FINISH_TIMEOUT = 240.0
@@ -335,11 +339,12 @@ async def final_reads(cluster: Any, secret: str, workload: Any, recorder: Record
     async with contextlib.AsyncExitStack() as stack:
         for w in workers:
             await stack.enter_async_context(w.conn.session())
+        retry_until = trio.current_time() + FINAL_READ_RETRY_BUDGET_S
         for i, op in enumerate(workload.final_ops()):
             for attempt in range(FINAL_READ_ATTEMPTS):
                 worker = workers[(i + attempt) % len(workers)]
                 done = await worker.perform(workload, op, recorder, level, extra={"final": True}, apply_cl=level)
-                if done.type == "ok":
+                if done.type == "ok" or trio.current_time() >= retry_until:
                     break
                 await trio.sleep(0.5 * (attempt + 1))
 

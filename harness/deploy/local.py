@@ -55,8 +55,7 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """
     socks: list[socket.socket] = []
     try:
-        low = _ephemeral_low()
-        candidates = list(range(max(1024, low - 20000), low))
+        candidates = list(port_range())
         random.SystemRandom().shuffle(candidates)
         ports: list[int] = []
         for port in candidates:
@@ -76,6 +75,26 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+PORT_RANGE_ENV = "RINGLAB_PORT_RANGE"
+
+
+def port_range() -> range:
+    """Where local nodes' ports come from: ``$RINGLAB_PORT_RANGE`` (``LOW-HIGH``, e.g. one block
+    per campaign run side by side, so a node restarting on its port never finds it taken by
+    another campaign's node), else the 20,000 ports below the ephemeral range."""
+    text = os.environ.get(PORT_RANGE_ENV, "").strip()
+    if text:
+        try:
+            lo, hi = (int(x) for x in text.split("-"))
+        except ValueError:
+            raise DeployError(f"{PORT_RANGE_ENV}={text!r}: expected LOW-HIGH, e.g. 20000-24999") from None
+        if not 1024 <= lo <= hi <= 65535:
+            raise DeployError(f"{PORT_RANGE_ENV}={text!r}: expected 1024 <= LOW <= HIGH <= 65535")
+        return range(lo, hi + 1)
+    low = _ephemeral_low()
+    return range(max(1024, low - 20000), low)
 
 
 def _ephemeral_low() -> int:

@@ -25,11 +25,12 @@ SECRET = "test-secret"
 START_TIMEOUT = 20.0
 
 
-# Test nodes take ports below the kernel's ephemeral range (32768-60999 by default), each pytest-xdist
+# Test nodes take ports below the kernel's ephemeral range (32768-60999 by default) and below the
+# harness's local range (the 20,000 ports under it, which e2e campaigns use), each pytest-xdist
 # worker from a block of its own, handed out in turn: between this check and the node's bind,
-# neither the other worker nor an outgoing connection's ephemeral port can take the same one
-# (a port from bind-to-0 could be, and a node then died with "Address already in use").
-PORT_BASE, PORT_BLOCK = 20_000, 3_000
+# neither the other worker, its campaigns' nodes nor an outgoing connection's ephemeral port can
+# take the same one (each could, and a node then died with "Address already in use").
+PORT_BASE, PORT_BLOCK = 4_000, 2_000
 _next_port: list[int] = []
 
 
