@@ -31,6 +31,7 @@ from nemesis.storage import (
 from node.storage import Cell, Mutation, StorageConfig, StorageEngine
 from node.storage.errors import CommitLogCorrupt
 from node.storage_admin import replay_summary
+from nemesis_runs import start_then_stop
 from storage_model import ManualClock
 
 
@@ -102,11 +103,7 @@ class FakeDB:
 def test_flush_compact_flushes_then_compacts_the_same_nodes(tmp_path: Path) -> None:
     db = FakeDB(tmp_path)
 
-    async def main() -> tuple[Any, Any]:
-        n = FlushCompactNemesis(db)
-        return await n.start(random.Random(3)), await n.stop()
-
-    start, stop = trio.run(main)
+    start, stop = start_then_stop(lambda: FlushCompactNemesis(db), 3)
     nodes = start.value["nodes"]
     assert nodes and set(nodes) <= set(db.node_ids()) and len(nodes) < 3
     for nid in nodes:
@@ -182,11 +179,7 @@ def test_verdict_names_the_refusal() -> None:
 def test_corrupt_damages_a_stopped_node_and_the_node_refuses_it(tmp_path: Path, seed: int) -> None:
     db = FakeDB(tmp_path)
 
-    async def main() -> tuple[Any, Any]:
-        n = CorruptNemesis(db, modes=("stopped",))
-        return await n.start(random.Random(seed)), await n.stop()
-
-    start, stop = trio.run(main)
+    start, stop = start_then_stop(lambda: CorruptNemesis(db, modes=("stopped",)), seed)
     v = start.value
     nid = v["node"]
     assert ("flush", nid) in db.calls and not db.killed
@@ -215,11 +208,7 @@ def test_a_node_refusing_to_start_on_a_damaged_segment_gets_it_moved_aside(
                                                   [8 * 24 + 3]))
     monkeypatch.setattr(random.Random, "choice", lambda self, seq: nid if nid in seq else seq[0])
 
-    async def main() -> tuple[Any, Any]:
-        n = CorruptNemesis(db, modes=("stopped",))
-        return await n.start(random.Random(0)), await n.stop()
-
-    start, stop = trio.run(main)
+    start, stop = start_then_stop(lambda: CorruptNemesis(db, modes=("stopped",)), 0)
     v = start.value
     assert v["outcome"] == "refused" and "refused to start" in v["said"] and "corrupt at byte offset" in v["said"]
     assert v["moved_to"] == "corrupt/" + seg and (tmp_path / nid / "corrupt" / seg).exists()

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from nemesis.storage import CorruptNemesis, DiskNemesis, choose_live_damage, sstable_records
 from node.storage import Cell, Mutation, StorageConfig, StorageEngine
 from node.storage.files import disk_admin
+from nemesis_runs import start_then_stop
 from storage_model import ManualClock
 
 KEYS = [b"k%03d" % i for i in range(40)]
@@ -87,11 +87,7 @@ def test_live_damage_is_drawn_inside_one_record_of_a_data_file(tmp_path: Path) -
 def test_live_corrupt_is_found_by_the_read_quarantined_held_then_scrubbed(tmp_path: Path, seed: int) -> None:
     db = LiveDB(tmp_path)
 
-    async def main() -> tuple[Any, Any]:
-        n = CorruptNemesis(db, modes=("live",))
-        return await n.start(random.Random(seed)), await n.stop()
-
-    start, stop = trio.run(main)
+    start, stop = start_then_stop(lambda: CorruptNemesis(db, modes=("live",)), seed)
     v = start.value
     nid = v["node"]
     assert v["mode"] == "live" and v["kind"] == "sstable" and v["file"].endswith("-Data.db")
@@ -114,11 +110,7 @@ def test_a_failing_data_disk_refuses_the_flush_keeps_the_data_and_flushes_when_h
         e.apply("ks", "t", Mutation(b"new", [Cell("c", b"x", 99)]))
     seed = next(s for s in range(50) if _error_drawn(s) == error)
 
-    async def main() -> tuple[Any, Any]:
-        n = DiskNemesis(db, disks=("data",))
-        return await n.start(random.Random(seed)), await n.stop()
-
-    start, stop = trio.run(main)
+    start, stop = start_then_stop(lambda: DiskNemesis(db, disks=("data",)), seed)
     v = start.value
     nid = v["node"]
     assert v["disk"] == "data" and v["disk_error"] == error and v["said"] == {**v["said"], "failing": error, "disk": "data"}
