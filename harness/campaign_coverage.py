@@ -200,9 +200,15 @@ def totals(files: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+# SQLite's side files: a process killed mid-save leaves its rollback journal beside the data file.
+SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
+
+
 def data_files(raw_dir: Path) -> list[Path]:
-    """Every node process's data file under ``raw_dir`` (ssh runs keep one folder per node)."""
-    return sorted(p for p in raw_dir.rglob(NODE_DATA_NAME + ".*") if p.is_file())
+    """Every node process's data file under ``raw_dir`` (ssh runs keep one folder per node); a
+    journal left by a SIGKILL mid-save is SQLite's to roll back, not a data file of its own."""
+    return sorted(p for p in raw_dir.rglob(NODE_DATA_NAME + ".*")
+                  if p.is_file() and not p.name.endswith(SQLITE_SIDE_FILES))
 
 
 def finish(run_dir: Path, *, html: bool = True) -> dict[str, Any]:

@@ -80,6 +80,16 @@ def test_finish_remaps_remote_paths_and_unions_the_processes(tmp_path: Path) -> 
     assert "node/ " in cc.console_line(summary, run) and "node/storage/ " in cc.console_line(summary, run)
 
 
+def test_a_journal_left_by_a_kill_mid_save_is_not_a_data_file(tmp_path: Path) -> None:
+    run = coverage_run(tmp_path, "a", [{str(RING): statements(RING)[:2]}])
+    [data] = cc.data_files(run / cc.COVERAGE_DIR / cc.RAW_DIR)
+    for side in cc.SQLITE_SIDE_FILES:
+        (data.parent / (data.name + side)).write_bytes(b"")
+    assert cc.data_files(run / cc.COVERAGE_DIR / cc.RAW_DIR) == [data]
+    summary = cc.finish(run)
+    assert summary["data_files"] == 1 and row(summary, "node/ring.py")["covered"] == 2
+
+
 def test_finish_without_data_is_an_error_naming_the_directory(tmp_path: Path) -> None:
     run = make_run(tmp_path, "valid")
     with pytest.raises(cc.CoverageError, match="no node coverage data"):
