@@ -510,6 +510,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             result.params["unknown_because"] = "the history has no client operations"
     except HistoryError as e:
         raise UsageError(f"cannot read history {str(history)!r}: {e}") from None
+    except OSError as e:  # a disk error or permissions while reading: the file, not the harness
+        raise UsageError(f"cannot read history {str(history)!r}: {e.strerror or e}") from None
     if save_to is not None:
         result.save(save_to)
     if args.json:

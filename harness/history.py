@@ -505,15 +505,23 @@ def read_history(path: str | os.PathLike[str], independent: bool = False) -> Ite
 
     ``independent`` splits EDN values written as jepsen.independent ``[key value]`` tuples.
     """
-    p = str(path)
-    if not os.path.exists(p):
-        raise HistoryError(f"{p}: no such history file")
+    p = _readable(path)
     fmt = history_format(p)
     if fmt == "edn":
         return read_edn(p, independent=independent)
     if fmt == "jepsen-log":
         return read_jepsen_log(p)
     return read_jsonl(p)
+
+
+def _readable(path: str | os.PathLike[str]) -> str:
+    """The path of a history file as a string; HistoryError when it is missing or no file."""
+    p = str(path)
+    if not os.path.exists(p):
+        raise HistoryError(f"{p}: no such history file")
+    if not os.path.isfile(p):
+        raise HistoryError(f"{p}: not a file (a directory or a device)")
+    return p
 
 
 class HistoryFile:
@@ -532,9 +540,7 @@ class HistoryFile:
         """The operations of a JSONL history as records that read like Ops, numbered so that
         any can be fetched again as an Op (:class:`NumberedRecords`); None for the other
         formats, which are read as Ops."""
-        p = str(self.path)
-        if not os.path.exists(p):
-            raise HistoryError(f"{p}: no such history file")
+        p = _readable(self.path)
         return NumberedRecords(p) if history_format(p) == "jsonl" else None
 
 

@@ -172,3 +172,11 @@ def test_latency_over_ssh_is_refused_before_anything_starts(tmp_path: Path, neme
     assert one_line(capsys).startswith(f"harness run: error: --nemesis {nemesis}: latency needs a fault proxy, "
                                        "and --deploy ssh partitions with iptables")
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("how", ["--history", "run-dir"])
+def test_check_of_a_history_that_is_a_directory(tmp_path: Path, how: str, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "history.jsonl").mkdir()
+    argv = ["check", "--history", str(tmp_path / "history.jsonl")] if how == "--history" else ["check", str(tmp_path)]
+    assert cli.main(argv) == 254
+    assert "not a file" in one_line(capsys)
