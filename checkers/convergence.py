@@ -251,6 +251,19 @@ def _register_cell(rec: dict[str, Any], column: str) -> tuple[Any, int, bool] | 
     return cell
 
 
+def replica_holds(rec: dict[str, Any], spec: dict[str, Any], elements: Iterable[int] = ()) -> dict[str, Any]:
+    """What one replica record holds, for showing: ``{"error"}``; a set's ``{"elements", "held",
+    "lacks"}`` (of ``elements``); else a register's or counter's ``{"value", "timestamp", "tombstone"}``."""
+    if "error" in rec:
+        return {"error": str(rec["error"])}
+    if spec.get("model") == "set":
+        have = _set_elements(rec.get("cells") or [], spec.get("element_prefix", "e"))
+        wanted = list(elements)
+        return {"elements": len(have), "held": [x for x in wanted if x in have], "lacks": [x for x in wanted if x not in have]}
+    cell = _register_cell(rec, spec.get("column", "v"))
+    return {"value": cell[0] if cell else None, "timestamp": cell[1] if cell else None, "tombstone": bool(cell and cell[2])}
+
+
 def _judge_register(rec: dict[str, Any], e: _Expected, column: str, after: bool, blocking: bool,
                     check_extra: bool, faults: _Faults | None = None) -> tuple[dict[str, Any], list[str]]:
     """One replica of a register/counter key: what it holds and what is wrong with it."""

@@ -20,6 +20,7 @@ from typing import Any
 from harness import store
 from harness.campaign_coverage import load_summary, section_html
 from harness.history import NEMESIS, HistoryError, Op, pair_ops, read_history
+from harness.report import replica_reads
 
 # Above this many distinct client processes, lanes are per worker (process mod concurrency):
 # every `info` gives a worker a fresh process id, so a long faulty run has thousands of processes
@@ -162,6 +163,8 @@ def collect(run_dir: Path) -> dict[str, Any]:
         "nemesis": windows,
         "clock": clock,
         "logs": collect_logs(run_dir, t0_epoch),
+        # What each replica of a finding's key held when read directly (harness/report/replica_reads.py).
+        "replica_reads": replica_reads.attach(run_dir, checkers),
         # Rendered as static HTML by harness/campaign_coverage.py, not embedded in the page's data.
         "coverage": load_summary(run_dir, results),
     }

@@ -765,20 +765,45 @@
 
   // ---------------------------------------------------------------- who acknowledged a finding's writes
   const MAX_ACK_ROWS = 6; // the last writes of a finding: enough to see the one that went missing
+  // The convergence passes that read every replica directly (replicas.jsonl), as rows under the writes.
+  const READ_PASSES = { before: "held after healing", "read-repair": "held after the final reads at ALL", after: "held after hint delivery" };
+  // ref: the newest of the finding's acknowledged writes shown above, to say whether a replica
+  // holds it, something newer or something older (it lacks the write).
+  function heldCell(h, ref) {
+    if (!h) return el("td", { text: "not read" });
+    if (h.error) return el("td", { class: "noack", text: "unreadable" });
+    if (h.elements !== undefined) {
+      const parts = [h.elements + " elements"];
+      if ((h.held || []).length) parts.push("holds " + h.held.join(", "));
+      if ((h.lacks || []).length) parts.push("lacks " + h.lacks.join(", "));
+      return el("td", { class: (h.lacks || []).length ? "noack" : "", text: parts.join("; ") });
+    }
+    if (h.timestamp == null) return el("td", { class: "noack", text: "nothing" });
+    const text = (h.tombstone ? "tombstone" : show(h.value)) + " @ " + h.timestamp;
+    if (!ref || typeof ref.timestamp !== "number") return el("td", { text });
+    if (h.timestamp < ref.timestamp) return el("td", { class: "noack", text: text + " (older: lacks " + ref.f + " " + show(ref.value) + ")" });
+    if (h.timestamp === ref.timestamp) return el("td", { class: "acked", text: text + " (" + ref.f + " " + show(ref.value) + ")" });
+    return el("td", { text: text + " (newer)" });
+  }
   // The coordinator's answer to each acknowledged write of a finding, as the client recorded it
   // (history fields replicas, acked, hinted): the key's replicas and which of them acknowledged
-  // before it answered. A replica without an acknowledgement by then may still have applied it.
+  // before it answered. A replica without an acknowledgement by then may still have applied it,
+  // so the direct reads of each replica the harness made after healing (replica_reads) follow.
   function acksTable(a) {
     const writes = [];
     const seen = new Set();
     for (const o of a.ops || []) {
       if (o && o.type === "ok" && Array.isArray(o.replicas) && Array.isArray(o.acked) && !seen.has(o.index)) { seen.add(o.index); writes.push(o); }
     }
-    if (!writes.length) return null;
+    const reads = a.replica_reads != null && D.replica_reads && D.replica_reads.keys ? D.replica_reads.keys[a.replica_reads] : null;
+    if (!writes.length && !reads) return null;
     writes.sort((x, y) => x.index - y.index);
     const shown = writes.slice(-MAX_ACK_ROWS);
     const nodes = [];
+    for (const n of reads ? reads.replicas : []) if (!nodes.includes(n)) nodes.push(n);
     for (const o of shown) for (const n of o.replicas.concat(o.acked)) if (!nodes.includes(n)) nodes.push(n);
+    const passes = reads ? D.replica_reads.passes.filter((p) => reads.reads[p]) : [];
+    for (const p of passes) for (const n of Object.keys(reads.reads[p]).sort()) if (!nodes.includes(n)) nodes.push(n);
     const head = el("tr", null, el("th", { text: "write" }), el("th", { text: "coordinator" }), ...nodes.map((n) => el("th", { text: n })));
     const tb = el("tbody");
     for (const o of shown) {
@@ -794,10 +819,18 @@
       for (const q of a.ops || []) if (q && q.type === "invoke" && q.process === o.process && q.f === o.f && q.index < o.index && (!inv || q.index > inv.index)) inv = q;
       tb.append(el("tr", null, el("td", { text: o.f + " " + show(o.value) + " (op " + (inv ? inv.index : o.index) + ")" }), el("td", { text: show(o.node) }), ...cells));
     }
+    let ref = null;
+    for (const o of shown) if (typeof o.timestamp === "number" && (!ref || o.timestamp > ref.timestamp)) ref = o;
+    for (const p of passes) {
+      tb.append(el("tr", { class: "held" }, el("td", { colspan: "2", text: READ_PASSES[p] || p }), ...nodes.map((n) => heldCell(reads.reads[p][n], ref))));
+    }
     const wrap = el("div", { class: "acks" });
-    wrap.append(el("p", { class: "hint", text: "Replicas of key " + show(a.key) + " and which acknowledged each write before its coordinator answered"
+    const said = [];
+    if (shown.length) said.push("which acknowledged each write before its coordinator answered"
       + (writes.length > shown.length ? " (the last " + shown.length + " of " + writes.length + " writes)" : "")
-      + "; — : no acknowledgement by then (it may have applied the write later)." }));
+      + "; — : no acknowledgement by then (it may have applied the write later)");
+    if (passes.length) said.push("what each replica held when the harness read it directly (value @ its write timestamp)");
+    wrap.append(el("p", { class: "hint", text: "Replicas of key " + show(a.key) + (reads ? " (" + reads.replicas.join(", ") + ")" : "") + ": " + said.join("; then ") + "." }));
     wrap.append(el("table", null, el("thead", null, head), tb));
     return wrap;
   }
@@ -837,7 +870,8 @@
           const p = el("div", { class: "anomaly" + (g.allowed ? " expected" : "") });
           const at = findingTime(a);
           if (at !== null) p.append(el("span", { class: "when", text: "at " + fmtSec(at) + " · " }));
-          if (a.key !== null && a.key !== undefined) p.append(el("span", { class: "hint", text: "key " + show(a.key) + " · " }));
+          // (unless the explanation starts by naming it)
+          if (a.key !== null && a.key !== undefined && !String(a.explanation || "").startsWith("key " + show(a.key))) p.append(el("span", { class: "hint", text: "key " + show(a.key) + " · " }));
           p.append(el("span", { class: "explanation", text: a.explanation }), " ");
           if (a.rows.length) p.append(opsLink(a.rows, "show the " + a.rows.length + " operation" + (a.rows.length === 1 ? "" : "s") + " in the timeline"));
           else p.append(el("span", { class: "hint", text: "(no client operations recorded for this finding)" }));
