@@ -5,8 +5,11 @@
   compactions go on) and a few inspection commands drawn from :data:`INSPECT` (``status``,
   ``ring``, ``gossipinfo``, ``netstats``, ``getendpoints``, ...); the history records what each
   said (the operator's view of the fault: ``status`` seen from a partitioned node names the
-  nodes it thinks down). Stop: ``ringctl cleanup`` of the test keyspace and a subrange
-  ``ringctl repair --range`` of one of the node's ranges.
+  nodes it thinks down); meanwhile a scratch table beside the test table is created, written
+  (TTLs, column and row deletes), flushed, read back by columns and with a limit, compacted and
+  dropped (nemesis/housekeeping.py). Stop: ``ringctl cleanup`` of the test keyspace, a subrange
+  ``ringctl repair --range`` of one of the node's ranges, then ``ringctl listsnapshots`` and
+  ``ringctl clearsnapshot -t`` of the snapshot the start took.
 * ``move``: ``ringctl move`` one node's token to the middle of the widest range another node
   owns (what the paper's load balancing does, by hand), streaming the data the new placement
   gains (start); then ``ringctl cleanup`` on every node, dropping data of ranges it no longer
@@ -36,6 +39,7 @@ from typing import Any
 import trio
 
 from nemesis.faults import DB, Event
+from nemesis.housekeeping import ScratchTable, snapshot_tags
 
 log = logging.getLogger("nemesis.operator")
 
@@ -102,6 +106,8 @@ def summarize_output(args: Sequence[str], stdout: str) -> str:
         return " ".join(f"{k} {v}" for k, v in sorted(states.items())) or "(no nodes)"
     if cmd == "ring":
         return f"{max(0, len(lines) - 1)} tokens"
+    if cmd == "listsnapshots":
+        return f"{len(snapshot_tags(stdout))} snapshots"
     if cmd == "snapshot":
         # "snapshot TAG at PATH": the path is in the step's value; the tag says enough here.
         return lines[0].split(" at ", 1)[0] if lines else ""
@@ -188,6 +194,7 @@ class AdminNemesis:
         self.node: str | None = None
         self.rng = random.Random(0)
         self.snapshots = 0
+        self.tag: str | None = None  # the snapshot this step's start took, cleared at its stop
 
     async def start(self, rng: random.Random) -> Event:
         """On a random node: a snapshot, then INSPECT_PER_STEP inspection commands."""
@@ -202,10 +209,19 @@ class AdminNemesis:
         async def one(i: int) -> None:
             inspected[i] = await self.ringctl.run(nid, *cmds[i])
 
-        # At once, as a monitoring script polls a node: the step takes one ringctl start-up, not three.
+        scratch: dict[str, Any] = {}
+
+        async def migrate() -> None:
+            table = ScratchTable(self.db, self.ringctl.address, self.ringctl.secret, self.target.keyspace,
+                                 f"scratch_{self.snapshots}")
+            scratch.update(await table.run(nid))
+
+        # At once, as a monitoring script polls a node: the step takes one ringctl start-up, not
+        # three; meanwhile a scratch table lives and dies beside the live data (nemesis/housekeeping.py).
         async with trio.open_nursery() as nursery:
             for i in range(len(cmds)):
                 nursery.start_soon(one, i)
+            nursery.start_soon(migrate)
         results += [r for r in inspected if r is not None]
         snap = results[0]
         files = _snapshot_files(snap) if snap.code == 0 else None
@@ -213,10 +229,12 @@ class AdminNemesis:
         # it met). None did: nothing happened, a failed injection.
         failed = {} if any(r.code == 0 for r in results) else {"error": "every ringctl command failed: "
                                                                         + results[-1].to_json()["error"]}
+        self.tag = tag if snap.code == 0 else None
         return Event("admin", {"node": nid, "snapshot": {"tag": tag, "exit": snap.code, "files": files}, **failed,
-                               "commands": [r.to_json() for r in results],
+                               "commands": [r.to_json() for r in results], "scratch": scratch,
                                "summary": f"ringctl {nid}: " + _brief(results)
-                                          + (f" ({files} files)" if files is not None else "")})
+                                          + (f" ({files} files)" if files is not None else "")
+                                          + f"; {scratch.get('summary', 'no scratch table')}"})
 
     async def stop(self) -> Event:
         """On the same node: cleanup of the test keyspace, then repair of one of its ranges."""
@@ -227,15 +245,28 @@ class AdminNemesis:
         # after --range as an option of its own (ringctl exits 2).
         repair = ["repair", self.target.keyspace] + ([f"--range={rng_arg}"] if rng_arg else [])
         results.append(await self.ringctl.run(nid, *repair))
+        # The maintenance is done: the snapshot taken before it is listed, then cleared (it holds
+        # the disk of every SSTable a compaction has replaced since).
+        tag, self.tag = self.tag, None
+        listed = await self.ringctl.run(nid, "listsnapshots")
+        results.append(listed)
+        snapshots: dict[str, Any] = {"listed": snapshot_tags(listed.stdout) if listed.code == 0 else None}
+        if tag is not None:
+            cleared = await self.ringctl.run(nid, "clearsnapshot", "-t", tag)
+            results.append(cleared)
+            snapshots.update(tag=tag, cleared=cleared.code == 0)
         cleaned = results[0].json() if results[0].code == 0 else None
         repaired = results[1].json() if results[1].code == 0 else None
         dropped = sum((cleaned or {}).get("dropped", {}).values()) if isinstance(cleaned, dict) else None
         streamed = (repaired or {}).get("streamed_bytes") if isinstance(repaired, dict) else None
         summary = (f"ringctl {nid}: cleanup " + (f"{dropped} partitions dropped" if dropped is not None else f"exit {results[0].code}")
                    + ", repair " + (f"{rng_arg or 'all ranges'}: {streamed or 0:,} B streamed"
-                                    if repaired is not None else f"exit {results[1].code}"))
+                                    if repaired is not None else f"exit {results[1].code}")
+                   + (f", {len(snapshots['listed'])} snapshots listed" if snapshots["listed"] is not None
+                      else f", listsnapshots exit {listed.code}")
+                   + (f", snapshot {tag} {'cleared' if snapshots['cleared'] else 'not cleared'}" if tag else ""))
         return Event("admin-maintenance", {"node": nid, "commands": [r.to_json() for r in results],
-                                           "range": rng_arg, "summary": summary})
+                                           "range": rng_arg, "snapshots": snapshots, "summary": summary})
 
     async def _one_range(self, nid: str) -> str | None:
         """``left:right`` of one ring range ``nid`` owns (its primary range), None if unknown."""

@@ -90,6 +90,8 @@ ADMIN_OPS = (
     "storage",
     "scrub",
     "localread",
+    "listsnapshots",
+    "clearsnapshot",
 )
 OTHER_OPS = ("ping",)
 ALL_OPS = DATA_OPS + SCHEMA_OPS + ADMIN_OPS + OTHER_OPS

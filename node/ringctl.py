@@ -119,6 +119,18 @@ async def _run(args: argparse.Namespace) -> int:
         elif cmd == "snapshot":
             resp = await c.admin("snapshot", tag=args.tag)
             print(f"snapshot {resp['tag']} at {resp['path']}")
+        elif cmd == "listsnapshots":
+            snaps = (await c.admin("listsnapshots"))["snapshots"]
+            if not snaps:
+                print("There are no snapshots")
+            for snap in snaps:
+                print(f"{snap['tag']:<40} {snap['files']:>6} files  {_human_bytes(snap['bytes']):>12} "
+                      f"(true size {_human_bytes(snap['true_bytes'])})")
+        elif cmd == "clearsnapshot":
+            if (args.tag is None) == (not args.all):
+                raise _usage("clearsnapshot needs -t TAG or --all")
+            resp = await c.admin("clearsnapshot", tag=args.tag, all=args.all or None)
+            print(f"cleared {len(resp['cleared'])} snapshots: {' '.join(resp['cleared'])}")
         elif cmd == "drain":
             await c.admin("drain")
             print("draining")
@@ -235,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("table", nargs="?")
     sp = sub.add_parser("snapshot", help="snapshot every table on this node")
     sp.add_argument("--tag")
+    sub.add_parser("listsnapshots", help="this node's snapshots and the disk they hold")
+    sp = sub.add_parser("clearsnapshot", help="delete one snapshot (-t TAG) or all of them (--all)")
+    sp.add_argument("-t", "--tag")
+    sp.add_argument("--all", action="store_true")
     sub.add_parser("drain", help="flush and stop the node")
     sp = sub.add_parser("clock", help="this node's clock: get, set --offset-us/--rate, bump --delta-us, reset")
     sp.add_argument("action", choices=["get", "set", "bump", "reset"], nargs="?", default="get")

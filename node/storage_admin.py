@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from node.protocol import InvalidRequest
+from node.storage.errors import InvalidName
 from node.runtime import offload
 
 log = logging.getLogger("node.storage_admin")
@@ -85,4 +86,34 @@ def storage_ops(node: Any) -> dict[str, AdminOp]:
             raise InvalidRequest("repair must be a bool")
         return await scrub_node(node, repair)
 
-    return {"storage": storage, "scrub": scrub}
+    async def listsnapshots(req: dict[str, Any]) -> dict[str, Any]:
+        # nodetool listsnapshots: the tags, and how much disk each holds on its own (hard links
+        # of SSTables a compaction has since replaced are the snapshot's alone).
+        return {"snapshots": await offload(snapshot_sizes, engine)}
+
+    async def clearsnapshot(req: dict[str, Any]) -> dict[str, Any]:
+        # nodetool clearsnapshot -t TAG, or --all: an operator frees the space old snapshots hold.
+        tag, every = req.get("tag"), req.get("all", False)
+        if not isinstance(every, bool) or (tag is None) == (not every):
+            raise InvalidRequest("clearsnapshot needs a tag or all = true (not both)")
+        tags = await offload(engine.list_snapshots) if every else [tag]
+        for t in tags:
+            try:
+                await offload(engine.clear_snapshot, t)
+            except InvalidName as exc:
+                raise InvalidRequest(str(exc)) from None
+        return {"cleared": tags}
+
+    return {"storage": storage, "scrub": scrub, "listsnapshots": listsnapshots, "clearsnapshot": clearsnapshot}
+
+
+def snapshot_sizes(engine: Any) -> list[dict[str, Any]]:
+    """Each snapshot's tag, file count, bytes, and "true" bytes (nodetool's true size: files that
+    are no live SSTable's, i.e. the disk clearing the snapshot would free if no other holds them)."""
+    live = {f.stat().st_ino for f in (engine.data_dir / "data").rglob("*") if f.is_file()}
+    out = []
+    for tag in engine.list_snapshots():
+        stats = [f.stat() for f in (engine.data_dir / "snapshots" / tag).rglob("*") if f.is_file()]
+        out.append({"tag": tag, "files": len(stats), "bytes": sum(st.st_size for st in stats),
+                    "true_bytes": sum(st.st_size for st in stats if st.st_ino not in live)})
+    return out

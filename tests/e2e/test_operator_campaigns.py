@@ -51,11 +51,21 @@ def test_admin_on_two_datacenters_with_racks_stays_valid(tmp_path: Path) -> None
     admin = steps["start-admin"][0]
     assert admin["snapshot"]["exit"] == 0, admin
     assert len(admin["commands"]) == 4 and all(c["command"].startswith("ringctl ") for c in admin["commands"])
+    # The scratch table lived and died beside the test table: every answer as written, dropped.
+    scratch = admin["scratch"]
+    assert scratch["wrong"] == [] and scratch["errors"] == [], scratch
+    assert scratch["done"][0] == "created" and scratch["done"][-1] == "dropped", scratch
+    assert "TTL expired" in scratch["done"] and scratch["done"].count("read back") == 2, scratch
     snap = run_dir / "nodes" / admin["node"] / "data" / "storage" / "snapshots" / admin["snapshot"]["tag"]
-    assert snap.is_dir(), snap
-    for maint in steps.get("stop-admin", []):
-        assert [c["command"].split()[1] for c in maint["commands"]] == ["cleanup", "repair"]
+    maints = steps.get("stop-admin", [])
+    assert snap.is_dir() or maints, snap
+    for maint in maints:
+        assert [c["command"].split()[1] for c in maint["commands"]] == ["cleanup", "repair", "listsnapshots",
+                                                                        "clearsnapshot"]
         assert all(c["exit"] == 0 for c in maint["commands"]), maint
+        # The snapshot the start took was listed, then cleared from the node's disk.
+        assert maint["snapshots"]["tag"] in maint["snapshots"]["listed"] and maint["snapshots"]["cleared"]
+        assert not (run_dir / "nodes" / maint["node"] / "data" / "storage" / "snapshots" / maint["snapshots"]["tag"]).exists()
 
 
 def test_move_then_cleanup_stays_valid(tmp_path: Path) -> None:
