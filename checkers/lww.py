@@ -482,5 +482,5 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
             "lost-write",
             f"key {key!r}: acknowledged {what} (op {at(w[5]).index}, timestamp {w[2]}) was never seen: "
             f"no read returned it or a value with a greater timestamp written after it began; the final read "
-            f"(op {at(fr[5]).index}) returned {fr[3]!r}",
+            f"(op {at(fr[5]).index}) returned {'nil' if fr[3] is None else repr(fr[3])}",
             _ops(at, w[5], w[6], fr[4], fr[5]), key, {"timestamp": w[2]}))

@@ -26,6 +26,7 @@ from operator import itemgetter
 from typing import Any
 
 from checkers.lww import NilReads, _ops, collect_numbered
+from checkers.models import show_value
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
 from harness.history import Op, gc_paused
 
@@ -152,9 +153,9 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
                 strong = rl + lv > rf
                 (log if strong else expected).add_lazy("stale-read", lambda: Anomaly(
                     "stale-read",
-                    f"key {key!r}: read (op {at(r[5]).index}, {rl} replicas) began after the write of {w[3]!r} "
+                    f"key {key!r}: read (op {at(r[5]).index}, {rl} replicas) began after the write of {show_value(w[3])} "
                     f"(op {at(w[5]).index}, {lv} replicas, timestamp {need_ts}) completed, but returned "
-                    f"{r[3]!r} (timestamp {ts if ts >= 0 else 'none'})" + acked_note(at(w[6]))
+                    f"{show_value(r[3])} (timestamp {ts if ts >= 0 else 'nil'})" + acked_note(at(w[6]))
                     + ("" if strong else f"; expected with R + W = {rl + lv} <= N = {rf}"),
                     _ops(at, w[5], w[6], r[4], r[5]), key, {"read_ts": ts, "write_ts": need_ts, "r": rl, "w": lv}))
     # Monotonic reads: sweep reads by invocation over completed reads by completion.
@@ -175,8 +176,8 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], r
                 strong = plv + rl > rf
                 (log if strong else expected).add_lazy("non-monotonic-read", lambda: Anomaly(
                     "non-monotonic-read",
-                    f"key {key!r}: read (op {at(r[5]).index}) returned {r[3]!r} (timestamp {ts}) after an earlier "
-                    f"completed read (op {at(pr[5]).index}) had returned the newer {pr[3]!r} (timestamp {pts})",
+                    f"key {key!r}: read (op {at(r[5]).index}) returned {show_value(r[3])} (timestamp {ts}) after an earlier "
+                    f"completed read (op {at(pr[5]).index}) had returned the newer {show_value(pr[3])} (timestamp {pts})",
                     _ops(at, pr[4], pr[5], r[4], r[5]), key, {"r_first": plv, "r_second": rl}))
                 break
 
@@ -226,7 +227,7 @@ def _resurrections(key: Any, acked: list[tuple[Any, ...]], rts: list[tuple[Any, 
                 "resurrection",
                 f"key {key!r}: the delete (op {at(d[5]).index}, {lv} replicas, timestamp {d[2]}) was acknowledged and "
                 f"a read (op {at(seen[4][5]).index}) saw nil after it, yet a later read (op {at(r[5]).index}, "
-                f"{rl} replicas) returned the deleted value {r[3]!r} (timestamp {ts})"
+                f"{rl} replicas) returned the deleted value {show_value(r[3])} (timestamp {ts})"
                 + ("" if strong else f"; expected with R + W = {rl + lv} <= N = {rf}"),
                 _ops(at, d[5], d[6], seen[4][4], seen[4][5], r[4], r[5]), key,
                 {"delete_ts": d[2], "read_ts": ts, "r": rl, "w": lv}))

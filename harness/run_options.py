@@ -145,6 +145,12 @@ class RunOptions:
         validate_delete_fraction(self.workload, self.delete_fraction)
         if self.value_order not in VALUE_ORDERS:
             raise ValueError(f"--value-order must be one of {', '.join(VALUE_ORDERS)}, got {self.value_order!r}")
+        if self.value_order != "increasing" and self.workload != "register":
+            raise ValueError(f"--value-order applies to the register workload, not {self.workload!r}")
+        if self.ops_per_key < 1:
+            raise ValueError(f"--ops-per-key must be at least 1, got {self.ops_per_key}")
+        if self.recovery_time < 0:
+            raise ValueError(f"--recovery-time must be >= 0 seconds, got {self.recovery_time}")
         faults.parse_nemeses(self.nemesis)
         self.partition_shapes()
         self.target_specs()
