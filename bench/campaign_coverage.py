@@ -8,23 +8,25 @@ Runs one campaign at a time, each with ``harness run --coverage``:
 - ``make-run``: ``--nemesis partition --nodes 5 --time-limit 30``, what ``make run`` runs (one
   partition: the schedule sleeps 10 s, starts a fault, sleeps 10 s, stops it);
 - the default campaign set, with ``--nemesis-interval 3`` and a time limit of one whole shuffled
-  round of its nemeses (6 s per fault, plus 6 s, 18 s for ``all``; two rounds for the campaigns whose steps take
-  seconds each, three for the membership one and the failing-disk one): ``--nemesis all`` with each workload of ``harness.workloads.WORKLOADS`` (so a
+  round of its nemeses (6 s per fault, plus 6 s, 18 s for ``all``; two rounds for the operator
+  campaign, whose steps take seconds each, three for the membership and corrupt ones, four for the
+  failing-disk one): ``--nemesis all`` with each workload of ``harness.workloads.WORKLOADS`` (so a
   workload, or a nemesis added to ``all``, joins the set by itself; ``register`` with
   ``--delete-fraction 0.2``, the others with their defaults), then
   ``--nemesis membership,move,partition,kill --file-stream-min-bytes 0 --load-balance 5`` on 5
   nodes (membership and move are not in ``all``; every SSTable inside a transferred range goes
   whole; the nodes' load balancing moves tokens on its own),
   ``--coordination zookeeper --nemesis membership,kill,zk`` on 4 nodes (the ZooKeeper leader),
-  ``--nemesis corrupt,flush-compact,crash --commitlog-sync group`` (corrupt is not in ``all``; it
-  damages stopped and running nodes; the other campaigns run the default periodic commit log),
-  ``--nemesis disk,flush-compact --commitlog-sync batch`` (disk is not in ``all``; its windows fail
-  a commit log disk and a data disk in turn), and ``--nemesis
+  ``--nemesis corrupt,flush-compact,crash --commitlog-sync group`` (corrupt is not in ``all``; its
+  three windows damage a stopped node's SSTable, a stopped node's commit log segment and a running
+  node's SSTable record; the other campaigns run the default periodic commit log),
+  ``--nemesis disk,flush-compact --commitlog-sync batch`` (disk is not in ``all``; its four windows
+  fail a commit log disk and a data disk, each with ENOSPC and with EIO), and ``--nemesis
   admin,move,clients,partition,kill`` on 5 nodes in 2 datacenters of 2 racks (``--datacenters 2
   --racks 2 --replication-factor 2``: NetworkTopologyStrategy; admin and move run ringctl, whose
   processes are measured too).
 
-Then prints each campaign's ops/s and node/ totals, the union of the default set (with and without
+Then prints each campaign's ops/s and node/ totals (as it goes, and again as a Markdown table), the union of the default set (with and without
 the make-run campaign, via ``harness.campaign_coverage.union``, as ``harness coverage-union``
 computes it), and the files with the most statements no campaign ran, with their line ranges.
 Figures only: an invalid campaign still counts for coverage, and nothing here fails a test run.
@@ -59,9 +61,12 @@ OPERATOR = "admin,move,clients,partition,kill"
 # starts a process) get two rounds' time, so each nemesis gets windows; a membership change
 # takes ~20 s (a removenode waits for the failure detector), so its campaign gets three.
 SLOW_ROUNDS = 2
-# The failing-disk campaign: three rounds, so the disk nemesis's windows (a commit log disk's ends in
-# a restart) fail both kinds of disk before the time limit.
-DISK_ROUNDS = 3
+# The failing-disk campaign: four rounds, so the disk nemesis's four windows fail each disk (a
+# commit log disk's ends in a restart) with each error (a broken data disk fails reads too).
+DISK_ROUNDS = 4
+# The corrupt campaign: three rounds, so the corrupt nemesis's windows damage a stopped node's
+# SSTable, a stopped node's commit log segment and a running node's SSTable record (its plans).
+CORRUPT_ROUNDS = 3
 MEMBERSHIP_ROUNDS = 3
 # Workload options beyond the defaults: the register workload deletes only when asked to.
 WORKLOAD_ARGS = {"register": ["--delete-fraction", "0.2"]}
@@ -91,7 +96,7 @@ def campaign_set(time_limit: float | None = None) -> list[tuple[str, list[str]]]
     runs.append((f"register / {MEMBERSHIP} (whole files, load balance)",
                  ["--nodes", "5", "--file-stream-min-bytes", "0", "--load-balance", "5", *args(MEMBERSHIP, MEMBERSHIP_ROUNDS)]))
     runs.append((f"register / {ZOOKEEPER} (zookeeper)", ["--coordination", "zookeeper", "--nodes", "4", *args(ZOOKEEPER)]))
-    runs.append((f"register / {CORRUPT} (group)", ["--commitlog-sync", "group", *args(CORRUPT, SLOW_ROUNDS)]))
+    runs.append((f"register / {CORRUPT} (group)", ["--commitlog-sync", "group", *args(CORRUPT, CORRUPT_ROUNDS)]))
     runs.append((f"register / {DISK} (batch)", ["--commitlog-sync", "batch", *args(DISK, DISK_ROUNDS)]))
     runs.append((f"register / {OPERATOR} (2 DCs x 2 racks)",
                  ["--nodes", "5", "--datacenters", "2", "--racks", "2", "--replication-factor", "2",
@@ -119,6 +124,8 @@ def run(label: str, args: list[str], opts: argparse.Namespace) -> Path | None:
         print(f"{label:<40} exit {proc.returncode}, no coverage ({took:.0f} s): {out.strip().splitlines()[-1:]}")
         return None
     t = summary["totals"]
+    opts.rows.append((label, proc.returncode, rate.group(1) if rate else "?", t["node/"]["percent"],
+                      t["node/storage/"]["percent"]))
     print(f"{label:<40} exit {proc.returncode}  {rate.group(1) if rate else '?':>5} ops/s  "
           f"node/ {t['node/']['percent']:5.1f}%  node/storage/ {t['node/storage/']['percent']:5.1f}%  "
           f"({summary['data_files']} node processes, {took:.0f} s)  {run_dir}")
@@ -154,6 +161,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=12, help="how many least-covered files to list (default 12)")
     opts = parser.parse_args()
     opts.store = opts.store.resolve()
+    opts.rows = []  # (label, exit, ops/s, node/ %, node/storage/ %) per campaign run
     make_run = None
     if opts.only != "set":
         make_run = run("make run (partition, 5 nodes)", MAKE_RUN, opts)
@@ -163,6 +171,10 @@ def main() -> int:
             d = run(label, args, opts)
             if d is not None:
                 dirs.append(d)
+    # Each campaign's throughput and coverage again, as the rows of a Markdown table (README's).
+    print("\n| campaign (`--seed 1`) | exit | ops/s | `node/` | `node/storage/` |\n| --- | --- | --- | --- | --- |")
+    for label, code, rate, node_pct, storage_pct in opts.rows:
+        print(f"| {label} | {code} | {rate} | {node_pct:.1f}% | {storage_pct:.1f}% |")
     print_union("union of the default set", dirs, opts.store / "union-html", opts.top)
     if make_run is not None and dirs:
         print_union("union of the default set and make run", [*dirs, make_run])

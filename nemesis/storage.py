@@ -49,6 +49,8 @@ DISKS = ("commitlog", "data")
 # How the corrupt nemesis damages a node: stopped (any file, found at restart) or live (a record of
 # an SSTable data file under the running node, found by the read of its key).
 CORRUPT_MODES = ("stopped", "live")
+# The corrupt nemesis's stopped windows damage these kinds of file in turn.
+STOPPED_PLANS = ("stopped:sstable", "stopped:commitlog")
 # How flush-compact picks its nodes: never all at once, so it is one fault among others.
 FLUSH_SPECS = ("one", "minority", "majority")
 # SSTable components and commit log segments the corrupt nemesis may damage.
@@ -248,13 +250,16 @@ class DiskNemesis:
         self.disks = list(disks)
         self.failing: dict[str, str] = {}
         self.disk_of: dict[str, str] = {}
-        self._disk_round: list[str] = []  # the disks still to come in this round
+        # Each window fails one disk with one error, in shuffled rounds of every (disk, error):
+        # a full disk and a broken one run different code (a broken data disk fails SSTable reads
+        # too), so four windows of both disks see all four.
+        self.plans = [f"{d}:{e}" for d in self.disks for e in DISK_ERRORS]
+        self._plan_round: list[str] = []  # the plans still to come in this round
 
     async def start(self, rng: random.Random) -> Event:
         """Fail one random node's commit log or data disk with ENOSPC or EIO."""
         nid = rng.choice(self.db.node_ids())
-        disk = _next_choice(self.disks, self._disk_round, rng)
-        error = rng.choice(DISK_ERRORS)
+        disk, _, error = _next_choice(self.plans, self._plan_round, rng).partition(":")
         if disk == "data":
             nid = await _holding_data(self.db, nid, rng)
         said = await self.db.admin(nid, "disk", action="fail", error=error, disk=disk)
@@ -575,13 +580,18 @@ class CorruptNemesis:
     def __init__(self, db: FilesDB, modes: list[str] | tuple[str, ...] = CORRUPT_MODES) -> None:
         self.db = db
         self.modes = list(modes)
-        self._mode_round: list[str] = []  # the modes still to come in this round
+        # What a window damages, in shuffled rounds: a stopped node's SSTable component or its
+        # commit log segment (the node finds either at restart, by different code: an SSTable
+        # refused at open and quarantined by the scrub, a replay truncated or refused), or a
+        # running node's SSTable record. Three windows of both modes see all three.
+        self.plans = [p for m in self.modes for p in (STOPPED_PLANS if m == "stopped" else (m,))]
+        self._plan_round: list[str] = []  # the plans still to come in this round
         self.damaged: list[str] = []
         self.down: list[str] = []
 
     async def start(self, rng: random.Random) -> Event:
-        """Damage a stopped or a running node, as drawn from the modes."""
-        mode = _next_choice(self.modes, self._mode_round, rng)
+        """Damage a stopped or a running node, as drawn from the plans."""
+        mode, _, kind = _next_choice(self.plans, self._plan_round, rng).partition(":")
         if mode == "live":
             event = await self._start_live(rng)
             if event is not None:
@@ -589,7 +599,7 @@ class CorruptNemesis:
             if "stopped" not in self.modes:
                 return Event("corrupt", {"mode": "live", "outcome": "nothing damaged",
                                          "summary": "live bitflip: no node had an SSTable that stayed live"})
-        return await self._start_stopped(rng)
+        return await self._start_stopped(rng, kind or None)
 
     async def _start_live(self, rng: random.Random) -> Event | None:
         """Flush a random running node, flip bits in one SSTable record, read its key on the node."""
@@ -644,8 +654,9 @@ class CorruptNemesis:
         log.info("corrupt: no SSTable of %s stayed live to damage (%s); damaging a stopped node instead", nid, replaced)
         return None
 
-    async def _start_stopped(self, rng: random.Random) -> Event:
-        """Flush a random node, kill it, damage one of its files, restart it, ask what it saw."""
+    async def _start_stopped(self, rng: random.Random, kind: str | None = None) -> Event:
+        """Flush a random node, kill it, damage one of its files (of ``kind`` when it has one),
+        restart it, ask what it saw."""
         nid = rng.choice(self.db.node_ids())
         try:
             await self.db.admin(nid, "flush")
@@ -657,6 +668,7 @@ class CorruptNemesis:
         await self.db.kill(nid)
         storage_dir = self.db.storage_dir(nid)
         files = await trio.to_thread.run_sync(candidate_files, storage_dir)
+        files = [f for f in files if f[1] == kind] or files
         damage = choose_damage(files, rng)
         await trio.to_thread.run_sync(apply_damage, storage_dir, damage)
         self.damaged.append(nid)

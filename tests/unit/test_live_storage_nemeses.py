@@ -132,10 +132,13 @@ def test_a_failing_data_disk_refuses_the_flush_keeps_the_data_and_flushes_when_h
 
 
 def _error_drawn(seed: int) -> str:
-    """The error DiskNemesis.start draws with random.Random(seed) (a node, then the error)."""
+    """The error DiskNemesis.start draws with random.Random(seed) (a node, then a round of the data
+    disk's (disk, error) plans)."""
     rng = random.Random(seed)
     rng.choice(["n1", "n2", "n3"])
-    return rng.choice(["ENOSPC", "EIO"])
+    plans = ["data:ENOSPC", "data:EIO"]
+    rng.shuffle(plans)
+    return plans.pop().split(":")[1]
 
 
 def test_the_corrupt_and_disk_nemeses_take_their_kinds_in_shuffled_rounds() -> None:
