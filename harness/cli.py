@@ -138,10 +138,11 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML file with any of these options (flags override it)")
     p.add_argument("--workload", choices=list(WORKLOADS), help=f"what the clients do (default {d.workload})")
     p.add_argument("--nemesis", help="faults: comma list of partition,kill,pause,clock,latency,membership,zk,flush-compact,"
-                   "repair,crash (a kill that loses unsynced commit log writes),corrupt (damage a stopped node's file; "
-                   "local only),admin (snapshots and nodetool-style commands through ringctl),move (ringctl move, "
-                   "then cleanup),clients (malformed requests and frames to a node), or all (every one but "
-                   f"membership, zk, corrupt, admin, move and clients) / none (default {d.nemesis})")
+                   "repair,crash (a kill that loses unsynced commit log writes),corrupt (damage a node's files; "
+                   "local only),disk (fail a node's commit log or data disk),admin (snapshots and nodetool-style "
+                   "commands through ringctl),move (ringctl move, then cleanup),clients (malformed requests and "
+                   "frames to a node), or all (every one but membership, zk, corrupt, disk, admin, move and clients) "
+                   f"/ none (default {d.nemesis})")
     p.add_argument("--nemesis-interval", type=float, metavar="S", help="seconds between fault changes (default: fit at least 3 windows of each nemesis into the time limit, at most 10 s apart)")
     p.add_argument("--partition", help=f"partition shapes: one, majority, majorities-ring, minority-third, bridge, random-halves, comma list or all (default {d.partition})")
     p.add_argument("--targets", help=f"how many nodes kill and pause hit, drawn from a comma list of one, minority, majority, all (default {d.targets})")

@@ -650,7 +650,11 @@
   function renderLin(checker, a) {
     const d = a.details || {};
     const box = el("div", { class: "lin" });
-    box.append(el("p", null, el("strong", { text: "key " + show(a.key) + ": " }), a.explanation));
+    // The key in bold, unless the explanation starts by naming it (then that part is bold).
+    const named = "key " + show(a.key) + ": ";
+    const said = String(a.explanation || "");
+    box.append(said.startsWith(named) ? el("p", null, el("strong", { text: named }), said.slice(named.length))
+      : el("p", null, el("strong", { text: named }), said));
     box.append(el("p", null, opsLink(a.rows, "show these operations in the timeline (" + a.rows.length + ")")));
     const acks = acksTable(a);
     if (acks) box.append(acks);

@@ -31,5 +31,8 @@ def test_a_stale_read_shows_who_acknowledged_and_who_held_the_write(tmp_path: Pa
         assert rows[-1] == ["held after hint delivery"] + ["2 @ 200 (write 2)"] * 3, rows
         lacking = table.locator("tr.held td.noack").all_text_contents()
         assert lacking == ["1 @ 100 (older: lacks write 2)", "nothing"], lacking
-        # The linearizability box of the same key has the same table.
+        # The linearizability box of the same key has the same table, and names the key once.
         assert page.locator("#lin-body .lin .acks tr.held").count() == 2
+        head = page.locator("#lin-body .lin p").first.text_content() or ""
+        assert head.startswith("key 7: ") and "key 7: key 7" not in head, head
+        assert "key 7 ·" not in (finding.text_content() or "")  # the explanation names it already

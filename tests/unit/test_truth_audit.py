@@ -46,3 +46,18 @@ def test_a_lost_write_whose_final_read_saw_nothing_says_nil() -> None:
     b.invoke(1, "read", key="k").ok(1, None)
     [lost] = [a for a in lww.check(b.ops).anomalies if a.kind == "lost-write"]
     assert lost.explanation.endswith("returned nil"), lost.explanation
+
+
+def test_run_help_names_every_nemesis_and_what_all_leaves_out(capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from nemesis import faults
+
+    monkeypatch.setenv("COLUMNS", "100000")  # one line per option: argparse wraps inside long words
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    [help_text] = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("--nemesis NEMESIS")]
+    for name in faults.NEMESES:
+        assert any(f"{sep}{name}{end}" in help_text for sep in " ," for end in " ,("), name
+    left_out = [n for n in faults.NEMESES if n not in faults.NEMESIS_ALIASES["all"]]
+    said = help_text[help_text.index("every one but"):]
+    assert all(n in said for n in left_out), (left_out, said)
