@@ -1,6 +1,7 @@
 """ringctl: command-line client for a ringlab node (data, schema and admin operations).
 
-Exit codes: 0 success, 1 the node answered with an error, 2 bad arguments, 3 cannot connect.
+Exit codes: 0 success, 1 the node answered with an error, 3 cannot connect, 254 bad arguments or
+no cluster secret given (the harness's code for a user's mistake).
 
 ``--node n2`` finds the node's address and the cluster secret in the directory of a local
 cluster started with ``harness cluster up`` (its cluster.json), as ``ccm node2 nodetool`` does,
@@ -28,10 +29,15 @@ DEFAULT_CLUSTER_DIR = "store/cluster"
 CLUSTER_FILE = "cluster.json"
 
 
+# A user's mistake (a bad argument, no secret given) exits as the harness's do, not with
+# argparse's 2, which in ringlab's exit codes means "unknown".
+USAGE_EXIT = 254
+
+
 def _usage(message: str) -> SystemExit:
-    """A bad argument: the message on stderr and exit code 2, as argparse does."""
+    """A bad argument: the message on stderr and exit code USAGE_EXIT."""
     print(f"ringctl: error: {message}", file=sys.stderr)
-    return SystemExit(2)
+    return SystemExit(USAGE_EXIT)
 
 
 def _value(text: str) -> Any:
@@ -188,7 +194,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the usage block (every command) buried the line that matters."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(USAGE_EXIT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _seconds(text: str) -> float:
@@ -291,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
-    """Refuse malformed arguments before connecting (exit 2, like argparse's own errors)."""
+    """Refuse malformed arguments before connecting (exit USAGE_EXIT, as argparse's own errors here)."""
     if args.command == "put":
         _columns(args.columns)
     for attr in ("set", "nts", "option"):
@@ -395,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                 hint = (f" (no secret given: use --secret or $RINGLAB_SECRET, or --node NAME for a cluster "
                         f"started with `harness cluster up`)")
             print(f"ringctl: {exc.name}: {exc.message}{hint}", file=sys.stderr)
-            return 1
+            return USAGE_EXIT if hint else 1
         if isinstance(exc, OSError):
             print(f"ringctl: cannot reach {args.host}:{args.port}: {exc}", file=sys.stderr)
             return 3

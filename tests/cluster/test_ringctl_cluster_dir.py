@@ -56,19 +56,19 @@ def test_a_port_of_the_cluster_dir_gets_its_secret(one_node: tuple[Cluster, Path
 def test_no_secret_is_one_line_naming_the_ways_to_give_it(one_node: tuple[Cluster, Path], tmp_path: Path) -> None:
     c, _ = one_node
     r = ringctl("--port", str(c[0].client_port), "status", cwd=tmp_path)  # no store/cluster here
-    assert r.returncode == 1
+    assert r.returncode == 254
     assert r.stderr.strip().splitlines() == [
         "ringctl: Unauthorized: status needs the cluster secret (no secret given: use --secret or $RINGLAB_SECRET, "
         "or --node NAME for a cluster started with `harness cluster up`)"]
 
 
-def test_unknown_node_or_missing_cluster_exit_2_in_one_line(one_node: tuple[Cluster, Path], tmp_path: Path) -> None:
+def test_unknown_node_or_missing_cluster_exit_254_in_one_line(one_node: tuple[Cluster, Path], tmp_path: Path) -> None:
     _, cluster_dir = one_node
     r = ringctl("--cluster-dir", str(cluster_dir), "--node", "n9", "status")
-    assert r.returncode == 2
+    assert r.returncode == 254
     assert r.stderr.strip().splitlines() == [f"ringctl: error: --node n9: not a node of the cluster in {cluster_dir} (nodes: n1)"]
     r = ringctl("--cluster-dir", str(tmp_path), "--node", "n1", "status")
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "harness cluster up" in r.stderr
+    assert r.returncode == 254 and len(r.stderr.strip().splitlines()) == 1 and "harness cluster up" in r.stderr
 
 
 def test_a_closed_pipe_ends_quietly(one_node: tuple[Cluster, Path]) -> None:

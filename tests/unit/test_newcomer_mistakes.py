@@ -25,9 +25,9 @@ def err_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
     (["get", "ks"], "ringctl get: error: the following arguments are required: table, key, columns "
                     "(see `ringctl get --help`)"),
 ])
-def test_ringctl_argument_errors_are_one_line_exit_2(argv: list[str], line: str,
+def test_ringctl_argument_errors_are_one_line_exit_254(argv: list[str], line: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    assert ringctl.main(argv) == 2
+    assert ringctl.main(argv) == 254
     assert err_lines(capsys) == [line]
 
 
