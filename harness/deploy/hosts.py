@@ -211,7 +211,9 @@ def hosts_up(count: int = DEFAULT_COUNT, prefix: str = DEFAULT_PREFIX, subnet: s
     net = ipaddress.ip_network(subnet)
     if not net.is_private or net.version != 4:
         raise HostsUsageError(f"subnet must be a private IPv4 range, got {subnet}")
-    if count < 1 or HOST_OFFSET + count >= net.num_addresses - 1:
+    if count < 1:
+        raise HostsUsageError(f"--count must be at least 1, got {count}")
+    if HOST_OFFSET + count >= net.num_addresses - 1:
         raise HostsUsageError(f"{count} hosts do not fit in {subnet}")
     state_dir = Path(state_dir or DEFAULT_STATE_ROOT / prefix)
     if (state_dir / STATE_FILE).exists():

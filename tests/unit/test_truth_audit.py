@@ -61,3 +61,13 @@ def test_run_help_names_every_nemesis_and_what_all_leaves_out(capsys: pytest.Cap
     left_out = [n for n in faults.NEMESES if n not in faults.NEMESIS_ALIASES["all"]]
     said = help_text[help_text.index("every one but"):]
     assert all(n in said for n in left_out), (left_out, said)
+
+
+def test_hosts_up_with_no_hosts_names_the_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.deploy import hosts
+
+    monkeypatch.setattr(hosts, "missing_requirements", lambda: [])  # as root with the tools: count is checked next
+    assert cli.main(["hosts", "up", "--count", "0", "--state-dir", str(tmp_path / "h")]) == 254
+    assert capsys.readouterr().err.strip().splitlines() == ["harness hosts up: error: --count must be at least 1, got 0"]
+    assert not (tmp_path / "h").exists()
