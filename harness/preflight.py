@@ -1,11 +1,14 @@
 """What `harness run` checks before it makes a run directory, and which campaign errors are the
-user's: a Toxiproxy URL that answers nothing, Vagrant VMs that are not up, host clock faults on
+user's: a --store or --junit-xml path that cannot be written, an --ssh-private-key that is not
+there, a Toxiproxy URL that answers nothing, Vagrant VMs that are not up, host clock faults on
 hosts that share this machine's clock. Each is a one-line error and exit 254 (Jepsen's bad
 arguments), never a traceback with "internal error"; a real harness bug still exits 255.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -20,6 +23,7 @@ class SetupMistake(Exception):
 
 def check(opts: Any) -> None:
     """Probe what the options point at outside this process; SetupMistake names the first problem."""
+    check_paths(opts.store, opts.junit_xml, opts.ssh_private_key if opts.deploy in ("ssh", "vagrant") else None)
     if opts.deploy in ("ssh", "vagrant"):
         from nemesis.faults import parse_nemeses
 
@@ -38,6 +42,34 @@ def check(opts: Any) -> None:
             vagrant_hosts()
         except VagrantError as exc:
             raise SetupMistake(f"--deploy vagrant: {exc}") from None
+
+
+def _dir_problem(path: Path) -> str | None:
+    """Why no file can be written under ``path`` (made if missing), or None: the first of it and
+    its ancestors that exists must be a writable directory."""
+    here = path
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        return f"{here} is not a directory"
+    if not os.access(here, os.W_OK | os.X_OK):
+        return f"{here} is not writable"
+    return None
+
+
+def check_paths(store: str, junit_xml: str | None, ssh_private_key: str | None = None) -> None:
+    """The local paths a run (or a sim sweep) writes to or reads from: a campaign found them
+    broken only once its cluster had started, with a traceback."""
+    problem = _dir_problem(Path(store).expanduser().absolute())
+    if problem:
+        raise SetupMistake(f"--store {store}: cannot keep runs there: {problem}")
+    if junit_xml:
+        junit = Path(junit_xml).expanduser().absolute()
+        problem = "it is a directory (give a file name)" if junit.is_dir() else _dir_problem(junit.parent)
+        if problem:
+            raise SetupMistake(f"--junit-xml {junit_xml}: cannot write it: {problem}")
+    if ssh_private_key and not Path(ssh_private_key).expanduser().is_file():
+        raise SetupMistake(f"--ssh-private-key {ssh_private_key}: no such file")
 
 
 async def _probe_toxiproxy(url: str) -> None:

@@ -163,6 +163,7 @@ def build_options(args: argparse.Namespace) -> tuple[Any, SimSettings]:
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     from harness.cli import UsageError
+    from harness.preflight import SetupMistake, check_paths
 
     try:
         opts, settings = build_options(args)
@@ -175,7 +176,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             raise ValueError("--check-determinism takes one --seed")
         if opts.coverage and (seeds is not None or args.check_determinism):
             raise ValueError("--coverage measures one --seed (not --seeds or --check-determinism)")
-    except ValueError as exc:
+        check_paths(opts.store, args.junit_xml)
+    except (ValueError, SetupMistake) as exc:
         raise UsageError(str(exc)) from None
     from sim.scheduler import UnsupportedTrio, check_trio
 

@@ -71,3 +71,35 @@ def test_hosts_up_with_no_hosts_names_the_count(tmp_path: Path, monkeypatch: pyt
     assert cli.main(["hosts", "up", "--count", "0", "--state-dir", str(tmp_path / "h")]) == 254
     assert capsys.readouterr().err.strip().splitlines() == ["harness hosts up: error: --count must be at least 1, got 0"]
     assert not (tmp_path / "h").exists()
+
+
+def test_paths_a_run_cannot_use_are_refused_before_it_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Each was a traceback and exit 255, the first two only once the cluster had started.
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("")
+    store = tmp_path / "s"
+    for argv, line in (
+        (["--store", str(a_file)], f"--store {a_file}: cannot keep runs there: {a_file} is not a directory"),
+        (["--store", str(a_file / "runs")], f"--store {a_file / 'runs'}: cannot keep runs there: {a_file} is not a directory"),
+        (["--store", str(store), "--junit-xml", str(a_file / "j.xml")],
+         f"--junit-xml {a_file / 'j.xml'}: cannot write it: {a_file} is not a directory"),
+        (["--store", str(store), "--junit-xml", str(tmp_path)],
+         f"--junit-xml {tmp_path}: cannot write it: it is a directory (give a file name)"),
+        (["--store", str(store), "--deploy", "ssh", "--nodes", "h1,h2,h3", "--ssh-private-key", str(tmp_path / "id")],
+         f"--ssh-private-key {tmp_path / 'id'}: no such file"),
+    ):
+        assert cli.main(["run", *argv]) == 254, argv
+        assert capsys.readouterr().err.strip().splitlines() == [f"harness run: error: {line}"], argv
+        assert not store.exists()
+
+
+def test_sim_refuses_the_same_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("")
+    assert cli.main(["sim", "--seed", "1", "--store", str(a_file)]) == 254
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"harness sim: error: --store {a_file}: cannot keep runs there: {a_file} is not a directory"]
+    assert cli.main(["sim", "--seeds", "1-2", "--store", str(tmp_path / "s"), "--junit-xml", str(tmp_path)]) == 254
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"harness sim: error: --junit-xml {tmp_path}: cannot write it: it is a directory (give a file name)"]
+    assert not (tmp_path / "s").exists() and not Path(f"{tmp_path}.tmp").exists()
