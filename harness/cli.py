@@ -265,6 +265,12 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         # A user mistake, not a failed start: say how to stop the one that is there.
         raise UsageError(f"a cluster is already described by {where / 'cluster.json'}; "
                          f"stop it with `harness cluster down --dir {args.dir}` first")
+    if args.action == "up":
+        from harness.preflight import dir_problem
+
+        problem = dir_problem(where)
+        if problem:
+            raise UsageError(f"--dir {args.dir}: cannot keep a cluster there: {problem}")
     try:
         if args.action == "up":
             state = trio.run(cluster_up, where, args.nodes, args.seed)

@@ -44,7 +44,7 @@ def check(opts: Any) -> None:
             raise SetupMistake(f"--deploy vagrant: {exc}") from None
 
 
-def _dir_problem(path: Path) -> str | None:
+def dir_problem(path: Path) -> str | None:
     """Why no file can be written under ``path`` (made if missing), or None: the first of it and
     its ancestors that exists must be a writable directory."""
     here = path
@@ -60,12 +60,12 @@ def _dir_problem(path: Path) -> str | None:
 def check_paths(store: str, junit_xml: str | None, ssh_private_key: str | None = None) -> None:
     """The local paths a run (or a sim sweep) writes to or reads from: a campaign found them
     broken only once its cluster had started, with a traceback."""
-    problem = _dir_problem(Path(store).expanduser().absolute())
+    problem = dir_problem(Path(store).expanduser().absolute())
     if problem:
         raise SetupMistake(f"--store {store}: cannot keep runs there: {problem}")
     if junit_xml:
         junit = Path(junit_xml).expanduser().absolute()
-        problem = "it is a directory (give a file name)" if junit.is_dir() else _dir_problem(junit.parent)
+        problem = "it is a directory (give a file name)" if junit.is_dir() else dir_problem(junit.parent)
         if problem:
             raise SetupMistake(f"--junit-xml {junit_xml}: cannot write it: {problem}")
     if ssh_private_key and not Path(ssh_private_key).expanduser().is_file():

@@ -590,14 +590,10 @@ async def cluster_up(cluster_dir: Path, node_count: int, seed: int, commitlog_sy
 
 def cluster_down(cluster_dir: Path) -> list[str]:
     """Stop everything ``cluster up`` started (SIGTERM, then SIGKILL); returns what was stopped."""
-    import json
     import time as _time
 
     state_path = cluster_dir / CLUSTER_FILE
-    try:
-        state = json.loads(state_path.read_text())
-    except FileNotFoundError:
-        raise DeployError(f"no cluster is running here ({state_path} does not exist)") from None
+    state = _read_state(state_path)
     pids = {nid: n.get("pid") for nid, n in state.get("nodes", {}).items()}
     pids["proxy"] = state.get("proxy", {}).get("pid")
     stopped = []
@@ -620,6 +616,21 @@ def cluster_down(cluster_dir: Path) -> list[str]:
     return stopped
 
 
+def _read_state(state_path: Path) -> dict[str, Any]:
+    """The cluster.json `cluster up` wrote; DeployError in one line when there is none or it is not one."""
+    import json
+
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
+        raise DeployError(f"no cluster is running here ({state_path} does not exist)") from None
+    except (OSError, ValueError) as exc:
+        raise DeployError(f"{state_path} is not a cluster's state ({exc})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("nodes"), dict):
+        raise DeployError(f"{state_path} is not a cluster's state (no 'nodes')")
+    return state
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -631,13 +642,8 @@ def _pid_alive(pid: int) -> bool:
 
 async def cluster_status(cluster_dir: Path) -> list[dict[str, Any]]:
     """Each node's process state and what it reports about the ring."""
-    import json
-
     state_path = cluster_dir / CLUSTER_FILE
-    try:
-        state = json.loads(state_path.read_text())
-    except FileNotFoundError:
-        raise DeployError(f"no cluster is running here ({state_path} does not exist)") from None
+    state = _read_state(state_path)
     rows = []
     for nid, n in state["nodes"].items():
         host, port = n["client"].rsplit(":", 1)

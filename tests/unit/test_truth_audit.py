@@ -103,3 +103,22 @@ def test_sim_refuses_the_same_paths(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert capsys.readouterr().err.strip().splitlines() == [
         f"harness sim: error: --junit-xml {tmp_path}: cannot write it: it is a directory (give a file name)"]
     assert not (tmp_path / "s").exists() and not Path(f"{tmp_path}.tmp").exists()
+
+
+def test_cluster_commands_on_a_directory_that_is_no_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A file where the cluster directory should be, and a cluster.json that is not one: tracebacks before.
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("")
+    assert cli.main(["cluster", "up", "--dir", str(a_file)]) == 254
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"harness cluster: error: --dir {a_file}: cannot keep a cluster there: {a_file} is not a directory"]
+    for action in ("status", "down"):
+        assert cli.main(["cluster", action, "--dir", str(a_file)]) == 254
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"harness cluster {action}: no cluster is running here ({a_file / 'cluster.json'} does not exist)"]
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "cluster.json").write_text("[]")
+    for action in ("status", "down"):
+        assert cli.main(["cluster", action, "--dir", str(tmp_path / "c")]) == 254
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"harness cluster {action}: {tmp_path / 'c' / 'cluster.json'} is not a cluster's state (no 'nodes')"]
