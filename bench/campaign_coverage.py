@@ -21,7 +21,10 @@ Runs one campaign at a time, each with ``harness run --coverage``:
   three windows damage a stopped node's SSTable, a stopped node's commit log segment and a running
   node's SSTable record; the other campaigns run the default periodic commit log),
   ``--nemesis disk,flush-compact --commitlog-sync batch`` (disk is not in ``all``; its four windows
-  fail a commit log disk and a data disk, each with ENOSPC and with EIO), and ``--nemesis
+  fail a commit log disk and a data disk, each with ENOSPC and with EIO), ``--nemesis disk
+  --disks commitlog`` with ``--commit-failure-policy die --commitlog-sync group`` and with
+  ``--commit-failure-policy ignore --commitlog-sync periodic`` (two windows each: ENOSPC and EIO;
+  the node exits, or carries on without a restart), and ``--nemesis
   admin,move,clients,partition,kill`` on 5 nodes in 2 datacenters of 2 racks (``--datacenters 2
   --racks 2 --replication-factor 2``: NetworkTopologyStrategy; admin and move run ringctl, whose
   processes are measured too).
@@ -68,6 +71,10 @@ DISK_ROUNDS = 4
 # SSTable, a stopped node's commit log segment and a running node's SSTable record (its plans).
 CORRUPT_ROUNDS = 3
 MEMBERSHIP_ROUNDS = 3
+# commit_failure_policy campaigns: (policy, commit log sync mode), and rounds of the disk nemesis
+# alone (two: its commit log plans, ENOSPC and EIO).
+POLICY_CAMPAIGNS = (("die", "group"), ("ignore", "periodic"))
+POLICY_ROUNDS = 2
 # Workload options beyond the defaults: the register workload deletes only when asked to.
 WORKLOAD_ARGS = {"register": ["--delete-fraction", "0.2"]}
 
@@ -98,6 +105,12 @@ def campaign_set(time_limit: float | None = None) -> list[tuple[str, list[str]]]
     runs.append((f"register / {ZOOKEEPER} (zookeeper)", ["--coordination", "zookeeper", "--nodes", "4", *args(ZOOKEEPER)]))
     runs.append((f"register / {CORRUPT} (group)", ["--commitlog-sync", "group", *args(CORRUPT, CORRUPT_ROUNDS)]))
     runs.append((f"register / {DISK} (batch)", ["--commitlog-sync", "batch", *args(DISK, DISK_ROUNDS)]))
+    # The non-default commit_failure_policy values, each with the other sync modes: two windows
+    # (ENOSPC and EIO) of a failing commit log disk under each.
+    for policy, sync in POLICY_CAMPAIGNS:
+        runs.append((f"register / disk (commit log, {policy}, {sync})",
+                     ["--commitlog-sync", sync, "--disks", "commitlog", "--commit-failure-policy", policy,
+                      *args("disk", POLICY_ROUNDS)]))
     runs.append((f"register / {OPERATOR} (2 DCs x 2 racks)",
                  ["--nodes", "5", "--datacenters", "2", "--racks", "2", "--replication-factor", "2",
                   *args(OPERATOR, SLOW_ROUNDS)]))

@@ -183,6 +183,9 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--junit-xml", metavar="FILE", help="also write the verdicts as JUnit XML")
     p.add_argument("--recovery-time", type=float, metavar="S", help=f"seconds to wait after healing before final reads (default {d.recovery_time:g})")
     p.add_argument("--commitlog-sync", choices=["periodic", "batch", "group"], help=f"the nodes' commit log sync mode (default {d.commitlog_sync})")
+    p.add_argument("--commit-failure-policy", choices=["stop", "die", "ignore"],
+                   help=f"what a node does after a failed commit log write or fsync: refuse writes until restarted, "
+                        f"exit, or fail only the writes it covered (default {d.commit_failure_policy})")
     p.add_argument("--memtable-flush-kb", type=int, metavar="N",
                    help=f"flush a node's memtable at N KB and its oldest tables once the commit log holds N KB, in "
                         f"N KB segments, so a short campaign flushes, compacts and recycles segments "

@@ -39,13 +39,16 @@ def node_storage(opts: Any) -> dict[str, Any]:
         out["volatile_unsynced"] = True
     if "disk" in faults.parse_nemeses(opts.nemesis):
         out["disk_faults"] = True  # the disk nemesis's switch on the engine's file door
+    policy = getattr(opts, "commit_failure_policy", "stop")
+    if policy != "stop":  # the store's default otherwise
+        out["commit_failure_policy"] = policy
     return out
 
 
 def sim_storage(opts: Any) -> dict[str, Any]:
     """The [storage] settings harness sim gives its nodes: the memtable and segment sizes of
     ``--memtable-flush-kb`` (sim's default 0 keeps the store's own; the file nemeses are not simulated)."""
-    return {k: v for k, v in node_storage(opts).items() if k not in ("volatile_unsynced", "disk_faults")}
+    return {k: v for k, v in node_storage(opts).items() if k not in ("volatile_unsynced", "disk_faults", "commit_failure_policy")}
 
 
 def node_membership(opts: Any) -> dict[str, Any]:
@@ -99,6 +102,9 @@ def validate(opts: Any) -> None:
         raise ValueError("--load-balance sets local nodes' [membership] load_balance (local deployments only)")
     if n is not None and opts.deploy != "local":
         raise ValueError("--file-stream-min-bytes sets local nodes' [membership] file_stream_min_bytes (local deployments only)")
+    if getattr(opts, "commit_failure_policy", "stop") != "stop" and opts.deploy == "sim":
+        raise ValueError("--commit-failure-policy sets real nodes' [storage] commit_failure_policy (harness sim's "
+                         "disk never fails)")
     if opts.gc_grace < 0:
         raise ValueError(f"--gc-grace must be >= 0 seconds, got {opts.gc_grace}")
 

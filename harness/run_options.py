@@ -93,6 +93,9 @@ class RunOptions:
     junit_xml: str | None = None
     recovery_time: float = 5.0
     commitlog_sync: str = "periodic"
+    # The nodes' [storage] commit_failure_policy (Cassandra's): what a node does after a failed
+    # commit log write or fsync, which the disk nemesis's EIO windows cause (harness/datapaths.py).
+    commit_failure_policy: str = "stop"
     # Campaign storage settings (harness/datapaths.py): 0 KB = the store's own 64 MB.
     memtable_flush_kb: int = DEFAULT_MEMTABLE_FLUSH_KB
     gc_grace: int = DEFAULT_GC_GRACE_S
@@ -201,6 +204,8 @@ class RunOptions:
             raise ValueError(f"--test-count must be at least 1, got {self.test_count}")
         if self.commitlog_sync not in ("periodic", "batch", "group"):
             raise ValueError(f"--commitlog-sync must be periodic, batch or group, got {self.commitlog_sync!r}")
+        if self.commit_failure_policy not in ("stop", "die", "ignore"):
+            raise ValueError(f"--commit-failure-policy must be stop, die or ignore, got {self.commit_failure_policy!r}")
         datapaths.validate(self)
         if self.read_repair not in ("BLOCKING", "NONE"):
             raise ValueError(f"--read-repair must be BLOCKING or NONE, got {self.read_repair!r}")

@@ -7,9 +7,10 @@
 * **A scratch table** (what an operator or an application's migration does beside the live data,
   through the client protocol as cqlsh would): create ``<keyspace>.scratch_N`` (column order by
   time, ``gc_grace_seconds`` 0, every SSTable in one compaction bucket), write rows of several
-  columns at QUORUM, some columns with a TTL, flush it on every node; overwrite a column, delete a
-  column and a row, flush again (two SSTables per replica); read single columns, column pairs and
-  ``limit``-ed rows back at QUORUM and compare them with what was written; once the TTL has run
+  columns (one a super column of two sub-columns) at QUORUM, some columns with a TTL, flush it on
+  every node; overwrite a column, delete a column and a row, flush again (two SSTables per
+  replica); read single columns, column pairs, the super column and ``limit``-ed rows back at
+  QUORUM and compare them with what was written; once the TTL has run
   out, read the TTL'd column (it must be gone); major-compact the table on every node (tombstones
   past their zero grace and expired cells are purged) and read again; then drop the table.
 
@@ -36,7 +37,9 @@ log = logging.getLogger("nemesis.housekeeping")
 # Rows and columns the scratch table gets: a few, so the step takes well under a second of
 # requests, and a row of several columns so named-column reads have something to choose from.
 SCRATCH_KEYS = 4
-SCRATCH_COLUMNS = ("c0", "c1", "c2", "c3")
+# The last two are the sub-columns of one super column ("super:sub", the paper's data model),
+# read whole by its prefix "s:".
+SCRATCH_COLUMNS = ("c0", "c1", "c2", "s:a", "s:b")
 # The TTL'd column: one second, so the step can wait it out and see it expire.
 TTL_S = 1
 TTL_COLUMN = "t"
@@ -165,7 +168,7 @@ class ScratchTable:
         ks, t = self.keyspace, self.name
         for key in keys:
             want = expected[key]
-            reads = [(["c0"], None), (["c1", "c2"], None), (None, None), (None, 2)]
+            reads = [(["c0"], None), (["c1", "c2"], None), (["s:"], None), (None, None), (None, 2)]
             for cols, limit in reads:
                 got = await self._call(c.get(ks, t, key, columns=cols, consistency="QUORUM", limit=limit),
                                        f"read {key}")
@@ -173,7 +176,8 @@ class ScratchTable:
                     continue
                 seen = {name: v for name, (v, _ts) in got.items() if name != TTL_COLUMN}
                 if cols is not None:
-                    wanted = {n: want[n] for n in cols if n in want}
+                    wanted = {n: v for n, v in want.items() if any(n == c or (c.endswith(":") and n.startswith(c))
+                                                                   for c in cols)}
                 elif limit is None:
                     wanted = want
                 else:

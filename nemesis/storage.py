@@ -255,6 +255,7 @@ class DiskNemesis:
         # too), so four windows of both disks see all four.
         self.plans = [f"{d}:{e}" for d in self.disks for e in DISK_ERRORS]
         self._plan_round: list[str] = []  # the plans still to come in this round
+        self.policy_of: dict[str, str] = {}  # commit_failure_policy of each node whose commit log fails
 
     async def start(self, rng: random.Random) -> Event:
         """Fail one random node's commit log or data disk with ENOSPC or EIO."""
@@ -262,6 +263,9 @@ class DiskNemesis:
         disk, _, error = _next_choice(self.plans, self._plan_round, rng).partition(":")
         if disk == "data":
             nid = await _holding_data(self.db, nid, rng)
+        if disk == "commitlog":
+            # Its commit_failure_policy decides what the failure does to it (judged at stop).
+            self.policy_of[nid] = ((await _storage(self.db, nid)) or {}).get("commit_failure_policy") or "stop"
         said = await self.db.admin(nid, "disk", action="fail", error=error, disk=disk)
         self.failing[nid] = error
         self.disk_of[nid] = disk
@@ -313,13 +317,21 @@ class DiskNemesis:
         failing, self.failing = self.failing, {}
         disk_of, self.disk_of = self.disk_of, {}
         done: dict[str, Any] = {}
+        commitlog = [n for n in failing if disk_of.get(n, "commitlog") == "commitlog"]
+        # Before the heal: what the node's commit_failure_policy made of the failure.
+        before = {n: await _storage(self.db, n) for n in commitlog}
         for nid in failing:
             try:
                 done[nid] = await self.db.admin(nid, "disk", action="heal")
             except Exception as exc:  # noqa: BLE001 - recorded; the restart heals it anyway
                 done[nid] = {"error": f"{type(exc).__name__}: {exc}"}
-        restart = [n for n in failing if disk_of.get(n, "commitlog") == "commitlog"]
-        data = [n for n in failing if n not in restart]
+        policies = {n: policy_verdict(self.policy_of.pop(n, "stop"), failing[n], before[n], done[n]) for n in commitlog}
+        for nid, verdict_ in policies.items():
+            done[nid]["policy"] = verdict_
+        # A node under "ignore" carries on once its disk answers again: no restart. Under "stop" it
+        # acknowledges no write until restarted; under "die" it exited.
+        restart = [n for n in commitlog if policies[n]["policy"] != "ignore"]
+        data = [n for n in failing if n not in commitlog]
         for nid in data:
             # What the refused flushes kept in memory (and in the commit log) goes to SSTables now.
             before = _tables_only((await _storage(self.db, nid) or {}).get("tables") or {})
@@ -343,10 +355,17 @@ class DiskNemesis:
         parts = []
         if restart:
             parts.append(f"disk of {' '.join(sorted(restart))} healed; restarted")
+        carried_on = [n for n in commitlog if n not in restart]
+        if carried_on:
+            parts.append(f"disk of {' '.join(sorted(carried_on))} healed; carries on (commit_failure_policy = ignore)")
+        broken = [f"{n}: {v['seen']}, not what {v['policy']} does" for n, v in sorted(policies.items()) if not v["held"]]
+        if broken:
+            parts.append("policy not held by " + "; ".join(broken))
         if data:
             flushed = sum(len((done[n].get("flush") or {}).get("flushed") or []) for n in data)
             parts.append(f"data disk of {' '.join(sorted(data))} healed; flushed {flushed} tables")
         return Event("disk-heal", {"nodes": sorted(failing), "restarted": sorted(restart), "disk_errors": failing,
+                                   "policies": policies,
                                    "disks": disk_of, "result": done,
                                    "summary": f"{'; '.join(parts)} after {refused} refused calls"})
 
@@ -354,6 +373,36 @@ class DiskNemesis:
         """Heal (and restart or flush) any node left with a failing disk."""
         if self.failing:
             await self.stop()
+
+
+def policy_verdict(policy: str, error: str, status: dict[str, Any] | None, healed: dict[str, Any]) -> dict[str, Any]:
+    """What a node whose commit log disk failed with ``error`` did, against its
+    commit_failure_policy ``policy`` (``status``: its storage status before the heal, None when it
+    did not answer; ``healed``: the heal's answer, with the refused calls, or an error).
+
+    A broken disk (EIO) that a write met makes ``stop`` refuse every later write while serving
+    reads, ``die`` exit and ``ignore`` fail only the writes it covered and carry on. A full disk
+    (ENOSPC) refuses an append without the policy (space may come back), but an fsync it fails is a
+    commit log failure like any other: then ``stop`` may have stopped writes and ``die`` exited.
+    """
+    alive = status is not None
+    stopped = alive and status.get("write_failure") is not None  # type: ignore[union-attr]
+    refused = healed.get("failed_calls") if isinstance(healed, dict) else None
+    met = error == "EIO" and refused != 0  # None: the node did not answer the heal, so unknown
+    if not alive:
+        seen = "the node exited" if policy == "die" else "the node did not answer"
+    elif stopped:
+        seen = "writes stopped: " + str(status.get("write_failure"))[:120]  # type: ignore[union-attr]
+    else:
+        seen = f"serving ({refused} calls refused)"
+    if policy == "ignore":
+        expected, held = "fail the writes it covered, carry on", alive and not stopped
+    elif policy == "stop":
+        expected, held = (("refuse every later write until restarted", alive and stopped) if met
+                          else ("refuse writes, stop them if an fsync failed", alive))
+    else:
+        expected, held = ("exit", not alive) if met else ("exit if an fsync failed", not alive or not stopped)
+    return {"policy": policy, "expected": expected, "seen": seen, "held": held}
 
 
 def _next_choice(choices: list[str], round_: list[str], rng: random.Random) -> str:

@@ -78,7 +78,10 @@ def storage_ops(node: Any) -> dict[str, AdminOp]:
         verified = await offload(engine.verify) if verify else None
         return {"tables": engine.stats(), "corrupt": engine.corrupt_sstables(), "verify_corrupt": verified,
                 "quarantined": engine.quarantined(), "held": engine.held_tables(), "replay": replay_summary(engine),
-                "commitlog_sync": engine.config.commitlog_sync}
+                "commitlog_sync": engine.config.commitlog_sync,
+                "commit_failure_policy": engine.config.commit_failure_policy,
+                # Why this node refuses writes (commit_failure_policy = stop), or None.
+                "write_failure": None if engine.write_failure() is None else str(engine.write_failure())}
 
     async def scrub(req: dict[str, Any]) -> dict[str, Any]:
         repair = req.get("repair", True)

@@ -1,13 +1,12 @@
 """The node's storage engine: commit log, memtables, SSTables, compaction, snapshots.
 
-Public API (see docs/storage.md): :class:`StorageEngine` (synchronous, thread-safe core),
-:class:`AsyncStorageEngine` (a Trio facade with background sync, flush and compaction tasks, which
-the crash test's writer program runs; the node offloads to the engine itself), and the data model.
+Public API (see docs/storage.md): :class:`StorageEngine` (synchronous, thread-safe core; the node
+offloads its blocking calls to worker threads and runs its background duties itself) and the
+data model.
 """
 
 from .cells import Cell, Mutation, Partition, RangeTombstone, reconcile
 from .config import StorageConfig, TableOptions
-from .async_engine import AsyncStorageEngine
 from .engine import StorageEngine
 from .errors import (
     CommitLogCorrupt,
@@ -26,7 +25,7 @@ from .errors import (
 
 __all__ = [
     "Cell", "Mutation", "Partition", "RangeTombstone", "reconcile", "StorageConfig", "TableOptions",
-    "StorageEngine", "AsyncStorageEngine", "StorageError", "InvalidMutation", "InvalidName", "UnknownTable",
+    "StorageEngine", "StorageError", "InvalidMutation", "InvalidName", "UnknownTable",
     "CorruptSSTableError", "CommitLogError", "EngineClosed", "StorageFailure", "DiskFull", "CommitLogSyncFailed",
     "WritesStopped", "CommitLogCorrupt",
 ]

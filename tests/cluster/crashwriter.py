@@ -1,6 +1,7 @@
 """A write loop for the SIGKILL crash test: ``python -m tests.cluster.crashwriter DIR MODE``.
 
-It writes numbered cells through the Trio facade from several tasks and prints ``A <n>`` on stdout
+It writes numbered cells from several Trio tasks (with the node's background duties: periodic
+fsync, threshold flushes, compaction, each in a worker thread) and prints ``A <n>`` on stdout
 once write ``n`` is acknowledged (durable as the sync mode requires). In periodic mode it also
 prints ``S <count>`` after each periodic fsync: the first ``count`` acknowledged writes (in the
 order of the ``A`` lines) were acknowledged before that fsync began, so they would survive even an
@@ -18,12 +19,12 @@ import errno
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
 
-from node.runtime import Clock
-from node.storage.async_engine import AsyncStorageEngine
+from node.runtime import Clock, offload
 from node.storage.cells import Cell, Mutation
 from node.storage.config import StorageConfig, TableOptions
 from node.storage.engine import StorageEngine
@@ -83,13 +84,27 @@ async def _main(args: argparse.Namespace) -> None:
 
         engine.sync_commitlog = reporting_sync  # type: ignore[method-assign]
 
-    facade = AsyncStorageEngine(engine, flush_check_interval_s=0.05, compaction_interval_s=0.2)
+    async def every(seconds: float, duty: Callable[[], object], retry: bool = True) -> None:
+        # A failed flush or compaction keeps its inputs and is tried again next round; a failed
+        # periodic fsync ends the program, as it always did.
+        while True:
+            await trio.sleep(seconds)
+            try:
+                await offload(duty)
+            except (StorageFailure, OSError):
+                if not retry:
+                    raise
+
+    async def apply(m: Mutation) -> None:
+        pos = engine.apply("ks", "t", m)
+        if args.mode != "periodic":
+            await offload(engine.wait_durable, pos)
 
     async def writer(task: int) -> None:
         n = task
         while True:
             try:
-                await facade.apply("ks", "t", Mutation(partition_of(n), [cell_of(n)]))
+                await apply(Mutation(partition_of(n), [cell_of(n)]))
             except StorageFailure:
                 with lock:
                     out.write(f"F {n}\n")
@@ -105,7 +120,10 @@ async def _main(args: argparse.Namespace) -> None:
             await trio.sleep(0)
 
     async with trio.open_nursery() as nursery:
-        await nursery.start(facade.run)
+        if args.mode == "periodic":
+            nursery.start_soon(every, args.period_ms / 1000, engine.sync_commitlog, False)
+        nursery.start_soon(every, 0.05, engine.maybe_flush)
+        nursery.start_soon(every, 0.2, engine.compact_due)
         out.write("READY\n")
         out.flush()
         for task in range(args.tasks):

@@ -6,11 +6,9 @@ import threading
 from pathlib import Path
 
 import pytest
-import trio
 
 from node.runtime import Clock
 from node.storage import (
-    AsyncStorageEngine,
     Cell,
     InvalidMutation,
     InvalidName,
@@ -240,24 +238,4 @@ def test_concurrent_writers_coalesce_fsyncs(tmp_path: Path, mode: str) -> None:
     for t in threads:
         t.join()
     assert len(syncs) < 200  # 200 acknowledged writes, fewer fsyncs
-    e.close()
-
-
-async def test_async_facade_runs_background_flush_and_cancels_cleanly(tmp_path: Path) -> None:
-    e = StorageEngine(tmp_path, StorageConfig(commitlog_sync="batch", memtable_flush_threshold_mb=1), Clock())
-    e.open()
-    e.create_table("ks", "t")
-    facade = AsyncStorageEngine(e, flush_check_interval_s=0.05, compaction_interval_s=0.05)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(facade.run)
-        for i in range(2500):
-            await facade.apply("ks", "t", Mutation(b"k%d" % (i % 50), [Cell(f"c{i}", b"v" * 500, i)])) \
-                if i % 500 == 0 else e.apply("ks", "t", Mutation(b"k%d" % (i % 50), [Cell(f"c{i}", b"v" * 500, i)]))
-        with trio.fail_after(10):
-            while e.stats()["ks.t"]["sstable_count"] == 0:
-                await trio.sleep(0.02)
-        await facade.snapshot("s")
-        assert facade.list_snapshots() == ["s"]
-        nursery.cancel_scope.cancel()
-    assert len(e.read("ks", "t", b"k7").cells) == 50
     e.close()

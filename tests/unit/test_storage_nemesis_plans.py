@@ -31,3 +31,35 @@ def test_plans_cover_every_mode_kind_disk_and_error() -> None:
     assert CorruptNemesis(None, modes=("stopped", "live")).plans == ["stopped:sstable", "stopped:commitlog", "live"]  # type: ignore[arg-type]
     assert CorruptNemesis(None, modes=("live",)).plans == ["live"]  # type: ignore[arg-type]
     assert DiskNemesis(None).plans == ["commitlog:ENOSPC", "commitlog:EIO", "data:ENOSPC", "data:EIO"]  # type: ignore[arg-type]
+
+
+def test_policy_verdict_holds_each_policy_to_what_it_does() -> None:
+    from nemesis.storage import policy_verdict
+
+    stopped = {"commit_failure_policy": "stop", "write_failure": "commit log append failed: EIO"}
+    serving = {"write_failure": None}
+    # A broken disk a write met: stop stops writes, die exits, ignore carries on.
+    assert policy_verdict("stop", "EIO", stopped, {"failed_calls": 3})["held"] is True
+    assert policy_verdict("stop", "EIO", serving, {"failed_calls": 3})["held"] is False
+    assert policy_verdict("die", "EIO", None, {"error": "ConnectionRefusedError"})["held"] is True
+    assert policy_verdict("die", "EIO", serving, {"failed_calls": 3})["held"] is False
+    assert policy_verdict("ignore", "EIO", serving, {"failed_calls": 3})["held"] is True
+    assert policy_verdict("ignore", "EIO", stopped, {"failed_calls": 3})["held"] is False
+    assert policy_verdict("ignore", "EIO", None, {"error": "x"})["held"] is False
+    # A full disk refuses appends without the policy; an fsync it failed may invoke it.
+    assert policy_verdict("stop", "ENOSPC", serving, {"failed_calls": 9})["held"] is True
+    assert policy_verdict("stop", "ENOSPC", stopped, {"failed_calls": 9})["held"] is True
+    assert policy_verdict("die", "ENOSPC", None, {"error": "x"})["held"] is True
+    assert policy_verdict("die", "ENOSPC", serving, {"failed_calls": 9})["held"] is True
+
+
+def test_the_policy_reaches_node_toml_and_not_the_simulator() -> None:
+    from harness import datapaths
+    from harness.run_options import RunOptions
+
+    assert datapaths.node_storage(RunOptions(nemesis="disk", commit_failure_policy="die"))["commit_failure_policy"] == "die"
+    assert "commit_failure_policy" not in datapaths.node_storage(RunOptions(nemesis="disk"))
+    with pytest.raises(ValueError, match="--commit-failure-policy must be"):
+        RunOptions(commit_failure_policy="panic").validate()
+    with pytest.raises(ValueError, match="harness sim"):
+        RunOptions(deploy="sim", commit_failure_policy="ignore").validate()
