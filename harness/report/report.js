@@ -777,7 +777,7 @@
     if (!h) return el("td", { text: "not read" });
     if (h.error) return el("td", { class: "noack", text: "unreadable" });
     if (h.elements !== undefined) {
-      const parts = [h.elements + " elements"];
+      const parts = [h.elements + (h.elements === 1 ? " element" : " elements")];
       if ((h.held || []).length) parts.push("holds " + h.held.join(", "));
       if ((h.lacks || []).length) parts.push("lacks " + h.lacks.join(", "));
       return el("td", { class: (h.lacks || []).length ? "noack" : "", text: parts.join("; ") });
@@ -833,7 +833,9 @@
     if (shown.length) said.push("which acknowledged each write before its coordinator answered"
       + (writes.length > shown.length ? " (the last " + shown.length + " of " + writes.length + " writes)" : "")
       + "; — : no acknowledgement by then (it may have applied the write later)");
-    if (passes.length) said.push("what each replica held when the harness read it directly (value @ its write timestamp)");
+    const setReads = passes.some((p) => Object.values(reads.reads[p]).some((h) => h && h.elements !== undefined));
+    if (passes.length) said.push("what each replica held when the harness read it directly ("
+      + (setReads ? "its element count and which of this finding's elements it holds or lacks" : "value @ its write timestamp") + ")");
     wrap.append(el("p", { class: "hint", text: "Replicas of key " + show(a.key) + (reads ? " (" + reads.replicas.join(", ") + ")" : "") + ": " + said.join("; then ") + "." }));
     wrap.append(el("table", null, el("thead", null, head), tb));
     return wrap;

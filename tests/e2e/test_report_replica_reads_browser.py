@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness import store
+from harness.history import Op, write_jsonl
+from harness.report import replica_reads
 from harness.report.render import write_report
 from harness.run import check_run
 from tests.e2e.headless import chromium
-from tests.unit.test_report_replica_reads import register_run
+from tests.unit.test_report_replica_reads import REPLICAS, register_run, snapshot_lines
 
 
 def test_a_stale_read_shows_who_acknowledged_and_who_held_the_write(tmp_path: Path) -> None:
@@ -36,3 +39,30 @@ def test_a_stale_read_shows_who_acknowledged_and_who_held_the_write(tmp_path: Pa
         head = page.locator("#lin-body .lin p").first.text_content() or ""
         assert head.startswith("key 7: ") and "key 7: key 7" not in head, head
         assert "key 7 ·" not in (finding.text_content() or "")  # the explanation names it already
+
+
+def test_a_lost_set_element_shows_which_replicas_lack_it(tmp_path: Path) -> None:
+    run = store.new_run_dir(tmp_path, "set-kill")
+    add = [Op(0, 1_000_000, 0, "invoke", "add", "s", 9, node="n1", cl="ANY"),
+           Op(1, 2_000_000, 0, "ok", "add", "s", 9, node="n1", cl="ANY",
+              extra={"replicas": REPLICAS, "acked": [], "hinted": REPLICAS})]
+    write_jsonl(add, run / store.HISTORY_FILE)
+    store.write_json(run / store.TEST_FILE, {"name": "set-kill", "params": {"model": "set"}})
+    store.write_json(run / store.RESULTS_FILE, {"valid": False, "checkers": {"set": {
+        "valid": False, "counts": {"lost": 1},
+        "anomalies": [{"kind": "lost", "key": "s", "explanation": "key 's': element 9 was acknowledged (op 0) but no read showed it",
+                       "ops": [o.to_dict() for o in add]}]}}})
+    element = ["e009", None, 5, False, None]
+    lines = snapshot_lines({"after": {"n1": {"s": [element]}, "n2": {"s": []}, "n3": {"s": []}}},
+                           {"model": "set", "element_prefix": "e", "element_digits": 3})
+    (run / replica_reads.SNAPSHOT_FILE).write_text("\n".join(lines) + "\n")
+    report = write_report(run)
+    with chromium() as ctx:
+        page = ctx.new_page()
+        page.goto(report.as_uri())
+        page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+        table = page.locator("#anomaly-body .anomaly .acks table").first
+        rows = [[c.strip() for c in tr.locator("td").all_text_contents()] for tr in table.locator("tbody tr").all()]
+        assert rows == [["add 9 (op 0)", "n1", "hinted", "hinted", "hinted"],
+                        ["held after hint delivery", "1 element; holds 9", "0 elements; lacks 9", "0 elements; lacks 9"]], rows
+        assert "which of this finding's elements it holds or lacks" in (page.locator("#anomaly-body .acks p").first.text_content() or "")
