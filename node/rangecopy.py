@@ -35,7 +35,7 @@ import shutil
 import struct
 import zlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -211,10 +211,13 @@ def _read_exact(sock_fd: int, n: int) -> bytes:
     return bytes(out)
 
 
-def receive_batch(sock_fd: int, dest: Path, entries: dict[int, dict[str, Any]]) -> list[tuple[int, int, int]]:
+def receive_batch(sock_fd: int, dest: Path, entries: dict[int, dict[str, Any]],
+                  on_item: Callable[[tuple[int, int, int]], None] | None = None) -> list[tuple[int, int, int]]:
     """Receive the items the source announces (a worker thread); ``(number, bytes, data CRC)`` each.
 
-    Item ``n`` is written into ``dest`` as generation ``n``.
+    Item ``n`` is written into ``dest`` as generation ``n``, not yet fsynced (:func:`sync_copy`).
+    ``on_item`` gets each item as soon as it is received, so its fsync, check and import overlap
+    the receiving of the next one.
     """
     (count,) = _U32.unpack(_read_exact(sock_fd, _U32.size))
     numbers = [_U64.unpack(_read_exact(sock_fd, _U64.size))[0] for _ in range(count)]
@@ -225,12 +228,26 @@ def receive_batch(sock_fd: int, dest: Path, entries: dict[int, dict[str, Any]]) 
     for n in numbers:
         got, crcs = receive_files(sock_fd, dest, n, entries[n]["components"])
         out.append((n, got, crcs["Data.db"]))
+        if on_item is not None:
+            on_item(out[-1])
     return out
 
 
+def sync_copy(dest: Path, gen: int, components: Sequence[Sequence[Any]]) -> None:
+    """fsync every received component of generation ``gen`` in ``dest``, then ``dest`` itself."""
+    for comp, _size, _crc in components:
+        fd = os.open(component_path(dest, gen, str(comp)), os.O_RDONLY)
+        try:
+            fsync(fd)
+        finally:
+            os.close(fd)
+    fsync_dir(dest)
+
+
 def receive_files(sock_fd: int, dest: Path, gen: int, components: Sequence[Sequence[Any]]) -> tuple[int, dict[str, int]]:
-    """Receive one SSTable's components (sizes known) into ``dest`` as generation ``gen``; fsync
-    them. Returns the bytes and each component's CRC32, computed while writing (no second read)."""
+    """Receive one SSTable's components (sizes known) into ``dest`` as generation ``gen``, without
+    fsync: the importing side fsyncs them (:func:`sync_copy`) while the next file arrives.
+    Returns the bytes and each component's CRC32, computed while writing (no second read)."""
     buf = bytearray(min(RECV_BYTES, max([int(c[1]) for c in components] + [1])))
     view = memoryview(buf)
     total = 0
@@ -256,11 +273,9 @@ def receive_files(sock_fd: int, dest: Path, gen: int, components: Sequence[Seque
                     written += os.write(fd, chunk[written:])
                 left -= n
                 total += n
-            fsync(fd)
         finally:
             os.close(fd)
         crcs[str(comp)] = crc
-    fsync_dir(dest)
     return total, crcs
 
 
@@ -346,6 +361,8 @@ class _Expected:
 
     entries: dict[int, dict[str, Any]]
     incoming: Path
+    # Each item once received (closed when the connection ends): the importer takes them in turn.
+    arrived: trio.MemorySendChannel[tuple[int, int, int]]
     done: trio.Event = field(default_factory=trio.Event)
     accepted: trio.Event = field(default_factory=trio.Event)
     got: list[tuple[int, int, int]] | None = None
@@ -508,11 +525,18 @@ class RangeCopy:
             log.warning("file stream connection without a token this node waits for; closed")
             return
         exp.accepted.set()
+        token = trio.lowlevel.current_trio_token()
+
+        def on_item(item: tuple[int, int, int]) -> None:
+            # A closed channel (the transfer gave up on this batch) ends the receive.
+            trio.from_thread.run_sync(exp.arrived.send_nowait, item, trio_token=token)
+
         try:
-            exp.got = await offload(receive_batch, stream.socket.fileno(), exp.incoming, exp.entries)
+            exp.got = await offload(receive_batch, stream.socket.fileno(), exp.incoming, exp.entries, on_item)
         except Exception as exc:  # noqa: BLE001 - handed to the waiting transfer, which raises it
             exp.error = exc
         finally:
+            exp.arrived.close()
             exp.done.set()
 
     async def fetch_files(self, source: str, ks: str, table: str, segments: Sequence[tuple[Any, Any]],
@@ -552,94 +576,113 @@ class RangeCopy:
                 break
             retry: list[dict[str, Any]] = []
             for batch in _batches(pending):
-                try:
-                    done, refused = await self._fetch_batch(source, ks, table, batch, resume)
-                except (OSError, trio.TooSlowError) as exc:
-                    self.stats.batches_failed += 1
-                    log.warning("whole-file copy of %d SSTable(s) of %s.%s from %s failed: %s", len(batch), ks, table, source, exc)
-                    retry.extend(batch)
-                    continue
+                done, refused, error = await self._fetch_batch(source, ks, table, batch, resume)
                 for entry, got in done:
                     arrived(entry)
                     nbytes += got
                     nfiles += 1
                 retry.extend(refused)
+                if error is not None:
+                    if not isinstance(error, (OSError, trio.TooSlowError)):
+                        raise error
+                    self.stats.batches_failed += 1
+                    log.warning("whole-file copy of %d SSTable(s) of %s.%s from %s failed after %d imported: %s",
+                                len(batch), ks, table, source, len(done), error)
+                    settled = {id(e) for e, _ in done} | {id(e) for e in refused}
+                    retry.extend(e for e in batch if id(e) not in settled)
             pending = retry
         self.stats.files_fallback += len(pending)
         return {"skip": sorted(skip), "skip_in": {i: sorted(g) for i, g in skip_in.items()}, "bytes": nbytes, "files": nfiles}
 
     async def _fetch_batch(self, source: str, ks: str, table: str, batch: list[dict[str, Any]],
-                           resume: str | None) -> tuple[list[tuple[dict[str, Any], int]], list[dict[str, Any]]]:
+                           resume: str | None) -> tuple[list[tuple[dict[str, Any], int]], list[dict[str, Any]],
+                                                        BaseException | None]:
         """One connection carrying a batch of SSTables: receive, verify and import each.
 
-        Returns the imported entries (with bytes) and the refused ones (damaged in transit).
+        Each file is fsynced, checked and imported as soon as it has arrived, while the next one
+        is received (the disk's flush overlaps the copy). Returns the imported entries (with
+        bytes), the refused ones (damaged in transit) and the error that cut the batch short, if
+        any (the entries in neither list are then to be sent again).
         """
         by_number = dict(enumerate(batch))
         incoming = self.engine.data_dir / INCOMING_DIR / f"{source}-{ks}-{table}-{min(int(e['gen']) for e in batch)}"
         await offload(_fresh_dir, incoming)
         token = self.runtime.rng.getrandbits(8 * TOKEN_BYTES).to_bytes(TOKEN_BYTES, "big")
-        exp = _Expected(by_number, incoming)
+        arrived, items_in = trio.open_memory_channel[tuple[int, int, int]](float("inf"))
+        exp = _Expected(by_number, incoming, arrived)
         self._expected[token] = exp
         result: dict[str, Any] = {}
+        done: list[tuple[dict[str, Any], int]] = []
+        refused: list[dict[str, Any]] = []
         try:
             items = [[n, int(e["gen"]), e.get("slice")] for n, e in by_number.items()]
             payload = {"ks": ks, "t": table, "items": items, "token": token.hex()}
-            async with trio.open_nursery() as nursery:
 
-                async def push() -> None:
-                    try:
-                        result["reply"] = dict(await self.messaging.request(source, VERB_STREAM_FILE_PUSH, payload, PUSH_TIMEOUT))
-                    except Exception as exc:  # noqa: BLE001 - raised below, outside the nursery
-                        result["error"] = exc
-                        nursery.cancel_scope.cancel()
-                        return
-                    with trio.move_on_after(ACCEPT_GRACE):
-                        await exp.accepted.wait()
-                    if not exp.accepted.is_set():
-                        result["error"] = ConnectionError(f"{source} sent the files but no file connection arrived "
-                                                          f"within {ACCEPT_GRACE:g} s (a cut link drops its bytes)")
-                        nursery.cancel_scope.cancel()
-
-                async def receive() -> None:
-                    with trio.move_on_after(PUSH_TIMEOUT) as scope:
-                        await exp.done.wait()
-                    if scope.cancelled_caught:
-                        result["error"] = trio.TooSlowError(f"no file stream from {source} within {PUSH_TIMEOUT:g} s")
-                        nursery.cancel_scope.cancel()
-                    elif exp.error is not None:
-                        result["error"] = exp.error
-                        nursery.cancel_scope.cancel()
-
-                nursery.start_soon(push)
-                nursery.start_soon(receive)
-            if "error" in result:
-                raise result["error"]
-            assert exp.got is not None
-            done: list[tuple[dict[str, Any], int]] = []
-            refused: list[dict[str, Any]] = []
-            for number, got, data_crc in exp.got:
-                entry = by_number[number]
-                gen = int(entry["gen"])
+            async def importer() -> None:
                 try:
-                    await offload(check_copy, incoming, number, entry, data_crc)
-                    await offload(self.engine.import_sstable, ks, table, incoming, number, data_crc)
-                except (FileRefused, CorruptSSTableError) as exc:
-                    self.stats.files_refused += 1
-                    log.warning("whole-file copy of %s.%s generation %d%s from %s refused (%s); it is sent again",
-                                ks, table, gen, " (slice)" if entry.get("slice") else "", source, exc)
-                    refused.append(entry)
-                    continue
-                if resume is not None:
-                    await offload(self.journal.add, Journal.key(resume, source, ks, table, entry))
-                if self.faults is not None and getattr(self.faults, "exit_after_file_import", False):
-                    log.warning("fault switch exit_after_file_import: exiting after importing %s.%s generation %d",
-                                ks, table, gen)
-                    os._exit(EXIT_AFTER_IMPORT)
-                self.stats.files_imported += 1
-                self.stats.slices_imported += 1 if entry.get("slice") else 0
-                self.stats.file_bytes_received += got
-                done.append((entry, got))
-            return done, refused
+                    await import_each()
+                except Exception as exc:  # noqa: BLE001 - returned below; closing the channel ends the receive
+                    result["import_error"] = exc
+
+            async def import_each() -> None:
+                async with items_in:
+                    async for number, got, data_crc in items_in:
+                        entry = by_number[number]
+                        gen = int(entry["gen"])
+                        try:
+                            await offload(sync_copy, incoming, number, entry["components"])
+                            await offload(check_copy, incoming, number, entry, data_crc)
+                            await offload(self.engine.import_sstable, ks, table, incoming, number, data_crc)
+                        except (FileRefused, CorruptSSTableError) as exc:
+                            self.stats.files_refused += 1
+                            log.warning("whole-file copy of %s.%s generation %d%s from %s refused (%s); it is sent again",
+                                        ks, table, gen, " (slice)" if entry.get("slice") else "", source, exc)
+                            refused.append(entry)
+                            continue
+                        if resume is not None:
+                            await offload(self.journal.add, Journal.key(resume, source, ks, table, entry))
+                        if self.faults is not None and getattr(self.faults, "exit_after_file_import", False):
+                            log.warning("fault switch exit_after_file_import: exiting after importing %s.%s generation %d",
+                                        ks, table, gen)
+                            os._exit(EXIT_AFTER_IMPORT)
+                        self.stats.files_imported += 1
+                        self.stats.slices_imported += 1 if entry.get("slice") else 0
+                        self.stats.file_bytes_received += got
+                        done.append((entry, got))
+
+            async with trio.open_nursery() as outer:
+                outer.start_soon(importer)
+                async with trio.open_nursery() as nursery:
+
+                    async def push() -> None:
+                        try:
+                            result["reply"] = dict(await self.messaging.request(source, VERB_STREAM_FILE_PUSH, payload, PUSH_TIMEOUT))
+                        except Exception as exc:  # noqa: BLE001 - returned below, outside the nursery
+                            result["error"] = exc
+                            nursery.cancel_scope.cancel()
+                            return
+                        with trio.move_on_after(ACCEPT_GRACE):
+                            await exp.accepted.wait()
+                        if not exp.accepted.is_set():
+                            result["error"] = ConnectionError(f"{source} sent the files but no file connection arrived "
+                                                              f"within {ACCEPT_GRACE:g} s (a cut link drops its bytes)")
+                            nursery.cancel_scope.cancel()
+
+                    async def receive() -> None:
+                        with trio.move_on_after(PUSH_TIMEOUT) as scope:
+                            await exp.done.wait()
+                        if scope.cancelled_caught:
+                            result["error"] = trio.TooSlowError(f"no file stream from {source} within {PUSH_TIMEOUT:g} s")
+                            nursery.cancel_scope.cancel()
+                        elif exp.error is not None:
+                            result["error"] = exp.error
+                            nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(push)
+                    nursery.start_soon(receive)
+                # Received (or given up): the importer finishes the files that arrived whole.
+                arrived.close()
+            return done, refused, result.get("import_error", result.get("error"))
         finally:
             self._expected.pop(token, None)
             await offload(shutil.rmtree, incoming, True)
