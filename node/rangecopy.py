@@ -27,6 +27,7 @@ simulated network this path is off.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -399,6 +400,10 @@ class RangeCopy:
     # ---- source side
 
     async def _handle_manifest(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        with self.serving_transfer():
+            return await self._manifest(payload)
+
+    async def _manifest(self, payload: dict[str, Any]) -> dict[str, Any]:
         ks, table = str(payload["ks"]), str(payload["t"])
         wire = [list(seg) for seg in payload["segments"]]
         segments = [(None if lo is None else self._tok(lo), None if hi is None else self._tok(hi)) for lo, hi in wire]
@@ -435,9 +440,11 @@ class RangeCopy:
     def _tok(self, raw: Any) -> Any:
         return self.partitioner.from_string(raw)
 
-    # Set by the Streamer: token strings on the wire, and whether SSTables are in token order.
+    # Set by the Streamer: token strings on the wire, whether SSTables are in token order, and
+    # the counter of requests served for transfers (compactions hold re-splits meanwhile).
     partitioner: Any = None
     token_ordered = False
+    serving_transfer: Any = staticmethod(contextlib.nullcontext)
 
     def _open_item(self, ks: str, table: str, gen: int, wire: list[Any] | None,
                    sl: Slice | None) -> tuple[list[Part], list[int]] | None:
@@ -471,6 +478,10 @@ class RangeCopy:
             return None
 
     async def _handle_push(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        with self.serving_transfer():
+            return await self._push(sender, payload)
+
+    async def _push(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
         ks, table = str(payload["ks"]), str(payload["t"])
         token = bytes.fromhex(str(payload["token"]))
         opened: list[tuple[int, list[Part]]] = []

@@ -614,7 +614,7 @@ class Node:
                         last_sync = self.runtime.clock.monotonic()
                         await offload(self.engine.sync_commitlog)
                     await offload(self.engine.maybe_flush)
-                    await offload(self.engine.compact_due)
+                    await offload(self.engine.compact_due, self.streamer.resplit_allowed())
                 except (StorageError, OSError) as exc:
                     # A full disk or a failed sync must not end the node: reads keep being served.
                     log.error("storage housekeeping failed: %s", exc)

@@ -15,6 +15,7 @@ key-byte order (a data directory written before token order) is scanned whole an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,11 @@ PAGE_BYTES = 1 << 20
 PAGE_TIMEOUT = 30.0
 # Attempts per page before a transfer gives up on a source (each retry resumes at the cursor).
 PAGE_ATTEMPTS = 3
+# Seconds after this node last served a transfer (pages or whole files) during which its
+# compactions leave SSTables that span split ranges alone: a join's new tokens make most of a
+# source's files span, and re-cutting them all at once would compete with the very transfer
+# the new tokens are for (the sources' disks write as much again as the target receives).
+RESPLIT_HOLD_S = 30.0
 
 Range = tuple[Token, Token]
 Segment = tuple[Token | None, Token | None]
@@ -107,11 +113,15 @@ class Streamer:
         self.sync_mode = sync_mode
         self.has_table = has_table
         self.stats = StreamStats()
+        # Requests being served and when the last one ended (see RESPLIT_HOLD_S).
+        self.serving = 0
+        self.served_at: float | None = None
         # Whole-file transfer of SSTables inside the ranges (node/rangecopy.py); None: pages only.
         self.rangecopy = rangecopy
         if rangecopy is not None:
             rangecopy.partitioner = partitioner
             rangecopy.token_ordered = token_ordered
+            rangecopy.serving_transfer = self.serving_transfer
         messaging.register(VERB_STREAM_PAGE, self._handle_page)
         messaging.register(VERB_STREAM_FETCH, self._handle_fetch)
 
@@ -189,11 +199,29 @@ class Streamer:
         max_bytes = min(int(payload.get("max_bytes") or PAGE_BYTES), PAGE_BYTES * 4)
         skip = frozenset(int(g) for g in payload.get("skip") or ()) if self.token_ordered else frozenset()
         skip_in = {int(i): frozenset(int(g) for g in gens) for i, gens in (payload.get("skip_in") or [])} if self.token_ordered else {}
-        page = await offload(self.read_page, ks, table, segments, payload.get("cursor"), max_bytes, skip, skip_in)
+        with self.serving_transfer():
+            page = await offload(self.read_page, ks, table, segments, payload.get("cursor"), max_bytes, skip, skip_in)
         self.stats.pages_sent += 1
         self.stats.bytes_sent += page["bytes"]
         self.stats.partitions_sent += len(page["parts"])
         return page
+
+    @contextlib.contextmanager
+    def serving_transfer(self) -> Iterator[None]:
+        """Count one request of a transfer from this node (a page, a manifest, a file push)."""
+        self.serving += 1
+        try:
+            yield
+        finally:
+            self.serving -= 1
+            self.served_at = trio.current_time()
+
+    def resplit_allowed(self) -> bool:
+        """May compactions re-cut SSTables at new split points now (no transfer from this node
+        within RESPLIT_HOLD_S)?"""
+        if self.serving:
+            return False
+        return self.served_at is None or trio.current_time() - self.served_at >= RESPLIT_HOLD_S
 
     # ---- target side
 

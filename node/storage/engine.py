@@ -931,8 +931,12 @@ class StorageEngine:
 
     # -- compaction -----------------------------------------------------------------------------
 
-    def compact(self, keyspace: str, table: str, major: bool = False) -> dict[str, Any] | None:
-        """Run one size-tiered compaction (or a major one); returns what it did, or ``None``."""
+    def compact(self, keyspace: str, table: str, major: bool = False, resplit: bool = True) -> dict[str, Any] | None:
+        """Run one size-tiered compaction (or a major one); returns what it did, or ``None``.
+
+        ``resplit=False`` leaves SSTables spanning split ranges alone (re-cutting them at new
+        split points waits while a range transfer reads from this node).
+        """
         t = self._table(keyspace, table)
         with self._lock:
             candidates = [r for r in t.sstables if r.generation not in t.compacting and r.corrupt is None]
@@ -947,6 +951,8 @@ class StorageEngine:
                     groups.setdefault(self._group_of(r), []).append(r)
                 chosen = []
                 for g in sorted(groups):
+                    if g == -1 and not resplit:
+                        continue
                     chosen = choose_compaction(groups[g], t.options, major)
                     if len(chosen) >= 2:
                         break
@@ -959,13 +965,14 @@ class StorageEngine:
             with self._lock:
                 t.compacting -= {r.generation for r in chosen}
 
-    def compact_due(self) -> list[dict[str, Any]]:
-        """One round of background compaction: every table whose buckets are due."""
+    def compact_due(self, resplit: bool = True) -> list[dict[str, Any]]:
+        """One round of background compaction: every table whose buckets are due (``resplit``: as
+        for :meth:`compact`)."""
         with self._lock:
             tables = list(self._tables.values())
         done = []
         for t in tables:
-            result = self.compact(t.keyspace, t.name)
+            result = self.compact(t.keyspace, t.name, resplit=resplit)
             if result is not None:
                 done.append(result)
         return done
