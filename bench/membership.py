@@ -12,7 +12,7 @@ Preload (every replica holds every key: RF=3 on 3 nodes):
 
 - ``direct`` (default): offline, before any node starts. The schema (keyspace and table) is
   written to each node's ``schema.json`` as the node persists it (node/schema.py), each node's
-  tokens are chosen (seeded) and written to its ``tokens.json``, and the data is written into n1's
+  tokens are chosen (seeded) and written to its ``tokens.json`` (the others' to its ``peers.json``), and the data is written into n1's
   storage directory as SSTables (``SSTableWriter``, in the token sort order the node picks, one
   file per range between the ring's tokens: the layout the nodes' own flushes and compactions
   leave), then that directory (without its commit log) is copied to n2 and n3. Each copy is opened with the engine and checked (partition count and a sample of values)
@@ -220,6 +220,14 @@ def preload_direct(nodes: list[Proc], nkeys: int, seed: int, value_bytes: int, c
         taken += toks
         (p.data / "tokens.json").write_text(json.dumps([part.to_string(t) for t in toks]))
     points = sorted(taken)
+    # Each node also knows the ring from the start (peers.json, as a cluster that ran before
+    # saves it): a node that knew only its own tokens would compact files of other nodes' ranges
+    # together before gossip told it about them, and re-cut them once it heard.
+    owned = [taken[i * NUM_TOKENS:(i + 1) * NUM_TOKENS] for i in range(len(nodes))]
+    for p in nodes:
+        rows = [{"node_id": q.nid, "internode_port": q.internode, "client_port": q.client,
+                 "tokens": [part.to_string(t) for t in qt]} for q, qt in zip(nodes, owned) if q is not p]
+        (p.data / "peers.json").write_text(json.dumps(rows))
     engine = StorageEngine(src, StorageConfig(), Clock(), sort_key)
     engine.open()
     t0 = time.monotonic()

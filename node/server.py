@@ -614,7 +614,10 @@ class Node:
                         last_sync = self.runtime.clock.monotonic()
                         await offload(self.engine.sync_commitlog)
                     await offload(self.engine.maybe_flush)
-                    await offload(self.engine.compact_due, self.streamer.resplit_allowed())
+                    # Re-cutting SSTables at new split points waits while a ring change is in
+                    # flight or this node serves a transfer (node/streaming.py RESPLIT_HOLD_S).
+                    resplit = self.membership.future_ring() is None and self.streamer.resplit_allowed()
+                    await offload(self.engine.compact_due, resplit)
                 except (StorageError, OSError) as exc:
                     # A full disk or a failed sync must not end the node: reads keep being served.
                     log.error("storage housekeeping failed: %s", exc)
