@@ -34,6 +34,7 @@ import os
 import select
 import shutil
 import struct
+import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -324,6 +325,8 @@ class Journal:
         except (OSError, ValueError):
             self.entries = []
         self._set = set(self.entries)
+        # Transfers running at once journal from several worker threads.
+        self._lock = threading.Lock()
 
     @staticmethod
     def key(resume: str, source: str, ks: str, table: str, entry: dict[str, Any]) -> str:
@@ -338,22 +341,24 @@ class Journal:
 
     def add(self, key: str) -> None:
         """Record one import durably (a worker thread)."""
-        if key in self._set:
-            return
-        self.entries.append(key)
-        del self.entries[:-JOURNAL_ENTRIES]
-        self._set = set(self.entries)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(self.entries, f)
-            f.flush()
-            fsync(f.fileno())
-        os.replace(tmp, self.path)
+        with self._lock:
+            if key in self._set:
+                return
+            self.entries.append(key)
+            del self.entries[:-JOURNAL_ENTRIES]
+            self._set = set(self.entries)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(tmp, "w") as f:
+                json.dump(self.entries, f)
+                f.flush()
+                fsync(f.fileno())
+            os.replace(tmp, self.path)
 
     def clear(self) -> None:
         """Forget every entry (the resumable operation is complete; a worker thread)."""
-        self.entries, self._set = [], set()
-        self.path.unlink(missing_ok=True)
+        with self._lock:
+            self.entries, self._set = [], set()
+            self.path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -616,9 +621,11 @@ class RangeCopy:
         any (the entries in neither list are then to be sent again).
         """
         by_number = dict(enumerate(batch))
-        incoming = self.engine.data_dir / INCOMING_DIR / f"{source}-{ks}-{table}-{min(int(e['gen']) for e in batch)}"
-        await offload(_fresh_dir, incoming)
         token = self.runtime.rng.getrandbits(8 * TOKEN_BYTES).to_bytes(TOKEN_BYTES, "big")
+        # Named by the token too: transfers from one source may run at once and share generations
+        # (the slices of one parent in different segments).
+        incoming = self.engine.data_dir / INCOMING_DIR / f"{source}-{ks}-{table}-{token.hex()[:16]}"
+        await offload(_fresh_dir, incoming)
         arrived, items_in = trio.open_memory_channel[tuple[int, int, int]](float("inf"))
         exp = _Expected(by_number, incoming, arrived)
         self._expected[token] = exp

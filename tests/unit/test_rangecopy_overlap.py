@@ -100,3 +100,18 @@ class _NoMessaging:
 
     def register(self, verb: str, handler: Any) -> None:
         """Accept a handler (never called here)."""
+
+
+def test_the_import_journal_keeps_every_entry_when_transfers_journal_at_once(tmp_path: Path) -> None:
+    import threading
+
+    journal = rangecopy.Journal(tmp_path / "streamed_files.json")
+    keys = [[f"bootstrap:x/n{t}/ks.t/{i}/0" for i in range(40)] for t in range(4)]
+    threads = [threading.Thread(target=lambda ks=ks: [journal.add(k) for k in ks]) for ks in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Every import is on disk once (a lost entry would make a resumed bootstrap fetch it again).
+    again = rangecopy.Journal(tmp_path / "streamed_files.json")
+    assert sorted(again.entries) == sorted(k for ks in keys for k in ks)
