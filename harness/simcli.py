@@ -12,6 +12,7 @@ import argparse
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -279,7 +280,38 @@ def _quiet_gc() -> None:
 def _pool(jobs: int) -> Any:
     # Workers start fresh interpreters with a fixed hash seed (the parent's may be random).
     os.environ["PYTHONHASHSEED"] = "0"
-    return multiprocessing.get_context("spawn").Pool(processes=jobs, maxtasksperchild=100)
+    return multiprocessing.get_context("spawn").Pool(processes=jobs, maxtasksperchild=100, initializer=_ignore_sigint)
+
+
+def _ignore_sigint() -> None:
+    """A worker takes a terminal's Ctrl-C only inside a campaign's workload, where the campaign
+    runner's own signal receiver ends it as `harness run` does (heal, stop, check, report:
+    unknown); anywhere else it would kill the worker with its result unsent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Interrupts:
+    """Ctrl-C while seeds run: the first one is noted and the seeds being run still report (their
+    workers saw it too, so they come back interrupted: unknown); a second one stops at once. It
+    used to terminate the pool under a worker that was sending its interrupted result, and hang."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._old: Any = None
+
+    def __enter__(self) -> _Interrupts:
+        self._old = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._old)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+        print("harness sim: interrupted: the seeds running now end their campaigns and are checked "
+              "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
 
 
 def _payload(opts: Any, settings: SimSettings, run_dir: Path, **extra: Any) -> dict[str, Any]:
@@ -287,7 +319,7 @@ def _payload(opts: Any, settings: SimSettings, run_dir: Path, **extra: Any) -> d
 
 
 def _run_in_worker(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    with _pool(min(len(payloads), os.cpu_count() or 1)) as pool:
+    with _pool(min(len(payloads), os.cpu_count() or 1)) as pool, _Interrupts():
         return pool.map(_job, payloads)
 
 
@@ -417,7 +449,8 @@ def sweep(opts: Any, settings: SimSettings, seeds: list[int], jobs: int, junit: 
     junit_now(final=True)
     print(f"sweep of {len(seeds)} seeds on {jobs} worker(s): {base}")
     print(f"{'seed':>7}  {'verdict':<8} {'anomalies':>9} {'virtual s':>9} {'wall s':>7}")
-    with _pool(jobs) as pool:
+    with _pool(jobs) as pool, _Interrupts() as interrupts:
+        after_interrupt = 0
         for r in pool.imap(_job, payloads):
             rows.append(r)
             print(f"{r['seed']:>7}  {_verdict(r['valid']):<8} {r.get('anomalies', 0):>9} {r['virtual_s']:>9.1f} "
@@ -425,7 +458,14 @@ def sweep(opts: Any, settings: SimSettings, seeds: list[int], jobs: int, junit: 
             if r["valid"] is True:
                 shutil.rmtree(r["run_dir"], ignore_errors=True)
             junit_now(final=r["valid"] is not True)
+            if interrupts.count:
+                # Each worker holds one seed at a time, in order: the next `jobs` results are the
+                # seeds that were running when Ctrl-C came; the rest never start.
+                after_interrupt += 1
+                if after_interrupt >= jobs:
+                    break
     junit_now(final=True)
+    stopped = len(rows) < len(seeds)
     wall = time.monotonic() - started
     bad = [r for r in rows if r["valid"] is not True]
     invalid = [r for r in rows if r["valid"] is False]
@@ -440,7 +480,9 @@ def sweep(opts: Any, settings: SimSettings, seeds: list[int], jobs: int, junit: 
         print(f"seed {r['seed']} {_verdict(r['valid'])}: {r['run_dir']}" + (f" ({r['error']})" if r.get("error") else ""))
         print(f"  replay: {replay_command(opts, settings, r['seed'])}")
     print(f"summary: {base / 'sweep.json'}")
-    return _exit([r["valid"] for r in rows])
+    if stopped:
+        print(f"interrupted: {len(seeds) - len(rows)} of {len(seeds)} seeds not run")
+    return _exit([r["valid"] for r in rows] + (["unknown"] if stopped else []))
 
 
 def sweep_rows(opts: Any, settings: SimSettings, seeds: list[int], jobs: int, base: Path) -> list[dict[str, Any]]:
