@@ -117,8 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"harness {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_ARGS
     except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return EXIT_INTERNAL
+        # Stopped before it decided anything (a second Ctrl-C while a run was checking, a check
+        # cut short): unknown, as an interrupted run is, not a harness failure.
+        print("harness: interrupted; nothing was decided (exit 2)", file=sys.stderr)
+        return EXIT_UNKNOWN
     except Exception:  # the harness itself failed: say so loudly, with the traceback
         traceback.print_exc()
         print("harness: internal error (exit 255)", file=sys.stderr)

@@ -122,3 +122,15 @@ def test_cluster_commands_on_a_directory_that_is_no_cluster(tmp_path: Path, caps
         assert cli.main(["cluster", action, "--dir", str(tmp_path / "c")]) == 254
         assert capsys.readouterr().err.strip().splitlines() == [
             f"harness cluster {action}: {tmp_path / 'c' / 'cluster.json'} is not a cluster's state (no 'nodes')"]
+
+
+def test_a_command_cut_short_by_ctrl_c_is_unknown_not_a_harness_failure(monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from harness import report
+
+    def interrupted(run_dir: str) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "report_command", interrupted)
+    assert cli.main(["report", "store/latest"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["harness: interrupted; nothing was decided (exit 2)"]
