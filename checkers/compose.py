@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checkers import campaign, cells, convergence, counter, durability, isolation, linearizable, lww, perf, quorum, sets
+from checkers import campaign, cells, convergence, counter, durability, isolation, linearizable, liveness, lww, perf, quorum, sets
 from checkers.result import Result, Validity, merge_validity
 from harness.history import HistoryFile, Op
 
@@ -24,6 +24,7 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "campaign": campaign.check,
     "isolation": isolation.check,
     "convergence": convergence.check,
+    "liveness": liveness.check,
 }
 """Every checker by name; each is a pure function of (history, params)."""
 
@@ -81,6 +82,8 @@ def _model_checkers(params: dict[str, Any]) -> list[str]:
     model = params.get("model") or "register"
     # A run directory with per-replica snapshots (harness/convergence.py) gets the convergence check.
     inside = ["convergence"] if params.get("replica_snapshots") else []
+    # A run directory with failure-detector samples (harness/liveness_probe.py) gets the liveness check.
+    inside += ["liveness"] if params.get("liveness_samples") else []
     if model == "counter":
         # Read-modify-write increments: no single-op model to linearize; count lost updates.
         return ["counter", *inside, "perf"]

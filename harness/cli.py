@@ -481,8 +481,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                 raise UsageError(f"{test_json} must hold a JSON object")
             params = params_from_test(test)
         from checkers.convergence import params_for_run
+        from checkers.liveness import params_for_run as liveness_params
 
         params.update(params_for_run(run))
+        params.update(liveness_params(run))
         save_to = save_to or run / "results.json"
     elif args.history:
         history = Path(args.history)

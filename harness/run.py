@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from harness import datapaths, store, topology
+from harness import datapaths, liveness_probe, store, topology
 from harness.client import NodeConnection
 from harness.convergence import convergence_pass
 from harness.deploy import make_deployment
@@ -193,10 +193,13 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                 return opts.write_cl if workload.is_write(op) else opts.read_cl
 
             workload_started = time.monotonic()
+            # Every node's failure-detector view, sampled through the run (checkers/liveness.py).
+            sampler = liveness_probe.Sampler(cluster, secret, run_dir, recorder.now_ns, client_net)
             with trio.CancelScope() as main_phase:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_interrupt, main_phase)
                     nursery.start_soon(schedule.run)
+                    nursery.start_soon(sampler.run)
                     stop_clients, clients_done = trio.Event(), trio.Event()
 
                     async def run_clients() -> None:
@@ -233,6 +236,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                                               **{f"{k}_result": v for k, v in healed.items() if v is not None}}, "heal")
             if not interrupted:
                 progress.phase("recovering")
+                await sampler.settle()
                 with trio.move_on_after(RECOVERY_CONVERGE_TIMEOUT):
                     await cluster.wait_converged(timeout=RECOVERY_CONVERGE_TIMEOUT)
                 await trio.sleep(opts.recovery_time)
@@ -355,9 +359,11 @@ def check_run(run_dir: Path) -> Any:
     from harness.cli import params_from_test
 
     from checkers.convergence import params_for_run
+    from checkers.liveness import params_for_run as liveness_params
 
     params = params_from_test(store.read_json(run_dir / store.TEST_FILE))
     params.update(params_for_run(run_dir))
+    params.update(liveness_params(run_dir))
     composed = check_all(run_dir / store.HISTORY_FILE, params, save_to=run_dir / store.RESULTS_FILE)
     assignments = run_dir / ZK_ASSIGNMENTS_FILE
     if assignments.exists():
