@@ -249,7 +249,9 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
             state, status = (entry + [None, None])[:2] if isinstance(entry, list) else (entry, "NORMAL")
             if status != "NORMAL" or peer == obs:
                 continue
-            cut = timeline.held_since(sent, lambda t, p=peer: timeline.unreachable(obs, p, t, nodes))
+            # The view was taken somewhere between the request and the answer: a condition is
+            # judged only if it held from its start through the answer, and long enough by the request.
+            cut = timeline.held_since(recv, lambda t, p=peer: timeline.unreachable(obs, p, t, nodes))
             if cut is not None and sent - cut > convict_ns:
                 if timeline.observer_away(obs, cut - hold_ns, recv):
                     continue
@@ -267,7 +269,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                         f"replica and stores no hints for it",
                         [], None, {"node": obs, "peer": peer, "since_s": cut / 1e9, "at_s": sent / 1e9}))
                 continue
-            back = timeline.held_since(sent, lambda t, p=peer: timeline.linked_both_ways(obs, p, t))
+            back = timeline.held_since(recv, lambda t, p=peer: timeline.linked_both_ways(obs, p, t))
             if back is None or sent - back <= up_ns:
                 continue
             if timeline.unmodelled_in(back, recv):

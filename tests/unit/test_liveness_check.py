@@ -166,3 +166,14 @@ def test_the_heal_ends_every_fault() -> None:
 
 def test_no_samples_is_unknown() -> None:
     assert liveness.check([], {}).valid == "unknown"
+
+
+def test_a_view_answered_after_the_fault_ended_is_not_judged_on_it() -> None:
+    # Asked at 49.9 s, during the outage, answered at 50.3 s: after the restart began, the node
+    # may have taken its view then. Only the answers wholly inside the outage are judged.
+    samples = views(every(0, 70, 1.0, fd_view({"n4", "n5"}, None, 0.0, 10.1, 50.1)))
+    late = {"type": "view", "node": "n1", "sent_ns": int(49.9 * S), "recv_ns": int(50.3 * S),
+            "view": {p: ["U", "NORMAL"] for p in NODES if p != "n1"}}
+    only_late = [samples[0], late]
+    r = run(nemesis(KILL), only_late)
+    assert r.valid is True and r.counts["judged_down"] == 0
