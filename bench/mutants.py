@@ -53,6 +53,11 @@ CAMPAIGNS: dict[str, list[str]] = {
     # (40 keys: with 16 vnodes a node, the wrapping range and a short LEAVING window hold a key)
     "membership": ["--nemesis", "membership", "--key-count", "40", "--nemesis-interval", "3", "--time-limit", "30",
                    "--recovery-time", "2"],
+    # pauses and kills of one node or a minority held 26 s, longer than the failure detector's
+    # conviction bound (about 24 s, checkers/liveness.py), at a low rate (what is judged is the
+    # nodes' views of each other, sampled each second, not the clients' operations)
+    "liveness": ["--nemesis", "pause,kill", "--targets", "one,minority", "--nemesis-interval", "26",
+                 "--time-limit", "104", "--recovery-time", "2", "--rate", "50"],
     # flushes, compactions and repairs between partitions and kills, with deletes: SSTables,
     # bloom filters, tombstone purging and Merkle-tree repair on the data path
     "storage": ["--nemesis", "flush-compact,repair,partition,kill", "--delete-fraction", "0.2",
