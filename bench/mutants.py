@@ -44,8 +44,19 @@ CAMPAIGNS: dict[str, list[str]] = {
     # writes at ANY while a majority is down, set workload read at ALL: only hints carry them
     "hints": ["--workload", "set", "--nemesis", "kill", "--targets", "majority", "--key-count", "50",
               "--write-cl", "ANY", "--read-cl", "ALL", *_FAST],
+    # the same with pauses too: a paused target times out the hint delivery under way, so the
+    # hints in flight must be kept for the next attempt
+    "hints-pause": ["--workload", "set", "--nemesis", "kill,pause", "--targets", "majority", "--key-count", "50",
+                    "--write-cl", "ANY", "--read-cl", "ALL", *_FAST],
     # kills and restarts of a majority: every restart replays its commit log
     "kill": ["--nemesis", "kill", "--targets", "majority", *_FAST],
+    # the same against set adds: an element is written once and never overwritten, so a write a
+    # replica lost in its restart stays lost there (the register workload writes over it)
+    "kill-set": ["--workload", "set", "--nemesis", "kill", "--targets", "majority", "--key-count", "50", *_FAST],
+    # writes at ONE read at ALL (R + W > N): the replicas differ most, and every read compares
+    # all three (its digests) and must return the newest acknowledged write; 24 s for more windows
+    "one-all": ["--nemesis", "partition,kill", "--delete-fraction", "0.1", "--write-cl", "ONE", "--read-cl", "ALL",
+                "--time-limit", "24", "--nemesis-interval", "3", "--recovery-time", "2"],
     # power loss of a majority under batch sync: only fsynced records may survive
     "power": ["--nemesis", "kill", "--targets", "majority", "--crash", "power", "--commitlog-sync", "batch",
               *_FAST],
@@ -66,7 +77,8 @@ CAMPAIGNS: dict[str, list[str]] = {
 # The checkers whose failure counts as a catch, where not every checker's: an ANY write that
 # only hints hold is not visible to reads until delivered, so linearizability is not promised
 # there (the unmodified store fails it on some seeds); a lost element or a replica left behind is.
-JUDGES: dict[str, frozenset[str]] = {"hints": frozenset({"set", "convergence"})}
+JUDGES: dict[str, frozenset[str]] = {"hints": frozenset({"set", "convergence"}),
+                                     "hints-pause": frozenset({"set", "convergence"})}
 # What git apply needs no part of, and what a copy of the checkout must not carry along.
 _SKIP = {".git", ".venv", "store", "coverage", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache"}
 
