@@ -867,6 +867,9 @@
         byKind.get(label).list.push(a);
       }
       for (const [label, g] of byKind) {
+        // In time order within a kind (the checkers list them per key); undated ones last.
+        const at = new Map(g.list.map((a) => [a, findingTime(a)]));
+        g.list.sort((x, y) => (at.get(x) ?? Infinity) - (at.get(y) ?? Infinity));
         const total = g.allowed ? undefined : (c.counts || {})[g.kind];
         const head = el("summary", null, el("span", { class: "kind", text: label }),
           " × " + g.list.length + (typeof total === "number" && total > g.list.length ? " shown of " + total : ""));
@@ -874,8 +877,8 @@
         for (const a of g.list) {
           n++;
           const p = el("div", { class: "anomaly" + (g.allowed ? " expected" : "") });
-          const at = findingTime(a);
-          if (at !== null) p.append(el("span", { class: "when", text: "at " + fmtSec(at) + " · " }));
+          const when = at.get(a);
+          if (when !== null) p.append(el("span", { class: "when", text: "at " + fmtSec(when) + " · " }));
           // (unless the explanation starts by naming it)
           if (a.key !== null && a.key !== undefined && !String(a.explanation || "").startsWith("key " + show(a.key))) p.append(el("span", { class: "hint", text: "key " + show(a.key) + " · " }));
           p.append(el("span", { class: "explanation", text: a.explanation }), " ");

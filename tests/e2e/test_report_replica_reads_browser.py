@@ -66,3 +66,22 @@ def test_a_lost_set_element_shows_which_replicas_lack_it(tmp_path: Path) -> None
         assert rows == [["add 9 (op 0)", "n1", "hinted", "hinted", "hinted"],
                         ["held after hint delivery", "1 element; holds 9", "0 elements; lacks 9", "0 elements; lacks 9"]], rows
         assert "which of this finding's elements it holds or lacks" in (page.locator("#anomaly-body .acks p").first.text_content() or "")
+
+
+def test_findings_of_a_kind_are_in_time_order(tmp_path: Path) -> None:
+    run = store.new_run_dir(tmp_path, "t")
+    ops = [Op(i, (10 - i) * 1_000_000_000, i, t, "read", i, None) for i in range(4) for t in ("invoke", "ok")]
+    for j, op in enumerate(ops):
+        op.index = j
+    write_jsonl(ops, run / store.HISTORY_FILE)
+    # Listed per key by the checker: key 0's read is the latest (at 10 s), key 3's the earliest (7 s).
+    store.write_json(run / store.RESULTS_FILE, {"valid": False, "checkers": {"quorum": {"valid": False, "counts": {}, "anomalies": [
+        {"kind": "stale-read", "key": k, "explanation": f"key {k}: stale", "ops": [ops[2 * k].to_dict(), ops[2 * k + 1].to_dict()]}
+        for k in range(4)]}}})
+    report = write_report(run)
+    with chromium() as ctx:
+        page = ctx.new_page()
+        page.goto(report.as_uri())
+        page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+        whens = page.locator("#anomaly-body .anomaly .when").all_text_contents()
+        assert [w.split(" ")[1] for w in whens] == ["7.000", "8.000", "9.000", "10.00"], whens
