@@ -298,13 +298,20 @@ class _Interrupts:
     def __init__(self) -> None:
         self.count = 0
         self._old: Any = None
+        self._installed = False
 
     def __enter__(self) -> _Interrupts:
-        self._old = signal.signal(signal.SIGINT, self._on_sigint)
+        import threading
+
+        # Only the main thread may set handlers (and only it gets SIGINT); elsewhere: no change.
+        self._installed = threading.current_thread() is threading.main_thread()
+        if self._installed:
+            self._old = signal.signal(signal.SIGINT, self._on_sigint)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGINT, self._old)
+        if self._installed:
+            signal.signal(signal.SIGINT, self._old)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.count += 1

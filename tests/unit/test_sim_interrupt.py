@@ -31,3 +31,22 @@ def test_workers_outlive_a_ctrl_c_outside_a_campaign(monkeypatch: pytest.MonkeyP
         pid = pool.apply(os.getpid)
         os.kill(pid, signal.SIGINT)
         assert pool.apply(os.getpid) == pid  # the same worker, still serving
+
+
+def test_outside_the_main_thread_nothing_changes() -> None:
+    import threading
+
+    before = signal.getsignal(signal.SIGINT)
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            with simcli._Interrupts():
+                pass
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert errors == [] and signal.getsignal(signal.SIGINT) is before
