@@ -238,6 +238,9 @@ def test_a_killed_coordinator_or_a_membership_change_excuses_a_missing_write() -
     h.write(1, 1, 100)
     h.write(1, 2, 200, node="n2")
     _nemesis(h, "start-membership", {"node": "n6", "result": {}}, "join")
+    # ... while another fault ran (a pending replica that looked down gets no hint); a
+    # membership change alone excuses nothing (tests/unit/test_sim_pending_ranges.py).
+    _nemesis(h, "start-partition", {"grudge": {}}, "partition")
     assert _lost_on_n3(h, targets=[]).valid is True
     # A kill long after the hint was stored excuses nothing (the hint is on disk).
     h = H()

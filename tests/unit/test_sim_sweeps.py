@@ -65,9 +65,10 @@ def _sweep(pool: Any, tmp_path: Path, switch: str, campaign: dict[str, Any], see
 
 
 @pytest.mark.parametrize(("switch", "campaign", "seeds"), [
-    # r = 0.80 over seeds 1-71 (latency: a write acknowledged after one replica reaches the other
-    # two up to 150 ms later, and a QUORUM read through another coordinator misses it): n = 5.
-    ("ack_quorum_after_one", {"nemesis": "latency"}, 5),
+    # r = 0.80 over seeds 1-71, 0.77 over seeds 1-47 of a 200-seed sweep (latency: a write
+    # acknowledged after one replica reaches the other two up to 150 ms later, and a QUORUM read
+    # through another coordinator misses it): n = 5 holds only for r >= 0.75, so 8 (r >= 0.58).
+    ("ack_quorum_after_one", {"nemesis": "latency"}, 8),
     # r = 1.0 over seeds 1-40, measured twice (a majority killed, ANY writes acknowledged on hints alone): n = 3
     # leaves room for a rate well below the measured one.
     ("drop_hints", {"workload": "set", "nemesis": "kill", "targets": "majority", "key_count": 50,
@@ -91,9 +92,11 @@ def _membership_changes(run_dir: Path) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(("switch", "seeds"), [
     # r = 1.0 over seeds 1-6, measured twice (each seed makes about six changes that stream nothing; the ranges'
     # new replicas answer QUORUM reads empty): n = 4 leaves room for a rate well below it.
-    # skip_pending_ranges is not here: 0 of seeds 1-4 caught it in sim, where a stream takes no
-    # virtual time, so hardly a write lands while ranges are pending (docs/sim.md).
     ("skip_pending_streaming", 4),
+    # r = 1.0 over seeds 1-4 (docs/sim.md): the replicas gaining ranges lack writes acknowledged
+    # while the change was under way, which only the convergence checker's per-replica reads see
+    # (two of three replicas hold each write, so QUORUM reads stay right): n = 4 as above.
+    ("skip_pending_ranges", 4),
 ])
 def test_membership_switch_is_caught_by_a_sim_sweep(pool: Any, tmp_path: Path, switch: str, seeds: int) -> None:
     run_dir = _sweep(pool, tmp_path, switch, MEMBERSHIP, seeds)
@@ -104,7 +107,9 @@ def test_membership_switch_is_caught_by_a_sim_sweep(pool: Any, tmp_path: Path, s
     if switch == "skip_pending_streaming":
         # The changes streamed nothing, so reads at QUORUM miss writes acknowledged at QUORUM.
         assert all(c["value"]["result"]["bytes"] == 0 for c in changes), changes
-    assert kinds & {"stale-read", "not-linearizable", "non-monotonic-read"}, kinds
+        assert kinds & {"stale-read", "not-linearizable", "non-monotonic-read"}, kinds
+    else:
+        assert "replica-lost-write" in kinds, kinds
 
 
 def test_the_unmodified_store_is_valid_under_the_same_faults(pool: Any, tmp_path: Path) -> None:
