@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checkers import campaign, cells, convergence, counter, durability, isolation, linearizable, liveness, lww, perf, quorum, sets
+from checkers import (campaign, cells, convergence, counter, durability, isolation, linearizable, liveness, lww,
+                      lww_order, movement, perf, quorum, sets)
 from checkers.result import Result, Validity, merge_validity
 from harness.history import HistoryFile, Op
 
@@ -25,6 +26,8 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "isolation": isolation.check,
     "convergence": convergence.check,
     "liveness": liveness.check,
+    "movement": movement.check,
+    "lww-order": lww_order.check,
 }
 """Every checker by name; each is a pure function of (history, params)."""
 
@@ -81,12 +84,17 @@ def default_checkers(params: dict[str, Any]) -> list[str]:
 def _model_checkers(params: dict[str, Any]) -> list[str]:
     model = params.get("model") or "register"
     # A run directory with per-replica snapshots (harness/convergence.py) gets the convergence check.
-    inside = ["convergence"] if params.get("replica_snapshots") else []
+    # (and the strict judgement of its ranges once membership changes completed, checkers/movement.py).
+    inside = ["convergence", "movement"] if params.get("replica_snapshots") else []
     # A run directory with failure-detector samples (harness/liveness_probe.py) gets the liveness check.
     inside += ["liveness"] if params.get("liveness_samples") else []
     if model == "counter":
         # Read-modify-write increments: no single-op model to linearize; count lost updates.
         return ["counter", *inside, "perf"]
+    if model == "register" and params.get("client_timestamps"):
+        # The client chose each write's timestamp: real time is not the LWW order, so
+        # linearizability and the timestamp-order checks are not promised; the known order is.
+        return ["lww-order", *inside, "perf"]
     names = ["isolation", "linearizable"] if model == "batch" else ["linearizable"]
     if model == "set":
         names.append("set")

@@ -177,6 +177,11 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--value-order", choices=["increasing", "random"],
                    help="register workload: each key's unique values written 1, 2, 3, ... (default) or in a random "
                         "order, so a reconcile that lets the larger value win where the timestamp decides shows")
+    p.add_argument("--client-timestamps", action="store_true", default=None,
+                   help="register workload: the client stamps each write itself (CQL's USING TIMESTAMP) from a "
+                        "coarse clock, so equal timestamps and ones a microsecond apart are common; judged by the "
+                        "lww-order checker (greater timestamp, then tombstone, then greater value) instead of "
+                        "linearizability")
     p.add_argument("--seed", type=int, help="seed for the operation stream and the fault schedule (default: random, recorded)")
     p.add_argument("--test-count", type=int, help=f"how many campaigns to run (default {d.test_count})")
     p.add_argument("--leave-db-running", action="store_true", default=None, help="keep the nodes (and the fault proxy) running afterwards")
@@ -430,6 +435,7 @@ _TEST_JSON_KEYS = {
     "commitlog_sync": ("commitlog_sync",),
     "commitlog_sync_period_ms": ("commitlog_sync_period_ms",),
     "volatile_unsynced": ("volatile_unsynced",),
+    "client_timestamps": ("client_timestamps",),
 }
 
 

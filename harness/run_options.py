@@ -85,6 +85,8 @@ class RunOptions:
     delete_fraction: float | None = None
     # Register workload: each key's unique values in increasing or random order (WorkloadSettings).
     value_order: str = "increasing"
+    # Register workload: client-supplied write timestamps from a coarse clock (WorkloadSettings).
+    client_timestamps: bool = False
     seed: int | None = None
     test_count: int = 1
     leave_db_running: bool = False
@@ -154,6 +156,8 @@ class RunOptions:
             raise ValueError(f"--ops-per-key must be at least 1, got {self.ops_per_key}")
         if self.recovery_time < 0:
             raise ValueError(f"--recovery-time must be >= 0 seconds, got {self.recovery_time}")
+        if self.client_timestamps and self.workload != "register":
+            raise ValueError(f"--client-timestamps needs --workload register, got {self.workload!r}")
         faults.parse_nemeses(self.nemesis)
         self.partition_shapes()
         self.target_specs()
@@ -263,6 +267,8 @@ class RunOptions:
             "write_cl": self.write_cl,
             "nodes": self.node_count(),
             "check_time_limit": self.checker_time_limit,
+            # Writes stamped by the client: checkers/lww_order.py judges them (checkers/compose.py).
+            **({"client_timestamps": True} if self.client_timestamps else {}),
             # The campaign checker holds the run to these: unknown if none of one took effect.
             "nemeses": faults.parse_nemeses(self.nemesis),
             "coordination": self.coordination,
@@ -277,4 +283,4 @@ class RunOptions:
         from harness.workloads import WorkloadSettings
 
         return WorkloadSettings(self.key_count, self.read_cl, self.write_cl, self.ops_per_key, self.delete_fraction,
-                                self.value_order)
+                                self.value_order, self.client_timestamps)

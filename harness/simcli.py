@@ -22,7 +22,7 @@ from typing import Any
 # Options of `harness run` that mean the same thing in sim (the rest are about real machines).
 SIM_RUN_OPTIONS = ("workload", "nemesis", "nemesis_interval", "partition", "targets", "time_limit", "concurrency",
                    "rate", "nodes", "replication_factor", "read_cl", "write_cl", "key_count", "ops_per_key", "delete_fraction",
-                   "value_order", "memtable_flush_kb", "gc_grace", "recovery_time", "commitlog_sync", "read_repair", "validation_faults", "test_name", "store",
+                   "value_order", "client_timestamps", "memtable_flush_kb", "gc_grace", "recovery_time", "commitlog_sync", "read_repair", "validation_faults", "test_name", "store",
                    "coverage")
 # Where sim's defaults differ from `harness run`'s: simulated nodes keep the store's own memtable
 # size (64 MB: flushes only when the flush-compact nemesis asks) unless --memtable-flush-kb is given.
@@ -76,6 +76,11 @@ def register(sub: Any) -> None:
     p.add_argument("--value-order", choices=["increasing", "random"],
                    help="register workload: each key's unique values written 1, 2, 3, ... (default) or in a random "
                         "order, so a reconcile that lets the larger value win where the timestamp decides shows")
+    p.add_argument("--client-timestamps", action="store_true", default=None,
+                   help="register workload: the client stamps each write itself (CQL's USING TIMESTAMP) from a "
+                        "coarse clock, so equal timestamps and ones a microsecond apart are common; judged by the "
+                        "lww-order checker (greater timestamp, then tombstone, then greater value) instead of "
+                        "linearizability")
     p.add_argument("--memtable-flush-kb", type=int, metavar="KB",
                    help="flush each memtable past KB (and commit log segments as small), as harness run; default 0: "
                         "the store's own 64 MB, so only the flush-compact nemesis flushes")

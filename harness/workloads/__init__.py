@@ -43,6 +43,9 @@ class WorkloadSettings:
     # values in a random order, so a reconciliation that lets the larger value win where the
     # timestamp should decide disagrees with time (harness/workloads/register.py).
     value_order: str = "increasing"
+    # Register workload: the client stamps each write itself (CQL's USING TIMESTAMP) from a coarse
+    # clock, so equal and near-equal timestamps are common (harness/workloads/register.py).
+    client_timestamps: bool = False
 
 
 class Workload(Protocol):

@@ -7,12 +7,20 @@ about the time order (a reconcile that prefers the larger value where the timest
 then loses newer writes). With
 ``--delete-fraction F`` that share of the writes are deletes of the key (a row delete, so a
 tombstone): a read after one returns nil, and a deleted value that comes back is a resurrection.
+With ``--client-timestamps`` the client stamps each write and delete itself (CQL's ``USING
+TIMESTAMP``) from a coarse clock: the time in CLIENT_TS_BUCKET_US steps plus a jitter of a few
+microseconds, so writes to a key in one step often carry equal timestamps (the tie-break decides)
+or ones a microsecond apart (the timestamp decides, within one millisecond);
+checkers/lww_order.py knows every write's timestamp and judges which version must win.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any
+
+import trio
 
 from harness.client import Completion
 from harness.workloads import KEYSPACE, Invocation, WorkloadSettings
@@ -24,6 +32,24 @@ COLUMN = "v"
 # Random values are drawn below this: small enough to read in a history, large enough that
 # redraws for a key's few hundred values are rare.
 RANDOM_VALUE_BOUND = 1 << 20
+# Client timestamps: a clock of one-second resolution (as applications stamping with epoch
+# seconds), so a step holds a few writes to each key at campaign rates (100 writes/s over tens of
+# keys), and a jitter of 0..2 µs makes a third of them tie and the rest differ by a microsecond
+# or two, inside one millisecond.
+CLIENT_TS_BUCKET_US = 1_000_000
+CLIENT_TS_JITTER_US = 3
+
+
+@dataclass(frozen=True)
+class StampedInvocation(Invocation):
+    """A write or delete that carries the jitter of its client timestamp (drawn with the op)."""
+
+    jitter_us: int = 0
+
+
+def client_timestamp(now_s: float, jitter_us: int) -> int:
+    """The coarse client clock: ``now_s`` in CLIENT_TS_BUCKET_US steps, plus the jitter (µs)."""
+    return int(now_s * 1_000_000) // CLIENT_TS_BUCKET_US * CLIENT_TS_BUCKET_US + jitter_us
 
 
 class KeyRotation:
@@ -63,6 +89,7 @@ class RegisterWorkload:
         self.delete_fraction = settings.delete_fraction or 0.0
         self.random_values = getattr(settings, "value_order", "increasing") == "random"
         self.taken: dict[int, set[int]] = {}
+        self.client_timestamps = bool(getattr(settings, "client_timestamps", False))
 
     def next_op(self, rng: random.Random) -> Invocation:
         """A read or a write of the key's next unique value."""
@@ -70,8 +97,12 @@ class RegisterWorkload:
         if rng.random() < READ_FRACTION:
             return Invocation("read", key)
         if self.delete_fraction and rng.random() < self.delete_fraction:
-            return Invocation("delete", key)
-        return self.write_of(key, self.fresh_value(key, rng))
+            op = Invocation("delete", key)
+        else:
+            op = self.write_of(key, self.fresh_value(key, rng))
+        if self.client_timestamps:
+            return StampedInvocation(op.f, op.key, op.value, rng.randrange(CLIENT_TS_JITTER_US))
+        return op
 
     def fresh_value(self, key: int, rng: random.Random) -> int:
         """A value never written to ``key`` before: the next integer, or a random unused one."""
@@ -96,12 +127,15 @@ class RegisterWorkload:
 
     async def apply(self, client: Client, op: Invocation, cl: str | None = None) -> Completion:
         """Perform a read or write at the workload's consistency levels."""
+        # The client's own timestamp (virtual time in sim), or None: the coordinator stamps it.
+        stamp = ({"timestamp": client_timestamp(trio.current_time(), op.jitter_us)}
+                 if isinstance(op, StampedInvocation) else {})
         if op.f == "write":
             ts = await client.put(KEYSPACE, self.table, op.key, {COLUMN: op.value},
-                                  consistency=cl or self.settings.write_cl)
+                                  consistency=cl or self.settings.write_cl, **stamp)
             return Completion("ok", op.value, timestamp=ts)
         if op.f == "delete":
-            ts = await client.delete(KEYSPACE, self.table, op.key, consistency=cl or self.settings.write_cl)
+            ts = await client.delete(KEYSPACE, self.table, op.key, consistency=cl or self.settings.write_cl, **stamp)
             return Completion("ok", None, timestamp=ts)
         row: dict[str, tuple[Any, int]] = await client.get(
             KEYSPACE, self.table, op.key, columns=[COLUMN], consistency=cl or self.settings.read_cl)
