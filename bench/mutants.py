@@ -64,7 +64,7 @@ CAMPAIGNS: dict[str, list[str]] = {
     # overwritten, so a write a range movement left off a replica stays missing; 400 keys put
     # some in every small range (the wrapping one's tail is about 1/160 of the ring); no read
     # repair, so only streaming and pending writes put data on a new replica
-    # (checkers/movement.py judges it once the ring has settled).
+    # (the convergence check's before pass holds it against the store when no other fault ran).
     "membership": ["--workload", "set", "--nemesis", "membership", "--key-count", "400", "--read-repair", "NONE",
                    "--nemesis-interval", "3", "--time-limit", "30", "--recovery-time", "2"],
     # client-supplied write timestamps from a one-second clock with microseconds of jitter: equal

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from checkers import (campaign, cells, convergence, counter, durability, isolation, linearizable, liveness, lww,
-                      lww_order, movement, perf, quorum, sets)
+                      lww_order, perf, quorum, sets)
 from checkers.result import Result, Validity, merge_validity
 from harness.history import HistoryFile, Op
 
@@ -26,7 +26,6 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "isolation": isolation.check,
     "convergence": convergence.check,
     "liveness": liveness.check,
-    "movement": movement.check,
     "lww-order": lww_order.check,
 }
 """Every checker by name; each is a pure function of (history, params)."""
@@ -84,8 +83,7 @@ def default_checkers(params: dict[str, Any]) -> list[str]:
 def _model_checkers(params: dict[str, Any]) -> list[str]:
     model = params.get("model") or "register"
     # A run directory with per-replica snapshots (harness/convergence.py) gets the convergence check.
-    # (and the strict judgement of its ranges once membership changes completed, checkers/movement.py).
-    inside = ["convergence", "movement"] if params.get("replica_snapshots") else []
+    inside = ["convergence"] if params.get("replica_snapshots") else []
     # A run directory with failure-detector samples (harness/liveness_probe.py) gets the liveness check.
     inside += ["liveness"] if params.get("liveness_samples") else []
     if model == "counter":

@@ -26,7 +26,7 @@ from typing import Any
 
 import trio
 
-from harness import movement_probe, placement_probe
+from harness import placement_probe
 from node.client import open_client
 from node.ring import Endpoint, SimpleStrategy, Strategy, TokenMetadata, make_partitioner
 from node.protocol import key_bytes
@@ -294,8 +294,6 @@ async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | S
             # Once every hint is delivered the faults are long healed: each running node should
             # see every other as UP (checkers/convergence.py's stale-liveness-view).
             extra.update(await liveness_views(cluster, secret, network))
-        # Whether the ring had finished moving, for checkers/movement.py's strict judgement.
-        extra["membership_views"] = await movement_probe.statuses(cluster, secret, network)
         return await snapshot(cluster, secret, KEYSPACE, workload.table, keys, rf, label, path, extra, network, now_ns)
     except Exception as exc:  # noqa: BLE001 - the check becomes unknown, the campaign goes on
         log.exception("replica snapshot %s failed", label)
