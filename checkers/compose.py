@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from checkers import (campaign, cells, convergence, counter, durability, isolation, linearizable, liveness, lww,
-                      lww_order, perf, quorum, sets)
+                      lww_order, nemesis_checks, perf, quorum, sets)
 from checkers.result import Result, Validity, merge_validity
 from harness.history import HistoryFile, Op
 
@@ -27,6 +27,7 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "convergence": convergence.check,
     "liveness": liveness.check,
     "lww-order": lww_order.check,
+    "nemesis-checks": nemesis_checks.check,
 }
 """Every checker by name; each is a pure function of (history, params)."""
 
@@ -73,10 +74,12 @@ def default_checkers(params: dict[str, Any]) -> list[str]:
     factor), set gets set-full; every model gets linearizability and perf; a campaign's history
     (its test names the nemeses, or it was interrupted) also gets the campaign checker. Row and
     batch histories get the register checkers per cell (per row for batches); batches also
-    isolation."""
+    isolation. The admin and disk nemeses' own checks get nemesis-checks."""
     names = _model_checkers(params)
     if params.get("nemeses") is not None or params.get("interrupted"):
         names.append("campaign")
+    if {"admin", "disk"} & set(params.get("nemeses") or []):
+        names.append("nemesis-checks")  # what those nemeses verified themselves
     return names
 
 

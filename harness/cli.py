@@ -360,7 +360,7 @@ def _register_check(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--read-cl", metavar="CL", help="read consistency level (ONE, QUORUM, ALL, ...)")
     p.add_argument("--write-cl", metavar="CL", help="write consistency level (ONE, QUORUM, ALL, ...)")
     p.add_argument("--time-limit", type=_positive_float, metavar="S", help="linearizability search budget in seconds (unknown after)")
-    p.add_argument("--checkers", metavar="NAMES", help="comma-separated subset: linearizable,lww,quorum,set,counter,isolation,perf,campaign")
+    p.add_argument("--checkers", metavar="NAMES", help="comma-separated subset: linearizable,lww,quorum,set,counter,isolation,perf,campaign,nemesis-checks")
     p.add_argument("--independent", action="store_true", help="EDN values are jepsen.independent [key value] tuples")
     p.add_argument("--results", metavar="FILE", help="also write the results JSON here")
     p.add_argument("--json", action="store_true", help="print the results JSON instead of the summary")
