@@ -468,6 +468,8 @@ async def run(args: argparse.Namespace) -> None:
                     (f"{label}: op seconds", r.get("seconds", 0.0)),
                     (f"{label}: bytes (files + partitions)", r.get("bytes", 0)),
                     (f"{label}: whole files / bytes", f"{r.get('files', 0)} / {r.get('file_bytes', 0):,}"),
+                    (f"{label}: MB/s over the op / local copy MB/s",
+                     f"{mbs(r.get('bytes', 0), r.get('seconds', 0)) / max(0.001, copy_mbs):.3f}x"),
                     (f"{label}: by whole files MB/s / local copy",
                      f"{mbs(r.get('file_bytes', 0), r.get('file_seconds', 0)) / max(0.001, copy_mbs):.3f}x"),
                     (f"{label}: by partition stream MB/s / local copy",

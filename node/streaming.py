@@ -43,8 +43,8 @@ PAGE_BYTES = 1 << 20
 PAGE_TIMEOUT = 30.0
 # Attempts per page before a transfer gives up on a source (each retry resumes at the cursor).
 PAGE_ATTEMPTS = 3
-# Seconds after this node last served a transfer (pages or whole files) during which its
-# compactions leave SSTables that span split ranges alone: a join's new tokens make most of a
+# Seconds after this node last took part in a transfer (serving pages or whole files, or
+# receiving) during which its compactions leave SSTables that span split ranges alone: a join's new tokens make most of a
 # source's files span, and re-cutting them all at once would compete with the very transfer
 # the new tokens are for (the sources' disks write as much again as the target receives).
 RESPLIT_HOLD_S = 30.0
@@ -208,7 +208,8 @@ class Streamer:
 
     @contextlib.contextmanager
     def serving_transfer(self) -> Iterator[None]:
-        """Count one request of a transfer from this node (a page, a manifest, a file push)."""
+        """Count one request of a transfer from this node (a page, a manifest, a file push) or
+        one transfer into it."""
         self.serving += 1
         try:
             yield
@@ -217,8 +218,8 @@ class Streamer:
             self.served_at = trio.current_time()
 
     def resplit_allowed(self) -> bool:
-        """May compactions re-cut SSTables at new split points now (no transfer from this node
-        within RESPLIT_HOLD_S)?"""
+        """May compactions re-cut SSTables at new split points now (no transfer from or into this
+        node within RESPLIT_HOLD_S)?"""
         if self.serving:
             return False
         return self.served_at is None or trio.current_time() - self.served_at >= RESPLIT_HOLD_S
@@ -241,6 +242,13 @@ class Streamer:
         transfer overlap the target's commit log and memtable work). ``on_progress`` gets each
         page's cursor once that page is applied, so a resumed transfer never skips data.
         """
+        # Taking part as the target holds re-splits too: the files just received often span
+        # the new points, and the next change would find them being rewritten.
+        with self.serving_transfer():
+            return await self._fetch(source, ks, table, ranges, on_progress, cursor, resume)
+
+    async def _fetch(self, source: str, ks: str, table: str, ranges: Sequence[Range],
+                     on_progress: Callable[[Any], None] | None, cursor: Any, resume: str | None) -> dict[str, Any]:
         wire = self.encode_ranges(ranges)
         total_bytes = 0
         total_parts = 0
