@@ -369,6 +369,10 @@ class DiskNemesis:
                                    "disks": disk_of, "result": done,
                                    "summary": f"{'; '.join(parts)} after {refused} refused calls"})
 
+    def expected_exits(self) -> set[str]:
+        """Nodes that may have exited on purpose: a failing commit log disk under ``die``."""
+        return {n for n in self.failing if self.disk_of.get(n) == "commitlog" and self.policy_of.get(n) == "die"}
+
     async def heal(self) -> None:
         """Heal (and restart or flush) any node left with a failing disk."""
         if self.failing:

@@ -63,3 +63,12 @@ def test_the_policy_reaches_node_toml_and_not_the_simulator() -> None:
         RunOptions(commit_failure_policy="panic").validate()
     with pytest.raises(ValueError, match="harness sim"):
         RunOptions(deploy="sim", commit_failure_policy="ignore").validate()
+
+
+def test_a_node_a_die_policy_ended_is_an_expected_exit_only_while_its_commit_log_disk_fails() -> None:
+    n = DiskNemesis(None)  # type: ignore[arg-type]
+    n.failing, n.disk_of, n.policy_of = {"n1": "EIO", "n2": "EIO", "n3": "EIO"}, \
+        {"n1": "commitlog", "n2": "commitlog", "n3": "data"}, {"n1": "die", "n2": "stop", "n3": "die"}
+    assert n.expected_exits() == {"n1"}
+    n.failing = {}
+    assert n.expected_exits() == set()
