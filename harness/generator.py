@@ -32,6 +32,9 @@ class Recorder:
         self.index = 0
         self.counts: Counter[str] = Counter()
         self.completed_times: list[float] = []
+        # The highest client process recorded: a worker's process moves up by the concurrency
+        # after each info, so later workers (the final reads) start above it (see final_reads).
+        self.max_process = -1
 
     def now_ns(self) -> int:
         """Nanoseconds since the test started."""
@@ -47,6 +50,8 @@ class Recorder:
         self.writer.write(op)
         if process != NEMESIS:
             self.counts[type_] += 1
+            if isinstance(process, int) and process > self.max_process:
+                self.max_process = process
         return op
 
     def nemesis(self, type_: str, f: str, value: Any, action: str | None) -> None:

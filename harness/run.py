@@ -342,7 +342,10 @@ async def final_reads(cluster: Any, secret: str, workload: Any, recorder: Record
     The coordinator rotates over the live members, key by key (and each retry moves on), so no
     one node's own replica answers every final read: a coordinator reads its local copy first."""
     ids = cluster.node_ids()  # members now: a node may have left the ring during the run
-    workers = [Worker(10 * concurrency + j, 10 * concurrency * len(ids), nid,
+    # Above every process used so far: a client worker left with ten infos had reached
+    # 10 * concurrency + i itself, and its last operation may still be open (cut at the time limit).
+    base = max(10 * concurrency, recorder.max_process + 1)
+    workers = [Worker(base + j, 10 * concurrency * len(ids), nid,
                       NodeConnection(*cluster.client_address(nid), secret=secret, timeout=OP_TIMEOUT, network=network),
                       random.Random(0)) for j, nid in enumerate(ids)]
     async with contextlib.AsyncExitStack() as stack:
