@@ -77,8 +77,9 @@ CAMPAIGNS: dict[str, list[str]] = {
             "--memtable-flush-kb", "4", "--delete-fraction", "0.1", "--gc-grace", "60", *_FAST],
     # pauses and kills of one node or a minority held 26 s, longer than the failure detector's
     # conviction bound (about 24 s, checkers/liveness.py), at a low rate (what is judged is the
-    # nodes' views of each other, sampled each second, not the clients' operations)
-    "liveness": ["--nemesis", "pause,kill", "--targets", "one,minority", "--nemesis-interval", "26",
+    # nodes' views of each other, sampled each second, not the clients' operations); nine nodes,
+    # so that a returned node is not re-marked UP by its direct gossip alone within a few rounds
+    "liveness": ["--nodes", "9", "--nemesis", "pause,kill", "--targets", "one,minority", "--nemesis-interval", "26",
                  "--time-limit", "104", "--recovery-time", "2", "--rate", "50"],
     # flushes, compactions and repairs between partitions and kills, with deletes: SSTables,
     # bloom filters, tombstone purging and Merkle-tree repair on the data path
