@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from checkers.result import Anomaly, AnomalyLog, Result
-from harness.history import NEMESIS, Op
+from harness.history import NEMESIS, Op, completions
 
 # Findings a lost write can produce, per checker.
 LOSS_KINDS = {
@@ -70,16 +70,9 @@ def _key(k: Any) -> Any:
 
 def _acked_writes(history: Iterable[Op]) -> dict[Any, list[int]]:
     """Per key, the completion times of acknowledged writes, sorted."""
-    pending: dict[Any, Op] = {}
     out: dict[Any, list[int]] = {}
-    for op in history:
-        if op.process == NEMESIS:
-            continue
-        if op.type == "invoke":
-            pending[op.process] = op
-            continue
-        inv = pending.pop(op.process, None)
-        if inv is not None and op.type == "ok" and inv.f in WRITE_FS:
+    for inv, op in completions(history):
+        if op.type == "ok" and inv.f in WRITE_FS:
             out.setdefault(_key(inv.key), []).append(op.time)
     for times in out.values():
         times.sort()

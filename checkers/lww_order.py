@@ -28,7 +28,7 @@ from typing import Any
 
 from checkers.quorum import replicas_for
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
-from harness.history import NEMESIS, Op
+from harness.history import Op, completions
 from node.protocol import encode_value
 
 READ_FS = frozenset({"read", "get"})
@@ -56,19 +56,10 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     rf = int(params.get("replication_factor") or 1)
     r_need = replicas_for(params.get("read_cl") or "ONE", rf)
     w_need = replicas_for(params.get("write_cl") or "ONE", rf)
-    pending: dict[Any, Op] = {}
     writes: dict[Any, list[tuple[int, int, tuple[Any, ...], Any, Op, str | None]]] = {}
     deletes_invoked: dict[Any, list[tuple[int, tuple[Any, ...] | None]]] = {}
     reads: dict[Any, list[tuple[int, int, Any, int | None, Op, str | None]]] = {}
-    for op in history:
-        if op.process == NEMESIS:
-            continue
-        if op.type == "invoke":
-            pending[op.process] = op
-            continue
-        inv = pending.pop(op.process, None)
-        if inv is None:
-            continue
+    for inv, op in completions(history):
         if inv.f in WRITE_FS:
             value = None if inv.f == "delete" else inv.value
             if inv.f == "delete" and op.type != "fail":

@@ -544,6 +544,22 @@ class HistoryFile:
         return NumberedRecords(p) if history_format(p) == "jsonl" else None
 
 
+def completions(history: Iterable[Op]) -> Iterator[tuple[Op, Op]]:
+    """Each client operation's (invocation, completion) in completion order, leniently: nemesis
+    entries, completions without an invocation and never-completed invocations are skipped (the
+    strict pairing, which names malformed histories, is checkers.linearizable.pairs)."""
+    pending: dict[Any, Op] = {}
+    for op in history:
+        if op.process == NEMESIS:
+            continue
+        if op.type == "invoke":
+            pending[op.process] = op
+            continue
+        inv = pending.pop(op.process, None)
+        if inv is not None:
+            yield inv, op
+
+
 def numbered(history: Iterable[Op]) -> tuple[Iterable[tuple[Any, _Line | Op]], Callable[[Any], Op]]:
     """``(handle, operation)`` for each operation of ``history`` in order, and the Op of a handle.
 
