@@ -59,7 +59,7 @@ class LocalDeployment:
                                                      membership=membership or {}))
         self.proxy_proc = ProxyProcess(run_dir / "proxy.log")
         self.external_proxy = toxiproxy
-        self.proxy_url = toxiproxy or self.proxy_proc.start()
+        self.proxy_url = toxiproxy or self.proxy_proc.start(self.cluster.proxy_port)
         self.proxy = ProxyClient(self.proxy_url, token=None if toxiproxy else self.proxy_proc.token)
         self.db = LocalDB(self.cluster, secret, self.proxy)
         self.net = ProxyNet(self.proxy)

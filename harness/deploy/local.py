@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,16 +47,19 @@ def free_port(host: str = "127.0.0.1") -> int:
     return free_ports(1, host)[0]
 
 
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct ports that were free a moment ago.
+def free_ports(count: int, host: str = "127.0.0.1", taken: Iterable[int] = ()) -> list[int]:
+    """``count`` distinct ports that were free a moment ago, none of ``taken``.
 
     All sockets stay bound until every port is chosen, so the OS cannot hand out one port twice;
     ports come from below the ephemeral range (see ip_local_port_range) so that outgoing
     connections, which take ephemeral ports, cannot grab them between our choice and the bind.
+    ``taken`` are ports already promised to something not listening right now (a killed node,
+    a link proxy not yet created), which a bind test alone would hand out again.
     """
     socks: list[socket.socket] = []
     try:
-        candidates = list(port_range())
+        skip = set(taken)
+        candidates = [p for p in port_range() if p not in skip]
         random.SystemRandom().shuffle(candidates)
         ports: list[int] = []
         for port in candidates:
@@ -166,7 +170,10 @@ class LocalCluster:
         self.link_ports: dict[tuple[str, str], int] = {}
         self.forgotten: set[str] = set()
         n = spec.node_count
-        ports = free_ports(2 * n + n * (n - 1), spec.host)
+        # One draw for every port of the cluster, the fault proxy's API included: ports drawn
+        # apart could coincide (each free until its owner binds it).
+        ports = free_ports(2 * n + n * (n - 1) + 1, spec.host)
+        self.proxy_port = ports.pop()
         for i in range(1, n + 1):
             nid = f"n{i}"
             self.nodes[nid] = LocalNode(nid, spec.base_dir / nid, ports.pop(), ports.pop(), spec.host)
@@ -175,6 +182,11 @@ class LocalCluster:
                 if a != b:
                     self.link_ports[(a, b)] = ports.pop()
         self._add_zk_links(list(self.nodes))
+
+    def ports_in_use(self) -> set[int]:
+        """Every port this cluster has promised: nodes' (down ones too), link proxies', the proxy API's."""
+        return ({p for n in self.nodes.values() for p in (n.client_port, n.internode_port)}
+                | set(self.link_ports.values()) | {self.proxy_port})
 
     # ---- topology
 
@@ -196,7 +208,7 @@ class LocalCluster:
 
     def _add_zk_links(self, node_ids: list[str]) -> None:
         names = [name for name, _ in self.spec.zookeeper]
-        ports = free_ports(len(node_ids) * len(names), self.spec.host) if names else []
+        ports = free_ports(len(node_ids) * len(names), self.spec.host, self.ports_in_use()) if names else []
         for nid in node_ids:
             for name in names:
                 self.link_ports[(nid, name)] = ports.pop()
@@ -264,7 +276,7 @@ class LocalCluster:
         """
         nid = f"n{len(self.nodes) + 1}"
         others = [i for i in self.nodes]
-        ports = free_ports(2 + 2 * len(others), self.spec.host)
+        ports = free_ports(2 + 2 * len(others), self.spec.host, self.ports_in_use())
         self.nodes[nid] = LocalNode(nid, self.spec.base_dir / nid, ports.pop(), ports.pop(), self.spec.host)
         for b in others:
             self.link_ports[(nid, b)] = ports.pop()
@@ -436,9 +448,10 @@ class ProxyProcess:
         # Only the harness may drive it: other local users can reach a loopback port too.
         self.token = _secrets.token_hex(16)
 
-    def start(self) -> str:
-        """Start it on a free loopback port and return its URL (requests need ``self.token``)."""
-        port = free_port()
+    def start(self, port: int | None = None) -> str:
+        """Start it on ``port`` (the cluster's draw, see LocalCluster.proxy_port) or a free
+        loopback port and return its URL (requests need ``self.token``)."""
+        port = port or free_port()
         logf = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "nemesis.proxy", "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"],
@@ -568,7 +581,7 @@ async def cluster_up(cluster_dir: Path, node_count: int, seed: int, commitlog_sy
     secret = _secrets.token_hex(16)
     cluster = LocalCluster(LocalClusterSpec(node_count, cluster_dir / "nodes", secret, seed, commitlog_sync=commitlog_sync))
     proxy = ProxyProcess(cluster_dir / "proxy.log")
-    url = proxy.start()
+    url = proxy.start(cluster.proxy_port)
     state: dict[str, Any] = {"proxy": {"url": url, "pid": proxy.proc.pid if proxy.proc else None, "token": proxy.token},
                              "secret": secret, "nodes": {}}
     try:
