@@ -42,6 +42,18 @@ def add_command(sub: argparse._SubParsersAction, name: str, handler: Handler, he
     return p
 
 
+def add_register_options(p: argparse.ArgumentParser) -> None:
+    """The register workload's value and timestamp options, the same for `harness run` and `harness sim`."""
+    p.add_argument("--value-order", choices=["increasing", "random"],
+                   help="register workload: each key's unique values written 1, 2, 3, ... (default) or in a random "
+                        "order, so a reconcile that lets the larger value win where the timestamp decides shows")
+    p.add_argument("--client-timestamps", action="store_true", default=None,
+                   help="register workload: the client stamps each write itself (CQL's USING TIMESTAMP) from a "
+                        "coarse clock, so equal timestamps and ones a microsecond apart are common; judged by the "
+                        "lww-order checker (greater timestamp, then tombstone, then greater value) instead of "
+                        "linearizability")
+
+
 # Every subcommand in `harness --help` order: its one-line help and what registers it in full.
 # Only the command being run is registered in full (its module imports cost up to a second);
 # the others get a stub of the same name and help, which is all the listing shows of them
@@ -174,14 +186,7 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--delete-fraction", type=float, metavar="F",
                    help="register, row and batch workloads: the share of writes that are deletes "
                         "(default 0 for register and batch, 0.3 for row: half column deletes, half row deletes)")
-    p.add_argument("--value-order", choices=["increasing", "random"],
-                   help="register workload: each key's unique values written 1, 2, 3, ... (default) or in a random "
-                        "order, so a reconcile that lets the larger value win where the timestamp decides shows")
-    p.add_argument("--client-timestamps", action="store_true", default=None,
-                   help="register workload: the client stamps each write itself (CQL's USING TIMESTAMP) from a "
-                        "coarse clock, so equal timestamps and ones a microsecond apart are common; judged by the "
-                        "lww-order checker (greater timestamp, then tombstone, then greater value) instead of "
-                        "linearizability")
+    add_register_options(p)
     p.add_argument("--seed", type=int, help="seed for the operation stream and the fault schedule (default: random, recorded)")
     p.add_argument("--test-count", type=int, help=f"how many campaigns to run (default {d.test_count})")
     p.add_argument("--leave-db-running", action="store_true", default=None, help="keep the nodes (and the fault proxy) running afterwards")

@@ -49,7 +49,7 @@ class SimSettings:
 
 def register(sub: Any) -> None:
     """Register `harness sim` on the harness parser."""
-    from harness.cli import add_command
+    from harness.cli import add_command, add_register_options
     from harness.run import VALIDATION_FAULTS, RunOptions
     from harness.workloads import WORKLOADS
 
@@ -73,14 +73,7 @@ def register(sub: Any) -> None:
     p.add_argument("--ops-per-key", type=int, help=f"register, row and batch workloads: operations before a key is retired (default {d.ops_per_key})")
     p.add_argument("--delete-fraction", type=float, metavar="F",
                    help="register, row and batch workloads: the share of writes that are deletes (as harness run)")
-    p.add_argument("--value-order", choices=["increasing", "random"],
-                   help="register workload: each key's unique values written 1, 2, 3, ... (default) or in a random "
-                        "order, so a reconcile that lets the larger value win where the timestamp decides shows")
-    p.add_argument("--client-timestamps", action="store_true", default=None,
-                   help="register workload: the client stamps each write itself (CQL's USING TIMESTAMP) from a "
-                        "coarse clock, so equal timestamps and ones a microsecond apart are common; judged by the "
-                        "lww-order checker (greater timestamp, then tombstone, then greater value) instead of "
-                        "linearizability")
+    add_register_options(p)
     p.add_argument("--memtable-flush-kb", type=int, metavar="KB",
                    help="flush each memtable past KB (and commit log segments as small), as harness run; default 0: "
                         "the store's own 64 MB, so only the flush-compact nemesis flushes")
