@@ -58,8 +58,10 @@ def test_a_batch_cut_after_its_first_file_keeps_it_and_resends_only_the_rest(
     assert target.batches_failed == 1 and target.files_imported == 4 and target.files_fallback == 0, target
     # Four SSTables on the target: the first file was imported once, not again with the re-send.
     assert out["sstables"] == 4 and out["fetch"]["files"] == 4 and out["fetch"]["partitions"] == 0, out
-    # The re-send carried the three that had not arrived (4 in the cut batch, then 3).
-    assert out["sent"].files_sent == 7, out["sent"]
+    # The re-send carried the three that had not arrived. The source counts the cut batch's four
+    # only when its sendfile calls had all returned before the target cut the connection (a race
+    # the test does not own): 3 + 4, or 3 alone when the cut reset its last send.
+    assert out["sent"].files_sent in (3, 7), out["sent"]
     assert out["held"] == {k: _value(i) for i, k in enumerate(KEYS)}
 
 
