@@ -167,6 +167,14 @@ def _scan_segment(data: bytes, seg_id: int) -> _Scan:
     return scan
 
 
+def _append_failure(exc: OSError, path: Path, what: str) -> StorageFailure:
+    """What a refused commit log write is: DiskFull when the disk is out of space (nothing was
+    kept and space may come back), a StorageFailure otherwise (the commit failure policy's case)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(str(path), f"{what}: {exc.strerror}")
+    return StorageFailure(str(path), f"{what}: {exc}")
+
+
 class CommitLog:
     """Segmented commit log with periodic, batch and group sync; thread-safe."""
 
@@ -283,11 +291,24 @@ class CommitLog:
         return self.directory / f"CommitLog-{seg_id:016d}.log"
 
     def _roll(self, seg_id: int) -> None:
+        """Open segment ``seg_id`` as the active one; a disk that refuses it raises DiskFull
+        (ENOSPC) or StorageFailure, so the commit failure policy applies as to a refused append,
+        and leaves no headerless segment behind for a replay to stumble on."""
         path = self._path(seg_id)
-        f = self.files.create(path)
-        header = _SEG_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, seg_id)
-        f.write(header + _CRC.pack(zlib.crc32(header)))
-        fsync_dir(self.directory)
+        f = None
+        try:
+            f = self.files.create(path)
+            header = _SEG_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, seg_id)
+            f.write(header + _CRC.pack(zlib.crc32(header)))
+            fsync_dir(self.directory)
+        except OSError as exc:
+            if f is not None:
+                try:
+                    f.close()
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    pass  # replay takes a segment without a header as torn, and truncates it
+            raise _append_failure(exc, path, "commit log segment creation failed") from exc
         seg = _Segment(seg_id, path, f, SEGMENT_HEADER_BYTES)
         self._segments.append(seg)
         self._active = seg
@@ -331,7 +352,10 @@ class CommitLog:
                         if error is not None:
                             return positions, error
                         chunk, chunk_tables = [], []
-                    self._roll(seg.id + 1)
+                    try:
+                        self._roll(seg.id + 1)
+                    except StorageFailure as failure:
+                        return positions, failure
                     seg = self._active
                     assert seg is not None
                     size = seg.size
@@ -354,10 +378,7 @@ class CommitLog:
                 seg.file.truncate(seg.size)  # type: ignore[union-attr]
             except OSError:
                 pass  # ftruncate to a smaller size needs no space; if it fails, replay truncates
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                failure: StorageFailure = DiskFull(str(seg.path), f"commit log append failed: {exc.strerror}")
-            else:
-                failure = StorageFailure(str(seg.path), f"commit log append failed: {exc}")
+            failure = _append_failure(exc, seg.path, "commit log append failed")
             failure.__cause__ = exc
             return failure
         size = seg.size

@@ -172,6 +172,8 @@ class StorageEngine:
             path = exc.filename or self.data_dir
             cls = DiskFull if exc.errno in (errno.ENOSPC, errno.EDQUOT) else StorageFailure
             raise cls(str(path), f"cannot open storage: {exc.strerror or exc}") from exc
+        except StorageFailure as exc:  # the new commit log segment was refused
+            raise type(exc)(exc.path, f"cannot open storage: {exc.detail}") from exc
 
     def _open(self) -> None:
         for sub in ("data", "commitlog", "snapshots"):
