@@ -26,7 +26,7 @@ class UsageError(Exception):
     """A bad argument or unusable input file; the message names it. Exits 254."""
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """argparse, but bad arguments exit 254 (Jepsen's code) instead of 2, which means unknown."""
 
     def error(self, message: str) -> NoReturn:
@@ -93,8 +93,8 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse._SubParsersAction], N
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser with every subcommand registered; with ``only``, that one in full and the
     others by name and help (what `harness --help` shows), so a call imports what it runs."""
-    parser = _Parser(prog="harness", description="ringlab: a Jepsen-style testbed for Cassandra-like stores")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser = Parser(prog="harness", description="ringlab: a Jepsen-style testbed for Cassandra-like stores")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (help, register) in _commands().items():
         if only is None or name == only:
             register(sub)

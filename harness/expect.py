@@ -10,7 +10,6 @@ results.json files and writes it as JUnit XML for the CI test report.
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import store
+from harness.cli import Parser
 
 EXIT_SHOWN, EXIT_NOT_SHOWN, EXIT_BAD_ARGS = 0, 1, 254
 
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     At least one, not every: a weakness shows at some rate, and several runs make its absence
     from all of them the signal (as tests/e2e does with its detection seeds)."""
-    p = argparse.ArgumentParser(prog="python -m harness.expect", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m harness.expect", description=__doc__.splitlines()[0])
     p.add_argument("store", type=Path, help="the store the campaigns ran in")
     p.add_argument("checker", help="the checker that must report it (counter, lww, quorum, ...)")
     p.add_argument("kind", help="the anomaly kind (lost-update, timestamp-inversion, ...)")

@@ -48,3 +48,11 @@ def test_counts_alone_are_enough_and_an_empty_store_is_red(tmp_path: Path) -> No
                         "lww", "timestamp-inversion")
     assert expect.main([str(tmp_path), "lww", "timestamp-inversion"]) == 1
     assert expect.main([str(tmp_path / "nope"), "lww", "timestamp-inversion"]) == 254
+
+
+def test_missing_arguments_are_a_usage_error_not_argparse_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        expect.main([])
+    assert e.value.code == 254
+    err = capsys.readouterr().err
+    assert "required: store, checker, kind" in err and len(err.strip().splitlines()) == 1
