@@ -429,11 +429,13 @@ class CommitLog:
                             # began are covered by the position the next sync claims, so sync
                             # them now, before the file is closed for good.
                             f.fsync()
+                        seg.file = None  # first: a close that fails has still released the descriptor
                         f.close()
-                        seg.file = None
         except BaseException as exc:
             if failure is None:
                 failure = CommitLogSyncFailed(str(self.directory), f"commit log sync failed: {exc!r}")
+                if isinstance(exc, OSError):  # a rolled segment's last fsync or close: named too
+                    raise failure from exc
             raise
         finally:
             with self._cond:
@@ -441,10 +443,14 @@ class CommitLog:
                 if failure is None and not (self.sticky_failure and self._failure is not None):
                     self._synced = max(self._synced, target)
                 else:
-                    # Never advance the synced position past a failed fsync (fsyncgate).
-                    log.error("%s; %s", failure, "no write it covered is acknowledged")
-                    self._failed_upto = max(self._failed_upto, target)
-                    self._failure = failure
+                    # Never advance the synced position past a failed fsync (fsyncgate), and under
+                    # stop/die never forget it: a later fsync that succeeds proves nothing about
+                    # the pages the failed one dropped (a sync after it used to clear the failure,
+                    # and the one after that acknowledged the writes the failed fsync covered).
+                    if failure is not None:
+                        log.error("%s; %s", failure, "no write it covered is acknowledged")
+                        self._failed_upto = max(self._failed_upto, target)
+                        self._failure = failure
                 self._last_sync = self._clock.monotonic()
                 self._cond.notify_all()
         return target
@@ -498,7 +504,14 @@ class CommitLog:
                     t not in live_tables or pos <= self._flushed.get(t, -1) for t, pos in seg.dirty.items()
                 )
                 if seg is not self._active and seg.file is None and clean:
-                    seg.path.unlink(missing_ok=True)
+                    try:
+                        seg.path.unlink(missing_ok=True)
+                    except OSError as exc:
+                        # Kept, and tried again at the next discard: replaying a clean segment
+                        # skips what the SSTables already hold.
+                        log.error("cannot delete clean commit log segment %s: %s", seg.path, exc)
+                        keep.append(seg)
+                        continue
                     deleted.append(seg.path)
                 else:
                     keep.append(seg)
@@ -537,8 +550,11 @@ class CommitLog:
             self._closed = True
             for seg in self._segments:
                 if seg.file is not None:
-                    seg.file.close()
-                    seg.file = None
+                    f, seg.file = seg.file, None
+                    try:
+                        f.close()
+                    except OSError as exc:  # what it held was synced above, or logged as not
+                        log.error("commit log segment %s: close failed: %s", seg.path, exc)
             self._active = None
 
     def unsynced_bytes(self) -> int:

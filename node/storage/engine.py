@@ -265,12 +265,22 @@ class StorageEngine:
                        for t in self._tables.values()],
         }
         tmp = self._schema_path().with_suffix(".json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-            f.flush()
-            fsync(f.fileno())
-        os.replace(tmp, self._schema_path())
-        fsync_dir(self.data_dir)
+        try:
+            with open(tmp, "w") as f:
+                f.write(json.dumps(doc, indent=1, sort_keys=True))  # one write, not one per token
+                f.flush()
+                fsync(f.fileno())
+            os.replace(tmp, self._schema_path())
+        except OSError as exc:
+            raise _disk_error(exc, self._schema_path(), "schema write") from exc  # the old schema stands
+        try:
+            fsync_dir(self.data_dir)
+        except OSError as exc:
+            # The new schema is in place (a restart reads it), so the change stands; the caller is
+            # told that its durability is not known.
+            log.error("schema.json replaced but its directory fsync failed: %s", exc)
+            raise _SchemaReplaced(str(self.data_dir), f"schema written, directory fsync failed: "
+                                  f"{exc.strerror or exc}") from exc
 
     def _new_table(self, tid: int, keyspace: str, name: str, opts: TableOptions) -> _Table:
         directory = self.data_dir / "data" / keyspace / f"{name}-{tid}"
@@ -325,13 +335,28 @@ class StorageEngine:
             raise InvalidName(f"bad options for {keyspace}.{table}: {exc}") from exc
         with self._schema_lock, self._lock:
             t = self._tables.get((keyspace, table))
-            if t is not None:
-                t.options = options
-            else:
-                tid = self._next_id
-                self._next_id += 1
-                self._tables[(keyspace, table)] = self._new_table(tid, keyspace, table, options)
-            self._save_schema()
+            old_options, old_next = (t.options if t is not None else None), self._next_id
+            try:
+                if t is not None:
+                    t.options = options
+                else:
+                    tid = self._next_id
+                    self._next_id += 1
+                    self._tables[(keyspace, table)] = self._new_table(tid, keyspace, table, options)
+                self._save_schema()
+            except _SchemaReplaced:
+                raise
+            except (OSError, StorageFailure) as exc:
+                # Undo in memory what the disk refused: a table missing from schema.json would
+                # take writes that a restart then skips in the commit log (they would be lost).
+                if t is not None:
+                    t.options = old_options  # type: ignore[assignment]
+                else:
+                    self._tables.pop((keyspace, table), None)
+                    self._next_id = old_next
+                if isinstance(exc, OSError):
+                    raise _disk_error(exc, self.data_dir, f"create table {keyspace}.{table}") from exc
+                raise
 
     def drop_table(self, keyspace: str, table: str) -> None:
         """Drop a table and delete its data (its commit log records are ignored from now on)."""
@@ -339,7 +364,13 @@ class StorageEngine:
             with self._lock:
                 t = self._table(keyspace, table)
                 del self._tables[(keyspace, table)]
-                self._save_schema()
+                try:
+                    self._save_schema()
+                except _SchemaReplaced:
+                    raise  # dropped on disk too: the table's files stay until the next start removes them
+                except StorageFailure:
+                    self._tables[(keyspace, table)] = t  # the disk refused it: not dropped
+                    raise
             for r in t.sstables:
                 r.close()
             shutil.rmtree(t.directory, ignore_errors=True)
@@ -914,7 +945,9 @@ class StorageEngine:
         with self._lock:
             live = {t.id for t in self._tables.values()}
         if cl.segment_count() > 1:
-            cl.sync()  # closes completed segments so they can be deleted
+            # Closes completed segments so they can be deleted; a failed fsync here is a commit log
+            # failure like any other (the policy applies now, not at the next write).
+            self.sync_commitlog()
         cl.discard_clean(live)
 
     def maybe_flush(self) -> list[str]:
@@ -1061,7 +1094,13 @@ class StorageEngine:
                 r.release_keys()
             # Under the lock so a snapshot never links a half-deleted generation.
             for r in chosen:
-                remove_generation(t.directory, r.generation)
+                try:
+                    remove_generation(t.directory, r.generation)
+                except OSError as exc:
+                    # The compaction is done (its output is live): not a failure of it. An input
+                    # left whole on disk comes back at a restart beside the output it was merged into.
+                    log.error("compaction of %s: cannot remove input SSTable %d: %s", t.qualified,
+                              r.generation, exc)
         in_bytes = sum(r.data_bytes for r in chosen)
         elapsed = self.clock.monotonic() - started
         outputs = sorted(r.generation for r in readers)
@@ -1171,17 +1210,26 @@ class StorageEngine:
         self.flush()
         tmp = root.with_name(tag + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        with self._lock:
-            for t in self._tables.values():
-                dest = tmp / t.keyspace / t.name
-                dest.mkdir(parents=True, exist_ok=True)
-                for r in t.sstables:
-                    for f in r.files():
-                        os.link(f, dest / f.name)
-            if self._schema_path().exists():
-                shutil.copy2(self._schema_path(), tmp / "schema.json")
-        os.rename(tmp, root)
-        fsync_dir(root.parent)
+        try:
+            tmp.mkdir(parents=True)  # even with no table: the snapshot is then empty
+            with self._lock:
+                for t in self._tables.values():
+                    dest = tmp / t.keyspace / t.name
+                    dest.mkdir(parents=True, exist_ok=True)
+                    for r in t.sstables:
+                        for f in r.files():
+                            os.link(f, dest / f.name)
+                if self._schema_path().exists():
+                    shutil.copy2(self._schema_path(), tmp / "schema.json")
+            os.rename(tmp, root)
+        except OSError as exc:
+            # A half-linked snapshot is never listed (".partial"); remove what we can of it.
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise _disk_error(exc, root, f"snapshot {tag!r}") from exc
+        try:
+            fsync_dir(root.parent)
+        except OSError as exc:
+            raise _disk_error(exc, root, f"snapshot {tag!r} (made, but its directory fsync)") from exc
         return root
 
     def list_snapshots(self) -> list[str]:
@@ -1325,6 +1373,10 @@ class StorageEngine:
                                  "unsynced_bytes": self._commitlog.unsynced_bytes(),
                                  "files": self.files.name}
         return out
+
+
+class _SchemaReplaced(StorageFailure):
+    """schema.json was replaced but its directory fsync failed: the change stands, in memory too."""
 
 
 def _disk_error(exc: OSError, where: Path, what: str) -> StorageFailure:

@@ -1,0 +1,175 @@
+"""What the failing-disk sweep (test_disk_fault_sweep.py) found, one test each: a disk refusing a
+schema write, a snapshot, a compaction's clean-up or a commit log segment's deletion is a named
+StorageFailure with nothing half-done kept in memory, and a failed commit log fsync stays failed."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from node.runtime import Clock
+from node.storage import Cell, Mutation, StorageConfig, StorageEngine
+from node.storage.commitlog import CommitLog
+from node.storage.errors import CommitLogSyncFailed, DiskFull, StorageFailure, UnknownTable
+from node.storage.files import AppendFile, FaultyFiles, OSFiles
+from nth_fault import NthFault, injected
+from storage_model import ManualClock
+
+
+def _engine(path: Path, **kw: object) -> StorageEngine:
+    e = StorageEngine(path, StorageConfig(**kw), ManualClock())  # type: ignore[arg-type]
+    e.open()
+    return e
+
+
+def _put(e: StorageEngine, table: str, key: bytes, value: bytes, ts: int = 1) -> None:
+    e.wait_durable(e.apply("ks", table, Mutation(key, [Cell("c", value, ts)])))
+
+
+@pytest.mark.parametrize("call", [("write", "schema.json.tmp"), ("fsync", "schema.json.tmp"),
+                                  ("replace", "schema.json")])
+def test_a_table_the_disk_would_not_record_is_not_created(tmp_path: Path, call: tuple[str, str]) -> None:
+    e = _engine(tmp_path)
+    with injected(NthFault(tmp_path, 1, errno.ENOSPC, only=call)):
+        with pytest.raises(DiskFull, match="schema write"):
+            e.create_table("ks", "t")
+    # It used to stay in memory: writes to it were acknowledged, and a restart, which reads the
+    # tables from schema.json, skipped their commit log records.
+    with pytest.raises(UnknownTable):
+        _put(e, "t", b"k", b"v")
+    e.create_table("ks", "t")  # the disk is back
+    _put(e, "t", b"k", b"v")
+    e.close()
+    e = _engine(tmp_path)
+    assert e.read("ks", "t", b"k").cells["c"].value == b"v"  # type: ignore[union-attr]
+    e.close()
+
+
+def test_a_table_drop_the_disk_refused_leaves_the_table_serving(tmp_path: Path) -> None:
+    e = _engine(tmp_path)
+    e.create_table("ks", "t")
+    _put(e, "t", b"k", b"v")
+    with injected(NthFault(tmp_path, 1, errno.EIO, only=("replace", "schema.json"))):
+        with pytest.raises(StorageFailure, match="schema write"):
+            e.drop_table("ks", "t")
+    _put(e, "t", b"k2", b"v2")
+    e.close()
+    e = _engine(tmp_path)
+    assert e.read("ks", "t", b"k2").cells["c"].value == b"v2"  # type: ignore[union-attr]
+    e.close()
+
+
+@pytest.mark.parametrize("call", [("link", "Data.db"), ("mkdir", "s1.partial"), ("rename", "s1")])
+def test_a_snapshot_the_disk_refused_is_a_named_error_and_leaves_no_snapshot(tmp_path: Path, call: tuple[str, str]) -> None:
+    e = _engine(tmp_path)
+    e.create_table("ks", "t")
+    _put(e, "t", b"k", b"v")
+    with injected(NthFault(tmp_path, 1, errno.EIO, only=call)):
+        with pytest.raises(StorageFailure, match="snapshot 's1'"):
+            e.snapshot("s1")
+    assert e.list_snapshots() == [] and not (tmp_path / "snapshots" / "s1.partial").exists()
+    assert e.snapshot("s1").is_dir()  # the same tag works once the disk does
+    e.close()
+
+
+def test_a_snapshot_of_an_engine_without_tables_is_empty_not_an_oserror(tmp_path: Path) -> None:
+    e = _engine(tmp_path)
+    assert e.snapshot("empty").is_dir() and e.list_snapshots() == ["empty"]
+    e.close()
+
+
+def test_a_compaction_whose_inputs_cannot_be_deleted_is_still_done(tmp_path: Path) -> None:
+    e = _engine(tmp_path)
+    e.create_table("ks", "t")
+    for i in range(3):
+        _put(e, "t", b"k%d" % i, b"v%d" % i, ts=i + 1)
+        e.flush()
+    with injected(NthFault(tmp_path, 1, errno.EIO, only=("unlink", "2-Data.db"))):
+        result = e.compact("ks", "t", major=True)  # it raised a bare OSError after the swap
+    assert result is not None and result["inputs"] == [1, 2, 3]
+    assert e.stats()["ks.t"]["sstable_count"] == 1
+    e.close()
+    e = _engine(tmp_path)  # the input left behind holds nothing the output lacks
+    assert [e.read("ks", "t", b"k%d" % i).cells["c"].value for i in range(3)] == [b"v0", b"v1", b"v2"]  # type: ignore[union-attr]
+    e.close()
+
+
+def test_a_clean_commit_log_segment_that_cannot_be_deleted_is_kept_and_the_flush_succeeds(tmp_path: Path) -> None:
+    e = _engine(tmp_path, commitlog_sync="batch", commitlog_segment_size_kb=1)
+    e.create_table("ks", "t")
+    for i in range(10):
+        _put(e, "t", b"k%d" % i, b"x" * 300)
+    with injected(NthFault(tmp_path, 1, errno.EIO, only=("unlink", ".log"))):
+        assert e.flush() == ["ks.t"]
+    assert e.stats()["_commitlog"]["segments"] > 1
+    e.flush()  # the disk is back: the next flush deletes it
+    assert e.stats()["_commitlog"]["segments"] == 1
+    e.close()
+
+
+def _log(tmp_path: Path, files: object) -> CommitLog:
+    cl = CommitLog(tmp_path, sync_mode="batch", segment_bytes=1024, group_window_s=0.0, clock=Clock(),
+                   files=files)  # type: ignore[arg-type]
+    list(cl.replay())
+    cl.start()
+    return cl
+
+
+def test_a_commit_log_fsync_that_failed_stays_failed_when_later_fsyncs_succeed(tmp_path: Path) -> None:
+    door = FaultyFiles(OSFiles())
+    cl = _log(tmp_path, door)
+    pos = cl.append(1, ["m"])
+    door.fault.errno = errno.EIO
+    with pytest.raises(CommitLogSyncFailed):
+        cl.wait_durable(pos)
+    door.fault.errno = None
+    # fsyncgate: the fsyncs that succeed now prove nothing about the pages the failed one dropped.
+    # The first one used to clear the sticky failure, and the second then acknowledged pos.
+    cl.sync()
+    cl.sync()
+    assert cl.synced_position() < pos and cl.failure() is not None
+    with pytest.raises(CommitLogSyncFailed):
+        cl.wait_durable(pos)
+    cl.close()
+
+
+class _CloseFails:
+    """A door whose files refuse to close (a rolled segment's last close meets a failing disk)."""
+
+    name = "os"
+
+    def __init__(self) -> None:
+        self.inner = OSFiles()
+        self.fail = False
+
+    def create(self, path: Path) -> AppendFile:
+        f = self.inner.create(path)
+        door = self
+
+        class _F:
+            write, fsync, truncate, unsynced_bytes = f.write, f.fsync, f.truncate, f.unsynced_bytes
+
+            def close(self) -> None:
+                f.close()
+                if door.fail:
+                    raise OSError(errno.EIO, "Input/output error", str(path))
+
+        return _F()  # type: ignore[return-value]
+
+    def read(self, path: Path) -> bytes:
+        return self.inner.read(path)
+
+
+def test_closing_a_rolled_segment_on_a_failing_disk_is_a_named_sync_failure(tmp_path: Path) -> None:
+    door = _CloseFails()
+    cl = _log(tmp_path, door)
+    for _ in range(5):  # 300-byte records: the 1 KB segment rolls
+        cl.append(1, ["x" * 300])
+    assert cl.segment_count() > 1
+    door.fail = True
+    with pytest.raises(CommitLogSyncFailed):  # it was the bare OSError
+        cl.sync()
+    door.fail = False
+    cl.close()
