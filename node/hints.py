@@ -99,11 +99,15 @@ class HintStore:
             return False
         f = self._files.get(target)
         if f is None:
-            f = self._files[target] = open(self._path(target), "ab")
-        # One write per frame and a flush: the hint reaches the OS at once, so a node crash (not a
+            f = self._files[target] = open(self._path(target), "ab", buffering=0)
+        # One unbuffered write per frame: the hint reaches the OS at once, so a node crash (not a
         # machine crash) keeps it; hints are best effort in Cassandra too (no fsync per hint).
-        f.write(encode_frame({"ks": keyspace, "t": table, "m": mutation_obj, "at": created_us}))
-        f.flush()
+        try:
+            _append_whole(f, encode_frame({"ks": keyspace, "t": table, "m": mutation_obj, "at": created_us}))
+        except OSError:
+            del self._files[target]
+            f.close()
+            raise
         self.stored += 1
         return True
 
@@ -144,7 +148,17 @@ class HintStore:
             self.close()
 
     async def deliver(self, target: str, send: SendHint) -> bool:
-        """Send every hint for ``target`` (throttled); True if all were acknowledged."""
+        """Send every hint for ``target`` (throttled); True if all were acknowledged. A disk
+        error is logged and returns False: what was not delivered stays on disk for the next round
+        (an OSError here used to end the delivery task, and the node with it)."""
+        try:
+            return await self._deliver(target, send)
+        except OSError as exc:
+            log.error("hint delivery to %s stopped by a disk error: %s; the hints stay for the next round",
+                      target, exc)
+            return False
+
+    async def _deliver(self, target: str, send: SendHint) -> bool:
         self._delivering.add(target)
         try:
             f = self._files.pop(target, None)
@@ -171,8 +185,7 @@ class HintStore:
             return
         aside = self._undeliverable_path(target)
         aside.parent.mkdir(parents=True, exist_ok=True)
-        with open(aside, "ab") as out:
-            out.write(encode_frame({**msg, "n": tries, "error": str(exc)[:500]}))
+        _append_file(aside, encode_frame({**msg, "n": tries, "error": str(exc)[:500]}))
         self.undeliverable += 1
         log.error("hint for %s (%s.%s, written at %s us) failed %d deliveries, last: %s; moved to %s",
                   target, msg.get("ks"), msg.get("t"), msg.get("at"), tries, exc, aside)
@@ -206,8 +219,7 @@ class HintStore:
                     rest += decoder.take_buffered()
                     rest += f.read()
                     rest += b"".join(retry)
-                    with open(self._path(target), "ab") as out:
-                        out.write(rest)
+                    _append_file(self._path(target), bytes(rest))
                     os.unlink(work)
                     return False
                 except Exception as exc:  # the target answered with an error
@@ -219,8 +231,29 @@ class HintStore:
                 # Throttle by bytes, like Cassandra's hinted_handoff_throttle_in_kb.
                 await self.runtime.clock.sleep(len(encode_frame(msg)) / self.throttle_bytes_per_s)
         if retry:
-            with open(self._path(target), "ab") as out:
-                out.write(b"".join(retry))
+            _append_file(self._path(target), b"".join(retry))
         os.unlink(work)
         log.info("delivered %d hints to %s%s", sent, target, f", {len(retry)} to retry" if retry else "")
         return not retry
+
+
+def _append_whole(f: BinaryIO, data: bytes) -> None:
+    """Append ``data`` to an unbuffered file, or cut off what part of it was written and raise:
+    a torn frame would make delivery drop every hint stored after it as corrupt."""
+    start = os.fstat(f.fileno()).st_size
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[f.write(view) or 0:]
+    except OSError:
+        try:
+            os.ftruncate(f.fileno(), start)
+        except OSError:
+            pass  # nothing more to do; delivery stops at the torn frame and logs it
+        raise
+
+
+def _append_file(path: Path, data: bytes) -> None:
+    """:func:`_append_whole` to ``path``, opened for this one write."""
+    with open(path, "ab", buffering=0) as f:
+        _append_whole(f, data)

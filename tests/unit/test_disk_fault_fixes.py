@@ -1,6 +1,7 @@
 """What the failing-disk sweep (test_disk_fault_sweep.py) found, one test each: a disk refusing a
 schema write, a snapshot, a compaction's clean-up or a commit log segment's deletion is a named
-StorageFailure with nothing half-done kept in memory, and a failed commit log fsync stays failed."""
+StorageFailure with nothing half-done kept in memory, a failed commit log fsync stays failed, and a
+hint the disk tore or a delivery it broke loses no hint."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import errno
 from pathlib import Path
 
 import pytest
+import trio
 
-from node.runtime import Clock
+from node.hints import HintStore
+from node.runtime import Clock, Runtime
 from node.storage import Cell, Mutation, StorageConfig, StorageEngine
 from node.storage.commitlog import CommitLog
 from node.storage.errors import CommitLogSyncFailed, DiskFull, StorageFailure, UnknownTable
@@ -173,3 +176,36 @@ def test_closing_a_rolled_segment_on_a_failing_disk_is_a_named_sync_failure(tmp_
         cl.sync()
     door.fail = False
     cl.close()
+
+
+def _hint(hs: HintStore, i: int) -> None:
+    hs.store("n2", "ks", "t", Mutation(b"h%d" % i, [Cell("c", b"v%d" % i, i + 1)]).to_obj(), i)
+
+
+def test_a_hint_the_disk_tore_is_cut_off_so_the_hints_after_it_are_delivered(tmp_path: Path) -> None:
+    hs = HintStore(tmp_path / "hints", Runtime.real(1), 3600.0, throttle_kb_per_s=1 << 20)
+    with injected(NthFault(tmp_path, 2, errno.ENOSPC, only=("write", "n2.hints"))):  # half of it written
+        _hint(hs, 0)
+        with pytest.raises(OSError):
+            _hint(hs, 1)
+    _hint(hs, 2)
+    got: list[bytes] = []
+
+    async def send(target: str, hint: dict) -> None:  # type: ignore[type-arg]
+        got.append(Mutation.from_obj(hint["m"]).key)
+
+    assert trio.run(hs.deliver, "n2", send) is True
+    assert got == [b"h0", b"h2"]  # the torn h1 used to make delivery drop h2 as "corrupt"
+
+
+def test_a_disk_error_during_hint_delivery_keeps_the_hints_and_does_not_raise(tmp_path: Path) -> None:
+    hs = HintStore(tmp_path / "hints", Runtime.real(1), 3600.0, throttle_kb_per_s=1 << 20)
+    _hint(hs, 0)
+
+    async def send(target: str, hint: dict) -> None:  # type: ignore[type-arg]
+        pass
+
+    with injected(NthFault(tmp_path, 1, errno.EIO, only=("replace", "n2.hints.delivering"))):
+        # The OSError used to escape HintStore.run and end the node's task group.
+        assert trio.run(hs.deliver, "n2", send) is False
+    assert hs.pending() and trio.run(hs.deliver, "n2", send) is True

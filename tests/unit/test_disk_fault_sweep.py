@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
+from node.cluster.messaging import PeerUnreachable
+from node.hints import HintStore
+from node.runtime import Runtime
 from node.storage import Cell, Mutation, StorageConfig, StorageEngine
 from node.storage.errors import DiskFull, StorageError, StorageFailure, WritesStopped
 from nth_fault import NthFault, injected
@@ -262,3 +266,73 @@ def test_a_failed_fsync_may_lose_what_it_covered_and_no_acknowledged_write_goes_
     # fsyncgate: the bytes a failed fsync covered are zeroed before the restart, as a crash after
     # the kernel dropped the dirty pages leaves them.
     assert _sweep(fast_dir, errno.EIO, "stop", True, lambda kind, path: kind == "fsync") > 40
+
+
+class _Target:
+    """A hinted replica: applies hints into a dict; unreachable for its first ``pause_after`` hints' round."""
+
+    def __init__(self, pause_after: int | None = None) -> None:
+        self.rows: dict[bytes, bytes] = {}
+        self.pause_after = pause_after
+
+    async def send(self, target: str, hint: dict[str, Any]) -> None:
+        if self.pause_after is not None and len(self.rows) >= self.pause_after:
+            self.pause_after = None
+            raise PeerUnreachable(f"{target}: connection refused")
+        m = Mutation.from_obj(hint["m"])
+        self.rows[m.key] = m.cells[0].value  # type: ignore[assignment]
+
+
+def _hints_run(tmp: Path, n: int | None, code: int) -> tuple[NthFault, list[str]]:
+    """Store hints, deliver some (the target drops out midway), store more, deliver; then a new
+    store on the same directory delivers: every hint stored is delivered, no step raised bare."""
+    violations: list[str] = []
+    stored: dict[bytes, bytes] = {}
+    target = _Target(pause_after=2)
+    fault = NthFault(tmp, n, code)
+
+    def store(hs: HintStore, i: int) -> None:
+        key, value = b"h%d" % i, b"v%d" % i
+        try:
+            hs.store("n2", "ks", "t", Mutation(key, [Cell("c", value, i + 1)]).to_obj(), i)
+            stored[key] = value
+        except OSError:
+            pass  # the coordinator logs it and counts the hint as not stored
+
+    with injected(fault):
+        try:
+            hs = HintStore(tmp / "hints", Runtime.real(1), 3600.0, throttle_kb_per_s=1 << 20)
+        except OSError:
+            return fault, violations  # the node does not start without its hints directory
+        for i in range(4):
+            store(hs, i)
+        for _ in range(2):
+            try:
+                trio.run(hs.deliver, "n2", target.send)
+            except OSError as exc:
+                violations.append(f"delivery raised {exc!r} (it ends the node's delivery task)")
+        for i in range(4, 7):
+            store(hs, i)
+        hs.close()
+        fault.active = False
+    hs = HintStore(tmp / "hints", Runtime.real(1), 3600.0, throttle_kb_per_s=1 << 20)
+    while hs.pending():
+        if not trio.run(hs.deliver, "n2", target.send):
+            violations.append(f"delivery after the disk healed left {hs.pending()}")
+            break
+    lost = {k for k, v in stored.items() if target.rows.get(k) != v}
+    if lost:
+        violations.append(f"stored hints never delivered: {sorted(lost)}")
+    return fault, violations
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC], ids=["EIO", "ENOSPC"])
+def test_every_file_operation_of_hint_store_and_delivery_may_fail(fast_dir: Path, code: int) -> None:
+    counted, clean = _hints_run(fast_dir / "count", None, code)
+    assert not clean and counted.count > 15
+    problems = []
+    for n in range(1, counted.count + 1):
+        fault, violations = _hints_run(fast_dir / f"{n}", n, code)
+        if violations:
+            problems.append(f"call {n} ({fault.hit}): {violations}")
+    assert not problems, "\n".join(problems)
