@@ -299,7 +299,12 @@ class StorageEngine:
             if not (t.directory / f"{gen}-{TOC}").exists():
                 # No TOC: a flush or compaction died mid-write; its parts were never visible.
                 log.info("removing unfinished SSTable generation %d in %s", gen, t.directory)
-                remove_generation(t.directory, gen)
+                try:
+                    remove_generation(t.directory, gen)
+                except OSError as exc:
+                    # Without a TOC it is never loaded, so the node starts all the same; the
+                    # next start tries again (later generations are numbered past it).
+                    log.error("cannot remove unfinished SSTable generation %d in %s: %s", gen, t.directory, exc)
                 continue
             readers.append(self._open_reader(t, gen))
         t.sstables = sorted(readers, key=lambda r: -r.generation)
