@@ -21,7 +21,10 @@ checker (pure, from the history, the run's gc_grace and the snapshots' times):
   anomaly.
 
 Clock faults move a node's idea of "now": the margin is twice the largest offset the clock
-nemesis recorded (a coordinator stamping the delete late and a replica compacting early).
+nemesis recorded (a coordinator stamping the delete late and a replica compacting early). A
+tombstone's local deletion time is whole seconds (as Cassandra's), and node/storage/compaction.py
+purges once ``local_deletion_time + gc_grace <= now`` in whole seconds, so a purge may come up to
+one second before gc_grace has passed by the history's clock: the margin has that second too.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ from typing import Any
 from harness.history import NEMESIS, Op
 
 CLOCK_FS = ("bump-clock", "strobe-clock")
+# A tombstone's local deletion time is the delete's second, truncated: a purge at whole-second
+# now >= ldt + gc_grace can come this much before gc_grace has passed since the delete itself
+# (seen on a flush-often campaign with gc_grace 3 s: a purge 2.6 s after the delete).
+DELETION_TIME_RESOLUTION_NS = 1_000_000_000
 
 
 def clock_margin_ns(history: Iterable[Op]) -> int:
@@ -58,7 +65,7 @@ class Grace:
         self.grace_ns = None if grace_s is None else int(float(grace_s) * 1e9)
         self.grace_s = grace_s
         self.pass_times = pass_times
-        self.margin_ns = clock_margin_ns(history)
+        self.margin_ns = clock_margin_ns(history) + DELETION_TIME_RESOLUTION_NS
         # Nemesis compactions per node (the store compacts on its own too; these are named).
         self.compactions = compactions if compactions is not None else _compactions(history)
 
