@@ -27,7 +27,9 @@ such a write back, so the replica lost it or was never sent it (a range taken ov
 ``read-repair`` (right after the final reads at ALL) and ``after`` (once every hint has been
 delivered) are judged: a replica still missing, stale or extra there is a
 ``diverged-after-repair`` anomaly, and so are replicas that disagree after a read at ALL with
-blocking read repair had to reconcile them.
+blocking read repair had to reconcile them. A table without blocking read repair (``NONE``) has
+its ``read-repair`` pass judged as ``before`` is: those reads wrote nothing back, so a hint still
+on its way there explains a replica that lacks its write.
 
 The ``after`` pass also records each running node's failure-detector view of the others (the
 ``status`` admin op). A node that answered the harness then, long after every fault healed and
@@ -359,11 +361,12 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
         reasons.append(f"hints were still pending after the anti-entropy pass: {headers['after'].get('hints_pending')}")
     for label in ("before", "read-repair", "after"):
         keys = by_pass.get(label, {})
-        after = label != "before"
         held = (headers.get(label) or {}).get("hints_held") or {}
         hinted = set(held.get("targets") or [])
-        hints_unknown = bool(held.get("unknown")) or (label == "before" and not held)
         blocking = (headers.get(label) or {}).get("read_repair", "BLOCKING") == "BLOCKING"
+        # Without blocking read repair the final reads repaired nothing: their pass is a before.
+        after = label == "after" or (label == "read-repair" and blocking)
+        hints_unknown = bool(held.get("unknown")) or (not after and not held)
         prefix = f"{label}_"
         for name in ("keys", "replicas", "stale", "missing", "extra", "keys_disagreeing", "lost_on_replica", "purged"):
             counts.setdefault(prefix + name, 0)
