@@ -51,6 +51,13 @@ def sim_storage(opts: Any) -> dict[str, Any]:
     return {k: v for k, v in node_storage(opts).items() if k not in ("volatile_unsynced", "disk_faults", "commit_failure_policy")}
 
 
+def node_hints(opts: Any) -> dict[str, Any]:
+    """The node.toml [hints] settings of a campaign: a max_hint_window short enough for a
+    campaign's outages to pass it (the store's 3 hours never pass within one)."""
+    window = getattr(opts, "max_hint_window", None)
+    return {} if window is None else {"max_hint_window": float(window)}
+
+
 def node_membership(opts: Any) -> dict[str, Any]:
     """The node.toml [membership] settings of a campaign: how small an SSTable may be and still
     go whole in a range transfer (node/rangecopy.py; the store's 1 MiB is never reached by a
@@ -68,6 +75,7 @@ def recorded(opts: Any) -> dict[str, Any]:
     node = {"commitlog_sync": opts.commitlog_sync}
     if opts.deploy == "sim":
         node.update(sim_storage(opts))
+        node.update(node_hints(opts))
         if not opts.memtable_flush_kb:
             node["note"] = "harness sim's nodes use the store's own sizes"
     else:
@@ -105,6 +113,11 @@ def validate(opts: Any) -> None:
     if getattr(opts, "commit_failure_policy", "stop") != "stop" and opts.deploy == "sim":
         raise ValueError("--commit-failure-policy sets real nodes' [storage] commit_failure_policy (harness sim's "
                          "disk never fails)")
+    window = getattr(opts, "max_hint_window", None)
+    if window is not None and (isinstance(window, bool) or not isinstance(window, (int, float)) or not window >= 0):
+        raise ValueError(f"--max-hint-window must be a number of seconds >= 0, got {window!r}")
+    if window is not None and opts.deploy != "sim":
+        raise ValueError("--max-hint-window sets harness sim's nodes' [hints] max_hint_window (harness sim only)")
     if opts.gc_grace < 0:
         raise ValueError(f"--gc-grace must be >= 0 seconds, got {opts.gc_grace}")
 

@@ -101,6 +101,8 @@ class RunOptions:
     # Campaign storage settings (harness/datapaths.py): 0 KB = the store's own 64 MB.
     memtable_flush_kb: int = DEFAULT_MEMTABLE_FLUSH_KB
     gc_grace: int = DEFAULT_GC_GRACE_S
+    # The nodes' [hints] max_hint_window in seconds (harness sim only); None: the store's 3 hours.
+    max_hint_window: float | None = None
     # The nodes' [membership] file_stream_min_bytes (harness/datapaths.py); None: the store's 1 MiB.
     file_stream_min_bytes: int | None = None
     # The paper's load balancing on, comparing loads every this many seconds (mean); None: off.

@@ -22,7 +22,7 @@ from typing import Any
 # Options of `harness run` that mean the same thing in sim (the rest are about real machines).
 SIM_RUN_OPTIONS = ("workload", "nemesis", "nemesis_interval", "partition", "targets", "time_limit", "concurrency",
                    "rate", "nodes", "replication_factor", "read_cl", "write_cl", "key_count", "ops_per_key", "delete_fraction",
-                   "value_order", "client_timestamps", "memtable_flush_kb", "gc_grace", "recovery_time", "commitlog_sync", "read_repair", "validation_faults", "test_name", "store",
+                   "value_order", "client_timestamps", "memtable_flush_kb", "gc_grace", "max_hint_window", "recovery_time", "commitlog_sync", "read_repair", "validation_faults", "test_name", "store",
                    "coverage")
 # Where sim's defaults differ from `harness run`'s: simulated nodes keep the store's own memtable
 # size (64 MB: flushes only when the flush-compact nemesis asks) unless --memtable-flush-kb is given.
@@ -78,6 +78,9 @@ def register(sub: Any) -> None:
                    help="flush each memtable past KB (and commit log segments as small), as harness run; default 0: "
                         "the store's own 64 MB, so only the flush-compact nemesis flushes")
     p.add_argument("--gc-grace", type=int, metavar="S", help=f"the table's gc_grace_seconds (default {d.gc_grace})")
+    p.add_argument("--max-hint-window", type=float, metavar="S",
+                   help="the nodes' max_hint_window: no hints for a target convicted DOWN longer than S "
+                        "(default: the store's 3 hours)")
     p.add_argument("--recovery-time", type=float, metavar="S", help=f"virtual seconds after healing before final reads (default {d.recovery_time:g})")
     p.add_argument("--commitlog-sync", choices=["periodic", "batch"], help=f"the nodes' commit log sync mode (default {d.commitlog_sync})")
     p.add_argument("--read-repair", choices=["BLOCKING", "NONE"], help=f"the table's read repair (default {d.read_repair})")

@@ -59,6 +59,8 @@ class WorldSpec:
     data_root: Path | None = None
     # More node.toml [storage] settings (harness/datapaths.py node_storage: small memtables).
     storage: dict[str, Any] = field(default_factory=dict)
+    # node.toml [hints] settings (harness/datapaths.py node_hints: a short max_hint_window).
+    hints: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -156,6 +158,7 @@ class SimWorld:
             "storage": {**self.spec.storage, "commitlog_sync": self.spec.commitlog_sync},
             "membership": {"auto_bootstrap": n.joiner},
             "faults": dict(self.spec.faults),
+            "hints": dict(self.spec.hints),
         }
         return parse_config(raw)
 

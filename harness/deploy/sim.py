@@ -305,7 +305,8 @@ def run_one(opts: Any, run_dir: Path, *, crash: str = "process", tear: bool = Fa
                                        commitlog_sync=opts.commitlog_sync,
                                        faults={f: True for f in opts.validation_faults},
                                        crash=crash, tear=tear, loss=loss, keep_trace=keep_trace,
-                                       data_root=scratch, storage=datapaths.sim_storage(opts)), nursery, trace)
+                                       data_root=scratch, storage=datapaths.sim_storage(opts), hints=datapaths.node_hints(opts)),
+                                       nursery, trace)
             state["world"] = world
             # The report reads nodes/: it is written once the data is back in the run directory.
             result = await campaign(opts, run_dir, progress, deployment=SimDeployment(world), secret=secret,
