@@ -44,6 +44,9 @@ CAMPAIGNS: dict[str, list[str]] = {
     # writes at ANY while a majority is down, set workload read at ALL: only hints carry them
     "hints": ["--workload", "set", "--nemesis", "kill", "--targets", "majority", "--key-count", "50",
               "--write-cl", "ANY", "--read-cl", "ALL", *_FAST],
+    # partitions alone for 24 s: a coordinator cut off from some replicas of a key, whose writes
+    # there time out into hints while the other side reads the same keys at QUORUM
+    "partition": ["--nemesis", "partition", "--time-limit", "24", "--nemesis-interval", "3", "--recovery-time", "2"],
     # the same with pauses too: a paused target times out the hint delivery under way, so the
     # hints in flight must be kept for the next attempt
     "hints-pause": ["--workload", "set", "--nemesis", "kill,pause", "--targets", "majority", "--key-count", "50",
@@ -75,6 +78,11 @@ CAMPAIGNS: dict[str, list[str]] = {
     # was purged, comes back (gc_grace's documented cost, not a bug; 1 of 6 seeds with 10 s)
     "lww": ["--client-timestamps", "--nemesis", "partition,flush-compact", "--key-count", "50",
             "--memtable-flush-kb", "4", "--delete-fraction", "0.1", "--gc-grace", "60", *_FAST],
+    # the lww campaign with each key's values written in a random order: on equal timestamps the
+    # greater value wins, which is then as often the earlier write as the later one, so a read or
+    # merge that settles a tie by arrival order (or skips a source holding the tie) shows
+    "lww-random": ["--client-timestamps", "--value-order", "random", "--nemesis", "partition,flush-compact",
+                   "--key-count", "50", "--memtable-flush-kb", "4", "--delete-fraction", "0.1", "--gc-grace", "60", *_FAST],
     # pauses and kills of one node or a minority held 26 s, longer than the failure detector's
     # conviction bound (about 24 s, checkers/liveness.py), at a low rate (what is judged is the
     # nodes' views of each other, sampled each second, not the clients' operations); nine nodes,
@@ -85,6 +93,21 @@ CAMPAIGNS: dict[str, list[str]] = {
     # bloom filters, tombstone purging and Merkle-tree repair on the data path
     "storage": ["--nemesis", "flush-compact,repair,partition,kill", "--delete-fraction", "0.2",
                 "--memtable-flush-kb", "4", "--gc-grace", "60", "--time-limit", "24", "--nemesis-interval", "3", "--recovery-time", "2"],
+    # kills of one node held 14 s (long enough for the failure detector to convict it, 7-11 s) against
+    # set adds read without read repair, with a 20 s hint window: an outage never passes the window
+    # (at most about 7 s after the conviction), so every write a killed replica missed must reach
+    # it as a hint, also on its second and third outage of the 84 s (a window that never closes,
+    # or closes wrong, shows as a replica that lacks a write no hint holds)
+    "hint-window": ["--workload", "set", "--nemesis", "kill", "--targets", "one", "--key-count", "50",
+                    "--read-repair", "NONE", "--max-hint-window", "20", "--nemesis-interval", "14",
+                    "--time-limit", "84", "--recovery-time", "2"],
+    # kills of a minority between flushes and compactions of flush-often storage, against set adds:
+    # every restart replays the commit log from the position the SSTables say they cover, so a
+    # position that claims too much loses writes no SSTable holds (an element is never written
+    # again, and without read repair nothing but a hint or repair puts it back on that replica)
+    "storage-kill-set": ["--workload", "set", "--nemesis", "flush-compact,kill", "--targets", "minority",
+                         "--key-count", "50", "--read-repair", "NONE", "--memtable-flush-kb", "4", "--gc-grace", "60", "--time-limit", "24",
+                         "--nemesis-interval", "3", "--recovery-time", "2"],
     # flushes and compactions between partitions against set adds: an element is written once, so
     # one a flush or compaction left out of an SSTable stays missing on that replica (the register
     # workload writes over it); 50 keys overflow 4 KB memtables often
