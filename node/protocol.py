@@ -12,6 +12,7 @@ the client, so both ends agree on one table of names.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import struct
@@ -547,12 +548,87 @@ def _column_list(value: Any, where: str) -> list[str] | None:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
+def _is_identifier(name: str) -> bool:
+    """Whether ``_identifier`` accepts ``name`` (cached: a cluster has few keyspaces and tables)."""
+    return _IDENTIFIER.fullmatch(name) is not None
+
+
+_LEVELS = frozenset(CONSISTENCY_LEVELS)
+# Below these lengths no UTF-8 encoding can pass the byte limits (4 bytes per code point at most).
+_FAST_KEY_CHARS = MAX_KEY_BYTES // 4
+_FAST_NAME_CHARS = MAX_NAME_BYTES // 4
+_FAST_VALUE_CHARS = MAX_VALUE_BYTES // 4
+_MAX_TTL_S = 20 * 365 * 86400
+
+
+def _fast_put(msg: dict[str, Any]) -> dict[str, Any] | None:
+    """:func:`validate_request`'s result for a put that plainly passes every check, else None.
+
+    A client write's validation was a tenth of its coordinator's work in the write path's profile:
+    the common put (str names and key, int/str/bytes/float values, exact types) is checked here in
+    one pass; anything else (None) takes the general path, which names what is wrong, so both
+    accept the same requests and give the same result (tests/unit/test_fast_put.py).
+    """
+    rid = msg.get("id")
+    ks = msg.get("keyspace")
+    table = msg.get("table")
+    key = msg.get("key")
+    columns = msg.get("columns")
+    if (type(rid) is not int or type(ks) is not str or type(table) is not str or type(key) is not str
+            or type(columns) is not dict or not 0 < len(key) <= _FAST_KEY_CHARS
+            or not 0 < len(columns) <= MAX_COLUMNS_PER_REQUEST
+            or not _is_identifier(ks) or not _is_identifier(table)):
+        return None
+    cl = msg.get("consistency")
+    if cl is None:
+        cl = DEFAULT_CONSISTENCY
+    elif type(cl) is not str or (cl := cl.upper()) not in _LEVELS:
+        return None
+    ttl = msg.get("ttl")
+    if ttl is not None and (type(ttl) is not int or not 0 < ttl <= _MAX_TTL_S):
+        return None
+    ts = msg.get("timestamp")
+    if ts is not None and (type(ts) is not int or not 0 <= ts < 2**63):
+        return None
+    for name, v in columns.items():
+        if type(name) is not str or not 0 < len(name) <= _FAST_NAME_CHARS or "\x00" in name:
+            return None
+        tv = type(v)
+        if tv is int:
+            if not _INT_MIN <= v <= _INT_MAX:
+                return None
+        elif tv is str:
+            if len(v) > _FAST_VALUE_CHARS:
+                return None
+        elif tv is bytes:
+            if len(v) > MAX_VALUE_BYTES:
+                return None
+        elif tv is not float or v != v:  # NaN: the general path names it
+            return None
+    out = dict(msg)
+    out["key_bytes"] = key.encode("utf-8")
+    out["consistency"] = cl
+    out["ttl"] = ttl
+    out["timestamp"] = ts
+    return out
+
+
 def validate_request(msg: dict[str, Any]) -> dict[str, Any]:
     """Check a client request's fields and types; returns it normalised or raises InvalidRequest.
 
     Normalisation: ``consistency`` upper-cased with its default filled in, ``key`` turned into
     ``key_bytes`` (bytes), ``columns`` of a get/delete as a list or None.
     """
+    if msg.get("op") == "put":
+        fast = _fast_put(msg)
+        if fast is not None:
+            return fast
+    return _validate_general(msg)
+
+
+def _validate_general(msg: dict[str, Any]) -> dict[str, Any]:
+    """:func:`validate_request` for every request, field by field (the errors name the field)."""
     request_id = msg.get("id")
     if isinstance(request_id, bool) or not isinstance(request_id, int):
         raise InvalidRequest("missing or non-integer field 'id'")
