@@ -170,7 +170,7 @@ class OpeningDecoder(protocol.FrameDecoder):
             raise protocol.ProtocolError(self._failed)
         while True:
             inner = self._inner
-            if inner.buffered:
+            if inner._pos < len(inner._buffer):  # inner.buffered, without the property call
                 try:
                     msg = inner.next_message()
                 except protocol.ProtocolError as exc:

@@ -321,6 +321,23 @@ class CommitLog:
 
     def append_payload(self, table_id: int, payload: bytes) -> int:
         """Write one already encoded ``[table_id, mutation]`` record; returns its position."""
+        # A coordinator's own replica appends one record per write: the common case (the
+        # segment has room) without append_payloads' lists and loops, with the same checks.
+        lenb = _LEN.pack(len(payload))
+        record = lenb + _CRC.pack(zlib.crc32(payload, zlib.crc32(lenb))) + payload
+        with self._lock:
+            seg = self._active
+            if seg is None or self._closed:
+                raise CommitLogError("commit log is not open")
+            if self._failure is not None and self.sticky_failure:
+                raise self._failure
+            if seg.size + len(record) <= self.segment_bytes or seg.size <= SEGMENT_HEADER_BYTES:
+                positions: list[int] = []
+                error = self._write_chunk(seg, [record], [table_id], positions)
+                if error is not None:
+                    raise error
+                return positions[0]
+        # The segment is full: append_payloads rolls it.
         positions, error = self.append_payloads([(table_id, payload)])
         if error is not None:
             raise error
