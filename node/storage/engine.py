@@ -32,6 +32,7 @@ from typing import Any
 
 import msgpack
 
+from ..durable import write_atomic
 from ..runtime import Clock, fsync
 from .cells import Cell, Mutation, Partition, RangeTombstone, cell_sort_key
 from .commitlog import CommitLog
@@ -316,8 +317,11 @@ class StorageEngine:
             m = _GEN_RE.match(p.name)
             if m:
                 gens.add(int(m.group(1)))
+        obsolete = _remove_obsolete(t.directory)
+        if obsolete:
+            t.next_generation = max(t.next_generation, max(obsolete) + 1)
         readers = []
-        for gen in sorted(gens):
+        for gen in sorted(gens - obsolete):
             t.next_generation = max(t.next_generation, gen + 1)
             if not (t.directory / f"{gen}-{TOC}").exists():
                 # No TOC: a flush or compaction died mid-write; its parts were never visible.
@@ -1122,20 +1126,24 @@ class StorageEngine:
         except BaseException:
             self._abort_outputs(t, writer, readers)
             raise
+        # The inputs are recorded as replaced before any is deleted: a deletion the disk refuses
+        # part way could otherwise leave an input holding data whose (purged) tombstone was in
+        # an input deleted, and the data came back at the next start. Without the record, every
+        # input stays on disk, all together (they come back at a restart beside the output).
+        try:
+            marker: Path | None = _mark_obsolete(t.directory, chosen_gens)
+        except OSError as exc:
+            marker = None
+            log.error("compaction of %s: cannot record its inputs as replaced (%s); they stay on disk",
+                      t.qualified, exc)
         with self._lock:
             keep = [r for r in t.sstables if r.generation not in chosen_gens]
             t.sstables = sorted(readers + keep, key=lambda r: -r.generation)
             for r in chosen:
                 r.release_keys()
             # Under the lock so a snapshot never links a half-deleted generation.
-            for r in chosen:
-                try:
-                    remove_generation(t.directory, r.generation)
-                except OSError as exc:
-                    # The compaction is done (its output is live): not a failure of it. An input
-                    # left whole on disk comes back at a restart beside the output it was merged into.
-                    log.error("compaction of %s: cannot remove input SSTable %d: %s", t.qualified,
-                              r.generation, exc)
+            if marker is not None:
+                _remove_marked(t.directory, marker, chosen_gens)
         in_bytes = sum(r.data_bytes for r in chosen)
         elapsed = self.clock.monotonic() - started
         outputs = sorted(r.generation for r in readers)
@@ -1408,6 +1416,51 @@ class StorageEngine:
                                  "unsynced_bytes": self._commitlog.unsynced_bytes(),
                                  "files": self.files.name}
         return out
+
+
+_OBSOLETE_RE = re.compile(r"^obsolete-(\d+)\.txt$")
+
+
+def _mark_obsolete(directory: Path, gens: set[int]) -> Path:
+    """Durably record that generations ``gens`` are replaced (a compaction's inputs)."""
+    path = directory / f"obsolete-{min(gens)}.txt"
+    write_atomic(path, "".join(f"{g}\n" for g in sorted(gens)))
+    return path
+
+
+def _remove_marked(directory: Path, marker: Path, gens: set[int]) -> bool:
+    """Delete the generations a marker lists, then the marker; False (logged) if the disk refused."""
+    try:
+        for gen in sorted(gens):
+            remove_generation(directory, gen)
+        marker.unlink()
+        return True
+    except OSError as exc:
+        # Kept: the next start deletes what is left, and never loads a listed generation.
+        log.error("cannot remove replaced SSTables %s in %s: %s", sorted(gens), directory, exc)
+        return False
+
+
+def _remove_obsolete(directory: Path) -> set[int]:
+    """At open: delete the generations compactions recorded as replaced; returns every one listed
+    (never loaded, even when still on disk)."""
+    listed: set[int] = set()
+    for p in sorted(directory.iterdir()):
+        if _OBSOLETE_RE.match(p.name):
+            try:
+                gens = {int(x) for x in p.read_text().split()}
+            except (OSError, ValueError) as exc:  # written atomically, so it is not a torn one
+                log.error("ignoring unreadable compaction record %s: %s", p, exc)
+                continue
+            listed |= gens
+            if gens and _remove_marked(directory, p, gens):
+                log.info("removed SSTables %s a compaction had replaced in %s", sorted(gens), directory)
+        elif p.name.startswith("obsolete-") and p.name.endswith(".tmp"):
+            try:
+                p.unlink(missing_ok=True)  # never renamed into place: that compaction left all its inputs
+            except OSError as exc:
+                log.error("cannot remove %s: %s", p, exc)
+    return listed
 
 
 class _SchemaReplaced(StorageFailure):

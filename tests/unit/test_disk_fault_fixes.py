@@ -13,7 +13,7 @@ import trio
 
 from node.hints import HintStore
 from node.runtime import Clock, Runtime
-from node.storage import Cell, Mutation, StorageConfig, StorageEngine
+from node.storage import Cell, Mutation, StorageConfig, StorageEngine, TableOptions
 from node.storage.commitlog import CommitLog
 from node.storage.errors import CommitLogSyncFailed, DiskFull, StorageFailure, UnknownTable
 from node.storage.files import AppendFile, FaultyFiles, OSFiles
@@ -209,3 +209,60 @@ def test_a_disk_error_during_hint_delivery_keeps_the_hints_and_does_not_raise(tm
         # The OSError used to escape HintStore.run and end the node's task group.
         assert trio.run(hs.deliver, "n2", send) is False
     assert hs.pending() and trio.run(hs.deliver, "n2", send) is True
+
+
+_SMALL_SEGMENTS = StorageConfig(commitlog_segment_size_kb=1)
+
+
+def _deleted_after_grace(tmp_path: Path, clock: ManualClock) -> StorageEngine:
+    """Generation 1 holds k's value, generation 2 its deletion, past its grace period, and the
+    commit log holds neither any more (its segments were flushed and recycled)."""
+    e = StorageEngine(tmp_path, _SMALL_SEGMENTS, clock)
+    e.open()
+    e.create_table("ks", "t", TableOptions(gc_grace_seconds=0))
+    e.create_table("ks", "other")
+    e.apply("ks", "t", Mutation(b"k", [Cell("c", b"old", 1)]))
+    e.flush()
+    e.apply("ks", "t", Mutation(b"k", [Cell("c", None, 2)]))
+    e.flush()
+    for i in range(8):  # rolls the segment holding both records; the flush then deletes it
+        e.apply("ks", "other", Mutation(b"f%d" % i, [Cell("c", b"x" * 300, 1)]))
+    e.flush()
+    clock.advance(10)
+    return e
+
+
+def _value(e: StorageEngine) -> bytes | None:
+    p = e.read("ks", "t", b"k")
+    return None if p is None else p.cells["c"].value
+
+
+def test_a_compaction_that_purged_a_deletion_never_brings_the_deleted_data_back(tmp_path: Path) -> None:
+    clock = ManualClock()
+    e = _deleted_after_grace(tmp_path, clock)
+    # The deletion is past its grace period: the compaction drops both. Deleting the tombstone's
+    # file works, deleting the data's file fails: that file came back at the next start, and the
+    # deleted value with it.
+    with injected(NthFault(tmp_path, 1, errno.EIO, only=("unlink", "1-TOC.txt"))):
+        assert e.compact("ks", "t", major=True) is not None
+    assert _value(e) is None
+    e.close()
+    for _ in range(2):  # the restart removes what the compaction could not, and stays so
+        e = StorageEngine(tmp_path, _SMALL_SEGMENTS, clock)
+        e.open()
+        assert _value(e) is None
+        e.close()
+    assert not list(tmp_path.glob("data/ks/t-*/obsolete-*"))
+
+
+def test_a_compaction_that_cannot_record_its_inputs_as_obsolete_leaves_them_all(tmp_path: Path) -> None:
+    clock = ManualClock()
+    e = _deleted_after_grace(tmp_path, clock)
+    with injected(NthFault(tmp_path, 1, errno.ENOSPC, only=("write", ".tmp"))):
+        assert e.compact("ks", "t", major=True) is not None
+    assert sorted(p.name for p in tmp_path.glob("data/ks/t-*/*-TOC.txt")) == ["1-TOC.txt", "2-TOC.txt"]
+    e.close()
+    e = StorageEngine(tmp_path, _SMALL_SEGMENTS, clock)
+    e.open()
+    assert _value(e) is None  # both inputs back together: the deletion still wins
+    e.close()
