@@ -11,6 +11,7 @@ without a fault (``fail_at = None``) counts them; a sweep then fails each number
 * ``fsync`` (through node/runtime.py's System): with ``fsyncgate``, the bytes the failed fsync
   should have made durable are recorded as lost; :meth:`NthFault.power_loss` zeroes them, as a
   crash after a kernel dropped the dirty pages leaves them (PostgreSQL's fsyncgate, 2018);
+* ``read`` (a file opened for reading, only with ``reads``: a disk that cannot read it back);
 * ``open`` (a file opened for writing), ``rename``/``replace``/``link``/``mkdir``, ``unlink``
   (never with ENOSPC: removing needs no space).
 """
@@ -35,10 +36,12 @@ class NthFault:
     """Counts file operations under ``root``; the ``fail_at``-th one raises OSError(``code``)."""
 
     def __init__(self, root: Path, fail_at: int | None = None, code: int = errno.EIO, fsyncgate: bool = False,
-                 only: tuple[str, str] | None = None) -> None:
+                 only: tuple[str, str] | None = None, reads: bool = False) -> None:
         self.root = str(root)
         # (kind, file name suffix): number only those calls (a unit test failing one chosen call)
         self.only = only
+        # Number (and fail) opens for reading too: a disk that cannot read a file back.
+        self.reads = reads
         self.fail_at = fail_at
         self.code = code
         self.fsyncgate = fsyncgate
@@ -190,9 +193,12 @@ def injected(fault: NthFault) -> Iterator[NthFault]:
         return call
 
     def b_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        writing = isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in _WRITE_MODES)
+        named = isinstance(file, (str, bytes, os.PathLike))
+        writing = named and any(c in mode for c in _WRITE_MODES)
         if writing and fault.check("open", file):
             raise fault.error(file)
+        if named and not writing and fault.reads and fault.check("read", file):
+            raise fault.error(file)  # the file's bytes could not be read (EIO)
         f = real_open(file, mode, *args, **kwargs)
         return _FaultyFileObject(f, file, fault) if writing and fault._mine(file) else f
 

@@ -132,10 +132,11 @@ def _serving(e: StorageEngine, run: _Run, after: str) -> None:
             run.violations.append(f"read of {table}/{key!r} after {after}: {got!r} not in {values}")
 
 
-def _one(tmp: Path, n: int | None, code: int, policy: str, fsyncgate: bool = False) -> tuple[NthFault, _Run]:
+def _one(tmp: Path, n: int | None, code: int, policy: str, fsyncgate: bool = False,
+         reads: bool = False) -> tuple[NthFault, _Run]:
     """The workload with call ``n`` failing, then a restart and its checks."""
     run = _Run(policy)
-    fault = NthFault(tmp, n, code, fsyncgate)
+    fault = NthFault(tmp, n, code, fsyncgate, reads=reads)
 
     def die(exc: StorageError) -> None:
         run.died = True
@@ -223,14 +224,15 @@ def fast_dir(tmp_path: Path) -> Iterator[Path]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def _sweep(root: Path, code: int, policy: str, fsyncgate: bool, pick: Callable[[str, str], bool]) -> int:
+def _sweep(root: Path, code: int, policy: str, fsyncgate: bool, pick: Callable[[str, str], bool],
+           reads: bool = False) -> int:
     """Run the workload once per picked call number; returns how many; fails naming every finding."""
-    counted, clean = _one(root / "count", None, code, policy)
+    counted, clean = _one(root / "count", None, code, policy, reads=reads)
     assert not clean.violations and not clean.refused, (clean.violations, clean.refused)
     points = [n for n, (kind, path) in enumerate(counted.ops, 1) if pick(kind, path)]
     problems = []
     for n in points:
-        fault, run = _one(root / f"{n}", n, code, policy, fsyncgate)
+        fault, run = _one(root / f"{n}", n, code, policy, fsyncgate, reads)
         assert fault.hit is not None and _rel(root / f"{n}", fault.hit) == _rel(root / "count", counted.ops[n - 1]), \
             "the workload is not deterministic"
         if run.violations:
@@ -260,6 +262,11 @@ def test_every_file_operation_of_the_workload_may_fail(fast_dir: Path, code: int
 @pytest.mark.parametrize("policy", ["ignore", "die"])
 def test_every_commit_log_operation_may_fail_under_each_policy(fast_dir: Path, policy: str) -> None:
     assert _sweep(fast_dir, errno.EIO, policy, False, _commitlog) > 30
+
+
+def test_every_file_read_of_the_workload_may_fail(fast_dir: Path) -> None:
+    # A flush reads its new SSTable's components back to open it; a compaction reads its inputs.
+    assert _sweep(fast_dir, errno.EIO, "stop", False, lambda kind, path: kind == "read", reads=True) > 30
 
 
 def test_a_failed_fsync_may_lose_what_it_covered_and_no_acknowledged_write_goes_with_it(fast_dir: Path) -> None:
@@ -357,7 +364,7 @@ def _crashed(root: Path) -> _Run:
 
 def test_every_file_operation_of_a_restart_after_a_crash_may_fail(fast_dir: Path) -> None:
     run = _crashed(fast_dir / "crashed")
-    counted = NthFault(fast_dir / "count")
+    counted = NthFault(fast_dir / "count", reads=True)
     shutil.copytree(fast_dir / "crashed", fast_dir / "count")
     with injected(counted):
         e = StorageEngine(fast_dir / "count", _config("stop"), ManualClock())
@@ -369,7 +376,7 @@ def test_every_file_operation_of_a_restart_after_a_crash_may_fail(fast_dir: Path
         tmp = fast_dir / f"{n}"
         shutil.copytree(fast_dir / "crashed", tmp)
         attempt = _Run("stop", possible=run.possible, tables=run.tables)
-        fault = NthFault(tmp, n, errno.EIO)
+        fault = NthFault(tmp, n, errno.EIO, reads=True)
         with injected(fault):
             e = StorageEngine(tmp, _config("stop"), ManualClock())
             try:
