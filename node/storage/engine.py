@@ -1339,9 +1339,7 @@ class StorageEngine:
             try:
                 dest.mkdir(parents=True, exist_ok=True)
                 for r in bad:
-                    for f in r.files():
-                        if f.exists():
-                            os.replace(f, dest / f.name)
+                    _move_aside(r, dest)
             except OSError as move_exc:
                 log.error("cannot move corrupt SSTable of %s to %s: %s", t.qualified, dest, move_exc)
         # Not closed here: a concurrent read may still hold its mapping; the GC releases it.
@@ -1357,14 +1355,16 @@ class StorageEngine:
             bad = [r for r in t.sstables if r.corrupt is not None]
             if not bad:
                 return []
-            dest.mkdir(parents=True, exist_ok=True)
-            for r in bad:
-                for f in r.files():
-                    if f.exists():
-                        os.replace(f, dest / f.name)
-                r.close()
-                moved.append(r.name)
-            t.sstables = [r for r in t.sstables if r.corrupt is None]
+            try:
+                dest.mkdir(parents=True, exist_ok=True)
+                for r in bad:
+                    _move_aside(r, dest)
+                    r.close()
+                    moved.append(r.name)
+            except OSError as exc:
+                raise _disk_error(exc, dest, f"discard of corrupt SSTables of {t.qualified}") from exc
+            finally:
+                t.sstables = [r for r in t.sstables if r.name not in moved]
         log.warning("moved corrupt SSTables of %s to %s: %s", t.qualified, dest, moved)
         return moved
 
@@ -1416,6 +1416,15 @@ class StorageEngine:
                                  "unsynced_bytes": self._commitlog.unsynced_bytes(),
                                  "files": self.files.name}
         return out
+
+
+def _move_aside(r: Any, dest: Path) -> None:
+    """Move an SSTable's files to ``dest``, its TOC first: a move the disk refuses part way leaves
+    a generation without a TOC (removed at the next start as unfinished), never a TOC naming a
+    file that is gone (the next start failed on it)."""
+    for f in reversed(r.files()):
+        if f.exists():
+            os.replace(f, dest / f.name)
 
 
 _OBSOLETE_RE = re.compile(r"^obsolete-(\d+)\.txt$")
