@@ -343,6 +343,12 @@ class StorageEngine:
         except CorruptSSTableError as exc:
             log.error("%s; table %s will refuse reads until it is discarded", exc, t.qualified)
             return _CorruptSSTable(t.directory, gen, exc)  # type: ignore[return-value]
+        except FileNotFoundError as exc:
+            # A component its TOC lists is gone: damage like a failed checksum, not a reason for
+            # the node not to start.
+            err = CorruptSSTableError(str(exc.filename), "component missing")
+            log.error("%s; table %s will refuse reads until it is discarded", err, t.qualified)
+            return _CorruptSSTable(t.directory, gen, err)  # type: ignore[return-value]
 
     def _block_cache_entries(self) -> int:
         return max(16, self.config.key_cache_entries // 32)

@@ -15,7 +15,7 @@ from node.hints import HintStore
 from node.runtime import Clock, Runtime
 from node.storage import Cell, Mutation, StorageConfig, StorageEngine, TableOptions
 from node.storage.commitlog import CommitLog
-from node.storage.errors import CommitLogSyncFailed, DiskFull, StorageFailure, UnknownTable
+from node.storage.errors import CommitLogSyncFailed, CorruptSSTableError, DiskFull, StorageFailure, UnknownTable
 from node.storage.files import AppendFile, FaultyFiles, OSFiles
 from nth_fault import NthFault, injected
 from storage_model import ManualClock
@@ -292,4 +292,19 @@ def test_a_corrupt_sstable_moved_aside_part_way_never_stops_the_next_start(tmp_p
     e.close()
     e = _engine(tmp_path)  # starts: an SSTable without its TOC is an unfinished one, removed
     assert e.corrupt_sstables() == [] and e.read("ks", "t", b"k").cells["c"].value == b"v"  # type: ignore[union-attr]
+    e.close()
+
+
+def test_an_sstable_missing_a_component_its_toc_lists_is_corrupt_and_the_node_starts(tmp_path: Path) -> None:
+    e = _engine(tmp_path)
+    e.create_table("ks", "t")
+    _put(e, "t", b"k", b"v")
+    e.flush()
+    e.close()
+    next(tmp_path.glob("data/ks/t-*/1-Index.db")).unlink()
+    e = _engine(tmp_path)  # it raised "cannot open storage: No such file or directory"
+    assert [Path(n).name for n in e.corrupt_sstables()] == ["1-Index.db"]
+    with pytest.raises(CorruptSSTableError, match="component missing"):
+        e.read("ks", "t", b"k")
+    assert e.discard_corrupt("ks", "t")
     e.close()
