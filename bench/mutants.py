@@ -4,7 +4,8 @@ Each file in ``bench/mutants/`` is one mutant: a few header lines (``Mutant:``, 
 ``Campaign:``) and a unified diff against ``node/``. For each mutant this script copies the
 checkout (tracked and untracked files, never .git, .venv or store/) to a temporary directory,
 applies the patch there with ``git apply`` (the live tree is never touched), runs a
-``harness sim`` sweep of the mutant's campaign from that copy and prints a table: mutant, what it
+``harness sim`` sweep of the mutant's campaign from that copy (one ``harness run`` per seed for
+the few campaigns only real node processes reach) and prints a table: mutant, what it
 breaks, campaign, seeds caught / seeds run, the checker that failed on the first caught seed;
 then the kill rate. The unmodified store runs every campaign used on the same seeds first
 (``--no-baseline`` skips it): a campaign that is invalid without a mutant proves nothing.
@@ -47,6 +48,12 @@ CAMPAIGNS: dict[str, list[str]] = {
     # partitions alone for 24 s: a coordinator cut off from some replicas of a key, whose writes
     # there time out into hints while the other side reads the same keys at QUORUM
     "partition": ["--nemesis", "partition", "--time-limit", "24", "--nemesis-interval", "3", "--recovery-time", "2"],
+    # the same against set adds read without read repair: a hint whose delivery met the partition
+    # (a request that timed out) must be kept, since nothing else brings its element to the replica;
+    # judged by set and convergence (QUORUM reads without read repair are not linearizable: a read
+    # may see an add one replica holds, the next read two replicas that lack it yet)
+    "partition-set": ["--workload", "set", "--nemesis", "partition", "--key-count", "50", "--read-repair", "NONE",
+                      "--time-limit", "24", "--nemesis-interval", "6", "--recovery-time", "2"],
     # the same with pauses too: a paused target times out the hint delivery under way, so the
     # hints in flight must be kept for the next attempt
     "hints-pause": ["--workload", "set", "--nemesis", "kill,pause", "--targets", "majority", "--key-count", "50",
@@ -115,10 +122,18 @@ CAMPAIGNS: dict[str, list[str]] = {
                     "--memtable-flush-kb", "4", "--gc-grace", "60", "--time-limit", "24", "--nemesis-interval", "3",
                     "--recovery-time", "2"],
 }
+# Campaigns that need real node processes (`harness run`, local deploy; one run per seed, so a
+# seed costs a minute or more): the admin nemesis's ringctl snapshot, cleanup and subrange
+# repair run only there. 50 keys put some in every node's ranges, so a cleanup that drops data
+# of a range the node still replicates drops keys the reads then miss.
+RUN_CAMPAIGNS: dict[str, list[str]] = {
+    "admin": ["--nemesis", "admin", "--key-count", "50", "--time-limit", "20"],
+}
 # The checkers whose failure counts as a catch, where not every checker's: an ANY write that
 # only hints hold is not visible to reads until delivered, so linearizability is not promised
 # there (the unmodified store fails it on some seeds); a lost element or a replica left behind is.
 JUDGES: dict[str, frozenset[str]] = {"hints": frozenset({"set", "convergence"}),
+                                     "partition-set": frozenset({"set", "convergence"}),
                                      "hints-pause": frozenset({"set", "convergence"})}
 # What git apply needs no part of, and what a copy of the checkout must not carry along.
 _SKIP = {".git", ".venv", "store", "coverage", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache"}
@@ -147,8 +162,9 @@ def load_mutants(directory: Path = MUTANTS_DIR) -> list[Mutant]:
                 head[k.strip().lower()] = v.strip()
         if not {"mutant", "breaks", "campaign"} <= head.keys():
             raise ValueError(f"{path.name}: needs Mutant:, Breaks: and Campaign: header lines")
-        if head["campaign"] not in CAMPAIGNS:
-            raise ValueError(f"{path.name}: unknown campaign {head['campaign']!r} (known: {', '.join(CAMPAIGNS)})")
+        if head["campaign"] not in CAMPAIGNS and head["campaign"] not in RUN_CAMPAIGNS:
+            raise ValueError(f"{path.name}: unknown campaign {head['campaign']!r} "
+                             f"(known: {', '.join([*CAMPAIGNS, *RUN_CAMPAIGNS])})")
         out.append(Mutant(head["mutant"], head["breaks"], head["campaign"], path))
     return out
 
@@ -169,8 +185,37 @@ def copy_tree(dest: Path, src: Path = ROOT) -> Path:
     return dest
 
 
+def _seed_list(seeds: str) -> list[int]:
+    """``1-6`` or ``1,3,5`` as the seeds it names."""
+    out: list[int] = []
+    for part in seeds.split(","):
+        lo, _, hi = part.strip().partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def real_runs(tree: Path, campaign: str, seeds: str, store: Path) -> list[dict]:
+    """One ``harness run`` of ``campaign`` per seed from ``tree``; rows as a sweep's."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    rows = []
+    for seed in _seed_list(seeds):
+        out = store / f"seed-{seed}"
+        cmd = [sys.executable, "-m", "harness", "run", "--seed", str(seed), "--store", str(out), "--test-name", "mutant",
+               *RUN_CAMPAIGNS[campaign]]
+        proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=900)
+        found = sorted(out.glob("mutant/*/results.json"))
+        if not found:
+            raise RuntimeError(f"harness run exited {proc.returncode} without a results.json:\n{proc.stdout[-800:]}{proc.stderr[-800:]}")
+        res = json.loads(found[-1].read_text())
+        failed = [name for name, r in (res.get("checkers") or {}).items() if r.get("valid") is False]
+        rows.append({"seed": seed, "valid": res.get("valid"), "failed_checkers": failed})
+    return rows
+
+
 def sweep(tree: Path, campaign: str, seeds: str, jobs: int, store: Path) -> list[dict]:
-    """Run ``harness sim --seeds`` of ``campaign`` from ``tree``; the sweep's rows."""
+    """Run ``harness sim --seeds`` of ``campaign`` from ``tree`` (real runs for RUN_CAMPAIGNS); the rows."""
+    if campaign in RUN_CAMPAIGNS:
+        return real_runs(tree, campaign, seeds, store)
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, "-m", "harness", "sim", "--seeds", seeds, "--jobs", str(jobs), "--store", str(store),
            "--test-name", "mutant", *CAMPAIGNS[campaign]]
