@@ -1291,7 +1291,10 @@ class StorageEngine:
         root = self._snapshot_dir(tag)
         if not root.exists():
             raise InvalidName(f"no snapshot {tag!r}")
-        shutil.rmtree(root)
+        try:
+            shutil.rmtree(root)
+        except OSError as exc:
+            raise _disk_error(exc, root, f"clearing snapshot {tag!r}") from exc
 
     # -- health and statistics -------------------------------------------------------------------
 

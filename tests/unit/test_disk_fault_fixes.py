@@ -6,6 +6,7 @@ hint the disk tore or a delivery it broke loses no hint."""
 from __future__ import annotations
 
 import errno
+import shutil
 from pathlib import Path
 
 import pytest
@@ -307,4 +308,22 @@ def test_an_sstable_missing_a_component_its_toc_lists_is_corrupt_and_the_node_st
     with pytest.raises(CorruptSSTableError, match="component missing"):
         e.read("ks", "t", b"k")
     assert e.discard_corrupt("ks", "t")
+    e.close()
+
+
+def test_clearing_a_snapshot_the_disk_refuses_is_a_named_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    e = _engine(tmp_path)
+    e.create_table("ks", "t")
+    _put(e, "t", b"k", b"v")
+    e.snapshot("s1")
+
+    def refuse(path: object, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    with monkeypatch.context() as m:
+        m.setattr(shutil, "rmtree", refuse)
+        with pytest.raises(StorageFailure, match="clearing snapshot 's1'"):  # a bare OSError: a ServerError
+            e.clear_snapshot("s1")
+    e.clear_snapshot("s1")
+    assert e.list_snapshots() == []
     e.close()
