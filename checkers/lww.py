@@ -144,7 +144,7 @@ def _collect_ops(history: Iterable[tuple[Any, Op]], nemesis: list[Op] | None
     return _finish_collect(group_by_key(written), group_by_key(read), counts, appended, never)
 
 
-def group_by_key(items: list[tuple[Any, Any]]) -> dict[Any, list[Any]]:
+def group_by_key(items: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:
     """Per key (in the order keys first appear), its items in order."""
     out: dict[Any, list[Any]] = {}
     get = out.get

@@ -65,12 +65,15 @@ def _collect_ops(history: Iterable[tuple[Any, Op]]) -> tuple[dict[Any, list[_Add
     # not kept (this loop runs once per history line).
     pending: dict[Any, tuple[Any, Any, Any, int, int]] = {}
     # One list each, grouped per key afterwards: appending to one of thousands of per-key lists
-    # while lines are decoded missed the cache (a third of the pass on 20,000 keys).
-    added: list[tuple[Any, _Add]] = []
-    read: list[tuple[Any, tuple[int, int, Any, Any, Any]]] = []
+    # while lines are decoded missed the cache (a third of the pass on 20,000 keys). Keys and
+    # items go to parallel lists: a (key, item) pair per operation was allocated and freed again.
+    add_keys: list[Any] = []
+    added: list[_Add] = []
+    read_keys: list[Any] = []
+    read: list[tuple[int, int, Any, Any, Any]] = []
     pop = pending.pop
-    add = added.append
-    got = read.append
+    add, add_key = added.append, add_keys.append
+    got, got_key = read.append, read_keys.append
     for pos, op in history:  # (handle, operation): see harness.history.numbered
         t = op.type
         if t == "invoke":
@@ -84,13 +87,16 @@ def _collect_ops(history: Iterable[tuple[Any, Op]]) -> tuple[dict[Any, list[_Add
         f, key, value, inv_time, ipos = started
         if f in ADD_FS:
             if t != "fail":
-                add((key, (value, ipos, pos, inv_time, op.time if t == "ok" else None)))
+                add_key(key)
+                add((value, ipos, pos, inv_time, op.time if t == "ok" else None))
         elif f in READ_FS and t == "ok":
-            got((key, (inv_time, op.time, op.value or (), ipos, pos)))
+            got_key(key)
+            got((inv_time, op.time, op.value or (), ipos, pos))
     for f, key, value, inv_time, ipos in pending.values():
         if f in ADD_FS:
-            add((key, (value, ipos, None, inv_time, None)))
-    return group_by_key(added), group_by_key(read)
+            add_key(key)
+            add((value, ipos, None, inv_time, None))
+    return group_by_key(zip(add_keys, added)), group_by_key(zip(read_keys, read))
 
 
 def _ops(at: Callable[[Any], Op], *handles: Any) -> list[Op]:
