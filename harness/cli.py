@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _register_run(sub: argparse._SubParsersAction) -> None:
     """Register `harness run`."""
-    from harness.run_options import DEFAULT_NODES, DEPLOYS, VALIDATION_FAULTS, WORKLOADS, RunOptions
+    from harness.run_options import DEFAULT_NODES, DEFAULT_OPS_PER_KEY, DEPLOYS, VALIDATION_FAULTS, WORKLOADS, RunOptions
     from harness.ssh_options import add_ssh_options
 
     d = RunOptions()
@@ -182,7 +182,7 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--read-cl", help=f"read consistency level (default {d.read_cl})")
     p.add_argument("--write-cl", help=f"write consistency level (default {d.write_cl})")
     p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")
-    p.add_argument("--ops-per-key", type=int, help=f"register, row and batch workloads: operations before a key is retired (default {d.ops_per_key})")
+    p.add_argument("--ops-per-key", type=int, help=f"register, row and batch workloads: operations before a key is retired (default {DEFAULT_OPS_PER_KEY})")
     p.add_argument("--delete-fraction", type=float, metavar="F",
                    help="register, row and batch workloads: the share of writes that are deletes "
                         "(default 0 for register and batch, 0.3 for row: half column deletes, half row deletes)")

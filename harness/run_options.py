@@ -23,6 +23,10 @@ DISKS = ("commitlog", "data")
 # harness/workloads' WORKLOADS and harness/deploy's DEPLOYS.
 WORKLOADS = ("register", "set", "lww-rmw", "row", "batch")
 DEPLOYS = ("local", "ssh", "vagrant")
+# The workloads that retire a key after --ops-per-key operations (KeyRotation); the others keep
+# their keys (set: each key's set grows; lww-rmw: every key all run long).
+KEY_ROTATING_WORKLOADS = ("register", "row", "batch")
+DEFAULT_OPS_PER_KEY = 300
 # The register workload's orders of each key's unique values (harness/workloads/register.py).
 VALUE_ORDERS = ("increasing", "random")
 # harness/datapaths.py's DEFAULT_MEMTABLE_FLUSH_KB and DEFAULT_GC_GRACE_S.
@@ -80,7 +84,8 @@ class RunOptions:
     read_cl: str = "QUORUM"
     write_cl: str = "QUORUM"
     key_count: int = 5
-    ops_per_key: int = 300
+    # Register, row and batch: operations before a key is retired; None: DEFAULT_OPS_PER_KEY.
+    ops_per_key: int | None = None
     # The share of writes that are deletes (register, row, batch); None: the workload's own default.
     delete_fraction: float | None = None
     # Register workload: each key's unique values in increasing or random order (WorkloadSettings).
@@ -154,8 +159,12 @@ class RunOptions:
             raise ValueError(f"--value-order must be one of {', '.join(VALUE_ORDERS)}, got {self.value_order!r}")
         if self.value_order != "increasing" and self.workload != "register":
             raise ValueError(f"--value-order applies to the register workload, not {self.workload!r}")
-        if self.ops_per_key < 1:
-            raise ValueError(f"--ops-per-key must be at least 1, got {self.ops_per_key}")
+        if self.ops_per_key is not None:
+            if self.workload not in KEY_ROTATING_WORKLOADS:
+                raise ValueError(f"--ops-per-key applies to the {', '.join(KEY_ROTATING_WORKLOADS)} workloads, "
+                                 f"not {self.workload!r}")
+            if self.ops_per_key < 1:
+                raise ValueError(f"--ops-per-key must be at least 1, got {self.ops_per_key}")
         if self.recovery_time < 0:
             raise ValueError(f"--recovery-time must be >= 0 seconds, got {self.recovery_time}")
         if self.client_timestamps and self.workload != "register":
@@ -284,5 +293,6 @@ class RunOptions:
     def _settings(self) -> WorkloadSettings:
         from harness.workloads import WorkloadSettings
 
-        return WorkloadSettings(self.key_count, self.read_cl, self.write_cl, self.ops_per_key, self.delete_fraction,
+        ops_per_key = DEFAULT_OPS_PER_KEY if self.ops_per_key is None else self.ops_per_key
+        return WorkloadSettings(self.key_count, self.read_cl, self.write_cl, ops_per_key, self.delete_fraction,
                                 self.value_order, self.client_timestamps)

@@ -51,6 +51,7 @@ def register(sub: Any) -> None:
     """Register `harness sim` on the harness parser."""
     from harness.cli import add_command, add_register_options
     from harness.run import VALIDATION_FAULTS, RunOptions
+    from harness.run_options import DEFAULT_OPS_PER_KEY
     from harness.workloads import WORKLOADS
 
     d = RunOptions()
@@ -70,7 +71,7 @@ def register(sub: Any) -> None:
     p.add_argument("--read-cl", help=f"read consistency level (default {d.read_cl})")
     p.add_argument("--write-cl", help=f"write consistency level (default {d.write_cl})")
     p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")
-    p.add_argument("--ops-per-key", type=int, help=f"register, row and batch workloads: operations before a key is retired (default {d.ops_per_key})")
+    p.add_argument("--ops-per-key", type=int, help=f"register, row and batch workloads: operations before a key is retired (default {DEFAULT_OPS_PER_KEY})")
     p.add_argument("--delete-fraction", type=float, metavar="F",
                    help="register, row and batch workloads: the share of writes that are deletes (as harness run)")
     add_register_options(p)
