@@ -303,7 +303,9 @@ def decode_body(body: bytes | bytearray) -> dict[str, Any]:
         obj = msgpack.unpackb(body, raw=False, strict_map_key=False)
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"undecodable msgpack: invalid UTF-8 in a string: {exc}") from exc
-    except Exception as exc:  # msgpack raises ExtraData, FormatError, StackError, ValueError, ...
+    except msgpack.StackError as exc:  # its message is empty: say what it means
+        raise ProtocolError("undecodable msgpack: StackError: nested deeper than the decoder's limit") from exc
+    except Exception as exc:  # msgpack raises ExtraData, FormatError, ValueError, ...
         raise ProtocolError(f"undecodable msgpack: {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, dict):
         raise ProtocolError(f"message must be a msgpack map, got {type(obj).__name__}")

@@ -708,6 +708,7 @@ class Messaging:
                         self._accept_server_hello(p, msg)
                         # Everything after the hello is sealed: the rest of this read too.
                         decoder = auth.OpeningDecoder(p.in_key, decoder.take_buffered())
+                    self._learn_address(p.remote_id, msg)
                     p.got_hello = True
                     continue
                 rid = msg.get("r")
@@ -736,6 +737,12 @@ class Messaging:
         node_id = msg.get("h")
         if not isinstance(node_id, str) or not node_id:
             raise _BadPeer(f"expected a hello frame first, got keys {sorted(map(str, msg))[:5]}")
+        return node_id
+
+    def _learn_address(self, node_id: str, msg: dict[str, Any]) -> None:
+        """Note the internode address an authenticated peer's hello advertises (a peer no route or
+        gossip names yet is reached there). Only after the handshake: an unauthenticated hello
+        could otherwise point this node's connections to a real peer id at any address."""
         addr = msg.get("a")
         if (
             isinstance(addr, list) and len(addr) == 2 and isinstance(addr[0], str)
@@ -743,7 +750,6 @@ class Messaging:
             and addr[0] not in _WILDCARD_HOSTS
         ):
             self._learned[node_id] = (addr[0], addr[1])
-        return node_id
 
     # ------------------------------------------------------------------ incoming connections
 
@@ -761,6 +767,7 @@ class Messaging:
             return
         decoder: protocol.FrameDecoder = protocol.FrameDecoder()
         sender: str | None = None
+        hello: dict[str, Any] = {}
         conn = _Incoming()
         authenticated = self._key is None
         if self._streams:
@@ -791,6 +798,7 @@ class Messaging:
                         continue
                     if sender is None:
                         sender = self._check_hello(msg)
+                        hello = msg
                         if self._key is not None:
                             cn, sn, proof_due = self._answer_hello(sender, msg)
                             await stream.send_all(self._hello_frame({"n": sn, "m": proof_due}))
@@ -811,6 +819,7 @@ class Messaging:
         if sender is None or not authenticated:
             log.warning("node %s: no complete handshake within %g s; closing", self.node_id, HANDSHAKE_TIMEOUT)
             return
+        self._learn_address(sender, hello)
         if self._key is None:
             conn.push(self._hello_frame({}))
         async with trio.open_nursery() as nursery:
