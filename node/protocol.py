@@ -515,6 +515,16 @@ def _name(value: Any, what: str) -> str:
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_]{1,48}")
 
 
+def optional_table(msg: dict[str, Any], op: str) -> tuple[str | None, str | None]:
+    """The (keyspace, table) an admin op may narrow itself to (flush, compact): each absent or a
+    name; another type is InvalidRequest naming it (it matched nothing, or reached storage)."""
+    out = []
+    for field in ("keyspace", "table"):
+        v = msg.get(field)
+        out.append(None if v is None else _name(v, f"{op}: {field}"))
+    return out[0], out[1]
+
+
 def _identifier(value: Any, what: str) -> str:
     name = _name(value, what)
     # Keyspace and table names become directory names on every node.

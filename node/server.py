@@ -983,7 +983,8 @@ class Node:
         return {"token": self.partitioner.to_string(token), "endpoints": list(self.ring().endpoints_for(key, strategy))}
 
     async def _op_flush(self, req: dict[str, Any]) -> dict[str, Any]:
-        flushed = await offload(lambda: self.engine.flush(req.get("keyspace"), req.get("table")))
+        ks, table = protocol.optional_table(req, "flush")
+        flushed = await offload(lambda: self.engine.flush(ks, table))
         return {"flushed": flushed}
 
     async def _op_disk(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -997,8 +998,9 @@ class Node:
 
     async def _op_compact(self, req: dict[str, Any]) -> dict[str, Any]:
         results = []
+        want_ks, want_t = protocol.optional_table(req, "compact")
         for (ks, t) in list(self.engine.tables()):
-            if req.get("keyspace") not in (None, ks) or req.get("table") not in (None, t):
+            if want_ks not in (None, ks) or want_t not in (None, t):
                 continue
             results.append(await offload(lambda ks=ks, t=t: self.engine.compact(ks, t, major=True)))
         return {"compacted": [r for r in results if r]}

@@ -45,3 +45,13 @@ async def test_an_unauthenticated_hello_teaches_no_address_an_authenticated_one_
 def test_a_depth_bomb_is_a_protocol_error_naming_the_nesting() -> None:
     with pytest.raises(protocol.ProtocolError, match="nested deeper than the decoder's limit"):
         protocol.decode_body(b"\x91" * 100_000 + b"\x01")
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, [1], {"a": 1}, b"x", True, ""])
+def test_flush_and_compact_name_a_keyspace_or_table_that_is_no_name(value: object) -> None:
+    for op in ("flush", "compact"):
+        for field in ("keyspace", "table"):
+            with pytest.raises(protocol.InvalidRequest, match=f"{op}: {field} must"):
+                protocol.optional_table({field: value}, op)
+    assert protocol.optional_table({}, "flush") == (None, None)
+    assert protocol.optional_table({"keyspace": "ks", "table": "t"}, "compact") == ("ks", "t")

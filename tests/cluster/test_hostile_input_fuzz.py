@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from node.protocol import InvalidRequest
+
 from tests.cluster.conftest import SECRET, Cluster, call
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -56,3 +58,15 @@ def test_the_log_holds_no_traceback_after_the_bursts(node1: Cluster) -> None:
     _round_trip(node1, 99)
     log = (node1[0].dir / "stderr.log").read_text(errors="replace")
     assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]
+
+
+def test_flush_and_compact_name_a_keyspace_that_is_no_name(node1: Cluster) -> None:
+    # They took any type: flush passed it to storage ("unknown table -1.t"), compact matched nothing.
+    for op in ("flush", "compact"):
+        refused = ""
+        try:
+            trio.run(lambda: call(node1[0], op, keyspace=-1))
+        except* InvalidRequest as group:
+            refused = str(group.exceptions[0])
+        assert refused == f"{op}: keyspace must be a string, got int"
+        assert trio.run(lambda: call(node1[0], op, keyspace="ks", table="t"))["ok"] is True
