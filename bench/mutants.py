@@ -135,8 +135,12 @@ RUN_CAMPAIGNS: dict[str, list[str]] = {
 # The checkers whose failure counts as a catch, where not every checker's: an ANY write that
 # only hints hold is not visible to reads until delivered, so linearizability is not promised
 # there (the unmodified store fails it on some seeds); a lost element or a replica left behind is.
+# Set campaigns without read repair likewise: a QUORUM read may see an add one replica holds and
+# the next read two that lack it yet (storage-kill-set: 4 of seeds 7-16 linearizable-only).
 JUDGES: dict[str, frozenset[str]] = {"hints": frozenset({"set", "convergence"}),
                                      "partition-set": frozenset({"set", "convergence"}),
+                                     "storage-kill-set": frozenset({"set", "convergence"}),
+                                     "hint-window": frozenset({"set", "convergence"}),
                                      "hints-pause": frozenset({"set", "convergence"})}
 # What git apply needs no part of, and what a copy of the checkout must not carry along.
 _SKIP = {".git", ".venv", "store", "coverage", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache"}
