@@ -908,6 +908,9 @@ class Node:
         ks = req.get("keyspace")
         strategy = self.schema.keyspace(ks).strategy() if isinstance(ks, str) else None
         owns = ring.ownership(strategy)
+        # "load": false (the liveness probe's once-a-second view) leaves this node's own load
+        # out (null) instead of walking its data directory for it.
+        own_load = self._load_bytes() if req.get("load") is not False else None
         nodes = []
         for n, info in sorted(self._members().items()):
             nodes.append(
@@ -919,7 +922,7 @@ class Node:
                     "client": f"{info.client_host}:{info.client_port}",
                     "datacenter": info.datacenter,
                     "rack": info.rack,
-                    "load": info.load if n != self.node_id else self._load_bytes(),
+                    "load": info.load if n != self.node_id else own_load,
                     "tokens": len(info.tokens),
                     "owns": owns.get(n),
                 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from node.cluster import membership
 from node.server import Node
 
@@ -54,3 +56,38 @@ def test_decoded_tokens_follow_the_gossiped_value() -> None:
     for i in range(membership._DECODED_MAX + 5):  # the cache stays bounded
         assert membership.decode_tokens([str(i)]) == [i]
     assert len(membership._DECODED) <= membership._DECODED_MAX
+
+
+def test_the_liveness_probe_status_skips_the_data_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The probe's status calls (load=False) record views without the node sizing its data
+    # directory; any other status caller still gets this node's load.
+    from harness.deploy.sim import run_one
+    from harness.liveness_probe import LIVENESS_FILE
+    from harness.run import RunOptions
+
+    in_probe_status: list[bool] = [False]
+    walks_in_probe: list[int] = [0]
+    probe_statuses: list[int] = [0]
+    original_status, original_walk = Node._op_status, Node._load_bytes
+
+    async def status(self: Node, req: dict) -> dict:  # type: ignore[type-arg]
+        # The op's body has no await: nothing else runs while the flag is set.
+        in_probe_status[0] = req.get("load") is False
+        probe_statuses[0] += in_probe_status[0]
+        try:
+            return await original_status(self, req)
+        finally:
+            in_probe_status[0] = False
+
+    def walk(self: Node) -> int:
+        walks_in_probe[0] += in_probe_status[0]
+        return original_walk(self)
+
+    monkeypatch.setattr(Node, "_op_status", status)
+    monkeypatch.setattr(Node, "_load_bytes", walk)
+    opts = RunOptions(deploy="sim", seed=3, time_limit=3, nemesis="pause", nemesis_interval=1, concurrency="1n",
+                      rate=50, recovery_time=1, store=str(tmp_path), test_name="t")
+    run_one(opts, tmp_path, quiet=True, report=False)
+    views = [line for line in (tmp_path / LIVENESS_FILE).read_text().splitlines() if '"type":"view"' in line]
+    assert views and probe_statuses[0] >= len(views)
+    assert walks_in_probe[0] == 0
