@@ -22,9 +22,11 @@ checker (pure, from the history, the run's gc_grace and the snapshots' times):
 
 Clock faults move a node's idea of "now": the margin is twice the largest offset the clock
 nemesis recorded (a coordinator stamping the delete late and a replica compacting early). A
-tombstone's local deletion time is whole seconds (as Cassandra's), and node/storage/compaction.py
-purges once ``local_deletion_time + gc_grace <= now`` in whole seconds, so a purge may come up to
-one second before gc_grace has passed by the history's clock: the margin has that second too.
+tombstone's local deletion time is whole seconds (as Cassandra's). node/storage/compaction.py
+purges strictly after gc_grace whole seconds (``local_deletion_time < now - gc_grace``, as
+Cassandra), but a store that purges at ``<=`` may purge up to one second before gc_grace has
+passed by the history's clock, which is allowed slack, not a lost write: the margin has that
+second too.
 """
 
 from __future__ import annotations

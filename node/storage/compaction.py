@@ -49,7 +49,8 @@ def choose_compaction(readers: Sequence[SSTableReader], opts: TableOptions, majo
 def purge(p: Partition, now_s: int, gc_grace_s: int, max_purgeable_ts: int | None) -> Partition:
     """Turn expired TTL cells into tombstones and drop tombstones that are safe to forget.
 
-    A tombstone is dropped only when it is older than ``gc_grace_s`` *and* its timestamp is below
+    A tombstone is dropped only when more than ``gc_grace_s`` whole seconds passed since its
+    local deletion time (Cassandra: ``ldt < now - gc_grace``) *and* its timestamp is below
     ``max_purgeable_ts``: the oldest timestamp any source outside this compaction may hold for the
     key (``None`` when no other source can hold it). Otherwise an older value it shadows could
     come back to life.
@@ -57,7 +58,7 @@ def purge(p: Partition, now_s: int, gc_grace_s: int, max_purgeable_ts: int | Non
     p = p.normalized()
 
     def purgeable(ts: int, ldt: int | None) -> bool:
-        return (ldt is not None and ldt + gc_grace_s <= now_s
+        return (ldt is not None and ldt + gc_grace_s < now_s
                 and (max_purgeable_ts is None or ts < max_purgeable_ts))
 
     cells: dict[str, Cell] = {}
