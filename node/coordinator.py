@@ -259,8 +259,15 @@ def _wake(state: _WriteState) -> None:
 # RemoteError carries them as "peer: Name: message". Such a replica answered: waiting longer for
 # it cannot help, so the coordinator fails the request at once when the level becomes unreachable.
 # AwaitingRepair: a table whose corrupt SSTable was quarantined refuses reads until repaired.
+# ReplicaLeft: a decommissioned node refuses replica requests from peers that have not heard yet.
 _REPLICA_FAILURES = ("StorageFailure", "DiskFull", "CommitLogSyncFailed", "WritesStopped", "CorruptSSTableError",
-                     "AwaitingRepair")
+                     "AwaitingRepair", "ReplicaLeft")
+
+
+class ReplicaLeft(Exception):
+    """This node has left the ring (its decommission finished): a peer whose view is behind sent
+    it a replica request. Answering a read from data no write reaches any more would let a stale
+    value count towards the level, so it refuses, and the coordinator asks another replica."""
 
 
 def replica_failure(exc: BaseException) -> str | None:
@@ -362,6 +369,8 @@ class Coordinator:
     # reuses them, and neither side encodes the mutation again).
 
     async def _handle_mutation(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if getattr(self.membership, "status", None) == "LEFT":
+            raise ReplicaLeft(f"{self.node_id} has left the ring; its ranges are on their new replicas")
         ks, table = payload["ks"], payload["t"]
         self.schema().table(ks, table)
         encoded = payload.get("mb")
@@ -372,6 +381,8 @@ class Coordinator:
         return {}
 
     def _handle_mutation_now(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if getattr(self.membership, "status", None) == "LEFT":
+            raise ReplicaLeft(f"{self.node_id} has left the ring; its ranges are on their new replicas")
         ks, table = payload["ks"], payload["t"]
         self.schema().table(ks, table)
         encoded = payload.get("mb")
@@ -385,6 +396,9 @@ class Coordinator:
         """The MUTATIONs of one internode read: each checked and prepared, all appended to the
         commit log with one write and applied; an acknowledgement ({}) or the error, each."""
         local: Any = self.local
+        if getattr(self.membership, "status", None) == "LEFT":
+            left = ReplicaLeft(f"{self.node_id} has left the ring; its ranges are on their new replicas")
+            return [left] * len(batch)
         results: list[dict[str, Any] | None | Exception] = []
         prepared = []
         for _, payload in batch:
@@ -408,6 +422,8 @@ class Coordinator:
         return results
 
     async def _handle_read(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if getattr(self.membership, "status", None) == "LEFT":
+            raise ReplicaLeft(f"{self.node_id} has left the ring; its ranges are on their new replicas")
         ks, table = payload["ks"], payload["t"]
         self.schema().table(ks, table)
         part = await self.local.read(ks, table, payload["k"], payload.get("c"))
@@ -416,6 +432,8 @@ class Coordinator:
         return {"p": part.to_obj() if part is not None else None}
 
     def _handle_read_now(self, sender: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if getattr(self.membership, "status", None) == "LEFT":
+            raise ReplicaLeft(f"{self.node_id} has left the ring; its ranges are on their new replicas")
         ks, table = payload["ks"], payload["t"]
         self.schema().table(ks, table)
         part = self.local.read_now(ks, table, payload["k"], payload.get("c"))  # type: ignore[attr-defined]
