@@ -91,27 +91,19 @@ def test_a_refused_segment_creation_stops_writes_under_stop(tmp_path: Path) -> N
     again.close()
 
 
-def test_a_full_disk_at_a_segment_roll_refuses_the_write_and_does_not_stop(tmp_path: Path) -> None:
-    e = _engine(tmp_path)
+@pytest.mark.parametrize(("policy", "code", "error"), [
+    ("stop", errno.ENOSPC, DiskFull),  # a full disk refuses the write only: space may come back
+    ("ignore", errno.EIO, StorageFailure),  # ignore fails the writes it covered and carries on
+])
+def test_a_refused_segment_refuses_the_write_and_does_not_stop_when_the_policy_carries_on(
+        tmp_path: Path, policy: str, code: int, error: type[Exception]) -> None:
+    e = _engine(tmp_path, policy=policy)
     written = _fill_segment(e)
-    _fail_creates_only(e, errno.ENOSPC)
-    with pytest.raises(DiskFull):
+    _fail_creates_only(e, code)
+    with pytest.raises(error):
         for i in range(written, written + 20):
             e.wait_durable(e.apply("ks", "t", _m(i)))
     assert e.write_failure() is None
     _heal(e)
-    e.wait_durable(e.apply("ks", "t", _m(2000)))  # space came back: writes go on
-    e.close()
-
-
-def test_ignore_carries_on_after_a_refused_segment(tmp_path: Path) -> None:
-    e = _engine(tmp_path, policy="ignore")
-    written = _fill_segment(e)
-    _fail_creates_only(e, errno.EIO)
-    with pytest.raises(StorageFailure):
-        for i in range(written, written + 20):
-            e.wait_durable(e.apply("ks", "t", _m(i)))
-    assert e.write_failure() is None
-    _heal(e)
-    e.wait_durable(e.apply("ks", "t", _m(3000)))
+    e.wait_durable(e.apply("ks", "t", _m(2000)))  # the disk answers again: writes go on
     e.close()
