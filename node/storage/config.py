@@ -104,6 +104,9 @@ class StorageConfig:
     memtable_flush_threshold_kb: int = 0
     commitlog_segment_size_kb: int = 0
     commitlog_total_space_kb: int = 0
+    # Memtables a failing data disk keeps from flushing stay in memory; past this many KB (0: four
+    # flush thresholds, at least 32 MB) a table refuses writes with DiskFull until a flush succeeds.
+    memtable_backlog_kb: int = 0
     # Keep commit log bytes written since the last fsync in process memory (node/storage/files.py),
     # so a SIGKILL loses them as a power loss would; for crash tests only.
     volatile_unsynced: bool = False
@@ -124,9 +127,10 @@ class StorageConfig:
                      "max_value_bytes", "max_column_name_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        for name in ("memtable_flush_threshold_kb", "commitlog_segment_size_kb", "commitlog_total_space_kb"):
+        for name in ("memtable_flush_threshold_kb", "commitlog_segment_size_kb", "commitlog_total_space_kb",
+                     "memtable_backlog_kb"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 = use the MB setting)")
+                raise ValueError(f"{name} must be >= 0 (0 = the default)")
 
     @property
     def flush_threshold_bytes(self) -> int:
@@ -134,6 +138,13 @@ class StorageConfig:
         if self.memtable_flush_threshold_kb:
             return self.memtable_flush_threshold_kb * 1024
         return self.memtable_flush_threshold_mb * 1024 * 1024
+
+    @property
+    def memtable_backlog_bytes(self) -> int:
+        """Bytes a table's unflushed memtables may hold while flushes fail before writes are refused."""
+        if self.memtable_backlog_kb:
+            return self.memtable_backlog_kb * 1024
+        return max(4 * self.flush_threshold_bytes, 32 * 1024 * 1024)
 
     @property
     def total_space_bytes(self) -> int:

@@ -569,6 +569,10 @@ class StorageEngine:
         with self._lock:
             if self._tables.get((keyspace, table)) is not t:
                 raise UnknownTable(f"unknown table {keyspace}.{table}")
+            if t.flushing:
+                backlog = self._backlog(t)
+                if backlog is not None:
+                    raise backlog
             try:
                 pos = cl.append_payload(t.id, payload)
             except DiskFull:
@@ -578,6 +582,18 @@ class StorageEngine:
                 raise
             t.memtable.apply(m)
         return pos
+
+    def _backlog(self, t: _Table) -> DiskFull | None:
+        """DiskFull when the memtables of ``t`` that failed to flush (a failing data disk) and its
+        live one hold more than the backlog limit: further writes are refused, as Cassandra blocks
+        writes when memtable space runs out, rather than growing memory until the process dies."""
+        held = t.memtable.bytes + sum(m.bytes for m in t.flushing)
+        limit = self.config.memtable_backlog_bytes
+        if held <= limit:
+            return None
+        return DiskFull(str(t.directory), f"{len(t.flushing)} memtables of {t.qualified} wait for a flush the data "
+                        f"disk refused ({held} bytes in memory, the limit is {limit}); writes are refused until "
+                        "a flush succeeds")
 
     def apply_prepared(self, batch: list[Prepared]) -> list[int | StorageError]:
         """:meth:`apply` of several prepared mutations with one commit log write: each gets its
@@ -596,6 +612,8 @@ class StorageEngine:
                 t = p.table
                 if tables.get((t.keyspace, t.name)) is not t:
                     out.append(UnknownTable(f"unknown table {t.keyspace}.{t.name}"))
+                elif t.flushing and (backlog := self._backlog(t)) is not None:
+                    out.append(backlog)
                 else:
                     live.append(p)
                     out.append(0)  # its position, below
