@@ -455,22 +455,36 @@ class Node:
 
     # ---- schema
 
-    def _apply_schema_to_storage(self) -> None:
-        live = {(t.keyspace, t.name): t for t in self.schema.live_tables()}
+    def _apply_schema_to_storage(self, schema: Schema | None = None, drop: bool = True) -> None:
+        live = {(t.keyspace, t.name): t for t in (schema or self.schema).live_tables()}
         existing = self.engine.tables()
         for key, t in live.items():
             if key not in existing:
                 self.engine.create_table(t.keyspace, t.name, t.storage_options())
-        for key in existing:
+        for key in existing if drop else ():
             if key not in live:
                 self.engine.drop_table(*key)
 
+    async def _merge_schema(self, other: Schema) -> bool:
+        """Merge ``other`` into the schema (under _schema_lock), a new table made in storage before
+        the schema shows it: requests served meanwhile (this awaits the disk) found it in the
+        schema but not in storage ('storage refused the request: unknown table', or a read that
+        timed out)."""
+        merged = Schema.from_obj(self.schema.to_obj())
+        if not merged.merge(other):
+            return False
+        await offload(save_schema, self.schema_path, merged)
+        await offload(self._apply_schema_to_storage, merged, False)
+        self.schema.merge(other)
+        live = {(t.keyspace, t.name) for t in self.schema.live_tables()}
+        if any(key not in live for key in self.engine.tables()):
+            await offload(self._apply_schema_to_storage)  # the drops, once the schema no longer shows them
+        return True
+
     async def _adopt_schema(self, other: Schema) -> bool:
         async with self._schema_lock:
-            if not self.schema.merge(other):
+            if not await self._merge_schema(other):
                 return False
-            await offload(save_schema, self.schema_path, self.schema)
-            await offload(self._apply_schema_to_storage)
             self._publish_schema_version()
             log.info("schema now %s", self.schema.version())
             return True
@@ -492,9 +506,7 @@ class Node:
             candidate = Schema.from_obj(self.schema.to_obj())
             changed = change(candidate)
             if changed:
-                self.schema.merge(candidate)
-                await offload(save_schema, self.schema_path, self.schema)
-                await offload(self._apply_schema_to_storage)
+                await self._merge_schema(candidate)
                 self._publish_schema_version()
         agreed = [self.node_id]
         if changed:
