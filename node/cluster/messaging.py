@@ -88,6 +88,15 @@ _WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 
 
+LOGGED_REASON_CHARS = 300
+
+
+def clipped(text: str, limit: int = LOGGED_REASON_CHARS) -> str:
+    """``text`` cut to ``limit`` characters for the log: a refusal quotes what a peer sent (its
+    claimed node id, say), and one hostile hello must not write 64 KB into the log."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 class MessagingError(Exception):
     """Base class of messaging failures."""
 
@@ -670,7 +679,7 @@ class Messaging:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("node %s: connection closed: %s", self.node_id, exc)
         except (protocol.ProtocolError, _BadPeer) as exc:
-            log.warning("node %s: closing internode connection: %s", self.node_id, exc)
+            log.warning("node %s: closing internode connection: %s", self.node_id, clipped(str(exc)))
         finally:
             scope.cancel()
 
@@ -812,7 +821,7 @@ class Messaging:
         except (protocol.ProtocolError, _BadPeer, auth.AuthError) as exc:
             if isinstance(exc, auth.AuthError):
                 self.stats.rejected_connections += 1
-            log.warning("node %s: refusing internode connection: %s", self.node_id, exc)
+            log.warning("node %s: refusing internode connection: %s", self.node_id, clipped(str(exc)))
             return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return

@@ -55,3 +55,21 @@ def test_flush_and_compact_name_a_keyspace_or_table_that_is_no_name(value: objec
                 protocol.optional_table({field: value}, op)
     assert protocol.optional_table({}, "flush") == (None, None)
     assert protocol.optional_table({"keyspace": "ks", "table": "t"}, "compact") == ("ks", "t")
+
+
+async def test_a_hello_with_a_huge_node_id_is_refused_with_a_short_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    b = make("b")
+    async with trio.open_nursery() as nursery:
+        port_b = await nursery.start(b.run)
+        stream = await trio.open_tcp_stream("127.0.0.1", port_b)
+        await stream.send_all(_frame({"h": "x" * 65536, "a": ["127.0.0.9", 1], "n": b"\x01" * 16})
+                              + _frame({"m": b"\x00" * 32}))
+        with trio.move_on_after(2):
+            while await stream.receive_some(65536):
+                pass
+        await stream.aclose()
+        await wait_for(lambda: any("refusing internode connection" in r.getMessage() for r in caplog.records))
+        nursery.cancel_scope.cancel()
+    refusals = [r.getMessage() for r in caplog.records if "refusing internode connection" in r.getMessage()]
+    assert refusals and all(len(m) < 1000 for m in refusals), [len(m) for m in refusals]
+    assert "more characters" in refusals[0]
