@@ -22,7 +22,6 @@ acknowledged record in any mode; the sync mode decides when ``fsync`` makes reco
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
 import struct
@@ -37,7 +36,7 @@ import msgpack
 
 from ..durable import fsync_dir
 from ..runtime import Clock, fsync
-from .errors import CommitLogCorrupt, CommitLogError, CommitLogSyncFailed, DiskFull, StorageFailure
+from .errors import CommitLogCorrupt, CommitLogError, CommitLogSyncFailed, StorageFailure, disk_error
 from .files import AppendFile, FileOps, OSFiles
 
 log = logging.getLogger("ringlab.storage.commitlog")
@@ -165,14 +164,6 @@ def _scan_segment(data: bytes, seg_id: int) -> _Scan:
             break
         offset, scan.resumed = nxt, True
     return scan
-
-
-def _append_failure(exc: OSError, path: Path, what: str) -> StorageFailure:
-    """What a refused commit log write is: DiskFull when the disk is out of space (nothing was
-    kept and space may come back), a StorageFailure otherwise (the commit failure policy's case)."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFull(str(path), f"{what}: {exc.strerror}")
-    return StorageFailure(str(path), f"{what}: {exc}")
 
 
 class CommitLog:
@@ -308,7 +299,7 @@ class CommitLog:
                     path.unlink(missing_ok=True)
                 except OSError:
                     pass  # replay takes a segment without a header as torn, and truncates it
-            raise _append_failure(exc, path, "commit log segment creation failed") from exc
+            raise disk_error(exc, path, "commit log segment creation") from exc
         seg = _Segment(seg_id, path, f, SEGMENT_HEADER_BYTES)
         self._segments.append(seg)
         self._active = seg
@@ -395,7 +386,7 @@ class CommitLog:
                 seg.file.truncate(seg.size)  # type: ignore[union-attr]
             except OSError:
                 pass  # ftruncate to a smaller size needs no space; if it fails, replay truncates
-            failure = _append_failure(exc, seg.path, "commit log append failed")
+            failure = disk_error(exc, seg.path, "commit log append")
             failure.__cause__ = exc
             return failure
         size = seg.size

@@ -49,6 +49,7 @@ from .errors import (
     StorageFailure,
     UnknownTable,
     WritesStopped,
+    disk_error,
 )
 from .files import FileOps, disk_fault, file_ops
 from .keycache import KeyCache
@@ -296,7 +297,7 @@ class StorageEngine:
                 fsync(f.fileno())
             os.replace(tmp, self._schema_path())
         except OSError as exc:
-            raise _disk_error(exc, self._schema_path(), "schema write") from exc  # the old schema stands
+            raise disk_error(exc, self._schema_path(), "schema write") from exc  # the old schema stands
         try:
             fsync_dir(self.data_dir)
         except OSError as exc:
@@ -393,7 +394,7 @@ class StorageEngine:
                     self._tables.pop((keyspace, table), None)
                     self._next_id = old_next
                 if isinstance(exc, OSError):
-                    raise _disk_error(exc, self.data_dir, f"create table {keyspace}.{table}") from exc
+                    raise disk_error(exc, self.data_dir, f"create table {keyspace}.{table}") from exc
                 raise
 
     def drop_table(self, keyspace: str, table: str) -> None:
@@ -735,7 +736,7 @@ class StorageEngine:
     def _read_failed(self, t: _Table, exc: OSError) -> StorageFailure:
         """A disk error reading an SSTable: named (the node answers ReadFailure), logged at most
         once per _READ_ERROR_LOG_EVERY_S. The file is not damaged, so nothing is quarantined."""
-        failure = _disk_error(exc, t.directory, f"read of {t.qualified}")
+        failure = disk_error(exc, t.directory, f"read of {t.qualified}")
         now = self.clock.monotonic()
         if self._read_error_logged is None or now - self._read_error_logged >= _READ_ERROR_LOG_EVERY_S:
             self._read_error_logged = now
@@ -940,7 +941,7 @@ class StorageEngine:
             # The memtable stays in t.flushing and is retried next round (a full disk may clear);
             # the parts already written go too, so the retry does not leave duplicates behind.
             self._abort_outputs(t, writer, readers)
-            failure = _disk_error(exc, t.directory, "flush")
+            failure = disk_error(exc, t.directory, "flush")
             log.error("flush of %s failed: %s; its memtable (%d partitions) stays in memory and in the "
                       "commit log, and is flushed again next round", t.qualified, failure, len(keys))
             raise failure from exc
@@ -1143,7 +1144,7 @@ class StorageEngine:
             raise
         except OSError as exc:
             self._abort_outputs(t, writer, readers)
-            failure = _disk_error(exc, t.directory, "compaction")
+            failure = disk_error(exc, t.directory, "compaction")
             log.error("compaction of %s failed: %s; its %d input SSTables stay live", t.qualified, failure,
                       len(chosen))
             raise failure from exc
@@ -1254,7 +1255,7 @@ class StorageEngine:
                                    self._key_cache)
         except OSError as exc:
             remove_generation(t.directory, gen)
-            raise _disk_error(exc, t.directory, "import") from exc
+            raise disk_error(exc, t.directory, "import") from exc
         except BaseException:
             remove_generation(t.directory, gen)
             raise
@@ -1292,11 +1293,11 @@ class StorageEngine:
         except OSError as exc:
             # A half-linked snapshot is never listed (".partial"); remove what we can of it.
             shutil.rmtree(tmp, ignore_errors=True)
-            raise _disk_error(exc, root, f"snapshot {tag!r}") from exc
+            raise disk_error(exc, root, f"snapshot {tag!r}") from exc
         try:
             fsync_dir(root.parent)
         except OSError as exc:
-            raise _disk_error(exc, root, f"snapshot {tag!r} (made, but its directory fsync)") from exc
+            raise disk_error(exc, root, f"snapshot {tag!r} (made, but its directory fsync)") from exc
         return root
 
     def list_snapshots(self) -> list[str]:
@@ -1312,7 +1313,7 @@ class StorageEngine:
         try:
             shutil.rmtree(root)
         except OSError as exc:
-            raise _disk_error(exc, root, f"clearing snapshot {tag!r}") from exc
+            raise disk_error(exc, root, f"clearing snapshot {tag!r}") from exc
 
     # -- health and statistics -------------------------------------------------------------------
 
@@ -1389,7 +1390,7 @@ class StorageEngine:
                     r.close()
                     moved.append(r.name)
             except OSError as exc:
-                raise _disk_error(exc, dest, f"discard of corrupt SSTables of {t.qualified}") from exc
+                raise disk_error(exc, dest, f"discard of corrupt SSTables of {t.qualified}") from exc
             finally:
                 t.sstables = [r for r in t.sstables if r.name not in moved]
         log.warning("moved corrupt SSTables of %s to %s: %s", t.qualified, dest, moved)
@@ -1501,14 +1502,6 @@ def _remove_obsolete(directory: Path) -> set[int]:
 
 class _SchemaReplaced(StorageFailure):
     """schema.json was replaced but its directory fsync failed: the change stands, in memory too."""
-
-
-def _disk_error(exc: OSError, where: Path, what: str) -> StorageFailure:
-    """A named storage failure for an OSError (DiskFull for ENOSPC/EDQUOT), with the path."""
-    path = str(exc.filename or where)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFull(path, f"{what} failed: {exc.strerror}")
-    return StorageFailure(path, f"{what} failed: {exc.strerror or exc}")
 
 
 def _abort_quietly(writer: SSTableWriter) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 
 class StorageError(Exception):
     """Base class of every error the storage engine raises on purpose."""
@@ -80,3 +83,12 @@ class EngineClosed(StorageError):
 
 class AwaitingRepair(StorageError):
     """A table whose corrupt SSTables were quarantined refuses reads until a repair refilled it."""
+
+
+def disk_error(exc: OSError, where: Path | str, what: str) -> StorageFailure:
+    """A named storage failure for an OSError (DiskFull for ENOSPC/EDQUOT: nothing was kept and
+    space may come back), naming the file that failed (or ``where``)."""
+    path = str(exc.filename or where)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(path, f"{what} failed: {exc.strerror}")
+    return StorageFailure(path, f"{what} failed: {exc.strerror or exc}")
