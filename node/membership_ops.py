@@ -40,7 +40,6 @@ from node.cluster.membership import LOAD, STATUS, TOKENS, NodeInfo
 from node.coordination import ASSIGN_TIMEOUT, VERB_ASSIGN, CoordinationError
 from node.durable import write_atomic
 from node.protocol import InvalidRequest
-from node.schema import Schema
 from node.ring import Endpoint, Partitioner, Strategy, Token, TokenMetadata, generate_tokens
 from node.runtime import offload
 from node.storage.cells import Mutation
@@ -53,7 +52,6 @@ REMOVALS = "REMOVALS"
 MOVE_TO = "MOVE_TO"
 BALANCE = "BALANCE"
 VERB_VIEW = "MEMBERSHIP_VIEW"
-VERB_SCHEMA_PULL = "SCHEMA_PULL"  # node/server.py serves it
 
 # States whose tokens place replicas now (a LEAVING node keeps serving until it has streamed).
 NATURAL_STATUSES = ("NORMAL", "LEAVING")
@@ -509,15 +507,9 @@ class MembershipManager:
                 theirs = self._gossip(live_normal[0], "SCHEMA")
                 if theirs is not None and theirs == self.node.schema.version():
                     return
-                if theirs is not None:
-                    # Pull it now rather than wait for the schema check's next round (2 s).
-                    try:
-                        reply = await self.node.messaging.request(live_normal[0], VERB_SCHEMA_PULL, {},
-                                                                  self.node.config.timeouts.schema)
-                        if await self.node._adopt_schema(Schema.from_obj(reply["schema"])):
-                            continue
-                    except Exception as exc:  # noqa: BLE001 - the schema check's round gets it later
-                        log.info("schema pull from %s failed: %s", live_normal[0], exc)
+                # Pull it now rather than wait for the schema check's next round (2 s).
+                if theirs is not None and await self.node.pull_schema(live_normal[0]):
+                    continue
             await trio.sleep(0.25)
         raise InvalidRequest("cannot join: no live NORMAL node with the same schema was found")
 

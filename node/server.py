@@ -536,12 +536,18 @@ class Node:
                 theirs = self.gossiper.app_state(peer, SCHEMA) if self.gossiper is not None else None
                 if theirs is None or theirs == mine:
                     continue
-                try:
-                    reply = await self.messaging.request(peer, VERB_SCHEMA_PULL, {}, self.config.timeouts.schema)
-                    await self._adopt_schema(Schema.from_obj(reply["schema"]))
-                    mine = self.schema.version()
-                except Exception as exc:
-                    log.info("schema pull from %s failed: %s", peer, exc)
+                await self.pull_schema(peer)
+                mine = self.schema.version()
+
+    async def pull_schema(self, peer: str) -> bool:
+        """Ask ``peer`` for its schema and merge it; True if that changed ours. A failure is
+        logged (the next round of the schema check tries again)."""
+        try:
+            reply = await self.messaging.request(peer, VERB_SCHEMA_PULL, {}, self.config.timeouts.schema)
+            return await self._adopt_schema(Schema.from_obj(reply["schema"]))
+        except Exception as exc:  # noqa: BLE001 - logged; the schema check's next round retries
+            log.info("schema pull from %s failed: %s", peer, exc)
+            return False
 
     # ---- running
 
