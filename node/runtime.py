@@ -114,6 +114,18 @@ class Network:
         """Bind listeners on ``host:port`` (port 0 picks a free one)."""
         return await trio.open_tcp_listeners(port, host=host)
 
+    def send_nowait(self, stream: Any, data: bytes) -> int:
+        """Hand ``data`` to the kernel without waiting; the number of bytes it took (0 when its
+        buffer is full, or for a stream that is not a socket). node/outbox.py's direct writes:
+        only while no task is sending on ``stream``. A broken connection raises OSError."""
+        sock = getattr(stream, "socket", None)
+        if sock is None:
+            return 0
+        try:
+            return os.write(sock.fileno(), data)
+        except BlockingIOError:
+            return 0
+
     async def serve_listeners(
         self,
         handler: Callable[[trio.SocketStream], Awaitable[Any]],

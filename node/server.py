@@ -28,6 +28,7 @@ from node import protocol
 from node.cluster.membership import SCHEMA, NodeInfo
 from node.client_limits import ClientGate, ConnectionBounds, refuse_connection
 from node.cluster.messaging import Messaging
+from node.outbox import Outbox, StreamOut
 from node.config import ConfigError, NodeConfig, load_config, parse_host_port
 from node.coordinator import Coordinator, live_row
 from node.fast_writes import response_for_error, start_write
@@ -214,6 +215,22 @@ class LocalStore:
     def read_now(self, keyspace: str, table: str, key: bytes, columns: Sequence[str] | None) -> Partition | None:
         """The same read, synchronously (it never waits: memtables and mmap'd SSTables)."""
         return self.engine.read(keyspace, table, key, list(columns) if columns is not None else None)
+
+
+class _ClientOut(StreamOut):
+    """A client connection's answers; the bytes not yet sent bound how much more its reader takes."""
+
+    def __init__(self, outbox: Outbox, bounds: ConnectionBounds) -> None:
+        super().__init__(outbox)
+        self.bounds = bounds
+        self.buffered = 0  # answer bytes queued, not yet handed to the kernel
+        self.drained = trio.Event()
+
+    def sent(self, nbytes: int) -> None:
+        self.buffered -= nbytes
+        self.bounds.last_activity = trio.current_time()
+        self.drained.set()
+        self.drained = trio.Event()
 
 
 class Node:
@@ -693,36 +710,22 @@ class Node:
             self.client_gate.release()
 
     async def _handle_connection(self, stream: trio.SocketStream) -> None:
-        outgoing: list[bytes] = []
-        wake = trio.Event()
         slots = trio.Semaphore(_PER_CONNECTION_PIPELINE)
-        state: dict[str, Any] = {"wake": wake, "closing": False, "out_bytes": 0, "drained": trio.Event()}
         bounds = ConnectionBounds(self.client_gate)
         limits = self.config.clients
+        outbox = self.messaging.outbox
+        out = _ClientOut(outbox, bounds)
 
         def respond(msg: dict[str, Any]) -> None:
             try:
                 frame = encode_frame(msg)
             except ProtocolError as exc:
                 frame = encode_frame(error_response(msg.get("id"), ServerError(f"response not encodable: {exc}")))
-            outgoing.append(frame)
-            state["out_bytes"] += len(frame)
-            state["wake"].set()
+            out.buffered += len(frame)
+            out.push(frame)
 
         async def writer() -> None:
-            while True:
-                await state["wake"].wait()
-                state["wake"] = trio.Event()
-                if outgoing:
-                    data = b"".join(outgoing)
-                    outgoing.clear()
-                    await stream.send_all(data)
-                    state["out_bytes"] -= len(data)
-                    bounds.last_activity = trio.current_time()
-                    state["drained"].set()
-                    state["drained"] = trio.Event()
-                if state["closing"] and not outgoing:
-                    return
+            await out.write_frames(stream)
 
         async def run_one(msg: dict[str, Any]) -> None:
             try:
@@ -743,9 +746,9 @@ class Node:
                 decoder = FrameDecoder()
                 try:
                     while True:
-                        while state["out_bytes"] > limits.max_buffered_bytes:
+                        while out.buffered > limits.max_buffered_bytes:
                             # The client is not reading its answers: stop reading its requests.
-                            await state["drained"].wait()
+                            await out.drained.wait()
                         busy = slots.value < _PER_CONNECTION_PIPELINE
                         data = None
                         with trio.move_on_at(bounds.receive_deadline(decoder.buffered, busy)):
@@ -759,27 +762,43 @@ class Node:
                             break
                         decoder.feed(data)
                         started = 0
-                        while (msg := decoder.next_message()) is not None:
-                            # One receive can hold hundreds of pipelined requests: hold the rest
-                            # back while the answers already waiting pass the bound, and let the
-                            # ones started answer now and then so their bytes are counted.
-                            while state["out_bytes"] > limits.max_buffered_bytes:
-                                await state["drained"].wait()
-                            if started and started % _BUFFER_CHECK_EVERY == 0:
-                                await trio.lowlevel.checkpoint()
-                            started += 1
-                            if self.in_flight >= self.config.max_in_flight:
-                                respond(error_response(msg.get("id"), Overloaded(f"node {self.node_id} has {self.in_flight} requests in flight")))
-                                continue
-                            try:
-                                # Non-blocking first: an awaited acquire is a checkpoint per
-                                # request, draining a pipelined burst one request per loop turn.
-                                slots.acquire_nowait()
-                            except trio.WouldBlock:
-                                await slots.acquire()
-                            self.in_flight += 1
-                            if not start_write(self, msg, finish):
-                                nursery.start_soon(run_one, msg)
+                        # The replica requests and answers these requests queue go out when
+                        # they are all started, written by this task (node/outbox.py); no
+                        # batch spans a wait.
+                        outbox.begin()
+                        try:
+                            while (msg := decoder.next_message()) is not None:
+                                # One receive can hold hundreds of pipelined requests: hold the
+                                # rest back while the answers already waiting pass the bound,
+                                # and let the ones started answer now and then so their bytes
+                                # are counted.
+                                if out.buffered > limits.max_buffered_bytes or (started and started % _BUFFER_CHECK_EVERY == 0):
+                                    outbox.end()
+                                    try:
+                                        while out.buffered > limits.max_buffered_bytes:
+                                            await out.drained.wait()
+                                        await trio.lowlevel.checkpoint()
+                                    finally:
+                                        outbox.begin()
+                                started += 1
+                                if self.in_flight >= self.config.max_in_flight:
+                                    respond(error_response(msg.get("id"), Overloaded(f"node {self.node_id} has {self.in_flight} requests in flight")))
+                                    continue
+                                try:
+                                    # Non-blocking first: an awaited acquire is a checkpoint per
+                                    # request, draining a pipelined burst one request per loop turn.
+                                    slots.acquire_nowait()
+                                except trio.WouldBlock:
+                                    outbox.end()
+                                    try:
+                                        await slots.acquire()
+                                    finally:
+                                        outbox.begin()
+                                self.in_flight += 1
+                                if not start_write(self, msg, finish):
+                                    nursery.start_soon(run_one, msg)
+                        finally:
+                            outbox.end()
                         refusal = bounds.received(decoder.buffered)
                         if refusal is not None:
                             log.warning("closing a client connection: %s", refusal)
@@ -791,8 +810,7 @@ class Node:
                 # Let in-flight requests answer, then flush and close.
                 while slots.value < _PER_CONNECTION_PIPELINE:
                     await trio.sleep(0.005)
-                state["closing"] = True
-                state["wake"].set()
+                out.close_when_drained()
         except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
             # The client went away (reset, closed mid-request): this connection ends, the node
             # serves on. The nursery wraps such errors in a group, hence except*.

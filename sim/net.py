@@ -136,6 +136,16 @@ class SimStream(trio.abc.HalfCloseableStream):
         await trio.lowlevel.checkpoint_if_cancelled()
         self.conn.net.carry(self._out, bytes(data))
 
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
+        """:meth:`send_all` without the cancellation point (node/outbox.py's direct writes):
+        the simulated network takes everything at once."""
+        if self._closed:
+            raise trio.ClosedResourceError("stream closed")
+        if self._out.eof:
+            raise trio.BrokenResourceError("connection closed by peer")
+        self.conn.net.carry(self._out, bytes(data))
+        return len(data)
+
     async def wait_send_all_might_not_block(self) -> None:
         """Sends never block in the simulated network."""
         await trio.lowlevel.checkpoint()
@@ -446,6 +456,10 @@ class NodeNetwork:
         """Connect to ``host:port`` over the simulated network."""
         await trio.lowlevel.checkpoint()
         return self.net.connect(self.node_id, host, port)
+
+    def send_nowait(self, stream: SimStream, data: bytes) -> int:
+        """node/runtime.py's ``Network.send_nowait`` on a simulated stream."""
+        return stream.send_nowait(data)
 
     async def open_tcp_listeners(self, port: int, host: str | None = None) -> list[SimListener]:
         """Listen on ``host:port``."""

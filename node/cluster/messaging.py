@@ -39,6 +39,7 @@ import trio
 from node import protocol
 from node.cluster import auth
 from node.deadlines import Handle, TimingWheel
+from node.outbox import Outbox, StreamOut
 from node.runtime import Runtime
 
 log = logging.getLogger("node.cluster.messaging")
@@ -186,78 +187,43 @@ class _Pending:
             log.exception("reply callback for request %d to %s failed", self.rid, self.peer)
 
 
-class _Wakeup:
-    """Where a connection's writer task waits for frames: ParkingLot's park/unpark (FIFO, one task
-    woken per unpark, cancellable), without its OrderedDict and generator.
-
-    A writer is woken once per queued frame batch, some ten times per client operation in a
-    cluster, so the cheaper wake-up is a measurable share of a simulation (docs/sim.md, *Speed*);
-    it wakes the same task at the same point, so schedules are unchanged.
-    """
-
-    __slots__ = ("_tasks",)
-
-    def __init__(self) -> None:
-        self._tasks: list[trio.lowlevel.Task] = []  # normally none or one: the writer
-
-    def unpark(self) -> None:
-        """Wake the longest-waiting task, if any."""
-        if self._tasks:
-            trio.lowlevel.reschedule(self._tasks.pop(0))
-
-    async def park(self) -> None:
-        """Wait until :meth:`unpark` (a cancellation ends the wait)."""
-        task = trio.lowlevel.current_task()
-        tasks = self._tasks
-        tasks.append(task)
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            tasks.remove(task)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-
-
-class _Peer:
+class _Peer(StreamOut):
     """Outgoing side of one peer: queue, connection state and requests awaiting replies."""
 
-    def __init__(self, node_id: str) -> None:
+    def __init__(self, node_id: str, outbox: Outbox, stats: MessagingStats) -> None:
+        super().__init__(outbox)
         self.node_id = node_id
-        self.frames: list[bytes] = []
+        self.stats = stats
         self.state = "idle"  # idle | connecting | up | backoff
         self.failures = 0
         self.demand = trio.Event()
-        self.writer_lot = _Wakeup()
         self.pending: dict[int, _Pending] = {}
         self.conn_scope: trio.CancelScope | None = None
         self.got_hello = False
         self.remote_id: str | None = None
         self.connected_addr: tuple[str, int] | None = None
-        # Per connection (node/cluster/auth.py): our nonce, the sealer for what we send and the
-        # proof we owe the acceptor once its hello checked out.
+        # Per connection (node/cluster/auth.py): our nonce, the sealer for what we send (the
+        # StreamOut's) and the proof we owe the acceptor once its hello checked out.
         self.nonce = b""
-        self.sealer: auth.Sealer | None = None
         self.proof: bytes | None = None
         self.in_key = b""
         self.handshake = trio.Event()
 
     def wake(self) -> None:
         self.demand.set()
-        self.writer_lot.unpark()
+        StreamOut.wake(self)
+
+    def wrote(self, frames: int) -> None:
+        self.stats.writes += 1
+        self.stats.frames_written += frames
 
 
-class _Incoming:
+class _Incoming(StreamOut):
     """Accepted side of one connection: the replies waiting to be written."""
 
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.lot = _Wakeup()
+    def __init__(self, outbox: Outbox) -> None:
+        super().__init__(outbox)
         self.slots = trio.Semaphore(MAX_INFLIGHT_HANDLERS)
-        self.sealer: auth.Sealer | None = None
-
-    def push(self, frame: bytes) -> None:
-        self.frames.append(frame)
-        self.lot.unpark()
 
 
 class _BadPeer(Exception):
@@ -286,6 +252,8 @@ class Messaging:
         self.listen_port = listen_port
         self.max_queue = max_queue
         self.stats = MessagingStats()
+        # The readers' batches (node/outbox.py), shared with the node's client port.
+        self.outbox = Outbox(runtime.network)
         self.port: int | None = None  # the bound port while run() is serving
         self._secret = secret
         # With a secret every connection is authenticated and every frame MACed; without one the
@@ -524,7 +492,7 @@ class Messaging:
         if p is None:
             if self._nursery is None:
                 return None
-            p = self._peers[node_id] = _Peer(node_id)
+            p = self._peers[node_id] = _Peer(node_id, self.outbox, self.stats)
             self._nursery.start_soon(self._peer_loop, p)
         return p
 
@@ -690,40 +658,36 @@ class Messaging:
             await p.handshake.wait()
             assert p.proof is not None
             await stream.send_all(protocol.encode_frame({"m": p.proof}))
-        sealer = p.sealer
-        while True:
-            if not p.frames:
-                await p.writer_lot.park()
-                continue
-            frames, p.frames = p.frames, []
-            self.stats.writes += 1
-            self.stats.frames_written += len(frames)
-            if sealer is not None:
-                await stream.send_all(sealer.seal_all(frames))
-            else:
-                await stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
+        await p.write_frames(stream)
 
     async def _outgoing_reader(self, p: _Peer, stream: trio.SocketStream, _: Any) -> None:
         decoder = protocol.FrameDecoder()
+        outbox = self.outbox
         while True:
             data = await stream.receive_some(RECV_BYTES)
             if not data:
                 return
             decoder.feed(data)
-            while (msg := decoder.next_message()) is not None:
-                if not p.got_hello:
-                    p.remote_id = self._check_hello(msg)
-                    if self._key is not None:
-                        self._accept_server_hello(p, msg)
-                        # Everything after the hello is sealed: the rest of this read too.
-                        decoder = auth.OpeningDecoder(p.in_key, decoder.take_buffered())
-                    self._learn_address(p.remote_id, msg)
-                    p.got_hello = True
-                    continue
-                rid = msg.get("r")
-                pending = p.pending.pop(rid, None) if isinstance(rid, int) else None
-                if pending is not None:
-                    pending.resolve(msg)
+            # What the replies' callbacks queue (a client's answer, the next request) goes out
+            # when this read's replies are done (node/outbox.py).
+            outbox.begin()
+            try:
+                while (msg := decoder.next_message()) is not None:
+                    if not p.got_hello:
+                        p.remote_id = self._check_hello(msg)
+                        if self._key is not None:
+                            self._accept_server_hello(p, msg)
+                            # Everything after the hello is sealed: the rest of this read too.
+                            decoder = auth.OpeningDecoder(p.in_key, decoder.take_buffered())
+                        self._learn_address(p.remote_id, msg)
+                        p.got_hello = True
+                        continue
+                    rid = msg.get("r")
+                    pending = p.pending.pop(rid, None) if isinstance(rid, int) else None
+                    if pending is not None:
+                        pending.resolve(msg)
+            finally:
+                outbox.end()
 
     def _accept_server_hello(self, p: _Peer, msg: dict[str, Any]) -> None:
         """Connector side: check the acceptor's proof over our nonce; derive keys, owe our proof."""
@@ -777,7 +741,7 @@ class Messaging:
         decoder: protocol.FrameDecoder = protocol.FrameDecoder()
         sender: str | None = None
         hello: dict[str, Any] = {}
-        conn = _Incoming()
+        conn = _Incoming(self.outbox)
         authenticated = self._key is None
         if self._streams:
             first = b""
@@ -846,52 +810,54 @@ class Messaging:
         return cn, sn, auth.proof(self._key, "server", cn, sn, self.node_id, sender)
 
     async def _incoming_writer(self, conn: _Incoming, stream: trio.SocketStream, _: Any) -> None:
-        sealer = conn.sealer
-        while True:
-            if not conn.frames:
-                await conn.lot.park()
-                continue
-            frames, conn.frames = conn.frames, []
-            if sealer is not None:
-                await stream.send_all(sealer.seal_all(frames))
-            else:
-                await stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
+        await conn.write_frames(stream)
 
     async def _incoming_reader(
         self, conn: _Incoming, stream: trio.SocketStream, ctx: tuple[protocol.FrameDecoder, str, trio.Nursery]
     ) -> None:
         decoder, sender, nursery = ctx
         batched = self._batched
+        outbox = self.outbox
         # Messages of batched verbs in this read, not yet handled: verb -> [(rid, payload)]
         held: dict[str, list[tuple[int | None, dict[str, Any]]]] = {}
         while True:
-            while (msg := decoder.next_message()) is not None:
-                verb = msg.get("v")
-                rid = msg.get("i")
-                payload = msg.get("p")
-                if not isinstance(verb, str) or (rid is not None and not isinstance(rid, int)):
-                    raise _BadPeer(f"malformed message from {sender}: keys {sorted(map(str, msg))[:5]}")
-                if not isinstance(payload, dict):
-                    payload = {}
-                if verb in batched:
-                    held.setdefault(verb, []).append((rid, payload))
-                    continue
+            # The replies (and whatever else the handlers queue) go out when this read's
+            # messages are handled, written by this task (node/outbox.py).
+            outbox.begin()
+            try:
+                while (msg := decoder.next_message()) is not None:
+                    verb = msg.get("v")
+                    rid = msg.get("i")
+                    payload = msg.get("p")
+                    if not isinstance(verb, str) or (rid is not None and not isinstance(rid, int)):
+                        raise _BadPeer(f"malformed message from {sender}: keys {sorted(map(str, msg))[:5]}")
+                    if not isinstance(payload, dict):
+                        payload = {}
+                    if verb in batched:
+                        held.setdefault(verb, []).append((rid, payload))
+                        continue
+                    if held:
+                        # Per-connection order as before: what came earlier is handled first.
+                        self._run_batches(conn, sender, held)
+                    inline = self._inline.get(verb)
+                    if inline is not None:
+                        self._handle_inline(conn, sender, verb, rid, payload, inline)
+                        continue
+                    try:
+                        # Non-blocking first: an awaited acquire yields to the scheduler once per
+                        # message, which would drain a coalesced batch one message per loop turn.
+                        conn.slots.acquire_nowait()
+                    except trio.WouldBlock:
+                        outbox.end()  # no batch spans a wait
+                        try:
+                            await conn.slots.acquire()
+                        finally:
+                            outbox.begin()
+                    nursery.start_soon(self._handle, conn, sender, verb, rid, payload)
                 if held:
-                    # Per-connection order as before: what came earlier is handled first.
                     self._run_batches(conn, sender, held)
-                inline = self._inline.get(verb)
-                if inline is not None:
-                    self._handle_inline(conn, sender, verb, rid, payload, inline)
-                    continue
-                try:
-                    # Non-blocking first: an awaited acquire yields to the scheduler once per
-                    # message, which would drain a coalesced batch one message per loop turn.
-                    conn.slots.acquire_nowait()
-                except trio.WouldBlock:
-                    await conn.slots.acquire()
-                nursery.start_soon(self._handle, conn, sender, verb, rid, payload)
-            if held:
-                self._run_batches(conn, sender, held)
+            finally:
+                outbox.end()
             data = await stream.receive_some(RECV_BYTES)
             if not data:
                 return
@@ -919,7 +885,7 @@ class Messaging:
                 else:
                     self._push_reply(conn, verb, rid, {"r": rid, "p": result if isinstance(result, dict) else {}})
         held.clear()
-        conn.lot.unpark()  # the acknowledgements appended above: one wake-up for all of them
+        conn.wake()  # the acknowledgements appended above: one wake-up for all of them
 
     def _handle_inline(
         self, conn: _Incoming, sender: str, verb: str, rid: int | None, payload: dict[str, Any], handler: InlineHandler

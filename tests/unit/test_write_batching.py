@@ -135,7 +135,7 @@ async def test_the_reader_batches_a_reads_mutations_in_order_with_other_verbs() 
     decoder = protocol.FrameDecoder()
     for rid, verb, n in ((1, "MUTATION", 1), (2, "MUTATION", 2), (3, "READ", 3), (4, "MUTATION", 4)):
         decoder.feed(protocol.encode_frame({"i": rid, "v": verb, "p": {"n": n}}))
-    conn = _Incoming()
+    conn = _Incoming(m.outbox)
 
     class _Stream:
         async def receive_some(self, n: int) -> bytes:
