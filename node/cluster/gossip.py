@@ -104,6 +104,10 @@ class VersionedValue:
 
     value: Any
     version: int
+    # What node/cluster/membership.py decoded the value to (the TOKENS state, once): a value is
+    # never changed in place, a new state is a new VersionedValue, and every ring or status view
+    # rebuilds each member's NodeInfo (some 200 times per virtual second of a simulation).
+    decoded: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -129,6 +133,14 @@ class EndpointState:
     def values(self) -> dict[str, Any]:
         """Application state values without versions."""
         return {k: v.value for k, v in self.app.items()}
+
+    def info(self, node_id: str) -> NodeInfo:
+        """This endpoint as a NodeInfo; its tokens decoded once per TOKENS state."""
+        tokens = self.app.get(membership.TOKENS)
+        if tokens is not None and tokens.decoded is None:
+            tokens.decoded = membership.decode_tokens(tokens.value)
+        return membership.node_info_from_states(
+            node_id, self.values(), tokens=list(tokens.decoded) if tokens is not None else [])
 
 
 def _is_int(x: Any) -> bool:
@@ -223,12 +235,12 @@ class Gossiper:
 
     def nodes(self) -> dict[str, NodeInfo]:
         """Every known endpoint (this one included) as a NodeInfo."""
-        return {ep: membership.node_info_from_states(ep, st.values()) for ep, st in self._states.items()}
+        return {ep: st.info(ep) for ep, st in self._states.items()}
 
     def node(self, node_id: str) -> NodeInfo | None:
         """One endpoint's NodeInfo, or None if unknown."""
         st = self._states.get(node_id)
-        return None if st is None else membership.node_info_from_states(node_id, st.values())
+        return None if st is None else st.info(node_id)
 
     def is_alive(self, node_id: str) -> bool:
         """Whether ``node_id`` is currently considered up (this node always is)."""

@@ -43,29 +43,10 @@ def encode_tokens(tokens: list[Any]) -> list[Any]:
     return [str(t) if isinstance(t, int) and not isinstance(t, bool) else t for t in tokens]
 
 
-# Gossip's TOKENS value of each endpoint -> its decoded tokens: the value is a new list whenever
-# it changes, and every ring or status view decodes it again (each member's NodeInfo is rebuilt
-# from its states some 200 times per virtual second of a five-node simulation).
-_DECODED: dict[int, tuple[list[Any], list[Any], int]] = {}
-_DECODED_MAX = 512
-
-
 def decode_tokens(value: Any) -> list[Any]:
     """The inverse of :func:`encode_tokens`; malformed values give an empty list."""
     if not isinstance(value, list):
         return []
-    hit = _DECODED.get(id(value))
-    if hit is not None and hit[0] is value and len(value) == hit[2]:
-        return list(hit[1])
-    out = _decode_tokens(value)
-    if len(_DECODED) >= _DECODED_MAX:
-        _DECODED.clear()
-    # The entry holds the value itself, so its id cannot be reused while the entry exists.
-    _DECODED[id(value)] = (value, out, len(value))
-    return list(out)
-
-
-def _decode_tokens(value: list[Any]) -> list[Any]:
     out: list[Any] = []
     for t in value:
         if isinstance(t, str):
@@ -103,13 +84,14 @@ def _addr(value: Any) -> tuple[str, int] | None:
     return None
 
 
-def node_info_from_states(node_id: str, states: dict[str, Any]) -> NodeInfo:
-    """Build a NodeInfo from gossiped application state values, defaulting what is missing or malformed."""
+def node_info_from_states(node_id: str, states: dict[str, Any], tokens: list[Any] | None = None) -> NodeInfo:
+    """Build a NodeInfo from gossiped application state values, defaulting what is missing or
+    malformed; ``tokens``: the TOKENS value already decoded (node/cluster/gossip.py keeps it)."""
     info = NodeInfo(node_id=node_id, status="JOINING")
     status = states.get(STATUS)
     if isinstance(status, str) and status in STATUSES:
         info.status = status
-    info.tokens = decode_tokens(states.get(TOKENS))
+    info.tokens = decode_tokens(states.get(TOKENS)) if tokens is None else tokens
     load = states.get(LOAD)
     if isinstance(load, int) and not isinstance(load, bool):
         info.load = load

@@ -44,18 +44,18 @@ def test_load_bytes_counts_what_the_walk_counted(tmp_path: Path) -> None:
 
 
 def test_decoded_tokens_follow_the_gossiped_value() -> None:
-    value = membership.encode_tokens([3, -5, 2**100])
-    first = membership.decode_tokens(value)
+    from node.cluster.gossip import EndpointState, HeartBeatState, VersionedValue
+
+    st = EndpointState(HeartBeatState(1, 1), {membership.TOKENS: VersionedValue(membership.encode_tokens([3, -5, 2**100]), 1)})
+    first = st.info("n1").tokens
     assert first == [3, -5, 2**100]
-    first.append(99)  # a caller's copy: the next decode is not affected
-    assert membership.decode_tokens(value) == [3, -5, 2**100]
-    value.append("7")  # a value changed in place is decoded again
-    assert membership.decode_tokens(value) == [3, -5, 2**100, 7]
+    first.append(99)  # a caller's copy: the next view is not affected
+    assert st.info("n1").tokens == [3, -5, 2**100]
+    st.app[membership.TOKENS] = VersionedValue(membership.encode_tokens([7]), 2)  # a new state
+    assert st.info("n1").tokens == [7]
+    assert EndpointState(HeartBeatState(1, 1)).info("n2").tokens == []
     assert membership.decode_tokens(["1", "x", b"b"]) == [1, b"b"]
     assert membership.decode_tokens("junk") == []
-    for i in range(membership._DECODED_MAX + 5):  # the cache stays bounded
-        assert membership.decode_tokens([str(i)]) == [i]
-    assert len(membership._DECODED) <= membership._DECODED_MAX
 
 
 def test_the_liveness_probe_status_skips_the_data_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
