@@ -92,6 +92,10 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, help="the seed of one simulation (default 1)")
     p.add_argument("--seeds", metavar="A-B", help="sweep seeds A..B (or a comma list), one worker process per core")
     p.add_argument("--jobs", type=int, help="worker processes for a sweep (default: the number of cores)")
+    p.add_argument("--shrink", action="store_true",
+                   help="with a failing --seed: look for the smallest configuration of that seed that still "
+                        "fails the same way (fewer fault kinds, shorter, fewer clients, keys, nodes) and print "
+                        "the command that replays it")
     p.add_argument("--check-determinism", action="store_true",
                    help="run the seed twice and compare the trace (every message and timer) and the history")
     p.add_argument("--crash", choices=["process", "power"],
@@ -177,6 +181,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
         if seeds is not None and args.check_determinism:
             raise ValueError("--check-determinism takes one --seed")
+        if args.shrink and (seeds is not None or args.check_determinism or args.junit_xml or opts.coverage):
+            raise ValueError("--shrink takes one --seed (not --seeds, --check-determinism, --junit-xml or --coverage)")
         if opts.coverage and (seeds is not None or args.check_determinism):
             raise ValueError("--coverage measures one --seed (not --seeds or --check-determinism)")
         check_paths(opts.store, args.junit_xml)
@@ -198,6 +204,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         return sweep(opts, settings, [opts.seed], 1, Path(args.junit_xml))
     if args.check_determinism:
         return check_determinism(opts, settings)
+    if args.shrink:
+        from harness.shrink import shrink
+
+        return shrink(opts, settings, args.jobs or os.cpu_count() or 1)
     return single(opts, settings)
 
 
@@ -488,6 +498,8 @@ def sweep(opts: Any, settings: SimSettings, seeds: list[int], jobs: int, junit: 
     for r in bad:
         print(f"seed {r['seed']} {_verdict(r['valid'])}: {r['run_dir']}" + (f" ({r['error']})" if r.get("error") else ""))
         print(f"  replay: {replay_command(opts, settings, r['seed'])}")
+    if invalid:
+        print("  (add --shrink to a replay command for the smallest configuration of that seed that still fails)")
     print(f"summary: {base / 'sweep.json'}")
     if stopped:
         print(f"interrupted: {len(seeds) - len(rows)} of {len(seeds)} seeds not run")
