@@ -33,7 +33,10 @@ def replay_summary(engine: Any) -> dict[str, Any]:
     """What the last commit log replay found: records, and every truncation (file, offset, why)."""
     report = engine.replay_report
     return {"records": report.records, "applied": report.applied, "segments": report.segments,
-            "truncations": [{"file": f, "offset": off, "problem": why} for f, off, why in report.truncations]}
+            "truncations": [{"file": f, "offset": off, "problem": why} for f, off, why in report.truncations],
+            # damage replayed around: a failed fsync's range (fenced), or skip_corrupt's
+            "skipped": [{"file": f, "offset": off, "problem": why, "bytes": n} for f, off, why, n in report.skipped],
+            "fenced": len(report.fenced)}
 
 
 async def scrub_node(node: Any, repair: bool = True, every_replica: bool = False) -> dict[str, Any]:

@@ -55,6 +55,13 @@ _MAX_SEGMENT_BYTES = (1 << 32) - 1
 # seen in the segment, but at least this (a small log may not have shown its typical size yet).
 _RESYNC_MIN_RECORD = 64 * 1024
 REPLAY_POLICIES = ("stop", "skip_corrupt")
+# The table id of a fence record: written (and fsynced) in a fresh segment right after an fsync
+# failed, naming each segment whose bytes from an offset on that fsync left at risk (fsyncgate: the
+# kernel may have dropped those pages), so a restart can tell that damage there is what the failed
+# fsync cost and not corruption. Table ids start at 1, so no mutation record has it; its payload
+# starts with these bytes (msgpack: a two-element array, then -1).
+_FENCE_TABLE = -1
+_FENCE_PREFIX = b"\x92\xff"
 COMMIT_FAILURE_POLICIES = ("stop", "die", "ignore")
 
 
@@ -76,6 +83,8 @@ class _Segment:
     size: int
     # table id -> position of the last record of that table in this segment
     dirty: dict[int, int] = field(default_factory=dict)
+    # ids of the segments a fence record in this one names: it is kept while any of them exists
+    fences: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -88,6 +97,9 @@ class ReplayReport:
     truncations: list[tuple[str, int, str]] = field(default_factory=list)
     # skip_corrupt only: (file, offset, problem, bytes skipped) for every damaged range passed over
     skipped: list[tuple[str, int, str, int]] = field(default_factory=list)
+    # damage a fence record explains (a failed fsync at runtime): (file, offset, problem, bytes),
+    # replayed around whatever commitlog_replay says; a subset of ``skipped``
+    fenced: list[tuple[str, int, str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -100,6 +112,23 @@ class _Scan:
     damage: list[tuple[int, str]] = field(default_factory=list)  # (offset, problem) per damaged range
     lost: list[int] = field(default_factory=list)  # bytes skipped per damaged range
     resumed: bool = False  # a valid record follows some damage in this segment
+    fences: list[tuple[int, int]] = field(default_factory=list)  # payload (start, end) of fence records
+
+
+def _frame(payload: bytes) -> bytes:
+    """One record: length, CRC32 of length and payload, payload."""
+    lenb = _LEN.pack(len(payload))
+    return lenb + _CRC.pack(zlib.crc32(payload, zlib.crc32(lenb))) + payload
+
+
+def _retire(seg: _Segment) -> None:
+    """Close a segment's file for good (after a failed fsync: what it holds is fenced)."""
+    f, seg.file = seg.file, None
+    if f is not None:
+        try:
+            f.close()
+        except OSError as exc:
+            log.error("commit log segment %s: close failed: %s", seg.path, exc)
 
 
 def _record_at(data: bytes, offset: int, max_len: int) -> tuple[int, str | None]:
@@ -154,6 +183,8 @@ def _scan_segment(data: bytes, seg_id: int) -> _Scan:
         end, problem = _record_at(data, offset, _MAX_SEGMENT_BYTES)
         if problem is None:
             scan.records.append((offset + _REC_HEADER.size, end))
+            if data[offset + _REC_HEADER.size:offset + _REC_HEADER.size + 2] == _FENCE_PREFIX:
+                scan.fences.append(scan.records[-1])
             biggest = max(biggest, end - offset)
             offset = end
             continue
@@ -179,7 +210,12 @@ class CommitLog:
         # acknowledged by this log. False (ignore): only the writes that fsync covered fail.
         self.sticky_failure = sticky_failure
         self._failure: StorageFailure | None = None
-        self._failed_upto = 0  # every record at or before this was covered by a failed fsync
+        # Position ranges (lo, hi] a failed fsync covered: no record in one is ever acknowledged,
+        # whatever a later fsync says (under ignore the failure is not sticky).
+        self._failed_ranges: list[tuple[int, int]] = []
+        # (segment id, offset) a failed fsync left at risk and no durable fence record names yet:
+        # while any is pending, appends first try to write that fence (see _fence).
+        self._unfenced: list[tuple[int, int]] = []
         self.sync_mode = sync_mode
         self.segment_bytes = min(segment_bytes, _MAX_SEGMENT_BYTES)
         self.group_window_s = group_window_s
@@ -212,18 +248,23 @@ class CommitLog:
         ids = sorted(int(m.group(1)) for p in self.directory.iterdir() if (m := _SEGMENT_RE.match(p.name)))
         # Pass 1: checksums only, every segment, so we know whether valid records follow a damage.
         scans = [(seg_id, _scan_segment(self.files.read(self._path(seg_id)), seg_id)) for seg_id in ids]
+        at_risk, fenced_by = self._read_fences(scans)
         for i, (seg_id, scan) in enumerate(scans):
             path = self._path(seg_id)
             later = any(s.records for _, s in scans[i + 1:])
-            seg = _Segment(seg_id, path, None, scan.size)
+            seg = _Segment(seg_id, path, None, scan.size, fences=fenced_by.get(seg_id, set()))
             if scan.damage and (later or scan.resumed):
                 offset, problem = scan.damage[0]
-                if self.replay_policy != "skip_corrupt":
+                risk = at_risk.get(seg_id)
+                if risk is not None and offset >= risk[0]:
+                    self._skip_fenced(path, scan, risk[1])
+                elif self.replay_policy != "skip_corrupt":
                     raise CommitLogCorrupt(str(path), offset, problem)
-                for (off, prob), lost in zip(scan.damage, scan.lost):
-                    log.error("commit log %s: %s at byte offset %d; skipping %d bytes (skip_corrupt): the "
-                              "records in them are lost", path, prob, off, lost)
-                    self.report.skipped.append((str(path), off, prob, lost))
+                else:
+                    for (off, prob), lost in zip(scan.damage, scan.lost):
+                        log.error("commit log %s: %s at byte offset %d; skipping %d bytes (skip_corrupt): the "
+                                  "records in them are lost", path, prob, off, lost)
+                        self.report.skipped.append((str(path), off, prob, lost))
             elif scan.damage:
                 offset, problem = scan.damage[0]
                 if not scan.header_ok:
@@ -249,12 +290,52 @@ class CommitLog:
                     self.report.skipped.append((str(path), start - _REC_HEADER.size, "undecodable record",
                                                 end - start + _REC_HEADER.size))
                     continue
+                if table_id == _FENCE_TABLE:
+                    continue
                 pos = make_position(seg_id, end)
                 seg.dirty[table_id] = pos
                 self.report.records += 1
                 yield pos, table_id, obj
             self._written = max(self._written, make_position(seg_id, seg.size))
         self._synced = self._written
+
+    def _read_fences(self, scans: list[tuple[int, _Scan]]) -> tuple[dict[int, tuple[int, str]], dict[int, set[int]]]:
+        """From every fence record: segment id -> (the lowest offset a failed fsync left at risk
+        there, the sync mode then), and fence segment id -> the segment ids it names."""
+        at_risk: dict[int, tuple[int, str]] = {}
+        fenced_by: dict[int, set[int]] = {}
+        for seg_id, scan in scans:
+            if not scan.fences:
+                continue
+            data = self.files.read(self._path(seg_id))
+            for start, end in scan.fences:
+                try:
+                    _, body = msgpack.unpackb(data[start:end], raw=False, strict_map_key=False)
+                    mode = str(body["mode"])
+                    named = [(int(s), int(o)) for s, o in body["at_risk"]]
+                except Exception as exc:  # noqa: BLE001 - a fence that does not decode explains nothing
+                    log.error("commit log segment %d: undecodable fence record at byte offset %d ignored: %s",
+                              seg_id, start - _REC_HEADER.size, exc)
+                    continue
+                for sid, off in named:
+                    if sid not in at_risk or off < at_risk[sid][0]:
+                        at_risk[sid] = (off, mode)
+                    fenced_by.setdefault(seg_id, set()).add(sid)
+        return at_risk, fenced_by
+
+    def _skip_fenced(self, path: Path, scan: _Scan, mode: str) -> None:
+        """Replay around damage a fence record explains, saying what was skipped and why."""
+        acked = ("none of the writes in them was acknowledged (commitlog_sync = %s acknowledges a write only "
+                 "after an fsync covering it succeeded)" % mode if mode != "periodic" else
+                 "writes in them may have been acknowledged: commitlog_sync = periodic promises durability only "
+                 "up to the last fsync that succeeded, and this one failed")
+        for (off, prob), lost in zip(scan.damage, scan.lost):
+            log.error("commit log %s: %s at byte offset %d; skipping %d bytes: an fsync of this segment failed "
+                      "at runtime (a fence record says so), so the kernel may have dropped these pages "
+                      "(fsyncgate); %s; the records after them are replayed", path, prob, off, lost, acked)
+            entry = (str(path), off, f"{prob} (after a failed fsync)", lost)
+            self.report.skipped.append(entry)
+            self.report.fenced.append(entry)
 
     def _truncate(self, seg: _Segment, offset: int, problem: str, end: int) -> None:
         log.warning("commit log %s: %s at byte offset %d; truncating %d trailing bytes",
@@ -314,14 +395,13 @@ class CommitLog:
         """Write one already encoded ``[table_id, mutation]`` record; returns its position."""
         # A coordinator's own replica appends one record per write: the common case (the
         # segment has room) without append_payloads' lists and loops, with the same checks.
-        lenb = _LEN.pack(len(payload))
-        record = lenb + _CRC.pack(zlib.crc32(payload, zlib.crc32(lenb))) + payload
+        record = _frame(payload)
         with self._lock:
+            refusal = self._refusal()
+            if refusal is not None:
+                raise refusal
             seg = self._active
-            if seg is None or self._closed:
-                raise CommitLogError("commit log is not open")
-            if self._failure is not None and self.sticky_failure:
-                raise self._failure
+            assert seg is not None
             if seg.size + len(record) <= self.segment_bytes or seg.size <= SEGMENT_HEADER_BYTES:
                 positions: list[int] = []
                 error = self._write_chunk(seg, [record], [table_id], positions)
@@ -339,17 +419,14 @@ class CommitLog:
         segment they land in; returns the positions of those written and, if a write failed, its
         error (DiskFull or StorageFailure: the records from the first of that write on were not
         kept). A replica appends every mutation of one read this way: one syscall, not one each."""
-        framed = []
-        for _, payload in records:
-            lenb = _LEN.pack(len(payload))
-            framed.append(lenb + _CRC.pack(zlib.crc32(payload, zlib.crc32(lenb))) + payload)
+        framed = [_frame(payload) for _, payload in records]
         positions: list[int] = []
         with self._lock:
+            refusal = self._refusal()
+            if refusal is not None:
+                return positions, refusal
             seg = self._active
-            if seg is None or self._closed:
-                raise CommitLogError("commit log is not open")
-            if self._failure is not None and self.sticky_failure:
-                return positions, self._failure
+            assert seg is not None
             chunk: list[bytes] = []
             chunk_tables: list[int] = []
             size = seg.size
@@ -375,6 +452,62 @@ class CommitLog:
                 if error is not None:
                     return positions, error
             return positions, None
+
+    def _refusal(self) -> StorageFailure | None:
+        """Why no record may be appended now (under the lock): a sticky failure (stop, die), or a
+        failed fsync whose fence record is not durable yet and cannot be written now either."""
+        if self._active is None or self._closed:
+            raise CommitLogError("commit log is not open")
+        if self._failure is not None and self.sticky_failure:
+            return self._failure
+        return self._write_fence() if self._unfenced else None
+
+    def _write_fence(self) -> StorageFailure | None:
+        """Roll to a fresh segment and write and fsync a fence record there naming every segment
+        offset a failed fsync left at risk (under the lock); None once it is durable.
+
+        A record acknowledged later sits after the fence and was fsynced after it, so a restart
+        that finds damage at or past a fenced offset knows it is what the failed fsync cost (the
+        kernel may have dropped those pages: fsyncgate) and replays around it, where it would
+        otherwise refuse the log as corrupt. Until a fence is durable nothing more is appended."""
+        assert self._active is not None
+        try:
+            self._roll(self._active.id + 1)
+        except StorageFailure as failure:
+            return failure
+        seg = self._active
+        body = {"at_risk": [list(r) for r in self._unfenced], "mode": self.sync_mode}
+        record = _frame(msgpack.packb([_FENCE_TABLE, body], use_bin_type=True))
+        try:
+            seg.file.write(record)  # type: ignore[union-attr]
+            seg.size += len(record)
+            seg.file.fsync()  # type: ignore[union-attr]
+        except OSError as exc:
+            # This segment is at risk itself now (a torn or unsynced fence): the next fence names it.
+            self._unfenced.append((seg.id, 0))
+            _retire(seg)
+            return disk_error(exc, seg.path, "commit log fence record write")
+        seg.fences |= {sid for sid, _ in self._unfenced}
+        log.warning("commit log: fence record written to %s: a restart replays around damage in %s (what the "
+                    "failed fsync may have cost)", seg.path,
+                    ", ".join(f"segment {sid} from byte {off}" for sid, off in self._unfenced))
+        self._unfenced = []
+        return None
+
+    def _fence_failed(self, seg: _Segment, target: int) -> int:
+        """After an fsync of ``seg`` failed: retire it (never written or fsynced again) and fence it;
+        returns the position up to which no record is ever acknowledged."""
+        synced = self._synced  # only the sync leader, the caller, moves it
+        start = synced & _MAX_SEGMENT_BYTES if position_segment(synced) == seg.id else 0
+        with self._lock:
+            upto = max(target, make_position(seg.id, seg.size))
+            self._unfenced.append((seg.id, start))
+            _retire(seg)
+            failure = self._write_fence()
+        if failure is not None:
+            log.error("commit log: no fence record after the failed fsync of %s (%s)%s", seg.path, failure,
+                      "" if self.sticky_failure else "; appends are refused until one is written")
+        return upto
 
     def _write_chunk(self, seg: _Segment, chunk: list[bytes], tables: list[int], positions: list[int]) -> StorageFailure | None:
         """Append records to ``seg`` in one write (under the lock); their positions go to ``positions``."""
@@ -418,6 +551,7 @@ class CommitLog:
     def _lead_sync(self) -> int:
         target = 0
         failure: StorageFailure | None = None
+        failed_seg: _Segment | None = None
         try:
             with self._lock:
                 target = self._written
@@ -427,6 +561,7 @@ class CommitLog:
                 try:
                     f.fsync()
                 except OSError as exc:
+                    failed_seg = seg
                     failure = CommitLogSyncFailed(str(seg.path), f"commit log fsync failed: {exc}")
                     raise failure from exc
             with self._lock:
@@ -436,7 +571,9 @@ class CommitLog:
                             # It was rolled while we synced: records appended after our fsync
                             # began are covered by the position the next sync claims, so sync
                             # them now, before the file is closed for good.
+                            failed_seg = seg
                             f.fsync()
+                            failed_seg = None
                         seg.file = None  # first: a close that fails has still released the descriptor
                         f.close()
         except BaseException as exc:
@@ -446,6 +583,9 @@ class CommitLog:
                     raise failure from exc
             raise
         finally:
+            upto = target
+            if failure is not None and failed_seg is not None:
+                upto = self._fence_failed(failed_seg, target)
             with self._cond:
                 self._syncing = False
                 if failure is None and not (self.sticky_failure and self._failure is not None):
@@ -457,7 +597,7 @@ class CommitLog:
                     # and the one after that acknowledged the writes the failed fsync covered).
                     if failure is not None:
                         log.error("%s; %s", failure, "no write it covered is acknowledged")
-                        self._failed_upto = max(self._failed_upto, target)
+                        self._failed_ranges.append((self._synced, upto))
                         self._failure = failure
                 self._last_sync = self._clock.monotonic()
                 self._cond.notify_all()
@@ -474,9 +614,12 @@ class CommitLog:
             return
         while True:
             with self._cond:
+                # A failed fsync's range first: a later fsync that succeeded proves nothing about it.
+                if self._failure is not None and any(lo < position <= hi for lo, hi in self._failed_ranges):
+                    raise self._failure
                 if self._synced >= position:
                     return
-                if self._failure is not None and (self.sticky_failure or position <= self._failed_upto):
+                if self._failure is not None and self.sticky_failure:
                     raise self._failure
                 if self._syncing:
                     self._cond.wait()
@@ -508,9 +651,10 @@ class CommitLog:
         with self._lock:
             keep = []
             for seg in self._segments:
+                # A fence record stays while a segment it explains does (a restart needs it).
                 clean = all(
                     t not in live_tables or pos <= self._flushed.get(t, -1) for t, pos in seg.dirty.items()
-                )
+                ) and not any(k.id in seg.fences for k in keep)
                 if seg is not self._active and seg.file is None and clean:
                     try:
                         seg.path.unlink(missing_ok=True)
