@@ -1236,14 +1236,17 @@ class StorageEngine:
         write lock.
         """
         t = self._table(keyspace, table)
-        check = SSTableReader(directory, generation, self.sort_key, 16)
         try:
-            if data_crc is None or data_crc != check.digests["Data.db"][0]:
-                check.verify()
-        finally:
-            check.close()
-        restamp(directory, generation, {"replay_position": 0, "origin": "stream",
-                                        "created_us": self.clock.wall_us()})
+            check = SSTableReader(directory, generation, self.sort_key, 16)
+            try:
+                if data_crc is None or data_crc != check.digests["Data.db"][0]:
+                    check.verify()
+            finally:
+                check.close()
+            restamp(directory, generation, {"replay_position": 0, "origin": "stream",
+                                            "created_us": self.clock.wall_us()})
+        except OSError as exc:  # the received files could not be read or restamped: nothing imported
+            raise disk_error(exc, directory, f"import into {t.qualified}") from exc
         with self._lock:
             gen = t.next_generation
             t.next_generation += 1
@@ -1255,7 +1258,7 @@ class StorageEngine:
                                    self._key_cache)
         except OSError as exc:
             remove_generation(t.directory, gen)
-            raise disk_error(exc, t.directory, "import") from exc
+            raise disk_error(exc, t.directory, f"import into {t.qualified}") from exc
         except BaseException:
             remove_generation(t.directory, gen)
             raise

@@ -19,7 +19,8 @@ from nth_fault import NthFault, injected
 from storage_model import ManualClock
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_disk_fault_sweep import _sweep, fast_dir  # noqa: E402,F401  (the sweep and its fixture)
+# The sweep, and its fixture: a directory in memory (these tests fsync a lot, for nothing).
+from test_disk_fault_sweep import _sweep, fast_dir  # noqa: E402,F401
 
 
 def _engine(path: Path, policy: str = "ignore", sync: str = "batch") -> StorageEngine:
@@ -47,11 +48,11 @@ def _fail_next_fsync(fault: NthFault) -> None:
 
 
 @pytest.mark.parametrize("policy", ["ignore", "stop"])
-def test_a_restart_after_a_failed_fsync_replays_around_what_it_lost(tmp_path: Path, policy: str,
+def test_a_restart_after_a_failed_fsync_replays_around_what_it_lost(fast_dir: Path, policy: str,  # noqa: F811
                                                                    caplog: pytest.LogCaptureFixture) -> None:
-    fault = _watched(tmp_path)
+    fault = _watched(fast_dir)
     with injected(fault):
-        e = _engine(tmp_path, policy)
+        e = _engine(fast_dir, policy)
         e.create_table("ks", "t")
         _put(e, b"before", b"a", 1)
         _fail_next_fsync(fault)
@@ -63,7 +64,7 @@ def test_a_restart_after_a_failed_fsync_replays_around_what_it_lost(tmp_path: Pa
     assert fault.lost
     fault.power_loss()  # the dropped pages read back as zeros
     with caplog.at_level(logging.ERROR, logger="ringlab.storage.commitlog"):
-        e = _engine(tmp_path, policy)
+        e = _engine(fast_dir, policy)
     assert _value(e, b"before") == b"a"
     if policy == "ignore":
         assert _value(e, b"after") == b"c"
@@ -75,16 +76,16 @@ def test_a_restart_after_a_failed_fsync_replays_around_what_it_lost(tmp_path: Pa
     _put(e, b"later", b"d", 4)  # the restarted node writes again
     e.close()
     # The fence outlives nothing it explains: a second restart finds the same and starts too.
-    e = _engine(tmp_path, policy)
+    e = _engine(fast_dir, policy)
     assert _value(e, b"later") == b"d"
     e.close()
 
 
-def test_periodic_mode_says_the_skipped_writes_may_have_been_acknowledged(tmp_path: Path,
+def test_periodic_mode_says_the_skipped_writes_may_have_been_acknowledged(fast_dir: Path,  # noqa: F811
                                                                          caplog: pytest.LogCaptureFixture) -> None:
-    fault = _watched(tmp_path)
+    fault = _watched(fast_dir)
     with injected(fault):
-        e = _engine(tmp_path, sync="periodic")
+        e = _engine(fast_dir, sync="periodic")
         e.create_table("ks", "t")
         e.apply("ks", "t", Mutation(b"k", [Cell("c", b"v", 1)]))
         _fail_next_fsync(fault)
@@ -94,32 +95,32 @@ def test_periodic_mode_says_the_skipped_writes_may_have_been_acknowledged(tmp_pa
         e.close()
     fault.power_loss()
     with caplog.at_level(logging.ERROR, logger="ringlab.storage.commitlog"):
-        e = _engine(tmp_path, sync="periodic")
+        e = _engine(fast_dir, sync="periodic")
     assert _value(e, b"k2") == b"v2"
     assert "may have been acknowledged: commitlog_sync = periodic promises durability only up to the last fsync" \
         in " ".join(r.getMessage() for r in caplog.records)
     e.close()
 
 
-def test_damage_no_fence_explains_still_refuses_the_start(tmp_path: Path) -> None:
-    e = _engine(tmp_path)
+def test_damage_no_fence_explains_still_refuses_the_start(fast_dir: Path) -> None:  # noqa: F811
+    e = _engine(fast_dir)
     e.create_table("ks", "t")
     for i in range(3):
         _put(e, b"k%d" % i, b"v", i + 1)
     e.close()
-    seg = sorted((tmp_path / "commitlog").glob("*.log"))[-1]
+    seg = sorted((fast_dir / "commitlog").glob("*.log"))[-1]
     data = bytearray(seg.read_bytes())
     data[30] ^= 0xFF  # inside the first record: valid records follow, and no fsync failed
     seg.write_bytes(bytes(data))
     with pytest.raises(CommitLogCorrupt):
-        _engine(tmp_path)
+        _engine(fast_dir)
 
 
-def test_a_write_a_failed_fsync_covered_is_never_acknowledged_by_a_later_one(tmp_path: Path) -> None:
-    e = _engine(tmp_path)
+def test_a_write_a_failed_fsync_covered_is_never_acknowledged_by_a_later_one(fast_dir: Path) -> None:  # noqa: F811
+    e = _engine(fast_dir)
     e.create_table("ks", "t")
     pos = e.apply("ks", "t", Mutation(b"k", [Cell("c", b"v", 1)]))
-    with injected(NthFault(tmp_path, 1, errno.EIO, only=("fsync", ".log"))):
+    with injected(NthFault(fast_dir, 1, errno.EIO, only=("fsync", ".log"))):
         with pytest.raises(CommitLogSyncFailed):
             e.sync_commitlog()
     _put(e, b"k2", b"v2", 2)  # a later fsync succeeds and covers a higher position
@@ -137,10 +138,10 @@ class _Failing(NthFault):
         return self.active and self._mine(path) and kind in self.failing and str(path).endswith(".log")
 
 
-def test_until_the_fence_is_written_no_write_is_taken_under_ignore(tmp_path: Path) -> None:
-    e = _engine(tmp_path)
+def test_until_the_fence_is_written_no_write_is_taken_under_ignore(fast_dir: Path) -> None:  # noqa: F811
+    e = _engine(fast_dir)
     e.create_table("ks", "t")
-    fault = _Failing(tmp_path, code=errno.EIO, fsyncgate=True)
+    fault = _Failing(fast_dir, code=errno.EIO, fsyncgate=True)
     with injected(fault):
         # The fsync fails, and so does the fence's new segment, and the next append's try.
         fault.failing = {"fsync", "open"}
@@ -153,7 +154,7 @@ def test_until_the_fence_is_written_no_write_is_taken_under_ignore(tmp_path: Pat
         _put(e, b"k3", b"v3", 3)
     e.close()
     fault.power_loss()
-    e = _engine(tmp_path)
+    e = _engine(fast_dir)
     assert _value(e, b"k3") == b"v3" and _value(e, b"k2") is None and e.replay_report.fenced
     e.close()
 
