@@ -106,15 +106,35 @@ SECRET_OPS = frozenset(ADMIN_OPS + SCHEMA_OPS) - {"describe"}
 # --------------------------------------------------------------------------- errors
 
 
+# What a log line quotes at most of something a peer or a client sent (a hello's claimed node
+# id, a refusal's reason): one hostile message must not write 64 KB into the log.
+LOGGED_REASON_CHARS = 300
+# What an error answer's message (and each text detail) holds at most: it may echo the client's
+# input (names of keyspaces, tables and columns up to 64 KB, an op of any size), and an answer
+# must not hand that back in full; the node's own messages stay well under this.
+ERROR_MESSAGE_CHARS = 1000
+
+
+def clipped(text: str, limit: int = LOGGED_REASON_CHARS) -> str:
+    """``text`` cut to about ``limit`` characters, its start and end kept (the start says what was
+    sent, the end usually what was wrong with it), saying how many characters were cut."""
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head
+    return f"{text[:head]}... ({len(text) - limit} more characters) ...{text[len(text) - tail:]}"
+
+
 class RinglabError(Exception):
     """An error with a wire name from the table in docs/architecture.md."""
 
     name = "ServerError"
 
     def __init__(self, message: str, **details: Any) -> None:
+        message = clipped(message, ERROR_MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
-        self.details = details
+        self.details = {k: _clipped_detail(v) for k, v in details.items()}
 
     def to_wire(self) -> dict[str, Any]:
         """The ``error`` map of a response."""
@@ -201,6 +221,15 @@ ERROR_CLASSES: dict[str, type[RinglabError]] = {
         ReadFailure,
     )
 }
+
+
+def _clipped_detail(value: Any) -> Any:
+    """A text detail (or each text of a map of them, a ReadFailure's ``failures``) clipped."""
+    if isinstance(value, str):
+        return clipped(value, ERROR_MESSAGE_CHARS)
+    if isinstance(value, dict):
+        return {k: clipped(v, ERROR_MESSAGE_CHARS) if isinstance(v, str) else v for k, v in value.items()}
+    return value
 
 
 def error_from_wire(error: Any) -> RinglabError:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+import trio
 
 from node.protocol import InvalidRequest
 from node.storage.errors import InvalidName
@@ -27,6 +29,43 @@ from node.runtime import offload
 log = logging.getLogger("node.storage_admin")
 
 AdminOp = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+T = TypeVar("T")
+
+
+class SharedRuns(Generic[T]):
+    """An async job its concurrent callers share: a caller arriving while a run is under way
+    waits for the next run (which starts after it asked, so it sees what the caller did before),
+    and every caller waiting for that run gets its result or its error.
+
+    A scrub verifies every SSTable and repairs the node's ranges, and only one repair runs at a
+    time: a pipelined flood of 4000 scrubs ran them one after another (about 40 a second, polling
+    for the repairer), and most were still unanswered 20 s later. Shared, the flood costs two runs.
+    """
+
+    def __init__(self, job: Callable[[], Awaitable[T]]) -> None:
+        self._job = job
+        self._lock = trio.Lock()  # fair: callers are served in arrival order
+        self._started = 0
+        self._finished = 0  # the number of the run whose outcome is below
+        self._value: T | None = None
+        self._error: Exception | None = None
+
+    async def __call__(self) -> T:
+        """The outcome of a run that started after this call."""
+        wanted = self._started + 1
+        async with self._lock:
+            if self._finished < wanted:
+                self._started += 1
+                try:
+                    self._value, self._error = await self._job(), None
+                except Exception as exc:  # noqa: BLE001 - every caller of this run gets it
+                    self._value, self._error = None, exc
+                self._finished = self._started
+            value, error = self._value, self._error
+        if error is not None:
+            # One exception raised by every caller: without the reset its traceback grew by each.
+            raise error.with_traceback(None)
+        return value  # type: ignore[return-value]
 
 
 def replay_summary(engine: Any) -> dict[str, Any]:
@@ -86,11 +125,14 @@ def storage_ops(node: Any) -> dict[str, AdminOp]:
                 # Why this node refuses writes (commit_failure_policy = stop), or None.
                 "write_failure": None if engine.write_failure() is None else str(engine.write_failure())}
 
+    # Concurrent scrubs (of each kind) share one run (SharedRuns).
+    scrubs = {repair: SharedRuns(lambda repair=repair: scrub_node(node, repair)) for repair in (True, False)}
+
     async def scrub(req: dict[str, Any]) -> dict[str, Any]:
         repair = req.get("repair", True)
         if not isinstance(repair, bool):
             raise InvalidRequest("repair must be a bool")
-        return await scrub_node(node, repair)
+        return await scrubs[repair]()
 
     async def listsnapshots(req: dict[str, Any]) -> dict[str, Any]:
         # nodetool listsnapshots: the tags, and how much disk each holds on its own (hard links

@@ -87,15 +87,8 @@ HANDSHAKE_TIMEOUT = 5.0
 # Listening on these says nothing about where the node can be reached, so they are not learnt.
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
-
-
-LOGGED_REASON_CHARS = 300
-
-
-def clipped(text: str, limit: int = LOGGED_REASON_CHARS) -> str:
-    """``text`` cut to ``limit`` characters for the log: a refusal quotes what a peer sent (its
-    claimed node id, say), and one hostile hello must not write 64 KB into the log."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+# A refusal quotes what a peer sent (its claimed node id, say): logged clipped (node/protocol.py).
+clipped = protocol.clipped
 
 
 class MessagingError(Exception):
