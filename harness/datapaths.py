@@ -39,6 +39,9 @@ def node_storage(opts: Any) -> dict[str, Any]:
         out["volatile_unsynced"] = True
     if "disk" in faults.parse_nemeses(opts.nemesis):
         out["disk_faults"] = True  # the disk nemesis's switch on the engine's file door
+        # A data disk failing with EIO would stop the node under the store's default (stop) until
+        # a restart; the nemesis heals the disk and expects it served again, as before the policy.
+        out["disk_failure_policy"] = "ignore"
     policy = getattr(opts, "commit_failure_policy", "stop")
     if policy != "stop":  # the store's default otherwise
         out["commit_failure_policy"] = policy

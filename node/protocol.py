@@ -101,6 +101,10 @@ _ALL_OPS = frozenset(ALL_OPS)
 _DATA_OPS = frozenset(DATA_OPS)
 # Ops that need the cluster secret: admin ops and schema changes (describe only reads).
 SECRET_OPS = frozenset(ADMIN_OPS + SCHEMA_OPS) - {"describe"}
+# What a node stopped by disk_failure_policy still answers (Cassandra keeps JMX for nodetool): it
+# stays up to be looked at (status says why it stopped), and can be drained; nothing else.
+INSPECTION_OPS = frozenset(("ping", "status", "ring", "gossipinfo", "getendpoints", "describe", "storage",
+                            "netstats", "listsnapshots", "disk", "drain"))
 
 
 # --------------------------------------------------------------------------- errors

@@ -41,6 +41,7 @@ from node.protocol import (
     ProtocolError,
     ServerError,
     Unauthorized,
+    Unavailable,
     encode_frame,
     error_response,
     ok_response,
@@ -255,7 +256,12 @@ class Node:
         # Partitions in token order, so streaming and repair scan a token range in one pass.
         sort_key, token_ordered = choose_sort_key(self.data_dir / "storage", self.partitioner)
         self.engine = StorageEngine(self.data_dir / "storage", config.storage, self.runtime.clock, sort_key,
-                                    on_fatal=_die)
+                                    on_fatal=_die, on_disk_failure=self._disk_failed)
+        # disk_failure_policy stop: the cancel scopes of the internode transports (messaging,
+        # gossip), cancelled when a data-disk failure stops this node's traffic (run_sync_soon:
+        # the engine may meet it in a worker thread).
+        self._traffic_scopes: list[trio.CancelScope] = []
+        self._trio_token: Any = None
         self.local = LocalStore(self.engine, config.storage.commitlog_sync)
         self.messaging = Messaging(
             self.runtime,
@@ -576,12 +582,13 @@ class Node:
         await offload(self._apply_schema_to_storage)
         try:
             async with trio.open_nursery() as nursery:
-                self.internode_port = await nursery.start(self.messaging.run)
+                self._trio_token = trio.lowlevel.current_trio_token()
+                self.internode_port = await nursery.start(self._stoppable, self.messaging.run)
                 self.gossiper = self._make_gossiper()
                 if self.gossiper is not None:
                     self.gossiper.subscribe(self._on_membership_event)
                     self._publish_schema_version()
-                    nursery.start_soon(self.gossiper.run)
+                    nursery.start_soon(self._stoppable, self.gossiper.run)
                 await nursery.start(self.coordinator.run)
                 if self.zk is not None:
                     nursery.start_soon(self.zk.run, lambda: [self.partitioner.to_string(t) for t in self.tokens])
@@ -602,6 +609,8 @@ class Node:
                     raise StorageFailure(str(ready), f"cannot write the ready file: {exc.strerror or exc}") from exc
                 self.started = True
                 log.info("ready client_port=%d internode_port=%d tokens=%d", self.client_port, self.internode_port, len(self.tokens))
+                if self.engine.disk_failure() is not None:  # met at open (stop_paranoid)
+                    self._stop_traffic()
                 task_status.started()
                 await self._drain.wait()
                 log.info("draining: closing the client port, flushing")
@@ -614,6 +623,25 @@ class Node:
             with trio.CancelScope(shield=True):
                 await offload(self.engine.close)
             log.info("stopped")
+
+    async def _stoppable(self, run: Any, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        """``run`` (messaging, gossip) until disk_failure_policy stops this node's traffic."""
+        scope = trio.CancelScope()
+        self._traffic_scopes.append(scope)
+        with scope:
+            await run(task_status=task_status)
+
+    def _disk_failed(self, exc: StorageError) -> None:
+        """The engine's disk_failure_policy stop/stop_paranoid hook (any thread)."""
+        if self._trio_token is not None:
+            self._trio_token.run_sync_soon(self._stop_traffic)
+
+    def _stop_traffic(self) -> None:
+        """Stop internode messaging and gossip (peers see this node down); the client port
+        refuses all but INSPECTION_OPS from now on (authorize). The process stays up."""
+        for scope in self._traffic_scopes:
+            scope.cancel()
+        log.critical("stopped client and internode traffic after a data disk failure: %s", self.engine.disk_failure())
 
     def _make_gossiper(self) -> Any:
         try:
@@ -663,6 +691,7 @@ class Node:
                 elif held_since is None:
                     held_since = self.runtime.clock.monotonic()
                 elif (self.config.storage.auto_repair_after_s > 0 and not self._auto_repairing
+                      and self.engine.disk_failure() is None
                       and not self.repairer.running
                       and self.runtime.clock.monotonic() - held_since >= self.config.storage.auto_repair_after_s):
                     self._auto_repairing = True
@@ -835,6 +864,9 @@ class Node:
     def authorize(self, req: dict[str, Any]) -> None:
         """Unauthorized unless the request carries the secret its op needs."""
         op = req["op"]
+        if op not in protocol.INSPECTION_OPS and (failure := self.engine.disk_failure()) is not None:
+            raise Unavailable(f"node {self.node_id} serves no traffic since a data disk failure (disk_failure_policy "
+                              f"= {self.config.storage.disk_failure_policy}): {failure}", stopped=True)
         if op in protocol.SECRET_OPS:
             if not _secret_matches(self.config.cluster_secret, req.get("secret")):
                 raise Unauthorized(f"{op} needs the cluster secret")
@@ -975,6 +1007,8 @@ class Node:
                         "timed_out": self.client_gate.timed_out},
             "faults": self.config.faults.as_dict(),
             "clock": {"offset_us": self.runtime.clock.offset_us(), "rate": self.runtime.clock.rate},
+            # Why disk_failure_policy stopped this node's traffic (None: serving).
+            "disk_failure": self.engine.disk_failure(),
         }
 
     def _load_bytes(self) -> int:
@@ -1158,8 +1192,9 @@ EXIT_STORAGE = 3
 
 
 def _die(exc: StorageError) -> None:
-    """commit_failure_policy = die: log why and end the process at once (Cassandra kills the JVM)."""
-    log.critical("commit log failure with commit_failure_policy = die: %s; exiting", exc)
+    """commit_failure_policy or disk_failure_policy = die: log why and end the process at once
+    (Cassandra kills the JVM)."""
+    log.critical("storage failure with a failure policy of die: %s; exiting", exc)
     logging.shutdown()
     os._exit(EXIT_STORAGE)
 

@@ -122,6 +122,11 @@ def storage_ops(node: Any) -> dict[str, AdminOp]:
                 "quarantined": engine.quarantined(), "held": engine.held_tables(), "replay": replay_summary(engine),
                 "commitlog_sync": engine.config.commitlog_sync,
                 "commit_failure_policy": engine.config.commit_failure_policy,
+                "disk_failure_policy": engine.config.disk_failure_policy,
+                # Why disk_failure_policy stopped this node's traffic, or None.
+                "disk_failure": engine.disk_failure(),
+                # best_effort: per table, the SSTables taken out of service and why.
+                "out_of_service": engine.out_of_service(),
                 # Why this node refuses writes (commit_failure_policy = stop), or None.
                 "write_failure": None if engine.write_failure() is None else str(engine.write_failure())}
 

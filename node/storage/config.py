@@ -18,6 +18,8 @@ DEFAULT_MAX_KEY_BYTES = 64 * 1024
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024 + 5
 # Column names share Cassandra's 64 KiB bound (also an unsigned short length there).
 DEFAULT_MAX_COLUMN_NAME_BYTES = 64 * 1024
+# Cassandra's names and order (conf/cassandra.yaml disk_failure_policy), most drastic first.
+DISK_FAILURE_POLICIES = ("die", "stop_paranoid", "stop", "best_effort", "ignore")
 # Cassandra caps TTLs at 20 years (630720000 s) so expiry times fit its 32-bit deletion times.
 MAX_TTL_SECONDS = 630_720_000
 
@@ -93,6 +95,13 @@ class StorageConfig:
     # than a full disk) "stop" refuses every later write and keeps serving reads, "die" ends the
     # process, "ignore" fails only the writes that fsync covered and carries on.
     commit_failure_policy: str = "stop"
+    # Cassandra's disk_failure_policy, for the data disk (docs/storage.md): what an SSTable read
+    # or write failing with an I/O error (not a full disk), or a corrupt SSTable, does to the node.
+    # "stop" (Cassandra's default) stops client and internode traffic on an I/O error and keeps
+    # the process up for inspection; "stop_paranoid" does so for a corrupt SSTable too; "die" ends
+    # the process; "best_effort" takes the failed SSTable out of the live set and serves the
+    # table's other keys; "ignore" fails the requests that met it and carries on.
+    disk_failure_policy: str = "stop"
     # Damage in the commit log followed by valid records: "stop" refuses to start (naming the
     # file and offset), "skip_corrupt" replays around it and logs every byte range lost.
     commitlog_replay: str = "stop"
@@ -120,6 +129,9 @@ class StorageConfig:
             raise ValueError(f"commitlog_sync must be periodic, batch or group, got {self.commitlog_sync!r}")
         if self.commit_failure_policy not in ("stop", "die", "ignore"):
             raise ValueError(f"commit_failure_policy must be stop, die or ignore, got {self.commit_failure_policy!r}")
+        if self.disk_failure_policy not in DISK_FAILURE_POLICIES:
+            raise ValueError(f"disk_failure_policy must be one of {', '.join(DISK_FAILURE_POLICIES)}, "
+                             f"got {self.disk_failure_policy!r}")
         if self.commitlog_replay not in ("stop", "skip_corrupt"):
             raise ValueError(f"commitlog_replay must be stop or skip_corrupt, got {self.commitlog_replay!r}")
         for name in ("commitlog_sync_period_ms", "commitlog_group_window_ms", "commitlog_segment_size_mb",

@@ -86,6 +86,18 @@ def _identity(key: bytes) -> bytes:
     return key
 
 
+@dataclass(frozen=True)
+class _Ghost:
+    """An SSTable best_effort took out of the live set, and why. ``on_disk``: the file was not
+    moved (a read error, the file itself may be intact): it is loaded again at the next start, so
+    compaction keeps honouring it and a repair does not release it; a corrupt one was moved to
+    ``corrupt/``, and a repair that refilled the table releases it."""
+
+    reader: Any
+    why: str
+    on_disk: bool
+
+
 @dataclass
 class _Table:
     id: int
@@ -103,6 +115,9 @@ class _Table:
     # out again only when the list is replaced (it is copy-on-write), one attribute so a racing
     # reader sees a matching pair.
     read_order: tuple[Any, list[SSTableReader]] = (None, [])
+    # disk_failure_policy = best_effort: SSTables taken out of the live set (copy-on-write); a
+    # read of a key one of them may hold is refused, the table's other keys are served.
+    ghosts: list[_Ghost] = field(default_factory=list)
 
     @property
     def qualified(self) -> str:
@@ -150,7 +165,8 @@ class StorageEngine:
 
     def __init__(self, data_dir: Path, config: StorageConfig, clock: Clock,
                  sort_key: Callable[[bytes], Any] | None = None,
-                 on_fatal: Callable[[StorageError], None] | None = None, files: FileOps | None = None) -> None:
+                 on_fatal: Callable[[StorageError], None] | None = None, files: FileOps | None = None,
+                 on_disk_failure: Callable[[StorageError], None] | None = None) -> None:
         config.validate()
         self.data_dir = Path(data_dir)
         # The commit log's file door (a simulated disk passes its own).
@@ -172,6 +188,10 @@ class StorageEngine:
         # process; the node passes one that logs and exits. "stop": _stopped refuses writes.
         self._on_fatal = on_fatal
         self._stopped: StorageFailure | None = None
+        # disk_failure_policy stop/stop_paranoid: called once (from whichever thread met it) with
+        # the data-disk failure that stops the node's traffic; _disk_failure keeps it for status.
+        self._on_disk_failure = on_disk_failure
+        self._disk_failure: StorageError | None = None
         self._quarantined: list[str] = []  # data files moved to corrupt/ after failing a read
         # Tables whose corrupt SSTables an operator's scrub quarantined: what they lost is not back
         # until a repair, so their reads are refused meanwhile (node/storage_admin.py).
@@ -342,14 +362,14 @@ class StorageEngine:
             return SSTableReader(t.directory, gen, self.sort_key, self._block_cache_entries(), self._fault,
                                  self._key_cache)
         except CorruptSSTableError as exc:
-            log.error("%s; table %s will refuse reads until it is discarded", exc, t.qualified)
-            return _CorruptSSTable(t.directory, gen, exc)  # type: ignore[return-value]
+            err = exc
         except FileNotFoundError as exc:
             # A component its TOC lists is gone: damage like a failed checksum, not a reason for
             # the node not to start.
             err = CorruptSSTableError(str(exc.filename), "component missing")
-            log.error("%s; table %s will refuse reads until it is discarded", err, t.qualified)
-            return _CorruptSSTable(t.directory, gen, err)  # type: ignore[return-value]
+        log.error("%s; table %s will refuse reads until it is discarded", err, t.qualified)
+        self._disk_failed(t, err)  # die: the node does not start; stop_paranoid: it starts stopped
+        return _CorruptSSTable(t.directory, gen, err)  # type: ignore[return-value]
 
     def _block_cache_entries(self) -> int:
         return max(16, self.config.key_cache_entries // 32)
@@ -687,6 +707,8 @@ class StorageEngine:
             held = self._held.get((keyspace, table))
             if held is not None:
                 raise AwaitingRepair(f"table {keyspace}.{table} refuses reads until repaired: {held}")
+        if t.ghosts:
+            _refuse_if_ghosted(t, key, self.sort_key)
         with self._lock:
             sstables = t.sstables
             parts = []
@@ -720,7 +742,7 @@ class StorageEngine:
             self._quarantine(t, exc)
             raise
         except OSError as exc:
-            raise self._read_failed(t, exc) from exc
+            raise self._read_failed(t, exc, sstables) from exc
         if not parts:
             return None
         result = parts[0]
@@ -733,16 +755,68 @@ class StorageEngine:
             return result
         return self._shape(result, t.options.column_order, limit, now_s)
 
-    def _read_failed(self, t: _Table, exc: OSError) -> StorageFailure:
+    def _read_failed(self, t: _Table, exc: OSError, sstables: list[SSTableReader]) -> StorageFailure:
         """A disk error reading an SSTable: named (the node answers ReadFailure), logged at most
-        once per _READ_ERROR_LOG_EVERY_S. The file is not damaged, so nothing is quarantined."""
+        once per _READ_ERROR_LOG_EVERY_S, then disk_failure_policy. The file is not damaged, so
+        nothing is moved to ``corrupt/``."""
         failure = disk_error(exc, t.directory, f"read of {t.qualified}")
         now = self.clock.monotonic()
         if self._read_error_logged is None or now - self._read_error_logged >= _READ_ERROR_LOG_EVERY_S:
             self._read_error_logged = now
             log.error("SSTable read failed: %s; reads of %s that need its SSTables fail until the disk "
                       "answers again (memtable-only reads and writes go on)", failure, t.qualified)
+        self._disk_failed(t, failure, _reader_of(exc, sstables))
         return failure
+
+    # -- disk_failure_policy ---------------------------------------------------------------------
+
+    def _disk_failed(self, t: _Table, exc: StorageError, reader: Any = None) -> None:
+        """Apply disk_failure_policy to a data-disk failure: an I/O error (a full disk is not one:
+        space may come back, and the flush is retried) or a corrupt SSTable (``exc`` is a
+        CorruptSSTableError), which ``reader`` met if known. The caller raises ``exc`` as before."""
+        if isinstance(exc, DiskFull):
+            return
+        policy = self.config.disk_failure_policy
+        corrupt = isinstance(exc, CorruptSSTableError)
+        if policy == "die":
+            log.critical("data disk failure: %s; ending the process (disk_failure_policy = die)", exc)
+            if self._on_fatal is not None:
+                self._on_fatal(exc)
+        elif policy == "stop_paranoid" or (policy == "stop" and not corrupt):
+            with self._lock:
+                first, self._disk_failure = self._disk_failure is None, self._disk_failure or exc
+            if first:
+                log.critical("data disk failure: %s; this node stops serving client and internode traffic and "
+                             "stays up for inspection (disk_failure_policy = %s); replace the disk and restart it",
+                             exc, policy)
+                if self._on_disk_failure is not None:
+                    self._on_disk_failure(exc)
+        elif policy == "best_effort" and reader is not None and not corrupt:
+            self._ghost(t, [reader], f"{Path(reader.name).name} failed a read ({exc})", on_disk=True)
+
+    def _ghost(self, t: _Table, readers: list[Any], why: str, on_disk: bool) -> None:
+        """best_effort: take ``readers`` out of the live set; reads of keys they may hold are refused."""
+        with self._lock:
+            gone = [r for r in readers if r in t.sstables]
+            if not gone:
+                return
+            t.sstables = [r for r in t.sstables if r not in gone]
+            t.ghosts = [*t.ghosts, *(_Ghost(r, why, on_disk) for r in gone)]
+            for r in gone:
+                r.release_keys()
+        log.error("%s: %s taken out of service (disk_failure_policy = best_effort): reads of keys it may hold are "
+                  "refused, the table's other keys are served%s", t.qualified, why,
+                  " until a restart finds the disk healed" if on_disk else " until a repair refills the table")
+
+    def disk_failure(self) -> str | None:
+        """Why disk_failure_policy stop/stop_paranoid stopped this node's traffic, or None."""
+        failure = self._disk_failure
+        return None if failure is None else str(failure)
+
+    def out_of_service(self) -> dict[str, list[str]]:
+        """best_effort: per table, why each SSTable taken out of the live set was."""
+        with self._lock:
+            return {t.qualified: [g.why for g in t.ghosts] for t in self._tables.values() if t.ghosts}
 
     @staticmethod
     def _read_named(t: _Table, parts: list[Partition], sstables: list[SSTableReader], key: bytes,
@@ -855,7 +929,7 @@ class StorageEngine:
                 self._quarantine(t, exc)  # as for a point read: answer the error, hold the reads
                 raise
             except OSError as exc:
-                raise self._read_failed(t, exc) from exc
+                raise self._read_failed(t, exc, sstables) from exc
             if current is not None and current.key == key:
                 current = current.merge(part)
                 continue
@@ -944,6 +1018,7 @@ class StorageEngine:
             failure = disk_error(exc, t.directory, "flush")
             log.error("flush of %s failed: %s; its memtable (%d partitions) stays in memory and in the "
                       "commit log, and is flushed again next round", t.qualified, failure, len(keys))
+            self._disk_failed(t, failure)
             raise failure from exc
         except BaseException:
             self._abort_outputs(t, writer, readers)
@@ -1081,6 +1156,7 @@ class StorageEngine:
             with self._lock:
                 mems = [t.memtable, *t.flushing]
                 others = [r for r in t.sstables if r.generation not in chosen]
+                others += [g.reader for g in t.ghosts if g.on_disk]  # loaded again at the next start
             oldest: int | None = None
             for m in mems:
                 if key in m.parts and m.min_timestamp is not None:
@@ -1141,12 +1217,14 @@ class StorageEngine:
         except CorruptSSTableError as exc:
             self._abort_outputs(t, writer, readers)
             log.error("compaction of %s stopped: %s", t.qualified, exc)
+            self._disk_failed(t, exc)
             raise
         except OSError as exc:
             self._abort_outputs(t, writer, readers)
             failure = disk_error(exc, t.directory, "compaction")
             log.error("compaction of %s failed: %s; its %d input SSTables stay live", t.qualified, failure,
                       len(chosen))
+            self._disk_failed(t, failure, _reader_of(exc, chosen))
             raise failure from exc
         except BaseException:
             self._abort_outputs(t, writer, readers)
@@ -1357,6 +1435,7 @@ class StorageEngine:
         Refusing makes this replica one that failed the read: the others answer.
         """
         dest = self.data_dir / "corrupt" / t.keyspace / t.name
+        best_effort = self.config.disk_failure_policy == "best_effort"
         with self._lock:
             bad = [r for r in t.sstables if r.corrupt is not None and not isinstance(r, _CorruptSSTable)]
             if not bad:
@@ -1365,8 +1444,14 @@ class StorageEngine:
             for r in bad:
                 r.release_keys()
             self._quarantined.extend(str(dest / Path(r.name).name) for r in bad)
-            self._held[(t.keyspace, t.name)] = (f"quarantined {', '.join(Path(r.name).name for r in bad)} "
-                                                f"after a failed checksum on read")
+            names = ", ".join(Path(r.name).name for r in bad)
+            if best_effort:
+                # Only the keys the quarantined file may hold (its key range and bloom filter,
+                # checked against their digest at open) are refused until a repair.
+                t.ghosts = [*t.ghosts, *(_Ghost(r, f"quarantined {Path(r.name).name} after a failed checksum "
+                                                   f"on read", False) for r in bad)]
+            else:
+                self._held[(t.keyspace, t.name)] = f"quarantined {names} after a failed checksum on read"
             try:
                 dest.mkdir(parents=True, exist_ok=True)
                 for r in bad:
@@ -1374,8 +1459,11 @@ class StorageEngine:
             except OSError as move_exc:
                 log.error("cannot move corrupt SSTable of %s to %s: %s", t.qualified, dest, move_exc)
         # Not closed here: a concurrent read may still hold its mapping; the GC releases it.
-        log.error("%s (found while reading %s); quarantined to %s; the table refuses reads until a scrub "
-                  "or repair restores what it held (writes go on)", exc, t.qualified, dest)
+        log.error("%s (found while reading %s); quarantined to %s; %s until a scrub or repair restores what "
+                  "it held (writes go on)", exc, t.qualified, dest,
+                  "reads of keys it may hold are refused and the table's other keys served (disk_failure_policy = "
+                  "best_effort)" if best_effort else "the table refuses reads")
+        self._disk_failed(t, exc)
 
     def discard_corrupt(self, keyspace: str, table: str) -> list[str]:
         """Move corrupt SSTables of a table to ``corrupt/`` so it serves again (then repair it)."""
@@ -1411,16 +1499,30 @@ class StorageEngine:
             keys = [k for k in self._held if keyspace in (None, k[0]) and table in (None, k[1])]
             for k in keys:
                 del self._held[k]
+            # best_effort: a quarantined file's keys are back too (a read error's file is not:
+            # it is still on disk, loaded again at the next start).
+            for (ks, name), t in self._tables.items():
+                if keyspace in (None, ks) and table in (None, name) and any(not g.on_disk for g in t.ghosts):
+                    t.ghosts = [g for g in t.ghosts if g.on_disk]
+                    if (ks, name) not in keys:
+                        keys.append((ks, name))
         return [f"{ks}.{t}" for ks, t in keys]
 
     def holds_reads(self) -> bool:
-        """Whether any table refuses reads (no lock: the node checks it every housekeeping round)."""
-        return bool(self._held)
+        """Whether any table refuses reads that a repair would let it serve again (no lock: the
+        node checks it every housekeeping round)."""
+        return bool(self._held) or any(not g.on_disk for t in self._tables.values() for g in t.ghosts)
 
     def held_tables(self) -> dict[str, str]:
-        """Tables refusing reads until repaired, with why."""
+        """Tables refusing reads (all of them, or with best_effort the keys of an SSTable taken
+        out of service) until repaired, with why."""
         with self._lock:
-            return {f"{ks}.{t}": why for (ks, t), why in self._held.items()}
+            out = {f"{ks}.{t}": why for (ks, t), why in self._held.items()}
+            for t in self._tables.values():
+                for g in t.ghosts:
+                    if not g.on_disk:
+                        out.setdefault(t.qualified, f"{g.why} (only the keys it may hold)")
+            return out
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per table ("keyspace.table"): memtable size, SSTable count, live bytes, and more."""
@@ -1438,6 +1540,7 @@ class StorageEngine:
                     "sstable_partitions": sum(r.stats.get("partitions", 0) for r in ss if r.corrupt is None),
                     "sstable_tombstones": sum(r.stats.get("tombstones", 0) for r in ss if r.corrupt is None),
                     "corrupt_sstables": [r.name for r in ss if r.corrupt is not None],
+                    "out_of_service": [g.why for g in t.ghosts],
                     "compacting": len(t.compacting),
                 }
         if self._commitlog is not None:
@@ -1513,6 +1616,22 @@ def _abort_quietly(writer: SSTableWriter) -> None:
         writer.abort()
     except OSError as exc:
         log.error("cannot remove the parts of a failed SSTable write: %s", exc)
+
+
+def _refuse_if_ghosted(t: _Table, key: bytes, sort_key: Callable[[bytes], Any]) -> None:
+    """AwaitingRepair when an SSTable best_effort took out of service may hold ``key``: answering
+    without it could be a stale answer, never one to give silently."""
+    skey = sort_key(key)
+    for g in t.ghosts:
+        if g.reader.might_contain(key, skey):
+            raise AwaitingRepair(f"table {t.qualified} cannot answer this key: {g.why}, and that SSTable may "
+                                 f"hold it (disk_failure_policy = best_effort serves only the keys it cannot hold)")
+
+
+def _reader_of(exc: OSError, sstables: list[Any]) -> Any:
+    """The SSTable whose file an OSError names, if one of ``sstables``."""
+    name = str(exc.filename) if exc.filename is not None else None
+    return next((r for r in sstables if name is not None and str(getattr(r, "data_path", "")) == name), None)
 
 
 def _has_super(columns: list[str]) -> bool:

@@ -1,0 +1,70 @@
+"""disk_failure_policy = stop (the default) on a live node: a data disk failing an SSTable read
+with EIO fails that read with a named error, then the node stops serving client and internode
+traffic, stays up, and its status says why."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import trio
+
+from node.protocol import ReadFailure, Unavailable
+
+from tests.cluster.conftest import Cluster, call, wait_until
+
+
+def _error(node: object, op: str, **fields: object) -> BaseException:
+    """The error a request raised (the client's task group wraps it)."""
+    try:
+        trio.run(lambda: call(node, op, **fields))  # type: ignore[arg-type]
+    except BaseExceptionGroup as group:
+        return group.exceptions[0]
+    except Exception as exc:  # noqa: BLE001
+        return exc
+    raise AssertionError(f"{op} was answered")
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_a_data_disk_read_error_stops_the_nodes_traffic_and_status_says_why(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, 1, extra="[storage]\ndisk_faults = true\n")
+    try:
+        c.start()
+        node = c[0]
+
+        async def setup() -> None:
+            await call(node, "create_keyspace", name="ks", replication={"class": "SimpleStrategy", "replication_factor": 1})
+            await call(node, "create_table", keyspace="ks", name="t", options={})
+            await call(node, "put", keyspace="ks", table="t", key="k", columns={"a": 1}, consistency="ONE")
+            await call(node, "flush", keyspace="ks", table="t")
+            await call(node, "disk", action="fail", error="EIO", disk="data")
+
+        trio.run(setup)
+        # The read that met the failing disk is an error, never an answer without the file.
+        err = _error(node, "get", keyspace="ks", table="t", key="k", consistency="ONE")
+        assert isinstance(err, ReadFailure) and "Input/output error" in str(err), err
+        status = trio.run(lambda: call(node, "status"))
+        assert "read of ks.t failed" in status["disk_failure"], status
+        storage = trio.run(lambda: call(node, "storage"))
+        assert storage["disk_failure_policy"] == "stop" and storage["disk_failure"] == status["disk_failure"]
+        trio.run(lambda: call(node, "disk", action="heal"))
+        # Healed or not, it serves no client request but inspection until restarted ...
+        for op, fields in (("put", {"keyspace": "ks", "table": "t", "key": "k2", "columns": {"a": 2}, "consistency": "ONE"}),
+                           ("get", {"keyspace": "ks", "table": "t", "key": "k", "consistency": "ONE"}),
+                           ("scrub", {})):
+            err = _error(node, op, **fields)
+            assert isinstance(err, Unavailable), err
+            assert "serves no traffic since a data disk failure (disk_failure_policy = stop)" in str(err), err
+        # ... and no internode traffic (its port is closed, so peers see it down); the process is up.
+        wait_until(lambda: _refused(node.internode_port), 5, what="internode port closed")
+        assert node.proc is not None and node.proc.poll() is None
+        assert "stopped client and internode traffic after a data disk failure" in (node.dir / "stderr.log").read_text()
+    finally:
+        c.stop()
