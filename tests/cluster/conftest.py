@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -213,6 +214,19 @@ def cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.start()
         wait_until(lambda: all(set(alive_view(n).values()) == {"U"} and len(alive_view(n)) == 3 for n in c.nodes), 20, what="3 nodes up")
         trio.run(lambda: call(c[0], "create_keyspace", name="ks", replication={"class": "SimpleStrategy", "replication_factor": 3}))
+        trio.run(lambda: call(c[0], "create_table", keyspace="ks", name="t", options={}))
+        yield c
+    finally:
+        c.stop()
+
+
+@contextlib.contextmanager
+def one_node(root: Path, extra: str = "") -> Iterator[Cluster]:
+    """A started one-node cluster with keyspace ks (RF=1) and table t; its process killed after."""
+    c = Cluster(root, 1, extra)
+    try:
+        c.start()
+        trio.run(lambda: call(c[0], "create_keyspace", name="ks", replication={"class": "SimpleStrategy", "replication_factor": 1}))
         trio.run(lambda: call(c[0], "create_table", keyspace="ks", name="t", options={}))
         yield c
     finally:

@@ -12,7 +12,7 @@ import trio
 
 from node.protocol import ERROR_MESSAGE_CHARS, clipped
 
-from tests.cluster.conftest import SECRET, Cluster, call
+from tests.cluster.conftest import SECRET, Cluster, call, one_node
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import fuzz_protocol as fz  # noqa: E402
@@ -22,14 +22,8 @@ HUGE = 65536
 
 @pytest.fixture(scope="module")
 def node1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("flood"), 1)
-    try:
-        c.start()
-        trio.run(lambda: call(c[0], "create_keyspace", name="ks", replication={"class": "SimpleStrategy", "replication_factor": 1}))
-        trio.run(lambda: call(c[0], "create_table", keyspace="ks", name="t", options={}))
+    with one_node(tmp_path_factory.mktemp("flood")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def test_a_pipelined_flood_of_scrubs_is_answered_in_full(node1: Cluster) -> None:

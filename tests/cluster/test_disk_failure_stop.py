@@ -11,7 +11,7 @@ import trio
 
 from node.protocol import ReadFailure, Unavailable
 
-from tests.cluster.conftest import Cluster, call, wait_until
+from tests.cluster.conftest import call, one_node, wait_until
 
 
 def _error(node: object, op: str, **fields: object) -> BaseException:
@@ -34,14 +34,10 @@ def _refused(port: int) -> bool:
 
 
 def test_a_data_disk_read_error_stops_the_nodes_traffic_and_status_says_why(tmp_path: Path) -> None:
-    c = Cluster(tmp_path, 1, extra="[storage]\ndisk_faults = true\n")
-    try:
-        c.start()
+    with one_node(tmp_path, extra="[storage]\ndisk_faults = true\n") as c:
         node = c[0]
 
         async def setup() -> None:
-            await call(node, "create_keyspace", name="ks", replication={"class": "SimpleStrategy", "replication_factor": 1})
-            await call(node, "create_table", keyspace="ks", name="t", options={})
             await call(node, "put", keyspace="ks", table="t", key="k", columns={"a": 1}, consistency="ONE")
             await call(node, "flush", keyspace="ks", table="t")
             await call(node, "disk", action="fail", error="EIO", disk="data")
@@ -66,5 +62,3 @@ def test_a_data_disk_read_error_stops_the_nodes_traffic_and_status_says_why(tmp_
         wait_until(lambda: _refused(node.internode_port), 5, what="internode port closed")
         assert node.proc is not None and node.proc.poll() is None
         assert "stopped client and internode traffic after a data disk failure" in (node.dir / "stderr.log").read_text()
-    finally:
-        c.stop()

@@ -14,7 +14,7 @@ import trio
 
 from node.protocol import InvalidRequest
 
-from tests.cluster.conftest import SECRET, Cluster, call
+from tests.cluster.conftest import SECRET, Cluster, call, one_node
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import fuzz_protocol as fz  # noqa: E402
@@ -24,14 +24,8 @@ SEEDS = (1, 2, 3)
 
 @pytest.fixture(scope="module")
 def node1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("fuzz"), 1)
-    try:
-        c.start()
-        trio.run(lambda: call(c[0], "create_keyspace", name="ks", replication={"class": "SimpleStrategy", "replication_factor": 1}))
-        trio.run(lambda: call(c[0], "create_table", keyspace="ks", name="t", options={}))
+    with one_node(tmp_path_factory.mktemp("fuzz")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def _round_trip(c: Cluster, n: int) -> None:
