@@ -115,8 +115,9 @@ INSPECTION_OPS = frozenset(("ping", "status", "ring", "gossipinfo", "getendpoint
 LOGGED_REASON_CHARS = 300
 # What an error answer's message (and each text detail) holds at most: it may echo the client's
 # input (names of keyspaces, tables and columns up to 64 KB, an op of any size), and an answer
-# must not hand that back in full; the node's own messages stay well under this.
-ERROR_MESSAGE_CHARS = 1000
+# must not hand that back in full; the node's own messages stay under this (a ReadFailure quoting
+# five replicas' reasons with their file paths is some 1500).
+ERROR_MESSAGE_CHARS = 2000
 
 
 def clipped(text: str, limit: int = LOGGED_REASON_CHARS) -> str:

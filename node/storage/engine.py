@@ -267,7 +267,7 @@ class StorageEngine:
         self._opened = False
         self._cl().close()
         for t in self._tables.values():
-            for r in t.sstables:
+            for r in [*t.sstables, *(g.reader for g in t.ghosts)]:
                 r.close()
 
     def __enter__(self) -> StorageEngine:
