@@ -1,6 +1,7 @@
-"""disk_failure_policy = stop (the default) on a live node: a data disk failing an SSTable read
+"""disk_failure_policy on a live node. stop (the default): a data disk failing an SSTable read
 with EIO fails that read with a named error, then the node stops serving client and internode
-traffic, stays up, and its status says why."""
+traffic, stays up, and its status says why. best_effort: the file leaves service, its keys are
+refused by name and every other key is served."""
 
 from __future__ import annotations
 
@@ -62,3 +63,34 @@ def test_a_data_disk_read_error_stops_the_nodes_traffic_and_status_says_why(tmp_
         wait_until(lambda: _refused(node.internode_port), 5, what="internode port closed")
         assert node.proc is not None and node.proc.poll() is None
         assert "stopped client and internode traffic after a data disk failure" in (node.dir / "stderr.log").read_text()
+
+
+def test_best_effort_refuses_only_the_keys_the_failed_file_may_hold_and_keeps_serving(tmp_path: Path) -> None:
+    with one_node(tmp_path, extra='[storage]\ndisk_faults = true\ndisk_failure_policy = "best_effort"\n') as c:
+        node = c[0]
+
+        async def setup() -> None:
+            await call(node, "put", keyspace="ks", table="t", key="old", columns={"a": 1}, consistency="ONE")
+            await call(node, "flush", keyspace="ks", table="t")
+            await call(node, "disk", action="fail", error="EIO", disk="data")
+
+        trio.run(setup)
+        err = _error(node, "get", keyspace="ks", table="t", key="old", consistency="ONE")
+        assert isinstance(err, ReadFailure) and "Input/output error" in str(err), err
+        trio.run(lambda: call(node, "disk", action="heal"))
+        # The file is out of service: its key is refused by name (an answer without the file
+        # could be stale), never answered as missing ...
+        err = _error(node, "get", keyspace="ks", table="t", key="old", consistency="ONE")
+        assert isinstance(err, ReadFailure) and "disk_failure_policy = best_effort" in str(err), err
+
+        async def serving() -> None:
+            # ... while the node serves every key the file cannot hold, and stays in the cluster.
+            await call(node, "put", keyspace="ks", table="t", key="new", columns={"a": 2}, consistency="ONE")
+            got = await call(node, "get", keyspace="ks", table="t", key="new", consistency="ONE")
+            assert got["columns"]["a"][0] == 2, got
+            storage = await call(node, "storage")
+            assert storage["disk_failure"] is None and list(storage["out_of_service"]) == ["ks.t"], storage
+            assert (await call(node, "status"))["disk_failure"] is None
+
+        trio.run(serving)
+        assert not _refused(node.internode_port)
