@@ -34,19 +34,25 @@ def _refused(port: int) -> bool:
     return False
 
 
+def _read_meets_a_failing_disk(node: object, key: str) -> None:
+    """Write ``key`` into an SSTable, fail the data disk with EIO and read it: the read is an
+    error (a ReadFailure naming the disk's), never an answer without the file."""
+
+    async def setup() -> None:
+        await call(node, "put", keyspace="ks", table="t", key=key, columns={"a": 1}, consistency="ONE")  # type: ignore[arg-type]
+        await call(node, "flush", keyspace="ks", table="t")  # type: ignore[arg-type]
+        await call(node, "disk", action="fail", error="EIO", disk="data")  # type: ignore[arg-type]
+
+    trio.run(setup)
+    err = _error(node, "get", keyspace="ks", table="t", key=key, consistency="ONE")
+    assert isinstance(err, ReadFailure) and "Input/output error" in str(err), err
+
+
 def test_a_data_disk_read_error_stops_the_nodes_traffic_and_status_says_why(tmp_path: Path) -> None:
     with one_node(tmp_path, extra="[storage]\ndisk_faults = true\n") as c:
         node = c[0]
 
-        async def setup() -> None:
-            await call(node, "put", keyspace="ks", table="t", key="k", columns={"a": 1}, consistency="ONE")
-            await call(node, "flush", keyspace="ks", table="t")
-            await call(node, "disk", action="fail", error="EIO", disk="data")
-
-        trio.run(setup)
-        # The read that met the failing disk is an error, never an answer without the file.
-        err = _error(node, "get", keyspace="ks", table="t", key="k", consistency="ONE")
-        assert isinstance(err, ReadFailure) and "Input/output error" in str(err), err
+        _read_meets_a_failing_disk(node, "k")
         status = trio.run(lambda: call(node, "status"))
         assert "read of ks.t failed" in status["disk_failure"], status
         storage = trio.run(lambda: call(node, "storage"))
@@ -69,14 +75,7 @@ def test_best_effort_refuses_only_the_keys_the_failed_file_may_hold_and_keeps_se
     with one_node(tmp_path, extra='[storage]\ndisk_faults = true\ndisk_failure_policy = "best_effort"\n') as c:
         node = c[0]
 
-        async def setup() -> None:
-            await call(node, "put", keyspace="ks", table="t", key="old", columns={"a": 1}, consistency="ONE")
-            await call(node, "flush", keyspace="ks", table="t")
-            await call(node, "disk", action="fail", error="EIO", disk="data")
-
-        trio.run(setup)
-        err = _error(node, "get", keyspace="ks", table="t", key="old", consistency="ONE")
-        assert isinstance(err, ReadFailure) and "Input/output error" in str(err), err
+        _read_meets_a_failing_disk(node, "old")
         trio.run(lambda: call(node, "disk", action="heal"))
         # The file is out of service: its key is refused by name (an answer without the file
         # could be stale), never answered as missing ...
