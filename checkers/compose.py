@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checkers import (campaign, cells, convergence, counter, durability, isolation, linearizable, liveness, lww,
+from checkers import (campaign, cells, convergence, counter, durability, gossip, isolation, linearizable, liveness, lww,
                       lww_order, nemesis_checks, perf, quorum, sets)
 from checkers.result import Result, Validity, merge_validity
 from harness.history import HistoryFile, Op
@@ -26,6 +26,7 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "isolation": isolation.check,
     "convergence": convergence.check,
     "liveness": liveness.check,
+    "gossip": gossip.check,
     "lww-order": lww_order.check,
     "nemesis-checks": nemesis_checks.check,
 }
@@ -89,6 +90,8 @@ def _model_checkers(params: dict[str, Any]) -> list[str]:
     inside = ["convergence"] if params.get("replica_snapshots") else []
     # A run directory with failure-detector samples (harness/liveness_probe.py) gets the liveness check.
     inside += ["liveness"] if params.get("liveness_samples") else []
+    # ... and, when it recorded every node's gossip states too, the gossip check.
+    inside += ["gossip"] if params.get("gossip_samples") else []
     if model == "counter":
         # Read-modify-write increments: no single-op model to linearize; count lost updates.
         return ["counter", *inside, "perf"]

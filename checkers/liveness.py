@@ -65,9 +65,21 @@ MAX_EXAMPLES = 20
 
 
 def params_for_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Checker params naming the run's failure-detector samples, when it has any."""
+    """Checker params naming the run's failure-detector samples, when it has any (and its gossip
+    states, for checkers/gossip.py, when the header says they were recorded)."""
     path = Path(run_dir) / LIVENESS_FILE
-    return {"liveness_samples": str(path)} if path.exists() else {}
+    if not path.exists():
+        return {}
+    out = {"liveness_samples": str(path)}
+    with path.open(encoding="utf-8") as fh:
+        first = fh.readline()
+    try:
+        header = json.loads(first) if first.strip() else {}
+    except ValueError:
+        header = {}
+    if isinstance(header, dict) and header.get("gossip"):
+        out["gossip_samples"] = str(path)
+    return out
 
 
 def load_samples(source: str | os.PathLike[str] | Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
