@@ -47,7 +47,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from checkers import gcgrace, placement
+from checkers import gcgrace, liveness, placement
 from checkers.result import Anomaly, AnomalyLog, Result, Validity
 from harness.history import NEMESIS, Op
 
@@ -82,6 +82,9 @@ def params_for_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         test = json.loads((Path(run_dir) / "test.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return out
+    window = (test.get("options") or {}).get("max_hint_window") if isinstance(test.get("options"), dict) else None
+    if isinstance(window, (int, float)):
+        out["max_hint_window"] = window
     table = (test.get("storage") or {}).get("table") if isinstance(test.get("storage"), dict) else None
     if isinstance(table, dict) and isinstance(table.get("gc_grace_seconds"), (int, float)):
         out["gc_grace_seconds"] = table["gc_grace_seconds"]
@@ -163,10 +166,15 @@ def expectations(history: Iterable[Op], model: str) -> dict[Any, _Expected]:
 HINT_STORED_WITHIN_NS = 4_000_000_000
 
 
+# A replica back from an outage is marked UP again by its peers within the liveness checker's UP
+# bound (10 gossip rounds); until then coordinators treat it as DOWN (and past the hint window).
+REMARKED_UP_WITHIN_NS = int(liveness.UP_BOUND_ROUNDS * liveness.DEFAULT_INTERVAL_S * 1e9)
+
+
 class _Faults:
     """When each node was killed, which nodes left the ring, and the membership windows."""
 
-    def __init__(self, history: list[Op], kills_lose: bool = False) -> None:
+    def __init__(self, history: list[Op], kills_lose: bool = False, max_hint_window_s: float | None = None) -> None:
         # kills_lose: the nodes held unsynced commit log bytes in memory (volatile_unsynced), so
         # a kill lost them as a crash does.
         damaging = (("start-crash", "start-corrupt", "start-kill", "stop-disk") if kills_lose
@@ -221,6 +229,46 @@ class _Faults:
                 if op.extra.get("action") in ("decommission", "removenode") and isinstance(v.get("node"), str):
                     self.left[v["node"]] = t0
         self.other_faults.extend((t, math.inf) for t in opened.values())  # never stopped
+        # A finite hint window (max_hint_window): a target convicted DOWN for longer than it gets
+        # no hints, rightly, so a write made while a fault that long cut a replica off may be
+        # missing there until repair. The faults' spans (kills and pauses per node, partitions for
+        # every node) longer than the window; None: the store's 3 hours, which no campaign reaches.
+        self.window_outages: list[tuple[int, float, frozenset[str] | None]] = []
+        if max_hint_window_s is not None:
+            window_ns = max_hint_window_s * 1e9
+            self.window_outages = [o for o in self._outages(history) if o[1] - o[0] > window_ns]
+
+    @staticmethod
+    def _outages(history: list[Op]) -> list[tuple[int, float, frozenset[str] | None]]:
+        """Each kill, crash, pause and partition: (start invoked, stop completed or the end, the
+        nodes it took away, or None for a partition, which may cut any node off its coordinator)."""
+        out: list[tuple[int, float, frozenset[str] | None]] = []
+        open_: dict[str, tuple[int, frozenset[str] | None]] = {}
+        started: dict[str, int] = {}
+        for op in history:
+            if op.process != NEMESIS:
+                continue
+            if op.type == "invoke":
+                started[op.f] = op.time
+                continue
+            t0 = started.pop(op.f, op.time)
+            v = op.value if isinstance(op.value, dict) else {}
+            for kind in ("kill", "crash", "pause", "partition"):
+                if op.f == f"start-{kind}":
+                    nodes = v.get("nodes") if kind != "partition" else None
+                    open_[kind] = (t0, frozenset(nodes) if isinstance(nodes, list) else None)
+                elif op.f == f"stop-{kind}" and kind in open_:
+                    a, nodes = open_.pop(kind)
+                    out.append((a, op.time, nodes))
+        out.extend((a, math.inf, nodes) for a, nodes in open_.values())
+        return out
+
+    def past_hint_window(self, inv_t: int, comp_t: int, replica: str) -> bool:
+        """Whether the replica may have been cut off longer than the hint window while a write ran
+        (its coordinator still holds it DOWN for a while after the fault ends: until its gossip
+        marks it UP again, within checkers/liveness.py's UP bound)."""
+        return any(a <= comp_t and b + REMARKED_UP_WITHIN_NS >= inv_t and (nodes is None or replica in nodes)
+                   for a, b, nodes in self.window_outages)
 
     def other_fault_during(self, t0: int, t1: int) -> bool:
         """Whether any fault besides membership changes was active at some point in [t0, t1]."""
@@ -235,6 +283,9 @@ class _Faults:
         if replica is not None and self.replica_damaged(replica, inv_t):
             return f"replica {replica} was crashed or had a file corrupted since"
         end = comp.time + HINT_STORED_WITHIN_NS
+        if replica is not None and self.past_hint_window(inv_t, comp.time, replica):
+            return (f"replica {replica} was cut off longer than the hint window (max_hint_window) then: "
+                    f"no hint is stored past it, and only repair brings such a write")
         if replica is not None and any(a <= comp.time and (b is None or b >= inv_t)
                                        for a, b in self.disk_failing.get(replica, ())):
             return f"replica {replica}'s disk was failing (the disk nemesis): it refused the write, so no hint was stored"
@@ -339,7 +390,8 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     model = spec.get("model", "register")
     ops = history if isinstance(history, list) else list(history)
     exp = expectations(ops, model)
-    faults = _Faults(ops, kills_lose=bool(params.get("volatile_unsynced")))
+    faults = _Faults(ops, kills_lose=bool(params.get("volatile_unsynced")),
+                     max_hint_window_s=params.get("max_hint_window"))
     grace = gcgrace.Grace(params.get("gc_grace_seconds"), gcgrace.pass_times(headers, params.get("history_start_time")), ops)
     log = AnomalyLog()
     counts: dict[str, int] = {"keys": 0, "replicas_read": 0, "unreadable": 0, "expected-after-gc-grace": 0}
@@ -367,6 +419,17 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
         # Without blocking read repair the final reads repaired nothing: their pass is a before.
         after = label == "after" or (label == "read-repair" and blocking)
         hints_unknown = bool(held.get("unknown")) or (not after and not held)
+        # After a full anti-entropy repair of every node (harness --final-repair) that skipped no
+        # replica, with every hint delivered before it and no write since: every replica of every
+        # key holds the same cells, whatever read repair did (a tombstone counts as nothing).
+        full = (headers.get(label) or {}).get("full_repair") if label == "after" else None
+        repaired_all = (isinstance(full, dict) and bool(full)
+                        and all(isinstance(v, dict) and not v.get("error") and not v.get("skipped_replicas")
+                                for v in full.values())
+                        and (headers.get(label) or {}).get("full_repair_hints_drained") is not False)
+        if label == "after" and full is not None:
+            counts["after_full_repair_judged"] = int(repaired_all)
+        words = PASS_WORDS.get(label, label) + (" and a full anti-entropy repair of every node" if repaired_all else "")
         prefix = f"{label}_"
         for name in ("keys", "replicas", "stale", "missing", "extra", "keys_disagreeing", "lost_on_replica", "purged"):
             counts.setdefault(prefix + name, 0)
@@ -378,6 +441,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                            if after and blocking and model != "set" else None)
             rows: list[dict[str, Any]] = []
             contents: set[Any] = set()
+            live: set[Any] = set()  # what each replica holds, a deleted register as nothing
             bad_nodes: list[str] = []
             for rec in recs:
                 counts[prefix + "replicas"] += 1
@@ -395,11 +459,13 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                     row.update(holds, missing=missing[:MAX_LISTED], missing_count=len(missing),
                                extra=extra[:MAX_LISTED], extra_count=len(extra))
                     contents.add(frozenset(_set_elements(rec["cells"], spec.get("element_prefix", "e"))))
+                    live.add(frozenset(_set_elements(rec["cells"], spec.get("element_prefix", "e"))))
                 else:
                     holds, problems = _judge_register(rec, e, spec.get("column", "v"), after, blocking,
                                                       check_extra=model != "counter", faults=faults)
                     row.update(holds)
                     contents.add((holds["value"], holds["timestamp"]))
+                    live.add(None if holds["tombstone"] or holds["timestamp"] is None else (holds["value"], holds["timestamp"]))
                     if problems == ["missing"]:
                         why = _gc_purged(rec, e, faults, grace, label, after and blocking)
                         if why is not None:
@@ -440,6 +506,8 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                                                else e.final_all_ts is not None)
             if disagree and repaired and not bad_nodes:
                 bad_nodes = [r["node"] for r in rows]
+            if repaired_all and len(live) > 1 and not bad_nodes:
+                bad_nodes = [r["node"] for r in rows if r.get("problems") != ["unreadable"]]
             if not (disagree or bad_nodes):
                 continue
             rng = tuple(recs[0].get("range") or ())
@@ -460,7 +528,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                 ops = [e.newest[2]] if e.newest else []
                 log.add(Anomaly(
                     "diverged-after-repair",
-                    f"key {key!r}: replica {row['node']} is {what} {PASS_WORDS[label]}: {_describe(row, expected, model)}",
+                    f"key {key!r}: replica {row['node']} is {what} {words}: {_describe(row, expected, model)}",
                     ops, key, {"node": row["node"], "problems": row["problems"], "range": list(rng)}))
     after_header = headers.get("after") or {}
     views = after_header.get("views") or {}

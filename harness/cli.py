@@ -212,6 +212,9 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
                    help="turn on the nodes' load balancing (the paper's: a light node moves a token into a heavy "
                         "node's range), comparing loads every S seconds on average (default off)")
     p.add_argument("--read-repair", choices=["BLOCKING", "NONE"], help=f"the table's read repair (default {d.read_repair})")
+    p.add_argument("--final-repair", action="store_true", default=None,
+                   help="after the final reads, drain the hints and repair every node (anti-entropy), then read "
+                        "every replica: they must all hold the same data")
     p.add_argument("--fault", dest="validation_faults", action="append", metavar="SWITCH",
                    help="turn on a node validation fault switch (repeatable): " + ", ".join(VALIDATION_FAULTS))
     p.add_argument("--test-name", help="name of the test in the store (default WORKLOAD-NEMESIS)")

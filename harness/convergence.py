@@ -276,9 +276,34 @@ async def liveness_views(cluster: Any, secret: str, network: Any = None,
         await trio.sleep(LIVENESS_POLL_S)
 
 
+# One node's repair of every range it replicates, once the workload is over: in a simulated
+# campaign it streams kilobytes; generous for a loaded host.
+FULL_REPAIR_TIMEOUT = 120.0
+
+
+async def full_repair(cluster: Any, secret: str, network: Any = None) -> dict[str, Any]:
+    """Drain the hints, then an anti-entropy repair of the test keyspace on every node in turn;
+    ``{"full_repair": {node: what its repair reported, or its error}}`` for the ``after`` pass's
+    header (checkers/convergence.py then holds every replica of every key to the same cells)."""
+    from harness.workloads import KEYSPACE
+
+    drained = await drain_hints(cluster, secret, network=network)
+    out: dict[str, Any] = {}
+    for nid in cluster.node_ids():
+        try:
+            stats = await _admin(cluster, secret, nid, "repair", timeout=FULL_REPAIR_TIMEOUT, network=network,
+                                 keyspace=KEYSPACE)
+        except Exception as exc:  # noqa: BLE001 - recorded: the checker then does not hold replicas to agree
+            out[nid] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        out[nid] = {k: stats.get(k) for k in ("ranges", "differing_leaves", "streamed_partitions", "skipped_replicas")}
+    log.info("full repair after the final reads: %s", out)
+    return {"full_repair": out, "full_repair_hints_drained": drained["hints_drained"]}
+
+
 async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | Strategy, read_repair: str,
                            run_dir: Path, label: str, drain: bool = False, network: Any = None,
-                           now_ns: Any = None) -> dict[str, Any]:
+                           now_ns: Any = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """One snapshot of every key's replicas (after draining hints if ``drain``); never raises:
     a failure is logged and recorded in the pass header, so the campaign still gets its verdict."""
     from harness.workloads import KEYSPACE
@@ -287,7 +312,7 @@ async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | S
         return {}
     path = run_dir / SNAPSHOT_FILE
     keys = sorted({op.key for op in workload.final_ops()}, key=lambda k: (str(type(k)), k))
-    extra: dict[str, Any] = {"read_repair": read_repair, "workload": spec_of(workload)}
+    extra = {"read_repair": read_repair, "workload": spec_of(workload), **(extra or {})}
     try:
         if drain:
             extra.update(await drain_hints(cluster, secret, network=network))

@@ -32,7 +32,7 @@ import trio
 
 from harness import datapaths, liveness_probe, store, topology
 from harness.client import NodeConnection
-from harness.convergence import convergence_pass
+from harness.convergence import convergence_pass, full_repair
 from harness.deploy import make_deployment
 from harness.deploy.local import DeployError
 from harness.generator import Rate, Recorder, Worker, parse_concurrency
@@ -257,9 +257,13 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                 progress.phase("reading every replica after read repair, then after hint delivery")
                 await convergence_pass(cluster, secret, workload, topology.placement_rf(opts), opts.read_repair,
                                        run_dir, "read-repair", network=client_net, now_ns=recorder.now_ns)
+                repaired: dict[str, Any] | None = None
+                if opts.final_repair:
+                    progress.phase("repairing every node (anti-entropy) once every hint is delivered")
+                    repaired = await full_repair(cluster, secret, client_net)
                 await convergence_pass(cluster, secret, workload, topology.placement_rf(opts), opts.read_repair,
                                        run_dir, "after", drain=True, network=client_net,
-                                       now_ns=recorder.now_ns)
+                                       now_ns=recorder.now_ns, extra=repaired)
     except KeyboardInterrupt:
         interrupted = True
     finally:

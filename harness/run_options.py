@@ -113,6 +113,9 @@ class RunOptions:
     # The paper's load balancing on, comparing loads every this many seconds (mean); None: off.
     load_balance: float | None = None
     read_repair: str = "BLOCKING"
+    # After the final reads: drain the hints, run an anti-entropy repair on every node in turn,
+    # then take the `after` snapshot, whose replicas must then agree (harness/convergence.py).
+    final_repair: bool = False
     validation_faults: list[str] = field(default_factory=list)
     test_name: str | None = None
     checker_time_limit: float = 60.0

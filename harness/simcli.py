@@ -22,7 +22,7 @@ from typing import Any
 # Options of `harness run` that mean the same thing in sim (the rest are about real machines).
 SIM_RUN_OPTIONS = ("workload", "nemesis", "nemesis_interval", "partition", "targets", "time_limit", "concurrency",
                    "rate", "nodes", "replication_factor", "read_cl", "write_cl", "key_count", "ops_per_key", "delete_fraction",
-                   "value_order", "client_timestamps", "memtable_flush_kb", "gc_grace", "max_hint_window", "recovery_time", "commitlog_sync", "read_repair", "validation_faults", "test_name", "store",
+                   "value_order", "client_timestamps", "memtable_flush_kb", "gc_grace", "max_hint_window", "recovery_time", "commitlog_sync", "read_repair", "final_repair", "validation_faults", "test_name", "store",
                    "coverage")
 # Where sim's defaults differ from `harness run`'s: simulated nodes keep the store's own memtable
 # size (64 MB: flushes only when the flush-compact nemesis asks) unless --memtable-flush-kb is given.
@@ -85,6 +85,9 @@ def register(sub: Any) -> None:
     p.add_argument("--recovery-time", type=float, metavar="S", help=f"virtual seconds after healing before final reads (default {d.recovery_time:g})")
     p.add_argument("--commitlog-sync", choices=["periodic", "batch"], help=f"the nodes' commit log sync mode (default {d.commitlog_sync})")
     p.add_argument("--read-repair", choices=["BLOCKING", "NONE"], help=f"the table's read repair (default {d.read_repair})")
+    p.add_argument("--final-repair", action="store_true", default=None,
+                   help="after the final reads, drain the hints and repair every node (anti-entropy), then read "
+                        "every replica: they must all hold the same data")
     p.add_argument("--fault", dest="validation_faults", action="append", metavar="SWITCH",
                    help="turn on a node validation fault switch (repeatable): " + ", ".join(VALIDATION_FAULTS))
     p.add_argument("--test-name", help="name of the test in the store (default sim-WORKLOAD-NEMESIS)")
@@ -371,6 +374,9 @@ def replay_command(opts: Any, settings: SimSettings, seed: int) -> str:
                 parts += ["--fault", f]
             continue
         if v != SIM_DEFAULTS.get(key, getattr(d, key)) and v is not None:
+            if isinstance(v, bool):  # a flag (--client-timestamps, --final-repair) takes no value
+                parts += ["--" + key.replace("_", "-")] if v else []
+                continue
             parts += ["--" + key.replace("_", "-"), f"{v:g}" if isinstance(v, float) else str(v)]
     if settings.crash != "process":
         parts += ["--crash", settings.crash]
