@@ -108,6 +108,14 @@ CAMPAIGNS: dict[str, list[str]] = {
     "hint-window": ["--workload", "set", "--nemesis", "kill", "--targets", "one", "--key-count", "50",
                     "--read-repair", "NONE", "--max-hint-window", "20", "--nemesis-interval", "14",
                     "--time-limit", "84", "--recovery-time", "2"],
+    # kills of one node held 14 s against set adds read without read repair, with no hint window
+    # (max_hint_window 0: no hint for a target once it is convicted), so a killed replica misses the
+    # writes of the rest of its outage for good; after the final reads the harness drains the hints
+    # and repairs every node (--final-repair), and every replica of every key must then hold the
+    # same elements: only anti-entropy repair (Merkle trees, streaming both ways) brings them
+    "repair-set": ["--workload", "set", "--nemesis", "kill", "--targets", "one", "--key-count", "50",
+                   "--read-repair", "NONE", "--max-hint-window", "0", "--final-repair", "--nemesis-interval", "14",
+                   "--time-limit", "42", "--recovery-time", "2"],
     # kills of a minority between the nemesis's flushes and compactions, against set adds: every
     # restart replays the commit log from the position the SSTables say they cover, so a position
     # that claims too much loses writes no SSTable holds (an element is never written again, and
@@ -141,6 +149,7 @@ JUDGES: dict[str, frozenset[str]] = {"hints": frozenset({"set", "convergence"}),
                                      "partition-set": frozenset({"set", "convergence"}),
                                      "storage-kill-set": frozenset({"set", "convergence"}),
                                      "hint-window": frozenset({"set", "convergence"}),
+                                     "repair-set": frozenset({"set", "convergence"}),
                                      "hints-pause": frozenset({"set", "convergence"})}
 # What git apply needs no part of, and what a copy of the checkout must not carry along.
 _SKIP = {".git", ".venv", "store", "coverage", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache"}

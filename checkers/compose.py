@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from checkers import (campaign, cells, convergence, counter, durability, gossip, isolation, linearizable, liveness, lww,
-                      lww_order, nemesis_checks, perf, quorum, sets)
+                      lww_order, movement, nemesis_checks, perf, quorum, sets)
 from checkers.result import Result, Validity, merge_validity
 from harness.history import HistoryFile, Op
 
@@ -27,6 +27,7 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "convergence": convergence.check,
     "liveness": liveness.check,
     "gossip": gossip.check,
+    "movement": movement.check,
     "lww-order": lww_order.check,
     "nemesis-checks": nemesis_checks.check,
 }
@@ -92,6 +93,8 @@ def _model_checkers(params: dict[str, Any]) -> list[str]:
     inside += ["liveness"] if params.get("liveness_samples") else []
     # ... and, when it recorded every node's gossip states too, the gossip check.
     inside += ["gossip"] if params.get("gossip_samples") else []
+    # Replica reads the moment a ring changed during a membership step (harness/movement_probe.py).
+    inside += ["movement"] if params.get("movement_snapshots") else []
     if model == "counter":
         # Read-modify-write increments: no single-op model to linearize; count lost updates.
         return ["counter", *inside, "perf"]

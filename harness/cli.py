@@ -496,9 +496,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             params = params_from_test(test)
         from checkers.convergence import params_for_run
         from checkers.liveness import params_for_run as liveness_params
+        from checkers.movement import params_for_run as movement_params
 
         params.update(params_for_run(run))
         params.update(liveness_params(run))
+        params.update(movement_params(run))
         save_to = save_to or run / "results.json"
     elif args.history:
         history = Path(args.history)

@@ -32,7 +32,8 @@ import trio
 
 from harness import datapaths, liveness_probe, store, topology
 from harness.client import NodeConnection
-from harness.convergence import convergence_pass, full_repair
+from harness.convergence import JUDGED_MODELS, convergence_pass, full_repair, spec_of
+from harness.movement_probe import MovementProbe
 from harness.deploy import make_deployment
 from harness.deploy.local import DeployError
 from harness.generator import Rate, Recorder, Worker, parse_concurrency
@@ -200,6 +201,13 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                     nursery.start_soon(_watch_interrupt, main_phase)
                     nursery.start_soon(schedule.run)
                     nursery.start_soon(sampler.run)
+                    if "membership" in names and workload.model in JUDGED_MODELS and isinstance(topology.placement_rf(opts), int):
+                        # Every replica read the moment a ring changes during a membership step.
+                        probe = MovementProbe(cluster, secret, run_dir, recorder.now_ns, lambda: schedule.running,
+                                              KEYSPACE, workload.table,
+                                              sorted({op.key for op in workload.final_ops()}, key=lambda k: (str(type(k)), k)),
+                                              topology.placement_rf(opts), client_net, spec_of(workload))
+                        nursery.start_soon(probe.run)
                     stop_clients, clients_done = trio.Event(), trio.Event()
 
                     async def run_clients() -> None:
@@ -372,10 +380,12 @@ def check_run(run_dir: Path) -> Any:
 
     from checkers.convergence import params_for_run
     from checkers.liveness import params_for_run as liveness_params
+    from checkers.movement import params_for_run as movement_params
 
     params = params_from_test(store.read_json(run_dir / store.TEST_FILE))
     params.update(params_for_run(run_dir))
     params.update(liveness_params(run_dir))
+    params.update(movement_params(run_dir))
     composed = check_all(run_dir / store.HISTORY_FILE, params, save_to=run_dir / store.RESULTS_FILE)
     assignments = run_dir / ZK_ASSIGNMENTS_FILE
     if assignments.exists():

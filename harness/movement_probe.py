@@ -1,0 +1,169 @@
+"""Replica reads at the moment a ring view changes, for checkers/movement.py.
+
+While a membership change runs (a ``start-membership`` or ``stop-membership`` step of the
+schedule), the harness asks every node for its ring (the ``ring`` admin op) every
+``POLL_S``. The first time a node's ring differs from what it answered before, the harness
+at once reads every key on the natural replicas that ring names (``localread``, no
+coordination) and appends the snapshot to ``movements.jsonl``: a ``{"type": "movement",
+"viewer", "step", "sent_ns", "recv_ns", "keys"}`` header, then one ``{"type": "replica",
+"movement", "key", "node", "replicas", "cells" | "error"}`` line per key and replica, as
+``replicas.jsonl`` has them (harness/convergence.py). Times are on the history's clock.
+
+A node announces a change (LEFT, NORMAL after a bootstrap, REMOVED) only once the ranges it
+moves are on their new replicas, so the moment any ring says the new replicas own a range they
+hold what the old ones did: that is what the checker judges.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from harness.convergence import REQUEST_TIMEOUT, _read_node, placement
+from node.client import open_client
+from node.ring import Strategy, TokenMetadata, make_partitioner
+
+log = logging.getLogger("harness.movement")
+
+MOVEMENTS_FILE = "movements.jsonl"
+# How often every node's ring is asked for while a change runs: a range's stream in a simulated
+# campaign lasts some 10-30 ms, and a poll is one small request per node (10 ms caught the
+# window on 1 of 6 seeds of the membership campaign where 3 ms caught it on more: see docs/mutants.md).
+POLL_S = 0.003
+# How long the polls go on after a step: the other nodes learn a change the step's node made
+# (REMOVED, NORMAL) by gossip within a few rounds of 1 s.
+TAIL_S = 3.0
+# ... at this pace: what they learn by gossip is not a stream's window.
+TAIL_POLL_S = 0.05
+# Snapshots per run at most: each reads every key on every replica.
+MAX_SNAPSHOTS = 40
+# What a ring answer must include to be compared: a poll that failed is skipped.
+RING_TIMEOUT = 2.0
+
+
+def _ring_of(resp: dict[str, Any]) -> tuple[TokenMetadata, tuple[tuple[str, str], ...]]:
+    """A ``ring`` answer as TokenMetadata and a comparable (token, owner) tuple."""
+    part = make_partitioner(resp["partitioner"])
+    owned: dict[str, list[Any]] = {}
+    pairs = []
+    for tok, owner, _state in resp["tokens"]:
+        owned.setdefault(owner, []).append(part.from_string(tok))
+        pairs.append((tok, owner))
+    return TokenMetadata(part, owned), tuple(sorted(pairs))
+
+
+class MovementProbe:
+    """Reads every replica whenever a node's ring changes during a membership step."""
+
+    def __init__(self, cluster: Any, secret: str, run_dir: Path, now_ns: Callable[[], int],
+                 running: Callable[[], str | None], keyspace: str, table: str, keys: Sequence[Any],
+                 rf: int | Strategy, network: Any = None, spec: dict[str, Any] | None = None) -> None:
+        self.cluster = cluster
+        self.secret = secret
+        self.path = run_dir / MOVEMENTS_FILE
+        self.now_ns = now_ns
+        self.running = running
+        self.keyspace = keyspace
+        self.table = table
+        self.keys = list(keys)
+        self.rf = rf
+        self.network = network
+        self.spec = spec or {}
+        self.rings: dict[str, tuple[tuple[str, str], ...]] = {}
+        self.snapshots = 0
+
+    def _window(self) -> tuple[bool, bool]:
+        """(polling, during a step): a membership step runs, or ended less than TAIL_S ago."""
+        now = self.running()
+        if now is not None and "membership" in now:
+            self._step, self._until = now, trio.current_time() + TAIL_S
+            return True, True
+        return trio.current_time() <= self._until, False
+
+    async def run(self) -> None:
+        """Poll while a membership step runs and for ``TAIL_S`` after it, until cancelled."""
+        self._step: str = ""
+        self._until = -1.0
+        while True:
+            if not self._window()[0]:
+                await trio.sleep(0.1)
+                continue
+            self.rings = {}  # each window starts from the rings it finds
+            async with trio.open_nursery() as nursery:
+                for nid in list(self.cluster.node_ids()):
+                    nursery.start_soon(self._poller, nid)
+
+    async def _poller(self, nid: str) -> None:
+        """Ask ``nid`` for its ring over one connection while the window lasts (reconnecting
+        after a failure): a connection per poll cost more than the polls."""
+        while self._window()[0]:
+            try:
+                host, port = self.cluster.client_address(nid)
+                async with open_client(host, port, secret=self.secret, timeout=RING_TIMEOUT,
+                                       network=self.network) as c:
+                    while True:
+                        polling, during = self._window()
+                        if not polling:
+                            return
+                        started = trio.current_time()
+                        sent = self.now_ns()
+                        with trio.fail_after(RING_TIMEOUT):
+                            resp = await c.admin("ring")
+                        await self._compare(nid, resp, sent)
+                        await trio.sleep(max(0.0, (POLL_S if during else TAIL_POLL_S)
+                                             - (trio.current_time() - started)))
+            except Exception:  # noqa: BLE001 - down, gone or slow: no ring to compare; try again
+                self.rings.pop(nid, None)
+                await trio.sleep(TAIL_POLL_S)
+
+    async def _compare(self, nid: str, resp: dict[str, Any], sent: int) -> None:
+        ring, pairs = _ring_of(resp)
+        before = self.rings.get(nid)
+        self.rings[nid] = pairs
+        if before is None or before == pairs or self.snapshots >= MAX_SNAPSHOTS:
+            return
+        self.snapshots += 1
+        await self._snapshot(self.snapshots, nid, self._step, ring, sent)
+
+    async def _snapshot(self, label: int, viewer: str, step: str, ring: TokenMetadata, sent: int) -> None:
+        where = placement(ring, self.keys, self.rf)
+        by_node: dict[str, list[Any]] = {}
+        for k, (replicas, _) in where.items():
+            for n in replicas:
+                by_node.setdefault(n, []).append(k)
+        results: dict[str, Any] = {}
+
+        async def read(node: str) -> None:
+            try:
+                results[node] = await _read_node(self.cluster, self.secret, node, self.keyspace, self.table,
+                                                 by_node[node], self.network)
+            except Exception as exc:  # noqa: BLE001 - an unreadable replica is recorded, not fatal
+                results[node] = f"{type(exc).__name__}: {exc}"
+
+        with trio.move_on_after(REQUEST_TIMEOUT * 2):
+            async with trio.open_nursery() as nursery:
+                for node in by_node:
+                    nursery.start_soon(read, node)
+        recv = self.now_ns()
+        lines = [{"type": "movement", "movement": label, "viewer": viewer, "step": step, "sent_ns": sent,
+                  "recv_ns": recv, "keys": len(self.keys), "workload": self.spec}]
+        for k, (replicas, _) in where.items():
+            for n in replicas:
+                rec: dict[str, Any] = {"type": "replica", "movement": label, "key": k, "node": n, "replicas": replicas}
+                got = results.get(n)
+                if isinstance(got, dict):
+                    row = got.get(k, {"cells": [], "partition_tombstone": None})
+                    rec["cells"] = row["cells"]
+                    rec["partition_tombstone"] = row["partition_tombstone"]
+                else:
+                    rec["error"] = got if isinstance(got, str) else "not read"
+                lines.append(rec)
+        with self.path.open("a", encoding="utf-8") as fh:
+            for rec in lines:
+                fh.write(json.dumps(rec, default=str, separators=(",", ":")) + "\n")
+        log.info("movement snapshot %d: %s's ring changed during %s", label, viewer, step)
