@@ -28,7 +28,7 @@ from typing import Any
 
 from checkers.quorum import replicas_for
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
-from harness.history import Op, completions
+from harness.history import NEMESIS, Op, completions
 from node.protocol import encode_value
 
 READ_FS = frozenset({"read", "get"})
@@ -59,7 +59,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     writes: dict[Any, list[tuple[int, int, tuple[Any, ...], Any, Op, str | None]]] = {}
     deletes_invoked: dict[Any, list[tuple[int, tuple[Any, ...] | None]]] = {}
     reads: dict[Any, list[tuple[int, int, Any, int | None, Op, str | None]]] = {}
-    for inv, op in completions(history):
+    for inv, op in _pairs(history, deletes_invoked):
         if inv.f in WRITE_FS:
             value = None if inv.f == "delete" else inv.value
             if inv.f == "delete" and op.type != "fail":
@@ -81,6 +81,27 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     counts["wrong-timestamp"] = log.count("wrong-timestamp")
     return Result("lww-order", not log.counts, counts, log.examples,
                   {"levels_overlap": r_need + w_need > rf})
+
+
+def _pairs(history: Iterable[Op], deletes_invoked: dict[Any, list[tuple[int, tuple[Any, ...] | None]]]
+           ) -> Iterable[tuple[Op, Op]]:
+    """completions(history), noting in ``deletes_invoked`` each delete that never completed (cut at
+    the time limit: indeterminate, as an info, so its tombstone may be the nil a later read sees)."""
+    pending: dict[Any, Op] = {}
+
+    def tracked() -> Iterable[Op]:
+        for op in history:
+            if op.process != NEMESIS:
+                if op.type == "invoke":
+                    pending[op.process] = op
+                else:
+                    pending.pop(op.process, None)
+            yield op
+
+    yield from completions(tracked())
+    for inv in pending.values():
+        if inv.f == "delete":
+            deletes_invoked.setdefault(inv.key, []).append((inv.time, None))
 
 
 def _level(cl: str | None, rf: int, default: int) -> int:

@@ -163,3 +163,22 @@ def test_a_range_given_to_a_replica_before_its_data_is_flagged(tmp_path: Path) -
     assert (a.kind, a.details["lacking"], a.details["acknowledged"]) == ("moved-write-unheld", ["n4"], 3)
     # Two replicas took it and two of the new ones hold it: enough.
     assert _moves(tmp_path, (), acked=["n1", "n2"]).valid is True
+
+
+# ---- lww-order: a delete that never completed
+
+
+def test_a_delete_cut_at_the_time_limit_may_be_the_nil_a_final_read_sees() -> None:
+    from checkers import lww_order
+
+    params = {"replication_factor": 3, "read_cl": "QUORUM", "write_cl": "QUORUM"}
+    ops = [Op(0, 10, 0, "invoke", "write", 46, 5, cl="QUORUM"),
+           Op(1, 20, 0, "ok", "write", 46, 5, cl="QUORUM", timestamp=11_000_001),
+           # process 1's delete: invoked, then the time limit came; no completion was recorded
+           Op(2, 30, 1, "invoke", "delete", 46, None, cl="QUORUM"),
+           Op(3, 40, 2, "invoke", "read", 46, None, cl="ALL"),
+           Op(4, 50, 2, "ok", "read", 46, None, cl="ALL")]
+    r = lww_order.check(ops, params)
+    assert r.valid is True, r.anomalies
+    without = [o for o in ops if o.process != 1]
+    assert lww_order.check(without, params).counts["stale-version"] == 1
