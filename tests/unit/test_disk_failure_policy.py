@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from harness import datapaths
+from harness.run_options import RunOptions
 from node.config import ConfigError, parse_config
 from node.storage import Cell, CorruptSSTableError, Mutation, StorageConfig, StorageEngine
 from node.storage.errors import AwaitingRepair, DiskFull, StorageError, StorageFailure
@@ -153,3 +155,9 @@ def _flip(path: Path) -> None:
     data[len(data) // 3] ^= 0xFF
     with open(path, "r+b") as f:  # in place: the engine's mapping sees it
         f.write(bytes(data))
+
+
+def test_the_disk_nemesis_campaigns_run_under_ignore() -> None:
+    # The nemesis heals the data disk and expects the node served again without a restart.
+    assert datapaths.node_storage(RunOptions(nemesis="disk"))["disk_failure_policy"] == "ignore"
+    assert "disk_failure_policy" not in datapaths.node_storage(RunOptions(nemesis="partition"))
