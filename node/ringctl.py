@@ -87,6 +87,9 @@ def format_status(resp: dict[str, Any]) -> str:
             owns = f"{100 * n['owns']:.1f}%" if n.get("owns") is not None else "?"
             lines.append(f"{st:<3} {n['address']:<22} {_human_bytes(n.get('load')):<12} {n['tokens']:<7} {owns:<8} {n['node_id']:<16} {n['rack']}")
         lines.append("")
+    if resp.get("disk_failure"):
+        # disk_failure_policy stopped the asked node: it answers status, and nothing but inspection.
+        lines.append(f"Node {resp.get('node')} serves no client or internode traffic: {resp['disk_failure']}")
     return "\n".join(lines)
 
 

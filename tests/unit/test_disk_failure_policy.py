@@ -12,6 +12,7 @@ import pytest
 from harness import datapaths
 from harness.run_options import RunOptions
 from node.config import ConfigError, parse_config
+from node.ringctl import format_status
 from node.storage import Cell, CorruptSSTableError, Mutation, StorageConfig, StorageEngine
 from node.storage.errors import AwaitingRepair, DiskFull, StorageError, StorageFailure
 from node.storage.files import disk_admin
@@ -161,3 +162,11 @@ def test_the_disk_nemesis_campaigns_run_under_ignore() -> None:
     # The nemesis heals the data disk and expects the node served again without a restart.
     assert datapaths.node_storage(RunOptions(nemesis="disk"))["disk_failure_policy"] == "ignore"
     assert "disk_failure_policy" not in datapaths.node_storage(RunOptions(nemesis="partition"))
+
+
+def test_ringctl_status_says_why_the_node_stopped() -> None:
+    node = {"node_id": "n1", "state": "U", "status": "NORMAL", "address": "127.0.0.1:7000", "datacenter": "dc1",
+            "rack": "r1", "load": 0, "tokens": 16, "owns": 1.0}
+    assert "serves no" not in format_status({"node": "n1", "nodes": [node], "disk_failure": None})
+    out = format_status({"node": "n1", "nodes": [node], "disk_failure": "read of ks.t failed: Input/output error"})
+    assert out.endswith("Node n1 serves no client or internode traffic: read of ks.t failed: Input/output error")
