@@ -117,7 +117,8 @@ class NodeConnection:
                                     else trio.open_tcp_stream(self.host, self.port))
             except (OSError, trio.TooSlowError) as exc:
                 raise NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}") from None
-            client = Client(stream, secret=self.secret, timeout=math.inf)
+            # One operation at a time per connection: each request written by its own task.
+            client = Client(stream, secret=self.secret, timeout=math.inf, direct=True)
             scope = trio.CancelScope()
             await self._nursery.start(self._pump, stream, client, scope)
             self._client, self._scope = client, scope

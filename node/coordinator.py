@@ -810,10 +810,18 @@ class Coordinator:
                 self._nursery.start_soon(ask, r, digest, True)
 
         spare = [r for r in ordered if r not in targets]
+        outbox = getattr(self.messaging, "outbox", None)
         try:
-            ask_now(targets[0], False)
-            for r in targets[1:]:
-                ask_now(r, True)
+            # The requests go out in one batch, written by this task (node/outbox.py).
+            if outbox is not None:
+                outbox.begin()
+            try:
+                ask_now(targets[0], False)
+                for r in targets[1:]:
+                    ask_now(r, True)
+            finally:
+                if outbox is not None:
+                    outbox.end()
             # Speculative retry (Cassandra's speculative_retry): a replica that has not answered
             # by then is probably down or cut off; ask one more instead of waiting for the
             # timeout, for data if the data replica is the one missing. One cancel scope per wait,

@@ -117,7 +117,11 @@ class Network:
     def send_nowait(self, stream: Any, data: bytes) -> int:
         """Hand ``data`` to the kernel without waiting; the number of bytes it took (0 when its
         buffer is full, or for a stream that is not a socket). node/outbox.py's direct writes:
-        only while no task is sending on ``stream``. A broken connection raises OSError."""
+        only while no task is sending on ``stream``. A broken connection raises OSError (or
+        trio's BrokenResourceError, from a stream with its own ``send_nowait``: sim/net.py's)."""
+        own = getattr(stream, "send_nowait", None)
+        if own is not None:
+            return own(data)
         sock = getattr(stream, "socket", None)
         if sock is None:
             return 0

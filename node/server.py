@@ -758,7 +758,14 @@ class Node:
 
         async def run_one(msg: dict[str, Any]) -> None:
             try:
-                respond(await self.handle_request(msg))
+                answer = await self.handle_request(msg)
+                # A batch of one: the answer is written by this task if the writer is idle
+                # (node/outbox.py), instead of waking the writer for it.
+                outbox.begin()
+                try:
+                    respond(answer)
+                finally:
+                    outbox.end()
             finally:
                 self.in_flight -= 1
                 slots.release()

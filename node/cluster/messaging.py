@@ -921,6 +921,11 @@ class Messaging:
                     reply = {"r": rid, "e": f"{type(exc).__name__}: {exc}"}
                 else:
                     reply = {"r": rid, "p": result if isinstance(result, dict) else {}}
-            self._push_reply(conn, verb, rid, reply)
+            # A batch of one: written by this task if the writer is idle (node/outbox.py).
+            self.outbox.begin()
+            try:
+                self._push_reply(conn, verb, rid, reply)
+            finally:
+                self.outbox.end()
         finally:
             conn.slots.release()
