@@ -80,7 +80,7 @@ def fault_windows(nemesis_ops: Iterable[Op], end: int) -> list[tuple[int, int, s
     return windows
 
 
-_Collected = tuple[dict[str, array], list[Op], array, array, dict[int, list[int]], int]
+_Collected = tuple[dict[str, list[int]], list[Op], array, array, dict[int, list[int]], int]
 _CODES = {"ok": 0, "fail": 1, "info": 2}
 
 
@@ -88,42 +88,51 @@ def _collect_ops(history: Iterable[Op], bucket: int) -> _Collected:
     """One pass: latencies per ``f:type``, the nemesis operations, (invoke time, outcome code)
     per client operation, ok/fail/info counts per throughput bucket, and the last time."""
     pending: dict[Any, Op] = {}
-    lat: dict[str, array] = {}
+    # Latencies per (f, type), named "f:type" at the end (no string built per operation); lists
+    # of the ints already made, which quantiles sorts without making them again from an array.
+    by_kind: dict[tuple[str, str], list[int]] = {}
     nemesis: list[Op] = []
     times = array("q")
     outcome = array("b")
     thr: dict[int, list[int]] = {}
     end = 0
     codes = _CODES
+    pop = pending.pop
+    add_time, add_outcome = times.append, outcome.append
     for op in history:
-        if op.time > end:
-            end = op.time
+        t_op = op.time
+        if t_op > end:
+            end = t_op
         p = op.process
-        if p == NEMESIS:
+        if p.__class__ is not int and p == NEMESIS:
             nemesis.append(op)
             continue
-        if op.type == "invoke":
+        t = op.type
+        if t == "invoke":
             pending[p] = op
             continue
-        inv = pending.pop(p, None)
+        inv = pop(p, None)
         if inv is None:
             continue
-        t = op.type
-        k = f"{inv.f}:{t}"
-        a = lat.get(k)
+        inv_t = inv.time
+        k = (inv.f, t)
+        a = by_kind.get(k)
         if a is None:
-            a = lat[k] = array("q")
-        a.append(op.time - inv.time)
+            a = by_kind[k] = []
+        a.append(t_op - inv_t)
         code = codes[t]
-        times.append(inv.time)
-        outcome.append(code)
-        b = thr.get(op.time // bucket)
+        add_time(inv_t)
+        add_outcome(code)
+        n = t_op // bucket
+        b = thr.get(n)
         if b is None:
-            b = thr[op.time // bucket] = [0, 0, 0]
+            b = thr[n] = [0, 0, 0]
         b[code] += 1
     for inv in pending.values():
-        times.append(inv.time)
-        outcome.append(2)
+        add_time(inv.time)
+        add_outcome(2)
+    # (type has no colon, so no two kinds share a name)
+    lat = {f"{f}:{t}": a for (f, t), a in by_kind.items()}
     return lat, nemesis, times, outcome, thr, end
 
 

@@ -10,6 +10,7 @@ from operator import itemgetter
 from typing import Any
 
 import msgpack
+import msgspec
 
 from .cells import Cell, Partition
 from .config import TableOptions
@@ -123,7 +124,11 @@ def _compact_group(group: list[tuple[Any, ...]], readers: Sequence[SSTableReader
     return None if out.is_empty() else out
 
 
-_VALUE, _TS, _LDT = itemgetter(0), itemgetter(1), itemgetter(3)
+_TS = itemgetter(1)
+# A record body the byte path can take: every cell ``[value, timestamp, ttl, local_deletion_time]``
+# a live value (bytes, never nil) with an integer timestamp and neither TTL nor deletion time.
+# msgspec checks that in C while it decodes; a body it refuses takes the full path.
+_PLAIN_CELLS = msgspec.msgpack.Decoder(list[tuple[bytes, int, None, None]])
 
 
 def _raw_merge(group: list[tuple[Any, ...]]) -> RawPartition | None:
@@ -141,10 +146,10 @@ def _raw_merge(group: list[tuple[Any, ...]]) -> RawPartition | None:
         if header[1] is not None or header[2] is not None or header[3]:
             return None
         try:
-            objs = msgpack.unpackb(memoryview(record)[start:])
-        except Exception:  # noqa: BLE001 - the full path names the record in a CorruptSSTableError
+            objs = _PLAIN_CELLS.decode(memoryview(record)[start:])
+        except Exception:  # noqa: BLE001 - not plain, or undecodable: the full path judges it
             return None
-        if not objs or None in map(_VALUE, objs) or set(map(_LDT, objs)) != {None}:
+        if not objs:
             return None
         stamps = list(map(_TS, objs))
         f_lo, f_hi = min(stamps), max(stamps)
