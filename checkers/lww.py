@@ -87,8 +87,9 @@ def collect_numbered(history: Iterable[Op], nemesis: list[Op] | None = None
 
 def _collect_ops(history: Iterable[tuple[Any, Op]], nemesis: list[Op] | None
                  ) -> tuple[dict[Any, list[tuple[Any, ...]]], dict[Any, list[tuple[Any, ...]]], dict[str, int]]:
-    # Per process: the pending invocation's (f, key, value, time, node, handle), not the record.
-    pending: dict[Any, tuple[Any, Any, Any, int, Any, int]] = {}
+    # Per process: the pending invocation's (record, handle); its fields are read when it
+    # completes (one pair allocated per invocation, and a read's value never read).
+    pending: dict[Any, tuple[Any, Any]] = {}
     # One list each, grouped per key afterwards: appending to one of many per-key lists while
     # lines are decoded misses the cache (as in checkers/sets.py).
     written: list[tuple[Any, tuple[Any, ...]]] = []
@@ -107,18 +108,20 @@ def _collect_ops(history: Iterable[tuple[Any, Op]], nemesis: list[Op] | None
             continue
         t = op.type
         if t == "invoke":
-            pending[p] = (op.f, op.key, op.value, op.time, op.node, pos)
+            pending[p] = (op, pos)
             continue
         started = pop(p, None)
         if started is None:
             continue
-        f, key, v, inv_time, node, ipos = started
+        inv, ipos = started
+        f, key = inv.f, inv.key
         if type(key) not in scalar:
             key = _hashable(key)
         if f in WRITE_FS:
             if t == "fail":
                 continue
             ok = t == "ok"
+            v = inv.value
             ts = op.timestamp
             if ts is None and ok:
                 counts["writes_without_timestamp"] += 1
@@ -130,17 +133,17 @@ def _collect_ops(history: Iterable[tuple[Any, Op]], nemesis: list[Op] | None
                 v = None  # a delete writes nil (a tombstone); its value field names nothing kept
             if type(v) not in scalar:
                 v = _hashable(v)
-            wrote((key, (inv_time, op.time if ok else None, ts, v, ok, ipos, pos, node, op.cl)))
+            wrote((key, (inv.time, op.time if ok else None, ts, v, ok, ipos, pos, inv.node, op.cl)))
         elif f in READ_FS:
             if t != "ok":
                 continue
             v = op.value
             if type(v) not in scalar:
                 v = _hashable(v)
-            got((key, (inv_time, op.time, op.timestamp, v, ipos, pos, op.cl)))
+            got((key, (inv.time, op.time, op.timestamp, v, ipos, pos, op.cl)))
         elif f == "append":
             appended.add(key)
-    never = list(pending.values())
+    never = [(inv.f, inv.key, inv.value, inv.time, inv.node, ipos) for inv, ipos in pending.values()]
     return _finish_collect(group_by_key(written), group_by_key(read), counts, appended, never)
 
 
@@ -280,9 +283,9 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     key_ties: dict[Any, float] = dict.fromkeys(writes, 0.0)
     for key in keys:
         ws = writes.pop(key, [])
+        share = _check_key(key, ws, reads.pop(key, []), log, ctx, resolution)
         if ws:
-            key_ties[key] = _expected_ties(ws, resolution)
-        _check_key(key, ws, reads.pop(key, []), log, ctx)
+            key_ties[key] = share
         del ws
     if params.get("_inverted_keys_out") is not None:
         params["_inverted_keys_out"].update(ctx.inverted_keys)
@@ -349,7 +352,8 @@ class _KeyContext:
 
 
 def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], log: AnomalyLog,
-               ctx: _KeyContext) -> None:
+               ctx: _KeyContext, resolution_us: float = TIMESTAMP_RESOLUTION_US) -> float:
+    """Judge one key; returns its share of the expected concurrent ties (:func:`_expected_ties`)."""
     ties = ctx.counts
     at = ctx.op_at
     # Value → greatest timestamp written with it (and that write's completion), first invocation.
@@ -408,6 +412,12 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
     # acknowledged writes completed before it, over all coordinators and per coordinator.
     acked = sorted([w for w in ws if w[4] and w[2] is not None], key=_SECOND)
     ordered = sorted([w for w in ws if w[2] is not None], key=_FIRST)
+    # _expected_ties from the stamped writes at hand: sorted by invocation, so their first and
+    # last invocation times are the least and the greatest.
+    ties_share = 0.0
+    if len(ordered) >= 2:
+        span_us = max((ordered[-1][0] - ordered[0][0]) / 1000.0, resolution_us)
+        ties_share = len(ordered) ** 2 * resolution_us / (2 * span_us)
     n_acked = len(acked)
     j = 0
     top: tuple[Any, ...] | None = None
@@ -484,3 +494,4 @@ def _check_key(key: Any, ws: list[tuple[Any, ...]], rs: list[tuple[Any, ...]], l
             f"no read returned it or a value with a greater timestamp written after it began; the final read "
             f"(op {at(fr[5]).index}) returned {'nil' if fr[3] is None else repr(fr[3])}",
             _ops(at, w[5], w[6], fr[4], fr[5]), key, {"timestamp": w[2]}))
+    return ties_share

@@ -61,9 +61,9 @@ def _collect_ops(history: Iterable[tuple[Any, Op]]) -> tuple[dict[Any, list[_Add
     """Per key: the adds that did not fail as (element, invocation, completion or None, invoke time, ok time or
     None), and the ok reads as (invoke time, completion time, elements, invocation, completion); operations by
     their handles (harness.history.numbered)."""
-    # Per process: the pending invocation's (f, key, value, time, handle); the record itself is
-    # not kept (this loop runs once per history line).
-    pending: dict[Any, tuple[Any, Any, Any, int, int]] = {}
+    # Per process: the pending invocation's (record, handle): its fields are read only when it
+    # completes (a read's value never), and one pair is all that is allocated for it.
+    pending: dict[Any, tuple[Any, Any]] = {}
     # One list each, grouped per key afterwards: appending to one of thousands of per-key lists
     # while lines are decoded missed the cache (a third of the pass on 20,000 keys). Keys and
     # items go to parallel lists: a (key, item) pair per operation was allocated and freed again.
@@ -79,23 +79,24 @@ def _collect_ops(history: Iterable[tuple[Any, Op]]) -> tuple[dict[Any, list[_Add
         if t == "invoke":
             p = op.process
             if p.__class__ is int or p != NEMESIS:
-                pending[p] = (op.f, op.key, op.value, op.time, pos)
+                pending[p] = (op, pos)
             continue
         started = pop(op.process, None)
         if started is None:
             continue
-        f, key, value, inv_time, ipos = started
+        inv, ipos = started
+        f = inv.f
         if f in ADD_FS:
             if t != "fail":
-                add_key(key)
-                add((value, ipos, pos, inv_time, op.time if t == "ok" else None))
+                add_key(inv.key)
+                add((inv.value, ipos, pos, inv.time, op.time if t == "ok" else None))
         elif f in READ_FS and t == "ok":
-            got_key(key)
-            got((inv_time, op.time, op.value or (), ipos, pos))
-    for f, key, value, inv_time, ipos in pending.values():
-        if f in ADD_FS:
-            add_key(key)
-            add((value, ipos, None, inv_time, None))
+            got_key(inv.key)
+            got((inv.time, op.time, op.value or (), ipos, pos))
+    for inv, ipos in pending.values():
+        if inv.f in ADD_FS:
+            add_key(inv.key)
+            add((inv.value, ipos, None, inv.time, None))
     return group_by_key(zip(add_keys, added)), group_by_key(zip(read_keys, read))
 
 
