@@ -80,7 +80,7 @@ def fault_windows(nemesis_ops: Iterable[Op], end: int) -> list[tuple[int, int, s
     return windows
 
 
-_Collected = tuple[dict[str, list[int]], list[Op], array, array, dict[int, list[int]], int]
+_Collected = tuple[dict[str, array], list[Op], array, array, dict[int, list[int]], int]
 _CODES = {"ok": 0, "fail": 1, "info": 2}
 
 
@@ -88,9 +88,8 @@ def _collect_ops(history: Iterable[Op], bucket: int) -> _Collected:
     """One pass: latencies per ``f:type``, the nemesis operations, (invoke time, outcome code)
     per client operation, ok/fail/info counts per throughput bucket, and the last time."""
     pending: dict[Any, Op] = {}
-    # Latencies per (f, type), named "f:type" at the end (no string built per operation); lists
-    # of the ints already made, which quantiles sorts without making them again from an array.
-    by_kind: dict[tuple[str, str], list[int]] = {}
+    # Latencies per (f, type), named "f:type" at the end (no string built per operation).
+    by_kind: dict[tuple[str, str], array] = {}
     nemesis: list[Op] = []
     times = array("q")
     outcome = array("b")
@@ -118,7 +117,7 @@ def _collect_ops(history: Iterable[Op], bucket: int) -> _Collected:
         k = (inv.f, t)
         a = by_kind.get(k)
         if a is None:
-            a = by_kind[k] = []
+            a = by_kind[k] = array("q")
         a.append(t_op - inv_t)
         code = codes[t]
         add_time(inv_t)
