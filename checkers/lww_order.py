@@ -73,7 +73,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     log = AnomalyLog(example_limit(params))
     counts = {"writes": sum(map(len, writes.values())), "reads": sum(map(len, reads.values())), "keys": 0,
               "ties": 0, "stale-version": 0, "expected-stale-version": 0, "wrong-timestamp": 0}
-    for key in set(writes) | set(reads):
+    for key in dict.fromkeys([*writes, *reads]):  # first-named order, not the hash seed's
         counts["keys"] += 1
         _check_key(key, writes.get(key, []), reads.get(key, []), deletes_invoked.get(key, []), rf, r_need, w_need,
                    log, counts)

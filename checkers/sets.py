@@ -45,7 +45,9 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
               "never-read": 0, "stale": 0, "reappeared": 0, "unexpected": 0, "reads": 0}
     latencies: list[int] = []
     # Each key's records are dropped once judged, while still in the cache (as in lww.check).
-    for key in set(adds) | set(reads):
+    # Keys in the order the history first names them (a set's order moved with the hash seed,
+    # and with it which examples a run kept).
+    for key in list(dict.fromkeys([*adds, *reads])):
         _check_key(key, adds.pop(key, []), reads.pop(key, []), counts, log, latencies, at)
     strict = bool(params.get("set_linearizable"))
     valid = counts["lost"] == 0 and counts["unexpected"] == 0 and (
