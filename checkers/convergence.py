@@ -31,6 +31,14 @@ blocking read repair had to reconcile them. A table without blocking read repair
 its ``read-repair`` pass judged as ``before`` is: those reads wrote nothing back, so a hint still
 on its way there explains a replica that lacks its write.
 
+With ``--final-repair`` the harness drains the hints and runs an anti-entropy repair on every
+node before the ``after`` pass; when every repair succeeded and skipped no replica, every
+replica of every key there must hold the same cells (``diverged-after-repair`` otherwise), in
+both directions: what one replica holds, even an element no acknowledged add owes, the repair
+must have given the others. With a finite ``max_hint_window`` the ``before`` pass excuses a
+write missing on a replica that a kill, pause or partition longer than the window cut off
+while the write ran: no hint is stored past it.
+
 The ``after`` pass also records each running node's failure-detector view of the others (the
 ``status`` admin op). A node that answered the harness then, long after every fault healed and
 every hint was delivered, but that another running node still calls DOWN is a
