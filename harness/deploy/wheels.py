@@ -20,7 +20,7 @@ from pathlib import Path
 
 # The distributions node/ imports (see the module docstring); their version bounds come from
 # pyproject.toml so host and control machine agree.
-NODE_DISTRIBUTIONS = ("trio", "msgpack", "kazoo", "coverage")
+NODE_DISTRIBUTIONS = ("trio", "msgpack", "msgspec", "kazoo", "coverage")
 # The oldest glibc manylinux wheels target (manylinux2014 = glibc 2.17).
 MIN_MANYLINUX_GLIBC_MINOR = 17
 # Printed by the host's Python: major, minor, machine, then libc name and version when glibc.

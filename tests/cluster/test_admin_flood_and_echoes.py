@@ -3,19 +3,16 @@ clip what they echo of a client's input (names up to 64 KB) instead of handing i
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import trio
 
 from node.protocol import ERROR_MESSAGE_CHARS, clipped
 
-from tests.cluster.conftest import SECRET, Cluster, call, one_node
+from tests.cluster.conftest import SECRET, Cluster, bench_module, call, one_node
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import fuzz_protocol as fz  # noqa: E402
+fz = bench_module("fuzz_protocol")
 
 HUGE = 65536
 

@@ -5,19 +5,16 @@ burst, and its log holds no traceback."""
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import trio
 
 from node.protocol import InvalidRequest
 
-from tests.cluster.conftest import SECRET, Cluster, call, one_node
+from tests.cluster.conftest import SECRET, Cluster, bench_module, call, one_node
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import fuzz_protocol as fz  # noqa: E402
+fz = bench_module("fuzz_protocol")
 
 SEEDS = (1, 2, 3)
 

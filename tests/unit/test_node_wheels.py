@@ -11,7 +11,7 @@ from harness.deploy.wheels import NODE_DISTRIBUTIONS, PythonTarget, dependency_p
 
 REPO = Path(__file__).resolve().parents[2]
 # Import names of the node's distributions where they differ from the distribution name.
-IMPORT_NAMES = {"trio": "trio", "msgpack": "msgpack", "kazoo": "kazoo", "coverage": "coverage"}
+IMPORT_NAMES = {"trio": "trio", "msgpack": "msgpack", "msgspec": "msgspec", "kazoo": "kazoo", "coverage": "coverage"}
 
 
 def test_node_imports_nothing_beyond_the_node_distributions() -> None:
