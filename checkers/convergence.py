@@ -57,7 +57,7 @@ from typing import Any
 
 from checkers import gcgrace, liveness, placement
 from checkers.result import Anomaly, AnomalyLog, Result, Validity
-from harness.history import NEMESIS, Op
+from harness.history import NEMESIS, Op, nemesis_steps
 
 SNAPSHOT_FILE = "replicas.jsonl"
 # Keys whose replicas disagree that get a per-replica table in the result (and the report); the
@@ -200,15 +200,7 @@ class _Faults:
         # The disk nemesis's windows per node: a replica refusing a write on a failing disk
         # answers with an error, so the coordinator stores no hint for it.
         self.disk_failing: dict[str, list[tuple[int, int | None]]] = {}
-        started: dict[str, int] = {}
-        for op in history:
-            if op.process != NEMESIS:
-                continue
-            if op.type == "invoke":
-                started[op.f] = op.time
-                continue
-            t0 = started.pop(op.f, op.time)
-            v = op.value if isinstance(op.value, dict) else {}
+        for op, t0, v in nemesis_steps(history):
             # A failing data disk (disk "data") refuses SSTable writes only: the commit log takes
             # every write, so no write is refused and nothing is excused.
             if op.f == "start-disk" and isinstance(v.get("node"), str) and v.get("disk", "commitlog") == "commitlog":
@@ -252,15 +244,7 @@ class _Faults:
         nodes it took away, or None for a partition, which may cut any node off its coordinator)."""
         out: list[tuple[int, float, frozenset[str] | None]] = []
         open_: dict[str, tuple[int, frozenset[str] | None]] = {}
-        started: dict[str, int] = {}
-        for op in history:
-            if op.process != NEMESIS:
-                continue
-            if op.type == "invoke":
-                started[op.f] = op.time
-                continue
-            t0 = started.pop(op.f, op.time)
-            v = op.value if isinstance(op.value, dict) else {}
+        for op, t0, v in nemesis_steps(history):
             for kind in ("kill", "crash", "pause", "partition"):
                 if op.f == f"start-{kind}":
                     nodes = v.get("nodes") if kind != "partition" else None

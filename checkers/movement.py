@@ -34,7 +34,7 @@ from typing import Any
 from checkers.convergence import _Faults, _hashable, _register_cell, _set_elements
 from checkers.quorum import replicas_for
 from checkers.result import Anomaly, AnomalyLog, Result
-from harness.history import NEMESIS, Op
+from harness.history import Op, completions
 
 MOVEMENTS_FILE = "movements.jsonl"
 KIND = "moved-write-unheld"
@@ -60,16 +60,9 @@ def _acked_count(comp: Op, rf: int) -> int:
 def _writes(history: list[Op], model: str) -> dict[Any, list[tuple[Any, int, Op]]]:
     """Per key, every acknowledged write: (element, or timestamp for a register; invocation
     time; completion)."""
-    pending: dict[Any, Op] = {}
     out: dict[Any, list[tuple[Any, int, Op]]] = {}
-    for op in history:
-        if op.process == NEMESIS:
-            continue
-        if op.type == "invoke":
-            pending[op.process] = op
-            continue
-        inv = pending.pop(op.process, None)
-        if inv is None or op.type != "ok":
+    for inv, op in completions(history):
+        if op.type != "ok":
             continue
         if model == "set" and inv.f == "add":
             out.setdefault(_hashable(inv.key), []).append((inv.value, inv.time, op))

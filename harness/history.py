@@ -547,6 +547,19 @@ class HistoryFile:
         return NumberedRecords(p) if history_format(p) == "jsonl" else None
 
 
+def nemesis_steps(history: Iterable[Op]) -> Iterator[tuple[Op, int, dict[str, Any]]]:
+    """Each nemesis completion with its invocation's time (its own when none was recorded) and
+    its value as a map (empty when it is not one)."""
+    started: dict[str, int] = {}
+    for op in history:
+        if op.process != NEMESIS:
+            continue
+        if op.type == "invoke":
+            started[op.f] = op.time
+            continue
+        yield op, started.pop(op.f, op.time), (op.value if isinstance(op.value, dict) else {})
+
+
 def completions(history: Iterable[Op]) -> Iterator[tuple[Op, Op]]:
     """Each client operation's (invocation, completion) in completion order, leniently: nemesis
     entries, completions without an invocation and never-completed invocations are skipped (the
