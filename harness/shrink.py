@@ -15,7 +15,6 @@ inputs, not schedules).
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -71,14 +70,9 @@ def _same_failure(r: dict[str, Any], wanted: set[str]) -> bool:
 
 def shrink(opts: Any, settings: Any, jobs: int) -> int:
     """Shrink seed ``opts.seed``; prints each trial and the command that replays the smallest failure."""
-    from harness import simcli, store
+    from harness import simcli
 
-    base = Path(opts.store).resolve() / opts.name() / ("shrink-" + time.strftime("%Y%m%dT%H%M%S"))
-    n = 1
-    while base.exists():
-        n += 1
-        base = base.with_name(base.name.split("~")[0] + f"~{n}")
-    base.mkdir(parents=True)
+    base = simcli.new_batch_dir(opts, "shrink")
     with simcli._pool(jobs) as pool, simcli._Interrupts():
         return _shrink(opts, settings, jobs, base, pool)
 

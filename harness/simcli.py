@@ -441,17 +441,23 @@ def check_determinism(opts: Any, settings: SimSettings) -> int:
     return 1
 
 
-def sweep(opts: Any, settings: SimSettings, seeds: list[int], jobs: int, junit: Path | None = None) -> int:
-    """Many seeds in worker processes: a table, failing seeds' run directories kept, exit 1 if any invalid."""
-    from harness import store
-
-    name = opts.name()
-    base = Path(opts.store).resolve() / name / ("sweep-" + time.strftime("%Y%m%dT%H%M%S"))
+def new_batch_dir(opts: Any, kind: str) -> Path:
+    """A new ``store/<test>/<kind>-<time>`` directory (``~2``, ``~3``... within one second)."""
+    base = Path(opts.store).resolve() / opts.name() / (f"{kind}-" + time.strftime("%Y%m%dT%H%M%S"))
     n = 1
     while base.exists():
         n += 1
         base = base.with_name(base.name.split("~")[0] + f"~{n}")
     base.mkdir(parents=True)
+    return base
+
+
+def sweep(opts: Any, settings: SimSettings, seeds: list[int], jobs: int, junit: Path | None = None) -> int:
+    """Many seeds in worker processes: a table, failing seeds' run directories kept, exit 1 if any invalid."""
+    from harness import store
+
+    name = opts.name()
+    base = new_batch_dir(opts, "sweep")
     payloads = []
     for seed in seeds:
         o = type(opts)(**{**asdict(opts), "seed": seed})
