@@ -46,15 +46,13 @@ MAX_SNAPSHOTS = 40
 RING_TIMEOUT = 2.0
 
 
-def _ring_of(resp: dict[str, Any]) -> tuple[TokenMetadata, tuple[tuple[str, str], ...]]:
-    """A ``ring`` answer as TokenMetadata and a comparable (token, owner) tuple."""
+def _ring_of(resp: dict[str, Any]) -> TokenMetadata:
+    """A ``ring`` answer as TokenMetadata."""
     part = make_partitioner(resp["partitioner"])
     owned: dict[str, list[Any]] = {}
-    pairs = []
     for tok, owner, _state in resp["tokens"]:
         owned.setdefault(owner, []).append(part.from_string(tok))
-        pairs.append((tok, owner))
-    return TokenMetadata(part, owned), tuple(sorted(pairs))
+    return TokenMetadata(part, owned)
 
 
 class MovementProbe:
@@ -122,11 +120,14 @@ class MovementProbe:
                 await trio.sleep(TAIL_POLL_S)
 
     async def _compare(self, nid: str, resp: dict[str, Any], sent: int) -> None:
-        ring, pairs = _ring_of(resp)
+        # The answer's (token, owner) pairs as they came (a node lists them in ring order): only
+        # one that differs from the last is parsed into a ring (most polls see no change).
+        pairs = tuple((tok, owner) for tok, owner, _state in resp["tokens"])
         before = self.rings.get(nid)
         self.rings[nid] = pairs
         if before is None or before == pairs or self.snapshots >= MAX_SNAPSHOTS:
             return
+        ring = _ring_of(resp)
         self.snapshots += 1
         await self._snapshot(self.snapshots, nid, self._step, ring, sent)
 

@@ -289,6 +289,7 @@ class TokenMetadata:
         self.locations: dict[str, Endpoint] = {n: (locations or {}).get(n, Endpoint()) for n in tokens}
         self._cache: dict[tuple[Strategy, int], tuple[str, ...]] = {}
         self._key_cache: dict[tuple[Strategy, bytes], tuple[str, ...]] = {}
+        self._token_strings: list[tuple[str, str]] | None = None
 
     @property
     def nodes(self) -> list[str]:
@@ -299,6 +300,15 @@ class TokenMetadata:
     def sorted_tokens(self) -> list[Token]:
         """All tokens in ring order."""
         return list(self._sorted_tokens)
+
+    def token_strings(self) -> list[tuple[str, str]]:
+        """Each token as its partitioner writes it, with its owner, in ring order (made once per
+        ring: the ``ring`` admin op answers with it, and the harness asks every few ms while a
+        membership change runs)."""
+        if self._token_strings is None:
+            to_string = self.partitioner.to_string
+            self._token_strings = [(to_string(t), o) for t, o in zip(self._sorted_tokens, self._owners)]
+        return self._token_strings
 
     def owner(self, token: Token) -> str:
         """The node owning exactly this token."""

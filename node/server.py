@@ -1042,12 +1042,9 @@ class Node:
         return total
 
     async def _op_ring(self, req: dict[str, Any]) -> dict[str, Any]:
-        ring = self.ring()
-        part = self.partitioner
-        return {
-            "partitioner": part.name,
-            "tokens": [[part.to_string(t), ring.owner(t), "U" if self.is_alive(ring.owner(t)) else "D"] for t in ring.sorted_tokens],
-        }
+        pairs = self.ring().token_strings()
+        state = {o: "U" if self.is_alive(o) else "D" for o in {o for _, o in pairs}}
+        return {"partitioner": self.partitioner.name, "tokens": [[tok, o, state[o]] for tok, o in pairs]}
 
     async def _op_gossipinfo(self, req: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
