@@ -50,7 +50,8 @@ def node_storage(opts: Any) -> dict[str, Any]:
 
 def sim_storage(opts: Any) -> dict[str, Any]:
     """The [storage] settings harness sim gives its nodes: the memtable and segment sizes of
-    ``--memtable-flush-kb`` (sim's default 0 keeps the store's own; the file nemeses are not simulated)."""
+    ``--memtable-flush-kb`` (4 KB by default, as for ``harness run``; 0 keeps the store's own; the file
+    nemeses are not simulated)."""
     return {k: v for k, v in node_storage(opts).items() if k not in ("volatile_unsynced", "disk_faults", "commit_failure_policy",
                                                                     "disk_failure_policy")}
 

@@ -24,9 +24,6 @@ SIM_RUN_OPTIONS = ("workload", "nemesis", "nemesis_interval", "partition", "targ
                    "rate", "nodes", "replication_factor", "read_cl", "write_cl", "key_count", "ops_per_key", "delete_fraction",
                    "value_order", "client_timestamps", "memtable_flush_kb", "gc_grace", "max_hint_window", "recovery_time", "commitlog_sync", "read_repair", "final_repair", "validation_faults", "test_name", "store",
                    "coverage")
-# Where sim's defaults differ from `harness run`'s: simulated nodes keep the store's own memtable
-# size (64 MB: flushes only when the flush-compact nemesis asks) unless --memtable-flush-kb is given.
-SIM_DEFAULTS: dict[str, Any] = {"memtable_flush_kb": 0}
 # Nemeses the simulated world can apply (the data-path ones need real processes and files).
 SIM_NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership", "flush-compact", "repair")
 # What a sweep's seeds may look like: at most this many in one command.
@@ -144,7 +141,7 @@ def build_options(args: argparse.Namespace) -> tuple[Any, SimSettings]:
 
     from nemesis import faults
 
-    values: dict[str, Any] = {"deploy": "sim", **SIM_DEFAULTS}
+    values: dict[str, Any] = {"deploy": "sim"}
     for key in SIM_RUN_OPTIONS:
         v = getattr(args, key, None)
         if v is not None:
@@ -373,7 +370,7 @@ def replay_command(opts: Any, settings: SimSettings, seed: int) -> str:
             for f in v:
                 parts += ["--fault", f]
             continue
-        if v != SIM_DEFAULTS.get(key, getattr(d, key)) and v is not None:
+        if v != getattr(d, key) and v is not None:
             if isinstance(v, bool):  # a flag (--client-timestamps, --final-repair) takes no value
                 parts += ["--" + key.replace("_", "-")] if v else []
                 continue

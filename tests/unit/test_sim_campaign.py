@@ -65,10 +65,12 @@ def test_bad_arguments_exit_254(argv: list[str], message: str, capsys: pytest.Ca
 
 
 def test_replay_command_names_every_changed_option() -> None:
-    # memtable_flush_kb=0 is what `harness sim` builds by default (simcli.SIM_DEFAULTS).
-    opts = RunOptions(deploy="sim", nemesis="kill", time_limit=20, validation_faults=["drop_hints"], memtable_flush_kb=0)
+    opts = RunOptions(deploy="sim", nemesis="kill", time_limit=20, validation_faults=["drop_hints"])
     cmd = replay_command(opts, SimSettings(crash="power"), 42)
     assert cmd == "harness sim --seed 42 --nemesis kill --time-limit 20 --fault drop_hints --crash power"
+    # A default option is left out; one that differs from the default is named.
+    opts.memtable_flush_kb = 0
+    assert replay_command(opts, SimSettings(), 42) == "harness sim --seed 42 --nemesis kill --time-limit 20 --memtable-flush-kb 0 --fault drop_hints"
 
 
 def test_a_sweep_keeps_failing_seeds_prints_their_replay_and_exits_1(tmp_path: Path,

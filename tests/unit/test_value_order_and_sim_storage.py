@@ -68,5 +68,8 @@ def test_harness_sim_parses_the_storage_options() -> None:
     args = build_parser().parse_args(["sim", "--memtable-flush-kb", "8", "--gc-grace", "600", "--value-order", "random"])
     opts, _ = build_options(args)
     assert (opts.memtable_flush_kb, opts.gc_grace, opts.value_order) == (8, 600, "random")
+    # Sim's nodes flush as `harness run`'s do: every default campaign reaches SSTables,
+    # bloom filters, compaction and tombstone purges.
     opts, _ = build_options(build_parser().parse_args(["sim"]))
-    assert opts.memtable_flush_kb == 0
+    assert (opts.memtable_flush_kb, opts.gc_grace) == (4, 10)
+    assert datapaths.sim_storage(opts)["memtable_flush_threshold_kb"] == 4
