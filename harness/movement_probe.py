@@ -73,6 +73,8 @@ class MovementProbe:
         self.network = network
         self.spec = spec or {}
         self.rings: dict[str, tuple[tuple[str, str], ...]] = {}
+        # Each node's ring version (node/server.py) as of its last full answer.
+        self.versions: dict[str, Any] = {}
         self.snapshots = 0
 
     def _window(self) -> tuple[bool, bool]:
@@ -92,6 +94,7 @@ class MovementProbe:
                 await trio.sleep(0.1)
                 continue
             self.rings = {}  # each window starts from the rings it finds
+            self.versions = {}
             async with trio.open_nursery() as nursery:
                 for nid in list(self.cluster.node_ids()):
                     nursery.start_soon(self._poller, nid)
@@ -111,12 +114,16 @@ class MovementProbe:
                         started = trio.current_time()
                         sent = self.now_ns()
                         with trio.fail_after(RING_TIMEOUT):
-                            resp = await c.admin("ring")
-                        await self._compare(nid, resp, sent)
+                            # Only the version comes back while it is the one we hold.
+                            resp = await c.admin("ring", unless_version=self.versions.get(nid))
+                        if not resp.get("unchanged"):
+                            self.versions[nid] = resp.get("version")
+                            await self._compare(nid, resp, sent)
                         await trio.sleep(max(0.0, (POLL_S if during else TAIL_POLL_S)
                                              - (trio.current_time() - started)))
             except Exception:  # noqa: BLE001 - down, gone or slow: no ring to compare; try again
                 self.rings.pop(nid, None)
+                self.versions.pop(nid, None)
                 await trio.sleep(TAIL_POLL_S)
 
     async def _compare(self, nid: str, resp: dict[str, Any], sent: int) -> None:
