@@ -296,11 +296,14 @@ async def open_client(
     timeout: float | None = None,
     network: Network | None = None,
     client_secret: str | None = None,
+    direct: bool = False,
 ) -> AsyncIterator[Client]:
-    """Connect to a node's client port; the connection closes when the block exits."""
+    """Connect to a node's client port; the connection closes when the block exits. ``direct``:
+    the caller has one request in flight at a time, so each is written by its own task (see
+    :class:`Client`)."""
     net = network or Network()
     stream = await net.open_tcp_stream(host, port)
-    client = Client(stream, secret=secret, timeout=timeout, client_secret=client_secret)
+    client = Client(stream, secret=secret, timeout=timeout, client_secret=client_secret, direct=direct)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client._reader)
