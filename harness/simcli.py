@@ -21,7 +21,7 @@ from typing import Any
 
 # Options of `harness run` that mean the same thing in sim (the rest are about real machines).
 SIM_RUN_OPTIONS = ("workload", "nemesis", "nemesis_interval", "partition", "targets", "time_limit", "concurrency",
-                   "rate", "nodes", "replication_factor", "read_cl", "write_cl", "key_count", "ops_per_key", "delete_fraction",
+                   "rate", "nodes", "datacenters", "racks", "replication_factor", "read_cl", "write_cl", "key_count", "ops_per_key", "delete_fraction",
                    "value_order", "client_timestamps", "memtable_flush_kb", "gc_grace", "max_hint_window", "recovery_time", "commitlog_sync", "read_repair", "final_repair", "validation_faults", "test_name", "store",
                    "coverage")
 # Nemeses the simulated world can apply (the data-path ones need real processes and files).
@@ -64,7 +64,12 @@ def register(sub: Any) -> None:
     p.add_argument("--concurrency", help=f"client processes: a number, or Nn for N per node (default {d.concurrency})")
     p.add_argument("--rate", type=float, help=f"target operations per virtual second, 0 = unthrottled (default {d.rate:g})")
     p.add_argument("--nodes", type=int, help="cluster size (default 5)")
-    p.add_argument("--replication-factor", type=int, help=f"replicas per key (default {d.replication_factor})")
+    p.add_argument("--replication-factor", type=int, help=f"replicas per key, per datacenter with --datacenters "
+                   f"or --racks (default {d.replication_factor})")
+    p.add_argument("--datacenters", type=int, metavar="D", help="spread the nodes over D datacenters; the keyspace "
+                   "uses NetworkTopologyStrategy, --replication-factor replicas in each (as harness run; default 1)")
+    p.add_argument("--racks", type=int, metavar="R", help="racks per datacenter; replicas go to distinct racks first "
+                   "(NetworkTopologyStrategy; as harness run; default 1)")
     p.add_argument("--read-cl", help=f"read consistency level (default {d.read_cl})")
     p.add_argument("--write-cl", help=f"write consistency level (default {d.write_cl})")
     p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")

@@ -12,8 +12,8 @@ What is refused, and why: LOCAL_QUORUM with several datacenters (a read in one d
 not see a write acknowledged in another; the quorum checker does not know which datacenter a
 coordinator sat in), a replication factor larger than a datacenter's node count, the membership
 nemesis with several datacenters (a decommission can leave a datacenter with fewer nodes than
-its replication factor, and the checkers' replica count would be wrong), and SSH or simulated
-deployments (their node configs carry no location yet).
+its replication factor, and the checkers' replica count would be wrong), and SSH deployments
+(their node configs carry no location yet).
 """
 
 from __future__ import annotations
@@ -74,6 +74,18 @@ def total_replicas(opts: Any) -> int:
     return opts.replication_factor * (opts.datacenters if enabled(opts) else 1)
 
 
+# Node indexes a simulated world may create (its first nodes plus the membership nemesis's
+# joiners, which take the next index each).
+SIM_MAX_NODES = 64
+
+
+def sim_locations(opts: Any) -> tuple[tuple[str, str], ...] | None:
+    """Each simulated node's (datacenter, rack) by creation index, or None without a topology."""
+    if not enabled(opts):
+        return None
+    return tuple(location(i, opts.datacenters, opts.racks) for i in range(SIM_MAX_NODES))
+
+
 def node_lines(index: int, opts_or_spec: Any) -> list[str]:
     """The node.toml lines that place the ``index``-th node (none without a topology)."""
     dcs, racks = int(getattr(opts_or_spec, "datacenters", 1)), int(getattr(opts_or_spec, "racks", 1))
@@ -97,8 +109,8 @@ def validate(opts: Any, count: int | None) -> None:
             raise ValueError(f"{flag} must be an integer between 1 and 16, got {v!r}")
     if not enabled(opts):
         return
-    if opts.deploy != "local":
-        raise ValueError("--datacenters/--racks place local node processes only (ssh and sim node configs carry no location yet)")
+    if opts.deploy not in ("local", "sim"):
+        raise ValueError("--datacenters/--racks place local and simulated nodes only (ssh node configs carry no location yet)")
     if count is not None:
         per_dc = nodes_per_datacenter(count, opts.datacenters)
         small = min(per_dc, key=lambda dc: (per_dc[dc], dc))

@@ -61,6 +61,9 @@ class WorldSpec:
     storage: dict[str, Any] = field(default_factory=dict)
     # node.toml [hints] settings (harness/datapaths.py node_hints: a short max_hint_window).
     hints: dict[str, Any] = field(default_factory=dict)
+    # Each node's (datacenter, rack) by its creation index (harness/topology.py location); None:
+    # every node in dc1/rack1.
+    locations: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass
@@ -160,6 +163,8 @@ class SimWorld:
             "faults": dict(self.spec.faults),
             "hints": dict(self.spec.hints),
         }
+        if self.spec.locations is not None:
+            raw["datacenter"], raw["rack"] = self.spec.locations[n.index]
         return parse_config(raw)
 
     # ---- lifecycle

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from harness import datapaths, store
+from harness import datapaths, store, topology
 from harness.progress import Progress
 from node.client import open_client
 from sim.logs import HarnessOnly, NodeLogs
@@ -305,7 +305,8 @@ def run_one(opts: Any, run_dir: Path, *, crash: str = "process", tear: bool = Fa
                                        commitlog_sync=opts.commitlog_sync,
                                        faults={f: True for f in opts.validation_faults},
                                        crash=crash, tear=tear, loss=loss, keep_trace=keep_trace,
-                                       data_root=scratch, storage=datapaths.sim_storage(opts), hints=datapaths.node_hints(opts)),
+                                       data_root=scratch, storage=datapaths.sim_storage(opts), hints=datapaths.node_hints(opts),
+                                       locations=topology.sim_locations(opts)),
                                        nursery, trace)
             state["world"] = world
             # The report reads nodes/: it is written once the data is back in the run directory.
