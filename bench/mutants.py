@@ -126,6 +126,20 @@ CAMPAIGNS: dict[str, list[str]] = {
     "storage-kill-set": ["--workload", "set", "--nemesis", "flush-compact,kill", "--targets", "minority",
                          "--key-count", "50", "--read-repair", "NONE", "--gc-grace", "60", "--time-limit", "24",
                          "--nemesis-interval", "3", "--recovery-time", "2"],
+    # two datacenters of four nodes on two racks each, three replicas per datacenter
+    # (NetworkTopologyStrategy: two racks for three replicas, so each datacenter's third replica
+    # comes from the nodes set aside on a seen rack), writes at EACH_QUORUM (two in each
+    # datacenter) read at QUORUM (four of six): the placement oracle and the quorum checkers see
+    # replica choice and per-datacenter counting that a SimpleStrategy campaign never reaches
+    "topology": ["--datacenters", "2", "--racks", "2", "--nodes", "8", "--replication-factor", "3",
+                 "--write-cl", "EACH_QUORUM", "--read-cl", "QUORUM", "--nemesis", "partition,kill",
+                 "--delete-fraction", "0.1", *_FAST],
+    # the same cluster with writes at LOCAL_QUORUM (two of the coordinator's datacenter) read at
+    # EACH_QUORUM (two in each): the local quorum and the reading one intersect in the writer's
+    # datacenter, so a write counted from the wrong datacenter's replicas shows as a stale read
+    "topology-local": ["--datacenters", "2", "--racks", "2", "--nodes", "8", "--replication-factor", "3",
+                       "--write-cl", "LOCAL_QUORUM", "--read-cl", "EACH_QUORUM", "--nemesis", "partition,kill",
+                       "--delete-fraction", "0.1", *_FAST],
     # flushes and compactions between partitions against set adds: an element is written once, so
     # one a flush or compaction left out of an SSTable stays missing on that replica (the register
     # workload writes over it); 50 keys overflow 4 KB memtables often

@@ -8,8 +8,8 @@ node.toml, and the keyspace uses NetworkTopologyStrategy with ``--replication-fa
 *in each datacenter*, placed on distinct racks first (node/ring.py). A key then has D × RF
 replicas, which is what the checkers count (QUORUM is a majority of all of them).
 
-What is refused, and why: LOCAL_QUORUM with several datacenters (a read in one datacenter need
-not see a write acknowledged in another; the quorum checker does not know which datacenter a
+What is refused, and why: LOCAL_QUORUM with several datacenters unless the other side is EACH_QUORUM
+or ALL (a read in one datacenter need not see a write acknowledged in another; the quorum checker does not know which datacenter a
 coordinator sat in), a replication factor larger than a datacenter's node count, the membership
 nemesis with several datacenters (a decommission can leave a datacenter with fewer nodes than
 its replication factor, and the checkers' replica count would be wrong), and SSH deployments
@@ -25,6 +25,10 @@ from node.ring import NetworkTopologyStrategy, SimpleStrategy, Strategy
 
 # Levels that count only the coordinator's datacenter.
 LOCAL_LEVELS = ("LOCAL_QUORUM",)
+# Levels that reach a quorum of every datacenter: a local quorum in any one datacenter meets them
+# (its quorum and theirs intersect there), so a LOCAL_QUORUM read or write paired with one of these
+# on the other side keeps R + W > N, which is what the checkers count (LOCAL_QUORUM as a majority).
+EVERY_DC_LEVELS = ("EACH_QUORUM", "ALL")
 
 
 def enabled(opts: Any) -> bool:
@@ -86,6 +90,15 @@ def sim_locations(opts: Any) -> tuple[tuple[str, str], ...] | None:
     return tuple(location(i, opts.datacenters, opts.racks) for i in range(SIM_MAX_NODES))
 
 
+def checker_params(opts: Any) -> dict[str, Any]:
+    """What checkers/acks.py needs of a topology campaign: the keyspace's replication map and each
+    node's datacenter (by the deployments' names n1, n2, ...; joiners included); none without one."""
+    if not enabled(opts):
+        return {}
+    return {"replication": replication(opts),
+            "node_datacenters": {f"n{i + 1}": location(i, opts.datacenters, opts.racks)[0] for i in range(SIM_MAX_NODES)}}
+
+
 def node_lines(index: int, opts_or_spec: Any) -> list[str]:
     """The node.toml lines that place the ``index``-th node (none without a topology)."""
     dcs, racks = int(getattr(opts_or_spec, "datacenters", 1)), int(getattr(opts_or_spec, "racks", 1))
@@ -119,11 +132,12 @@ def validate(opts: Any, count: int | None) -> None:
                              f"{opts.replication_factor} nodes in every one; {small} gets {per_dc[small]} of --nodes {count} "
                              f"over --datacenters {opts.datacenters}")
     if opts.datacenters > 1:
-        for flag, cl in (("--read-cl", opts.read_cl), ("--write-cl", opts.write_cl)):
-            if cl in LOCAL_LEVELS:
+        for flag, cl, other in (("--read-cl", opts.read_cl, opts.write_cl), ("--write-cl", opts.write_cl, opts.read_cl)):
+            if cl in LOCAL_LEVELS and other not in EVERY_DC_LEVELS:
                 raise ValueError(f"{flag} {cl} with --datacenters {opts.datacenters}: a read in one datacenter need not "
                                  "see a write acknowledged in another, and the checkers do not know the coordinators' "
-                                 "datacenters; use QUORUM, EACH_QUORUM, ONE or ALL")
+                                 "datacenters; use QUORUM, EACH_QUORUM, ONE or ALL, or pair it with "
+                                 f"{' or '.join(EVERY_DC_LEVELS)} on the other side")
         from nemesis import faults
 
         if "membership" in faults.parse_nemeses(opts.nemesis):
