@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checkers import (campaign, cells, convergence, counter, durability, gossip, isolation, linearizable, liveness, lww,
+from checkers import (acks, campaign, cells, convergence, counter, durability, gossip, isolation, linearizable, liveness, lww,
                       lww_order, movement, nemesis_checks, perf, quorum, sets)
 from checkers.result import Result, Validity, merge_validity
 from harness.history import HistoryFile, Op
@@ -30,6 +30,7 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "movement": movement.check,
     "lww-order": lww_order.check,
     "nemesis-checks": nemesis_checks.check,
+    "acks": acks.check,
 }
 """Every checker by name; each is a pure function of (history, params)."""
 
@@ -99,6 +100,8 @@ def _model_checkers(params: dict[str, Any]) -> list[str]:
     inside += ["gossip"] if params.get("gossip_samples") else []
     # Replica reads the moment a ring changed during a membership step (harness/movement_probe.py).
     inside += ["movement"] if params.get("movement_snapshots") else []
+    # A harness run records which replicas acknowledged each write (harness/client.py).
+    inside += ["acks"] if params.get("write_acks") else []
     if model == "counter":
         # Read-modify-write increments: no single-op model to linearize; count lost updates.
         return ["counter", *inside, "perf"]

@@ -444,7 +444,13 @@ _TEST_JSON_KEYS = {
     "commitlog_sync_period_ms": ("commitlog_sync_period_ms",),
     "volatile_unsynced": ("volatile_unsynced",),
     "client_timestamps": ("client_timestamps",),
+    "write_acks": ("write_acks",),
+    "replication": ("replication",),
+    "node_datacenters": ("node_datacenters",),
 }
+# Parameters whose value is a mapping (the others are scalars or lists, and a mapping under their
+# name is some other record's).
+_MAPPING_KEYS = frozenset({"init", "replication", "node_datacenters"})
 
 
 def params_from_test(test: dict[str, Any]) -> dict[str, Any]:
@@ -457,7 +463,7 @@ def params_from_test(test: dict[str, Any]) -> dict[str, Any]:
     for name, aliases in _TEST_JSON_KEYS.items():
         for src in sources:
             for a in aliases:
-                if a in src and src[a] is not None and (name == "init" or not isinstance(src[a], dict)):
+                if a in src and src[a] is not None and (name in _MAPPING_KEYS or not isinstance(src[a], dict)):
                     out.setdefault(name, src[a])
     if isinstance(out.get("nodes"), list):
         out["nodes"] = len(out["nodes"])

@@ -280,6 +280,10 @@ class RunOptions:
             "read_cl": self.read_cl,
             "write_cl": self.write_cl,
             "nodes": self.node_count(),
+            # Each acknowledged write names the replicas that acknowledged it (checkers/acks.py),
+            # judged against the keyspace's strategy and, with a topology, each node's datacenter.
+            "write_acks": True,
+            **topology.checker_params(self),
             "check_time_limit": self.checker_time_limit,
             # Writes stamped by the client: checkers/lww_order.py judges them (checkers/compose.py).
             **({"client_timestamps": True} if self.client_timestamps else {}),
