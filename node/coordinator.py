@@ -255,6 +255,199 @@ def _wake(state: _WriteState) -> None:
             log.exception("write completion callback failed")
 
 
+ReadDone = Callable[[Exception | None, "Partition | None"], None]
+
+
+class _ReadState:
+    """One read's first phase at its coordinator: who was asked, what answered, its deadline
+    and speculative-retry entries on the coordinator's timing wheel."""
+
+    __slots__ = ("coordinator", "keyspace", "table", "key", "columns", "level", "on_done", "tracker", "alive",
+                 "spare", "responses", "data_from", "failures", "first_phase", "deadline", "timeout", "retry",
+                 "payloads")
+
+    def __init__(self, coordinator: Coordinator, keyspace: str, table: str, key: bytes,
+                 columns: Sequence[str] | None, level: str, on_done: ReadDone) -> None:
+        self.coordinator = coordinator
+        self.keyspace = keyspace
+        self.table = table
+        self.key = key
+        self.columns = columns
+        self.level = level
+        self.on_done: ReadDone | None = on_done
+        self.tracker: ConsistencyTracker
+        self.alive: list[str] = []
+        self.spare: list[str] = []
+        self.responses: dict[str, Any] = {}  # replica -> its digest (bytes) or its partition
+        self.data_from: list[str] = []
+        self.failures: dict[str, str] = {}  # replica -> its storage failure (a corrupt SSTable, say)
+        # Answers arriving after the first phase (the level met, failed or timed out) are ignored.
+        self.first_phase = True
+        self.deadline = 0.0
+        self.timeout: Handle | None = None
+        self.retry: Handle | None = None
+        self.payloads: dict[bool, dict[str, Any]] = {}  # digest? -> the READ request's payload
+
+    def ask(self, r: str, digest: bool) -> None:
+        """Ask one replica: in place for this node, through a reply callback for others."""
+        c = self.coordinator
+        read_now = getattr(c.local, "read_now", None)
+        if r == c.node_id and read_now is not None:
+            try:
+                part = read_now(self.keyspace, self.table, self.key, self.columns)
+            except Exception as exc:
+                log.debug("node %s: read from %s failed: %s", c.node_id, r, exc)
+                self.failed(r, exc)
+                return
+            self.record(r, digest, _digest(part, self.key) if digest else part)
+            return
+        payload = self.payloads.get(digest)
+        if payload is None:
+            columns = self.columns
+            payload = self.payloads[digest] = {"ks": self.keyspace, "t": self.table, "k": self.key,
+                                               "c": list(columns) if columns is not None else None, "d": digest}
+        send = getattr(c.messaging, "request_callback", None)
+        if r != c.node_id and send is not None:
+            def on_reply(reply: Any, error: Exception | None) -> None:
+                if not self.first_phase:
+                    return
+                if error is not None:
+                    log.debug("node %s: read from %s failed: %s", c.node_id, r, error)
+                    self.failed(r, error)
+                    return
+                try:
+                    value = _read_reply(reply, digest)
+                except Exception as exc:
+                    log.debug("node %s: bad read reply from %s: %s", c.node_id, r, exc)
+                    return
+                self.record(r, digest, value)
+
+            try:
+                send(r, VERB_READ, payload, max(0.0, self.deadline - trio.current_time()), on_reply)
+            except Exception as exc:
+                log.debug("node %s: read from %s failed: %s", c.node_id, r, exc)
+        else:
+            # No in-place path (another store or messaging): a task in the coordinator's
+            # nursery, bounded by the read deadline like the request it makes.
+            assert c._nursery is not None, "coordinator is not running"
+            c._nursery.start_soon(self._ask_task, r, digest, payload)
+
+    async def _ask_task(self, r: str, digest: bool, payload: dict[str, Any]) -> None:
+        c = self.coordinator
+        try:
+            if r == c.node_id:
+                part = await c.local.read(self.keyspace, self.table, self.key, self.columns)
+                value = _digest(part, self.key) if digest else part
+            else:
+                reply = await c.messaging.request(r, VERB_READ, payload, max(0.0, self.deadline - trio.current_time()))
+                value = _read_reply(reply, digest)
+        except Exception as exc:
+            log.debug("node %s: read from %s failed: %s", c.node_id, r, exc)
+            self.failed(r, exc)
+            return
+        self.record(r, digest, value)
+
+    def record(self, r: str, digest: bool, value: Any) -> None:
+        if not self.first_phase:
+            return
+        self.responses[r] = value
+        if not digest:
+            self.data_from.append(r)
+        self.tracker.add(r)
+        if self.data_from and self.tracker.satisfied():
+            self.answer()
+
+    def failed(self, r: str, exc: BaseException) -> None:
+        """A replica answered with a storage failure: ask a spare, or give up at once."""
+        why = replica_failure(exc)
+        if why is None or not self.first_phase:
+            return
+        self.failures[r] = why
+        if self.spare:
+            self.ask(self.spare.pop(0), bool(self.data_from))
+        elif not self.tracker.available([n for n in self.alive if n not in self.failures]):
+            self.answer()
+
+    def answer(self) -> None:
+        """The first phase is over (level met, failed, or the deadline passed): compare digests,
+        answer, or hand a mismatch to its task."""
+        self.first_phase = False
+        c = self.coordinator
+        wheel = c._deadlines
+        wheel.cancel(self.timeout)
+        wheel.cancel(self.retry)
+        self.timeout = self.retry = None
+        tracker, level, data_from = self.tracker, self.level, self.data_from
+        met = bool(data_from) and tracker.satisfied()
+        if self.failures and not met:
+            c.stats["read_failures"] += 1
+            reasons = "; ".join(f"{r}: {why}" for r, why in sorted(self.failures.items()))
+            self.finish(ReadFailure(
+                f"{level} read: {len(self.failures)} replica(s) failed it ({reasons})",
+                consistency=level,
+                received=tracker.received,
+                required=tracker.required,
+                failures=dict(self.failures),
+            ), None)
+            return
+        if not met:
+            c.stats["read_timeouts"] += 1
+            self.finish(ReadTimeout(
+                f"{level} read: {tracker.received} of {tracker.required} required responses within {c.read_timeout:g} s",
+                consistency=level,
+                received=tracker.received,
+                required=tracker.required,
+                data_present=bool(data_from),
+            ), None)
+            return
+        # Compare what answered: one full data response and the digests of the rest.
+        responses, key = self.responses, self.key
+        first = data_from[0]
+        data = responses[first]
+        data_digest = _digest(data, key)
+        if all((v if isinstance(v, bytes) else _digest(v, key)) == data_digest
+               for r, v in responses.items() if r != first):
+            self.finish(None, data)
+            return
+        c.stats["digest_mismatches"] += 1
+        if c._nursery is None:
+            return  # shutting down: as a cancelled read task, no answer
+        c._nursery.start_soon(c._read_mismatch, self)
+
+    def finish(self, exc: Exception | None, part: Partition | None) -> None:
+        on_done, self.on_done = self.on_done, None
+        if on_done is None:
+            return
+        try:
+            on_done(exc, part)
+        except Exception:
+            # Called from a messaging reader or the deadline reaper: a caller's bug must not stop them.
+            log.exception("read completion callback failed")
+
+
+def _read_expired(state: _ReadState) -> None:
+    """The read timeout passed: answer ReadTimeout unless the level was met (a storage failure
+    that left the level unreachable answers ReadFailure)."""
+    if state.first_phase:
+        state.timeout = None  # its entry fired
+        state.answer()
+
+
+def _read_retry(state: _ReadState) -> None:
+    """Speculative retry: a replica that has not answered by now is probably down or cut off;
+    ask one more instead of waiting for the timeout, for data if the data replica is missing."""
+    state.retry = None  # its entry fired
+    if not state.first_phase or not state.spare:
+        return
+    now = trio.current_time()
+    if now >= state.deadline:
+        return
+    state.coordinator.stats["speculative_retries"] += 1
+    state.ask(state.spare.pop(0), bool(state.data_from))
+    if state.first_phase and state.spare:
+        state.retry = state.coordinator._deadlines.add(now + SPECULATIVE_RETRY_S, _read_retry, state)
+
+
 # Error type names a replica reports when its disk failed a request (node/storage/errors.py); a
 # RemoteError carries them as "peer: Name: message". Such a replica answered: waiting longer for
 # it cannot help, so the coordinator fails the request at once when the level becomes unreachable.
@@ -702,7 +895,40 @@ class Coordinator:
         self, keyspace: str, table: str, key: bytes, columns: Sequence[str] | None, level: str
     ) -> Partition | None:
         """The merged partition for ``key`` at ``level`` (Unavailable / ReadTimeout as needed)."""
-        tdef = self.schema().table(keyspace, table)
+        while not self._deadlines.running:
+            if self._nursery is None:
+                raise RuntimeError("coordinator is not running")
+            await trio.lowlevel.checkpoint()  # run() just began: its deadline reaper starts next
+        outcome: list[Any] = []
+        event = trio.Event()
+
+        def done(exc: Exception | None, part: Partition | None) -> None:
+            outcome.append((exc, part))
+            event.set()
+
+        self.read_now(keyspace, table, key, columns, level, done)
+        await event.wait()
+        exc, part = outcome[0]
+        if exc is not None:
+            raise exc
+        return part
+
+    def read_now(
+        self, keyspace: str, table: str, key: bytes, columns: Sequence[str] | None, level: str, on_done: ReadDone
+    ) -> None:
+        """Start the same read without a task waiting for it: ``on_done(None, partition)`` with
+        its answer, ``on_done(error, None)`` on ReadTimeout/ReadFailure. Errors known at once
+        (InvalidRequest, Unavailable) raise here and ``on_done`` is never called. Only while
+        ``accepts_write_now``; ``on_done`` runs in a messaging reader, the deadline reaper or the
+        digest-mismatch task, so it must not block.
+
+        The first phase (data from the closest replica, digests from as many more as the level
+        needs, speculative retries, the deadline) runs in callbacks: no task and no cancel scope
+        per read. A digest mismatch, rare, gets a task in the coordinator's nursery.
+        """
+        if not self._deadlines.running:
+            raise RuntimeError("coordinator is not running")
+        self.schema().table(keyspace, table)
         replicas, strategy = self._replicas(keyspace, key)
         tracker = self._tracker(level, replicas, strategy, writes=False)
         alive = [r for r in replicas if self._alive(r)]
@@ -720,162 +946,76 @@ class Coordinator:
         # each range's primary replica and every replica's data gets read.
         if len(alive) > 1:
             self.runtime.rng.shuffle(alive)  # a fresh list, built above
-        ordered = sorted(alive, key=lambda r: (r != self.node_id, self.membership.datacenter_of(r) != self.datacenter))
+        me, dc, dc_of = self.node_id, self.datacenter, self.membership.datacenter_of
+        ordered = sorted(alive, key=lambda r: (r != me, dc_of(r) != dc))
         targets: list[str] = []
         for r in ordered:
             if tracker.useful(r):
                 targets.append(r)
                 tracker.add(r)
-        tracker = self._tracker(level, replicas, strategy, writes=False)
-        base = {"ks": keyspace, "t": table, "k": key, "c": list(columns) if columns is not None else None}
-        deadline = trio.current_time() + self.read_timeout
+        state = _ReadState(self, keyspace, table, key, columns, level, on_done)
+        state.tracker = self._tracker(level, replicas, strategy, writes=False)
+        state.alive = alive
+        state.spare = [r for r in ordered if r not in targets]
+        now = trio.current_time()
+        state.deadline = now + self.read_timeout
+        wheel = self._deadlines
+        state.timeout = wheel.add(state.deadline, _read_expired, state)
+        if state.spare:
+            state.retry = wheel.add(now + SPECULATIVE_RETRY_S, _read_retry, state)
+        outbox = getattr(self.messaging, "outbox", None)
+        # The requests go out in one batch, written by this task (node/outbox.py).
+        if outbox is not None:
+            outbox.begin()
+        try:
+            state.ask(targets[0], False)
+            for r in targets[1:]:
+                state.ask(r, True)
+        finally:
+            if outbox is not None:
+                outbox.end()
 
-        responses: dict[str, Any] = {}
-        data_from: list[str] = []
-        answered = trio.Event()
-        first_phase = [True]  # answers arriving after the first phase are ignored
-        failures: dict[str, str] = {}  # replica -> its storage failure (a corrupt SSTable, say)
+    async def _read_mismatch(self, state: _ReadState) -> None:
+        """A digest disagreed: full data from every replica that answered, merged, the stale
+        ones repaired (BLOCKING tables); the answer or the error goes to the read's ``on_done``."""
+        try:
+            part = await self._resolve_mismatch(state)
+        except Exception as exc:
+            state.finish(exc, None)
+        except BaseException:
+            state.finish(ReadTimeout("read cancelled: the coordinator is shutting down", consistency=state.level,
+                                     received=0, required=state.tracker.required, data_present=True), None)
+            raise
+        else:
+            state.finish(None, part)
 
-        def failed(r: str, exc: BaseException) -> None:
-            """A replica answered with a storage failure: ask a spare, or give up at once."""
-            why = replica_failure(exc)
-            if why is None or not first_phase[0]:
-                return
-            failures[r] = why
-            if spare:
-                ask_now(spare.pop(0), bool(data_from))
-            elif not tracker.available([n for n in alive if n not in failures]):
-                answered.set()
+    async def _resolve_mismatch(self, state: _ReadState) -> Partition | None:
+        keyspace, table, key, columns, deadline = state.keyspace, state.table, state.key, state.columns, state.deadline
+        responses = state.responses
+        first = state.data_from[0]
+        targets = [first] + [r for r in responses if r != first]
+        full: dict[str, Partition | None] = {first: responses[first]}
+        payload = {"ks": keyspace, "t": table, "k": key, "c": list(columns) if columns is not None else None, "d": False}
 
-        def record(r: str, digest: bool, value: Any) -> None:
-            responses[r] = value
-            if not digest:
-                data_from.append(r)
-            tracker.add(r)
-            if data_from and tracker.satisfied():
-                answered.set()
-
-        async def ask(r: str, digest: bool, first: bool = False) -> None:
+        async def collect(r: str) -> None:
             try:
                 if r == self.node_id:
-                    part = await self.local.read(keyspace, table, key, columns)
-                    value = _digest(part, key) if digest else part
+                    full[r] = await self.local.read(keyspace, table, key, columns)
                 else:
-                    reply = await self.messaging.request(r, VERB_READ, {**base, "d": digest}, max(0.0, deadline - trio.current_time()))
-                    value = _read_reply(reply, digest)
+                    reply = await self.messaging.request(r, VERB_READ, payload, max(0.0, deadline - trio.current_time()))
+                    full[r] = _read_reply(reply, False)
             except Exception as exc:
                 log.debug("node %s: read from %s failed: %s", self.node_id, r, exc)
-                if first:
-                    failed(r, exc)
-                return
-            if first_phase[0] or not first:
-                record(r, digest, value)
 
-        send = getattr(self.messaging, "request_callback", None)
-        read_now = getattr(self.local, "read_now", None)
-
-        def ask_now(r: str, digest: bool) -> None:
-            """Ask without a task: in place for this node, through a reply callback for others."""
-            if r == self.node_id and read_now is not None:
-                try:
-                    part = read_now(keyspace, table, key, columns)
-                except Exception as exc:
-                    log.debug("node %s: read from %s failed: %s", self.node_id, r, exc)
-                    failed(r, exc)
-                    return
-                record(r, digest, _digest(part, key) if digest else part)
-            elif r != self.node_id and send is not None:
-                def on_reply(reply: Any, error: Exception | None) -> None:
-                    if not first_phase[0]:
-                        return
-                    if error is not None:
-                        log.debug("node %s: read from %s failed: %s", self.node_id, r, error)
-                        failed(r, error)
-                        return
-                    try:
-                        value = _read_reply(reply, digest)
-                    except Exception as exc:
-                        log.debug("node %s: bad read reply from %s: %s", self.node_id, r, exc)
-                        return
-                    record(r, digest, value)
-
-                try:
-                    send(r, VERB_READ, {**base, "d": digest}, max(0.0, deadline - trio.current_time()), on_reply)
-                except Exception as exc:
-                    log.debug("node %s: read from %s failed: %s", self.node_id, r, exc)
-            else:
-                # No in-place path (another store or messaging): a task in the coordinator's
-                # nursery, bounded by the read deadline like the request it makes.
-                assert self._nursery is not None, "coordinator is not running"
-                self._nursery.start_soon(ask, r, digest, True)
-
-        spare = [r for r in ordered if r not in targets]
-        outbox = getattr(self.messaging, "outbox", None)
-        try:
-            # The requests go out in one batch, written by this task (node/outbox.py).
-            if outbox is not None:
-                outbox.begin()
-            try:
-                ask_now(targets[0], False)
-                for r in targets[1:]:
-                    ask_now(r, True)
-            finally:
-                if outbox is not None:
-                    outbox.end()
-            # Speculative retry (Cassandra's speculative_retry): a replica that has not answered
-            # by then is probably down or cut off; ask one more instead of waiting for the
-            # timeout, for data if the data replica is the one missing. One cancel scope per wait,
-            # not two nested ones: a scope costs several microseconds and this runs every read.
-            while not answered.is_set():
-                left = deadline - trio.current_time()
-                if left <= 0:
-                    break
-                with trio.move_on_after(min(left, SPECULATIVE_RETRY_S) if spare else left):
-                    await answered.wait()
-                if not answered.is_set() and spare and trio.current_time() < deadline:
-                    self.stats["speculative_retries"] += 1
-                    ask_now(spare.pop(0), bool(data_from))
-        finally:
-            first_phase[0] = False
-        if failures and not (data_from and tracker.satisfied()):
-            self.stats["read_failures"] += 1
-            reasons = "; ".join(f"{r}: {why}" for r, why in sorted(failures.items()))
-            raise ReadFailure(
-                f"{level} read: {len(failures)} replica(s) failed it ({reasons})",
-                consistency=level,
-                received=tracker.received,
-                required=tracker.required,
-                failures=dict(failures),
-            )
-        if not answered.is_set():
-            self.stats["read_timeouts"] += 1
-            raise ReadTimeout(
-                f"{level} read: {tracker.received} of {tracker.required} required responses within {self.read_timeout:g} s",
-                consistency=level,
-                received=tracker.received,
-                required=tracker.required,
-                data_present=bool(data_from),
-            )
-        # Compare what answered: one full data response and the digests of the rest.
-        targets = [data_from[0]] + [r for r in responses if r != data_from[0]]
-        data = responses[targets[0]]
-        data_digest = _digest(data, key)
-        if all((responses[r] if isinstance(responses[r], bytes) else _digest(responses[r], key)) == data_digest
-               for r in targets[1:]):
-            return data
-
-        # Digest mismatch: full data from every target, merge, repair the stale ones.
-        self.stats["digest_mismatches"] += 1
-        full: dict[str, Partition | None] = {targets[0]: data}
         with trio.move_on_after(max(0.0, deadline - trio.current_time())):
             async with trio.open_nursery() as n:
                 for r in targets[1:]:
-                    n.start_soon(_collect, ask, r, full, responses)
+                    n.start_soon(collect, r)
         if len(full) < len(targets):
             self.stats["read_timeouts"] += 1
             raise ReadTimeout(
-                f"{level} read: digest mismatch and only {len(full)} of {len(targets)} full data responses in time",
-                consistency=level,
+                f"{state.level} read: digest mismatch and only {len(full)} of {len(targets)} full data responses in time",
+                consistency=state.level,
                 received=len(full),
                 required=len(targets),
                 data_present=True,
@@ -883,7 +1023,7 @@ class Coordinator:
         merged = merge_all(p for p in full.values() if p is not None)
         if merged is None:
             return None
-        if tdef.read_repair == "BLOCKING" and not self.faults.skip_read_repair:
+        if self.schema().table(keyspace, table).read_repair == "BLOCKING" and not self.faults.skip_read_repair:
             await self._repair(keyspace, table, merged, full, deadline)
         return merged
 
@@ -921,13 +1061,6 @@ class Coordinator:
                 required=len(stale),
                 data_present=True,
             )
-
-
-async def _collect(ask: Any, r: str, full: dict[str, Partition | None], responses: dict[str, Any]) -> None:
-    responses.pop(r, None)
-    await ask(r, False)
-    if r in responses:
-        full[r] = responses[r]
 
 
 def _mutation_of(payload: dict[str, Any]) -> Mutation:

@@ -31,7 +31,7 @@ from node.cluster.messaging import Messaging
 from node.outbox import Outbox, StreamOut
 from node.config import ConfigError, NodeConfig, load_config, parse_host_port
 from node.coordinator import Coordinator, live_row
-from node.fast_writes import response_for_error, start_write
+from node.fast_writes import response_for_error, start_read, start_write
 from node.durable import write_atomic
 from node.hints import HintStore
 from node.protocol import (
@@ -835,7 +835,7 @@ class Node:
                                     finally:
                                         outbox.begin()
                                 self.in_flight += 1
-                                if not start_write(self, msg, finish):
+                                if not (start_write(self, msg, finish) or start_read(self, msg, finish)):
                                     nursery.start_soon(run_one, msg)
                         finally:
                             outbox.end()
@@ -952,8 +952,13 @@ class Node:
         return {"timestamp": ts, **acks}
 
     async def _op_get(self, req: dict[str, Any]) -> dict[str, Any]:
-        tdef = self.schema.table(req["keyspace"], req["table"])
+        self.schema.table(req["keyspace"], req["table"])
         part = await self.coordinator.read(req["keyspace"], req["table"], req["key_bytes"], req["columns"], req["consistency"])
+        return self.get_result(req, part)
+
+    def get_result(self, req: dict[str, Any], part: Partition | None) -> dict[str, Any]:
+        """A validated get's answer from the partition its read returned: the visible columns."""
+        tdef = self.schema.table(req["keyspace"], req["table"])
         cells = live_row(part, self._now_s(), tdef.column_order, req.get("limit"))
         return {"columns": {c.name: [protocol.decode_value(c.value), c.timestamp] for c in cells}}
 
