@@ -42,6 +42,16 @@ def add_command(sub: argparse._SubParsersAction, name: str, handler: Handler, he
     return p
 
 
+def add_topology_options(p: argparse.ArgumentParser, default_rf: int) -> None:
+    """--replication-factor, --datacenters and --racks (harness/topology.py), as run and sim take them."""
+    p.add_argument("--replication-factor", type=int, help=f"replicas per key, per datacenter with --datacenters "
+                   f"or --racks (default {default_rf})")
+    p.add_argument("--datacenters", type=int, metavar="D", help="spread the nodes over D datacenters; the "
+                   "keyspace uses NetworkTopologyStrategy, --replication-factor replicas in each (default 1)")
+    p.add_argument("--racks", type=int, metavar="R", help="racks per datacenter; replicas go to distinct racks "
+                   "first (NetworkTopologyStrategy; default 1)")
+
+
 def add_register_options(p: argparse.ArgumentParser) -> None:
     """The register workload's value and timestamp options, the same for `harness run` and `harness sim`."""
     p.add_argument("--value-order", choices=["increasing", "random"],
@@ -173,12 +183,7 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
                         "others are spares the membership nemesis joins)")
     p.add_argument("--deploy", choices=list(DEPLOYS), help="where the cluster runs: local processes (default), "
                    "hosts over SSH (--nodes-file/--nodes), or the Vagrant VMs of vagrant/")
-    p.add_argument("--replication-factor", type=int, help=f"replicas per key, per datacenter with --datacenters "
-                   f"or --racks (default {d.replication_factor})")
-    p.add_argument("--datacenters", type=int, metavar="D", help="spread the local nodes over D datacenters; the "
-                   "keyspace uses NetworkTopologyStrategy, --replication-factor replicas in each (default 1)")
-    p.add_argument("--racks", type=int, metavar="R", help="racks per datacenter; replicas go to distinct racks "
-                   "first (NetworkTopologyStrategy; default 1)")
+    add_topology_options(p, d.replication_factor)
     p.add_argument("--read-cl", help=f"read consistency level (default {d.read_cl})")
     p.add_argument("--write-cl", help=f"write consistency level (default {d.write_cl})")
     p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")

@@ -46,7 +46,7 @@ class SimSettings:
 
 def register(sub: Any) -> None:
     """Register `harness sim` on the harness parser."""
-    from harness.cli import add_command, add_register_options
+    from harness.cli import add_command, add_register_options, add_topology_options
     from harness.run import VALIDATION_FAULTS, RunOptions
     from harness.run_options import DEFAULT_OPS_PER_KEY
     from harness.workloads import WORKLOADS
@@ -64,12 +64,7 @@ def register(sub: Any) -> None:
     p.add_argument("--concurrency", help=f"client processes: a number, or Nn for N per node (default {d.concurrency})")
     p.add_argument("--rate", type=float, help=f"target operations per virtual second, 0 = unthrottled (default {d.rate:g})")
     p.add_argument("--nodes", type=int, help="cluster size (default 5)")
-    p.add_argument("--replication-factor", type=int, help=f"replicas per key, per datacenter with --datacenters "
-                   f"or --racks (default {d.replication_factor})")
-    p.add_argument("--datacenters", type=int, metavar="D", help="spread the nodes over D datacenters; the keyspace "
-                   "uses NetworkTopologyStrategy, --replication-factor replicas in each (as harness run; default 1)")
-    p.add_argument("--racks", type=int, metavar="R", help="racks per datacenter; replicas go to distinct racks first "
-                   "(NetworkTopologyStrategy; as harness run; default 1)")
+    add_topology_options(p, d.replication_factor)
     p.add_argument("--read-cl", help=f"read consistency level (default {d.read_cl})")
     p.add_argument("--write-cl", help=f"write consistency level (default {d.write_cl})")
     p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")
