@@ -1,4 +1,5 @@
-"""Profile bench/cluster.py's 8-client QUORUM write load: py-spy on n1, n2 and this client process.
+"""Profile bench/cluster.py's 8-client QUORUM write (or, with ``--op read``, read) load: py-spy on
+n1, n2 and this client process.
 
 Prints each process's CPU µs per write of the cluster (from /proc/PID/schedstat) and, from the
 py-spy samples, the share of each part of the write path plus the top own-time functions.
@@ -10,6 +11,7 @@ py-spy is not a dependency of ringlab: ``.venv/bin/pip install py-spy`` first (i
 
     .venv/bin/python bench/cluster_profile.py [--seconds 15] [--rate 200] [--out /tmp/ringlab-profile] [--tree DIR]
     .venv/bin/python bench/cluster_profile.py --cpu-only --seconds 8 --tree DIR   # CPU figures only
+    .venv/bin/python bench/cluster_profile.py --op read   # QUORUM reads of the keys a warm-up wrote
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ GROUPS = [
     ("coordinator: replica acks (reader and callbacks)", lambda s: "_outgoing_reader" in s),
     ("writer tasks (coalesced send_all, without the syscall)", lambda s: "_writer" in s),
     ("timeout reapers", lambda s: "_reaper" in s or "TimingWheel" in s),
+    ("coordinator: a client read's request and its first phase (start_read, read_now, replies)",
+     lambda s: "start_read" in s or "_ReadState" in s or "on_reply" in s),
+    ("  of which digests (blake2b of the canonical partition)", lambda s: "Partition.digest" in s),
+    ("replica: READ answered in the reader (storage read, digest or partition)", lambda s: "_handle_read_now" in s),
+    ("storage read, both roles", lambda s: "StorageEngine.read" in s),
 ]
 
 
@@ -76,6 +83,7 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--cpu-only", action="store_true",
                     help="no py-spy: only each process's CPU µs per write (an A/B of two trees run at once)")
+    ap.add_argument("--op", choices=("write", "read"), default="write", help="the load profiled (QUORUM, 8 clients)")
     ap.add_argument("--out", default="/tmp/ringlab-profile")
     ap.add_argument("--tree", default=str(Path(__file__).resolve().parents[1]))
     args = ap.parse_args()
@@ -102,7 +110,7 @@ def main() -> None:
                                   replication={"class": "SimpleStrategy", "replication_factor": 3}))
             trio.run(lambda: call(c[0], "create_table", keyspace="bench", name="t", options={}))
             ports = [n.client_port for n in c.nodes]
-            trio.run(bench._load, ports, "write", "QUORUM", 8, 1.0)  # connections and caches warm
+            trio.run(bench._load, ports, "write", "QUORUM", 8, 1.0)  # connections and caches warm, keys written
             pids = {"n1": c[0].proc.pid, "n2": c[1].proc.pid, "n3": c[2].proc.pid, "client": os.getpid()}  # type: ignore[union-attr]
             before = {k: _run_ns(p) for k, p in pids.items()}
             spies = [
@@ -111,7 +119,7 @@ def main() -> None:
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 for k, pid in pids.items() if k != "n3" and not args.cpu_only
             ]
-            rate, lat, errors = trio.run(bench._load, ports, "write", "QUORUM", 8, args.seconds)
+            rate, lat, errors = trio.run(bench._load, ports, args.op, "QUORUM", 8, args.seconds)
             used = {k: _run_ns(p) - before[k] for k, p in pids.items()}
             for s in spies:
                 s.wait()
@@ -119,7 +127,7 @@ def main() -> None:
             c.stop()
     writes = max(1, len(lat))
     nodes = sum(u for k, u in used.items() if k != "client") / 1000 / writes
-    print(f"{rate:,.0f} QUORUM writes/s, {errors} errors, load {os.getloadavg()[0]:.1f}; CPU µs per write of the "
+    print(f"{rate:,.0f} QUORUM {args.op}s/s, {errors} errors, load {os.getloadavg()[0]:.1f}; CPU µs per {args.op} of the "
           f"cluster: " + ", ".join(f"{k} {u / 1000 / writes:.1f}" for k, u in used.items())
           + f"; nodes {nodes:.1f}, total {nodes + used['client'] / 1000 / writes:.1f}")
     if args.cpu_only:
