@@ -73,8 +73,8 @@ def register(sub: Any) -> None:
                    help="register, row and batch workloads: the share of writes that are deletes (as harness run)")
     add_register_options(p)
     p.add_argument("--memtable-flush-kb", type=int, metavar="KB",
-                   help="flush each memtable past KB (and commit log segments as small), as harness run; default 0: "
-                        "the store's own 64 MB, so only the flush-compact nemesis flushes")
+                   help=f"flush each memtable past KB (and commit log segments as small), as harness run (default "
+                        f"{d.memtable_flush_kb}; 0: the store's own 64 MB, so only the flush-compact nemesis flushes)")
     p.add_argument("--gc-grace", type=int, metavar="S", help=f"the table's gc_grace_seconds (default {d.gc_grace})")
     p.add_argument("--max-hint-window", type=float, metavar="S",
                    help="the nodes' max_hint_window: no hints for a target convicted DOWN longer than S "
