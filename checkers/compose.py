@@ -38,11 +38,12 @@ CELL_CHECKERS = frozenset({"linearizable", "lww", "quorum"})
 """Register checkers that judge row and batch histories through their per-cell projection."""
 
 EXIT_CODES = {True: 0, False: 1, "unknown": 2}
+"""Jepsen's exit codes for a verdict."""
+
 # A history file up to this size is read once and its operations shared by every checker (a sim
 # seed's check read its 17k lines six times over, about a twentieth of the seed); a larger one is
 # re-read (streamed) by each checker so that memory stays bounded.
 SHARED_READ_BYTES = 16 << 20
-"""Jepsen's exit codes for a verdict."""
 
 
 @dataclass(slots=True)
