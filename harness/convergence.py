@@ -89,7 +89,7 @@ async def ring_view(cluster: Any, secret: str, network: Any = None) -> tuple[Tok
             owned.setdefault(owner, []).append(part.from_string(tok))
         # Each node's datacenter and rack, for NetworkTopologyStrategy placement (harness/topology.py).
         try:
-            status = await _admin(cluster, secret, nid, "status", network=network)
+            status = await _admin(cluster, secret, nid, "status", network=network, load=False)
             where = {n["node_id"]: Endpoint(n["datacenter"], n["rack"]) for n in status["nodes"]}
         except Exception as exc:  # noqa: BLE001 - the next node may answer both
             last = exc
@@ -149,7 +149,7 @@ async def pending_hints(cluster: Any, secret: str, network: Any = None) -> dict[
     members = set(cluster.node_ids())
     for nid in cluster.node_ids():
         try:
-            status = await _admin(cluster, secret, nid, "status", network=network)
+            status = await _admin(cluster, secret, nid, "status", network=network, load=False)
         except Exception as exc:  # noqa: BLE001 - a node that cannot answer still counts
             out[nid] = f"{type(exc).__name__}: {exc}"
             continue
@@ -249,7 +249,7 @@ async def _liveness_views_once(cluster: Any, secret: str, network: Any = None) -
     out: dict[str, dict[str, str]] = {}
     for nid in cluster.node_ids():
         try:
-            status = await _admin(cluster, secret, nid, "status", network=network)
+            status = await _admin(cluster, secret, nid, "status", network=network, load=False)
         except Exception:  # noqa: BLE001 - a node that cannot answer has no view to judge
             continue
         out[nid] = {n["node_id"]: n["state"] for n in status.get("nodes", [])

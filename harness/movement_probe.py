@@ -1,8 +1,11 @@
 """Replica reads at the moment a ring view changes, for checkers/movement.py.
 
 While a membership change runs (a ``start-membership`` or ``stop-membership`` step of the
-schedule), the harness asks every node for its ring (the ``ring`` admin op) every
-``POLL_S``. The first time a node's ring differs from what it answered before, the harness
+schedule), the harness holds a ``ring`` admin request open on every node: given the version
+it holds and ``wait``, the node answers as soon as its ring's version moves on (a gossip event
+or a change of its own), or with ``unchanged`` when the wait ends. A node that does not wait
+(it answers ``unchanged`` at once) is asked again every ``POLL_S``. The first time a node's
+ring differs from what it answered before, the harness
 at once reads every key on the natural replicas that ring names (``localread``, no
 coordination) and appends the snapshot to ``movements.jsonl``: a ``{"type": "movement",
 "viewer", "step", "sent_ns", "recv_ns", "keys"}`` header, then one ``{"type": "replica",
@@ -31,15 +34,18 @@ from node.ring import Strategy, TokenMetadata, make_partitioner
 log = logging.getLogger("harness.movement")
 
 MOVEMENTS_FILE = "movements.jsonl"
-# How often every node's ring is asked for while a change runs: a range's stream in a simulated
-# campaign lasts some 10-30 ms, and a poll is one small request per node (10 ms caught the
-# window on 1 of 6 seeds of the membership campaign where 3 ms caught it on more: see docs/mutants.md).
+# How long one ring request waits on the node for a version other than the one held: the
+# node answers at once when its ring changes, so this only bounds a request's life.
+WAIT_S = 0.5
+# How often a node that answers at once (one that does not wait) is asked: a range's stream
+# in a simulated campaign lasts some 10-30 ms (10 ms polls caught the window on 1 of 6 seeds of
+# the membership campaign where 3 ms caught it on more: see docs/mutants.md).
 POLL_S = 0.003
-# How long the polls go on after a step: the other nodes learn a change the step's node made
+# How long the watch goes on after a step: the other nodes learn a change the step's node made
 # (REMOVED, NORMAL) by gossip within a few rounds of 1 s.
 TAIL_S = 3.0
-# ... at this pace: what they learn by gossip is not a stream's window.
-TAIL_POLL_S = 0.05
+# How long to wait before asking again after a failed request.
+RETRY_S = 0.05
 # Snapshots per run at most: each reads every key on every replica.
 MAX_SNAPSHOTS = 40
 # What a ring answer must include to be compared: a poll that failed is skipped.
@@ -100,31 +106,29 @@ class MovementProbe:
                     nursery.start_soon(self._poller, nid)
 
     async def _poller(self, nid: str) -> None:
-        """Ask ``nid`` for its ring over one connection while the window lasts (reconnecting
-        after a failure): a connection per poll cost more than the polls."""
+        """Watch ``nid``'s ring over one connection while the window lasts (reconnecting after a
+        failure): a connection per request cost more than the requests."""
         while self._window()[0]:
             try:
                 host, port = self.cluster.client_address(nid)
-                async with open_client(host, port, secret=self.secret, timeout=RING_TIMEOUT,
+                async with open_client(host, port, secret=self.secret, timeout=RING_TIMEOUT + WAIT_S,
                                        network=self.network, direct=True) as c:
-                    while True:
-                        polling, during = self._window()
-                        if not polling:
-                            return
+                    while self._window()[0]:
+                        held = self.versions.get(nid)
                         started = trio.current_time()
                         sent = self.now_ns()
-                        # Only the version comes back while it is the one we hold (a slow
-                        # answer raises the client's own ClientTimeout after RING_TIMEOUT).
-                        resp = await c.admin("ring", unless_version=self.versions.get(nid))
+                        # Only the version comes back while it is the one we hold, after up to
+                        # WAIT_S (a slow answer raises the client's ClientTimeout).
+                        resp = await c.admin("ring", unless_version=held, wait=WAIT_S)
                         if not resp.get("unchanged"):
                             self.versions[nid] = resp.get("version")
                             await self._compare(nid, resp, sent)
-                        await trio.sleep(max(0.0, (POLL_S if during else TAIL_POLL_S)
-                                             - (trio.current_time() - started)))
+                        elif trio.current_time() - started < WAIT_S / 2:
+                            await trio.sleep(POLL_S)  # a node that answers at once: poll it
             except Exception:  # noqa: BLE001 - down, gone or slow: no ring to compare; try again
                 self.rings.pop(nid, None)
                 self.versions.pop(nid, None)
-                await trio.sleep(TAIL_POLL_S)
+                await trio.sleep(RETRY_S)
 
     async def _compare(self, nid: str, resp: dict[str, Any], sent: int) -> None:
         # The answer's (token, owner) pairs as they came (a node lists them in ring order): only

@@ -40,7 +40,7 @@ async def probe(cluster: Any, secret: str, node: str, keyspace: str, keys: Seque
         with trio.fail_after(REQUEST_TIMEOUT * (3 + len(keys[:MAX_KEYS]) // 16)):
             async with open_client(host, port, secret=secret, timeout=REQUEST_TIMEOUT, network=network) as c:
                 ring = await c.admin("ring")
-                status = await c.admin("status")
+                status = await c.admin("status", load=False)
                 endpoints = []
                 for k in keys[:MAX_KEYS]:
                     resp = await c.admin("getendpoints", keyspace=keyspace, key=k)

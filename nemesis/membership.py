@@ -77,7 +77,7 @@ class MembershipNemesis:
         self.rng = random.Random(0)  # the schedule's, once start has run
 
     async def _status(self, via: str) -> dict[str, dict[str, Any]]:
-        resp = await self.db.admin(via, "status")
+        resp = await self.db.admin(via, "status", load=False)
         return {n["node_id"]: n for n in resp["nodes"]}
 
     async def _members(self) -> list[str]:

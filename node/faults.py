@@ -57,4 +57,5 @@ class FaultSwitches:
 
     def as_dict(self) -> dict[str, bool]:
         """Every switch and its state."""
-        return dataclasses.asdict(self)
+        # Flat booleans: a shallow copy (asdict deep-copies, and the status op asks every second).
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -125,6 +125,9 @@ class Schema:
 
     keyspaces: dict[str, KeyspaceDef] = field(default_factory=dict)
     tables: dict[tuple[str, str], TableDef] = field(default_factory=dict)
+    # version()'s digest until merge_entry, the one door to both maps, changes them (the status
+    # op and the schema gossip ask for it every second; entries are never changed in place).
+    _version: str | None = field(default=None, repr=False, compare=False)
 
     # ---- queries
 
@@ -158,7 +161,9 @@ class Schema:
 
     def version(self) -> str:
         """A digest of the whole schema: equal on two nodes iff they hold the same schema."""
-        return hashlib.sha1(json.dumps(self.to_obj(), sort_keys=True).encode()).hexdigest()[:16]
+        if self._version is None:
+            self._version = hashlib.sha1(json.dumps(self.to_obj(), sort_keys=True).encode()).hexdigest()[:16]
+        return self._version
 
     def describe(self) -> dict[str, Any]:
         """The live schema as plain data (for clients)."""
@@ -233,12 +238,14 @@ class Schema:
             old = self.keyspaces.get(entry.name)
             if old is None or _wins(entry, old):
                 self.keyspaces[entry.name] = entry
+                self._version = None
                 return old != entry
             return False
         key = (entry.keyspace, entry.name)
         old_t = self.tables.get(key)
         if old_t is None or _wins(entry, old_t):
             self.tables[key] = entry
+            self._version = None
             return old_t != entry
         return False
 

@@ -86,6 +86,9 @@ _SCHEMA_CHECK_INTERVAL = 2.0
 # future membership field) is picked up within a second instead of never. Cheap: nothing is
 # rebuilt when the full derivation finds the same members.
 _RING_VIEW_REFRESH_S = 1.0
+# The longest a `ring` request with `wait` is held for a change of the asker's version (the
+# harness's movement probe waits instead of polling every few ms during a membership change).
+MAX_RING_WAIT_S = 30.0
 # Cyclic GC thresholds (CPython's default is 700, 10, 10). Every request allocates hundreds of
 # short-lived objects (frames, dicts, trio tasks and events), so at the default a young
 # collection ran every few requests and a full one, which walks every memtable cell, every few
@@ -288,6 +291,9 @@ class Node:
         # Per-request topology lookups are served from a view taken when anything that shapes the
         # ring changed (gossip events bump the epoch), not re-derived from gossip per request.
         self._topology_epoch = 0
+        # Set (and dropped) when anything that shapes the ring may have changed: what `ring`
+        # requests that wait for a new version wait on.
+        self._ring_may_change: trio.Event | None = None
         self._view_key: Any = None
         self._view_expires = 0.0
         self._view_serial = 0
@@ -446,8 +452,8 @@ class Node:
             return True
         return self.gossiper is not None and self.gossiper.is_alive(node_id)
 
-    def pending_endpoints(self, strategy: Any, key: bytes) -> tuple[str, ...]:
-        """Nodes gaining ``key``'s range in an announced membership change (writes go there too)."""
+    def in_transition(self) -> bool:
+        """Whether an announced membership change is under way (a future ring differs)."""
         self.ring()
         serial, in_transition = self._pending_view
         if serial != self._view_serial:
@@ -455,7 +461,11 @@ class Node:
             # future ring and nothing is pending, which is every request's common case.
             in_transition = self.membership.future_ring() is not None
             self._pending_view = (self._view_serial, in_transition)
-        if not in_transition:
+        return in_transition
+
+    def pending_endpoints(self, strategy: Any, key: bytes) -> tuple[str, ...]:
+        """Nodes gaining ``key``'s range in an announced membership change (writes go there too)."""
+        if not self.in_transition():
             return ()
         return self.membership.pending_endpoints(strategy, key)
 
@@ -658,7 +668,12 @@ class Node:
         return Gossiper(self.runtime, self.messaging, info, seeds, self.config.gossip.interval, **_gossip_kwargs(Gossiper, self.config))
 
     def _on_membership_event(self, event: str, node_id: str) -> None:
+        # Local changes (status, tokens, a move, a removal) reach here too: membership ops
+        # announce each in gossip, and the gossiper reports a CHANGE of the local node.
         self._topology_epoch += 1
+        if self._ring_may_change is not None:
+            self._ring_may_change.set()
+            self._ring_may_change = None
         log.info("membership %s %s", event, node_id)
         if event == "DOWN":
             self.hints.note_down(node_id)
@@ -683,7 +698,7 @@ class Node:
                     await offload(self.engine.maybe_flush)
                     # Re-cutting SSTables at new split points waits while a ring change is in
                     # flight or this node serves a transfer (node/streaming.py RESPLIT_HOLD_S).
-                    resplit = self.membership.future_ring() is None and self.streamer.resplit_allowed()
+                    resplit = not self.in_transition() and self.streamer.resplit_allowed()
                     await offload(self.engine.compact_due, resplit)
                 except (StorageError, OSError) as exc:
                     # A full disk or a failed sync must not end the node: reads keep being served.
@@ -1053,9 +1068,26 @@ class Node:
     async def _op_ring(self, req: dict[str, Any]) -> dict[str, Any]:
         pairs = self.ring().token_strings()
         version = self._ring_version
-        if req.get("unless_version") == version:
-            # The asker holds this ring already (the harness's movement probe asks every few ms
-            # while a membership change runs): the version alone, without the tokens.
+        held = req.get("unless_version")
+        if held == version:
+            wait = req.get("wait")
+            if wait is not None:
+                if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_RING_WAIT_S:
+                    raise InvalidRequest(f"field 'wait' must be a number of seconds from 0 to {MAX_RING_WAIT_S:g}, not {wait!r}")
+                # Held until the ring's version moves on or the wait ends (re-derived at least
+                # every _RING_VIEW_REFRESH_S, as ring() itself does).
+                clock = self.runtime.clock
+                until = clock.monotonic() + wait
+                while held == version and (left := until - clock.monotonic()) > 0:
+                    if self._ring_may_change is None:
+                        self._ring_may_change = trio.Event()
+                    with trio.move_on_after(min(left, _RING_VIEW_REFRESH_S)):
+                        await self._ring_may_change.wait()
+                    pairs = self.ring().token_strings()
+                    version = self._ring_version
+        if held == version:
+            # The asker holds this ring already (the harness's movement probe waits for a new
+            # one while a membership change runs): the version alone, without the tokens.
             return {"version": version, "unchanged": True}
         state = {o: "U" if self.is_alive(o) else "D" for o in {o for _, o in pairs}}
         return {"partitioner": self.partitioner.name, "tokens": [[tok, o, state[o]] for tok, o in pairs],

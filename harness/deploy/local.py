@@ -363,7 +363,7 @@ class LocalCluster:
         host, port = self.client_address(node_id)
         try:
             async with open_client(host, port, secret=self.spec.secret, timeout=2.0) as c:
-                status = await c.admin("status")
+                status = await c.admin("status", load=False)
         except Exception:  # noqa: BLE001 - a node that cannot answer does not see anyone yet
             return False
         up = {row["node_id"] for row in status.get("nodes", []) if row.get("state") == "U" and row.get("status") == "NORMAL"}

@@ -967,7 +967,7 @@ class SSHCluster:
 
     async def _sees(self, node_id: str, want: set[str]) -> bool:
         try:
-            status = await self.admin(node_id, "status")
+            status = await self.admin(node_id, "status", load=False)
         except Exception:  # noqa: BLE001 - a node that cannot answer does not see anyone yet
             return False
         up = {r["node_id"] for r in status.get("nodes", []) if r.get("state") == "U" and r.get("status") == "NORMAL"}
