@@ -36,8 +36,8 @@ from harness.simcli import SimSettings, sweep_rows  # noqa: E402
 # Campaigns that give each switch its chance, as tests/unit/test_sim_sweeps.py uses them.
 # damage_file_stream and exit_after_file_import are streaming test hooks the node itself must
 # cope with (a refused copy sent again, an exit mid-transfer), not bugs a checker can see.
-MEMBERSHIP: dict[str, object] = {"nemesis": "membership", "time_limit": 24.0, "nemesis_interval": 2.0,
-                                 "ops_per_key": 30}
+MEMBERSHIP: dict[str, object] = {"nemesis": "membership", "time_limit": 9.0, "nemesis_interval": 2.0,
+                                 "ops_per_key": 30, "rate": 50}
 SWITCH_CAMPAIGNS: dict[str, dict[str, object]] = {
     "ack_quorum_after_one": {"nemesis": "latency"},
     "drop_hints": {"workload": "set", "nemesis": "kill", "targets": "majority", "key_count": 50,
