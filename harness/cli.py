@@ -365,7 +365,7 @@ def _register_hosts(sub: argparse._SubParsersAction) -> None:
 def _register_check(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "check", cmd_check, _HELP_CHECK)
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
-                   help="a run directory (reads test.json and history.jsonl, writes results.json)")
+                   help="a run directory (reads test.json and history.jsonl, writes results.json); a history file is read as --history")
     p.add_argument("--history", metavar="FILE", help="a history file: .jsonl, Jepsen or Knossos .edn, Porcupine kv logs, Jepsen log lines")
     p.add_argument("--model", choices=_CHECK_MODELS,
                    help="the model to check against (default: test.json's, else what the operations are)")
@@ -487,6 +487,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if args.run_dir and args.history:
         raise UsageError("give either RUN_DIR or --history, not both")
+    if args.run_dir and Path(args.run_dir).is_file():
+        # A history file where the run directory belongs: its run directory when it is one's
+        # history.jsonl (the verdict's heading names that file), else a history of its own.
+        given = Path(args.run_dir)
+        if given.name == "history.jsonl" and (given.parent / "test.json").is_file():
+            args.run_dir = str(given.parent)
+        else:
+            args.run_dir, args.history = None, str(given)
     params: dict[str, Any] = {}
     save_to: Path | None = Path(args.results) if args.results else None
     if args.run_dir:

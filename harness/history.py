@@ -477,11 +477,25 @@ def _line_blocks(path: str | os.PathLike[str]) -> Iterator[tuple[int, list[bytes
     ``False``."""
     # Read in blocks and split them: a readline call per line cost as much as parsing it, and a
     # generator step per line as much as checking its fields.
+    # A line that spans blocks is kept in pieces and joined once its newline comes: joining the
+    # pieces at every block made a long line cost its length squared over the block size (a
+    # hostile 60 MB line took minutes).
     with open(path, "rb") as f:
         lineno = 0
-        rest = b""
+        parts: list[bytes] = []  # the unfinished line so far
+        held = 0
         while block := f.read(_READ_BLOCK_BYTES):
-            buf = rest + block if rest else block
+            if b"\n" not in block:
+                parts.append(block)
+                held += len(block)
+                if held > MAX_LINE_BYTES:
+                    raise HistoryError(f"{path}:{lineno + 1}: line longer than {MAX_LINE_BYTES} bytes (MAX_LINE_BYTES)")
+                continue
+            if parts:
+                parts.append(block)
+                buf = b"".join(parts)
+            else:
+                buf = block
             lines = buf.split(b"\n")
             rest = lines.pop()
             if len(buf) >= MAX_LINE_BYTES:  # else no line of these can be that long
@@ -490,9 +504,9 @@ def _line_blocks(path: str | os.PathLike[str]) -> Iterator[tuple[int, list[bytes
                         raise HistoryError(f"{path}:{lineno + i + 1}: line longer than {MAX_LINE_BYTES} bytes (MAX_LINE_BYTES)")
             yield lineno, lines, True, buf[:len(buf) - len(rest)] if rest else buf
             lineno += len(lines)
-            if len(rest) > MAX_LINE_BYTES:
-                raise HistoryError(f"{path}:{lineno + 1}: line longer than {MAX_LINE_BYTES} bytes (MAX_LINE_BYTES)")
-        if rest:
+            parts, held = ([rest], len(rest)) if rest else ([], 0)
+        if parts:
+            rest = b"".join(parts)
             yield lineno, [rest], False, rest
 
 
@@ -686,7 +700,7 @@ class _Tagged:
 _EDN_TOKEN = re.compile(
     r"""
     (?P<ws>[\s,]+|;[^\n]*)
-  | (?P<str>"(?:[^"\\]|\\.)*")
+  | (?P<str>"[^"\\]*+(?:\\.[^"\\]*+)*+")
   | (?P<open>\#\{|[\[({])
   | (?P<close>[\])}])
   | (?P<discard>\#_)
@@ -769,8 +783,10 @@ def _edn_tokens(f: TextIO, where: Any) -> Iterator[tuple[str, str]]:
                 raise HistoryError(f"{where}: cannot read EDN near {buf[pos:pos + 40]!r}")
             if len(buf) - pos > MAX_LINE_BYTES:
                 raise HistoryError(f"{where}: EDN token longer than {MAX_LINE_BYTES} characters (MAX_LINE_BYTES)")
-            # The token may continue in the next chunk: read more before deciding.
-            chunk = f.read(_EDN_CHUNK_CHARS)
+            # The token may continue in the next chunk: read more before deciding, as much again
+            # as is held (a fixed chunk made a long token cost its length squared: every read
+            # re-matched it from its start).
+            chunk = f.read(max(_EDN_CHUNK_CHARS, len(buf) - pos))
             buf = buf[pos:] + chunk
             pos = 0
             eof = not chunk

@@ -105,3 +105,20 @@ def test_edn_history_and_json_output(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["check", "--history", str(path), "--model", "set", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["summary"] == {"linearizable": True, "set": True, "perf": True}
+
+
+def test_a_history_file_given_as_the_positional_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A lone history file is read as --history: the stale read is found, no results.json written.
+    path = _stale(tmp_path / "h.jsonl")
+    assert main(["check", str(path), "--model", "register", "--replication-factor", "3",
+                 "--read-cl", "QUORUM", "--write-cl", "QUORUM"]) == 1
+    assert "stale-read" in capsys.readouterr().out
+    assert not (tmp_path / "results.json").exists()
+    # A run's own history.jsonl stands for its run directory: test.json's parameters apply.
+    run = tmp_path / "run"
+    run.mkdir()
+    _stale(run / "history.jsonl")
+    (run / "test.json").write_text(json.dumps({"name": "t", "workload": "register", "replication_factor": 3,
+                                               "read_cl": "ALL", "write_cl": "ONE", "nodes": ["n1", "n2", "n3"]}))
+    assert main(["check", str(run / "history.jsonl")]) == 1
+    assert json.loads((run / "results.json").read_text())["params"]["read_cl"] == "ALL"
