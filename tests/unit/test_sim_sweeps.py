@@ -67,14 +67,14 @@ def _sweep(pool: Any, tmp_path: Path, switch: str, campaign: dict[str, Any], see
 
 
 @pytest.mark.parametrize(("switch", "campaign", "seeds"), [
-    # r = 0.765 over seeds 1-200 (latency: a write acknowledged after one replica reaches the
-    # other two up to 150 ms later, and a QUORUM read through another coordinator misses it):
-    # n = 5 holds only for r >= 0.75, so 8 (enough down to r = 0.58).
+    # r = 1.0 over seeds 1-200 since the acks checker (2026-12-03; 0.765 by the read checkers
+    # alone: a write acknowledged after one replica reaches the other two up to 150 ms later,
+    # and a QUORUM read through another coordinator misses it): n = 1; 8 holds down to r = 0.58.
     ("ack_quorum_after_one", {"nemesis": "latency"}, 8),
-    # r = 1.0 over seeds 1-200 (a majority killed, ANY writes acknowledged on hints alone): n = 3
-    # leaves room for a rate well below the measured one.
+    # r = 1.0 over seeds 1-200, 8 virtual s with kills every 2 (a majority killed, ANY writes
+    # acknowledged on hints alone): n = 3 leaves room for a rate well below the measured one.
     ("drop_hints", {"workload": "set", "nemesis": "kill", "targets": "majority", "key_count": 50,
-                    "write_cl": "ANY", "read_cl": "ALL"}, 3),
+                    "write_cl": "ANY", "read_cl": "ALL", "time_limit": 8.0, "nemesis_interval": 2.0}, 3),
     # r = 0.595 over seeds 1-200 (partitions and kills leave replicas behind; reads that see the
     # mismatch answer without repairing, so a later QUORUM read can go back in time): n = 8;
     # 25 is enough for r down to 0.25, the rate an earlier sim measured.
@@ -92,12 +92,13 @@ def _membership_changes(run_dir: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(("switch", "seeds"), [
-    # r = 0.85 over seeds 1-40 (the changes stream nothing; the ranges' new replicas answer QUORUM
-    # reads empty): n = 4; 6 holds down to r = 0.69.
+    # r = 0.815 over seeds 1-200 (163; the changes stream nothing; the ranges' new replicas answer
+    # QUORUM reads empty): n = 5; 6 holds down to r = 0.69.
     ("skip_pending_streaming", 6),
-    # r = 0.325 over seeds 1-40 (docs/sim.md): the replicas gaining ranges lack writes acknowledged
-    # while the change was under way, which only the convergence checker's per-replica reads see
-    # (two of three replicas hold each write, so QUORUM reads stay right): n = 18; 30 holds down to r = 0.21.
+    # r = 0.335 over seeds 1-200 (67; docs/sim.md): the replicas gaining ranges lack writes
+    # acknowledged while the change was under way, which only the convergence checker's
+    # per-replica reads see (two of three replicas hold each write, so QUORUM reads stay right):
+    # n = 17; 30 holds down to r = 0.21.
     ("skip_pending_ranges", 30),
 ])
 def test_membership_switch_is_caught_by_a_sim_sweep(pool: Any, tmp_path: Path, switch: str, seeds: int) -> None:
