@@ -140,6 +140,39 @@ CAMPAIGNS: dict[str, list[str]] = {
     "topology-local": ["--datacenters", "2", "--racks", "2", "--nodes", "8", "--replication-factor", "3",
                        "--write-cl", "LOCAL_QUORUM", "--read-cl", "EACH_QUORUM", "--nemesis", "partition,kill",
                        "--delete-fraction", "0.1", *_FAST],
+    # fixed replica counts: THREE writes and THREE reads of five replicas (seven nodes; 3 + 3 > 5),
+    # and TWO of three each way (2 + 2 > 3), under partitions and kills: every other campaign writes
+    # and reads at QUORUM, ONE, ALL, ANY or a per-datacenter level, so the TWO and THREE branches of
+    # the consistency tracker were on no sweep's path (the acks check holds each write to its count)
+    "three-of-five": ["--nodes", "7", "--replication-factor", "5", "--write-cl", "THREE", "--read-cl", "THREE",
+                      "--nemesis", "partition,kill", "--delete-fraction", "0.1", *_FAST],
+    "two-two": ["--write-cl", "TWO", "--read-cl", "TWO", "--nemesis", "partition,kill", "--delete-fraction", "0.1",
+                *_FAST],
+    # rows of four columns under column writes, column deletes (cell tombstones) and row deletes,
+    # on 4 KB memtables with flushes, compactions, partitions and kills: partitions of several
+    # cells written at different times land in different SSTables, so compaction merges cells of
+    # different names and tombstones of both kinds, and whole-row reads merge them again (the
+    # register and set campaigns write one column, or only adds); judged cell by cell
+    "row-storage": ["--workload", "row", "--nemesis", "flush-compact,partition,kill", "--key-count", "50",
+                    "--memtable-flush-kb", "4", "--gc-grace", "60", "--time-limit", "24", "--nemesis-interval", "3",
+                    "--recovery-time", "2"],
+    # register writes that expire (harness/workloads/ttl.py: TTLs of 1-3 s on three writes in four,
+    # nine reads in ten over 20 keys) on 4 KB memtables with flushes, compactions, partitions and
+    # kills: values expire during the campaign in memtables, SSTables and compactions (which turn
+    # expired cells into tombstones), and checkers/ttl.py knows each value's expiry instant from its
+    # write's timestamp; no other campaign wrote a TTL, so expiry was on no sweep's path
+    "ttl": ["--workload", "ttl", "--nemesis", "flush-compact,partition,kill", "--key-count", "20",
+            "--memtable-flush-kb", "4", "--gc-grace", "60", "--time-limit", "24", "--nemesis-interval", "3",
+            "--recovery-time", "2"],
+    # membership changes between kills of one node, with no hint window and no read repair, against
+    # set adds: a replica killed during a write misses it for good, so the replicas of a range differ
+    # when it moves, and a movement that streams from one replica only (not the one losing the range,
+    # or one survivor of a removed node) leaves an acknowledged element on fewer replicas than
+    # acknowledged it; judged by set and convergence (the membership campaign has no other fault, so
+    # every replica holds every write when a range moves)
+    "membership-kill": ["--workload", "set", "--nemesis", "membership,kill", "--targets", "one", "--key-count", "400",
+                        "--read-repair", "NONE", "--max-hint-window", "0", "--nemesis-interval", "3",
+                        "--time-limit", "30", "--recovery-time", "2"],
     # flushes and compactions between partitions against set adds: an element is written once, so
     # one a flush or compaction left out of an SSTable stays missing on that replica (the register
     # workload writes over it); 50 keys overflow 4 KB memtables often
@@ -164,7 +197,8 @@ JUDGES: dict[str, frozenset[str]] = {"hints": frozenset({"set", "convergence"}),
                                      "storage-kill-set": frozenset({"set", "convergence"}),
                                      "hint-window": frozenset({"set", "convergence"}),
                                      "repair-set": frozenset({"set", "convergence"}),
-                                     "hints-pause": frozenset({"set", "convergence"})}
+                                     "hints-pause": frozenset({"set", "convergence"}),
+                                     "membership-kill": frozenset({"set", "convergence", "movement"})}
 # What git apply needs no part of, and what a copy of the checkout must not carry along.
 _SKIP = {".git", ".venv", "store", "coverage", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache"}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from checkers import (acks, campaign, cells, convergence, counter, durability, gossip, isolation, linearizable, liveness, lww,
-                      lww_order, movement, nemesis_checks, perf, quorum, sets)
+                      lww_order, movement, nemesis_checks, perf, quorum, sets, ttl)
 from checkers.result import Result, Validity, merge_validity
 from harness.history import HistoryFile, Op
 
@@ -31,6 +31,7 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "lww-order": lww_order.check,
     "nemesis-checks": nemesis_checks.check,
     "acks": acks.check,
+    "ttl": ttl.check,
 }
 """Every checker by name; each is a pure function of (history, params)."""
 
@@ -106,6 +107,10 @@ def _model_checkers(params: dict[str, Any]) -> list[str]:
     if model == "counter":
         # Read-modify-write increments: no single-op model to linearize; count lost updates.
         return ["counter", *inside, "perf"]
+    if model == "ttl":
+        # Writes that expire: values vanish without a write, so no register model holds; each
+        # value's expiry instant is known (checkers/ttl.py).
+        return ["ttl", *inside, "perf"]
     if model == "register" and params.get("client_timestamps"):
         # The client chose each write's timestamp: real time is not the LWW order, so
         # linearizability and the timestamp-order checks are not promised; the known order is.

@@ -21,11 +21,11 @@ TARGET_SPECS = ("one", "minority", "majority", "all")
 CORRUPT_MODES = ("stopped", "live")
 DISKS = ("commitlog", "data")
 # harness/workloads' WORKLOADS and harness/deploy's DEPLOYS.
-WORKLOADS = ("register", "set", "lww-rmw", "row", "batch")
+WORKLOADS = ("register", "set", "lww-rmw", "row", "batch", "ttl")
 DEPLOYS = ("local", "ssh", "vagrant")
 # The workloads that retire a key after --ops-per-key operations (KeyRotation); the others keep
 # their keys (set: each key's set grows; lww-rmw: every key all run long).
-KEY_ROTATING_WORKLOADS = ("register", "row", "batch")
+KEY_ROTATING_WORKLOADS = ("register", "row", "batch", "ttl")
 DEFAULT_OPS_PER_KEY = 300
 # The register workload's orders of each key's unique values (harness/workloads/register.py).
 VALUE_ORDERS = ("increasing", "random")

@@ -73,12 +73,13 @@ class Workload(Protocol):
 
 
 def make_workload(name: str, settings: WorkloadSettings) -> Workload:
-    """The workload called ``name`` (register, set, lww-rmw, row, batch)."""
+    """The workload called ``name`` (register, set, lww-rmw, row, batch, ttl)."""
     from harness.workloads.batch import BatchWorkload
     from harness.workloads.lww_rmw import LwwRmwWorkload
     from harness.workloads.register import RegisterWorkload
     from harness.workloads.row import RowWorkload
     from harness.workloads.sets import SetWorkload
+    from harness.workloads.ttl import TtlWorkload
 
     workloads: dict[str, type] = {
         "register": RegisterWorkload,
@@ -86,6 +87,7 @@ def make_workload(name: str, settings: WorkloadSettings) -> Workload:
         "lww-rmw": LwwRmwWorkload,
         "row": RowWorkload,
         "batch": BatchWorkload,
+        "ttl": TtlWorkload,
     }
     try:
         return workloads[name](settings)
@@ -93,8 +95,8 @@ def make_workload(name: str, settings: WorkloadSettings) -> Workload:
         raise ValueError(f"unknown workload {name!r}; one of {', '.join(workloads)}") from None
 
 
-WORKLOADS = ("register", "set", "lww-rmw", "row", "batch")
-DELETING_WORKLOADS = ("register", "row", "batch")
+WORKLOADS = ("register", "set", "lww-rmw", "row", "batch", "ttl")
+DELETING_WORKLOADS = ("register", "row", "batch", "ttl")
 """The workloads that take ``--delete-fraction``."""
 
 
