@@ -96,7 +96,7 @@ def make_workload(name: str, settings: WorkloadSettings) -> Workload:
 
 
 WORKLOADS = ("register", "set", "lww-rmw", "row", "batch", "ttl")
-DELETING_WORKLOADS = ("register", "row", "batch", "ttl")
+DELETING_WORKLOADS = ("register", "row", "batch")
 """The workloads that take ``--delete-fraction``."""
 
 
