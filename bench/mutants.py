@@ -162,12 +162,21 @@ CAMPAIGNS: dict[str, list[str]] = {
     "row-storage": ["--workload", "row", "--nemesis", "flush-compact,partition,kill", "--key-count", "50",
                     "--memtable-flush-kb", "4", "--gc-grace", "60", "--time-limit", "24", "--nemesis-interval", "3",
                     "--recovery-time", "2"],
+    # the same without deletes: every partition of plain cells, so compaction copies or concatenates
+    # records as bytes (a tombstone in any input sends a partition to the full merge, and with the
+    # row workload's default deletes nearly every partition has one), and whole-row reads decode
+    # every cell of each record
+    "row-plain": ["--workload", "row", "--nemesis", "flush-compact,partition,kill", "--key-count", "50",
+                  "--delete-fraction", "0", "--memtable-flush-kb", "4", "--gc-grace", "60", "--time-limit", "24",
+                  "--nemesis-interval", "3", "--recovery-time", "2"],
     # register writes that expire (harness/workloads/ttl.py: TTLs of 1-3 s on three writes in four,
-    # nine reads in ten over 20 keys) on 4 KB memtables with flushes, compactions, partitions and
+    # nine reads in ten) over 60 keys, a write every 3 s or so per key, so an expired cell often
+    # stays the newest for seconds (20 keys: a newer write hid a dropped expired cell on 0 of 6
+    # seeds, 60 keys: on 1 of 4), on 4 KB memtables with flushes, compactions, partitions and
     # kills: values expire during the campaign in memtables, SSTables and compactions (which turn
     # expired cells into tombstones), and checkers/ttl.py knows each value's expiry instant from its
     # write's timestamp; no other campaign wrote a TTL, so expiry was on no sweep's path
-    "ttl": ["--workload", "ttl", "--nemesis", "flush-compact,partition,kill", "--key-count", "20",
+    "ttl": ["--workload", "ttl", "--nemesis", "flush-compact,partition,kill", "--key-count", "60",
             "--memtable-flush-kb", "4", "--gc-grace", "60", "--time-limit", "24", "--nemesis-interval", "3",
             "--recovery-time", "2"],
     # membership changes between kills of one node, with no hint window and no read repair, against

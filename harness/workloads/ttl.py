@@ -24,8 +24,8 @@ from harness.workloads.register import COLUMN, RegisterWorkload
 from node.client import Client
 
 # Times to live in seconds (None: no TTL). One to three seconds, with READ_FRACTION of reads: at
-# campaign rates over 20 keys a key takes a write about every second and a read every 0.1 s, so
-# many values expire before the next write lands, reads fall both sides of each expiry (and within
+# 200 operations a second over 20-60 keys a key takes a write every 1-3 s and a read every
+# 0.1-0.3 s, so many values expire before the next write lands, reads fall both sides of each expiry (and within
 # a second of it, so an expiry a whole second early or late shows), and a 24 s campaign sees
 # expired cells flushed, compacted and turned into tombstones; one write in four never expires.
 TTLS_S: tuple[int | None, ...] = (1, 2, 3, None)
