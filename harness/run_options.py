@@ -25,7 +25,7 @@ WORKLOADS = ("register", "set", "lww-rmw", "row", "batch", "ttl")
 DEPLOYS = ("local", "ssh", "vagrant")
 # The workloads that retire a key after --ops-per-key operations (KeyRotation); the others keep
 # their keys (set: each key's set grows; lww-rmw: every key all run long).
-KEY_ROTATING_WORKLOADS = ("register", "row", "batch", "ttl")
+KEY_ROTATING_WORKLOADS = ("register", "row", "batch")
 DEFAULT_OPS_PER_KEY = 300
 # The register workload's orders of each key's unique values (harness/workloads/register.py).
 VALUE_ORDERS = ("increasing", "random")
