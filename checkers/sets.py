@@ -139,7 +139,13 @@ def _check_key(key: Any, adds: list[_Add], rs: list[tuple[int, int, Any, Any, An
                 left.update(dict.fromkeys(gone, k - 1))
         if len(cur) == len(vals):
             back = cur - prev
-            if back:
+            if not back:
+                pass
+            elif not left or back.isdisjoint(left):
+                # All first shown here (nearly every element): no element at a time. ``first``
+                # then holds them in the set's order, not the read's; _unexpected restores it.
+                first.update(dict.fromkeys(back, k))
+            else:
                 for e in [e for e in vals if e in back] if len(back) < len(cur) else vals:
                     seen = left.get(e)  # (not in prev: seen before means it vanished since)
                     if seen is None:
@@ -212,13 +218,29 @@ def _check_key(key: Any, adds: list[_Add], rs: list[tuple[int, int, Any, Any, An
     counts["indeterminate"] += len(adds) - acknowledged
     counts["stable"] += stable
     unexpected = first.keys() - added
-    for e, f_read in first.items() if unexpected else ():
-        if e in unexpected:
-            counts["unexpected"] += 1
-            r = rs[f_read]
-            log.add_lazy("unexpected", lambda: Anomaly(
-                "unexpected", f"key {key!r}: read op {at(r[4]).index} returned {e!r}, which was never added",
-                _ops(at, r[3], r[4]), key))
+    for e, f_read in _unexpected(unexpected, first, rs) if unexpected else ():
+        counts["unexpected"] += 1
+        r = rs[f_read]
+        log.add_lazy("unexpected", lambda: Anomaly(
+            "unexpected", f"key {key!r}: read op {at(r[4]).index} returned {e!r}, which was never added",
+            _ops(at, r[3], r[4]), key))
+
+
+def _unexpected(unexpected: set[Any], first: dict[Any, int], rs: list[tuple[int, int, Any, Any, Any]]
+                ) -> list[tuple[Any, int]]:
+    """The elements never added, with their first read, in the order the reads first show them (by
+    read, then by place in it): ``first`` holds most elements in a set's order."""
+    by_read: dict[int, set[Any]] = {}
+    for e in unexpected:
+        by_read.setdefault(first[e], set()).add(e)
+    out: list[tuple[Any, int]] = []
+    for k in sorted(by_read):
+        todo = by_read[k]
+        for e in rs[k][2]:
+            if e in todo:
+                todo.discard(e)
+                out.append((e, k))
+    return out
 
 
 def _gap(gaps: dict[Any, list[int]], e: Any, k: int) -> None:
