@@ -31,7 +31,7 @@ from harness.history import NEMESIS, Op, gc_paused, numbered
 
 ADD_FS = frozenset({"add"})
 READ_FS = frozenset({"read"})
-_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_FIRST, _SECOND, _ACK = itemgetter(0), itemgetter(1), itemgetter(4)
 
 
 @gc_paused
@@ -52,7 +52,10 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     strict = bool(params.get("set_linearizable"))
     valid = counts["lost"] == 0 and counts["unexpected"] == 0 and (
         not strict or (counts["stale"] == 0 and counts["reappeared"] == 0))
-    details = {"stable_latency_ms": quantiles(latencies, scale=1e-6)}
+    # Latencies were kept unclipped: clipping at 0 commutes with sorting, so a quantile at or
+    # below 0 is the 0 it would have been.
+    q = quantiles(latencies, scale=1e-6)
+    details = {"stable_latency_ms": {k: v if v > 0 else 0.0 for k, v in q.items()}}
     return Result("set", valid, counts, log.examples, details)
 
 
@@ -133,12 +136,10 @@ def _check_key(key: Any, adds: list[_Add], rs: list[tuple[int, int, Any, Any, An
     for k, r in enumerate(rs):
         vals = r[2]
         cur = set(vals)
-        if prev:
-            gone = prev - cur
-            if gone:
-                left.update(dict.fromkeys(gone, k - 1))
+        back = cur - prev
+        if len(cur) - len(back) < len(prev):  # fewer shared than prev holds: some vanished
+            left.update(dict.fromkeys(prev - cur, k - 1))
         if len(cur) == len(vals):
-            back = cur - prev
             if not back:
                 pass
             elif not left or back.isdisjoint(left):
@@ -168,62 +169,96 @@ def _check_key(key: Any, adds: list[_Add], rs: list[tuple[int, int, Any, Any, An
         prev = cur
     # Counted in locals: this loop runs once per element. inv_t is sorted, so "a read began after
     # time x" is a comparison with the last (or the f-th) invocation, no search: bisect_right(inv_t, x) < f
-    # exactly when x < inv_t[f - 1].
-    acknowledged = stable = 0
-    bisect_right = bisect.bisect_right
-    first_get, gaps_get, add_latency = first.get, gaps.get, latencies.append
+    # exactly when x < inv_t[f - 1]. Findings are logged by helpers: a lambda here would make every
+    # loop variable a cell.
+    never = 0
+    first_get, add_latency = first.get, latencies.append
+    stable_before = len(latencies)
     last_inv = inv_t[-1] if m else None
-    for e, inv, comp, inv_time, ack_time in adds:
+    # An element of the last read with no gap is stable, unless that read completed before it began.
+    shown = prev if m and not comp_t[-1] < last_inv else ()
+    for a in adds:
+        e, _, _, inv_time, ack_time = a
         f_read = first_get(e)
-        if ack_time is not None:
-            acknowledged += 1
         if f_read is None:
             if ack_time is not None and m and ack_time < last_inv:
-                counts["lost"] += 1
-                r = rs[-1]
-                log.add_lazy("lost", lambda: Anomaly(
-                    "lost", f"key {key!r}: element {e!r} was acknowledged (op {at(comp).index}) "  # type: ignore[arg-type]
-                    f"but no read showed it; the final read (op {at(r[4]).index}) lacks it",
-                    _ops(at, inv, comp, r[3], r[4]), key))
+                _lost_unread(counts, log, key, a, rs[-1], at)
             else:
-                counts["never-read"] += 1
+                never += 1
+            continue
+        if e in shown and e not in gaps:
+            # Latencies are clipped at 0 when summarized (check): clipping commutes with sorting.
+            add_latency(inv_t[f_read] - inv_time)
+            if ack_time is not None and f_read and ack_time < inv_t[f_read - 1]:
+                _stale(counts, log, key, a, rs, inv_t, at)
             continue
         l_read = m - 1 if e in prev else left[e]
         if comp_t[l_read] < last_inv:
-            counts["lost"] += 1
-            gone = rs[bisect_right(inv_t, comp_t[l_read])]
-            log.add_lazy("lost", lambda: Anomaly(
-                "lost", f"key {key!r}: element {e!r} was seen by read op {at(rs[l_read][4]).index}, then absent "
-                f"from every read that began after it, from op {at(gone[4]).index} on",
-                _ops(at, inv, comp, rs[l_read][3], rs[l_read][4], gone[3], gone[4]), key))
+            _lost_seen(counts, log, key, a, rs, l_read, rs[bisect.bisect_right(inv_t, comp_t[l_read])], at)
             continue
-        stable += 1
-        g = gaps_get(e) if gaps else None
-        latency = inv_t[f_read if g is None else g[0]] - inv_time
-        add_latency(latency if latency > 0 else 0)
+        g = gaps.get(e)
+        add_latency(inv_t[f_read if g is None else g[0]] - inv_time)
         if ack_time is not None and f_read and ack_time < inv_t[f_read - 1]:
-            counts["stale"] += 1
-            miss = rs[bisect_right(inv_t, ack_time)]
-            log.add_lazy("stale", lambda: Anomaly(
-                "stale", f"key {key!r}: element {e!r} was acknowledged (op {at(comp).index}) but read op "  # type: ignore[arg-type]
-                f"{at(miss[4]).index}, which began afterwards, lacked it", _ops(at, inv, comp, miss[3], miss[4]), key))
+            _stale(counts, log, key, a, rs, inv_t, at)
         if g is not None:
-            counts["reappeared"] += 1
-            gap = rs[g[2]]
-            log.add_lazy("reappeared", lambda: Anomaly(
-                "reappeared", f"key {key!r}: element {e!r} vanished from read op {at(gap[4]).index} after "
-                f"being seen, then reappeared", _ops(at, inv, comp, gap[3], gap[4]), key))
-    counts["elements"] += len(adds)
-    counts["acknowledged"] += acknowledged
-    counts["indeterminate"] += len(adds) - acknowledged
-    counts["stable"] += stable
+            _reappeared(counts, log, key, a, rs[g[2]], at)
+    n = len(adds)
+    indeterminate = list(map(_ACK, adds)).count(None)
+    counts["elements"] += n
+    counts["acknowledged"] += n - indeterminate
+    counts["indeterminate"] += indeterminate
+    counts["stable"] += len(latencies) - stable_before
+    counts["never-read"] += never
     unexpected = first.keys() - added
     for e, f_read in _unexpected(unexpected, first, rs) if unexpected else ():
-        counts["unexpected"] += 1
-        r = rs[f_read]
-        log.add_lazy("unexpected", lambda: Anomaly(
-            "unexpected", f"key {key!r}: read op {at(r[4]).index} returned {e!r}, which was never added",
-            _ops(at, r[3], r[4]), key))
+        _unexpected_one(counts, log, key, e, rs[f_read], at)
+
+
+def _lost_unread(counts: dict[str, int], log: AnomalyLog, key: Any, a: _Add, r: tuple[Any, ...],
+                 at: Callable[[Any], Op]) -> None:
+    e, inv, comp = a[0], a[1], a[2]
+    counts["lost"] += 1
+    log.add_lazy("lost", lambda: Anomaly(
+        "lost", f"key {key!r}: element {e!r} was acknowledged (op {at(comp).index}) "
+        f"but no read showed it; the final read (op {at(r[4]).index}) lacks it",
+        _ops(at, inv, comp, r[3], r[4]), key))
+
+
+def _lost_seen(counts: dict[str, int], log: AnomalyLog, key: Any, a: _Add, rs: list[tuple[Any, ...]],
+               l_read: int, gone: tuple[Any, ...], at: Callable[[Any], Op]) -> None:
+    e, inv, comp = a[0], a[1], a[2]
+    counts["lost"] += 1
+    log.add_lazy("lost", lambda: Anomaly(
+        "lost", f"key {key!r}: element {e!r} was seen by read op {at(rs[l_read][4]).index}, then absent "
+        f"from every read that began after it, from op {at(gone[4]).index} on",
+        _ops(at, inv, comp, rs[l_read][3], rs[l_read][4], gone[3], gone[4]), key))
+
+
+def _stale(counts: dict[str, int], log: AnomalyLog, key: Any, a: _Add, rs: list[tuple[Any, ...]],
+           inv_t: list[int], at: Callable[[Any], Op]) -> None:
+    e, inv, comp = a[0], a[1], a[2]
+    counts["stale"] += 1
+    miss = rs[bisect.bisect_right(inv_t, a[4])]
+    log.add_lazy("stale", lambda: Anomaly(
+        "stale", f"key {key!r}: element {e!r} was acknowledged (op {at(comp).index}) but read op "
+        f"{at(miss[4]).index}, which began afterwards, lacked it", _ops(at, inv, comp, miss[3], miss[4]), key))
+
+
+def _reappeared(counts: dict[str, int], log: AnomalyLog, key: Any, a: _Add, gap: tuple[Any, ...],
+                at: Callable[[Any], Op]) -> None:
+    e, inv, comp = a[0], a[1], a[2]
+    counts["reappeared"] += 1
+    log.add_lazy("reappeared", lambda: Anomaly(
+        "reappeared", f"key {key!r}: element {e!r} vanished from read op {at(gap[4]).index} after "
+        f"being seen, then reappeared", _ops(at, inv, comp, gap[3], gap[4]), key))
+
+
+def _unexpected_one(counts: dict[str, int], log: AnomalyLog, key: Any, e: Any, r: tuple[Any, ...],
+                    at: Callable[[Any], Op]) -> None:
+    counts["unexpected"] += 1
+    log.add_lazy("unexpected", lambda: Anomaly(
+        "unexpected", f"key {key!r}: read op {at(r[4]).index} returned {e!r}, which was never added",
+        _ops(at, r[3], r[4]), key))
 
 
 def _unexpected(unexpected: set[Any], first: dict[Any, int], rs: list[tuple[int, int, Any, Any, Any]]
