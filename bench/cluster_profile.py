@@ -51,6 +51,12 @@ def _run_ns(pid: int) -> int:
         return int(f.read().split()[0])
 
 
+def _user_sys_ticks(pid: int) -> tuple[int, int]:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return int(fields[11]), int(fields[12])
+
+
 def summarize(path: Path, groups: bool) -> None:
     """Print the shares of one py-spy raw (collapsed stacks) file."""
     busy = blocked = 0
@@ -113,6 +119,7 @@ def main() -> None:
             trio.run(bench._load, ports, "write", "QUORUM", 8, 1.0)  # connections and caches warm, keys written
             pids = {"n1": c[0].proc.pid, "n2": c[1].proc.pid, "n3": c[2].proc.pid, "client": os.getpid()}  # type: ignore[union-attr]
             before = {k: _run_ns(p) for k, p in pids.items()}
+            ticks_before = {k: _user_sys_ticks(p) for k, p in pids.items()}
             spies = [
                 subprocess.Popen([spy, "record", "-r", str(args.rate), "-d", str(max(1, int(args.seconds - 1))), "-f", "raw",
                                   "-o", str(out / f"{k}.txt"), "-p", str(pid), "--nonblocking"],
@@ -121,6 +128,7 @@ def main() -> None:
             ]
             rate, lat, errors = trio.run(bench._load, ports, args.op, "QUORUM", 8, args.seconds)
             used = {k: _run_ns(p) - before[k] for k, p in pids.items()}
+            ticks = {k: tuple(a - b for a, b in zip(_user_sys_ticks(p), ticks_before[k])) for k, p in pids.items()}
             for s in spies:
                 s.wait()
         finally:
@@ -130,6 +138,9 @@ def main() -> None:
     print(f"{rate:,.0f} QUORUM {args.op}s/s, {errors} errors, load {os.getloadavg()[0]:.1f}; CPU µs per {args.op} of the "
           f"cluster: " + ", ".join(f"{k} {u / 1000 / writes:.1f}" for k, u in used.items())
           + f"; nodes {nodes:.1f}, total {nodes + used['client'] / 1000 / writes:.1f}")
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+    print("  user + system µs per write (/proc ticks): " + ", ".join(
+        f"{k} {t[0] * tick_us / writes:.1f} + {t[1] * tick_us / writes:.1f}" for k, t in ticks.items()))
     if args.cpu_only:
         return
     for k in ("n1", "n2", "client"):

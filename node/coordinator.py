@@ -96,16 +96,25 @@ class _Group:
 class ConsistencyTracker:
     """Which acknowledgements satisfy a consistency level for one key's replicas (pure)."""
 
-    def __init__(
-        self,
+    def __init__(self, level: str, groups: list[_Group]) -> None:
+        self.level = level
+        self.groups = groups
+        self.required = sum(g.needed for g in groups)
+        # Every level but EACH_QUORUM has one group: the methods below run per acknowledgement,
+        # and a generator over a one-element list showed in the write path's profile.
+        self._one = groups[0] if len(groups) == 1 else None
+
+    @staticmethod
+    def for_replicas(
         level: str,
         replicas: Sequence[str],
         strategy: Strategy,
         datacenter_of: Callable[[str], str],
         local_dc: str,
         quorum_after_one: bool = False,
-    ) -> None:
-        self.level = level
+    ) -> ConsistencyTracker:
+        """The tracker of ``level`` over one key's ``replicas``."""
+        asked = level
         all_nodes = frozenset(replicas)
         if isinstance(strategy, NetworkTopologyStrategy):
             dc_rf = dict(strategy.dc_rf)
@@ -139,20 +148,11 @@ class ConsistencyTracker:
             groups = [_Group(by_dc[dc], rf // 2 + 1) for dc, rf in dc_rf.items() if rf > 0]
         else:
             raise InvalidRequest(f"unknown consistency level {level!r}")
-        self.groups = groups
-        self.required = sum(g.needed for g in groups)
-        # Every level but EACH_QUORUM has one group: the methods below run per acknowledgement,
-        # and a generator over a one-element list showed in the write path's profile.
-        self._one = groups[0] if len(groups) == 1 else None
+        return ConsistencyTracker(asked, groups)
 
     def fresh(self) -> ConsistencyTracker:
         """A tracker for the same level and replicas with nothing acknowledged yet."""
-        t = object.__new__(ConsistencyTracker)
-        t.level = self.level
-        t.groups = [_Group(g.nodes, g.needed) for g in self.groups]
-        t.required = self.required
-        t._one = t.groups[0] if len(t.groups) == 1 else None
-        return t
+        return ConsistencyTracker(self.level, [_Group(g.nodes, g.needed) for g in self.groups])
 
     def available(self, alive: Sequence[str]) -> bool:
         """Could the live replicas satisfy the level?"""
@@ -655,7 +655,7 @@ class Coordinator:
         if isinstance(strategy, NetworkTopologyStrategy) or type(replicas) is not tuple:
             # Its groups follow each replica's datacenter, which gossip may still change (and a
             # replica list that is not a tuple cannot key the templates).
-            return ConsistencyTracker(level, replicas, strategy, self.membership.datacenter_of, self.datacenter,
+            return ConsistencyTracker.for_replicas(level, replicas, strategy, self.membership.datacenter_of, self.datacenter,
                                       quorum_after_one=after_one)
         # Other strategies count replicas alone: a template per level and replica set, copied
         # per request (building one per write showed in the write path's profile).
@@ -664,7 +664,7 @@ class Coordinator:
         if template is None:
             if len(self._trackers) >= TRACKER_TEMPLATES:
                 self._trackers.clear()
-            template = self._trackers[key] = ConsistencyTracker(
+            template = self._trackers[key] = ConsistencyTracker.for_replicas(
                 level, replicas, strategy, self.membership.datacenter_of, self.datacenter, quorum_after_one=after_one)
         return template.fresh()
 

@@ -79,13 +79,15 @@ def start_read(node: Node, msg: dict[str, Any], finish: Respond) -> bool:
         node.authorize(req)
 
         def done(exc: Exception | None, part: Any) -> None:
-            response = None
             if exc is None:
                 try:
                     response = ok_response(rid, **node.get_result(req, part))
                 except Exception as error:  # the table dropped since, say: as the general path
                     exc = error
-            finish(response if exc is None else response_for_error(rid, READ_OP, exc))
+                else:
+                    finish(response)
+                    return
+            finish(response_for_error(rid, READ_OP, exc))
 
         node.schema.table(req["keyspace"], req["table"])
         node.coordinator.read_now(req["keyspace"], req["table"], req["key_bytes"], req["columns"], req["consistency"], done)

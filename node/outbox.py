@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import trio
 
+from node.interpreted import mypyc_attr
+
 
 class _Network(Protocol):
     def send_nowait(self, stream: Any, data: bytes) -> int: ...
@@ -55,6 +57,7 @@ class Outbox:
                 out.flush()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # node/server.py's _ClientOut, tests
 class StreamOut:
     """The frames queued for one connection and the writer task that sends them."""
 

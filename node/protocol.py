@@ -17,9 +17,11 @@ import math
 import re
 import struct
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 import msgpack
+
+from node.interpreted import Packed
 
 # 16 MiB: far above any legitimate request (values are capped at MAX_VALUE_BYTES and batches at
 # MAX_BATCH_MUTATIONS) yet small enough that a hostile 4 GiB prefix cannot make a node buffer
@@ -133,7 +135,8 @@ def clipped(text: str, limit: int = LOGGED_REASON_CHARS) -> str:
 class RinglabError(Exception):
     """An error with a wire name from the table in docs/architecture.md."""
 
-    name = "ServerError"
+    # A class attribute (each subclass names itself), also when mypyc compiles this module.
+    name: ClassVar[str] = "ServerError"
 
     def __init__(self, message: str, **details: Any) -> None:
         message = clipped(message, ERROR_MESSAGE_CHARS)
@@ -304,10 +307,6 @@ def encode_frame(obj: Any) -> bytes:
     return _LENGTH.pack(len(body)) + body
 
 
-class Packed(bytes):
-    """The msgpack bytes of one map, to splice into frames as is (packed once, sent to many)."""
-
-
 def pack_map(obj: dict[str, Any]) -> Packed:
     """``obj`` packed once for :func:`encode_request` (ProtocolError if it cannot be encoded)."""
     return Packed(_pack_checked(obj))
@@ -377,7 +376,7 @@ class FrameDecoder:
         self._pos = 0
         return out
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes."""
         if self._failed is None:
             if self._pos:

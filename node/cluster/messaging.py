@@ -261,7 +261,7 @@ class Messaging:
         self._addresses: dict[str, tuple[str, int]] = {}
         self._learned: dict[str, tuple[str, int]] = {}
         self._handlers: dict[str, Handler] = {}
-        self._inline: dict[str, InlineHandler] = {}
+        self._inline_handlers: dict[str, InlineHandler] = {}
         self._batched: dict[str, BatchHandler] = {}
         # Raw connections by their first four bytes (node/rangecopy.py's file streams).
         self._streams: dict[bytes, Callable[[trio.SocketStream], Awaitable[None]]] = {}
@@ -275,7 +275,7 @@ class Messaging:
 
     def register(self, verb: str, handler: Handler) -> None:
         """Serve ``verb`` with ``handler(sender_id, payload)``; its return value is the reply payload."""
-        self._inline.pop(verb, None)
+        self._inline_handlers.pop(verb, None)
         self._batched.pop(verb, None)
         self._handlers[verb] = handler
 
@@ -287,7 +287,7 @@ class Messaging:
         """
         self._handlers.pop(verb, None)
         self._batched.pop(verb, None)
-        self._inline[verb] = handler
+        self._inline_handlers[verb] = handler
 
     def register_batch(self, verb: str, handler: BatchHandler) -> None:
         """Serve ``verb`` with a synchronous ``handler([(sender_id, payload), ...])`` run in the
@@ -296,7 +296,7 @@ class Messaging:
         for a whole coalesced batch instead of one each.
         """
         self._handlers.pop(verb, None)
-        self._inline.pop(verb, None)
+        self._inline_handlers.pop(verb, None)
         self._batched[verb] = handler
 
     def register_stream(self, magic: bytes, handler: Callable[[trio.SocketStream], Awaitable[None]]) -> None:
@@ -496,7 +496,7 @@ class Messaging:
             if isinstance(result, Exception):
                 log.error("node %s: local one-way %s failed", self.node_id, verb, exc_info=result)
             return True
-        inline = self._inline.get(verb)
+        inline = self._inline_handlers.get(verb)
         if inline is not None and self._nursery is not None:
             try:
                 inline(self.node_id, payload)
@@ -518,11 +518,11 @@ class Messaging:
     async def _request_locally(self, verb: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
         batched = self._batched.get(verb)
         if batched is not None:
-            result = batched([(self.node_id, payload)])[0]
-            if isinstance(result, Exception):
-                raise RemoteError(f"{self.node_id}: {type(result).__name__}: {result}") from result
-            return result if isinstance(result, dict) else {}
-        inline = self._inline.get(verb)
+            first = batched([(self.node_id, payload)])[0]
+            if isinstance(first, Exception):
+                raise RemoteError(f"{self.node_id}: {type(first).__name__}: {first}") from first
+            return first if isinstance(first, dict) else {}
+        inline = self._inline_handlers.get(verb)
         if inline is not None:
             try:
                 answer = inline(self.node_id, payload)
@@ -832,7 +832,7 @@ class Messaging:
                     if held:
                         # Per-connection order as before: what came earlier is handled first.
                         self._run_batches(conn, sender, held)
-                    inline = self._inline.get(verb)
+                    inline = self._inline_handlers.get(verb)
                     if inline is not None:
                         self._handle_inline(conn, sender, verb, rid, payload, inline)
                         continue

@@ -13,7 +13,7 @@ DCS = {"a1": "dc1", "a2": "dc1", "a3": "dc1", "b1": "dc2", "b2": "dc2", "b3": "d
 
 
 def _t(level: str, replicas=("a1", "a2", "a3"), strategy=SimpleStrategy(3), **kw) -> ConsistencyTracker:
-    return ConsistencyTracker(level, replicas, strategy, DCS.__getitem__, "dc1", **kw)
+    return ConsistencyTracker.for_replicas(level, replicas, strategy, DCS.__getitem__, "dc1", **kw)
 
 
 @pytest.mark.parametrize(
