@@ -10,9 +10,13 @@ PYTEST_ARGS ?=
 # Test worker processes (pytest-xdist); each test file runs whole on one worker. 0 runs serially.
 TEST_WORKERS ?= 2
 
-.PHONY: run test bench clean setup system-deps
+# mypyc (in the mypy distribution) compiles the node's hottest modules (scripts/build_native.py);
+# optional: without it, or when a build fails, the node runs pure Python.
+MYPYC_REQ ?= mypy==2.4.1
 
-setup: $(TEST_STAMP)
+.PHONY: run test bench clean setup system-deps native
+
+setup: $(TEST_STAMP) native
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,16 +32,22 @@ $(TEST_STAMP): $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
-run: $(STAMP)
+# Compiles node/_native/ when it is missing or any compiled module's source changed (seconds when
+# current); never fails: a failed build prints one warning line and the node runs pure Python.
+native: $(STAMP)
+	@$(PY) -c 'import mypyc' 2>/dev/null || $(PY) -m pip install --quiet '$(MYPYC_REQ)' || true
+	@$(PY) scripts/build_native.py --quiet
+
+run: $(STAMP) native
 	$(VENV)/bin/harness run --nemesis partition --nodes 5 --time-limit 30
 
-test: $(TEST_STAMP) system-deps
+test: $(TEST_STAMP) system-deps native
 	$(PY) -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) native
 	$(PY) bench/storage.py
 	$(PY) bench/checker.py
 	$(PY) bench/cluster.py
 
 clean:
-	rm -rf $(VENV) store .pytest_cache .hypothesis
+	rm -rf $(VENV) store .pytest_cache .hypothesis node/_native .mypy_cache

@@ -19,8 +19,6 @@ from typing import Any, Protocol
 
 import trio
 
-from node.interpreted import mypyc_attr
-
 
 class _Network(Protocol):
     def send_nowait(self, stream: Any, data: bytes) -> int: ...
@@ -57,7 +55,6 @@ class Outbox:
                 out.flush()
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # node/server.py's _ClientOut, tests
 class StreamOut:
     """The frames queued for one connection and the writer task that sends them."""
 
@@ -170,3 +167,21 @@ class StreamOut:
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+class ClientOut(StreamOut):
+    """A client connection's answers (node/server.py); the bytes not yet sent bound how much more
+    its reader takes. Here, not in node/server.py, because scripts/build_native.py compiles this
+    module and an interpreted class cannot subclass a compiled one."""
+
+    def __init__(self, outbox: Outbox, bounds: Any) -> None:
+        super().__init__(outbox)
+        self.bounds = bounds  # node/client_limits.py's ConnectionBounds
+        self.buffered = 0  # answer bytes queued, not yet handed to the kernel
+        self.drained = trio.Event()
+
+    def sent(self, nbytes: int) -> None:
+        self.buffered -= nbytes
+        self.bounds.last_activity = trio.current_time()
+        self.drained.set()
+        self.drained = trio.Event()

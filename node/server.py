@@ -28,7 +28,7 @@ from node import protocol
 from node.cluster.membership import SCHEMA, NodeInfo
 from node.client_limits import ClientGate, ConnectionBounds, refuse_connection
 from node.cluster.messaging import Messaging
-from node.outbox import Outbox, StreamOut
+from node.outbox import ClientOut
 from node.config import ConfigError, NodeConfig, load_config, parse_host_port
 from node.coordinator import Coordinator, live_row
 from node.fast_writes import response_for_error, start_read, start_write
@@ -219,22 +219,6 @@ class LocalStore:
     def read_now(self, keyspace: str, table: str, key: bytes, columns: Sequence[str] | None) -> Partition | None:
         """The same read, synchronously (it never waits: memtables and mmap'd SSTables)."""
         return self.engine.read(keyspace, table, key, list(columns) if columns is not None else None)
-
-
-class _ClientOut(StreamOut):
-    """A client connection's answers; the bytes not yet sent bound how much more its reader takes."""
-
-    def __init__(self, outbox: Outbox, bounds: ConnectionBounds) -> None:
-        super().__init__(outbox)
-        self.bounds = bounds
-        self.buffered = 0  # answer bytes queued, not yet handed to the kernel
-        self.drained = trio.Event()
-
-    def sent(self, nbytes: int) -> None:
-        self.buffered -= nbytes
-        self.bounds.last_activity = trio.current_time()
-        self.drained.set()
-        self.drained = trio.Event()
 
 
 class Node:
@@ -762,7 +746,7 @@ class Node:
         bounds = ConnectionBounds(self.client_gate)
         limits = self.config.clients
         outbox = self.messaging.outbox
-        out = _ClientOut(outbox, bounds)
+        out = ClientOut(outbox, bounds)
 
         def respond(msg: dict[str, Any]) -> None:
             try:

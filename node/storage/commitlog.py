@@ -621,18 +621,16 @@ class CommitLog:
                     return
                 if self._failure is not None and self.sticky_failure:
                     raise self._failure
-                leader = not self._syncing
-                if not leader:
+                if self._syncing:
                     self._cond.wait()
-                else:
-                    self._syncing = True
-                    if self.sync_mode == "group":
-                        # Hold leadership while the window fills: later writers join this fsync.
-                        delay = self._last_sync + self.group_window_s - self._clock.monotonic()
-                        if delay > 0:
-                            self._cond.wait(delay)
-            if leader:
-                self._lead_sync()
+                    continue
+                self._syncing = True
+                if self.sync_mode == "group":
+                    # Hold leadership while the window fills: later writers join this fsync.
+                    delay = self._last_sync + self.group_window_s - self._clock.monotonic()
+                    if delay > 0:
+                        self._cond.wait(delay)
+            self._lead_sync()
 
     def synced_position(self) -> int:
         """Every record at or before this position has been fsynced."""
@@ -651,7 +649,7 @@ class CommitLog:
         """Delete segments whose every table has been flushed (or dropped); returns deleted paths."""
         deleted = []
         with self._lock:
-            keep: list[_Segment] = []
+            keep = []
             for seg in self._segments:
                 # A fence record stays while a segment it explains does (a restart needs it).
                 clean = all(

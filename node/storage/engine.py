@@ -242,10 +242,10 @@ class StorageEngine:
             cl.mark_flushed(tid, pos)
         replayed = 0
         for pos, tid, obj in cl.replay():
-            table = by_id.get(tid)
-            if table is None or pos <= replay_from[tid]:
+            t = by_id.get(tid)
+            if t is None or pos <= replay_from[tid]:
                 continue
-            table.memtable.apply(Mutation.from_obj(obj))
+            t.memtable.apply(Mutation.from_obj(obj))
             replayed += 1
         cl.report.applied = replayed
         cl.start()
@@ -646,8 +646,8 @@ class StorageEngine:
         it = iter(positions)
         for i, slot in enumerate(out):
             if slot == 0:
-                got = next(it, None)
-                out[i] = got if got is not None else error  # type: ignore[assignment]
+                pos = next(it, None)
+                out[i] = pos if pos is not None else error  # type: ignore[assignment]
         return out
 
     def check_mutation(self, keyspace: str, table: str, mutation: Mutation) -> None:
@@ -851,10 +851,10 @@ class StorageEngine:
                 continue
             if skey is None and key not in r.cached_keys:
                 skey = sort_key(key)
-            found = r.find_named(key, skey, columns)
-            if found is not None:
-                parts.append(found)
-                for name, c in found.cells.items():
+            p = r.find_named(key, skey, columns)
+            if p is not None:
+                parts.append(p)
+                for name, c in p.cells.items():
                     if c.timestamp > newest.get(name, _INT64_MIN):
                         newest[name] = c.timestamp
 
@@ -877,9 +877,9 @@ class StorageEngine:
                 continue
             if skey is None and key not in r.cached_keys:
                 skey = sort_key(key)
-            found = r.find_named(key, skey, columns)
-            if found is not None:
-                parts.append(found)
+            p = r.find_named(key, skey, columns)
+            if p is not None:
+                parts.append(p)
                 c = p.cells.get(name)
                 if c is not None and (newest is None or c.timestamp > newest):
                     newest = c.timestamp
@@ -1671,8 +1671,7 @@ class _CorruptSSTable:
     def get(self, *args: Any, **kwargs: Any) -> Partition | None:
         raise self.corrupt  # type: ignore[misc]
 
-    find = get
-    find_named = get
+    find = find_named = get
 
     def iter_range(self, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, Partition]]:
         raise self.corrupt  # type: ignore[misc]

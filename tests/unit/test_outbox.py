@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
-from node import protocol
+import node.outbox as outbox_module
+from node import native, protocol
 from node.cluster import auth
 from node.outbox import Outbox, StreamOut
 
@@ -50,7 +52,7 @@ class _Steps(trio.abc.Instrument):
         self.writer_steps = 0
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task.name.endswith("write_frames"):
+        if "write_frames" in task.name:  # a compiled method names its task differently
             self.writer_steps += 1
 
 
@@ -103,6 +105,8 @@ async def test_nested_batches_write_once_at_the_outermost_end() -> None:
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.skipif(native.compiled(outbox_module), reason="an interpreted class cannot subclass the compiled "
+                    "StreamOut; tests/unit/test_native.py runs this file in pure Python too")
 async def test_what_the_kernel_does_not_take_goes_through_the_writer_before_later_frames() -> None:
     net, stream = _Net(take=3), _Stream()
     outbox = Outbox(net)
