@@ -86,36 +86,47 @@ setup(name="ringlab-native", ext_modules=mypycify(
 """
 
 
+def _first_error(output: str, returncode: int) -> str:
+    """The line of a failed build's output that says what failed (a compiler's command line is
+    not it: it holds -Werror)."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for ln in lines:
+        if ": error" in ln or ln.startswith(("error:", "Error:")) or "Error: " in ln:
+            return ln[:300]
+    return (lines[-1][:300] + f" (exit {returncode})") if lines else f"exit {returncode}"
+
+
 def build(jobs: int, quiet: bool) -> Path:
-    """Compile MODULES into a fresh directory and return it (raises on failure)."""
-    hashes = source_hashes()
+    """Compile MODULES into a fresh directory and return it (raises on failure, leaving nothing)."""
     work = Path(tempfile.mkdtemp(prefix="ringlab-native-"))
-    out = work / "out"
-    setup = work / "setup.py"
-    setup.write_text(_SETUP.format(opt=OPT_LEVEL, group=GROUP))
-    cmd = [sys.executable, str(setup), *(str(ROOT / m) for m in MODULES), "--", "build_ext", "-b", str(out), "-t", str(work / "tmp"),
-           "--parallel", str(jobs)]
-    env = dict(os.environ, MYPY_CACHE_DIR=str(ROOT / ".mypy_cache" / "native"))
     try:
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=quiet, text=True, timeout=TIMEOUT_S)
+        _compile(work, jobs, quiet)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    return work
+
+
+def _compile(work: Path, jobs: int, quiet: bool) -> None:
+    hashes = source_hashes()
+    out = work / "out"
+    setup = work / "setup.py"
+    setup.write_text(_SETUP.format(opt=OPT_LEVEL, group=GROUP))
+    cmd = [sys.executable, str(setup), *(str(ROOT / m) for m in MODULES), "--",
+           "build_ext", "-b", str(out), "-t", str(work / "tmp"), "--parallel", str(jobs)]
+    env = dict(os.environ, MYPY_CACHE_DIR=str(ROOT / ".mypy_cache" / "native"))
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=quiet, text=True, timeout=TIMEOUT_S)
     if proc.returncode != 0:
-        shutil.rmtree(work, ignore_errors=True)
-        detail = (proc.stdout or "") + (proc.stderr or "")
-        lines = [ln for ln in detail.splitlines() if "error" in ln.lower()]
-        raise RuntimeError(lines[0] if lines else f"mypyc exited {proc.returncode}")
+        raise RuntimeError(_first_error((proc.stdout or "") + (proc.stderr or ""), proc.returncode))
+    suffix = build_key()["ext_suffix"]
     files = {}
-    for so in out.rglob("*" + build_key()["ext_suffix"]):
+    for so in out.rglob("*" + suffix):
         rel = so.relative_to(out)
-        name = ".".join(rel.parts)[: -len(build_key()["ext_suffix"])]
-        files[name] = str(rel)
+        files[".".join(rel.parts)[: -len(suffix)]] = str(rel)
     if source_hashes() != hashes:
-        raise RuntimeError("a source changed during the build")
+        raise RuntimeError("a compiled module's source changed during the build")
     (out / MANIFEST).write_text(json.dumps({"sources": hashes, "key": build_key(), "files": files},
                                            indent=1, sort_keys=True))
-    return work
 
 
 def main() -> int:
@@ -143,8 +154,7 @@ def main() -> int:
         shutil.move(str(work / "out"), str(OUT))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if not args.quiet or True:
-        print(f"native build: {len(MODULES)} modules compiled into {OUT.relative_to(ROOT)}")
+    print(f"native build: {len(MODULES)} modules compiled into {OUT.relative_to(ROOT)}")
     return 0
 
 
