@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import runpy
 import sys
 import tempfile
@@ -79,6 +80,18 @@ def prepare_local(run_dir: Path) -> Path:
     return rc
 
 
+# node/native.py's switch to pure Python (node.native.PURE_ENV; not imported from there, since
+# importing node before coverage starts would leave its module-level lines unmeasured).
+PURE_ENV = "RINGLAB_PURE"
+
+
+def measure_pure_python() -> None:
+    """Make the node's modules load from their .py sources in this process and its children:
+    coverage.py traces interpreted code only, and node/_native/'s compiled modules would all
+    read as 0% covered. Call it before anything imports node."""
+    os.environ[PURE_ENV] = "1"
+
+
 def node_command(python: str, rcfile: str, node_args: Sequence[str]) -> list[str]:
     """The argv that starts a node under coverage (instead of ``python -m node ARGS``)."""
     return [python, "-m", "harness.campaign_coverage", "--rcfile", rcfile, "--", *node_args]
@@ -104,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("node_args", nargs=argparse.REMAINDER, help="-- then the node's arguments")
     args = parser.parse_args(argv)
     node_args = args.node_args[1:] if args.node_args[:1] == ["--"] else args.node_args
+    measure_pure_python()
     cov = coverage.Coverage(config_file=args.rcfile)
     cov.start()
     lock = threading.Lock()
@@ -132,6 +146,7 @@ def start_in_process(run_dir: Path) -> Any:
     Coverage. Start it before anything imports node, or module-level lines go unmeasured."""
     import coverage
 
+    measure_pure_python()
     cov = coverage.Coverage(config_file=str(prepare_local(run_dir)))
     cov.start()
     return cov

@@ -156,3 +156,15 @@ def test_the_compiled_modules_own_tests_pass_in_the_other_mode() -> None:
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *OWN_TESTS],
                           cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_coverage_runs_measure_the_pure_python_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    # coverage.py cannot trace compiled modules: a --coverage node (and a sim worker) switch to
+    # the .py sources before importing node, by the same variable node/native.py reads.
+    from harness import campaign_coverage
+
+    assert campaign_coverage.PURE_ENV == native.PURE_ENV
+    monkeypatch.setenv(native.PURE_ENV, "0")  # undone after the test, as the next line's change
+    assert not native.pure_forced()
+    campaign_coverage.measure_pure_python()
+    assert native.pure_forced()
