@@ -44,6 +44,9 @@ The ``after`` pass also records each running node's failure-detector view of the
 every hint was delivered, but that another running node still calls DOWN is a
 ``stale-liveness-view`` anomaly: that node's gossip never marked it UP again, so its
 coordinator hints and refuses writes for a live replica.
+
+The ``after`` pass also reads every key on the nodes that are not its replicas: one holding a
+cell of it that no ring of the run explains is ``misplaced-data`` (checkers/misplaced.py).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from checkers import gcgrace, liveness, placement
+from checkers import gcgrace, liveness, misplaced, placement
 from checkers.result import Anomaly, AnomalyLog, Result, Validity
 from harness.history import NEMESIS, Op, nemesis_steps
 
@@ -547,6 +550,13 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                 placed_keys.add(_hashable(a.key))
                 log.add(a)
     counts[placement.KIND] = log.count(placement.KIND)
+    # What nodes that are no replica of a key hold of it (checkers/misplaced.py).
+    stray, mcounts = misplaced.check_pass(headers, records, ops)
+    unjudged = mcounts.pop("misplaced_unjudged", None)
+    counts.update(mcounts)
+    for a in stray:
+        log.add(a)
+    counts[misplaced.KIND] = log.count(misplaced.KIND)
     counts["diverged-after-repair"] = log.count("diverged-after-repair")
     counts["replica-lost-write"] = log.count("replica-lost-write")
     counts["not-yet-converged"] = counts.get("before_stale", 0) + counts.get("before_missing", 0) + counts.get("before_extra", 0)
@@ -561,6 +571,8 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
         "ranges": [{**v, "disagreeing": sorted(v["disagreeing"])} for v in ranges.values()],
         "passes": {k: {f: v for f, v in h.items() if f not in ("type", "workload")} for k, h in headers.items()},
     }
+    if unjudged is not None:
+        details["misplaced_unjudged"] = unjudged
     if expected_findings:
         details["expected_by_gc_grace"] = expected_findings
     if reasons:

@@ -13,6 +13,14 @@ same code serves local processes and SSH hosts: it only uses client-port admin o
 ring's source, hints still pending), then ``{"type": "replica", "pass", "key", "node",
 "replicas", "range", "cells": [[column, value, timestamp, tombstone, expires], ...],
 "partition_tombstone"}`` or the same with ``"error"`` where the replica could not be read.
+
+The ``after`` pass also reads every key on every node that is *not* one of its replicas (the
+same localread, which reads the table only: hints live in their own files), for
+checkers/misplaced.py: data there was put where no placement puts it (a repair, stream, hint or
+read repair sent to the wrong node), which no read ever asks for. Only what such a node holds is
+written, as ``{"type": "nonreplica", "pass", "key", "node", "replicas", "cells",
+"partition_tombstone"}``; the header's ``nonreplica`` says which nodes were read, how many
+reads, and the nodes that could not be read.
 """
 
 from __future__ import annotations
@@ -161,11 +169,13 @@ async def pending_hints(cluster: Any, secret: str, network: Any = None) -> dict[
 
 async def snapshot(cluster: Any, secret: str, keyspace: str, table: str, keys: Sequence[Any], rf: int | Strategy,
                    label: str, path: Path, extra: dict[str, Any] | None = None, network: Any = None,
-                   now_ns: Any = None) -> dict[str, Any]:
+                   now_ns: Any = None, nonreplicas: bool = False) -> dict[str, Any]:
     """Read every replica of every key and append the pass to ``path``; returns its header.
 
     The hints every node holds are recorded just before and just after the reads: a replica
-    that lacks a write while some node still holds hints for it is not yet converged."""
+    that lacks a write while some node still holds hints for it is not yet converged. With
+    ``nonreplicas`` every other node of the cluster is read for each key too (what it holds is
+    misplaced unless an earlier ring made it a replica: checkers/misplaced.py judges)."""
     started = time.monotonic()
     hints_before = await pending_hints(cluster, secret, network)
     ring, source = await ring_view(cluster, secret, network)
@@ -176,16 +186,25 @@ async def snapshot(cluster: Any, secret: str, keyspace: str, table: str, keys: S
     for k, (replicas, _) in where.items():
         for n in replicas:
             by_node.setdefault(n, []).append(k)
+    # Per node, the keys it is not a replica of (read in the same request as its own keys).
+    others: dict[str, list[Any]] = {}
+    if nonreplicas:
+        members = list(cluster.node_ids())
+        for k, (replicas, _) in where.items():
+            for n in members:
+                if n not in replicas:
+                    others.setdefault(n, []).append(k)
     results: dict[str, dict[Any, dict[str, Any]] | str] = {}
 
     async def read(node: str) -> None:
         try:
-            results[node] = await _read_node(cluster, secret, node, keyspace, table, by_node[node], network)
+            results[node] = await _read_node(cluster, secret, node, keyspace, table,
+                                             by_node.get(node, []) + others.get(node, []), network)
         except Exception as exc:  # noqa: BLE001 - an unreadable replica is recorded, not fatal
             results[node] = f"{type(exc).__name__}: {exc}"
 
     async with trio.open_nursery() as nursery:
-        for node in by_node:
+        for node in {**by_node, **others}:
             nursery.start_soon(read, node)
     read_s = time.monotonic() - started
     hints_after = await pending_hints(cluster, secret, network)
@@ -197,6 +216,9 @@ async def snapshot(cluster: Any, secret: str, keyspace: str, table: str, keys: S
                              "unknown": sorted(n for h in (hints_before, hints_after) for n, v in h.items()
                                                if not isinstance(v, dict))},
               "placement": placed, **(extra or {})}
+    if nonreplicas:
+        header["nonreplica"] = {"nodes": sorted(others), "reads": sum(len(v) for v in others.values()),
+                                "unreadable": {n: results[n] for n in sorted(others) if isinstance(results.get(n), str)}}
     if now_ns is not None:
         # Once the reads are done, on the history's own clock (virtual in sim): a tombstone purged
         # by then after gc_grace is judged against this time (checkers/gcgrace.py).
@@ -217,6 +239,17 @@ async def snapshot(cluster: Any, secret: str, keyspace: str, table: str, keys: S
                     rec["cells"] = row["cells"]
                     rec["partition_tombstone"] = row["partition_tombstone"]
                 fh.write(json.dumps(rec, default=str) + "\n")
+        for n, ks in others.items():
+            got = results.get(n)
+            if not isinstance(got, dict):
+                continue
+            for k in ks:
+                row = got.get(k)
+                if row is None or not (row["cells"] or row["partition_tombstone"] is not None):
+                    continue
+                fh.write(json.dumps({"type": "nonreplica", "pass": label, "key": k, "node": n,
+                                     "replicas": where[k][0], "cells": row["cells"],
+                                     "partition_tombstone": row["partition_tombstone"]}, default=str) + "\n")
     log.info("replica snapshot %s: %d keys, %d replicas read in %.2f s", label, len(keys),
              sum(len(v) for v in by_node.values()), header["seconds"])
     return header
@@ -319,7 +352,10 @@ async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | S
             # Once every hint is delivered the faults are long healed: each running node should
             # see every other as UP (checkers/convergence.py's stale-liveness-view).
             extra.update(await liveness_views(cluster, secret, network))
-        return await snapshot(cluster, secret, KEYSPACE, workload.table, keys, rf, label, path, extra, network, now_ns)
+        # Only the last pass looks for misplaced data: whatever a repair, stream or hint put on a
+        # wrong node during the run is still there (nothing but a cleanup removes it).
+        return await snapshot(cluster, secret, KEYSPACE, workload.table, keys, rf, label, path, extra, network, now_ns,
+                              nonreplicas=label == "after")
     except Exception as exc:  # noqa: BLE001 - the check becomes unknown, the campaign goes on
         log.exception("replica snapshot %s failed", label)
         header = {"type": "pass", "pass": label, "time": time.time(), "error": f"{type(exc).__name__}: {exc}", **extra}

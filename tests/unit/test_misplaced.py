@@ -1,0 +1,160 @@
+"""checkers/misplaced.py: data on a node that no ring of the run made a replica of the key, on
+hand-made snapshots (wired through the convergence checker), and a planted repair bug in the sim."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checkers import convergence, misplaced
+from harness import store
+from harness.deploy.sim import run_one
+from harness.history import Op
+from harness.run import RunOptions
+from node.ring import Murmur3Partitioner, SimpleStrategy, TokenMetadata
+
+SIMPLE3 = {"class": "SimpleStrategy", "replication_factor": 3}
+NODES = ["n1", "n2", "n3", "n4", "n5"]
+RING = [(-(1 << 62), "n1"), (-(1 << 61), "n2"), (0, "n3"), (1 << 60, "n4"), (1 << 62, "n5")]
+KEYS = [f"k{i}" for i in range(16)]
+
+
+def _replicas(key: str, ring: list[tuple[int, str]] = RING) -> list[str]:
+    meta = TokenMetadata(Murmur3Partitioner(), {n: [t for t, m in ring if m == n] for _, n in ring})
+    return list(meta.endpoints_for(key.encode(), SimpleStrategy(3)))
+
+
+def _header(label: str, ring: list[tuple[int, str]] = RING, **kw: Any) -> dict[str, Any]:
+    return {"type": "pass", "pass": label, "read_repair": "BLOCKING", "hints_drained": True,
+            "workload": {"model": "register", "column": "v"},
+            "placement": {"node": "n1", "partitioner": "murmur3", "replication": SIMPLE3, "ring_changed": False,
+                          "tokens": [[str(t), n] for t, n in ring], "locations": {}, "endpoints": []}, **kw}
+
+
+def _snapshots(stray: list[dict[str, Any]], after_ring: list[tuple[int, str]] = RING,
+               nonreplica: bool = True) -> list[dict[str, Any]]:
+    recs: list[dict[str, Any]] = [_header("before")]
+    for label, ring in (("before", RING), ("after", after_ring)):
+        if label == "after":
+            info = {"nonreplica": {"nodes": NODES, "reads": 2 * len(KEYS), "unreadable": {}}} if nonreplica else {}
+            recs.append(_header("after", ring, **info))
+        for k in KEYS:
+            for n in _replicas(k, ring):
+                recs.append({"type": "replica", "pass": label, "key": k, "node": n, "replicas": _replicas(k, ring),
+                             "range": [], "cells": [["v", 1, 100, False, None]], "partition_tombstone": None})
+    return recs + stray
+
+
+def _stray(key: str, node: str, replicas: list[str] | None = None, cells: Any = None, pt: Any = None) -> dict[str, Any]:
+    return {"type": "nonreplica", "pass": "after", "key": key, "node": node,
+            "replicas": _replicas(key) if replicas is None else replicas,
+            "cells": [["v", 1, 100, False, None]] if cells is None else cells, "partition_tombstone": pt}
+
+
+def _history(*nemesis: tuple[str, str]) -> list[Op]:
+    ops = [Op(0, 10, 0, "invoke", "write", k, 1, node="n1") for k in KEYS[:1]]
+    ops.append(Op(1, 20, 0, "ok", "write", KEYS[0], 1, node="n1", timestamp=100))
+    for f, action in nemesis:
+        ops.append(Op(len(ops), 10 * len(ops), "nemesis", "invoke", f, None, None))
+        ops.append(Op(len(ops), 10 * len(ops), "nemesis", "info", f, None, {"node": "n6"}, extra={"action": action}))
+    for k in KEYS:
+        ops.append(Op(len(ops), 10 * len(ops), 0, "invoke", "write", k, 1, node="n1"))
+        ops.append(Op(len(ops), 10 * len(ops), 0, "ok", "write", k, 1, node="n1", timestamp=100))
+    return ops
+
+
+def _outsider(key: str) -> str:
+    return next(n for n in NODES if n not in _replicas(key))
+
+
+def _check(recs: list[dict[str, Any]], history: list[Op] | None = None) -> Any:
+    return convergence.check(_history() if history is None else history, {"replica_snapshots": recs})
+
+
+def test_a_cell_on_a_node_no_ring_made_a_replica_is_misplaced_data() -> None:
+    key = KEYS[3]
+    node = _outsider(key)
+    r = _check(_snapshots([_stray(key, node)]))
+    assert r.valid is False
+    [a] = [a for a in r.anomalies if a.kind == misplaced.KIND]
+    assert a.key == key and a.details["node"] == node and "v=1 at 100" in a.explanation
+    assert r.counts["misplaced-data"] == 1 and r.counts["misplaced_judged"] == 1 and r.counts["nonreplica_held"] == 1
+    # A tombstone cell or a partition tombstone there is misplaced too.
+    assert _check(_snapshots([_stray(key, node, cells=[], pt=150)])).counts["misplaced-data"] == 1
+    assert _check(_snapshots([_stray(key, node, cells=[["v", None, 150, True, None]])])).counts["misplaced-data"] == 1
+
+
+def test_nothing_held_by_non_replicas_is_valid_and_judged() -> None:
+    r = _check(_snapshots([]))
+    assert r.valid is True and r.counts["misplaced_judged"] == 1 and r.counts["misplaced-data"] == 0
+    assert r.counts["nonreplica_reads"] == 2 * len(KEYS)
+
+
+def test_a_replica_by_the_oracle_is_excused_whatever_the_record_says() -> None:
+    key = KEYS[5]
+    real = _replicas(key)[0]
+    r = _check(_snapshots([_stray(key, real, replicas=[n for n in NODES if n != real][:3])]))
+    assert r.valid is True and r.counts["nonreplica_excused"] == 1
+
+
+@pytest.mark.parametrize("step", [("start-membership", "join"), ("stop-membership", "decommission"),
+                                  ("start-membership", "removenode"), ("start-move", "move")])
+def test_a_run_whose_ring_changed_is_not_judged(step: tuple[str, str]) -> None:
+    key = KEYS[3]
+    r = _check(_snapshots([_stray(key, _outsider(key))]), _history(step))
+    assert r.valid is True and r.counts["misplaced_judged"] == 0 and r.counts["misplaced-data"] == 0
+    assert "ring changed" in r.details["misplaced_unjudged"]
+    # A membership step that changed nothing leaves the ring known.
+    assert _check(_snapshots([_stray(key, _outsider(key))]), _history(("start-membership", "none"))).valid is False
+
+
+def test_passes_with_different_or_unstable_rings_are_not_judged() -> None:
+    key = KEYS[3]
+    moved = [(t + 1, n) for t, n in RING]
+    r = _check(_snapshots([_stray(key, _outsider(key))], after_ring=moved))
+    assert r.counts["misplaced_judged"] == 0 and r.counts["misplaced-data"] == 0
+    recs = _snapshots([_stray(key, _outsider(key))])
+    recs[0]["placement"]["ring_changed"] = True
+    assert _check(recs).counts["misplaced_judged"] == 0
+    recs = _snapshots([_stray(key, _outsider(key))])
+    recs[0]["placement"] = {"error": "TooSlow"}
+    assert _check(recs).counts["misplaced_judged"] == 0
+
+
+def test_a_pass_without_non_replica_reads_judges_nothing() -> None:
+    key = KEYS[3]
+    r = _check(_snapshots([_stray(key, _outsider(key))], nonreplica=False))
+    assert r.counts["misplaced_judged"] == 0 and "read no non-replica" in r.details["misplaced_unjudged"]
+
+
+def _sim(tmp: Path, name: str) -> tuple[Any, Path]:
+    run_dir = tmp / name
+    run_dir.mkdir()
+    opts = RunOptions(deploy="sim", seed=3, time_limit=4, nemesis="none", concurrency="1n", rate=100,
+                      recovery_time=1, store=str(tmp), test_name="t", key_count=40, final_repair=True)
+    return run_one(opts, run_dir, quiet=True), run_dir
+
+
+def test_the_sim_reads_non_replicas_and_catches_a_repair_of_the_wrong_replicas(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _run, run_dir = _sim(tmp_path, "clean")
+    res = store.read_json(run_dir / "results.json")["checkers"]["convergence"]
+    assert res["valid"] is True
+    assert res["counts"]["misplaced_judged"] == 1 and res["counts"]["misplaced-data"] == 0
+    assert res["counts"]["nonreplica_reads"] == 40 * 2  # 5 nodes, RF 3
+    # Plant bench/mutants/47's bug: repair asks the replicas of a range's left token.
+    from node import repair
+
+    async def wrong_replicas(self: Any, ks: str, table: str, left: Any, right: Any, replicas: list[str],
+                             stats: dict[str, Any]) -> None:
+        ring = self.node.ring()
+        wrong = list(ring.replicas_for_token(left, self.node.schema.keyspace(ks).strategy()))
+        await original(self, ks, table, left, right, wrong, stats)
+
+    original = repair.Repairer._repair_range
+    monkeypatch.setattr(repair.Repairer, "_repair_range", wrong_replicas)
+    _run, run_dir = _sim(tmp_path, "planted")
+    res = store.read_json(run_dir / "results.json")["checkers"]["convergence"]
+    assert res["valid"] is False and res["counts"]["misplaced-data"] > 0
