@@ -302,10 +302,11 @@ def _checked_dicts(path: str | os.PathLike[str], lineno: int, lines: list[bytes]
         yield d  # (not reached: a dict that passes from_dict passed the checks above)
 
 
-class _Line(msgspec.Struct, gc=False, forbid_unknown_fields=True):
-    """A history line with none but the documented fields (docs/history-format.md), as msgspec
-    decodes and checks it: read like an :class:`Op` (same attribute names) by the checkers that
-    stream a :class:`HistoryFile`'s records; :func:`as_op` makes it one."""
+class _Core(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """A history line with an Op's fields only (most lines), as msgspec decodes and checks it:
+    :class:`_Line` without the extras, so msgspec fills in and frees 7 fields fewer per line (a
+    tenth of reading a line). A line with any other field is refused, and its block decoded as
+    :class:`_Line`s."""
 
     index: int
     time: int
@@ -318,6 +319,13 @@ class _Line(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     cl: Any = None
     timestamp: int | None = None
     error: Any = None
+
+
+class _Line(_Core, gc=False, forbid_unknown_fields=True):
+    """A history line with none but the documented fields (docs/history-format.md): read like an
+    :class:`Op` (same attribute names) by the checkers that stream a :class:`HistoryFile`'s
+    records; :func:`as_op` makes it one."""
+
     # The documented fields beyond the Op's, which go to Op.extra when present.
     timestamps: Any = msgspec.UNSET
     replicas: Any = msgspec.UNSET
@@ -332,25 +340,6 @@ class _Line(msgspec.Struct, gc=False, forbid_unknown_fields=True):
 
 _LINE_EXTRAS = ("timestamps", "replicas", "acked", "hinted", "final", "action", "message")
 _LINES = msgspec.json.Decoder(_Line)
-
-
-class _Core(msgspec.Struct, gc=False, forbid_unknown_fields=True):
-    """A history line with an Op's fields only (most lines): what :class:`_Line` is without the
-    extras, so msgspec fills in and frees 7 fields fewer per line (a tenth of reading a line).
-    A line with any other field is refused, and its block decoded as :class:`_Line`s."""
-
-    index: int
-    time: int
-    process: int | Literal["nemesis"]
-    type: Literal["invoke", "ok", "fail", "info"]
-    f: str
-    key: Any = None
-    value: Any = None
-    node: Any = None
-    cl: Any = None
-    timestamp: int | None = None
-    error: Any = None
-
 
 _CORES = msgspec.json.Decoder(_Core)
 # After a block that needed _Line's extras (a faulted campaign's fail and info ops carry a
