@@ -499,6 +499,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     save_to: Path | None = Path(args.results) if args.results else None
     if args.run_dir:
         run = Path(args.run_dir)
+        if not run.exists():
+            raise UsageError(f"{str(run)!r} does not exist (give a run directory or a history file)")
         if not run.is_dir():
             raise UsageError(f"RUN_DIR {str(run)!r} is not a directory")
         history = run / "history.jsonl"

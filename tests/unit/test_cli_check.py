@@ -122,3 +122,11 @@ def test_a_history_file_given_as_the_positional_is_checked(tmp_path: Path, capsy
                                                "read_cl": "ALL", "write_cl": "ONE", "nodes": ["n1", "n2", "n3"]}))
     assert main(["check", str(run / "history.jsonl")]) == 1
     assert json.loads((run / "results.json").read_text())["params"]["read_cl"] == "ALL"
+
+
+def test_a_path_that_does_not_exist_is_named_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "h.jsonl"
+    with pytest.raises(SystemExit) as e:
+        sys.exit(main(["check", str(missing)]))
+    assert e.value.code == 254
+    assert f"{str(missing)!r} does not exist" in capsys.readouterr().err
