@@ -26,20 +26,23 @@ from checkers.result import Anomaly
 from harness.history import Op, nemesis_steps
 
 KIND = "misplaced-data"
-# Nemesis steps whose names say they change the ring's tokens or members (nemesis/membership.py,
-# nemesis/operator.py's move).
+# A history written before nemesis steps said whether they changed the ring (``ring_change`` in a
+# completion's fields, nemesis/faults.py's Event), or by another tool: steps whose names say they
+# change the ring's tokens or members count as changes.
 RING_CHANGING = ("membership", "move", "join", "decommission", "removenode", "bootstrap")
 # Cells named per finding.
 MAX_CELLS = 3
 
 
 def ring_changes(history: Iterable[Op]) -> list[str]:
-    """The nemesis steps that may have changed the ring (an ``action`` of ``none`` changed nothing)."""
-    out = []
-    for op, _t0, v in nemesis_steps(history):
-        if any(w in op.f for w in RING_CHANGING) and (op.extra.get("action") or v.get("action")) != "none":
-            out.append(op.f)
-    return out
+    """The nemesis steps that may have changed the ring: those whose completion says so
+    (``ring_change``), and in a history whose steps never say, those named for a ring change
+    (an ``action`` of ``none`` changed nothing)."""
+    steps = list(nemesis_steps(history))
+    if any("ring_change" in op.extra for op, _t0, _v in steps):
+        return [op.f for op, _t0, _v in steps if op.extra.get("ring_change") is True]
+    return [op.f for op, _t0, v in steps
+            if any(w in op.f for w in RING_CHANGING) and (op.extra.get("action") or v.get("action")) != "none"]
 
 
 def _ring_of(header: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]] | None:
@@ -90,7 +93,7 @@ def check_pass(headers: Mapping[str, Mapping[str, Any]], records: Iterable[Mappi
         if not cells and rec.get("partition_tombstone") is None:
             continue
         counts["nonreplica_held"] += 1
-        key = placement._key(rec["key"])
+        key = placement.json_key(rec["key"])
         token = placement.key_token(part, key)
         node = rec["node"]
         replicas = set(rec.get("replicas") or [])

@@ -134,10 +134,10 @@ def check_pass(header: Mapping[str, Any], replica_records: Iterable[Mapping[str,
     replication = info.get("replication") or {}
     reported: dict[str, dict[Any, list[str]]] = {}
     for key, nodes in info.get("endpoints") or []:
-        reported.setdefault("getendpoints", {})[_key(key)] = list(nodes)
+        reported.setdefault("getendpoints", {})[json_key(key)] = list(nodes)
     for rec in replica_records:
         if rec.get("type") == "replica" and isinstance(rec.get("replicas"), list):
-            reported.setdefault("snapshot", {}).setdefault(_key(rec["key"]), list(rec["replicas"]))
+            reported.setdefault("snapshot", {}).setdefault(json_key(rec["key"]), list(rec["replicas"]))
     anomalies: list[Anomaly] = []
     keys = sorted(set().union(*(set(v) for v in reported.values())) if reported else set(), key=repr)
     for key in keys:
@@ -167,6 +167,6 @@ def check_pass(header: Mapping[str, Any], replica_records: Iterable[Mapping[str,
     return anomalies, counts
 
 
-def _key(key: Any) -> Any:
+def json_key(key: Any) -> Any:
     """A hashable key (JSON turns bytes keys into lists)."""
     return tuple(key) if isinstance(key, list) else key

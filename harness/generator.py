@@ -54,9 +54,13 @@ class Recorder:
                 self.max_process = process
         return op
 
-    def nemesis(self, type_: str, f: str, value: Any, action: str | None) -> None:
-        """Record a nemesis operation."""
-        self.record(NEMESIS, type_, f, None, value, extra={"action": action} if action else None)
+    def nemesis(self, type_: str, f: str, value: Any, action: str | None, ring_change: bool = False) -> None:
+        """Record a nemesis operation; a completion says whether it may have changed the ring
+        (``ring_change``, checkers/misplaced.py), an invocation says nothing."""
+        extra: dict[str, Any] = {"action": action} if action else {}
+        if type_ != "invoke":
+            extra["ring_change"] = ring_change
+        self.record(NEMESIS, type_, f, None, value, extra=extra or None)
 
 
 @dataclass

@@ -114,10 +114,13 @@ def targets(spec: str, nodes: Sequence[str], rng: random.Random) -> list[str]:
 
 @dataclass
 class Event:
-    """What a nemesis step did, for the history: its f and value."""
+    """What a nemesis step did, for the history: its f and value, and whether it may have changed
+    the ring's tokens or members (a join, decommission, removenode or move, even one that failed
+    part way: its streams and pending writes may have put data on nodes)."""
 
     f: str
     value: Any
+    ring_change: bool = False
 
 
 class PartitionNemesis:
@@ -306,7 +309,8 @@ class LatencyNemesis:
 
 
 class Nemesis(Protocol):
-    """What every nemesis implements."""
+    """What every nemesis implements (and, optionally, ``changes_ring = True`` on a nemesis whose
+    steps move tokens or members: a step of it that raised is then recorded as a ring change)."""
 
     name: str
 
@@ -390,8 +394,8 @@ def _operator(name: str, db: DB, operator: tuple[Any, Any] | None) -> Nemesis:
     return build_operator_nemesis(name, db, ringctl, target)  # type: ignore[no-any-return]
 
 
-# record(type, f, value, action): appends a nemesis operation to the history.
-Record = Callable[[str, str, Any, str | None], None]
+# record(type, f, value, action, ring_change): appends a nemesis operation to the history.
+Record = Callable[[str, str, Any, str | None, bool], None]
 
 
 class Schedule:
@@ -491,7 +495,7 @@ class Schedule:
 
     async def _step(self, nemesis: Nemesis, *, start: bool) -> None:
         f = f"start-{nemesis.name}" if start else f"stop-{nemesis.name}"
-        self.record("invoke", f, None, None)
+        self.record("invoke", f, None, None, False)
         if start:
             self.active.append(nemesis.name)
         self.running = f
@@ -505,7 +509,8 @@ class Schedule:
             # A start that raised injected nothing (Jepsen's fail: it did not happen; heal_all
             # undoes any part of it anyway). A stop that raised may have left the fault in
             # place: that is indeterminate, info.
-            self.record("fail" if start else "info", f, {"error": f"{type(exc).__name__}: {exc}"}, None)
+            self.record("fail" if start else "info", f, {"error": f"{type(exc).__name__}: {exc}"}, None,
+                        bool(getattr(nemesis, "changes_ring", False)))
             return
         finally:
             self.running = None
@@ -515,7 +520,7 @@ class Schedule:
                 self.active.remove(nemesis.name)
         # Invocation and completion share f (start-<name> / stop-<name>) so fault windows are
         # found generically; what exactly happened (kill, bump-clock, strobe-clock...) is `action`.
-        self.record("info", f, event.value, event.f)
+        self.record("info", f, event.value, event.f, event.ring_change)
 
     async def heal_all(self) -> dict[str, Any]:
         """Heal every nemesis (shielded from cancellation); returns what each heal reported."""

@@ -68,6 +68,7 @@ class MembershipNemesis:
     restarts a killed node whose removal did not complete."""
 
     name = "membership"
+    changes_ring = True
 
     def __init__(self, db: MembershipDB, min_nodes: int = MIN_NODES, max_nodes: int = MAX_NODES) -> None:
         self.db = db
@@ -131,7 +132,7 @@ class MembershipNemesis:
             return await self._removenode(victim, via)
         except Exception as exc:  # noqa: BLE001 - the history records a failed change
             log.warning("membership %s failed: %s", action, exc)
-            return Event(action, {"error": f"{type(exc).__name__}: {exc}"})
+            return Event(action, {"error": f"{type(exc).__name__}: {exc}"}, ring_change=True)
 
     async def _join(self) -> Event:
         node = await self.db.add_node()
@@ -145,13 +146,13 @@ class MembershipNemesis:
                     pass
                 await trio.sleep(0.5)
         stats = await self.db.admin(node, "netstats")
-        return Event("join", {"node": node, "result": stats.get("last")})
+        return Event("join", {"node": node, "result": stats.get("last")}, ring_change=True)
 
     async def _decommission(self, node: str) -> Event:
         with trio.fail_after(CHANGE_TIMEOUT):
             result = await self.db.admin(node, "decommission")
         await self.db.forget_node(node)
-        return Event("decommission", {"node": node, "result": result})
+        return Event("decommission", {"node": node, "result": result}, ring_change=True)
 
     async def _removenode(self, victim: str, via: str) -> Event:
         await self.db.kill(victim)
@@ -163,7 +164,7 @@ class MembershipNemesis:
             result = await self.db.admin(via, "removenode", node=victim)
         self.killed.remove(victim)
         await self.db.forget_node(victim)
-        return Event("removenode", {"node": victim, "via": via, "result": result})
+        return Event("removenode", {"node": victim, "via": via, "result": result}, ring_change=True)
 
     async def heal(self) -> None:
         """Restart nodes killed for a removenode that did not complete (they are still in the ring)."""

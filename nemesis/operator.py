@@ -329,6 +329,7 @@ class MoveNemesis:
     """Move one node's token into another node's widest range (start); cleanup everywhere (stop)."""
 
     name = "move"
+    changes_ring = True
 
     def __init__(self, db: DB, ringctl: Ringctl, target: Target) -> None:
         self.db, self.ringctl, self.target = db, ringctl, target
@@ -363,8 +364,9 @@ class MoveNemesis:
             summary = f"move {mover}: exit {r.code}"
         # A move refused or cut off left the node on its old tokens: nothing took effect.
         failed = {} if r.code == 0 else {"error": f"ringctl move exit {r.code}: {r.to_json()['error']}"}
+        # Even a move cut off part way may have streamed, and its pending range taken writes.
         return Event("move", {"node": mover, "gave": give, "took": mid, "tokens": new, "command": r.to_json(),
-                              "result": result, **failed, "summary": summary})
+                              "result": result, **failed, "summary": summary}, ring_change=True)
 
     async def stop(self) -> Event:
         """``ringctl cleanup`` of the test keyspace on every node."""

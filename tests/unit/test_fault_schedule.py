@@ -38,7 +38,7 @@ def _windows(nemeses: list[Fake], time_limit: float, interval: float | None = No
     async def main() -> None:
         t0 = trio.current_time()
 
-        def record(type_: str, f: str, value: Any, action: str | None) -> None:
+        def record(type_: str, f: str, value: Any, action: str | None, ring_change: bool = False) -> None:
             if type_ == "info":
                 steps.append((trio.current_time() - t0, type_, f))
 

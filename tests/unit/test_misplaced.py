@@ -110,6 +110,65 @@ def test_a_run_whose_ring_changed_is_not_judged(step: tuple[str, str]) -> None:
     assert _check(_snapshots([_stray(key, _outsider(key))]), _history(("start-membership", "none"))).valid is False
 
 
+def _flagged(f: str, ring_change: bool) -> list[Op]:
+    ops = _history()
+    ops.append(Op(len(ops), 10 * len(ops), "nemesis", "invoke", f, None, None))
+    ops.append(Op(len(ops), 10 * len(ops), "nemesis", "info", f, None, {"node": "n6"},
+                  extra={"action": "x", "ring_change": ring_change}))
+    return ops
+
+
+def test_a_step_that_says_it_changed_the_ring_is_believed_whatever_its_name() -> None:
+    key = KEYS[3]
+    recs = _snapshots([_stray(key, _outsider(key))])
+    # A nemesis no name list knows, whose step says it moved tokens: nothing is judged.
+    r = _check(recs, _flagged("start-rebalance", True))
+    assert r.counts["misplaced_judged"] == 0 and "start-rebalance" in r.details["misplaced_unjudged"]
+    # A step named like a membership change that says it changed nothing leaves the ring known.
+    r = _check(recs, _flagged("start-membership", False))
+    assert r.counts["misplaced_judged"] == 1 and r.counts["misplaced-data"] == 1
+
+
+def test_the_schedule_records_whether_each_step_changed_the_ring() -> None:
+    import random
+
+    import trio
+
+    from nemesis.faults import Event, Schedule
+
+    class Mover:
+        name, changes_ring = "mover", True
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def start(self, rng: random.Random) -> Event:
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("cut off half way")
+            return Event("shuffle", {"moved": 1}, ring_change=True)
+
+        async def stop(self) -> Event:
+            return Event("settle", {"moved": 0})
+
+        async def heal(self) -> None:
+            return None
+
+    recorded: list[tuple[str, str, bool]] = []
+
+    async def main() -> None:
+        sched = Schedule([Mover()], 0.01, random.Random(1), lambda t, f, v, a, rc: recorded.append((t, f, rc)))
+        for _ in range(2):
+            await sched._step(sched.nemeses[0], start=True)
+            await sched._step(sched.nemeses[0], start=False)
+
+    trio.run(main)
+    done = [(t, f, rc) for t, f, rc in recorded if t != "invoke"]
+    # The step that raised is a ring change too: it may have streamed before it failed.
+    assert done == [("info", "start-mover", True), ("info", "stop-mover", False),
+                    ("fail", "start-mover", True), ("info", "stop-mover", False)]
+
+
 def test_passes_with_different_or_unstable_rings_are_not_judged() -> None:
     key = KEYS[3]
     moved = [(t + 1, n) for t, n in RING]

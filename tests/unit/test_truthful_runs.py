@@ -147,7 +147,7 @@ class Failing:
 
 async def test_a_start_that_raises_is_a_fail_op_and_not_an_active_fault() -> None:
     recorded: list[tuple[str, str, Any]] = []
-    sched = faults.Schedule([Failing()], 1.0, random.Random(1), lambda t, f, v, a: recorded.append((t, f, v)))
+    sched = faults.Schedule([Failing()], 1.0, random.Random(1), lambda t, f, v, a, rc: recorded.append((t, f, v)))
     await sched._step(sched.nemeses[0], start=True)
     assert recorded == [("invoke", "start-latency", None),
                         ("fail", "start-latency", {"error": "RuntimeError: no fault proxy on n1"})]
