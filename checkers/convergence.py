@@ -551,7 +551,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                 log.add(a)
     counts[placement.KIND] = log.count(placement.KIND)
     # What nodes that are no replica of a key hold of it (checkers/misplaced.py).
-    stray, mcounts = misplaced.check_pass(headers, records, ops)
+    stray, mcounts = misplaced.check_pass(headers, records, ops, start=params.get("ring_at_start"))
     unjudged = mcounts.pop("misplaced_unjudged", None)
     counts.update(mcounts)
     for a in stray:

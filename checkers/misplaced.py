@@ -7,13 +7,17 @@ one of its replicas too (``nonreplica`` records of ``replicas.jsonl``, harness/c
 the same localread, which never returns hints: they live in their own files). Such a node must
 hold nothing for the key unless some ring of the run made it a replica: a join, decommission,
 removenode or move leaves the data of a range behind on the nodes that lost it (until a cleanup,
-as in Cassandra), and a pending replica takes writes before it owns the range. The checker knows
-the run's rings only when no such change ran: then the ring every pass recorded (the same in
-each) is the only one the run had, and a node that is no replica of a key there (by
-checkers/placement.py's oracle, and by the harness's own placement) holding a cell of it is a
-``misplaced-data`` anomaly. When the rings are not known (a membership change or a move ran, a
-pass has no ring, the passes' rings differ) nothing is judged: ``misplaced_judged`` says 0 and
-``misplaced_unjudged`` says why.
+as in Cassandra), and a pending replica takes writes before it owns the range. So the checker
+needs every ring of the run. Without a ring change it is the ring every pass recorded (the same
+in each). With changes, the rings are replayed from the ring recorded before the workload
+(test.json's ``ring_at_start``) through each change the nemesis recorded (a completion with
+``ring_change``: a join's tokens, the node a decommission or removenode took out, a move's new
+tokens), and the last must be the ring the passes recorded. A node that no ring of the run makes
+a replica of a key (by checkers/placement.py's oracle, and by the harness's own placement)
+holding a cell of it is a ``misplaced-data`` anomaly. When the rings are not known (no first
+ring, a change that failed part way or did not say what it did, a replay that does not end at
+the passes' ring, a pass without a stable ring, passes that differ) nothing is judged:
+``misplaced_judged`` says 0 and ``misplaced_unjudged`` says why.
 """
 
 from __future__ import annotations
@@ -52,39 +56,101 @@ def _ring_of(header: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, str], ...
     return info.get("partitioner", "murmur3"), tuple(sorted((str(t), str(o)) for t, o in info["tokens"]))
 
 
-def unknown_rings(headers: Mapping[str, Mapping[str, Any]], history: list[Op]) -> str | None:
-    """Why the run's rings cannot be known, or None when every pass saw the one ring it had."""
-    changes = ring_changes(history)
-    if changes:
-        return f"the ring changed during the run ({', '.join(sorted(set(changes)))}): its earlier rings are not recorded"
+def _final_ring(headers: Mapping[str, Mapping[str, Any]]) -> tuple[tuple[str, tuple[tuple[str, str], ...]] | None, str | None]:
+    """The one ring every pass recorded, or why there is none."""
     rings = {label: _ring_of(h) for label, h in headers.items()}
     if not rings or any(r is None for r in rings.values()):
-        return "a pass recorded no stable ring (" + ", ".join(sorted(k for k, r in rings.items() if r is None)) + ")"
+        return None, "a pass recorded no stable ring (" + ", ".join(sorted(k for k, r in rings.items() if r is None)) + ")"
     if len(set(rings.values())) > 1:
-        return "the passes recorded different rings"
-    return None
+        return None, "the passes recorded different rings"
+    return next(iter(rings.values())), None
+
+
+def replay_rings(start: Mapping[str, Any] | None, history: list[Op]) -> tuple[list[dict[str, str]], dict[str, Any], str | None]:
+    """Every ring of the run, from ``start`` (test.json's ``ring_at_start``: the ring before the
+    workload) through each ring change the nemesis recorded, in order: (rings as token → owner,
+    the nodes' locations, None) — or ([], {}, why) when a change cannot be replayed (one failed
+    part way, or did not say what it did). A join says its tokens and location, a decommission
+    and a removenode the node that left, a move the node and its new tokens
+    (nemesis/membership.py, nemesis/operator.py)."""
+    if not isinstance(start, Mapping) or start.get("error") or not start.get("tokens"):
+        why = start.get("error") if isinstance(start, Mapping) and start.get("error") else "not recorded"
+        return [], {}, f"the ring before the workload is {why}"
+    ring = {str(t): str(o) for t, o in start["tokens"]}
+    locations: dict[str, Any] = dict(start.get("locations") or {})
+    rings = [dict(ring)]
+    for op, _t0, v in nemesis_steps(history):
+        if op.extra.get("ring_change") is not True:
+            continue
+        action = op.extra.get("action")
+        node = v.get("node")
+        if op.type != "info" or v.get("error") or not isinstance(node, str):
+            return [], {}, f"a ring change ({op.f} {action or ''}) failed or stopped part way: the rings it left are not known"
+        if action == "join" or action == "move":
+            if not isinstance(v.get("tokens"), list) or not v["tokens"]:
+                return [], {}, f"a {action} of {node} did not record its tokens"
+            ring = {t: o for t, o in ring.items() if o != node}
+            ring.update({str(t): node for t in v["tokens"]})
+            if action == "join" and isinstance(v.get("location"), list) and None not in v["location"]:
+                locations[node] = v["location"]
+        elif action in ("decommission", "removenode"):
+            ring = {t: o for t, o in ring.items() if o != node}
+        else:
+            return [], {}, f"a ring change the checker cannot replay ({op.f} {action})"
+        rings.append(dict(ring))
+    return rings, locations, None
+
+
+def unknown_rings(headers: Mapping[str, Mapping[str, Any]], history: list[Op],
+                  start: Mapping[str, Any] | None = None) -> tuple[list[dict[str, str]], dict[str, Any], str | None]:
+    """Every ring the run had, with the nodes' locations, and None — or ([], {}, why) when they
+    cannot be known. Without a ring change the passes' one ring is the only one; with changes
+    the rings are replayed from the first (:func:`replay_rings`), and the last must be the one
+    the passes recorded."""
+    final, why = _final_ring(headers)
+    if final is None:
+        return [], {}, why
+    changes = ring_changes(history)
+    if not changes:
+        return [dict(final[1])], {}, None
+    what = f"the ring changed during the run ({', '.join(sorted(set(changes)))})"
+    rings, locations, why = replay_rings(start, history)
+    if why is not None:
+        return [], {}, f"{what}: {why}"
+    if tuple(sorted(rings[-1].items())) != final[1]:
+        return [], {}, f"{what}: replaying its changes does not give the ring the passes recorded"
+    return rings, locations, None
 
 
 def check_pass(headers: Mapping[str, Mapping[str, Any]], records: Iterable[Mapping[str, Any]],
-               history: list[Op], label: str = "after") -> tuple[list[Anomaly], dict[str, Any]]:
+               history: list[Op], label: str = "after",
+               start: Mapping[str, Any] | None = None) -> tuple[list[Anomaly], dict[str, Any]]:
     """Judge the ``nonreplica`` records of pass ``label``: (anomalies, counts); ``counts`` has
-    ``misplaced_judged`` (1 when judged), the reads and what the non-replicas held."""
+    ``misplaced_judged`` (1 when judged), ``misplaced_rings`` (the rings judged against), the
+    reads and what the non-replicas held. ``start`` is the ring before the workload (test.json's
+    ``ring_at_start``), needed only when the ring changed."""
     counts: dict[str, Any] = {"misplaced_judged": 0, "nonreplica_reads": 0, "nonreplica_held": 0,
                               "nonreplica_excused": 0}
     header = headers.get(label) or {}
     info = header.get("nonreplica")
     if not isinstance(info, dict):
         return [], {**counts, "misplaced_unjudged": f"the {label} pass read no non-replica"}
-    why = unknown_rings(headers, history)
+    run_rings, earlier_locations, why = unknown_rings(headers, history, start)
     if why is not None:
         return [], {**counts, "misplaced_unjudged": why}
     counts["misplaced_judged"] = 1
+    counts["misplaced_rings"] = len(run_rings)
     counts["nonreplica_reads"] = int(info.get("reads") or 0)
     place = header["placement"]
     part = place.get("partitioner", "murmur3")
-    ring = [(placement.parse_token(part, t), owner) for t, owner in place["tokens"]]
-    locations = {n: (loc[0], loc[1]) for n, loc in (place.get("locations") or {}).items()}
+    rings = [[(placement.parse_token(part, t), owner) for t, owner in r.items()] for r in run_rings]
+    locations = {n: (loc[0], loc[1]) for n, loc in {**earlier_locations, **(place.get("locations") or {})}.items()}
     replication = place.get("replication") or {}
+    if str(replication.get("class", "SimpleStrategy")).rsplit(".", 1)[-1] != "SimpleStrategy":
+        unplaced = sorted({o for r in run_rings for o in r.values()} - set(locations))
+        if unplaced:
+            return [], {**counts, "misplaced_judged": 0, "misplaced_rings": 0,
+                        "misplaced_unjudged": f"the locations of {', '.join(unplaced)} are not recorded"}
     anomalies: list[Anomaly] = []
     for rec in records:
         if rec.get("type") != "nonreplica" or rec.get("pass") != label:
@@ -98,7 +164,8 @@ def check_pass(headers: Mapping[str, Mapping[str, Any]], records: Iterable[Mappi
         node = rec["node"]
         replicas = set(rec.get("replicas") or [])
         if token is not None:
-            replicas |= placement.expected_replicas(ring, locations, replication, token)
+            for ring in rings:
+                replicas |= placement.expected_replicas(ring, locations, replication, token)
         if token is None or node in replicas:
             counts["nonreplica_excused"] += 1
             continue

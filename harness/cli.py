@@ -452,10 +452,11 @@ _TEST_JSON_KEYS = {
     "write_acks": ("write_acks",),
     "replication": ("replication",),
     "node_datacenters": ("node_datacenters",),
+    "ring_at_start": ("ring_at_start",),
 }
 # Parameters whose value is a mapping (the others are scalars or lists, and a mapping under their
 # name is some other record's).
-_MAPPING_KEYS = frozenset({"init", "replication", "node_datacenters"})
+_MAPPING_KEYS = frozenset({"init", "replication", "node_datacenters", "ring_at_start"})
 
 
 def params_from_test(test: dict[str, Any]) -> dict[str, Any]:

@@ -55,3 +55,25 @@ async def probe(cluster: Any, secret: str, node: str, keyspace: str, keys: Seque
                endpoints=endpoints,
                ring_changed=[[t, o] for t, o, _s in again["tokens"]] != tokens)
     return out
+
+
+async def ring_now(cluster: Any, secret: str, nodes: Sequence[str], network: Any = None) -> dict[str, Any]:
+    """The ring (every token and its owner) and each node's location, as the first of ``nodes``
+    that answers sees them: recorded in test.json as ``ring_at_start`` before the workload of a
+    run whose nemeses may change the ring, so checkers/misplaced.py can replay the changes from
+    it. Never raises: ``{"error": ...}`` when no node answers (the checker then judges nothing)."""
+    errors = []
+    for node in nodes:
+        host, port = cluster.client_address(node)
+        try:
+            with trio.fail_after(REQUEST_TIMEOUT * 2):
+                async with open_client(host, port, secret=secret, timeout=REQUEST_TIMEOUT, network=network) as c:
+                    ring = await c.admin("ring")
+                    status = await c.admin("status", load=False)
+        except Exception as exc:  # noqa: BLE001 - try the next node
+            errors.append(f"{node}: {type(exc).__name__}: {exc}")
+            continue
+        return {"node": node, "partitioner": ring["partitioner"],
+                "tokens": [[t, owner] for t, owner, _state in ring["tokens"]],
+                "locations": {n["node_id"]: [n["datacenter"], n["rack"]] for n in status["nodes"]}}
+    return {"error": "; ".join(errors) or "no node to ask"}

@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from harness import datapaths, liveness_probe, store, topology
+from harness import datapaths, liveness_probe, placement_probe, store, topology
 from harness.client import NodeConnection
 from harness.convergence import JUDGED_MODELS, convergence_pass, full_repair, spec_of
 from harness.movement_probe import MovementProbe
@@ -161,6 +161,10 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                                operator=operator_tools(opts, cluster, secret, run_dir, workload, client_net),
                                storage=opts.storage_choices())
         await create_schema(cluster, secret, opts, workload.table, client_net)
+        if any(getattr(n, "changes_ring", False) for n in nemeses):
+            # The ring the run starts from, which the misplaced-data check replays the nemesis's
+            # ring changes from (checkers/misplaced.py).
+            test["ring_at_start"] = await placement_probe.ring_now(cluster, secret, cluster.node_ids(), client_net)
         # A simulated run writes its history buffered (SimDeployment.flush_history).
         with HistoryWriter(history_path, flush=getattr(deployment, "flush_history", True)) as writer:
             recorder = Recorder(writer, getattr(deployment, "clock_ns", None))

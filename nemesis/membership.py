@@ -146,7 +146,19 @@ class MembershipNemesis:
                     pass
                 await trio.sleep(0.5)
         stats = await self.db.admin(node, "netstats")
-        return Event("join", {"node": node, "result": stats.get("last")}, ring_change=True)
+        # Its tokens and location, from which checkers/misplaced.py rebuilds the ring of the run
+        # (None when the node did not say: the join happened, and the checker judges nothing).
+        tokens: list[str] | None = None
+        location: list[Any] | None = None
+        try:
+            ring = await self.db.admin(node, "ring")
+            own = (await self._status(node)).get(node, {})
+            tokens = [t for t, owner, _state in ring["tokens"] if owner == node]
+            location = [own.get("datacenter"), own.get("rack")]
+        except Exception as exc:  # noqa: BLE001 - the change is done either way
+            log.warning("joined node %s did not say its tokens: %s", node, exc)
+        return Event("join", {"node": node, "result": stats.get("last"), "tokens": tokens, "location": location},
+                     ring_change=True)
 
     async def _decommission(self, node: str) -> Event:
         with trio.fail_after(CHANGE_TIMEOUT):

@@ -217,3 +217,144 @@ def test_the_sim_reads_non_replicas_and_catches_a_repair_of_the_wrong_replicas(
     _run, run_dir = _sim(tmp_path, "planted")
     res = store.read_json(run_dir / "results.json")["checkers"]["convergence"]
     assert res["valid"] is False and res["counts"]["misplaced-data"] > 0
+
+
+# A sixth node's token inside n3's range (0, 2^60]: the keys between 0 and it move to n6.
+N6_TOKEN = 1 << 58
+JOINED = RING + [(N6_TOKEN, "n6")]
+
+
+def _start(ring: list[tuple[int, str]] = RING) -> dict[str, Any]:
+    return {"node": "n1", "partitioner": "murmur3", "tokens": [[str(t), n] for t, n in ring], "locations": {}}
+
+
+def _final_snapshots(ring: list[tuple[int, str]], stray: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Both passes on ``ring``, with the non-replica reads of the after pass."""
+    recs: list[dict[str, Any]] = []
+    for label in ("before", "after"):
+        info = {"nonreplica": {"nodes": NODES, "reads": 2 * len(KEYS), "unreadable": {}}} if label == "after" else {}
+        recs.append(_header(label, ring, **info))
+        for k in KEYS:
+            for n in _replicas(k, ring):
+                recs.append({"type": "replica", "pass": label, "key": k, "node": n, "replicas": _replicas(k, ring),
+                             "range": [], "cells": [["v", 1, 100, False, None]], "partition_tombstone": None})
+    return recs + stray
+
+
+def _changes(*steps: tuple[str, str, dict[str, Any]]) -> list[Op]:
+    ops = _history()
+    for f, action, value in steps:
+        ops.append(Op(len(ops), 10 * len(ops), "nemesis", "invoke", f, None, None))
+        ops.append(Op(len(ops), 10 * len(ops), "nemesis", "info", f, None, value,
+                      extra={"action": action, "ring_change": True}))
+    return ops
+
+
+def _moved_key(before: list[tuple[int, str]], after: list[tuple[int, str]]) -> tuple[str, str]:
+    """A key and a node that is its replica in ``before`` but not in ``after``."""
+    for k in KEYS:
+        lost = set(_replicas(k, before)) - set(_replicas(k, after))
+        if lost:
+            return k, sorted(lost)[0]
+    raise AssertionError("no key moves")
+
+
+def _judge(recs: list[dict[str, Any]], history: list[Op], start: Any) -> Any:
+    return convergence.check(history, {"replica_snapshots": recs, "ring_at_start": start})
+
+
+def test_a_join_is_replayed_from_the_first_ring_and_judged() -> None:
+    join = ("start-membership", "join", {"node": "n6", "tokens": [str(N6_TOKEN)], "location": ["dc1", "rack1"]})
+    key, lost = _moved_key(RING, JOINED)
+    # The node that gave the range to n6 still holds it (no cleanup): an earlier ring explains it.
+    r = _judge(_final_snapshots(JOINED, [_stray(key, lost, replicas=_replicas(key, JOINED))]), _changes(join), _start())
+    assert r.valid is True and r.counts["misplaced_judged"] == 1 and r.counts["misplaced_rings"] == 2
+    assert r.counts["nonreplica_excused"] == 1
+    # A node no ring of the run made a replica of the key holding it is misplaced.
+    never = next(n for n in NODES if n not in _replicas(key, RING) + _replicas(key, JOINED))
+    r = _judge(_final_snapshots(JOINED, [_stray(key, never, replicas=_replicas(key, JOINED))]), _changes(join), _start())
+    assert r.valid is False and r.counts["misplaced-data"] == 1
+
+
+def test_a_removenode_then_a_join_are_replayed_through_the_ring_between_them() -> None:
+    # n6 is removed (its range goes back to the next owners), then n7 joins at its token.
+    final = RING + [(N6_TOKEN, "n7")]
+    steps = _changes(("start-membership", "removenode", {"node": "n6", "via": "n1", "result": {}}),
+                     ("stop-membership", "join", {"node": "n7", "tokens": [str(N6_TOKEN)], "location": ["dc1", "rack1"]}))
+    # A node that held a key only in the ring between the two changes: the replay knows that ring.
+    only_middle = [(k, n) for k in KEYS for n in _replicas(k, RING)
+                   if n not in _replicas(k, JOINED) + _replicas(k, final)]
+    assert only_middle
+    key, node = only_middle[0]
+    recs = _final_snapshots(final, [_stray(key, node, replicas=_replicas(key, final))])
+    r = _judge(recs, steps, _start(JOINED))
+    assert r.valid is True and r.counts["misplaced_judged"] == 1 and r.counts["misplaced_rings"] == 3
+    assert r.counts["nonreplica_excused"] == 1
+    # Without the first ring the same run is not judged.
+    assert _judge(recs, steps, None).counts["misplaced_judged"] == 0
+
+
+@pytest.mark.parametrize("case", ["no first ring", "failed join", "no tokens", "replay differs", "unknown change"])
+def test_ring_changes_that_cannot_be_replayed_judge_nothing(case: str) -> None:
+    key = KEYS[3]
+    value: dict[str, Any] = {"node": "n6", "tokens": [str(N6_TOKEN)]}
+    start: Any = _start()
+    action = "join"
+    if case == "no first ring":
+        start = None
+    elif case == "failed join":
+        value = {"node": "n6", "error": "TooSlow: JOIN_TIMEOUT"}
+    elif case == "no tokens":
+        value = {"node": "n6", "tokens": None}
+    elif case == "replay differs":
+        value = {"node": "n6", "tokens": [str(N6_TOKEN + 1)]}
+    else:
+        action = "rebalance"
+    never = next(n for n in NODES if n not in _replicas(key, RING) + _replicas(key, JOINED))
+    r = _judge(_final_snapshots(JOINED, [_stray(key, never)]), _changes(("start-membership", action, value)), start)
+    assert r.valid is True and r.counts["misplaced_judged"] == 0 and r.counts["misplaced-data"] == 0
+    assert "ring changed" in r.details["misplaced_unjudged"]
+
+
+def test_a_sim_membership_run_is_judged_against_every_ring_it_had(tmp_path: Path) -> None:
+    opts = RunOptions(deploy="sim", seed=3, time_limit=9, nemesis="membership", nemesis_interval=2, concurrency="1n",
+                      rate=50, recovery_time=2, store=str(tmp_path), test_name="t", ops_per_key=30)
+    run_dir = tmp_path / "m"
+    run_dir.mkdir()
+    run_one(opts, run_dir, quiet=True)
+    test = store.read_json(run_dir / "test.json")
+    assert test["ring_at_start"]["tokens"] and "error" not in test["ring_at_start"]
+    res = store.read_json(run_dir / "results.json")["checkers"]["convergence"]
+    assert res["counts"]["misplaced_judged"] == 1, res.get("details")
+    assert res["counts"]["misplaced_rings"] >= 2 and res["counts"]["misplaced-data"] == 0
+
+
+def test_the_sim_catches_a_stream_of_more_than_the_range_a_node_gains(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A membership change that streams each gained range together with the piece before it puts
+    data on a node no ring of the run made its replica: only the judged misplaced-data check sees
+    it (every replica still holds what it should)."""
+    from node import membership_ops
+
+    def run(name: str) -> dict[str, Any]:
+        opts = RunOptions(deploy="sim", seed=8, time_limit=12, nemesis="membership", nemesis_interval=2,
+                          workload="set", key_count=400, read_repair="NONE", recovery_time=2,
+                          store=str(tmp_path), test_name="t")
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        run_one(opts, run_dir, quiet=True, report=False, keep_data=False)
+        return store.read_json(run_dir / "results.json")["checkers"]["convergence"]
+
+    clean = run("clean")
+    assert clean["valid"] is True and clean["counts"]["misplaced_judged"] == 1
+    original = membership_ops.transfer_plan
+
+    def widened(old: Any, new: Any, strategy: Any) -> list[Any]:
+        bounds = sorted(set(old.sorted_tokens) | set(new.sorted_tokens))
+        return [membership_ops.Transfer(bounds[bounds.index(t.left) - 1], t.right, t.target, t.sources, t.losing)
+                for t in original(old, new, strategy)]
+
+    monkeypatch.setattr(membership_ops, "transfer_plan", widened)
+    planted = run("planted")
+    assert planted["valid"] is False and planted["counts"]["misplaced-data"] > 0
+    assert planted["counts"]["misplaced_judged"] == 1
