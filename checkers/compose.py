@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from checkers import (acks, campaign, cells, convergence, counter, durability, gossip, isolation, linearizable, liveness, lww,
-                      lww_order, movement, nemesis_checks, perf, quorum, sets, ttl)
+                      lww_order, movement, nemesis_checks, perf, quorum, restart, sets, ttl)
 from checkers.result import Result, Validity, merge_validity
 from harness.history import HistoryFile, Op
 
@@ -32,6 +32,7 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "nemesis-checks": nemesis_checks.check,
     "acks": acks.check,
     "ttl": ttl.check,
+    "restart": restart.check,
 }
 """Every checker by name; each is a pure function of (history, params)."""
 
@@ -102,6 +103,8 @@ def _model_checkers(params: dict[str, Any]) -> list[str]:
     inside += ["gossip"] if params.get("gossip_samples") else []
     # Replica reads the moment a ring changed during a membership step (harness/movement_probe.py).
     inside += ["movement"] if params.get("movement_snapshots") else []
+    # Every node's rows read again after every node was killed and restarted (harness/restart_pass.py).
+    inside += ["restart"] if params.get("restart_snapshots") else []
     # A harness run records which replicas acknowledged each write (harness/client.py).
     inside += ["acks"] if params.get("write_acks") else []
     if model == "counter":

@@ -220,6 +220,9 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--final-repair", action="store_true", default=None,
                    help="after the final reads, drain the hints and repair every node (anti-entropy), then read "
                         "every replica: they must all hold the same data")
+    p.add_argument("--no-restart-check", action="store_true", default=None,
+                   help="skip the last step: killing and restarting every node and reading every key again "
+                        "(what each node held must come back from its files)")
     p.add_argument("--fault", dest="validation_faults", action="append", metavar="SWITCH",
                    help="turn on a node validation fault switch (repeatable): " + ", ".join(VALIDATION_FAULTS))
     p.add_argument("--test-name", help="name of the test in the store (default WORKLOAD-NEMESIS)")
@@ -519,10 +522,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         from checkers.convergence import params_for_run
         from checkers.liveness import params_for_run as liveness_params
         from checkers.movement import params_for_run as movement_params
+        from checkers.restart import params_for_run as restart_params
 
         params.update(params_for_run(run))
         params.update(liveness_params(run))
         params.update(movement_params(run))
+        params.update(restart_params(run))
         save_to = save_to or run / "results.json"
     elif args.history:
         history = Path(args.history)

@@ -34,6 +34,7 @@ from harness import datapaths, liveness_probe, placement_probe, store, topology
 from harness.client import NodeConnection
 from harness.convergence import JUDGED_MODELS, convergence_pass, full_repair, spec_of
 from harness.movement_probe import MovementProbe
+from harness.restart_pass import restart_pass, skip_reason
 from harness.deploy import make_deployment
 from harness.deploy.local import DeployError
 from harness.generator import Rate, Recorder, Worker, parse_concurrency
@@ -276,6 +277,10 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                 await convergence_pass(cluster, secret, workload, topology.placement_rf(opts), opts.read_repair,
                                        run_dir, "after", drain=True, network=client_net,
                                        now_ns=recorder.now_ns, extra=repaired)
+                if not opts.no_restart_check:
+                    progress.phase("killing and restarting every node, then reading every key on each again")
+                    await restart_pass(cluster, deployment.db, secret, workload, run_dir, recorder.now_ns, client_net,
+                                       skip=skip_reason(datapaths.node_storage(opts), deployment))
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -385,11 +390,13 @@ def check_run(run_dir: Path) -> Any:
     from checkers.convergence import params_for_run
     from checkers.liveness import params_for_run as liveness_params
     from checkers.movement import params_for_run as movement_params
+    from checkers.restart import params_for_run as restart_params
 
     params = params_from_test(store.read_json(run_dir / store.TEST_FILE))
     params.update(params_for_run(run_dir))
     params.update(liveness_params(run_dir))
     params.update(movement_params(run_dir))
+    params.update(restart_params(run_dir))
     composed = check_all(run_dir / store.HISTORY_FILE, params, save_to=run_dir / store.RESULTS_FILE)
     assignments = run_dir / ZK_ASSIGNMENTS_FILE
     if assignments.exists():

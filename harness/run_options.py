@@ -116,6 +116,9 @@ class RunOptions:
     # After the final reads: drain the hints, run an anti-entropy repair on every node in turn,
     # then take the `after` snapshot, whose replicas must then agree (harness/convergence.py).
     final_repair: bool = False
+    # At the very end, every node killed and restarted and read again: what the after pass read
+    # must come back from each node's files (harness/restart_pass.py, checkers/restart.py).
+    no_restart_check: bool = False
     validation_faults: list[str] = field(default_factory=list)
     test_name: str | None = None
     checker_time_limit: float = 60.0

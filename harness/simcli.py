@@ -22,7 +22,7 @@ from typing import Any
 # Options of `harness run` that mean the same thing in sim (the rest are about real machines).
 SIM_RUN_OPTIONS = ("workload", "nemesis", "nemesis_interval", "partition", "targets", "time_limit", "concurrency",
                    "rate", "nodes", "datacenters", "racks", "replication_factor", "read_cl", "write_cl", "key_count", "ops_per_key", "delete_fraction",
-                   "value_order", "client_timestamps", "memtable_flush_kb", "gc_grace", "max_hint_window", "recovery_time", "commitlog_sync", "read_repair", "final_repair", "validation_faults", "test_name", "store",
+                   "value_order", "client_timestamps", "memtable_flush_kb", "gc_grace", "max_hint_window", "recovery_time", "commitlog_sync", "read_repair", "final_repair", "no_restart_check", "validation_faults", "test_name", "store",
                    "coverage")
 # Nemeses the simulated world can apply (the data-path ones need real processes and files).
 SIM_NEMESES = ("partition", "kill", "pause", "clock", "latency", "membership", "flush-compact", "repair")
@@ -85,6 +85,9 @@ def register(sub: Any) -> None:
     p.add_argument("--final-repair", action="store_true", default=None,
                    help="after the final reads, drain the hints and repair every node (anti-entropy), then read "
                         "every replica: they must all hold the same data")
+    p.add_argument("--no-restart-check", action="store_true", default=None,
+                   help="skip the last step: killing and restarting every node and reading every key again "
+                        "(what each node held must come back from its files)")
     p.add_argument("--fault", dest="validation_faults", action="append", metavar="SWITCH",
                    help="turn on a node validation fault switch (repeatable): " + ", ".join(VALIDATION_FAULTS))
     p.add_argument("--test-name", help="name of the test in the store (default sim-WORKLOAD-NEMESIS)")

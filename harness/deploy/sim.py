@@ -213,6 +213,8 @@ class SimDeployment:
 
     def __init__(self, world: SimWorld) -> None:
         self.world = world
+        # A power-loss crash keeps only what was fsynced (harness/restart_pass.py then does not run).
+        self.kills_lose_unsynced = world.spec.crash != "process"
         self.cluster = SimCluster(world)
         self.db = SimDB(self.cluster)
         self.net = SimNet(world)

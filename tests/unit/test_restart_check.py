@@ -1,0 +1,149 @@
+"""checkers/restart.py on hand-made snapshots, and the restart pass end to end in the simulator:
+every node killed and restarted after the after pass must hold what it held (a planted replay bug
+is caught in a campaign with no kill of its own; the unmodified store is valid)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checkers import restart
+from checkers.compose import check_all
+from harness import store
+from harness.deploy.sim import run_one
+from harness.run import RunOptions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _after(rows: dict[tuple[str, Any], Any], pt: dict[tuple[str, Any], Any] | None = None) -> list[dict[str, Any]]:
+    recs: list[dict[str, Any]] = [{"type": "pass", "pass": "after", "nonreplica": {"unreadable": {}}}]
+    for (node, key), cells in rows.items():
+        recs.append({"type": "replica", "pass": "after", "key": key, "node": node, "replicas": [],
+                     "cells": cells, "partition_tombstone": (pt or {}).get((node, key))})
+    return recs
+
+
+def _restarted(rows: dict[tuple[str, Any], Any], nodes: list[str], pt: dict[tuple[str, Any], Any] | None = None,
+               **header: Any) -> list[dict[str, Any]]:
+    recs: list[dict[str, Any]] = [{"type": "restart", "nodes": nodes, "killed_ns": 10**9, "started_ns": 2 * 10**9,
+                                   "read_ns": 3 * 10**9, **header}]
+    for (node, key), cells in rows.items():
+        recs.append({"type": "row", "node": node, "key": key, "cells": cells,
+                     "partition_tombstone": (pt or {}).get((node, key))})
+    return recs
+
+
+def _check(before: list[dict[str, Any]], after: list[dict[str, Any]], **params: Any) -> Any:
+    return restart.check([], {"replica_snapshots": before, "restart_snapshots": after, **params})
+
+
+def cell(name: str, value: Any, ts: int, tomb: bool = False, exp: Any = None) -> list[Any]:
+    return [name, value, ts, tomb, exp]
+
+
+def test_what_every_node_held_came_back_is_valid_and_judged() -> None:
+    rows = {("n1", 1): [cell("v", 5, 100)], ("n2", 1): [cell("v", 5, 100)], ("n1", 2): [cell("v", None, 90, True)]}
+    r = _check(_after(rows), _restarted(rows, ["n1", "n2"]))
+    assert r.valid is True and r.counts["restart_judged"] == 1 and r.counts["nodes"] == 2
+    assert r.counts["rows_before"] == 3 and r.counts["cells_before"] == 3 and r.counts["lost-on-restart"] == 0
+
+
+def test_a_cell_or_tombstone_missing_or_older_after_the_restart_is_lost() -> None:
+    before = {("n1", 1): [cell("v", 5, 100)], ("n2", 1): [cell("v", None, 120, True)], ("n1", 3): [cell("a", 1, 50)]}
+    after = {("n2", 1): [cell("v", 4, 80)], ("n1", 3): [cell("a", 1, 50)]}
+    r = _check(_after(before), _restarted(after, ["n1", "n2"]))
+    assert r.valid is False and r.counts["lost-on-restart"] == 2
+    found = {(a.key, a.details["node"]): a.explanation for a in r.anomalies}
+    assert "v=5 at 100 (now absent)" in found[(1, "n1")]
+    assert "v=(tombstone) at 120 (now 80)" in found[(1, "n2")]
+
+
+def test_newer_cells_and_shadowing_partition_tombstones_are_not_losses() -> None:
+    before = {("n1", 1): [cell("v", 5, 100)], ("n1", 2): [cell("v", 6, 100)]}
+    after = {("n1", 1): [cell("v", 7, 130)], ("n1", 2): []}
+    r = _check(_after(before), _restarted(after, ["n1"], pt={("n1", 2): 150}))
+    assert r.valid is True
+    # A partition tombstone the node held and no longer holds is lost, unless gc_grace may have passed.
+    r = _check(_after({("n1", 4): []}, pt={("n1", 4): 90}), _restarted({}, ["n1"]))
+    assert r.valid is False and "a partition tombstone at 90" in r.anomalies[0].explanation
+    r = _check(_after({("n1", 4): []}, pt={("n1", 4): 90}), _restarted({}, ["n1"]), gc_grace_seconds=2)
+    assert r.valid is True and r.counts["excused_gc_grace"] == 1
+
+
+def test_expiring_cells_purgeable_tombstones_and_unread_nodes_are_not_judged() -> None:
+    before = {("n1", 1): [cell("v", 5, 100, exp=1_700_000_000)], ("n1", 2): [cell("v", None, 90, True)],
+              ("n3", 1): [cell("v", 5, 100)]}
+    after: dict[tuple[str, Any], Any] = {}
+    restarted = _restarted(after, ["n1", "n3"]) + [{"type": "unreadable", "node": "n3", "error": "TooSlowError: "}]
+    r = _check(_after(before), restarted, gc_grace_seconds=3)
+    assert r.valid is True and r.counts["excused_ttl"] == 1 and r.counts["excused_gc_grace"] == 1
+    assert r.counts["nodes"] == 1 and r.details["unreadable"] == ["n3"]
+    # With a gc_grace longer than the run, a tombstone that vanished is a loss.
+    assert _check(_after(before), restarted, gc_grace_seconds=3600).counts["lost-on-restart"] == 1
+
+
+def test_a_skipped_pass_judges_nothing_and_a_failed_one_is_unknown() -> None:
+    rows = {("n1", 1): [cell("v", 5, 100)]}
+    r = _check(_after(rows), [{"type": "restart", "nodes": ["n1"], "skipped": "power-loss crashes"}])
+    assert r.valid is True and r.counts["restart_judged"] == 0 and "power-loss" in r.details["reason"]
+    r = _check(_after(rows), [{"type": "restart", "nodes": ["n1"], "killed_ns": 1, "error": "TooSlowError: "}])
+    assert r.valid == "unknown" and "failed" in r.details["reason"]
+    assert _check([], _restarted(rows, ["n1"])).valid == "unknown"  # no after pass to compare with
+
+
+def test_the_sim_restarts_every_node_and_judges_the_unmodified_store_valid(tmp_path: Path) -> None:
+    opts = RunOptions(deploy="sim", seed=2, time_limit=6, nemesis="partition", concurrency="1n", rate=100,
+                      recovery_time=1, store=str(tmp_path), test_name="t", key_count=20, delete_fraction=0.2)
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    run_one(opts, run_dir, quiet=True, report=False, keep_data=False)
+    res = store.read_json(run_dir / "results.json")["checkers"]["restart"]
+    assert res["valid"] is True and res["counts"]["restart_judged"] == 1 and res["counts"]["nodes"] == 5
+    lines = (run_dir / "restarts.jsonl").read_text().splitlines()
+    assert '"type":"restart"' in lines[0] and '"read_ns"' in lines[0]
+    # Every row a node held came back (and nothing else appeared: no write ran in between).
+    assert res["counts"]["rows_before"] == len(lines) - 1 >= 30
+    # `harness check` on the run directory judges it the same way.
+    assert check_all(run_dir / "history.jsonl", _params(run_dir)).results["restart"].valid is True
+    # A power-loss crash mode skips the pass (its kills may rightly lose unsynced writes).
+    run_dir = tmp_path / "power"
+    run_dir.mkdir()
+    run_one(opts, run_dir, crash="power", quiet=True, report=False, keep_data=False)
+    res = store.read_json(run_dir / "results.json")["checkers"]["restart"]
+    assert res["valid"] is True and res["counts"]["restart_judged"] == 0 and "power-loss" in res["details"]["reason"]
+
+
+def _params(run_dir: Path) -> dict[str, Any]:
+    from harness.cli import params_from_test
+    from checkers.convergence import params_for_run
+
+    params = params_from_test(store.read_json(run_dir / "test.json"))
+    params.update(params_for_run(run_dir))
+    params.update(restart.params_for_run(run_dir))
+    return params
+
+
+def _bench() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_mutants", ROOT / "bench" / "mutants.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_mutants"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("name", ["replay-skips-newest-segment"])
+def test_a_replay_bug_is_caught_by_the_restart_in_a_campaign_without_kills(tmp_path: Path, name: str) -> None:
+    """bench/mutants/36 (commit-log replay leaves out the newest segment) with the `restart`
+    campaign (partitions and pauses, no kill): only the final restart makes a node replay."""
+    bench = _bench()
+    [mutant] = [m for m in bench.load_mutants() if m.name == name]
+    caught, unknown, run, first, _wall = bench.run_one(mutant, "restart", "1-2", 1, tmp_path / "m")
+    assert (run, unknown) == (2, 0) and caught == 2 and first == "restart"
+    caught, unknown, run, _first, _wall = bench.run_one(None, "restart", "1-2", 1, tmp_path / "b")
+    assert (caught, unknown, run) == (0, 0, 2)
