@@ -9,7 +9,9 @@ same cell or a newer one of the same name (a repair or hint after the pass may h
 newer), and a partition tombstone at least as new, or one that shadows it:
 
 ``lost-on-restart``: key, node, the cells (or partition tombstone) the node had before and not
-after. Not judged: cells with a TTL (they may expire in between), tombstones once gc_grace may
+after. ``appeared-on-restart``: a value after the restart that no node held before (not a tombstone, no
+TTL): it came from the node's own files, where it had been deleted and purged or its reads had
+missed it (judged once every hint was delivered and every node was read before). Not judged: cells with a TTL (they may expire in between), tombstones once gc_grace may
 have passed since the run began (a compaction may rightly purge them), nodes either read did not
 reach, and a run whose kills lose unsynced writes (the pass is then skipped: its header says why).
 
@@ -30,6 +32,7 @@ from harness.history import Op
 
 RESTARTS_FILE = "restarts.jsonl"
 KIND = "lost-on-restart"
+RESURRECTED = "appeared-on-restart"
 # Cells named per finding.
 MAX_CELLS = 4
 
@@ -50,23 +53,30 @@ def _records(source: Any) -> Iterator[Mapping[str, Any]]:
         yield from source
 
 
-def _before(source: Any) -> tuple[dict[tuple[str, Any], Mapping[str, Any]], set[str], bool]:
-    """The after pass's rows by (node, key), the nodes it could not read, whether it ran."""
-    rows: dict[tuple[str, Any], Mapping[str, Any]] = {}
-    unread: set[str] = set()
-    seen = False
-    for rec in _records(source):
-        if rec.get("pass") != "after":
-            continue
-        if rec.get("type") == "pass":
-            seen = not rec.get("error")
-            unread |= set((rec.get("nonreplica") or {}).get("unreadable") or {})
-        elif rec.get("type") in ("replica", "nonreplica"):
-            if "error" in rec:
-                unread.add(rec["node"])
-            else:
-                rows[(rec["node"], _hashable(rec["key"]))] = rec
-    return rows, unread, seen
+class _After:
+    """What the after pass read: rows by (node, key), every (key, cell name, timestamp) any node
+    held, the nodes it could not read, whether it ran and whether every hint had been delivered."""
+
+    def __init__(self, source: Any) -> None:
+        self.rows: dict[tuple[str, Any], Mapping[str, Any]] = {}
+        self.anywhere: set[tuple[Any, str, int]] = set()
+        self.unread: set[str] = set()
+        self.ran = False
+        self.drained = False
+        for rec in _records(source):
+            if rec.get("pass") != "after":
+                continue
+            if rec.get("type") == "pass":
+                self.ran = not rec.get("error")
+                self.drained = rec.get("hints_drained") is True
+                self.unread |= set((rec.get("nonreplica") or {}).get("unreadable") or {})
+            elif rec.get("type") in ("replica", "nonreplica"):
+                if "error" in rec:
+                    self.unread.add(rec["node"])
+                    continue
+                key = _hashable(rec["key"])
+                self.rows[(rec["node"], key)] = rec
+                self.anywhere.update((key, c[0], c[2]) for c in rec.get("cells") or [])
 
 
 def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
@@ -94,10 +104,11 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
         return Result("restart", "unknown", counts, [], {"reason": f"the restart pass failed: {header.get('error')}"})
     if params.get("replica_snapshots") is None:
         return Result("restart", "unknown", counts, [], {"reason": "no after pass to compare with"})
-    before, unread_before, ran = _before(params["replica_snapshots"])
-    if not ran:
+    seen = _After(params["replica_snapshots"])
+    before = seen.rows
+    if not seen.ran:
         return Result("restart", "unknown", counts, [], {"reason": "the after pass did not run"})
-    skip = unreadable | unread_before
+    skip = unreadable | seen.unread
     nodes = [n for n in header.get("nodes") or [] if n not in skip]
     counts["nodes"] = len(nodes)
     counts["restart_judged"] = 1
@@ -141,6 +152,28 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                 f"key {key!r}: node {node} held {shown} before every node was killed and restarted, and not after: "
                 f"what it had written to its files (commit log, SSTables) did not come back",
                 [], key, {"node": node, "lost": len(lost)}))
+    # A value no node held before the restart came from this node's own files: deleted and
+    # purged, shadowed, or never returned by its reads before. Judged once every hint was
+    # delivered (a hint lives apart from the table) and every node was read before.
+    counts["cells_after"] = 0
+    if seen.drained and not seen.unread:
+        for (node, key), row in after.items():
+            if node not in nodes:
+                continue
+            held = {c[0]: c[2] for c in (before.get((node, key)) or {}).get("cells") or []}
+            back: list[str] = []
+            for name, value, ts, tomb, exp in row.get("cells") or []:
+                counts["cells_after"] += 1
+                if tomb or exp is not None or (key, name, ts) in seen.anywhere or held.get(name, -1) >= ts:
+                    continue
+                back.append(f"{name}={value!r} at {ts}" + (f" (it held {held[name]})" if name in held else " (it held none)"))
+            if back:
+                log.add(Anomaly(
+                    RESURRECTED,
+                    f"key {key!r}: node {node} holds {', '.join(back[:MAX_CELLS])} after every node was restarted, "
+                    f"a value no node held before: its own files brought back data it did not serve before "
+                    f"(deleted and purged, or lost to its reads)", [], key, {"node": node}))
     counts[KIND] = log.count(KIND)
-    return Result("restart", counts[KIND] == 0, counts, log.examples,
+    counts[RESURRECTED] = log.count(RESURRECTED)
+    return Result("restart", counts[KIND] == 0 and counts[RESURRECTED] == 0, counts, log.examples,
                   {"unreadable": sorted(skip)} if skip else {})

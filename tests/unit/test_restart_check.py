@@ -147,3 +147,22 @@ def test_a_replay_bug_is_caught_by_the_restart_in_a_campaign_without_kills(tmp_p
     assert (run, unknown) == (2, 0) and caught == 2 and first == "restart"
     caught, unknown, run, _first, _wall = bench.run_one(None, "restart", "1-2", 1, tmp_path / "b")
     assert (caught, unknown, run) == (0, 0, 2)
+
+
+def test_a_value_no_node_held_before_the_restart_appeared_from_the_nodes_own_files() -> None:
+    before = {("n1", 1): [cell("v", 5, 100)], ("n2", 1): [cell("v", 5, 100)], ("n1", 2): []}
+    drained = _after(before)
+    drained[0]["hints_drained"] = True
+    # n1 brings back an old value of key 2 (its tombstone purged), n2 one of key 1 no one had.
+    after = {("n1", 1): [cell("v", 5, 100)], ("n1", 2): [cell("v", 3, 40)], ("n2", 1): [cell("v", 5, 100), cell("w", 1, 30)]}
+    r = _check(drained, _restarted(after, ["n1", "n2"]))
+    assert r.valid is False and r.counts["appeared-on-restart"] == 2 and r.counts["lost-on-restart"] == 0
+    # A value another node held is a repair's or a hint's, not an appearance.
+    held = _after({**before, ("n2", 2): [cell("v", 3, 40)]})
+    held[0]["hints_drained"] = True
+    after = {("n1", 1): [cell("v", 5, 100)], ("n1", 2): [cell("v", 3, 40)], ("n2", 1): [cell("v", 5, 100)],
+             ("n2", 2): [cell("v", 3, 40)]}
+    assert _check(held, _restarted(after, ["n1", "n2"])).valid is True
+    # Not judged while hints were pending (a hint is not in any node's table).
+    after = {("n1", 1): [cell("v", 5, 100)], ("n1", 2): [cell("v", 3, 40)], ("n2", 1): [cell("v", 5, 100)]}
+    assert _check(_after(before), _restarted(after, ["n1", "n2"])).valid is True
