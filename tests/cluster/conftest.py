@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -21,6 +20,7 @@ import pytest
 import trio
 
 from node.client import open_client
+from tests.bench_modules import bench_module  # noqa: F401 - the cluster tests import it from here
 
 SECRET = "test-secret"
 # Generous for 2 shared cores: a node opens storage, binds two ports and writes its ready file.
@@ -234,14 +234,3 @@ def one_node(root: Path, extra: str = "") -> Iterator[Cluster]:
         c.stop()
 
 
-def bench_module(name: str) -> Any:
-    """bench/<name>.py as a module, without putting bench/ on sys.path: there its sim.py would
-    shadow the sim package for every later test file on the same worker process."""
-    key = f"bench_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).resolve().parents[2] / "bench" / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]

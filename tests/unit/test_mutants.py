@@ -6,25 +6,15 @@ against the new code (docs/mutants.md) so the mutation table never shrinks silen
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.bench_modules import bench_module
+
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def _bench() -> object:
-    spec = importlib.util.spec_from_file_location("bench_mutants", ROOT / "bench" / "mutants.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_mutants"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _bench()
+bench = bench_module("mutants")
 MUTANTS = bench.load_mutants()  # type: ignore[attr-defined]
 
 

@@ -4,8 +4,6 @@ is caught in a campaign with no kill of its own; the unmodified store is valid).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +14,7 @@ from checkers.compose import check_all
 from harness import store
 from harness.deploy.sim import run_one
 from harness.run import RunOptions
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench_modules import bench_module
 
 
 def _after(rows: dict[tuple[str, Any], Any], pt: dict[tuple[str, Any], Any] | None = None) -> list[dict[str, Any]]:
@@ -128,20 +125,11 @@ def _params(run_dir: Path) -> dict[str, Any]:
     return params
 
 
-def _bench() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_mutants", ROOT / "bench" / "mutants.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_mutants"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.parametrize("name", ["replay-skips-newest-segment"])
 def test_a_replay_bug_is_caught_by_the_restart_in_a_campaign_without_kills(tmp_path: Path, name: str) -> None:
     """bench/mutants/36 (commit-log replay leaves out the newest segment) with the `restart`
     campaign (partitions and pauses, no kill): only the final restart makes a node replay."""
-    bench = _bench()
+    bench = bench_module("mutants")
     [mutant] = [m for m in bench.load_mutants() if m.name == name]
     caught, unknown, run, first, _wall = bench.run_one(mutant, "restart", "1-2", 1, tmp_path / "m")
     assert (run, unknown) == (2, 0) and caught == 2 and first == "restart"
