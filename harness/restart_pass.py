@@ -36,10 +36,19 @@ START_TIMEOUT_S = 60.0
 RETRY_S = 0.2
 
 
-def skip_reason(node_storage: dict[str, Any], deployment: Any) -> str | None:
+# Nemeses that damage a node's files: a restart may rightly set aside a file whose damage only its
+# opening notices (a checksum read at load), and with it what the node served from memory before.
+DAMAGING_NEMESES = ("corrupt",)
+
+
+def skip_reason(node_storage: dict[str, Any], deployment: Any, nemeses: Sequence[str] = ()) -> str | None:
     """Why the pass must not run in this campaign, or None: a kill that drops what a node wrote
     but did not fsync (the crash nemesis's volatile files, the simulator's power-loss crashes)
-    may rightly lose a periodic-mode write however long ago it was acknowledged."""
+    may rightly lose a periodic-mode write however long ago it was acknowledged, and files the
+    corrupt nemesis damaged may rightly be set aside when a restart opens them."""
+    damaging = sorted(set(nemeses) & set(DAMAGING_NEMESES))
+    if damaging:
+        return f"the {', '.join(damaging)} nemesis damaged files that a restart may rightly set aside"
     if node_storage.get("volatile_unsynced"):
         return "the nodes' kills lose unsynced writes in this campaign (volatile_unsynced)"
     if getattr(deployment, "kills_lose_unsynced", False):

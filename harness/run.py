@@ -278,9 +278,11 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                                        run_dir, "after", drain=True, network=client_net,
                                        now_ns=recorder.now_ns, extra=repaired)
                 if not opts.no_restart_check:
-                    progress.phase("killing and restarting every node, then reading every key on each again")
+                    skip = skip_reason(datapaths.node_storage(opts), deployment, names)
+                    progress.phase(f"no restart check: {skip}" if skip else
+                                   "killing and restarting every node, then reading every key on each again")
                     await restart_pass(cluster, deployment.db, secret, workload, run_dir, recorder.now_ns, client_net,
-                                       skip=skip_reason(datapaths.node_storage(opts), deployment))
+                                       skip=skip)
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -154,3 +154,15 @@ def test_a_value_no_node_held_before_the_restart_appeared_from_the_nodes_own_fil
     # Not judged while hints were pending (a hint is not in any node's table).
     after = {("n1", 1): [cell("v", 5, 100)], ("n1", 2): [cell("v", 3, 40)], ("n2", 1): [cell("v", 5, 100)]}
     assert _check(_after(before), _restarted(after, ["n1", "n2"])).valid is True
+
+
+def test_the_pass_is_skipped_where_kills_or_damage_may_rightly_lose_data() -> None:
+    from harness.restart_pass import skip_reason
+
+    class Power:
+        kills_lose_unsynced = True
+
+    assert skip_reason({}, object(), ["partition", "kill"]) is None
+    assert "volatile" in (skip_reason({"volatile_unsynced": True}, object(), ["crash"]) or "")
+    assert "power-loss" in (skip_reason({}, Power(), ["kill"]) or "")
+    assert "corrupt nemesis" in (skip_reason({}, object(), ["corrupt", "kill"]) or "")
