@@ -11,7 +11,9 @@ newer), and a partition tombstone at least as new, or one that shadows it:
 ``lost-on-restart``: key, node, the cells (or partition tombstone) the node had before and not
 after. ``appeared-on-restart``: a value after the restart that no node held before (not a tombstone, no
 TTL): it came from the node's own files, where it had been deleted and purged or its reads had
-missed it (judged once every hint was delivered and every node was read before). Not judged: cells with a TTL (they may expire in between), tombstones once gc_grace may
+missed it (judged once every hint was delivered and every node was read before).
+``restart-failed``: a node that did not start again from its files, or started and did not answer
+its reads. Not judged: cells with a TTL (they may expire in between), tombstones once gc_grace may
 have passed since the run began (a compaction may rightly purge them), nodes either read did not
 reach, and a run whose kills lose unsynced writes (the pass is then skipped: its header says why).
 
@@ -33,6 +35,7 @@ from harness.history import Op
 RESTARTS_FILE = "restarts.jsonl"
 KIND = "lost-on-restart"
 RESURRECTED = "appeared-on-restart"
+FAILED = "restart-failed"
 # Cells named per finding.
 MAX_CELLS = 4
 
@@ -90,13 +93,15 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     header: Mapping[str, Any] = {}
     after: dict[tuple[str, Any], Mapping[str, Any]] = {}
     unreadable: set[str] = set()
+    failed: list[Mapping[str, Any]] = []
     for rec in _records(source):
         if rec.get("type") == "restart":
             header = rec
         elif rec.get("type") == "row":
             after[(rec["node"], _hashable(rec["key"]))] = rec
-        elif rec.get("type") == "unreadable":
+        elif rec.get("type") in ("unreadable", "unstarted"):
             unreadable.add(rec["node"])
+            failed.append(rec)
     if header.get("skipped"):
         return Result("restart", True, counts, [], {"reason": f"the restart pass did not run: {header['skipped']}"})
     # The pass ran and failed, or has nothing to be compared with: the check could not be made.
@@ -118,6 +123,14 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     span_s = (header.get("read_ns") or 0) / 1e9
     purgeable = isinstance(grace, (int, float)) and span_s >= grace
     log = AnomalyLog()
+    # Nothing was wrong with the cluster when it was killed: a node that does not start from its
+    # own files, or starts and cannot read them back, is a finding.
+    for rec in failed:
+        if rec["node"] in seen.unread:
+            continue
+        what = "did not start again" if rec["type"] == "unstarted" else "started again but did not answer its reads"
+        log.add(Anomaly(FAILED, f"node {rec['node']} {what} after every node was killed and restarted: {rec.get('error')}",
+                        [], None, {"node": rec["node"], "error": rec.get("error")}))
     for (node, key), row in before.items():
         if node not in nodes or (not row.get("cells") and row.get("partition_tombstone") is None):
             continue
@@ -175,5 +188,6 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                     f"(deleted and purged, or lost to its reads)", [], key, {"node": node}))
     counts[KIND] = log.count(KIND)
     counts[RESURRECTED] = log.count(RESURRECTED)
-    return Result("restart", counts[KIND] == 0 and counts[RESURRECTED] == 0, counts, log.examples,
+    counts[FAILED] = log.count(FAILED)
+    return Result("restart", counts[KIND] == 0 and counts[RESURRECTED] == 0 and counts[FAILED] == 0, counts, log.examples,
                   {"unreadable": sorted(skip)} if skip else {})

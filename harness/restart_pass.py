@@ -10,9 +10,11 @@ filters and summaries read back from disk), and every key is read on every node 
 the same ``localread``. The records go to ``restarts.jsonl``: a ``{"type": "restart", "nodes",
 "killed_ns", "started_ns", "read_ns"}`` header (``skipped`` with the reason instead, when the
 run's kills may lose unsynced writes), then one ``{"type": "row", "node", "key", "cells",
-"partition_tombstone"}`` line per node and key held there (``{"type": "unreadable", "node",
-"error"}`` for a node that did not answer). checkers/restart.py compares them with the after
-pass: a cell or tombstone a node held before the restart and not after is ``lost-on-restart``.
+"partition_tombstone"}`` line per node and key held there (``{"type": "unstarted", "node",
+"error"}`` for a node that did not start again, ``{"type": "unreadable", "node", "error"}`` for
+one that started and did not answer its reads). checkers/restart.py compares them with the after
+pass: a cell or tombstone a node held before the restart and not after is ``lost-on-restart``, a
+node that does not come back is ``restart-failed``.
 """
 
 from __future__ import annotations
@@ -92,9 +94,19 @@ async def restart_pass(cluster: Any, db: Any, secret: str, workload: Any, run_di
         async with trio.open_nursery() as nursery:
             for nid in nodes:
                 nursery.start_soon(db.kill, nid)
+        unstarted: set[str] = set()
+
+        async def start(nid: str) -> None:
+            try:
+                await db.restart(nid)
+            except Exception as exc:  # noqa: BLE001 - a node that cannot start from its files is a finding
+                log.warning("node %s did not start again: %s", nid, exc)
+                unstarted.add(nid)
+                lines.append({"type": "unstarted", "node": nid, "error": f"{type(exc).__name__}: {exc}"})
+
         async with trio.open_nursery() as nursery:
             for nid in nodes:
-                nursery.start_soon(db.restart, nid)
+                nursery.start_soon(start, nid)
         header["started_ns"] = now_ns()
 
         async def read(nid: str) -> None:
@@ -111,7 +123,8 @@ async def restart_pass(cluster: Any, db: Any, secret: str, workload: Any, run_di
 
         async with trio.open_nursery() as nursery:
             for nid in nodes:
-                nursery.start_soon(read, nid)
+                if nid not in unstarted:
+                    nursery.start_soon(read, nid)
         header["read_ns"] = now_ns()
     except Exception as exc:  # noqa: BLE001 - the check becomes unknown, the campaign goes on
         log.exception("restart pass failed")

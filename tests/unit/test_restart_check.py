@@ -76,12 +76,18 @@ def test_expiring_cells_purgeable_tombstones_and_unread_nodes_are_not_judged() -
     before = {("n1", 1): [cell("v", 5, 100, exp=1_700_000_000)], ("n1", 2): [cell("v", None, 90, True)],
               ("n3", 1): [cell("v", 5, 100)]}
     after: dict[tuple[str, Any], Any] = {}
-    restarted = _restarted(after, ["n1", "n3"]) + [{"type": "unreadable", "node": "n3", "error": "TooSlowError: "}]
-    r = _check(_after(before), restarted, gc_grace_seconds=3)
+    restarted = _restarted(after, ["n1", "n3"])
+    r = _check(_after(before) + [{"type": "replica", "pass": "after", "node": "n3", "key": 1, "error": "down"}],
+               restarted, gc_grace_seconds=3)
     assert r.valid is True and r.counts["excused_ttl"] == 1 and r.counts["excused_gc_grace"] == 1
     assert r.counts["nodes"] == 1 and r.details["unreadable"] == ["n3"]
+    # A node that does not come back from its files is a finding, whatever it held.
+    for kind in ("unstarted", "unreadable"):
+        gone = restarted + [{"type": kind, "node": "n3", "error": "DeployError: exited with code 1"}]
+        r = _check(_after(before), gone, gc_grace_seconds=3)
+        assert r.valid is False and r.counts["restart-failed"] == 1 and "n3" in r.anomalies[0].explanation
     # With a gc_grace longer than the run, a tombstone that vanished is a loss.
-    assert _check(_after(before), restarted, gc_grace_seconds=3600).counts["lost-on-restart"] == 1
+    assert _check(_after(before), restarted, gc_grace_seconds=3600).counts["lost-on-restart"] == 2
 
 
 def test_a_skipped_pass_judges_nothing_and_a_failed_one_is_unknown() -> None:
