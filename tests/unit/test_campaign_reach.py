@@ -1,0 +1,42 @@
+"""bench/mutants.py's storage-kill-set campaign still reaches the commit-log replay positions it was
+built for: its planted replay-position bug is caught on fixed sim seeds (deterministic: a sweep's
+workers run with a fixed hash seed).
+
+The campaign lost that reach silently once: sim's nodes began flushing at 4 KB by default, the
+campaign named no memtable size, the next flush after each compaction covered what the planted
+bug skipped, and `compaction-replay-position` went from 6/6 to 0/6 in a full mutant run with no
+test failing. This runs the real patch (bench/mutants/27) with the campaign's own arguments, as
+`bench/mutants.py --only compaction-replay-position` does, on two seeds (6 of 6 seeds 1-6 are
+caught, so one of two is a loose bound that a reshuffled schedule will not trip).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_mutants_reach", ROOT / "bench" / "mutants.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_storage_kill_set_catches_a_compaction_that_claims_the_current_replay_position(tmp_path: Path) -> None:
+    bench = _bench()
+    [mutant] = [m for m in bench.load_mutants() if m.name == "compaction-replay-position"]
+    assert mutant.campaign == "storage-kill-set"
+    # Only the nemesis flushes (the store's own memtable size): the window the bug needs.
+    args = bench.CAMPAIGNS["storage-kill-set"]
+    assert args[args.index("--memtable-flush-kb") + 1] == "0"
+    caught, unknown, run, _first, _wall = bench.run_one(None, "storage-kill-set", "1-2", 1, tmp_path)
+    assert (caught, unknown, run) == (0, 0, 2)
+    caught, _unknown, run, first, _wall = bench.run_one(mutant, "storage-kill-set", "1-2", 1, tmp_path)
+    assert run == 2 and caught >= 1 and "convergence" in first
