@@ -93,6 +93,9 @@ def params_for_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         test = json.loads((Path(run_dir) / "test.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return out
+    nemesis = (test.get("options") or {}).get("nemesis") if isinstance(test.get("options"), dict) else None
+    if isinstance(nemesis, str):
+        out["nemesis"] = nemesis  # which faults may damage files (the store-damaged check)
     window = (test.get("options") or {}).get("max_hint_window") if isinstance(test.get("options"), dict) else None
     if isinstance(window, (int, float)):
         out["max_hint_window"] = window
@@ -104,6 +107,25 @@ def params_for_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if isinstance(test.get("history_start_time"), (int, float)) and test.get("deploy") != "sim":
         out["history_start_time"] = test["history_start_time"]
     return out
+
+
+# Nemeses that damage a node's files on purpose (nemesis/storage.py): with one of them in the
+# run, corrupt or quarantined SSTables are the fault's doing, not the store's.
+FILE_DAMAGE_NEMESES = frozenset({"corrupt", "disk"})
+# Every other nemesis name (nemesis/faults.py NEMESES and its aliases): a run naming only these
+# has no fault that may damage a file. An unknown name leaves the storage health unjudged.
+NO_FILE_DAMAGE_NEMESES = frozenset({"partition", "kill", "pause", "clock", "latency", "membership", "zk",
+                                    "flush-compact", "repair", "crash", "admin", "move", "clients", "all", "none"})
+
+
+def _file_damage_excused(nemesis: Any) -> bool | None:
+    """Whether the run's nemeses may damage files (None: the nemeses are not known)."""
+    if not isinstance(nemesis, str):
+        return None
+    names = {n.strip() for n in nemesis.split(",") if n.strip()}
+    if names & FILE_DAMAGE_NEMESES:
+        return True
+    return None if names - NO_FILE_DAMAGE_NEMESES else False
 
 
 class _Expected:
@@ -539,6 +561,29 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                     f"{peer} UP again after the faults healed",
                     [], None, {"node": node, "peer": peer}))
     counts["stale-liveness-view"] = log.count("stale-liveness-view")
+    # What each node found wrong with its own files at the end (harness/convergence.py
+    # storage_health): kills, power losses, partitions, pauses, flushes and the rest never damage a
+    # file of a correct store (it fsyncs an SSTable before its commit log is dropped, and a torn
+    # commit log tail is truncated, not a damage); only the corrupt and disk nemeses may.
+    health = after_header.get("storage_health")
+    judged = isinstance(health, dict) and _file_damage_excused(params.get("nemesis")) is False
+    counts["storage_health_judged"] = int(judged)
+    if judged:
+        for node, st in sorted(health.items()):
+            if not isinstance(st, dict):
+                continue
+            files = sorted({*(st.get("corrupt") or []), *(st.get("verify_corrupt") or []), *(st.get("quarantined") or [])})
+            held = st.get("held") or {}
+            if files or held:
+                log.add(Anomaly(
+                    "store-damaged",
+                    f"{node} reports damaged storage after the run: {len(files)} corrupt or quarantined SSTable(s)"
+                    + (f" ({', '.join(Path(f).name for f in files[:3])})" if files else "")
+                    + (f", tables refusing reads: {', '.join(sorted(held))}" if held else "")
+                    + f"; no fault of this run damages files (nemesis {params.get('nemesis')!r}): the store "
+                    f"left them damaged itself (an unsynced or torn file it trusted after a crash, or a writer bug)",
+                    [], None, {"node": node, "files": files[:MAX_LISTED], "held": held}))
+    counts["store-damaged"] = log.count("store-damaged")
     # Each key's replicas against an oracle computed apart from node/ring.py (checkers/placement.py).
     placed_keys: set[Any] = set()
     for label, h in headers.items():

@@ -334,6 +334,29 @@ async def full_repair(cluster: Any, secret: str, network: Any = None) -> dict[st
     return {"full_repair": out, "full_repair_hints_drained": drained["hints_drained"]}
 
 
+async def storage_health(cluster: Any, secret: str, network: Any = None) -> dict[str, Any]:
+    """Each running node's own account of damage to its files, from its ``storage`` admin op with
+    a full checksum scrub (``verify``): ``{"storage_health": {node: {"corrupt": [...],
+    "verify_corrupt": [...], "quarantined": [...], "held": {...}} or an error string}}``.
+    checkers/convergence.py holds it against the run's faults: kills, power losses and partitions
+    must never leave a damaged SSTable behind (only the corrupt and disk nemeses damage files)."""
+    out: dict[str, Any] = {}
+
+    async def ask(node: str) -> None:
+        try:
+            st = await _admin(cluster, secret, node, "storage", network=network, verify=True)
+        except Exception as exc:  # noqa: BLE001 - recorded: a node that does not answer is not judged
+            out[node] = f"{type(exc).__name__}: {exc}"
+            return
+        out[node] = {"corrupt": list(st.get("corrupt") or []), "verify_corrupt": list(st.get("verify_corrupt") or []),
+                     "quarantined": list(st.get("quarantined") or []), "held": dict(st.get("held") or {})}
+
+    async with trio.open_nursery() as nursery:
+        for node in cluster.node_ids():
+            nursery.start_soon(ask, node)
+    return {"storage_health": {n: out[n] for n in sorted(out)}}
+
+
 async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | Strategy, read_repair: str,
                            run_dir: Path, label: str, drain: bool = False, network: Any = None,
                            now_ns: Any = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -352,6 +375,7 @@ async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | S
             # Once every hint is delivered the faults are long healed: each running node should
             # see every other as UP (checkers/convergence.py's stale-liveness-view).
             extra.update(await liveness_views(cluster, secret, network))
+            extra.update(await storage_health(cluster, secret, network))
         # Only the last pass looks for misplaced data: whatever a repair, stream or hint put on a
         # wrong node during the run is still there (nothing but a cleanup removes it).
         return await snapshot(cluster, secret, KEYSPACE, workload.table, keys, rf, label, path, extra, network, now_ns,

@@ -21,6 +21,13 @@ from node.client import open_client
 MAX_KEYS = 256
 # Per admin request, as harness/convergence.py's REQUEST_TIMEOUT.
 REQUEST_TIMEOUT = 10.0
+# Synthetic keys asked about besides the workload's: one whose token lies past the ring's last
+# token (the wrapping range's tail, about 1/(2 x tokens) of the ring) and one at or before its
+# first, found by hashing these names in order. The wrap is where ring walks go wrong (a clamp
+# instead of a wrap, a search that falls off the end), and a campaign's few dozen keys land in
+# the tail on some seeds only. Names are tried up to this many times (a 1/160 tail needs ~160).
+BOUNDARY_KEY_PREFIX = "ringlab-placement-probe-"
+BOUNDARY_KEY_TRIES = 20_000
 
 
 def replication_map(rf: Any) -> dict[str, Any]:
@@ -42,7 +49,8 @@ async def probe(cluster: Any, secret: str, node: str, keyspace: str, keys: Seque
                 ring = await c.admin("ring")
                 status = await c.admin("status", load=False)
                 endpoints = []
-                for k in keys[:MAX_KEYS]:
+                extra = boundary_keys(ring["partitioner"], [t for t, _owner, _state in ring["tokens"]])
+                for k in [*keys[:MAX_KEYS], *extra]:
                     resp = await c.admin("getendpoints", keyspace=keyspace, key=k)
                     endpoints.append([k, list(resp["endpoints"])])
                 again = await c.admin("ring")
@@ -52,7 +60,7 @@ async def probe(cluster: Any, secret: str, node: str, keyspace: str, keys: Seque
     tokens = [[t, owner] for t, owner, _state in ring["tokens"]]
     out.update(partitioner=ring["partitioner"], tokens=tokens,
                locations={n["node_id"]: [n["datacenter"], n["rack"]] for n in status["nodes"]},
-               endpoints=endpoints,
+               endpoints=endpoints, boundary_keys=extra,
                ring_changed=[[t, o] for t, o, _s in again["tokens"]] != tokens)
     return out
 
@@ -77,3 +85,29 @@ async def ring_now(cluster: Any, secret: str, nodes: Sequence[str], network: Any
                 "tokens": [[t, owner] for t, owner, _state in ring["tokens"]],
                 "locations": {n["node_id"]: [n["datacenter"], n["rack"]] for n in status["nodes"]}}
     return {"error": "; ".join(errors) or "no node to ask"}
+
+
+def boundary_keys(partitioner: str, token_strings: Sequence[str]) -> list[str]:
+    """Synthetic keys at the ring's wrap (deterministic for a ring): the first name whose token
+    lies past the last token, and the first at or before the first token; [] when the
+    partitioner's tokens are not known here or no name was found."""
+    from checkers.placement import key_token, parse_token
+
+    try:
+        tokens = sorted(parse_token(partitioner, t) for t in token_strings)
+    except ValueError:
+        return []
+    if not tokens:
+        return []
+    found: dict[str, str] = {}
+    for n in range(BOUNDARY_KEY_TRIES):
+        name = f"{BOUNDARY_KEY_PREFIX}{n}"
+        token = key_token(partitioner, name)
+        if token is None:
+            return []
+        side = "tail" if token > tokens[-1] else "head" if token <= tokens[0] else None
+        if side is not None and side not in found:
+            found[side] = name
+            if len(found) == 2:
+                break
+    return [found[s] for s in ("tail", "head") if s in found]
