@@ -35,7 +35,10 @@ With ``--final-repair`` the harness drains the hints and runs an anti-entropy re
 node before the ``after`` pass; when every repair succeeded and skipped no replica, every
 replica of every key there must hold the same cells (``diverged-after-repair`` otherwise), in
 both directions: what one replica holds, even an element no acknowledged add owes, the repair
-must have given the others. With a finite ``max_hint_window`` the ``before`` pass excuses a
+must have given the others. A ``node-repair`` pass, taken right after the first node's repair,
+holds the replicas of every key that node replicates to the same: a repair syncs every pair of
+a range's replicas, and the later repairs of the other nodes would hide a pair it never
+compared. With a finite ``max_hint_window`` the ``before`` pass excuses a
 write missing on a replica that a kill, pause or partition longer than the window cut off
 while the write ran: no hint is stored past it.
 
@@ -47,6 +50,13 @@ coordinator hints and refuses writes for a live replica.
 
 The ``after`` pass also reads every key on the nodes that are not its replicas: one holding a
 cell of it that no ring of the run explains is ``misplaced-data`` (checkers/misplaced.py).
+
+And each node's own account of its files (the ``storage`` admin op with a full checksum scrub):
+a corrupt or quarantined SSTable, or a table refusing reads, after a run whose nemeses never
+damage a file (kills, power losses, partitions, flushes: everything but ``corrupt`` and
+``disk``) is ``store-damaged``: a correct store fsyncs an SSTable before it drops the commit log
+that held its writes and truncates a torn commit-log tail, so only its own bug leaves a damaged
+file behind (where the replicas it could not read would only make the verdict unknown).
 """
 
 from __future__ import annotations
@@ -547,6 +557,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                     "diverged-after-repair",
                     f"key {key!r}: replica {row['node']} is {what} {words}: {_describe(row, expected, model)}",
                     ops, key, {"node": row["node"], "problems": row["problems"], "range": list(rng)}))
+    _judge_node_repair(headers.get("node-repair"), by_pass.get("node-repair", {}), model, spec, log, counts)
     after_header = headers.get("after") or {}
     views = after_header.get("views") or {}
     waited = after_header.get("views_wait_s")
@@ -623,6 +634,49 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     if reasons:
         details["reason"] = "; ".join(dict.fromkeys(reasons))[:2000]
     return Result("convergence", valid, counts, log.examples, details)
+
+
+def _judge_node_repair(header: dict[str, Any] | None, keys: dict[Any, list[dict[str, Any]]], model: str,
+                       spec: dict[str, Any], log: AnomalyLog, counts: dict[str, int]) -> None:
+    """The ``node-repair`` pass (harness --final-repair: right after the first node's repair, with
+    every hint delivered and no client writing): a repair syncs every pair of replicas of each
+    range the node replicates, so every key it is a replica of must be held alike by all of its
+    replicas (a tombstone counting as nothing); the later repairs of the other nodes would
+    otherwise hide a pair it never compared."""
+    info = (header or {}).get("node_repair")
+    judged = (isinstance(info, dict) and isinstance(info.get("node"), str) and not info.get("error")
+              and not info.get("skipped_replicas") and info.get("hints_drained") is not False
+              and not (header or {}).get("error") and model in ("set", "register"))
+    counts["node_repair_judged"] = int(bool(judged))
+    counts["node_repair_keys"] = 0
+    if not judged:
+        return
+    node = info["node"]
+    prefix = spec.get("element_prefix", "e")
+    for key, recs in keys.items():
+        if any("error" in r for r in recs) or node not in (recs[0].get("replicas") or []):
+            continue
+        counts["node_repair_keys"] += 1
+        held: dict[str, Any] = {}
+        for rec in recs:
+            if model == "set":
+                held[rec["node"]] = frozenset(_set_elements(rec["cells"], prefix))
+            else:
+                cell = _register_cell(rec, spec.get("column", "v"))
+                held[rec["node"]] = None if cell is None or cell[2] else (cell[0], cell[1])
+        if len(set(held.values())) <= 1:
+            continue
+        if model == "set":
+            union = frozenset().union(*held.values())
+            what = {n: sorted(union - v)[:MAX_LISTED] for n, v in held.items() if v != union}
+            desc = "; ".join(f"{n} lacks {len(union - held[n])} element(s) others hold ({v})" for n, v in sorted(what.items()))
+        else:
+            desc = "; ".join(f"{n} holds {v!r}" for n, v in sorted(held.items(), key=lambda kv: kv[0]))
+        log.add(Anomaly(
+            "diverged-after-repair",
+            f"key {key!r}: its replicas {sorted(held)} differ right after the anti-entropy repair of {node}, one of "
+            f"them, which reported every replica synced, with every hint delivered and no client writing: {desc}",
+            [], key, {"node": node, "pass": "node-repair", "range": list(recs[0].get("range") or [])}))
 
 
 def _gc_purged(rec: dict[str, Any], e: _Expected, faults: _Faults, grace: gcgrace.Grace, label: str,

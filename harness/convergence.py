@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -314,10 +314,15 @@ async def liveness_views(cluster: Any, secret: str, network: Any = None,
 FULL_REPAIR_TIMEOUT = 120.0
 
 
-async def full_repair(cluster: Any, secret: str, network: Any = None) -> dict[str, Any]:
+async def full_repair(cluster: Any, secret: str, network: Any = None,
+                      after_first: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None) -> dict[str, Any]:
     """Drain the hints, then an anti-entropy repair of the test keyspace on every node in turn;
     ``{"full_repair": {node: what its repair reported, or its error}}`` for the ``after`` pass's
-    header (checkers/convergence.py then holds every replica of every key to the same cells)."""
+    header (checkers/convergence.py then holds every replica of every key to the same cells).
+
+    ``after_first(node, its result)`` runs once the first node's repair is done, before the next
+    one starts: a repair syncs every pair of replicas of each range the node replicates, so right
+    then those replicas already agree (the later repairs would hide a pair it skipped)."""
     from harness.workloads import KEYSPACE
 
     drained = await drain_hints(cluster, secret, network=network)
@@ -330,6 +335,8 @@ async def full_repair(cluster: Any, secret: str, network: Any = None) -> dict[st
             out[nid] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
         out[nid] = {k: stats.get(k) for k in ("ranges", "differing_leaves", "streamed_partitions", "skipped_replicas")}
+        if after_first is not None and len(out) == 1:
+            await after_first(nid, {**out[nid], "hints_drained": drained["hints_drained"]})
     log.info("full repair after the final reads: %s", out)
     return {"full_repair": out, "full_repair_hints_drained": drained["hints_drained"]}
 

@@ -273,7 +273,12 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                 repaired: dict[str, Any] | None = None
                 if opts.final_repair:
                     progress.phase("repairing every node (anti-entropy) once every hint is delivered")
-                    repaired = await full_repair(cluster, secret, client_net)
+                    async def first_repaired(node: str, result: dict[str, Any]) -> None:
+                        await convergence_pass(cluster, secret, workload, topology.placement_rf(opts), opts.read_repair,
+                                               run_dir, "node-repair", network=client_net, now_ns=recorder.now_ns,
+                                               extra={"node_repair": {"node": node, **result}})
+
+                    repaired = await full_repair(cluster, secret, client_net, after_first=first_repaired)
                 await convergence_pass(cluster, secret, workload, topology.placement_rf(opts), opts.read_repair,
                                        run_dir, "after", drain=True, network=client_net,
                                        now_ns=recorder.now_ns, extra=repaired)
