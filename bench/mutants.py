@@ -171,6 +171,15 @@ CAMPAIGNS: dict[str, list[str]] = {
     "row-plain": ["--workload", "row", "--nemesis", "flush-compact,partition,kill", "--key-count", "50",
                   "--delete-fraction", "0", "--memtable-flush-kb", "4", "--gc-grace", "60", "--time-limit", "24",
                   "--nemesis-interval", "3", "--recovery-time", "2"],
+    # rows retired after 20 operations (a row's last mutation, often a row delete, is never
+    # written over), one node killed for 14 s at a time with no hint window (max_hint_window 0: no
+    # hint once it is convicted), so a replica misses row deletes and cells for good and only read
+    # repair (blocking: every QUORUM read that meets a digest mismatch) brings them back; with
+    # rows read while they are written (row-storage) a lost row delete is written over within a
+    # second and nothing shows
+    "row-kill": ["--workload", "row", "--nemesis", "kill", "--targets", "one", "--key-count", "50",
+                 "--ops-per-key", "20", "--max-hint-window", "0", "--nemesis-interval", "14", "--time-limit", "30",
+                 "--recovery-time", "2"],
     # register writes that expire (harness/workloads/ttl.py: TTLs of 1-3 s on three writes in four,
     # nine reads in ten) over 60 keys, a write every 3 s or so per key, so an expired cell often
     # stays the newest for seconds (20 keys: a newer write hid a dropped expired cell on 0 of 6

@@ -158,6 +158,8 @@ class _Expected:
 
 
 def _hashable(v: Any) -> Any:
+    if isinstance(v, dict):  # a row write's {column: value}
+        return tuple(sorted((str(k), _hashable(x)) for k, x in v.items()))
     return tuple(v) if isinstance(v, list) else v
 
 
@@ -465,7 +467,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
             counts[prefix + "keys"] += 1
             # A resurrection gc_grace explains (checkers/gcgrace.py): what read repair wrote back is owed.
             resurrected = (_gc_resurrection(e, by_pass.get("before", {}).get(key), faults, grace, spec.get("column", "v"))
-                           if after and blocking and model != "set" else None)
+                           if after and blocking and model not in ("set", "row") else None)
             rows: list[dict[str, Any]] = []
             contents: set[Any] = set()
             live: set[Any] = set()  # what each replica holds, a deleted register as nothing
@@ -481,7 +483,16 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                         reasons.append(f"replica {rec['node']} of key {key!r} could not be read: {rec['error']}")
                     continue
                 counts["replicas_read"] += 1
-                if model == "set":
+                if model == "row":
+                    # Rows: no expectation per write here (checkers/cells.py judges each cell from
+                    # the reads); what is judged is that replicas agree once read repair or a full
+                    # repair had to make them (below), on the live cells a row delete leaves.
+                    cells = _row_live_cells(rec)
+                    row.update(cells=len(cells), row_tombstone=rec.get("partition_tombstone"))
+                    contents.add(cells)
+                    live.add(cells)
+                    problems = []
+                elif model == "set":
                     holds, problems, missing, extra = _judge_set(rec, e, spec.get("element_prefix", "e"), after, blocking, faults)
                     row.update(holds, missing=missing[:MAX_LISTED], missing_count=len(missing),
                                extra=extra[:MAX_LISTED], extra_count=len(extra))
@@ -530,6 +541,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                 counts[prefix + "keys_disagreeing"] += 1
             # Replicas that still differ after a read at ALL repaired them: read repair did not.
             repaired = after and blocking and (isinstance(e.final_all, list) if model == "set"
+                                               else e.final_all_t is not None if model == "row"
                                                else e.final_all_ts is not None)
             if disagree and repaired and not bad_nodes:
                 bad_nodes = [r["node"] for r in rows]
@@ -781,7 +793,19 @@ def _expected_json(e: _Expected, model: str, with_final: bool) -> dict[str, Any]
     return out
 
 
+def _row_live_cells(rec: dict[str, Any]) -> frozenset[tuple[Any, Any, Any]]:
+    """A row replica's visible cells as (column, value, timestamp): no cell tombstone, and none a
+    row delete (the partition tombstone) at or after its timestamp shadows."""
+    pt = rec.get("partition_tombstone")
+    return frozenset((name, _hashable(value), ts) for name, value, ts, tombstone, _exp in rec.get("cells") or []
+                     if not tombstone and (pt is None or ts > pt))
+
+
 def _describe(row: dict[str, Any], expected: dict[str, Any], model: str) -> str:
+    if model == "row":
+        return (f"holds {row.get('cells')} live cell(s)"
+                + (f" under a row delete at {row['row_tombstone']}" if row.get("row_tombstone") is not None else "")
+                + ", unlike the other replicas")
     if model == "set":
         parts = []
         if row.get("missing_count"):

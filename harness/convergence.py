@@ -45,6 +45,10 @@ SNAPSHOT_FILE = "replicas.jsonl"
 # The workload models whose cells checkers/convergence.py knows how to judge (row and batch
 # workloads write many columns per write: not judged yet, so no snapshot is taken).
 JUDGED_MODELS = ("register", "set", "counter")
+# Models whose replicas the passes read: rows too, judged only for agreement where read repair or
+# a full repair had to make the replicas agree (checkers/convergence.py); not in JUDGED_MODELS,
+# which also decides the movement probe and the before pass's membership excuses.
+SNAPSHOT_MODELS = (*JUDGED_MODELS, "row")
 # Keys per localread request: the node's own bound (node.server.LOCALREAD_MAX_KEYS) is 256;
 # fewer keeps each answer small when rows are wide (the set workload's rows hold thousands).
 KEYS_PER_REQUEST = 64
@@ -69,6 +73,10 @@ def spec_of(workload: Any) -> dict[str, Any]:
         from harness.workloads.lww_rmw import COLUMN as counter_column
 
         return {"model": "counter", "column": counter_column}
+    if workload.model == "row":
+        from harness.workloads.row import COLUMNS
+
+        return {"model": "row", "columns": list(COLUMNS)}
     from harness.workloads.register import COLUMN
 
     return {"model": "register", "column": COLUMN}
@@ -371,7 +379,7 @@ async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | S
     a failure is logged and recorded in the pass header, so the campaign still gets its verdict."""
     from harness.workloads import KEYSPACE
 
-    if workload.model not in JUDGED_MODELS:
+    if workload.model not in SNAPSHOT_MODELS:
         return {}
     path = run_dir / SNAPSHOT_FILE
     keys = sorted({op.key for op in workload.final_ops()}, key=lambda k: (str(type(k)), k))

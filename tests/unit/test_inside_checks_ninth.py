@@ -95,3 +95,36 @@ def test_a_node_repair_that_skipped_a_replica_failed_or_followed_undelivered_hin
 def test_keys_the_repaired_node_does_not_replicate_are_not_judged() -> None:
     r = _node_repair((1,), replicas_of_7=("n2", "n3", "n4"))
     assert r.valid is True and r.counts["node_repair_keys"] == 0
+
+
+ROW = {"model": "row", "columns": ["c0", "c1", "c2", "c3"]}
+
+
+def _rows(n3: dict[str, Any], final_all: bool = True) -> Any:
+    h = H()
+    h.write(3, {"c0": 1}, 100)
+    h.op(3, "invoke", "delete", 3, None)
+    h.op(3, "ok", "delete", 3, None, timestamp=200)
+    if final_all:
+        h.op(2, "invoke", "read", 3, None, cl="ALL", extra={"final": True})
+        h.op(2, "ok", "read", 3, {}, cl="ALL", extra={"final": True, "timestamps": {}})
+    deleted = {"cells": [["c0", 1, 100, False, None]], "partition_tombstone": 200}
+    recs = [header("read-repair", ROW),
+            *(dict(replica("read-repair", 3, n, None), **deleted) for n in ("n1", "n2")),
+            dict(replica("read-repair", 3, "n3", None), **n3), header("after", ROW)]
+    return convergence.check(h.ops, {"model": "row", "replica_snapshots": recs})
+
+
+def test_row_replicas_that_agree_on_live_cells_after_the_final_all_read_are_valid() -> None:
+    # n3 was compacted: the row delete dropped the cell it shadows; the live cells are the same
+    r = _rows({"cells": [], "partition_tombstone": 200})
+    assert r.valid is True, r.anomalies
+
+
+def test_a_row_replica_read_repair_left_without_the_row_delete_is_flagged() -> None:
+    r = _rows({"cells": [["c0", 1, 100, False, None]], "partition_tombstone": None})
+    assert r.valid is False
+    assert {a.kind for a in r.anomalies} == {"diverged-after-repair"}
+    assert "live cell" in r.anomalies[0].explanation
+    # Without a final read at ALL nothing had to make them agree: not judged.
+    assert _rows({"cells": [["c0", 1, 100, False, None]], "partition_tombstone": None}, final_all=False).valid is True
