@@ -116,6 +116,14 @@ CAMPAIGNS: dict[str, list[str]] = {
     "repair-set": ["--workload", "set", "--nemesis", "kill", "--targets", "one", "--key-count", "50",
                    "--read-repair", "NONE", "--max-hint-window", "0", "--final-repair", "--nemesis-interval", "14",
                    "--time-limit", "42", "--recovery-time", "2"],
+    # repair-set with writes at ONE (read at ALL) and kills of a minority: with two replicas of a
+    # range down, an element is written to one replica only, so the replicas of a range differ
+    # pairwise (with one node down at a time the node repairing a range holds or fetches every
+    # difference itself, and a repair that compares it with each peer but not the peers with each
+    # other loses nothing); judged right after the first node's repair by the node-repair pass
+    "repair-one": ["--workload", "set", "--nemesis", "kill", "--targets", "minority", "--write-cl", "ONE",
+                   "--read-cl", "ALL", "--key-count", "50", "--read-repair", "NONE", "--max-hint-window", "0",
+                   "--final-repair", "--nemesis-interval", "14", "--time-limit", "42", "--recovery-time", "2"],
     # repair-set over 400 keys: about ten partitions per range, so each range's Merkle tree has
     # several leaves (with 50 keys most ranges hold one or two partitions, a tree of one leaf, and
     # the code that compares leaves and turns differing ones into slices is never exercised)
@@ -233,6 +241,7 @@ JUDGES: dict[str, frozenset[str]] = {"hints": frozenset({"set", "convergence", "
                                      "repair-set": frozenset({"set", "convergence", "restart"}),
                                      "hints-pause": frozenset({"set", "convergence", "restart"}),
                                      "repair-wide": frozenset({"set", "convergence", "restart"}),
+                                     "repair-one": frozenset({"set", "convergence", "restart"}),
                                      "membership-kill": frozenset({"set", "convergence", "movement", "restart"})}
 # What git apply needs no part of, and what a copy of the checkout must not carry along.
 _SKIP = {".git", ".venv", "store", "coverage", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache"}
