@@ -2,32 +2,25 @@
 (deterministic: a sweep's workers run with a fixed hash seed), each with the real patch from
 bench/mutants/ and its campaign's own arguments, as `bench/mutants.py --only NAME` runs them.
 
-storage-kill-set and its commit-log replay positions: the campaign lost that reach silently
-once. Sim's nodes began flushing at 4 KB by default, the
-campaign named no memtable size, the next flush after each compaction covered what the planted
-bug skipped, and `compaction-replay-position` went from 6/6 to 0/6 in a full mutant run with no
-test failing. This runs the real patch (bench/mutants/27) with the campaign's own arguments, as
-`bench/mutants.py --only compaction-replay-position` does, on two seeds (6 of 6 seeds 1-6 are
-caught, so one of two is a loose bound that a reshuffled schedule will not trip).
+storage-kill-set and its commit-log replay positions lost that reach silently once: sim's nodes
+began flushing at 4 KB by default, the campaign named no memtable size, the next flush after each
+compaction covered what the planted bug skips, and `compaction-replay-position` went from 6/6 to
+0/6 in a full mutant run with no test failing. power and the store-damaged check: a data file
+never fsynced is gone after a power loss, which only the node's own storage status shows. Two
+seeds each (6 of 6 of seeds 1-6 are caught for both, so one of two is a loose bound that a
+reshuffled schedule will not trip).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench_modules import bench_module
 
 
 def _bench() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_mutants_reach", ROOT / "bench" / "mutants.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_module("mutants")
 
 
 def test_storage_kill_set_catches_a_compaction_that_claims_the_current_replay_position(tmp_path: Path) -> None:
