@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any
 
 import trio
@@ -147,8 +146,11 @@ class Client:
 
     async def _request(self, msg: dict[str, Any]) -> dict[str, Any]:
         """Send ``msg`` (its "id" is filled in here) and wait for its response."""
-        if self._closed is not None:
-            raise type(self._closed)(self._closed.message, **self._closed.details)
+        # A local, not self._closed: a type checker would take the attribute to stay None after
+        # this test, across the wait below, and the compiled build checks what it takes.
+        closed = self._closed
+        if closed is not None:
+            raise type(closed)(closed.message, **closed.details)
         op = msg["op"]
         rid = msg["id"] = next(self._ids)
         if self.secret is not None and op in _SECRET_OPS and "secret" not in msg:
@@ -288,8 +290,7 @@ class Client:
         return await self.request(op, **fields)
 
 
-@asynccontextmanager
-async def open_client(
+def open_client(
     host: str,
     port: int,
     secret: str | None = None,
@@ -297,26 +298,68 @@ async def open_client(
     network: Network | None = None,
     client_secret: str | None = None,
     direct: bool = False,
-) -> AsyncIterator[Client]:
-    """Connect to a node's client port; the connection closes when the block exits. ``direct``:
-    the caller has one request in flight at a time, so each is written by its own task (see
-    :class:`Client`)."""
-    net = network or Network()
-    stream = await net.open_tcp_stream(host, port)
-    client = Client(stream, secret=secret, timeout=timeout, client_secret=client_secret, direct=direct)
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client._reader)
-            nursery.start_soon(_guarded_writer, client)
-            if timeout is not None and not math.isinf(timeout):
-                nursery.start_soon(client._deadlines.run)
-            try:
-                yield client
-            finally:
-                nursery.cancel_scope.cancel()
-    finally:
-        with trio.CancelScope(shield=True):
-            await stream.aclose()
+) -> ClientConnection:
+    """Connect to a node's client port (``async with``); the connection closes when the block
+    exits. ``direct``: the caller has one request in flight at a time, so each is written by its
+    own task (see :class:`Client`)."""
+    return ClientConnection(host, port, secret, timeout, network, client_secret, direct)
+
+
+class ClientConnection:
+    """The async context manager :func:`open_client` returns: it connects, runs the client's
+    reader, writer and reaper tasks in a nursery for the block's duration, then closes the stream.
+    A class rather than an ``asynccontextmanager`` generator, which mypyc cannot compile."""
+
+    def __init__(self, host: str, port: int, secret: str | None, timeout: float | None,
+                 network: Network | None, client_secret: str | None, direct: bool) -> None:
+        self._host = host
+        self._port = port
+        self._secret = secret
+        self._timeout = timeout
+        self._network = network
+        self._client_secret = client_secret
+        self._direct = direct
+        self._stream: trio.abc.Stream | None = None
+        self._nursery_cm: Any = None
+        self._nursery: trio.Nursery | None = None
+
+    async def __aenter__(self) -> Client:
+        net = self._network or Network()
+        stream = await net.open_tcp_stream(self._host, self._port)
+        self._stream = stream
+        client = Client(stream, secret=self._secret, timeout=self._timeout,
+                        client_secret=self._client_secret, direct=self._direct)
+        nursery_cm = trio.open_nursery()
+        try:
+            nursery = await nursery_cm.__aenter__()
+        except BaseException:
+            await self._close_stream()
+            raise
+        self._nursery_cm = nursery_cm
+        self._nursery = nursery
+        nursery.start_soon(client._reader)
+        nursery.start_soon(_guarded_writer, client)
+        if self._timeout is not None and not math.isinf(self._timeout):
+            nursery.start_soon(client._deadlines.run)
+        return client
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool:
+        nursery, nursery_cm = self._nursery, self._nursery_cm
+        self._nursery = self._nursery_cm = None
+        try:
+            if nursery is None:
+                return False
+            nursery.cancel_scope.cancel()
+            return bool(await nursery_cm.__aexit__(exc_type, exc, tb))
+        finally:
+            await self._close_stream()
+
+    async def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
 
 
 async def _guarded_writer(client: Client) -> None:

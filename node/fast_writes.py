@@ -25,7 +25,7 @@ from node.protocol import InvalidRequest, RinglabError, ServerError, WriteFailur
 from node.storage.errors import StorageError, StorageFailure
 
 if TYPE_CHECKING:
-    from node.server import Node
+    from node.interpreted import ServedNode as Node
 
 log = logging.getLogger("node.server")
 

@@ -15,6 +15,9 @@ logged, so one bad hint never blocks the hints behind it (it blocked them foreve
 
 from __future__ import annotations
 
+# io.open rather than the builtin: looked up at each call in the compiled build too, so the
+# tests' file-fault shim (tests/unit/nth_fault.py) sees these files opened.
+import io
 import logging
 import os
 import re
@@ -99,7 +102,7 @@ class HintStore:
             return False
         f = self._files.get(target)
         if f is None:
-            f = self._files[target] = open(self._path(target), "ab", buffering=0)
+            f = self._files[target] = io.open(self._path(target), "ab", buffering=0)
         # One unbuffered write per frame: the hint reaches the OS at once, so a node crash (not a
         # machine crash) keeps it; hints are best effort in Cassandra too (no fsync per hint).
         try:
@@ -179,7 +182,8 @@ class HintStore:
 
     def _retry_later(self, target: str, msg: dict[str, Any], exc: Exception, retry: list[bytes]) -> None:
         """Count a failed delivery the target answered; keep the hint for later or move it aside."""
-        tries = (msg.get("n") if isinstance(msg.get("n"), int) else 0) + 1
+        n = msg.get("n")
+        tries = (n if isinstance(n, int) else 0) + 1
         if tries < MAX_DELIVERY_ATTEMPTS:
             retry.append(encode_frame({**msg, "n": tries}))
             return
@@ -194,12 +198,12 @@ class HintStore:
         decoder = FrameDecoder()
         sent = 0
         retry: list[bytes] = []  # hints the target failed, retried after the rest of the queue
-        with open(work, "rb") as f:
+        with io.open(work, "rb") as f:
             while True:
                 try:
                     msg = decoder.next_message()
-                except ProtocolError as exc:
-                    log.warning("hint file %s is corrupt after %d hints (%s); dropping the rest", work, sent, exc)
+                except ProtocolError as corrupt:
+                    log.warning("hint file %s is corrupt after %d hints (%s); dropping the rest", work, sent, corrupt)
                     break
                 if msg is None:
                     chunk = f.read(_READ_CHUNK)
@@ -222,9 +226,9 @@ class HintStore:
                     _append_file(self._path(target), bytes(rest))
                     os.unlink(work)
                     return False
-                except Exception as exc:  # the target answered with an error
-                    log.info("hint delivery to %s failed (%s); the rest of the queue goes on", target, exc)
-                    self._retry_later(target, msg, exc, retry)
+                except Exception as refused:  # the target answered with an error
+                    log.info("hint delivery to %s failed (%s); the rest of the queue goes on", target, refused)
+                    self._retry_later(target, msg, refused, retry)
                     continue
                 sent += 1
                 self.delivered += 1
@@ -244,7 +248,9 @@ def _append_whole(f: BinaryIO, data: bytes) -> None:
     view = memoryview(data)
     try:
         while view:
-            view = view[f.write(view) or 0:]
+            # Not in the slice: mypyc evaluates a call in a memoryview's slice bound twice.
+            written = f.write(view)
+            view = view[written or 0:]
     except OSError:
         try:
             os.ftruncate(f.fileno(), start)
@@ -255,5 +261,5 @@ def _append_whole(f: BinaryIO, data: bytes) -> None:
 
 def _append_file(path: Path, data: bytes) -> None:
     """:func:`_append_whole` to ``path``, opened for this one write."""
-    with open(path, "ab", buffering=0) as f:
+    with io.open(path, "ab", buffering=0) as f:
         _append_whole(f, data)

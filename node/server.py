@@ -20,7 +20,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -313,6 +313,9 @@ class Node:
         self.messaging.register(VERB_SCHEMA_PUSH, self._handle_schema_push)
         self.messaging.register(VERB_SCHEMA_PULL, self._handle_schema_pull)
         self.in_flight = 0
+        # False in a simulated node, which is not a process: SIGTERM and SIGINT belong to the
+        # worker that runs the world (an attribute, not a patched method: this class may be compiled).
+        self.handles_signals = True
         self.client_gate = ClientGate(config.clients, self.node_id)
         self.started = False  # the ready file is written
         self.client_port: int | None = None
@@ -717,6 +720,8 @@ class Node:
                     ", ".join(out.get("released") or []) or "nothing left held")
 
     async def _signals(self) -> None:
+        if not self.handles_signals:
+            await trio.sleep_forever()
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for sig in signals:
                 log.info("received %s", signal.Signals(sig).name)
@@ -850,10 +855,18 @@ class Node:
                 while slots.value < _PER_CONNECTION_PIPELINE:
                     await trio.sleep(0.005)
                 out.close_when_drained()
-        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+        except BaseException as failure:
             # The client went away (reset, closed mid-request): this connection ends, the node
-            # serves on. The nursery wraps such errors in a group, hence except*.
-            log.debug("client connection closed: %s", group.exceptions[0])
+            # serves on. The nursery wraps such errors in a group, hence the split (except*,
+            # which mypyc does not compile).
+            lost, rest = _split_connection_lost(failure)
+            if rest is failure:
+                raise
+            if lost is not None:
+                log.debug("client connection closed: %s",
+                          lost.exceptions[0] if isinstance(lost, BaseExceptionGroup) else lost)
+            if rest is not None:
+                raise rest
         finally:
             bounds.close()
             with trio.CancelScope(shield=True):
@@ -959,7 +972,7 @@ class Node:
         """A validated get's answer from the partition its read returned: the visible columns."""
         tdef = self.schema.table(req["keyspace"], req["table"])
         cells = live_row(part, self._now_s(), tdef.column_order, req.get("limit"))
-        return {"columns": {c.name: [protocol.decode_value(c.value), c.timestamp] for c in cells}}
+        return {"columns": {c.name: [protocol.decode_value(cast(bytes, c.value)), c.timestamp] for c in cells}}
 
     # ---- schema ops
 
@@ -1027,27 +1040,7 @@ class Node:
         }
 
     def _load_bytes(self) -> int:
-        # Every file's size under storage/data (a file symlink's target, as os.path.getsize says).
-        # scandir, not os.walk and a path join per file: a table keeps up to some 300 component
-        # files, and the status op (the liveness probe's, once a second per node) pays this walk.
-        total = 0
-        pending = [os.fspath(self.data_dir / "storage" / "data")]
-        while pending:
-            try:
-                entries = os.scandir(pending.pop())
-            except OSError:
-                continue
-            with entries:
-                for entry in entries:
-                    try:
-                        if entry.is_dir():
-                            if not entry.is_symlink():  # os.walk's default: not followed, not counted
-                                pending.append(entry.path)
-                        else:
-                            total += entry.stat().st_size
-                    except OSError:
-                        pass
-        return total
+        return data_bytes(self.data_dir)
 
     async def _op_ring(self, req: dict[str, Any]) -> dict[str, Any]:
         pairs = self.ring().token_strings()
@@ -1214,6 +1207,44 @@ class Node:
         if changes:
             log.info("fault switches now %s", self.config.faults.as_dict())
         return {"faults": self.config.faults.as_dict()}
+
+
+def data_bytes(data_dir: Path) -> int:
+    """Every file's size under a node's storage/data (a file symlink's target, as
+    os.path.getsize says): the load a node reports."""
+    # scandir, not os.walk and a path join per file: a table keeps up to some 300 component
+    # files, and the status op (the liveness probe's, once a second per node) pays this walk.
+    total = 0
+    pending = [os.fspath(data_dir / "storage" / "data")]
+    while pending:
+        try:
+            entries = os.scandir(pending.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir():
+                        if not entry.is_symlink():  # os.walk's default: not followed, not counted
+                            pending.append(entry.path)
+                    else:
+                        total += entry.stat().st_size
+                except OSError:
+                    pass
+    return total
+
+
+# What ends one client connection, not the node: the client reset or closed its stream.
+_CONNECTION_LOST = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+def _split_connection_lost(exc: BaseException) -> tuple[BaseException | None, BaseException | None]:
+    """``exc``'s connection-lost part and the rest (either None), as ``except*`` splits them."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(_CONNECTION_LOST)
+    if isinstance(exc, _CONNECTION_LOST):
+        return exc, None
+    return None, exc
 
 
 def _secret_matches(expected: str, given: Any) -> bool:

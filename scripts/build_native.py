@@ -44,6 +44,13 @@ MODULES = [
     "node/coordinator.py",
     "node/outbox.py",
     "node/cluster/messaging.py",
+    "node/server.py",
+    "node/client.py",
+    "node/storage/memtable.py",
+    "node/storage/engine.py",
+    "node/storage/commitlog.py",
+    "node/hints.py",
+    "node/cluster/gossip.py",
 ]
 # One shared library for the group (its import name; node/native.py serves it from node/_native/).
 GROUP = "ringlab_native"

@@ -194,7 +194,7 @@ class SimWorld:
                 n.node = Node(self.config(nid), runtime)
                 # A simulated node is not a process: SIGTERM and SIGINT belong to the worker that
                 # runs the world (a sweep's pool terminates its workers with SIGTERM).
-                n.node._signals = _no_signals
+                n.node.handles_signals = False
                 await n.node.run(task_status=task_status)
         except Exception as exc:  # noqa: BLE001 - a node that dies on its own is a finding
             n.error = f"{type(exc).__name__}: {exc}"
@@ -271,8 +271,3 @@ class SimWorld:
     def crashed(self) -> dict[str, str]:
         """Nodes that died on their own: node → why."""
         return {nid: n.error for nid, n in self.nodes.items() if n.error is not None and nid not in self.forgotten}
-
-
-async def _no_signals() -> None:
-    """Stands in for Node._signals in a simulated node."""
-    await trio.sleep_forever()

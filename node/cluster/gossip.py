@@ -151,7 +151,9 @@ def parse_wire_state(wire: Any) -> EndpointState | None:
     """An EndpointState from its wire form, or None if malformed."""
     if not isinstance(wire, dict):
         return None
-    gen, hv, states = wire.get("g"), wire.get("hv"), wire.get("s", {})
+    gen: Any = wire.get("g")
+    hv: Any = wire.get("hv")
+    states: Any = wire.get("s", {})
     if not (_is_int(gen) and _is_int(hv) and isinstance(states, dict)):
         return None
     app: dict[str, VersionedValue] = {}

@@ -22,6 +22,9 @@ acknowledged record in any mode; the sync mode decides when ``fsync`` makes reco
 
 from __future__ import annotations
 
+# io.open rather than the builtin: looked up at each call in the compiled build too, so the
+# tests' file-fault shim (tests/unit/nth_fault.py) sees these files opened.
+import io
 import logging
 import re
 import struct
@@ -227,6 +230,8 @@ class CommitLog:
         self._written = 0  # position of the last appended record
         self._synced = 0  # every record at or before this position is fsynced
         self._syncing = False
+        # How many fsync rounds a writer led (writers that join a round add none).
+        self.syncs_led = 0
         self._last_sync = clock.monotonic()
         self._flushed: dict[int, int] = {}  # table id -> every record <= this is in an SSTable
         self._closed = False
@@ -341,7 +346,7 @@ class CommitLog:
         log.warning("commit log %s: %s at byte offset %d; truncating %d trailing bytes",
                     seg.path, problem, offset, end - offset)
         self.report.truncations.append((str(seg.path), offset, problem))
-        with open(seg.path, "r+b") as f:
+        with io.open(seg.path, "r+b") as f:
             f.truncate(offset)
             fsync(f.fileno())
         seg.size = offset
@@ -549,6 +554,7 @@ class CommitLog:
         return self._lead_sync()
 
     def _lead_sync(self) -> int:
+        self.syncs_led += 1
         target = 0
         failure: StorageFailure | None = None
         failed_seg: _Segment | None = None
@@ -613,6 +619,7 @@ class CommitLog:
         if self.sync_mode == "periodic":
             return
         while True:
+            lead = False
             with self._cond:
                 # A failed fsync's range first: a later fsync that succeeded proves nothing about it.
                 if self._failure is not None and any(lo < position <= hi for lo, hi in self._failed_ranges):
@@ -623,14 +630,15 @@ class CommitLog:
                     raise self._failure
                 if self._syncing:
                     self._cond.wait()
-                    continue
-                self._syncing = True
-                if self.sync_mode == "group":
-                    # Hold leadership while the window fills: later writers join this fsync.
-                    delay = self._last_sync + self.group_window_s - self._clock.monotonic()
-                    if delay > 0:
-                        self._cond.wait(delay)
-            self._lead_sync()
+                else:
+                    self._syncing = lead = True
+                    if self.sync_mode == "group":
+                        # Hold leadership while the window fills: later writers join this fsync.
+                        delay = self._last_sync + self.group_window_s - self._clock.monotonic()
+                        if delay > 0:
+                            self._cond.wait(delay)
+            if lead:
+                self._lead_sync()
 
     def synced_position(self) -> int:
         """Every record at or before this position has been fsynced."""
@@ -649,7 +657,7 @@ class CommitLog:
         """Delete segments whose every table has been flushed (or dropped); returns deleted paths."""
         deleted = []
         with self._lock:
-            keep = []
+            keep: list[_Segment] = []
             for seg in self._segments:
                 # A fence record stays while a segment it explains does (a restart needs it).
                 clean = all(

@@ -19,6 +19,9 @@ from __future__ import annotations
 import bisect
 import errno
 import heapq
+# io.open rather than the builtin: looked up at each call in the compiled build too, so the
+# tests' file-fault shim (tests/unit/nth_fault.py) sees these files opened.
+import io
 import json
 import logging
 import os
@@ -137,20 +140,34 @@ class Prepared:
     obj_bytes: bytes
 
 
-def _plainly_valid(m: Mutation, cfg: StorageConfig) -> bool:
+def _exactly(value: Any, cls: type) -> bool:
+    """``type(value) is cls``, which a type checker does not take to narrow ``value``: the checks
+    below read the fields of values not yet checked, and those reads must stay Any (compiled, a
+    read typed by the field's annotation checks it first: a str value raised TypeError, a bool
+    timestamp came back an int, before the checks could name them)."""
+    return type(value) is cls
+
+
+def _instance(value: Any, cls: type) -> bool:
+    """``isinstance(value, cls)``, not narrowing ``value`` either (see _exactly)."""
+    return isinstance(value, cls)
+
+
+def _plainly_valid(m: Any, cfg: StorageConfig) -> bool:
     """Whether :meth:`StorageEngine.validate` would return ``m`` as it is: the common write, live
     cells without a TTL, checked in one tight pass. Every write is validated on its coordinator and
     each replica, and the field-by-field checks were the storage side's largest Python share;
     False (anything else, or any doubt) sends ``m`` through them, which name the problem and fill
-    in deletion times (tests/unit/test_plain_mutations.py holds both to the same answers)."""
-    if type(m) is not Mutation or m.partition_tombstone is not None or m.range_tombstones or not m.cells:
+    in deletion times (tests/unit/test_plain_mutations.py holds both to the same answers).
+    ``m`` is Any: the caller's value, of any type until checked here (see _exactly)."""
+    if not _exactly(m, Mutation) or m.partition_tombstone is not None or m.range_tombstones or not m.cells:
         return False
     key = m.key
     if type(key) is not bytes or not 0 < len(key) <= cfg.max_key_bytes:
         return False
     max_value, max_chars = cfg.max_value_bytes, cfg.max_column_name_bytes // 4
     for c in m.cells:
-        if type(c) is not Cell or c.ttl is not None or c.local_deletion_time is not None:
+        if not _exactly(c, Cell) or c.ttl is not None or c.local_deletion_time is not None:
             return False
         name, value, ts = c.name, c.value, c.timestamp
         if (type(name) is not str or not 0 < len(name) <= max_chars or "\x00" in name
@@ -242,10 +259,10 @@ class StorageEngine:
             cl.mark_flushed(tid, pos)
         replayed = 0
         for pos, tid, obj in cl.replay():
-            t = by_id.get(tid)
-            if t is None or pos <= replay_from[tid]:
+            table = by_id.get(tid)
+            if table is None or pos <= replay_from[tid]:
                 continue
-            t.memtable.apply(Mutation.from_obj(obj))
+            table.memtable.apply(Mutation.from_obj(obj))
             replayed += 1
         cl.report.applied = replayed
         cl.start()
@@ -311,7 +328,7 @@ class StorageEngine:
         }
         tmp = self._schema_path().with_suffix(".json.tmp")
         try:
-            with open(tmp, "w") as f:
+            with io.open(tmp, "w") as f:
                 f.write(json.dumps(doc, indent=1, sort_keys=True))  # one write, not one per token
                 f.flush()
                 fsync(f.fileno())
@@ -453,17 +470,18 @@ class StorageEngine:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def validate(self, m: Mutation, now_s: int | None = None) -> Mutation:
-        """Check limits and types; fill missing deletion/expiry times. Raises :class:`InvalidMutation`."""
+    def validate(self, m: Any, now_s: int | None = None) -> Mutation:
+        """Check limits and types; fill missing deletion/expiry times. Raises :class:`InvalidMutation`.
+        ``m`` is Any until checked (see _plainly_valid)."""
         cfg = self.config
         if _plainly_valid(m, cfg):
             return m
         return self._validate_all(m, now_s)
 
-    def _validate_all(self, m: Mutation, now_s: int | None = None) -> Mutation:
+    def _validate_all(self, m: Any, now_s: int | None = None) -> Mutation:
         """:meth:`validate` field by field (the errors name what is wrong)."""
         cfg = self.config
-        if not isinstance(m, Mutation):
+        if not _instance(m, Mutation):
             raise InvalidMutation(f"expected a Mutation, got {type(m).__name__}")
         key = m.key
         if not isinstance(key, bytes):
@@ -479,7 +497,7 @@ class StorageEngine:
         cells = []
         max_value, max_name = cfg.max_value_bytes, cfg.max_column_name_bytes
         for c in m.cells:
-            if type(c) is not Cell:
+            if not _exactly(c, Cell):
                 raise InvalidMutation(f"expected Cell, got {type(c).__name__}")
             name, value, ts, ttl = c.name, c.value, c.timestamp, c.ttl
             if not isinstance(name, str) or not name or "\x00" in name:
@@ -518,7 +536,7 @@ class StorageEngine:
                 changed = True
         rts = []
         for rt in m.range_tombstones:
-            if type(rt) is not RangeTombstone or not isinstance(rt.prefix, str) or not rt.prefix:
+            if not _exactly(rt, RangeTombstone) or not isinstance(rt.prefix, str) or not rt.prefix:
                 raise InvalidMutation(f"bad range tombstone {rt!r}")
             if type(rt.timestamp) is not int or not _INT64_MIN <= rt.timestamp <= _INT64_MAX:
                 raise InvalidMutation(f"range tombstone timestamp must be a 64-bit int, got {rt.timestamp!r}")
@@ -625,7 +643,8 @@ class StorageEngine:
             stopped = WritesStopped(self._stopped.path, f"writes stopped after a commit log failure "
                                     f"(commit_failure_policy = stop): {self._stopped.detail}")
             return [stopped] * len(batch)
-        out: list[int | StorageError] = []
+        # Any: a slot holds 0 until its position (or the error that refused it) is known.
+        out: list[Any] = []
         with self._lock:
             tables = self._tables
             live = []
@@ -646,8 +665,8 @@ class StorageEngine:
         it = iter(positions)
         for i, slot in enumerate(out):
             if slot == 0:
-                pos = next(it, None)
-                out[i] = pos if pos is not None else error  # type: ignore[assignment]
+                got = next(it, None)
+                out[i] = got if got is not None else error
         return out
 
     def check_mutation(self, keyspace: str, table: str, mutation: Mutation) -> None:
@@ -851,10 +870,10 @@ class StorageEngine:
                 continue
             if skey is None and key not in r.cached_keys:
                 skey = sort_key(key)
-            p = r.find_named(key, skey, columns)
-            if p is not None:
-                parts.append(p)
-                for name, c in p.cells.items():
+            found = r.find_named(key, skey, columns)
+            if found is not None:
+                parts.append(found)
+                for name, c in found.cells.items():
                     if c.timestamp > newest.get(name, _INT64_MIN):
                         newest[name] = c.timestamp
 
@@ -877,10 +896,10 @@ class StorageEngine:
                 continue
             if skey is None and key not in r.cached_keys:
                 skey = sort_key(key)
-            p = r.find_named(key, skey, columns)
-            if p is not None:
-                parts.append(p)
-                c = p.cells.get(name)
+            found = r.find_named(key, skey, columns)
+            if found is not None:
+                parts.append(found)
+                c = found.cells.get(name)
                 if c is not None and (newest is None or c.timestamp > newest):
                     newest = c.timestamp
 
@@ -916,7 +935,9 @@ class StorageEngine:
         for m, (sks, keys) in zip(mems, mem_keys):
             streams.append(self._mem_stream(m, sks, keys, start, end))
         for r in sstables:
-            streams.append(((sk, p.key, p) for sk, p in r.iter_range(start, end)))
+            # A generator function, not a generator expression: mypyc builds those as lists, which
+            # would read the whole file here, outside the error handling below.
+            streams.append(_keyed(r.iter_range(start, end)))
         order = t.options.column_order
         current: Partition | None = None
         merged = heapq.merge(*streams, key=lambda e: (e[0], e[1]))
@@ -1641,6 +1662,12 @@ def _has_super(columns: list[str]) -> bool:
     return any(c.endswith(":") for c in columns)
 
 
+def _keyed(parts: Iterator[tuple[Any, Partition]]) -> Iterator[tuple[Any, bytes, Partition]]:
+    """``(sort key, partition key, partition)`` for each ``(sort key, partition)``, lazily."""
+    for sk, p in parts:
+        yield sk, p.key, p
+
+
 def _filter_columns(p: Partition, columns: list[str]) -> Partition:
     cells = {}
     for want in columns:
@@ -1671,7 +1698,12 @@ class _CorruptSSTable:
     def get(self, *args: Any, **kwargs: Any) -> Partition | None:
         raise self.corrupt  # type: ignore[misc]
 
-    find = find_named = get
+    # Methods, not ``find = find_named = get`` aliases: mypyc compiles this module.
+    def find(self, *args: Any, **kwargs: Any) -> Partition | None:
+        raise self.corrupt  # type: ignore[misc]
+
+    def find_named(self, *args: Any, **kwargs: Any) -> Partition | None:
+        raise self.corrupt  # type: ignore[misc]
 
     def iter_range(self, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, Partition]]:
         raise self.corrupt  # type: ignore[misc]

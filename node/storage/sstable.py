@@ -492,7 +492,7 @@ class SSTableReader:
             if i < 0 or not self.bloom.might_contain(key):
                 return None
             blk = self._block(i)
-        loc = blk.get(key)
+        loc: Any = blk.get(key)
         if loc is not None and self._key_cache is not None:
             self._key_cache.put(self.cached_keys, key, loc)
         return loc

@@ -31,6 +31,7 @@ OWN_TESTS = [
     "tests/unit/test_client_waits.py",
     "tests/unit/test_ring.py",
     "tests/unit/test_replica_left.py",
+    "tests/unit/test_simspeed_node_paths.py",
 ]
 
 _PROBE = """

@@ -63,9 +63,7 @@ def _outcome(fn: Any, m: Mutation) -> Any:
 @settings(max_examples=400, deadline=None)
 @given(st.one_of(_NEAR_PLAIN, _MUTATIONS))
 def test_a_plainly_valid_mutation_is_one_the_full_checks_return_unchanged(tmp_path_factory: Any, m: Mutation) -> None:
-    engine = StorageEngine.__new__(StorageEngine)  # validate needs only the config and the clock
-    engine.config = _CFG
-    engine.clock = Clock()
+    engine = StorageEngine(Path("unopened"), _CFG, Clock())  # validate needs only the config and the clock
     if _plainly_valid(m, _CFG):
         assert engine._validate_all(m, 1000) is m
     assert _outcome(engine.validate, m) == _outcome(engine._validate_all, m)
