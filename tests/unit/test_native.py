@@ -32,6 +32,10 @@ OWN_TESTS = [
     "tests/unit/test_ring.py",
     "tests/unit/test_replica_left.py",
     "tests/unit/test_simspeed_node_paths.py",
+    "tests/unit/test_storage_engine.py",
+    "tests/unit/test_plain_mutations.py",
+    "tests/unit/test_durability_hints.py",
+    "tests/unit/test_disk_fault_fixes.py",
 ]
 
 _PROBE = """
@@ -131,7 +135,7 @@ def test_a_copy_of_the_tree_uses_its_build_and_pure_python_when_asked(tmp_path: 
 
 
 @needs_build
-@pytest.mark.parametrize("edited", ["node/protocol.py", "node/cluster/messaging.py"])
+@pytest.mark.parametrize("edited", ["node/protocol.py", "node/cluster/messaging.py", "node/storage/engine.py"])
 def test_an_edited_module_takes_every_module_back_to_pure_python(tmp_path: Path, edited: str) -> None:
     """A planted-bug patch on any compiled module must run: the stale build is not used at all
     (its modules call each other natively, so it is all or nothing)."""
