@@ -22,13 +22,12 @@ Pure: it reads the two snapshot files only.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from checkers.convergence import _hashable
+from checkers.convergence import _hashable, load_snapshots
 from checkers.result import Anomaly, AnomalyLog, Result
 from harness.history import Op
 
@@ -46,16 +45,6 @@ def params_for_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return {"restart_snapshots": str(path)} if path.exists() else {}
 
 
-def _records(source: Any) -> Iterator[Mapping[str, Any]]:
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    yield json.loads(line)
-    else:
-        yield from source
-
-
 class _After:
     """What the after pass read: rows by (node, key), every (key, cell name, timestamp) any node
     held, the nodes it could not read, whether it ran and whether every hint had been delivered."""
@@ -66,7 +55,7 @@ class _After:
         self.unread: set[str] = set()
         self.ran = False
         self.drained = False
-        for rec in _records(source):
+        for rec in load_snapshots(source):
             if rec.get("pass") != "after":
                 continue
             if rec.get("type") == "pass":
@@ -94,7 +83,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     after: dict[tuple[str, Any], Mapping[str, Any]] = {}
     unreadable: set[str] = set()
     failed: list[Mapping[str, Any]] = []
-    for rec in _records(source):
+    for rec in load_snapshots(source):
         if rec.get("type") == "restart":
             header = rec
         elif rec.get("type") == "row":

@@ -372,6 +372,11 @@ async def storage_health(cluster: Any, secret: str, network: Any = None) -> dict
     return {"storage_health": {n: out[n] for n in sorted(out)}}
 
 
+def snapshot_keys(workload: Any) -> list[Any]:
+    """Every key the workload's final reads cover, in the order every pass reads them."""
+    return sorted({op.key for op in workload.final_ops()}, key=lambda k: (str(type(k)), k))
+
+
 async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | Strategy, read_repair: str,
                            run_dir: Path, label: str, drain: bool = False, network: Any = None,
                            now_ns: Any = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -382,7 +387,7 @@ async def convergence_pass(cluster: Any, secret: str, workload: Any, rf: int | S
     if workload.model not in SNAPSHOT_MODELS:
         return {}
     path = run_dir / SNAPSHOT_FILE
-    keys = sorted({op.key for op in workload.final_ops()}, key=lambda k: (str(type(k)), k))
+    keys = snapshot_keys(workload)
     extra = {"read_repair": read_repair, "workload": spec_of(workload), **(extra or {})}
     try:
         if drain:

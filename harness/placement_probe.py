@@ -57,11 +57,8 @@ async def probe(cluster: Any, secret: str, node: str, keyspace: str, keys: Seque
     except Exception as exc:  # noqa: BLE001 - the oracle is skipped, the snapshot goes on
         out["error"] = f"{type(exc).__name__}: {exc}"
         return out
-    tokens = [[t, owner] for t, owner, _state in ring["tokens"]]
-    out.update(partitioner=ring["partitioner"], tokens=tokens,
-               locations={n["node_id"]: [n["datacenter"], n["rack"]] for n in status["nodes"]},
-               endpoints=endpoints, boundary_keys=extra,
-               ring_changed=[[t, o] for t, o, _s in again["tokens"]] != tokens)
+    out.update(_ring_and_locations(ring, status), endpoints=endpoints, boundary_keys=extra)
+    out["ring_changed"] = [[t, o] for t, o, _s in again["tokens"]] != out["tokens"]
     return out
 
 
@@ -81,10 +78,15 @@ async def ring_now(cluster: Any, secret: str, nodes: Sequence[str], network: Any
         except Exception as exc:  # noqa: BLE001 - try the next node
             errors.append(f"{node}: {type(exc).__name__}: {exc}")
             continue
-        return {"node": node, "partitioner": ring["partitioner"],
-                "tokens": [[t, owner] for t, owner, _state in ring["tokens"]],
-                "locations": {n["node_id"]: [n["datacenter"], n["rack"]] for n in status["nodes"]}}
+        return {"node": node, **_ring_and_locations(ring, status)}
     return {"error": "; ".join(errors) or "no node to ask"}
+
+
+def _ring_and_locations(ring: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """A ``ring`` and a ``status`` answer as recorded: the partitioner, [token, owner] pairs and
+    each node's [datacenter, rack]."""
+    return {"partitioner": ring["partitioner"], "tokens": [[t, owner] for t, owner, _state in ring["tokens"]],
+            "locations": {n["node_id"]: [n["datacenter"], n["rack"]] for n in status["nodes"]}}
 
 
 def boundary_keys(partitioner: str, token_strings: Sequence[str]) -> list[str]:

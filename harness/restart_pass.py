@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from harness.convergence import JUDGED_MODELS, _read_node
+from harness.convergence import JUDGED_MODELS, _read_node, snapshot_keys
 
 log = logging.getLogger("harness.restart")
 
@@ -90,7 +90,7 @@ async def restart_pass(cluster: Any, db: Any, secret: str, workload: Any, run_di
         header["skipped"] = skip
         _write(path, [header])
         return header
-    keys = sorted({op.key for op in workload.final_ops()}, key=lambda k: (str(type(k)), k))
+    keys = snapshot_keys(workload)
     lines: list[dict[str, Any]] = []
     try:
         header["killed_ns"] = now_ns()

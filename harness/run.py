@@ -32,7 +32,7 @@ import trio
 
 from harness import datapaths, liveness_probe, placement_probe, store, topology
 from harness.client import NodeConnection
-from harness.convergence import JUDGED_MODELS, convergence_pass, full_repair, spec_of
+from harness.convergence import JUDGED_MODELS, convergence_pass, full_repair, snapshot_keys, spec_of
 from harness.movement_probe import MovementProbe
 from harness.restart_pass import restart_pass, skip_reason
 from harness.deploy import make_deployment
@@ -210,7 +210,7 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                         # Every replica read the moment a ring changes during a membership step.
                         probe = MovementProbe(cluster, secret, run_dir, recorder.now_ns, lambda: schedule.running,
                                               KEYSPACE, workload.table,
-                                              sorted({op.key for op in workload.final_ops()}, key=lambda k: (str(type(k)), k)),
+                                              snapshot_keys(workload),
                                               topology.placement_rf(opts), client_net, spec_of(workload))
                         nursery.start_soon(probe.run)
                     stop_clients, clients_done = trio.Event(), trio.Event()
