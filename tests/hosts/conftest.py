@@ -6,6 +6,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,21 @@ def leftovers(state: H.HostsState) -> list[str]:
         out.append(state.bridge)
     out += [f"sshd pid {h.sshd_pid}" for h in state.hosts if h.sshd_pid and H._pid_alive(h.sshd_pid)]
     return out
+
+
+def only_sshd_left(state: H.HostsState, timeout: float = 10.0) -> dict[str, dict[int, str]]:
+    """Processes other than each host's sshd listener (and its session children), once closed
+    sessions had ``timeout`` seconds to exit: a session's shell may still be exiting when the
+    client has already returned, so one look would race it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = {h.name: {pid: H._cmdline(pid) for pid in H.netns_pids(h.netns)
+                         if pid != h.sshd_pid and "sshd" not in H._cmdline(pid)}
+                for h in state.hosts}
+        left = {name: procs for name, procs in left.items() if procs}
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

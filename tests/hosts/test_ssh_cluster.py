@@ -16,6 +16,7 @@ from nemesis.hostclock import HostClock, SharedClockError, clock_db
 from nemesis.iptables import CHAIN, IptablesNet, LatencyUnavailable
 from node.client import open_client
 from node.protocol import RinglabError
+from tests.hosts.conftest import only_sshd_left
 
 pytestmark = pytest.mark.hosts
 
@@ -171,10 +172,5 @@ async def test_teardown_downloads_logs_and_leaves_nothing(cluster: SSHCluster, n
         assert log.exists() and "ready" in log.read_text()
         assert not Path(cluster.nodes[nid].dir).exists()
     assert not Path(cluster.spec.remote_root).exists()
-    for h in namespace_hosts.hosts:
-        # Only the host's own sshd listener is left in its namespace (closed sessions exit within moments).
-        with trio.move_on_after(10):
-            while H.netns_pids(h.netns) != [h.sshd_pid]:
-                await trio.sleep(0.1)
-        left = {pid: H._cmdline(pid) for pid in H.netns_pids(h.netns) if pid != h.sshd_pid}
-        assert left == {}, f"{h.name}: processes left: {left}"
+    # Only the hosts' own sshd listeners are left in their namespaces (closed sessions exit within moments).
+    assert only_sshd_left(namespace_hosts) == {}

@@ -12,6 +12,7 @@ import trio
 from harness.deploy import hosts as H
 from harness.deploy.ssh import (HostKeyChanged, HostKeyUnknown, HostSpec, HostUnreachable, KnownHosts, SSHCluster,
                                 SSHClusterSpec, SSHHost, SSHSettings, parse_nodes_file)
+from tests.hosts.conftest import only_sshd_left
 
 pytestmark = pytest.mark.hosts
 
@@ -68,6 +69,4 @@ def test_unreachable_host_fails_setup_naming_it_and_leaves_nothing(namespace_hos
     assert f"n5 ({ghost})" in str(info.value) and "cannot reach" in str(info.value)
     assert "n1" not in str(info.value)
     assert not remote_root.exists()
-    for h in state.hosts:
-        assert H.netns_pids(h.netns) == [h.sshd_pid] or all(
-            "sshd" in H._cmdline(p) for p in H.netns_pids(h.netns)), f"{h.name}: something left running"
+    assert only_sshd_left(state) == {}, "something left running"

@@ -11,23 +11,11 @@ from pathlib import Path
 import pytest
 
 from harness.deploy import hosts as H
-from tests.hosts.conftest import ssh_campaign
+from tests.hosts.conftest import only_sshd_left, ssh_campaign
 
 pytestmark = pytest.mark.hosts
 
 REMOTE_ROOT = Path("/opt/ringlab-membership")
-
-
-def _only_sshd_left(state: H.HostsState, timeout: float = 10.0) -> dict[str, dict[int, str]]:
-    """Processes other than each host's sshd listener, once closed sessions had time to exit."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = {h.name: {pid: H._cmdline(pid) for pid in H.netns_pids(h.netns) if pid != h.sshd_pid}
-                for h in state.hosts}
-        left = {name: procs for name, procs in left.items() if procs}
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.2)
 
 
 def test_membership_campaign_over_ssh_joins_on_the_spare_host_and_leaves_nothing(
@@ -81,4 +69,4 @@ def test_membership_campaign_over_ssh_joins_on_the_spare_host_and_leaves_nothing
         rules = subprocess.run(["ip", "netns", "exec", h.netns, "iptables", "-w", "-S"],
                                capture_output=True, text=True, check=True).stdout
         assert "RINGLAB" not in rules and "-j DROP" not in rules, (h.name, rules)
-    assert _only_sshd_left(state) == {}
+    assert only_sshd_left(state) == {}
