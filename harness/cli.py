@@ -629,6 +629,9 @@ def print_verdict(result: Any, history: Path, saved: Path | None) -> None:
     lines: list[tuple[str, str, str]] = []
     for name, r in result.results.items():
         summary = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v and not k.startswith("keys_"))
+        if not summary and r.valid is True and r.details.get("reason"):
+            # Valid because it looked at nothing: say so, a bare "valid" would read as checked.
+            summary = f"not judged: {r.details['reason']}"
         lines.append((name, _verdict_word(r.valid), _clip_counts(summary, 160)))
     if sys.stdout.isatty():
         try:

@@ -132,6 +132,8 @@
       // An unknown verdict says why (an interrupted run, a nemesis that never took effect).
       const why = (c.details || {}).reason;
       if (c.valid !== true && c.valid !== false && typeof why === "string") tb.append(el("tr", { class: "why-unknown" }, el("td"), el("td", { colspan: "3", text: "unknown: " + why })));
+      // Valid with nothing counted: it looked at nothing, and says why (a skipped restart pass).
+      else if (c.valid === true && !counts && typeof why === "string") tb.append(el("tr", { class: "why-unknown" }, el("td"), el("td", { colspan: "3", text: "not judged: " + why })));
     }
     const oc = $("op-counts").tBodies[0];
     const tot = { ok: 0, fail: 0, info: 0 };
