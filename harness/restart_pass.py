@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from harness.convergence import JUDGED_MODELS, _read_node, snapshot_keys
+from harness.convergence import SNAPSHOT_MODELS, _read_node, snapshot_keys
 
 log = logging.getLogger("harness.restart")
 
@@ -81,7 +81,7 @@ async def restart_pass(cluster: Any, db: Any, secret: str, workload: Any, run_di
     pass did not run instead."""
     from harness.workloads import KEYSPACE
 
-    if workload.model not in JUDGED_MODELS:
+    if workload.model not in SNAPSHOT_MODELS:
         return {}
     path = run_dir / RESTARTS_FILE
     nodes: Sequence[str] = list(cluster.node_ids())

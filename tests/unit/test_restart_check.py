@@ -4,6 +4,7 @@ is caught in a campaign with no kill of its own; the unmodified store is valid).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,23 @@ def test_the_sim_restarts_every_node_and_judges_the_unmodified_store_valid(tmp_p
     run_one(opts, run_dir, crash="power", quiet=True, report=False, keep_data=False)
     res = store.read_json(run_dir / "results.json")["checkers"]["restart"]
     assert res["valid"] is True and res["counts"]["restart_judged"] == 0 and "power-loss" in res["details"]["reason"]
+
+
+def test_rows_with_column_and_row_deletes_are_restart_checked_too(tmp_path: Path) -> None:
+    # The row workload's partitions hold several columns, cell tombstones and row deletes: every
+    # one of them a node held must come back from its own files, as a register's cell does.
+    opts = RunOptions(deploy="sim", seed=3, time_limit=6, nemesis="flush-compact,partition", concurrency="1n",
+                      rate=100, recovery_time=1, store=str(tmp_path), test_name="t", key_count=20,
+                      workload="row", memtable_flush_kb=4)
+    run_dir = tmp_path / "row"
+    run_dir.mkdir()
+    run_one(opts, run_dir, quiet=True, report=False, keep_data=False)
+    res = store.read_json(run_dir / "results.json")["checkers"]["restart"]
+    assert res["valid"] is True and res["counts"]["restart_judged"] == 1, res
+    assert res["counts"]["cells_before"] > res["counts"]["rows_before"] >= 20
+    rows = [json.loads(line) for line in (run_dir / "restarts.jsonl").read_text().splitlines()[1:]]
+    assert any(r.get("partition_tombstone") is not None for r in rows), "no row delete came back to judge"
+    assert any(c[3] for r in rows for c in r.get("cells") or []), "no cell tombstone came back to judge"
 
 
 def _params(run_dir: Path) -> dict[str, Any]:
