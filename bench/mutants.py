@@ -220,6 +220,35 @@ CAMPAIGNS: dict[str, list[str]] = {
     # no kill during the run: only the restart check (every node killed and restarted once the
     # after pass has read it, checkers/restart.py) makes a node rebuild its state from its files
     "restart": ["--nemesis", "partition,pause", "--key-count", "40", "--time-limit", "12"],
+    # (tenth round) storage-set with repairs and no read repair: every repair scans each replica's
+    # memtable (Merkle validation) and streams slices in, between 4 KB flushes, so the scan and
+    # flush paths meet on new partitions; an element is written once and nothing but a hint or a
+    # later repair puts a lost one back on its replica
+    # (tenth round) the ttl workload under row-kill's faults: one node killed for 14 s at a time
+    # (long enough to be convicted) with no hint window, so the killed replica misses expiring
+    # writes for good (a hint would bring the original cell later, and it wins the tie over a
+    # repaired copy), and read repair (blocking: QUORUM reads that meet a mismatch, then the final
+    # reads at ALL) copies the cells, live and expired, onto it; checkers/provenance.py reads every
+    # replica at the end (ttl_replicas.jsonl) and holds each cell to its write's timestamp and TTL
+    # (with writes at ONE read at ALL and 3 s faults no replica missed a write for good: 1 of 6)
+    "ttl-kill": ["--workload", "ttl", "--nemesis", "kill", "--targets", "one", "--max-hint-window", "0",
+                 "--key-count", "60", "--memtable-flush-kb", "4", "--gc-grace", "60", "--time-limit", "30",
+                 "--nemesis-interval", "14", "--recovery-time", "2"],
+    # (tenth round) storage-set with repairs and no read repair: every repair scans each replica's
+    # memtable (Merkle validation) and streams slices in, between 4 KB flushes, so the scan and
+    # flush paths meet on new partitions; an element is written once and nothing but a hint or a
+    # later repair puts a lost one back on its replica
+    # (tenth round) the ttl campaign's expiring writes at ONE read at ALL, with partitions and kills:
+    # replicas miss writes often (no hint window: no hint brings the write later, and a hinted copy
+    # would win the tie over a repaired one) and every read compares all three, so read repair copies
+    # expiring cells (live and expired) onto the replicas that lack them; checkers/provenance.py
+    # reads every replica at the end (ttl_replicas.jsonl) and holds each cell to its write's TTL
+    "ttl-repair": ["--workload", "ttl", "--nemesis", "partition,kill", "--write-cl", "ONE", "--read-cl", "ALL", "--max-hint-window", "0",
+                   "--key-count", "60", "--memtable-flush-kb", "4", "--gc-grace", "60", "--time-limit", "24",
+                   "--nemesis-interval", "3", "--recovery-time", "2"],
+    "storage-repair-set": ["--workload", "set", "--nemesis", "flush-compact,repair,partition", "--key-count", "50",
+                           "--read-repair", "NONE", "--memtable-flush-kb", "4", "--gc-grace", "60", "--time-limit", "24",
+                           "--nemesis-interval", "3", "--recovery-time", "2"],
 }
 # Campaigns that need real node processes (`harness run`, local deploy; one run per seed, so a
 # seed costs a minute or more): the admin nemesis's ringctl snapshot, cleanup and subrange
@@ -242,7 +271,8 @@ JUDGES: dict[str, frozenset[str]] = {"hints": frozenset({"set", "convergence", "
                                      "hints-pause": frozenset({"set", "convergence", "restart"}),
                                      "repair-wide": frozenset({"set", "convergence", "restart"}),
                                      "repair-one": frozenset({"set", "convergence", "restart"}),
-                                     "membership-kill": frozenset({"set", "convergence", "movement", "restart"})}
+                                     "membership-kill": frozenset({"set", "convergence", "movement", "restart"}),
+                                     "storage-repair-set": frozenset({"set", "convergence", "restart"})}
 # What git apply needs no part of, and what a copy of the checkout must not carry along.
 _SKIP = {".git", ".venv", "store", "coverage", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache"}
 

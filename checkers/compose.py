@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from checkers import (acks, campaign, cells, convergence, counter, durability, gossip, isolation, linearizable, liveness, lww,
-                      lww_order, movement, nemesis_checks, perf, quorum, restart, sets, ttl)
+                      lww_order, movement, nemesis_checks, perf, provenance, quorum, restart, sets, ttl)
 from checkers.result import Result, Validity, merge_validity
 from harness.history import HistoryFile, Op
 
@@ -33,6 +33,7 @@ CHECKERS: dict[str, Callable[[Iterable[Op], dict[str, Any]], Result]] = {
     "acks": acks.check,
     "ttl": ttl.check,
     "restart": restart.check,
+    "cell-provenance": provenance.check,
 }
 """Every checker by name; each is a pure function of (history, params)."""
 
@@ -107,6 +108,10 @@ def _model_checkers(params: dict[str, Any]) -> list[str]:
     inside += ["restart"] if params.get("restart_snapshots") else []
     # A harness run records which replicas acknowledged each write (harness/client.py).
     inside += ["acks"] if params.get("write_acks") else []
+    # Each replica cell of a unique-value write keeps that write's timestamp and TTL (checkers/provenance.py).
+    if (params.get("model") or "register") == "ttl" and params.get("ttl_snapshots") \
+            or (params.get("model") or "register") == "register" and params.get("replica_snapshots"):
+        inside += ["cell-provenance"]
     if model == "counter":
         # Read-modify-write increments: no single-op model to linearize; count lost updates.
         return ["counter", *inside, "perf"]

@@ -523,11 +523,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         from checkers.liveness import params_for_run as liveness_params
         from checkers.movement import params_for_run as movement_params
         from checkers.restart import params_for_run as restart_params
+        from checkers.provenance import params_for_run as provenance_params
 
         params.update(params_for_run(run))
         params.update(liveness_params(run))
         params.update(movement_params(run))
         params.update(restart_params(run))
+        params.update(provenance_params(run))
         save_to = save_to or run / "results.json"
     elif args.history:
         history = Path(args.history)

@@ -33,6 +33,7 @@ import trio
 from harness import datapaths, liveness_probe, placement_probe, store, topology
 from harness.client import NodeConnection
 from harness.convergence import JUDGED_MODELS, convergence_pass, full_repair, snapshot_keys, spec_of
+from harness.cell_snapshot import ttl_pass
 from harness.movement_probe import MovementProbe
 from harness.restart_pass import restart_pass, skip_reason
 from harness.deploy import make_deployment
@@ -282,6 +283,8 @@ async def campaign(opts: RunOptions, run_dir: Path, progress: Progress, *, deplo
                 await convergence_pass(cluster, secret, workload, topology.placement_rf(opts), opts.read_repair,
                                        run_dir, "after", drain=True, network=client_net,
                                        now_ns=recorder.now_ns, extra=repaired)
+                # The ttl workload's replicas, for checkers/provenance.py (no convergence model).
+                await ttl_pass(cluster, secret, workload, topology.placement_rf(opts), run_dir, client_net, recorder.now_ns)
                 if not opts.no_restart_check:
                     skip = skip_reason(datapaths.node_storage(opts), deployment, names)
                     progress.phase(f"no restart check: {skip}" if skip else
@@ -397,6 +400,7 @@ def check_run(run_dir: Path) -> Any:
     from checkers.convergence import params_for_run
     from checkers.liveness import params_for_run as liveness_params
     from checkers.movement import params_for_run as movement_params
+    from checkers.provenance import params_for_run as provenance_params
     from checkers.restart import params_for_run as restart_params
 
     params = params_from_test(store.read_json(run_dir / store.TEST_FILE))
@@ -404,6 +408,7 @@ def check_run(run_dir: Path) -> Any:
     params.update(liveness_params(run_dir))
     params.update(movement_params(run_dir))
     params.update(restart_params(run_dir))
+    params.update(provenance_params(run_dir))
     composed = check_all(run_dir / store.HISTORY_FILE, params, save_to=run_dir / store.RESULTS_FILE)
     assignments = run_dir / ZK_ASSIGNMENTS_FILE
     if assignments.exists():
