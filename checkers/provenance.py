@@ -135,8 +135,7 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
             if kind is None:
                 continue
             node, where = rec.get("node"), rec.get("pass")
-            log.add_lazy(kind, lambda kind=kind, what=what, node=node, where=where, op=op, key=key, value=value: Anomaly(
-                kind, f"key {key!r}: {node} holds value {value!r} ({where} pass) with {what}", [op], key,
-                {"node": node, "pass": where}))
+            log.add(Anomaly(kind, f"key {key!r}: {node} holds value {value!r} ({where} pass) with {what}", [op], key,
+                            {"node": node, "pass": where}))
     counts.update(log.counts)
     return Result("cell-provenance", not log.counts, counts, log.examples, {"judged_expiry": judge_expiry})
