@@ -19,7 +19,8 @@ a coordinator gives a cell of a write stamped ``w`` µs with TTL ``T`` the delet
 Not judged: tombstones, values no acknowledged write made (a write that timed out has no known
 timestamp), keys where two acknowledged writes share a value, client-supplied timestamps and clock
 faults for ``expiry-moved`` (the deletion time comes from the coordinator's clock, the timestamp
-then from elsewhere). No verdict without a snapshot. Pure: it reads the history and the files.
+then from elsewhere). Nothing judged without a snapshot; unknown when a snapshot pass failed and
+nothing was found. Pure: it reads the history and the files.
 """
 
 from __future__ import annotations
@@ -99,7 +100,10 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     judge_expiry = not clock and "clock" not in (params.get("nemeses") or []) and not params.get("client_timestamps")
     log = AnomalyLog(example_limit(params))
     seen: set[tuple[Any, ...]] = set()
+    failed: list[str] = []
     for rec in _records(source):
+        if rec.get("type") == "pass" and rec.get("error"):
+            failed.append(f"{rec.get('pass')} pass: {rec['error']}")
         if rec.get("type") not in ("replica", "nonreplica") or "cells" not in rec:
             continue
         key = _key(rec.get("key"))
@@ -138,4 +142,12 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
             log.add(Anomaly(kind, f"key {key!r}: {node} holds value {value!r} ({where} pass) with {what}", [op], key,
                             {"node": node, "pass": where}))
     counts.update(log.counts)
-    return Result("cell-provenance", not log.counts, counts, log.examples, {"judged_expiry": judge_expiry})
+    details: dict[str, Any] = {"judged_expiry": judge_expiry}
+    if log.counts:
+        return Result("cell-provenance", False, counts, log.examples, details)
+    if failed:
+        # A snapshot that failed read nothing to clear the store with.
+        return Result("cell-provenance", "unknown", counts, [], {**details, "reason": "; ".join(failed)})
+    if not counts["cells_judged"]:
+        details["reason"] = "no replica cell of an acknowledged write to judge"
+    return Result("cell-provenance", True, counts, [], details)

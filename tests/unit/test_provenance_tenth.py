@@ -86,6 +86,14 @@ def test_tombstones_unacknowledged_and_repeated_values_are_not_judged() -> None:
     assert r.valid is True and r.counts["cells_judged"] == 0 and r.counts["cells_unattributed"] == 2
 
 
+def test_a_failed_snapshot_pass_is_unknown_and_an_empty_one_says_so() -> None:
+    failed = [{"type": "pass", "pass": "after", "error": "TooSlowError: "}]
+    r = _ttl_check(_write(0, 1, 7, W, ttl=2), failed)
+    assert r.valid == "unknown" and "after pass" in r.details["reason"]
+    empty = _ttl_check(_write(0, 1, 7, W, ttl=2), [])
+    assert empty.valid is True and empty.details["reason"]
+
+
 def test_the_same_cell_read_by_two_passes_counts_once() -> None:
     cell = ["v", 7, W, False, None]
     r = provenance.check(_write(0, 1, 7, W + 1), {"model": "register", "replica_snapshots": [
