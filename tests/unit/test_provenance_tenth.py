@@ -2,7 +2,8 @@
 
 Hand-made histories and snapshot records (the localread cell shape the passes write:
 ``[name, value, timestamp, is_tombstone, expiry]``), plus one end-to-end sweep of the real planted
-bug (bench/mutants/71, a read repair that drops TTLs) under its campaign on fixed sim seeds.
+bug (bench/mutants/71, a read repair that drops TTLs) under its campaign on fixed sim seeds, and the
+reach of the storage-repair-set campaign for bench/mutants/65.
 """
 
 from __future__ import annotations
@@ -131,3 +132,15 @@ def test_ttl_kill_catches_a_read_repair_that_drops_ttls(tmp_path: Path) -> None:
     assert (caught, unknown, run) == (0, 0, 2)
     caught, _unknown, run, first, _wall = bench.run_one(mutant, "ttl-kill", "1-2", 1, tmp_path)
     assert run == 2 and caught >= 1 and "cell-provenance" in first
+
+
+def test_storage_repair_set_catches_a_flush_that_writes_a_stale_key_order(tmp_path: Path) -> None:
+    # bench/mutants/65: 2 of 6 under storage (register values written over hide a dropped key),
+    # 6 of 6 of seeds 1-6 under storage-repair-set (set elements, repairs scanning memtables).
+    bench = bench_module("mutants")
+    [mutant] = [m for m in bench.load_mutants() if m.name == "memtable-sort-cache-stale"]
+    assert mutant.campaign == "storage-repair-set"
+    caught, unknown, run, _first, _wall = bench.run_one(None, "storage-repair-set", "1-2", 1, tmp_path)
+    assert (caught, unknown, run) == (0, 0, 2)
+    caught, _unknown, run, _first, _wall = bench.run_one(mutant, "storage-repair-set", "1-2", 1, tmp_path)
+    assert run == 2 and caught >= 1
