@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
+from checkers.ttl import clock_fault
 from harness.history import NEMESIS, Op
 
 TTL_SNAPSHOT_FILE = "ttl_replicas.jsonl"
@@ -71,7 +72,7 @@ def _writes(history: Iterable[Op]) -> tuple[dict[tuple[Any, Any], tuple[int, int
     clock = False
     for op in history:
         if op.process == NEMESIS:
-            if "clock" in str(op.f) or "skew" in str(op.f):
+            if clock_fault(op):
                 clock = True
             continue
         if op.type != "ok" or op.f != "write" or op.value is None or not isinstance(op.timestamp, int):

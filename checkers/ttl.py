@@ -61,6 +61,11 @@ class _Write:
     comp: Op | None
 
 
+def clock_fault(op: Op) -> bool:
+    """Whether a nemesis operation moved a node's clock (clock skew, bumps, strobes)."""
+    return "clock" in str(op.f) or "skew" in str(op.f)
+
+
 def _pairs(history: Iterable[Op]) -> tuple[list[tuple[Op, Op | None]], bool]:
     """Client (invocation, completion or None if it never completed) in invocation order, and
     whether a clock fault ran."""
@@ -69,7 +74,7 @@ def _pairs(history: Iterable[Op]) -> tuple[list[tuple[Op, Op | None]], bool]:
     clock = False
     for op in history:
         if op.process == NEMESIS:
-            if "clock" in str(op.f) or "skew" in str(op.f):
+            if clock_fault(op):
                 clock = True
             continue
         if op.type == "invoke":

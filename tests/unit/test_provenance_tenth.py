@@ -121,26 +121,28 @@ def test_compose_runs_it_for_ttl_and_register_runs_with_snapshots_only() -> None
         assert "cell-provenance" not in compose.default_checkers({"model": model, "replica_snapshots": "x"})
 
 
+def _mutant_and_baseline(tmp_path: Path, name: str, campaign: str) -> tuple[int, int, str]:
+    """Seeds 1-2 of ``campaign``: the unmodified store must be valid on both; then the mutant's
+    (caught, seeds run, first checker)."""
+    bench = bench_module("mutants")
+    [mutant] = [m for m in bench.load_mutants() if m.name == name]
+    assert mutant.campaign == campaign
+    caught, unknown, run, _first, _wall = bench.run_one(None, campaign, "1-2", 1, tmp_path)
+    assert (caught, unknown, run) == (0, 0, 2)
+    caught, _unknown, run, first, _wall = bench.run_one(mutant, campaign, "1-2", 1, tmp_path)
+    return caught, run, first
+
+
 def test_ttl_kill_catches_a_read_repair_that_drops_ttls(tmp_path: Path) -> None:
     # bench/mutants/71: 0 of 6 under the ttl campaign (no replica state was read for expiring
     # writes, and a client read always met an original TTL cell that wins the tie); 6 of 6 of seeds
     # 1-6 under ttl-kill with this check, so one of two is a loose bound.
-    bench = bench_module("mutants")
-    [mutant] = [m for m in bench.load_mutants() if m.name == "read-repair-drops-ttl"]
-    assert mutant.campaign == "ttl-kill"
-    caught, unknown, run, _first, _wall = bench.run_one(None, "ttl-kill", "1-2", 1, tmp_path)
-    assert (caught, unknown, run) == (0, 0, 2)
-    caught, _unknown, run, first, _wall = bench.run_one(mutant, "ttl-kill", "1-2", 1, tmp_path)
+    caught, run, first = _mutant_and_baseline(tmp_path, "read-repair-drops-ttl", "ttl-kill")
     assert run == 2 and caught >= 1 and "cell-provenance" in first
 
 
 def test_storage_repair_set_catches_a_flush_that_writes_a_stale_key_order(tmp_path: Path) -> None:
     # bench/mutants/65: 2 of 6 under storage (register values written over hide a dropped key),
     # 6 of 6 of seeds 1-6 under storage-repair-set (set elements, repairs scanning memtables).
-    bench = bench_module("mutants")
-    [mutant] = [m for m in bench.load_mutants() if m.name == "memtable-sort-cache-stale"]
-    assert mutant.campaign == "storage-repair-set"
-    caught, unknown, run, _first, _wall = bench.run_one(None, "storage-repair-set", "1-2", 1, tmp_path)
-    assert (caught, unknown, run) == (0, 0, 2)
-    caught, _unknown, run, _first, _wall = bench.run_one(mutant, "storage-repair-set", "1-2", 1, tmp_path)
+    caught, run, _first = _mutant_and_baseline(tmp_path, "memtable-sort-cache-stale", "storage-repair-set")
     assert run == 2 and caught >= 1
