@@ -56,7 +56,9 @@ a corrupt or quarantined SSTable, or a table refusing reads, after a run whose n
 damage a file (kills, power losses, partitions, flushes: everything but ``corrupt`` and
 ``disk``) is ``store-damaged``: a correct store fsyncs an SSTable before it drops the commit log
 that held its writes and truncates a torn commit-log tail, so only its own bug leaves a damaged
-file behind (where the replicas it could not read would only make the verdict unknown).
+file behind (where the replicas it could not read would only make the verdict unknown). With it,
+each SSTable's recorded statistics are held to a count from its data file
+(``sstable-metadata-wrong``, checkers/sstable_stats.py).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from checkers import gcgrace, liveness, misplaced, placement
+from checkers import gcgrace, liveness, misplaced, placement, sstable_stats
 from checkers.result import Anomaly, AnomalyLog, Result, Validity
 from harness.history import NEMESIS, Op, nemesis_steps
 
@@ -607,6 +609,9 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                     f"left them damaged itself (an unsynced or torn file it trusted after a crash, or a writer bug)",
                     [], None, {"node": node, "files": files[:MAX_LISTED], "held": held}))
     counts["store-damaged"] = log.count("store-damaged")
+    # ... and each SSTable's recorded statistics against its own data (checkers/sstable_stats.py).
+    counts.update(sstable_stats.judge(health, log))
+    counts[sstable_stats.KIND] = log.count(sstable_stats.KIND)
     # Each key's replicas against an oracle computed apart from node/ring.py (checkers/placement.py).
     placed_keys: set[Any] = set()
     for label, h in headers.items():

@@ -21,6 +21,14 @@ phi-accrual failure detector fed by gossip must keep:
   (seen on the default sim campaign's seed 1: a majorities ring left n3 hearing n4 only
   directly, and n3 convicted n4 for a second).
 
+A third reads the detector's own account (each view's ``fd``, from ``status`` with
+``failure_detector``): ``fd-outage-recorded``, a peer's arrival window holding an interval longer
+than the detector may record (its max interval, or the one bootstrap interval every window starts
+with, whichever is longer). Longer gaps are outages or pauses, not samples of the healthy
+arrival rate (Cassandra's fd_max_interval); one recorded inflates the mean, so every later
+conviction of that peer comes late, by how much depending on the window, which the bounds above
+cannot see.
+
 Both are judged conservatively: a fault counts as in force (for ``never-convicted``) only from
 its injection's completion to its removal's invocation, and as possibly in force (for
 ``stale-down`` and for the observer's own health) from its invocation to its completion; an
@@ -62,6 +70,9 @@ UP_BOUND_ROUNDS = 10.0
 # after a local pause, and a restarted node learns its peers anew.
 OBSERVER_HOLD_ROUNDS = 6.0
 MAX_EXAMPLES = 20
+# Slack on the detector's longest recordable interval: the status answer rounds to microseconds,
+# and the interval a heartbeat closes is a difference of float clock readings.
+FD_INTERVAL_TOLERANCE_S = 1e-3
 
 
 def params_for_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -300,7 +311,51 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                     f"{back / 1e9:.1f} s ({(sent - back) / 1e9:.1f} s, over the {up_ns / 1e9:.0f} s a returned "
                     f"node's heartbeats take to mark it UP): its coordinator refuses or hints writes for a live replica",
                     [], None, {"node": obs, "peer": peer, "since_s": back / 1e9, "at_s": sent / 1e9}))
+    counts["fd_judged"] = _judge_detector(views, log)
     counts["never-convicted"] = log.count("never-convicted")
     counts["stale-down"] = log.count("stale-down")
+    counts["fd-outage-recorded"] = log.count("fd-outage-recorded")
     details = {"conviction_bound_s": convict_ns / 1e9, "up_bound_s": up_ns / 1e9}
     return Result("liveness", False if log.counts else True, counts, log.examples, details)
+
+
+def _number(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+
+
+def _judge_detector(views: list[dict[str, Any]], log: AnomalyLog) -> int:
+    """``fd-outage-recorded`` over the views' failure-detector accounts; returns how many
+    (observer, peer) windows were judged. One finding per pair: a recorded outage stays in the
+    window for as long as the window is."""
+    judged = 0
+    flagged: set[tuple[str, str]] = set()
+    for r in views:
+        fd = r.get("fd")
+        if not isinstance(fd, dict) or not isinstance(fd.get("peers"), dict):
+            continue
+        limits = [v for v in (_number(fd.get("max_interval_s")), _number(fd.get("bootstrap_interval_s"))) if v is not None]
+        if not limits:
+            continue  # the node did not say what it may record
+        limit = max(limits)
+        obs = str(r.get("node"))
+        for peer, entry in sorted(fd["peers"].items()):
+            if not isinstance(entry, list) or len(entry) < 4:
+                continue
+            mean, longest, count = _number(entry[1]), _number(entry[2]), entry[3]
+            if longest is None or mean is None:
+                continue
+            judged += 1
+            worst = max(longest, mean)
+            if worst <= limit + FD_INTERVAL_TOLERANCE_S or (obs, peer) in flagged:
+                continue
+            flagged.add((obs, peer))
+            at = int(r.get("recv_ns") or 0) / 1e9
+            log.add(Anomaly(
+                "fd-outage-recorded",
+                f"{obs}'s failure detector held an interval of {longest:.2f} s between {peer}'s heartbeats in its "
+                f"arrival window at {at:.1f} s (mean {mean:.3f} s over {count} intervals), longer than the "
+                f"{limit:g} s it may record: an outage counted as a sample inflates the mean, so the next "
+                f"conviction of {peer} comes late",
+                [], None, {"node": obs, "peer": peer, "at_s": at, "max_interval_s": longest,
+                           "mean_interval_s": mean, "intervals": count, "limit_s": limit}))
+    return judged

@@ -352,19 +352,23 @@ async def full_repair(cluster: Any, secret: str, network: Any = None,
 async def storage_health(cluster: Any, secret: str, network: Any = None) -> dict[str, Any]:
     """Each running node's own account of damage to its files, from its ``storage`` admin op with
     a full checksum scrub (``verify``): ``{"storage_health": {node: {"corrupt": [...],
-    "verify_corrupt": [...], "quarantined": [...], "held": {...}} or an error string}}``.
+    "verify_corrupt": [...], "quarantined": [...], "held": {...}, "sstables": {table: [{"sstable",
+    "stats", "scan"}]}} or an error string}}``.
     checkers/convergence.py holds it against the run's faults: kills, power losses and partitions
     must never leave a damaged SSTable behind (only the corrupt and disk nemeses damage files)."""
     out: dict[str, Any] = {}
 
     async def ask(node: str) -> None:
         try:
-            st = await _admin(cluster, secret, node, "storage", network=network, verify=True)
+            st = await _admin(cluster, secret, node, "storage", network=network, verify=True, sstables=True)
         except Exception as exc:  # noqa: BLE001 - recorded: a node that does not answer is not judged
             out[node] = f"{type(exc).__name__}: {exc}"
             return
         out[node] = {"corrupt": list(st.get("corrupt") or []), "verify_corrupt": list(st.get("verify_corrupt") or []),
-                     "quarantined": list(st.get("quarantined") or []), "held": dict(st.get("held") or {})}
+                     "quarantined": list(st.get("quarantined") or []), "held": dict(st.get("held") or {}),
+                     # Each SSTable's recorded statistics beside a count from its data (the checker
+                     # holds one to the other: sstable-metadata-wrong).
+                     **({"sstables": st["sstables"]} if isinstance(st.get("sstables"), dict) else {})}
 
     async with trio.open_nursery() as nursery:
         for node in cluster.node_ids():

@@ -7,7 +7,10 @@ and in the simulator) about once a second and appends what the node said about e
 ``{"node", "sent_ns", "recv_ns", "view": {peer: [state, status]}}`` where the times are on the
 history's clock (virtual in sim) and state is the failure detector's ``U`` or ``D``. A node that
 does not answer within the timeout leaves no line (a killed or paused node has no view).
-The first line is a header naming the gossip settings the bounds are derived from.
+The first line is a header naming the gossip settings the bounds are derived from. Each view
+also carries the node's failure-detector account of each peer (``"fd"``, from ``status`` with
+``failure_detector``: phi and the arrival window it learnt), which checkers/liveness.py holds to
+the detector's own limit on a recorded interval.
 
 With each view the node's gossip state of every endpoint is recorded too (``gossipinfo``):
 ``{"type": "gossip", "node", "sent_ns", "recv_ns", "states": {endpoint: [generation,
@@ -81,6 +84,18 @@ def gossip_disagreements(states: dict[str, dict[str, list[Any]]]) -> list[tuple[
     return out
 
 
+def detector_record(fd: Any) -> dict[str, Any] | None:
+    """A ``status`` answer's ``failure_detector`` as recorded in a view line:
+    ``{"max_interval_s", "bootstrap_interval_s", "threshold", "peers": {peer: [phi, mean interval s, longest interval s,
+    intervals recorded]}}``, or None when the node gave none."""
+    if not isinstance(fd, dict) or not isinstance(fd.get("peers"), dict):
+        return None
+    peers = {p: [e.get("phi"), e.get("mean_interval_s"), e.get("max_interval_s"), e.get("intervals")]
+             for p, e in sorted(fd["peers"].items()) if isinstance(e, dict)}
+    return {"max_interval_s": fd.get("max_interval_s"), "bootstrap_interval_s": fd.get("bootstrap_interval_s"),
+            "threshold": fd.get("threshold"), "peers": peers}
+
+
 class Sampler:
     """Appends failure-detector views of the cluster's nodes to ``liveness.jsonl``."""
 
@@ -113,7 +128,7 @@ class Sampler:
                 async with open_client(host, port, secret=self.secret, timeout=SAMPLE_TIMEOUT_S,
                                        network=self.network) as c:
                     # Only the views are recorded: no need for the node to size its data.
-                    status = await c.admin("status", load=False)
+                    status = await c.admin("status", load=False, failure_detector=True)
                     recv = self.now_ns()
                     info = await c.admin("gossipinfo")
         except Exception:  # noqa: BLE001 - a node that cannot answer has no view to record
@@ -121,7 +136,11 @@ class Sampler:
         view = {n["node_id"]: [n.get("state"), n.get("status")] for n in status.get("nodes", [])
                 if n.get("node_id") != nid}
         self.latest[nid] = view
-        self._write({"type": "view", "node": nid, "sent_ns": sent, "recv_ns": recv, "view": view})
+        rec: dict[str, Any] = {"type": "view", "node": nid, "sent_ns": sent, "recv_ns": recv, "view": view}
+        fd = detector_record(status.get("failure_detector"))
+        if fd is not None:
+            rec["fd"] = fd
+        self._write(rec)
         states = gossip_versions(info)
         self.latest_gossip[nid] = states
         self._write({"type": "gossip", "node": nid, "sent_ns": recv, "recv_ns": self.now_ns(), "states": states,

@@ -1007,6 +1007,11 @@ class Node:
         # "load": false (the liveness probe's once-a-second view) leaves this node's own load
         # out (null) instead of walking its data directory for it.
         own_load = self._load_bytes() if req.get("load") is not False else None
+        # "failure_detector": true adds the detector's per-peer phi and arrival window
+        # (nodetool failuredetector); left out by default, so the usual answer stays as it was.
+        with_fd = req.get("failure_detector", False)
+        if not isinstance(with_fd, bool):
+            raise InvalidRequest(f"field 'failure_detector' must be a bool, not {with_fd!r}")
         nodes = []
         for n, info in sorted(self._members().items()):
             nodes.append(
@@ -1037,6 +1042,8 @@ class Node:
             "clock": {"offset_us": self.runtime.clock.offset_us(), "rate": self.runtime.clock.rate},
             # Why disk_failure_policy stopped this node's traffic (None: serving).
             "disk_failure": self.engine.disk_failure(),
+            **({"failure_detector": self.gossiper.detector_view() if self.gossiper is not None else None}
+               if with_fd else {}),
         }
 
     def _load_bytes(self) -> int:

@@ -118,6 +118,16 @@ class PhiAccrualFailureDetector:
         w = self._windows.get(node_id)
         return w.mean() if w is not None and w.intervals else None
 
+    def window_stats(self, node_id: str) -> tuple[float, float, int] | None:
+        """(mean, longest, count) of the intervals recorded for ``node_id``, or ``None`` if never
+        heard from: what Cassandra's FailureDetector MBean dumps per endpoint (its arrival
+        windows), so an operator can see what the detector learnt. Every recorded interval is at
+        most ``max_interval`` by construction; a longer one is an outage counted as a sample."""
+        w = self._windows.get(node_id)
+        if w is None or not w.intervals:
+            return None
+        return w.mean(), max(w.intervals), len(w.intervals)
+
     def last_arrival(self, node_id: str) -> float | None:
         """When the last heartbeat of ``node_id`` arrived, or ``None``."""
         w = self._windows.get(node_id)

@@ -265,6 +265,24 @@ class Gossiper:
         """The failure detector's current phi for ``node_id``."""
         return self.fd.phi(node_id, self.runtime.clock.monotonic())
 
+    def detector_view(self) -> dict[str, Any]:
+        """The failure detector's settings and, per endpoint it has heard from, its phi now and
+        the arrival window it learnt (mean, longest and count of the recorded intervals), as
+        ``nodetool failuredetector`` and the FailureDetector MBean's interval dump show them."""
+        now = self.runtime.clock.monotonic()
+        peers: dict[str, Any] = {}
+        for ep in sorted(self._states):
+            if ep == self.local_id:
+                continue
+            stats = self.fd.window_stats(ep)
+            if stats is None:
+                continue
+            mean, longest, count = stats
+            peers[ep] = {"phi": round(self.fd.phi(ep, now), 3), "mean_interval_s": round(mean, 6),
+                         "max_interval_s": round(longest, 6), "intervals": count}
+        return {"threshold": self.fd.threshold, "max_interval_s": self.fd.max_interval,
+                "bootstrap_interval_s": self.fd.bootstrap_interval, "window": self.fd.window, "peers": peers}
+
     def endpoint_state(self, node_id: str) -> dict[str, Any] | None:
         """Plain-data view of one endpoint's gossip state (``ringctl gossipinfo``)."""
         st = self._states.get(node_id)

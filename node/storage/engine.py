@@ -101,6 +101,12 @@ class _Ghost:
     on_disk: bool
 
 
+# The statistics of an SSTable that its data determines (``sstable_metadata``): what a scan of
+# the data file can count again.
+SSTABLE_METADATA_FIELDS = ("partitions", "cells", "tombstones", "min_timestamp", "max_timestamp",
+                           "max_local_deletion_time", "first_key", "last_key")
+
+
 @dataclass
 class _Table:
     id: int
@@ -1544,6 +1550,33 @@ class StorageEngine:
                     if not g.on_disk:
                         out.setdefault(t.qualified, f"{g.why} (only the keys it may hold)")
             return out
+
+    def sstable_metadata(self, scan: bool = False) -> dict[str, list[dict[str, Any]]]:
+        """Per table ("keyspace.table"), each live SSTable's recorded statistics
+        (``sstablemetadata``: partitions, cells, tombstones, min/max timestamp, max local
+        deletion time, first/last key), and with ``scan`` the same counted again from its data
+        file (``"scan"``, or ``"scan_error"`` when the file could not be read through). A file a
+        compaction replaced while it was scanned is left out: its count may have been cut short."""
+        with self._lock:
+            tables = [(t.qualified, t, list(t.sstables)) for t in self._tables.values()]
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name, t, readers in sorted(tables, key=lambda e: e[0]):
+            rows = []
+            for r in readers:
+                if r.corrupt is not None:
+                    continue
+                row: dict[str, Any] = {"sstable": r.name,
+                                       "stats": {k: r.stats.get(k) for k in SSTABLE_METADATA_FIELDS}}
+                if scan:
+                    try:
+                        row["scan"] = r.scan_stats()
+                    except Exception as exc:  # noqa: BLE001 - reported: a file that cannot be read is not judged
+                        row["scan_error"] = f"{type(exc).__name__}: {exc}"
+                    if r not in t.sstables:
+                        continue
+                rows.append(row)
+            out[name] = rows
+        return out
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per table ("keyspace.table"): memtable size, SSTable count, live bytes, and more."""

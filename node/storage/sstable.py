@@ -624,6 +624,41 @@ class SSTableReader:
             raise self._fail(f"record at offset {offset} undecodable: {exc}") from exc
         return Partition(bytes(key), cells, pt, pdt, {r[0]: RangeTombstone(r[0], r[1], r[2]) for r in rts})
 
+    def scan_stats(self) -> dict[str, Any]:
+        """The statistics the writer records, counted again from the data file itself (as
+        ``sstabledump`` would see them), for comparison with ``stats`` (``sstablemetadata``):
+        partitions, cells, tombstones, the least and greatest timestamp of any cell, range
+        tombstone or partition delete, the greatest local deletion time, the first and last key.
+        Raises :class:`CorruptSSTableError` on a damaged record."""
+        partitions = cells = tombstones = 0
+        lo: int | None = None
+        hi: int | None = None
+        max_ldt: int | None = None
+        first: bytes | None = None
+        last: bytes | None = None
+        for _sk, key, header, record, start, off in self.iter_raw():
+            p = self.decode_record(header, record, start, off)
+            partitions += 1
+            first = bytes(key) if first is None else first
+            last = bytes(key)
+            cells += len(p.cells)
+            stamps = [c.timestamp for c in p.cells.values()] + [rt.timestamp for rt in p.range_tombstones.values()]
+            ldts = [c.local_deletion_time for c in p.cells.values() if c.local_deletion_time is not None]
+            ldts += [rt.local_deletion_time for rt in p.range_tombstones.values() if rt.local_deletion_time is not None]
+            tombstones += sum(1 for c in p.cells.values() if c.value is None) + len(p.range_tombstones)
+            if p.partition_tombstone is not None:
+                stamps.append(p.partition_tombstone)
+                tombstones += 1
+                if p.partition_deletion_time is not None:
+                    ldts.append(p.partition_deletion_time)
+            if stamps:
+                lo = min(stamps) if lo is None else min(lo, *stamps)
+                hi = max(stamps) if hi is None else max(hi, *stamps)
+            if ldts:
+                max_ldt = max(ldts) if max_ldt is None else max(max_ldt, *ldts)
+        return {"partitions": partitions, "cells": cells, "tombstones": tombstones, "min_timestamp": lo,
+                "max_timestamp": hi, "max_local_deletion_time": max_ldt, "first_key": first, "last_key": last}
+
     def verify(self) -> None:
         """Check the whole data file against its recorded CRC; raise :class:`CorruptSSTableError`."""
         if self.fault is not None:
