@@ -1565,7 +1565,9 @@ class StorageEngine:
             for r in readers:
                 if r.corrupt is not None:
                     continue
-                row: dict[str, Any] = {"sstable": r.name,
+                # Relative to the data directory: the same answer wherever the node's files live
+                # (a simulation's temporary directory must not change the bytes it sends).
+                row: dict[str, Any] = {"sstable": os.path.relpath(r.name, self.data_dir),
                                        "stats": {k: r.stats.get(k) for k in SSTABLE_METADATA_FIELDS}}
                 if scan:
                     try:

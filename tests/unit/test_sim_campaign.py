@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,25 @@ def test_same_seed_gives_identical_history_and_trace_other_seed_differs(tmp_path
     test = store.read_json(dir_a / store.TEST_FILE)
     assert test["deploy"] == "sim" and test["sim"]["trace_hash"] == a.trace_hash
     assert (dir_a / "nodes" / "n1" / "node.log").exists()
+
+
+def test_a_storage_heavy_seed_is_deterministic_wherever_its_files_live(tmp_path: Path) -> None:
+    # Flushes and compactions every few KB: the passes' storage answers list SSTables, and each run
+    # keeps its nodes' files in another temporary directory, which no answer may carry.
+    opts = RunOptions(deploy="sim", seed=5, time_limit=6, nemesis="flush-compact,kill", nemesis_interval=1.5,
+                      concurrency="1n", rate=100, recovery_time=1, store=str(tmp_path), test_name="t",
+                      memtable_flush_kb=1)
+    results = []
+    for name in ("a", "b"):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        results.append(run_one(opts, run_dir, quiet=True))
+    a, b = results
+    assert a.trace_hash == b.trace_hash and a.history_hash == b.history_hash
+    health = [json.loads(line) for line in (tmp_path / "a" / "replicas.jsonl").read_text().splitlines()]
+    listed = [row for rec in health for node in (rec.get("storage_health") or {}).values() if isinstance(node, dict)
+              for rows in (node.get("sstables") or {}).values() for row in rows]
+    assert listed, "no SSTable was listed: the run did not reach the storage answers"
 
 
 def test_parse_seeds() -> None:
