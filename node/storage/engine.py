@@ -66,6 +66,7 @@ from .sstable import (
     component_path,
     fsync_dir,
     remove_generation,
+    restore_lost_toc,
     restamp,
 )
 
@@ -361,6 +362,10 @@ class StorageEngine:
         readers = []
         for gen in sorted(gens - obsolete):
             t.next_generation = max(t.next_generation, gen + 1)
+            if not (t.directory / f"{gen}-{TOC}").exists() and restore_lost_toc(t.directory, gen):
+                log.error("SSTable generation %d in %s had no %s but every component matches its digest: "
+                          "a finished SSTable whose TOC was lost (deleted or damaged), not an unfinished "
+                          "write; TOC rewritten and the SSTable loaded", gen, t.directory, TOC)
             if not (t.directory / f"{gen}-{TOC}").exists():
                 # No TOC: a flush or compaction died mid-write; its parts were never visible.
                 log.info("removing unfinished SSTable generation %d in %s", gen, t.directory)
