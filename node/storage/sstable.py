@@ -476,6 +476,13 @@ class SSTableReader:
         mm = self._mm
         if offset + length > self.data_bytes or length < _REC.size:
             raise self._fail(f"index points past the data file at offset {offset}")
+        # The file may have been cut short under the running node (truncated by hand, a restore
+        # gone wrong): touching a mapped page past its end is SIGBUS, which ends the process with
+        # no word. One fstat (mmap.size) per record read turns that into a named corrupt file.
+        size = mm.size()
+        if offset + length > size:
+            raise self._fail(f"data file is {size} bytes, not the {self.data_bytes} written: truncated "
+                             f"under the running node (record at offset {offset})")
         hlen, blen, hcrc, bcrc = _REC.unpack_from(mm, offset)
         if _REC.size + hlen + blen != length:
             raise self._fail(f"record at offset {offset}: lengths do not match the index")
@@ -665,6 +672,9 @@ class SSTableReader:
         """Check the whole data file against its recorded CRC; raise :class:`CorruptSSTableError`."""
         if self.fault is not None:
             self.fault.check_read(self.data_path)
+        if self.data_bytes and self._mm.size() < self.data_bytes:  # see _record: SIGBUS otherwise
+            raise self._fail(f"data file is {self._mm.size()} bytes, not the {self.data_bytes} written: "
+                             "truncated under the running node")
         crc = zlib.crc32(self._mm) if self.data_bytes else 0
         if crc != self.digests["Data.db"][0]:
             raise self._fail("data file checksum mismatch")

@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from node.protocol import RinglabError
-from tests.cluster.conftest import Cluster, call, one_node
+from tests.cluster.conftest import Cluster, alive_view, call, one_node, wait_until
 
 BATCH = '[storage]\ncommitlog_sync = "batch"\n'
 
@@ -242,3 +242,87 @@ def test_a_data_fs_turning_read_only_fails_writes_by_name_and_loses_nothing(
     node.wait_ready()
     assert _missing(node, range(40)) == []
     assert not isinstance(_put(node, 41), RinglabError)
+
+
+# ---- files cut short under a running node
+
+
+def _truncate_data_files(node: Any, only_one: bool = False) -> list[Path]:
+    files = sorted((node.dir / "data" / "storage" / "data" / "ks").glob("t-*/*-Data.db"))
+    assert files
+    if only_one:
+        files = files[:1]
+    for f in files:
+        os.truncate(f, 0)  # in place: the node's mapping of the file now ends at 0
+    return files
+
+
+def test_a_data_file_truncated_under_the_node_is_a_named_corrupt_file_not_a_sigbus(tmp_path: Path) -> None:
+    """The node maps Data.db; truncating it under the running node made the next read touch a
+    page past the file's end, SIGBUS, and the process died without a word (exit -7). Now the read
+    names the file ("truncated under the running node"), the file is quarantined, the node keeps
+    serving, and the table's reads stay refused across a restart until a repair, where they used
+    to come back without the file's keys, as if they had never been written."""
+    with one_node(tmp_path, BATCH + "auto_repair_after_s = 0\n") as c:
+        node = c[0]
+        for i in range(20):
+            assert not isinstance(_put(node, i), RinglabError)
+        assert not isinstance(_ask(node, "flush"), RinglabError)
+        # One file: the others stay intact, so after a restart nothing but the hold could refuse.
+        _truncate_data_files(node, only_one=True)
+        answers = [_ask(node, "get", keyspace="ks", table="t", key=f"k{i}", consistency="ONE") for i in range(20)]
+        assert node.proc is not None and node.proc.poll() is None, node.log_tail()
+        errors = [a for a in answers if isinstance(a, RinglabError)]
+        assert errors and all(a.name == "ReadFailure" for a in errors), answers
+        assert any("truncated under the running node" in a.message and "-Data.db" in a.message for a in errors)
+        assert not isinstance(_put(node, 100), RinglabError)  # writes go on
+        held = _ask(node, "storage")["held"]
+        assert "ks.t" in held, held
+        node.kill()
+        node.start()
+        node.wait_ready()
+        still = [_ask(node, "get", keyspace="ks", table="t", key=f"k{i}", consistency="ONE") for i in range(20)]
+        assert all(isinstance(a, RinglabError) and "AwaitingRepair" in a.message for a in still), still
+        assert "ks.t" in _ask(node, "storage")["held"]
+        assert "still refuses reads after the restart" in (node.dir / "stderr.log").read_text(errors="replace")
+
+
+def _local_value(node: Any, key: str) -> Any:
+    rows = trio.run(lambda: call(node, "localread", keyspace="ks", table="t", keys=[key]))["rows"]
+    cells = rows[0]["cells"] if rows and rows[0] else []
+    return cells[0][1] if cells else None
+
+
+def test_a_replica_whose_files_were_cut_short_says_so_across_a_restart_and_repair_restores_it(tmp_path: Path) -> None:
+    """RF 3: n1's data files truncated under it. Reads through n1 keep being answered (the other
+    replicas), n1 stays up, and after a restart it still refuses the table's reads (it used to
+    serve it as if the keys were never written); a scrub repairs it from n2 and n3."""
+    c = Cluster(tmp_path, 3, extra=BATCH + "auto_repair_after_s = 0\n")
+    try:
+        c.start()
+        wait_until(lambda: all(set(alive_view(n).values()) == {"U"} and len(alive_view(n)) == 3 for n in c.nodes),
+                   30, what="3 nodes up")
+        trio.run(lambda: call(c[0], "create_keyspace", name="ks",
+                              replication={"class": "SimpleStrategy", "replication_factor": 3}))
+        trio.run(lambda: call(c[0], "create_table", keyspace="ks", name="t", options={}))
+        n1 = c[0]
+        for i in range(20):
+            got = _ask(n1, "put", keyspace="ks", table="t", key=f"k{i}", columns={"c": f"v{i}"}, consistency="ALL")
+            assert not isinstance(got, RinglabError), got
+        assert not isinstance(_ask(n1, "flush", keyspace="ks", table="t"), RinglabError)
+        _truncate_data_files(n1)
+        for i in range(20):  # QUORUM through n1: n2 and n3 answer what n1 refuses
+            got = _ask(n1, "get", keyspace="ks", table="t", key=f"k{i}", consistency="QUORUM")
+            assert not isinstance(got, RinglabError) and got["columns"]["c"][0] == f"v{i}", (i, got)
+        assert n1.proc is not None and n1.proc.poll() is None, n1.log_tail()
+        assert "ks.t" in _ask(n1, "storage")["held"]
+        n1.kill()
+        n1.start()
+        n1.wait_ready()
+        assert "ks.t" in _ask(n1, "storage")["held"]  # it still says so
+        wait_until(lambda: all(set(alive_view(n).values()) == {"U"} for n in c.nodes), 30, what="n1 up again")
+        scrub = trio.run(lambda: call(n1, "scrub", timeout=60))
+        assert "ks.t" in scrub.get("released", []), scrub
+        assert [_local_value(n1, f"k{i}") for i in range(20)] == [f"v{i}" for i in range(20)]
+    finally:
+        c.stop()
