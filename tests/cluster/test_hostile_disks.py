@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -324,5 +325,54 @@ def test_a_replica_whose_files_were_cut_short_says_so_across_a_restart_and_repai
         scrub = trio.run(lambda: call(n1, "scrub", timeout=60))
         assert "ks.t" in scrub.get("released", []), scrub
         assert [_local_value(n1, f"k{i}") for i in range(20)] == [f"v{i}" for i in range(20)]
+    finally:
+        c.stop()
+
+
+# ---- a hint file damaged on disk
+
+
+def test_a_corrupt_hint_file_keeps_its_rest_and_says_the_target_needs_a_repair(tmp_path: Path) -> None:
+    """Hints for a down n3 are damaged on n1's disk while n1 is stopped. Delivery used to drop
+    every hint after the damage with a WARNING; now the undecodable rest is kept under
+    hints/undeliverable/, counted in status (hints.undeliverable), logged at ERROR naming the
+    target that lacks those writes until a repair, and a repair brings them to n3."""
+    c = Cluster(tmp_path, 3, extra=BATCH + "[hints]\ndelivery_check_interval = 1.0\n")
+    try:
+        c.start()
+        wait_until(lambda: all(set(alive_view(n).values()) == {"U"} and len(alive_view(n)) == 3 for n in c.nodes),
+                   30, what="3 nodes up")
+        trio.run(lambda: call(c[0], "create_keyspace", name="ks",
+                              replication={"class": "SimpleStrategy", "replication_factor": 3}))
+        trio.run(lambda: call(c[0], "create_table", keyspace="ks", name="t", options={}))
+        n1, n3 = c[0], c[2]
+        n3.kill()
+        wait_until(lambda: alive_view(n1).get("n3") == "D", 30, what="n3 down")
+        for i in range(20):
+            got = _ask(n1, "put", keyspace="ks", table="t", key=f"k{i}", columns={"c": f"v{i}"}, consistency="QUORUM")
+            assert not isinstance(got, RinglabError), got
+        hints = n1.dir / "data" / "hints" / "n3.hints"
+        n1.kill()
+        raw = bytearray(hints.read_bytes())
+        off = 0
+        for _ in range(10):  # the 11th frame's length prefix (4 bytes, big-endian) turns to garbage
+            off += 4 + struct.unpack_from(">I", raw, off)[0]
+        raw[off:off + 4] = b"\xff\xff\xff\xf0"
+        hints.write_bytes(bytes(raw))
+        n1.start()
+        n1.wait_ready()
+        n3.start()
+        n3.wait_ready()
+        log = n1.dir / "stderr.log"
+        wait_until(lambda: "is corrupt after" in log.read_text(errors="replace"), 60, what="delivery met the damage")
+        text = log.read_text(errors="replace")
+        line = next(x for x in text.splitlines() if "is corrupt after" in x)
+        assert " ERROR " in line and "n3 lacks the writes" in line and "kept in" in line, line
+        kept = n1.dir / "data" / "hints" / "undeliverable" / "n3.corrupt"
+        assert kept.exists() and kept.stat().st_size > 0
+        assert trio.run(lambda: call(n1, "status"))["hints"]["undeliverable"] >= 1
+        repaired = trio.run(lambda: call(n3, "repair", keyspace="ks", timeout=60))
+        assert not isinstance(repaired, RinglabError)
+        assert [_local_value(n3, f"k{i}") for i in range(20)] == [f"v{i}" for i in range(20)]
     finally:
         c.stop()
