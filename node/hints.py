@@ -194,21 +194,41 @@ class HintStore:
         log.error("hint for %s (%s.%s, written at %s us) failed %d deliveries, last: %s; moved to %s",
                   target, msg.get("ks"), msg.get("t"), msg.get("at"), tries, exc, aside)
 
+    def _keep_corrupt_rest(self, target: str, work: Path, sent: int, corrupt: Exception, rest: bytes) -> None:
+        """A hint file that stops decoding (bit rot, a file damaged on disk): its rest cannot be
+        delivered, but it is kept, not dropped with a warning: the writes it held were
+        acknowledged by other replicas and this target lacks them until a repair. Counted with
+        the undeliverable hints (``status`` shows them) and logged at ERROR saying so."""
+        aside = self._undeliverable_path(target).with_suffix(".corrupt")
+        try:
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            _append_file(aside, rest)
+            kept = f"the undecodable rest ({len(rest)} bytes) kept in {aside}"
+        except OSError as exc:
+            kept = f"the undecodable rest ({len(rest)} bytes) could not be kept ({exc})"
+        self.undeliverable += 1
+        log.error("hint file %s is corrupt after %d hints delivered (%s); %s; %s lacks the writes those hints "
+                  "held until a repair of its ranges", work, sent, corrupt, kept, target)
+
     async def _deliver_file(self, target: str, work: Path, send: SendHint) -> bool:
         decoder = FrameDecoder()
         sent = 0
         retry: list[bytes] = []  # hints the target failed, retried after the rest of the queue
+        fed = 0  # bytes of the file fed to the decoder: the next frame starts at fed - buffered
         with io.open(work, "rb") as f:
             while True:
+                frame_at = fed - decoder.buffered
                 try:
                     msg = decoder.next_message()
                 except ProtocolError as corrupt:
-                    log.warning("hint file %s is corrupt after %d hints (%s); dropping the rest", work, sent, corrupt)
+                    f.seek(frame_at)  # the failed decoder keeps no bytes: take them from the file
+                    self._keep_corrupt_rest(target, work, sent, corrupt, f.read())
                     break
                 if msg is None:
                     chunk = f.read(_READ_CHUNK)
                     if not chunk:
                         break
+                    fed += len(chunk)
                     decoder.feed(chunk)
                     continue
                 try:

@@ -18,9 +18,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import trio
 
@@ -230,10 +230,10 @@ class Node:
         self.node_id = config.node_id
         self.partitioner = make_partitioner(config.partitioner)
         self.data_dir = config.data_dir
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _startup_file(self.data_dir, lambda: self.data_dir.mkdir(parents=True, exist_ok=True))
         self.schema_path = self.data_dir / "schema.json"
-        self.schema = load_schema(self.schema_path)
-        self.tokens = self._load_tokens()
+        self.schema = _startup_file(self.schema_path, lambda: load_schema(self.schema_path))
+        self.tokens = _startup_file(self.data_dir / "tokens.json", self._load_tokens)
         # JOINING until bootstrap streamed this node's ranges (node/membership_ops.py).
         self.status = "JOINING" if not self.tokens or (self.data_dir / "bootstrap.json").exists() else "NORMAL"
         # The last write timestamp this node assigned (see _write_timestamp).
@@ -241,7 +241,8 @@ class Node:
         self.peers_path = self.data_dir / "peers.json"
         self._saved_peers = self._load_peers()
         # Partitions in token order, so streaming and repair scan a token range in one pass.
-        sort_key, token_ordered = choose_sort_key(self.data_dir / "storage", self.partitioner)
+        sort_key, token_ordered = _startup_file(self.data_dir / "storage",
+                                                lambda: choose_sort_key(self.data_dir / "storage", self.partitioner))
         self.engine = StorageEngine(self.data_dir / "storage", config.storage, self.runtime.clock, sort_key,
                                     on_fatal=_die, on_disk_failure=self._disk_failed)
         # disk_failure_policy stop: the cancel scopes of the internode transports (messaging,
@@ -1264,6 +1265,28 @@ def _secret_matches(expected: str, given: Any) -> bool:
 EXIT_STORAGE = 3
 
 
+class UnusableFile(StorageFailure):
+    """A file or directory the node needs at start (schema, tokens, the storage directory) that it
+    cannot read or that holds garbage: named, so ringnode exits 3 saying which file, not with a
+    traceback."""
+
+
+_T = TypeVar("_T")
+
+
+def _startup_file(path: Path, load: Callable[[], _T]) -> _T:
+    """``load()``, its disk errors and undecodable contents re-raised as :class:`UnusableFile`."""
+    try:
+        return load()
+    except StorageError:
+        raise
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        hint = ("restore it from a snapshot (storage/snapshots/<tag>/schema.json) or another node's copy" if path.name == "schema.json" else
+                "fix or move it aside" if path.name == "tokens.json" else "check the data disk")
+        raise UnusableFile(str(path), f"unusable {path.name}: {detail}; {hint}") from exc
+
+
 def _die(exc: StorageError) -> None:
     """commit_failure_policy or disk_failure_policy = die: log why and end the process at once
     (Cassandra kills the JVM)."""
@@ -1311,9 +1334,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ringnode: bad config: {exc}", file=sys.stderr)
         return 2
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(config.node_id, config.data_dir)
-    node = Node(config)
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        setup_logging(config.node_id, config.data_dir)
+    except OSError as exc:
+        print(f"ringnode: cannot start: data_dir {config.data_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_STORAGE
+    try:
+        node = Node(config)
+    except StorageError as exc:
+        log.critical("cannot start: %s", exc)
+        return EXIT_STORAGE
     # Everything allocated so far (modules, config, the node object graph) lives as long as the
     # process: keep it out of every future collection, then collect young objects less often.
     gc.freeze()

@@ -66,10 +66,14 @@ from .sstable import (
     component_path,
     fsync_dir,
     remove_generation,
+    restore_lost_toc,
     restamp,
 )
 
 log = logging.getLogger("ringlab.storage")
+
+# Tables that refuse reads until repaired (a quarantine, a scrub): kept across restarts.
+HELD_FILE = "held.json"
 
 # Cassandra's rule for keyspace and table names: word characters, at most 48 of them (they become
 # directory names, and 48 keeps paths well under filesystem limits).
@@ -252,6 +256,7 @@ class StorageEngine:
         for t in self._tables.values():
             self._load_sstables(t)
         self._remove_orphan_table_dirs()
+        self._load_held()
         cfg = self.config
         cl = CommitLog(self.data_dir / "commitlog", sync_mode=cfg.commitlog_sync,
                        segment_bytes=cfg.segment_bytes,
@@ -367,6 +372,10 @@ class StorageEngine:
         readers = []
         for gen in sorted(gens - obsolete):
             t.next_generation = max(t.next_generation, gen + 1)
+            if not (t.directory / f"{gen}-{TOC}").exists() and restore_lost_toc(t.directory, gen):
+                log.error("SSTable generation %d in %s had no %s but every component matches its digest: "
+                          "a finished SSTable whose TOC was lost (deleted or damaged), not an unfinished "
+                          "write; TOC rewritten and the SSTable loaded", gen, t.directory, TOC)
             if not (t.directory / f"{gen}-{TOC}").exists():
                 # No TOC: a flush or compaction died mid-write; its parts were never visible.
                 log.info("removing unfinished SSTable generation %d in %s", gen, t.directory)
@@ -1479,6 +1488,7 @@ class StorageEngine:
                                                    f"on read", False) for r in bad)]
             else:
                 self._held[(t.keyspace, t.name)] = f"quarantined {names} after a failed checksum on read"
+                self._save_held()
             try:
                 dest.mkdir(parents=True, exist_ok=True)
                 for r in bad:
@@ -1519,6 +1529,7 @@ class StorageEngine:
         self._table(keyspace, table)
         with self._lock:
             self._held[(keyspace, table)] = why
+            self._save_held()
 
     def release_reads(self, keyspace: str | None = None, table: str | None = None) -> list[str]:
         """Serve reads again (of one table, or of all); returns the tables released."""
@@ -1526,6 +1537,8 @@ class StorageEngine:
             keys = [k for k in self._held if keyspace in (None, k[0]) and table in (None, k[1])]
             for k in keys:
                 del self._held[k]
+            if keys:
+                self._save_held()
             # best_effort: a quarantined file's keys are back too (a read error's file is not:
             # it is still on disk, loaded again at the next start).
             for (ks, name), t in self._tables.items():
@@ -1534,6 +1547,41 @@ class StorageEngine:
                     if (ks, name) not in keys:
                         keys.append((ks, name))
         return [f"{ks}.{t}" for ks, t in keys]
+
+    def _save_held(self) -> None:
+        """Persist which tables refuse reads until repaired (under the lock).
+
+        The hold lives in memory; without this file a restart before the repair served the table
+        again without the quarantined file's data: its keys read as missing or stale, silently.
+        """
+        path = self.data_dir / HELD_FILE
+        try:
+            if self._held:
+                write_atomic(path, json.dumps(sorted([ks, t, why] for (ks, t), why in self._held.items())))
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.error("cannot record the tables refusing reads in %s: %s; a restart before their repair "
+                      "would serve them without the quarantined data", path, exc)
+
+    def _load_held(self) -> None:
+        """Hold again, at open, the reads of tables held when the node stopped (see _save_held)."""
+        path = self.data_dir / HELD_FILE
+        try:
+            entries = json.loads(path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.error("cannot read %s (tables refusing reads until repaired): %s; holding none", path, exc)
+            return
+        for entry in entries if isinstance(entries, list) else []:
+            if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(e, str) for e in entry)):
+                continue
+            ks, name, why = entry
+            if (ks, name) in self._tables:
+                self._held[(ks, name)] = why
+                log.error("table %s.%s still refuses reads after the restart: %s; a repair (a scrub, or the "
+                          "node's own after auto_repair_after_s) restores what it held", ks, name, why)
 
     def holds_reads(self) -> bool:
         """Whether any table refuses reads that a repair would let it serve again (no lock: the

@@ -313,6 +313,43 @@ def remove_generation(directory: Path, generation: int) -> None:
         component_path(directory, generation, comp).unlink(missing_ok=True)
 
 
+def restore_lost_toc(directory: Path, generation: int) -> bool:
+    """Rewrite the TOC of a generation that has none but whose every component matches its digest.
+
+    The TOC is written last, so a generation without one is usually a flush or compaction that
+    died before it (its data still in the commit log or in its inputs, and removing it loses
+    nothing). But a TOC lost afterwards (deleted, or its file gone with a damaged directory)
+    leaves a finished SSTable whose commit log segments are long deleted: removing it would lose
+    acknowledged writes without a word. A digest that checks and names every component, each of
+    the recorded size and CRC, tells the two apart: only a finished write has one. (A compaction's
+    inputs being deleted are listed in its obsolete record and never get here.) Returns whether the
+    TOC was rewritten; any doubt (a missing or mismatching part, a disk error) is False.
+    """
+    try:
+        digests = {}
+        for line in _check_self_checked(component_path(directory, generation, DIGEST)):
+            name, crc, size = line.split()
+            digests[name] = (int(crc), int(size))
+        if sorted(digests) != sorted(COMPONENTS):
+            return False
+        for comp in COMPONENTS:
+            crc = 0
+            size = 0
+            with open(component_path(directory, generation, comp), "rb") as f:
+                while chunk := f.read(1 << 20):
+                    crc = zlib.crc32(chunk, crc)
+                    size += len(chunk)
+            if (crc, size) != digests[comp]:
+                return False
+        tmp = component_path(directory, generation, TOC + ".tmp")
+        _write_file(tmp, _self_checked([*COMPONENTS, DIGEST]))
+        os.rename(tmp, component_path(directory, generation, TOC))
+        fsync_dir(directory)
+        return True
+    except (OSError, ValueError, CorruptSSTableError):
+        return False
+
+
 class SSTableReader:
     """Read access to one SSTable: bloom filter and key range first, then summary, index, data."""
 
@@ -439,6 +476,13 @@ class SSTableReader:
         mm = self._mm
         if offset + length > self.data_bytes or length < _REC.size:
             raise self._fail(f"index points past the data file at offset {offset}")
+        # The file may have been cut short under the running node (truncated by hand, a restore
+        # gone wrong): touching a mapped page past its end is SIGBUS, which ends the process with
+        # no word. One fstat (mmap.size) per record read turns that into a named corrupt file.
+        size = mm.size()
+        if offset + length > size:
+            raise self._fail(f"data file is {size} bytes, not the {self.data_bytes} written: truncated "
+                             f"under the running node (record at offset {offset})")
         hlen, blen, hcrc, bcrc = _REC.unpack_from(mm, offset)
         if _REC.size + hlen + blen != length:
             raise self._fail(f"record at offset {offset}: lengths do not match the index")
@@ -663,6 +707,9 @@ class SSTableReader:
         """Check the whole data file against its recorded CRC; raise :class:`CorruptSSTableError`."""
         if self.fault is not None:
             self.fault.check_read(self.data_path)
+        if self.data_bytes and self._mm.size() < self.data_bytes:  # see _record: SIGBUS otherwise
+            raise self._fail(f"data file is {self._mm.size()} bytes, not the {self.data_bytes} written: "
+                             "truncated under the running node")
         crc = zlib.crc32(self._mm) if self.data_bytes else 0
         if crc != self.digests["Data.db"][0]:
             raise self._fail("data file checksum mismatch")
