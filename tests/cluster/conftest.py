@@ -207,15 +207,37 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.2, what: str 
     raise AssertionError(f"{what} not reached within {timeout} s (last error: {last_exc!r})")
 
 
+def ask(node: NodeProc, op: str, **fields: Any) -> Any:
+    """The response, or the named error (RinglabError) it was answered with."""
+    from node.protocol import RinglabError
+
+    try:
+        return trio.run(lambda: call(node, op, timeout=15, **fields))
+    except RinglabError as exc:
+        return exc
+    except BaseExceptionGroup as group:  # the client's nursery wraps it
+        [exc] = group.exceptions
+        if isinstance(exc, RinglabError):
+            return exc
+        raise
+
+
+def start_three_with_table(c: Cluster, timeout: float = 30) -> None:
+    """Start a 3-node ``c``, wait until every node sees all three up, create ks (RF 3) and t."""
+    c.start()
+    wait_until(lambda: all(set(alive_view(n).values()) == {"U"} and len(alive_view(n)) == 3 for n in c.nodes),
+               timeout, what="3 nodes up")
+    trio.run(lambda: call(c[0], "create_keyspace", name="ks",
+                          replication={"class": "SimpleStrategy", "replication_factor": 3}))
+    trio.run(lambda: call(c[0], "create_table", keyspace="ks", name="t", options={}))
+
+
 @pytest.fixture(scope="module")
 def cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A 3-node cluster with keyspace ks (SimpleStrategy RF=3) and table t, shared per module."""
     c = Cluster(tmp_path_factory.mktemp("cluster3"), 3)
     try:
-        c.start()
-        wait_until(lambda: all(set(alive_view(n).values()) == {"U"} and len(alive_view(n)) == 3 for n in c.nodes), 20, what="3 nodes up")
-        trio.run(lambda: call(c[0], "create_keyspace", name="ks", replication={"class": "SimpleStrategy", "replication_factor": 3}))
-        trio.run(lambda: call(c[0], "create_table", keyspace="ks", name="t", options={}))
+        start_three_with_table(c, 20)
         yield c
     finally:
         c.stop()

@@ -7,19 +7,14 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from tests.cluster.conftest import Cluster, alive_view, call, wait_until
+from tests.cluster.conftest import Cluster, call, start_three_with_table, wait_until
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("autorepair"), 3, extra="[storage]\nauto_repair_after_s = 2.0\n")
     try:
-        c.start()
-        wait_until(lambda: all(set(alive_view(n).values()) == {"U"} and len(alive_view(n)) == 3 for n in c.nodes),
-                   20, what="3 nodes up")
-        trio.run(lambda: call(c[0], "create_keyspace", name="ks",
-                              replication={"class": "SimpleStrategy", "replication_factor": 3}))
-        trio.run(lambda: call(c[0], "create_table", keyspace="ks", name="t", options={}))
+        start_three_with_table(c, 20)
         yield c
     finally:
         c.stop()

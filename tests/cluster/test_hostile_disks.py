@@ -21,33 +21,20 @@ import pytest
 import trio
 
 from node.protocol import RinglabError
-from tests.cluster.conftest import Cluster, alive_view, call, one_node, wait_until
+from tests.cluster.conftest import Cluster, alive_view, ask, call, one_node, start_three_with_table, wait_until
 
 BATCH = '[storage]\ncommitlog_sync = "batch"\n'
 
 
-def _ask(node: Any, op: str, **fields: Any) -> Any:
-    """The response, or the named error it was answered with."""
-    try:
-        return trio.run(lambda: call(node, op, timeout=15, **fields))
-    except RinglabError as exc:
-        return exc
-    except BaseExceptionGroup as group:  # the client's nursery wraps it
-        [exc] = group.exceptions
-        if isinstance(exc, RinglabError):
-            return exc
-        raise
-
-
 def _put(node: Any, i: int) -> Any:
-    return _ask(node, "put", keyspace="ks", table="t", key=f"k{i}", columns={"c": f"v{i}"}, consistency="ONE")
+    return ask(node, "put", keyspace="ks", table="t", key=f"k{i}", columns={"c": f"v{i}"}, consistency="ONE")
 
 
 def _missing(node: Any, keys: range) -> list[Any]:
     """The keys of ``keys`` whose acknowledged value does not read back (or the read's error)."""
     out = []
     for i in keys:
-        got = _ask(node, "get", keyspace="ks", table="t", key=f"k{i}", consistency="ONE")
+        got = ask(node, "get", keyspace="ks", table="t", key=f"k{i}", consistency="ONE")
         if isinstance(got, RinglabError):
             out.append((i, got.name, got.message))
         elif got["columns"].get("c", [None])[0] != f"v{i}":
@@ -74,12 +61,12 @@ def test_a_lost_sstable_toc_does_not_delete_the_finished_sstable(tmp_path: Path)
         node = c[0]
         for i in range(30):
             assert not isinstance(_put(node, i), RinglabError)
-        assert not isinstance(_ask(node, "flush"), RinglabError)
+        assert not isinstance(ask(node, "flush"), RinglabError)
         # A second flush after it: the first one's records are below the table's replay position,
         # so the commit log no longer brings them back.
         for i in range(30, 60):
             assert not isinstance(_put(node, i), RinglabError)
-        assert not isinstance(_ask(node, "flush"), RinglabError)
+        assert not isinstance(ask(node, "flush"), RinglabError)
         assert node.terminate() == 0
         table = next((node.dir / "data" / "storage" / "data" / "ks").iterdir())
         tocs = sorted(table.glob("*-TOC.txt"), key=lambda p: int(p.name.split("-")[0]))
@@ -268,23 +255,23 @@ def test_a_data_file_truncated_under_the_node_is_a_named_corrupt_file_not_a_sigb
         node = c[0]
         for i in range(20):
             assert not isinstance(_put(node, i), RinglabError)
-        assert not isinstance(_ask(node, "flush"), RinglabError)
+        assert not isinstance(ask(node, "flush"), RinglabError)
         # One file: the others stay intact, so after a restart nothing but the hold could refuse.
         _truncate_data_files(node, only_one=True)
-        answers = [_ask(node, "get", keyspace="ks", table="t", key=f"k{i}", consistency="ONE") for i in range(20)]
+        answers = [ask(node, "get", keyspace="ks", table="t", key=f"k{i}", consistency="ONE") for i in range(20)]
         assert node.proc is not None and node.proc.poll() is None, node.log_tail()
         errors = [a for a in answers if isinstance(a, RinglabError)]
         assert errors and all(a.name == "ReadFailure" for a in errors), answers
         assert any("truncated under the running node" in a.message and "-Data.db" in a.message for a in errors)
         assert not isinstance(_put(node, 100), RinglabError)  # writes go on
-        held = _ask(node, "storage")["held"]
+        held = ask(node, "storage")["held"]
         assert "ks.t" in held, held
         node.kill()
         node.start()
         node.wait_ready()
-        still = [_ask(node, "get", keyspace="ks", table="t", key=f"k{i}", consistency="ONE") for i in range(20)]
+        still = [ask(node, "get", keyspace="ks", table="t", key=f"k{i}", consistency="ONE") for i in range(20)]
         assert all(isinstance(a, RinglabError) and "AwaitingRepair" in a.message for a in still), still
-        assert "ks.t" in _ask(node, "storage")["held"]
+        assert "ks.t" in ask(node, "storage")["held"]
         assert "still refuses reads after the restart" in (node.dir / "stderr.log").read_text(errors="replace")
 
 
@@ -300,27 +287,22 @@ def test_a_replica_whose_files_were_cut_short_says_so_across_a_restart_and_repai
     serve it as if the keys were never written); a scrub repairs it from n2 and n3."""
     c = Cluster(tmp_path, 3, extra=BATCH + "auto_repair_after_s = 0\n")
     try:
-        c.start()
-        wait_until(lambda: all(set(alive_view(n).values()) == {"U"} and len(alive_view(n)) == 3 for n in c.nodes),
-                   30, what="3 nodes up")
-        trio.run(lambda: call(c[0], "create_keyspace", name="ks",
-                              replication={"class": "SimpleStrategy", "replication_factor": 3}))
-        trio.run(lambda: call(c[0], "create_table", keyspace="ks", name="t", options={}))
+        start_three_with_table(c)
         n1 = c[0]
         for i in range(20):
-            got = _ask(n1, "put", keyspace="ks", table="t", key=f"k{i}", columns={"c": f"v{i}"}, consistency="ALL")
+            got = ask(n1, "put", keyspace="ks", table="t", key=f"k{i}", columns={"c": f"v{i}"}, consistency="ALL")
             assert not isinstance(got, RinglabError), got
-        assert not isinstance(_ask(n1, "flush", keyspace="ks", table="t"), RinglabError)
+        assert not isinstance(ask(n1, "flush", keyspace="ks", table="t"), RinglabError)
         _truncate_data_files(n1)
         for i in range(20):  # QUORUM through n1: n2 and n3 answer what n1 refuses
-            got = _ask(n1, "get", keyspace="ks", table="t", key=f"k{i}", consistency="QUORUM")
+            got = ask(n1, "get", keyspace="ks", table="t", key=f"k{i}", consistency="QUORUM")
             assert not isinstance(got, RinglabError) and got["columns"]["c"][0] == f"v{i}", (i, got)
         assert n1.proc is not None and n1.proc.poll() is None, n1.log_tail()
-        assert "ks.t" in _ask(n1, "storage")["held"]
+        assert "ks.t" in ask(n1, "storage")["held"]
         n1.kill()
         n1.start()
         n1.wait_ready()
-        assert "ks.t" in _ask(n1, "storage")["held"]  # it still says so
+        assert "ks.t" in ask(n1, "storage")["held"]  # it still says so
         wait_until(lambda: all(set(alive_view(n).values()) == {"U"} for n in c.nodes), 30, what="n1 up again")
         scrub = trio.run(lambda: call(n1, "scrub", timeout=60))
         assert "ks.t" in scrub.get("released", []), scrub
@@ -339,17 +321,12 @@ def test_a_corrupt_hint_file_keeps_its_rest_and_says_the_target_needs_a_repair(t
     target that lacks those writes until a repair, and a repair brings them to n3."""
     c = Cluster(tmp_path, 3, extra=BATCH + "[hints]\ndelivery_check_interval = 1.0\n")
     try:
-        c.start()
-        wait_until(lambda: all(set(alive_view(n).values()) == {"U"} and len(alive_view(n)) == 3 for n in c.nodes),
-                   30, what="3 nodes up")
-        trio.run(lambda: call(c[0], "create_keyspace", name="ks",
-                              replication={"class": "SimpleStrategy", "replication_factor": 3}))
-        trio.run(lambda: call(c[0], "create_table", keyspace="ks", name="t", options={}))
+        start_three_with_table(c)
         n1, n3 = c[0], c[2]
         n3.kill()
         wait_until(lambda: alive_view(n1).get("n3") == "D", 30, what="n3 down")
         for i in range(20):
-            got = _ask(n1, "put", keyspace="ks", table="t", key=f"k{i}", columns={"c": f"v{i}"}, consistency="QUORUM")
+            got = ask(n1, "put", keyspace="ks", table="t", key=f"k{i}", columns={"c": f"v{i}"}, consistency="QUORUM")
             assert not isinstance(got, RinglabError), got
         hints = n1.dir / "data" / "hints" / "n3.hints"
         n1.kill()

@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from node.protocol import RinglabError
-from tests.cluster.conftest import Cluster, alive_view, call, wait_until
+from tests.cluster.conftest import Cluster, alive_view, ask, call, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 
@@ -66,21 +66,8 @@ def full_node(tmp_path: Path) -> Iterator[Cluster]:
             subprocess.run(["umount", "-l", str(data)], check=False)
 
 
-def _ask(node, op: str, **fields) -> dict | RinglabError:  # type: ignore[no-untyped-def]
-    """The response, or the named error it was answered with."""
-    try:
-        return trio.run(lambda: call(node, op, timeout=15, **fields))
-    except RinglabError as exc:
-        return exc
-    except BaseExceptionGroup as group:  # the client's nursery wraps it
-        [exc] = group.exceptions
-        if isinstance(exc, RinglabError):
-            return exc
-        raise
-
-
 def _put(node, key: str, value: bytes) -> dict | RinglabError:  # type: ignore[no-untyped-def]
-    return _ask(node, "put", keyspace="ks", table="t", key=key, columns={"v": value})
+    return ask(node, "put", keyspace="ks", table="t", key=key, columns={"v": value})
 
 
 def test_full_disk_is_a_named_write_failure_reads_serve_and_restart_exits_cleanly(full_node: Cluster) -> None:
@@ -97,7 +84,7 @@ def test_full_disk_is_a_named_write_failure_reads_serve_and_restart_exits_cleanl
     got = trio.run(lambda: call(node, "get", keyspace="ks", table="t", key="before3"))
     assert got["columns"]["v"][0] == b"v3"
     # A flush on the full disk is a named error too, and the node stays up.
-    flushed = _ask(node, "flush")
+    flushed = ask(node, "flush")
     assert isinstance(flushed, RinglabError), flushed
     assert flushed.name == "WriteFailure" and "No space left" in flushed.message
     assert trio.run(lambda: call(node, "ping"))["ok"] is True
