@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from checkers.result import Anomaly, AnomalyLog, Result, example_limit
-from checkers.ttl import clock_fault
-from harness.history import NEMESIS, Op
+from checkers.ttl import ClientOps
+from harness.history import Op
 
 TTL_SNAPSHOT_FILE = "ttl_replicas.jsonl"
 KINDS = ("timestamp-changed", "ttl-lost", "ttl-gained", "expiry-moved")
@@ -69,12 +69,8 @@ def _writes(history: Iterable[Op]) -> tuple[dict[tuple[Any, Any], tuple[int, int
     pairs two of them wrote; whether a clock fault ran."""
     out: dict[tuple[Any, Any], tuple[int, int | None, Op]] = {}
     twice: set[tuple[Any, Any]] = set()
-    clock = False
-    for op in history:
-        if op.process == NEMESIS:
-            if clock_fault(op):
-                clock = True
-            continue
+    ops = ClientOps(history)
+    for op in ops:
         if op.type != "ok" or op.f != "write" or op.value is None or not isinstance(op.timestamp, int):
             continue
         kv = (_key(op.key), _key(op.value))
@@ -82,7 +78,7 @@ def _writes(history: Iterable[Op]) -> tuple[dict[tuple[Any, Any], tuple[int, int
             twice.add(kv)
         ttl = op.extra.get("ttl")
         out[kv] = (op.timestamp, int(ttl) if isinstance(ttl, int) else None, op)
-    return out, twice, clock
+    return out, twice, ops.clock_fault
 
 
 def _expiries(ts: int, ttl: int) -> tuple[int, int]:

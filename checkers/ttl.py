@@ -28,7 +28,7 @@ then, and when the writes' timestamps admit no single offset (client timestamps,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,17 +66,29 @@ def clock_fault(op: Op) -> bool:
     return "clock" in str(op.f) or "skew" in str(op.f)
 
 
+class ClientOps:
+    """The client operations of a history in order; ``clock_fault`` says, once iterated, whether
+    a nemesis operation on the way moved a node's clock."""
+
+    def __init__(self, history: Iterable[Op]) -> None:
+        self._history = history
+        self.clock_fault = False
+
+    def __iter__(self) -> Iterator[Op]:
+        for op in self._history:
+            if op.process == NEMESIS:
+                self.clock_fault = self.clock_fault or clock_fault(op)
+                continue
+            yield op
+
+
 def _pairs(history: Iterable[Op]) -> tuple[list[tuple[Op, Op | None]], bool]:
     """Client (invocation, completion or None if it never completed) in invocation order, and
     whether a clock fault ran."""
     pending: dict[Any, int] = {}
     out: list[tuple[Op, Op | None]] = []
-    clock = False
-    for op in history:
-        if op.process == NEMESIS:
-            if clock_fault(op):
-                clock = True
-            continue
+    ops = ClientOps(history)
+    for op in ops:
         if op.type == "invoke":
             pending[op.process] = len(out)
             out.append((op, None))
@@ -84,7 +96,7 @@ def _pairs(history: Iterable[Op]) -> tuple[list[tuple[Op, Op | None]], bool]:
             i = pending.pop(op.process, None)
             if i is not None:
                 out[i] = (out[i][0], op)
-    return out, clock
+    return out, ops.clock_fault
 
 
 def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result:
