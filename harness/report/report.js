@@ -113,7 +113,7 @@
     let a = t0, b = t0 + span;
     if (span >= full) { a = -END * 0.01; b = END * 1.01; }
     view.t0 = a; view.t1 = b;
-    $("range").textContent = "showing " + fmtSec(Math.max(a, 0)) + " – " + fmtSec(b) + " of " + fmtSec(END);
+    $("range").textContent = "showing " + fmtSec(Math.max(a, 0)) + " – " + fmtSec(Math.min(b, END)) + " of " + fmtSec(END);
     requestDraw();
   }
 

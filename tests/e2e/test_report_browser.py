@@ -8,6 +8,8 @@ hovering and zooming work; screenshots go to artifacts/ for a human to look at.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,6 +128,9 @@ def common_checks(o: Opened, name: str) -> None:
     page.click("#zoom-reset")
     page.wait_for_timeout(50)
     assert o.view()[1] - o.view()[0] >= t1 - t0 - 1
+    # the whole run shown: the label's range never runs past the run's end
+    shown = re.fullmatch(r"showing (\S+) s – (\S+) s of (\S+) s", page.text_content("#range") or "")
+    assert shown and float(shown[1]) == 0 and float(shown[2]) == float(shown[3]), page.text_content("#range")
     # clicking an operation selects it and shows the log lines near it
     o.hover_op(row)
     x, y = o.op_point(row)
