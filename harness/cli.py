@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -32,7 +33,52 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line naming the bad argument: `harness run`'s usage alone is 30 lines, which
         # buried the error above a screenful of options.
-        self.exit(EXIT_BAD_ARGS, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(EXIT_BAD_ARGS, f"{self.prog}: error: {with_suggestion(message)} (see `{self.prog} --help`)\n")
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        """As argparse's, but an unknown option is named by the subcommand it was given to (with
+        that command's closest option), not by the top-level parser."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = self._command_parser(parsed)
+            known = [o for a in command._actions for o in a.option_strings if o.startswith("--")]
+            unknown = [w for w in extra if w.startswith("-")] or extra
+            hint = ""
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0].split("=", 1)[0], known, n=1, cutoff=0.75)
+            if close:
+                hint = f"; did you mean {close[0]}?"
+            command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+        return parsed
+
+    def _command_parser(self, parsed: Any) -> argparse.ArgumentParser:
+        """The subcommand's parser ``parsed`` went through (this parser when none)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+                if isinstance(chosen, Parser):
+                    return chosen._command_parser(parsed)
+        return self
+
+
+_QUOTED = re.compile(r"'([^']*)'")
+_CHOICES = re.compile(r"(?:one of|choose from|comma list of)\s+(.*?)(?:, got\b|\)|$)")
+
+
+def with_suggestion(message: str) -> str:
+    """``message`` plus "; did you mean X?" when it rejects a quoted word that is close to one of
+    the choices it lists (argparse's "invalid choice" and ringlab's "must be one of ..., got 'x'")."""
+    listed = _CHOICES.search(message)
+    bad = _QUOTED.findall(message[:listed.start()] if listed else "") + _QUOTED.findall(message[listed.end():] if listed else "")
+    if not listed or not bad or "did you mean" in message:
+        return message
+    import difflib
+
+    choices = [c for c in re.split(r"[\s,']+|\bor\b", listed[1]) if c]
+    lowered = {c.lower(): c for c in choices}  # QUORUM for quorum
+    close = difflib.get_close_matches(bad[0].lower(), list(lowered), n=1, cutoff=0.75)
+    return f"{message}; did you mean {lowered[close[0]]}?" if close and lowered[close[0]] != bad[0] else message
 
 
 def add_command(sub: argparse._SubParsersAction, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
@@ -136,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args))
     except UsageError as e:
-        print(f"harness {args.command}: error: {e}", file=sys.stderr)
+        print(f"harness {args.command}: error: {with_suggestion(str(e))}", file=sys.stderr)
         return EXIT_BAD_ARGS
     except KeyboardInterrupt:
         # Stopped before it decided anything (a second Ctrl-C while a run was checking, a check
@@ -184,8 +230,8 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deploy", choices=list(DEPLOYS), help="where the cluster runs: local processes (default), "
                    "hosts over SSH (--nodes-file/--nodes), or the Vagrant VMs of vagrant/")
     add_topology_options(p, d.replication_factor)
-    p.add_argument("--read-cl", help=f"read consistency level (default {d.read_cl})")
-    p.add_argument("--write-cl", help=f"write consistency level (default {d.write_cl})")
+    p.add_argument("--read-cl", type=str.upper, help=f"read consistency level (default {d.read_cl})")
+    p.add_argument("--write-cl", type=str.upper, help=f"write consistency level (default {d.write_cl})")
     p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")
     p.add_argument("--ops-per-key", type=int, help=f"register, row and batch workloads: operations before a key is retired (default {DEFAULT_OPS_PER_KEY})")
     p.add_argument("--delete-fraction", type=float, metavar="F",
@@ -373,8 +419,8 @@ def _register_check(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=_CHECK_MODELS,
                    help="the model to check against (default: test.json's, else what the operations are)")
     p.add_argument("--replication-factor", type=_positive_int, metavar="N", help="replication factor (enables the quorum checker)")
-    p.add_argument("--read-cl", metavar="CL", help="read consistency level (ONE, QUORUM, ALL, ...)")
-    p.add_argument("--write-cl", metavar="CL", help="write consistency level (ONE, QUORUM, ALL, ...)")
+    p.add_argument("--read-cl", type=str.upper, metavar="CL", help="read consistency level (ONE, QUORUM, ALL, ...)")
+    p.add_argument("--write-cl", type=str.upper, metavar="CL", help="write consistency level (ONE, QUORUM, ALL, ...)")
     p.add_argument("--time-limit", type=_positive_float, metavar="S", help="linearizability search budget in seconds (unknown after)")
     p.add_argument("--checkers", metavar="NAMES", help="comma-separated subset: linearizable,lww,quorum,set,counter,isolation,perf,campaign,nemesis-checks")
     p.add_argument("--independent", action="store_true", help="EDN values are jepsen.independent [key value] tuples")

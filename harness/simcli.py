@@ -65,8 +65,8 @@ def register(sub: Any) -> None:
     p.add_argument("--rate", type=float, help=f"target operations per virtual second, 0 = unthrottled (default {d.rate:g})")
     p.add_argument("--nodes", type=int, help="cluster size (default 5)")
     add_topology_options(p, d.replication_factor)
-    p.add_argument("--read-cl", help=f"read consistency level (default {d.read_cl})")
-    p.add_argument("--write-cl", help=f"write consistency level (default {d.write_cl})")
+    p.add_argument("--read-cl", type=str.upper, help=f"read consistency level (default {d.read_cl})")
+    p.add_argument("--write-cl", type=str.upper, help=f"write consistency level (default {d.write_cl})")
     p.add_argument("--key-count", type=int, help=f"keys in use at once (default {d.key_count})")
     p.add_argument("--ops-per-key", type=int, help=f"register, row and batch workloads: operations before a key is retired (default {DEFAULT_OPS_PER_KEY})")
     p.add_argument("--delete-fraction", type=float, metavar="F",
