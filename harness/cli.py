@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+
+from node.cliparse import OneLineErrors, with_suggestion
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
 EXIT_BAD_ARGS = 254  # Jepsen's code for bad command-line arguments
@@ -27,58 +28,10 @@ class UsageError(Exception):
     """A bad argument or unusable input file; the message names it. Exits 254."""
 
 
-class Parser(argparse.ArgumentParser):
+class Parser(OneLineErrors):
     """argparse, but bad arguments exit 254 (Jepsen's code) instead of 2, which means unknown."""
 
-    def error(self, message: str) -> NoReturn:
-        # One line naming the bad argument: `harness run`'s usage alone is 30 lines, which
-        # buried the error above a screenful of options.
-        self.exit(EXIT_BAD_ARGS, f"{self.prog}: error: {with_suggestion(message)} (see `{self.prog} --help`)\n")
-
-    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
-        """As argparse's, but an unknown option is named by the subcommand it was given to (with
-        that command's closest option), not by the top-level parser."""
-        parsed, extra = self.parse_known_args(args, namespace)
-        if extra:
-            command = self._command_parser(parsed)
-            known = [o for a in command._actions for o in a.option_strings if o.startswith("--")]
-            unknown = [w for w in extra if w.startswith("-")] or extra
-            hint = ""
-            import difflib
-
-            close = difflib.get_close_matches(unknown[0].split("=", 1)[0], known, n=1, cutoff=0.75)
-            if close:
-                hint = f"; did you mean {close[0]}?"
-            command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
-        return parsed
-
-    def _command_parser(self, parsed: Any) -> argparse.ArgumentParser:
-        """The subcommand's parser ``parsed`` went through (this parser when none)."""
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
-                if isinstance(chosen, Parser):
-                    return chosen._command_parser(parsed)
-        return self
-
-
-_QUOTED = re.compile(r"'([^']*)'")
-_CHOICES = re.compile(r"(?:one of|choose from|comma list of)\s+(.*?)(?:, got\b|\)|$)")
-
-
-def with_suggestion(message: str) -> str:
-    """``message`` plus "; did you mean X?" when it rejects a quoted word that is close to one of
-    the choices it lists (argparse's "invalid choice" and ringlab's "must be one of ..., got 'x'")."""
-    listed = _CHOICES.search(message)
-    bad = _QUOTED.findall(message[:listed.start()] if listed else "") + _QUOTED.findall(message[listed.end():] if listed else "")
-    if not listed or not bad or "did you mean" in message:
-        return message
-    import difflib
-
-    choices = [c for c in re.split(r"[\s,']+|\bor\b", listed[1]) if c]
-    lowered = {c.lower(): c for c in choices}  # QUORUM for quorum
-    close = difflib.get_close_matches(bad[0].lower(), list(lowered), n=1, cutoff=0.75)
-    return f"{message}; did you mean {lowered[close[0]]}?" if close and lowered[close[0]] != bad[0] else message
+    usage_exit = EXIT_BAD_ARGS
 
 
 def add_command(sub: argparse._SubParsersAction, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:

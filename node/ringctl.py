@@ -14,10 +14,11 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import trio
 
+from node.cliparse import OneLineErrors
 from node.client import open_client
 from node.protocol import RinglabError
 
@@ -193,11 +194,10 @@ def _split_eq(text: str) -> tuple[str, str]:
     return k, v
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(OneLineErrors):
     """argparse with one-line errors: the usage block (every command) buried the line that matters."""
 
-    def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_EXIT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+    usage_exit = USAGE_EXIT
 
 
 def _seconds(text: str) -> float:

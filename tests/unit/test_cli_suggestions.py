@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cli import EXIT_BAD_ARGS, main, with_suggestion
+from harness.cli import EXIT_BAD_ARGS, main
+from node.cliparse import with_suggestion
 
 
 def _error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -53,3 +54,17 @@ def test_the_suggestion_is_only_added_when_a_listed_choice_is_close() -> None:
     assert with_suggestion("no list here 'abc'") == "no list here 'abc'"
     assert with_suggestion("--x must be one of alpha, beta, got 'alpah'").endswith("; did you mean alpha?")
     assert with_suggestion("--x must be one of alpha, beta, got 'alpha'") == "--x must be one of alpha, beta, got 'alpha'"
+
+
+def test_ringctl_names_a_misplaced_global_option_and_a_mistyped_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from node import ringctl
+
+    with pytest.raises(SystemExit) as e:
+        ringctl.build_parser().parse_args(["status", "--host", "127.0.0.1"])
+    assert e.value.code == ringctl.USAGE_EXIT
+    err = capsys.readouterr().err
+    assert err.startswith("ringctl status: error: unrecognized arguments: --host 127.0.0.1") \
+        and "--host is an option of `ringctl`: give it before the command" in err, err
+    with pytest.raises(SystemExit):
+        ringctl.build_parser().parse_args(["statuss"])
+    assert "did you mean status?" in capsys.readouterr().err
