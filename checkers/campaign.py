@@ -13,6 +13,13 @@ histories: an ``info`` op whose value holds an ``error``). A requested nemesis n
 injections took effect makes the run unknown whether its starts failed, declined (a membership
 change the cluster size did not allow) or never came (a run too short for one window of each):
 the store was not tested under it either way.
+
+The same goes for the workload itself: a client operation (read, write, add, ...) that was tried
+at least ``MIN_TRIED`` times during the workload and never completed ``ok`` (every read refused
+as an invalid request, say, or a whole run partitioned at ALL) leaves the history free of
+anomalies for that operation because none happened, not because the store is right; the run is
+``unknown`` and the reason names the operation and its most common error. The final reads after
+the workload are not counted: they are the harness's, not the workload's.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from harness.history import NEMESIS, Op
 
 # How many failed injections keep their operation in the result: enough to see why they failed.
 MAX_EXAMPLES = 10
+# A client operation tried this often without one ok says the workload did not test it.
+MIN_TRIED = 10
 
 
 def _failed(op: Op) -> bool:
@@ -59,8 +68,23 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     failed: dict[str, int] = {n: 0 for n in requested}
     started: dict[str, int] = {n: 0 for n in requested}
     examples: list[Anomaly] = []
+    tried: dict[str, int] = {}
+    done: dict[str, int] = {}
+    errors: dict[str, dict[str, int]] = {}
     for op in history:
-        if op.process != NEMESIS or op.type == "invoke" or not op.f.startswith("start-"):
+        if op.process != NEMESIS:
+            if op.type != "invoke" and not op.extra.get("final"):
+                tried[op.f] = tried.get(op.f, 0) + 1
+                if op.type == "ok":
+                    done[op.f] = done.get(op.f, 0) + 1
+                else:
+                    why = op.error or op.type
+                    if op.extra.get("message"):
+                        why = f"{why}: {op.extra['message']}"
+                    errs = errors.setdefault(op.f, {})
+                    errs[why] = errs.get(why, 0) + 1
+            continue
+        if op.type == "invoke" or not op.f.startswith("start-"):
             continue
         name = op.f[len("start-"):]
         started[name] = started.get(name, 0) + 1
@@ -86,10 +110,16 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
                        + "): the store was not tested under the faults asked for"
                        + ("" if all(started.get(n, 0) for n in never) else
                           "; a longer --time-limit or a shorter --nemesis-interval gives each nemesis a window"))
+    never_ok = sorted(f for f, n in tried.items() if n >= MIN_TRIED and not done.get(f))
+    for f in never_ok:
+        common, times = max(errors[f].items(), key=lambda kv: (kv[1], kv[0]))
+        reasons.append(f"no client {f} succeeded ({tried[f]} tried, 0 ok; most often {common!r}, {times} times): "
+                       f"the workload's {f}s were not tested")
     counts = {"injections": sum(effective.values()), "failed_injections": sum(failed.values()),
-              "nemeses_never_injected": len(never), "interrupted": int(bool(params.get("interrupted")))}
+              "nemeses_never_injected": len(never), "interrupted": int(bool(params.get("interrupted"))),
+              "client_ops_never_ok": len(never_ok)}
     details: dict[str, Any] = {"effective": effective, "failed": failed, "started": started,
-                               "never_injected": never}
+                               "never_injected": never, "client_ops_never_ok": never_ok}
     if reasons:
         details["reason"] = "; ".join(reasons)
     return Result("campaign", "unknown" if reasons else True, counts, examples, details)

@@ -216,6 +216,9 @@ class RunOptions:
         for flag, cl in (("--read-cl", self.read_cl), ("--write-cl", self.write_cl)):
             if cl not in CONSISTENCY_LEVELS:
                 raise ValueError(f"{flag} must be one of {', '.join(CONSISTENCY_LEVELS)}, got {cl!r}")
+        if self.read_cl == "ANY":
+            raise ValueError("--read-cl ANY: ANY is a write-only consistency level (the store refuses every read "
+                             "at ANY, as Cassandra does); ONE is the weakest read level")
         parse_concurrency(self.concurrency, count or 1)
         if self.rate is not None and self.rate < 0:
             raise ValueError(f"--rate must be >= 0 (0 = unthrottled), got {self.rate}")
