@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,15 @@ def campaign(store: Path, *args: str) -> tuple[int, dict[str, Any], Path, str]:
     assert (run_dir / "results.json").exists(), f"exit {proc.returncode}: {proc.stdout}\n{proc.stderr}"
     results = json.loads((run_dir / "results.json").read_text())
     return proc.returncode, results, run_dir, proc.stdout + proc.stderr
+
+
+def campaigns_over_seeds(store: Path, *args: str, seeds: tuple[str, ...] = ("7", "8", "9")
+                         ) -> Iterator[tuple[int, dict[str, Any], Path, str]]:
+    """One campaign per seed, each in its own store, until the caller stops asking: for what nearly
+    every run shows but none promises (a stale read at ONE, an inverted timestamp under skew), so
+    that the claim never rests on one run while each run is still held to what must always hold."""
+    for seed in seeds:
+        yield campaign(store / seed, *args, "--seed", seed)
 
 
 def anomaly_kinds(results: dict[str, Any], checker: str) -> set[str]:
@@ -77,27 +87,33 @@ def test_set_under_partitions_is_valid(tmp_path: Path) -> None:
 
 
 def test_clock_faults_show_timestamp_inversions(tmp_path: Path) -> None:
-    code, results, _, out = campaign(tmp_path, "--workload", "register", "--nemesis", "clock",
-                                     "--nemesis-interval", "2")
-    lww = results["checkers"]["lww"]
-    # Skewed clocks invert timestamps across coordinators: what LWW allows, reported, not held
-    # against a correct store; through one coordinator timestamps still increase.
-    assert code == 0, out
+    for code, results, _, out in campaigns_over_seeds(tmp_path, "--workload", "register", "--nemesis", "clock",
+                                                      "--nemesis-interval", "2"):
+        lww = results["checkers"]["lww"]
+        # Skewed clocks invert timestamps across coordinators: what LWW allows, reported, not held
+        # against a correct store; through one coordinator timestamps still increase.
+        assert code == 0, out
+        assert lww["counts"]["same-coordinator-inversion"] == 0, lww
+        assert lww["details"]["clock_faults"] is True, lww
+        if lww["counts"]["expected-timestamp-inversion"] > 0:
+            break
     assert lww["counts"]["expected-timestamp-inversion"] > 0, lww
-    assert lww["counts"]["same-coordinator-inversion"] == 0, lww
-    assert lww["details"]["clock_faults"] is True, lww
 
 
 def test_one_one_stale_reads_are_expected_behaviour(tmp_path: Path) -> None:
-    code, results, _, out = campaign(tmp_path, "--workload", "register", "--nemesis", "partition",
-                                     "--partition", "majority", "--read-cl", "ONE", "--write-cl", "ONE",
-                                     "--nemesis-interval", "4")
-    quorum = results["checkers"]["quorum"]
-    # R + W <= N: stale reads are what ONE/ONE promises, reported but not held against the store.
-    assert quorum["valid"] is True, quorum
+    # A stale read needs a read on the minority side of a partition after a newer write on the
+    # other: nearly every run has one, but none promises it.
+    for code, results, _, out in campaigns_over_seeds(tmp_path, "--workload", "register", "--nemesis", "partition",
+                                                      "--partition", "majority", "--read-cl", "ONE", "--write-cl", "ONE",
+                                                      "--nemesis-interval", "4"):
+        quorum = results["checkers"]["quorum"]
+        # R + W <= N: stale reads are what ONE/ONE promises, reported but not held against the store.
+        assert quorum["valid"] is True, quorum
+        assert quorum["counts"].get("stale-read", 0) == 0, quorum
+        assert quorum["details"].get("overlapping") is False, quorum
+        if quorum["counts"].get("expected-stale-read", 0) > 0:
+            break
     assert quorum["counts"].get("expected-stale-read", 0) > 0, quorum
-    assert quorum["counts"].get("stale-read", 0) == 0, quorum
-    assert quorum["details"].get("overlapping") is False, quorum
 
 
 def test_lww_read_modify_write_loses_updates(tmp_path: Path) -> None:
