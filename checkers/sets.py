@@ -14,7 +14,9 @@ completed), and what the reads that followed show:
 
 Stable latency is the time from the add's invocation to the start of the first read from which
 every read showed the element. Lost and unexpected elements make the result invalid; stale and
-reappeared ones too when ``params['set_linearizable']`` is true.
+reappeared ones too when ``params['set_linearizable']`` is true. Otherwise a history in which no
+element is stable (no add at all, or no read after the adds: every element never-read) is
+``unknown``, as in Jepsen's set-full: nothing about the set was observed.
 """
 
 from __future__ import annotations
@@ -54,8 +56,13 @@ def check(history: Iterable[Op], params: dict[str, Any] | None = None) -> Result
     # Latencies were kept unclipped: clipping at 0 commutes with sorting, so a quantile at or
     # below 0 is the 0 it would have been.
     q = quantiles(latencies, scale=1e-6)
-    details = {"stable_latency_ms": {k: v if v > 0 else 0.0 for k, v in q.items()}}
-    return Result("set", valid, counts, log.examples, details)
+    details: dict[str, Any] = {"stable_latency_ms": {k: v if v > 0 else 0.0 for k, v in q.items()}}
+    verdict: bool | str = valid
+    if valid and counts["stable"] == 0:
+        verdict = "unknown"
+        details["reason"] = (f"no element was read stably ({counts['elements']} added, {counts['never-read']} "
+                             f"never read after their add, {counts['reads']} ok reads): the set was not observed")
+    return Result("set", verdict, counts, log.examples, details)
 
 
 _Add = tuple[Any, int, int | None, int, int | None]

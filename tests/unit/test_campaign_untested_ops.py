@@ -43,3 +43,16 @@ def test_failing_final_reads_alone_are_not_the_workloads() -> None:
     ops += [o for i in range(20, 40) for o in _client(i, "read", "fail", final=True, error="Unavailable")]
     ops += [o for i in range(40, 45) for o in _client(i, "read", "ok")]
     assert campaign.check(ops, {"nemeses": []}).valid is True
+
+
+def test_a_set_never_read_after_its_adds_is_unknown_not_valid() -> None:
+    # Jepsen's set-full: with no stable element nothing about the set was observed.
+    from checkers import sets
+
+    adds = [o for i in range(3) for o in (Op(2 * i, 2 * i, i, "invoke", "add", key=1, value=i),
+                                          Op(2 * i + 1, 2 * i + 1, i, "ok", "add", key=1, value=i))]
+    failed_read = _client(3, "read", "fail", error="Unavailable")
+    r = sets.check(adds + failed_read)
+    assert r.valid == "unknown" and r.counts["never-read"] == 3 and "not observed" in r.details["reason"]
+    seen = Op(8, 8, 4, "invoke", "read", key=1), Op(9, 9, 4, "ok", "read", key=1, value=[0, 1, 2])
+    assert sets.check(adds + list(seen)).valid is True
