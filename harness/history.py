@@ -1071,7 +1071,11 @@ def write_edn(ops: Iterable[Op], path: str | os.PathLike[str], independent: bool
 
 # How much of a file's head is read to tell its format: far more than one operation.
 _SNIFF_CHARS = 1 << 14
-_JEPSEN_LOG_LINE = re.compile(r"jepsen\.util - (\S+)\t(:[\w-]+)\t(:?[^\t\n]+)\t?(.*)$", re.MULTILINE)
+# The fields are tab-separated in the Jepsen etcd logs Porcupine's etcd tests read
+# ("3\t:invoke\t:cas\t[1 2]"); Porcupine's longer etcd logs separate :type from :f by a space
+# and follow the value with more fields ("3 \t:ok :read \t66 \t:hint 2913"): the value is
+# the first EDN form after :f.
+_JEPSEN_LOG_LINE = re.compile(r"jepsen\.util - (\S+)[ \t]+(:[\w-]+)[ \t]+(:?[^\s]+)[ \t]*(.*)$", re.MULTILINE)
 
 
 def history_format(path: str | os.PathLike[str]) -> str:
