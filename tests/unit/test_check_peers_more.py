@@ -171,3 +171,36 @@ def test_a_never_completed_get_constrains_nothing(tmp_path: Path, capsys: pytest
                     '{:process 0, :type :ok, :f :get, :key "1", :value "x 0 0 y"}\n')
     code, out = run(capsys, path)
     assert code == 0 and out.startswith("conventions: Porcupine's kv model"), out
+
+
+def test_identical_timed_out_writes_can_each_take_effect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The search tries identical info calls in invocation order only (either can stand in for
+    # the other); both must still be usable, one after each write of 2.
+    two = log("0 :invoke :write 1", "1 :invoke :write 1", "0 :info :write :timed-out", "1 :info :write :timed-out",
+              "2 :invoke :write 2", "2 :ok :write 2", "3 :invoke :read nil", "3 :ok :read 1",
+              "2 :invoke :write 2", "2 :ok :write 2", "3 :invoke :read nil", "3 :ok :read 1")
+    path = tmp_path / "twins.log"
+    path.write_text(two)
+    code, out = run(capsys, path)
+    assert code == 0, out
+    # With one timed-out write of 1 there is nothing left to explain the second read.
+    path.write_text(two.replace("INFO  jepsen.util - 1\t:invoke\t:write\t1\n", "")
+                    .replace("INFO  jepsen.util - 1\t:info\t:write\t:timed-out\n", ""))
+    code, out = run(capsys, path)
+    assert code == 1 and "read → 1" in out, out
+
+
+def test_porcupines_long_etcd_log_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Porcupine's 20000-operation etcd logs put a space between :type and :f and a field
+    # after the value: "3 \t:ok :read \t66 \t:hint 2913". The value is the first form.
+    path = tmp_path / "rr.log"
+    path.write_text("INFO  jepsen.util - 3 \t:invoke :write \t66 \t:hint 0\n"
+                    "INFO  jepsen.util - 3 \t:ok :write \t66 \t:hint 1\n"
+                    "INFO  jepsen.util - 4 \t:invoke :read \tnil \t:hint 0\n"
+                    "INFO  jepsen.util - 4 \t:ok :read \t66 \t:hint 1\n")
+    code, out = run(capsys, path)
+    assert code == 0 and "ops 2, ok 2" in out and out.startswith("conventions: Porcupine's etcd model"), out
+    path.write_text(path.read_text() + "INFO  jepsen.util - 5 \t:invoke :read \tnil \t:hint 0\n"
+                    "INFO  jepsen.util - 5 \t:ok :read \t67 \t:hint 1\n")
+    code, out = run(capsys, path)
+    assert code == 1 and "read → 67" in out, out
