@@ -204,3 +204,22 @@ def test_porcupines_long_etcd_log_format(tmp_path: Path, capsys: pytest.CaptureF
                     "INFO  jepsen.util - 5 \t:ok :read \t67 \t:hint 1\n")
     code, out = run(capsys, path)
     assert code == 1 and "read → 67" in out, out
+
+
+def test_jepsen_log_lines_padded_with_spaces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Some of Porcupine's etcd logs pad the fields with spaces instead of tabs
+    # ("0   :ok     :read   nil"), as its regular expressions (\s+) allow.
+    path = tmp_path / "spaces.log"
+    path.write_text("INFO  jepsen.util - 2   :invoke :write  2\n"
+                    "INFO  jepsen.util - 2   :ok     :write  2\n"
+                    "INFO  jepsen.util - 0   :invoke :read   nil\n"
+                    "INFO  jepsen.util - 0   :fail   :read   :timed-out\n"
+                    "INFO  jepsen.util - 14  :invoke :cas    [2 4]\n"
+                    "INFO  jepsen.util - 14  :info   :cas    :timed-out\n"
+                    "INFO  jepsen.util - 1   :invoke :read   nil\n"
+                    "INFO  jepsen.util - 1   :ok     :read   4\n")
+    code, out = run(capsys, path)
+    assert code == 0 and "ops 4" in out and out.startswith("conventions: Porcupine's etcd model"), out
+    path.write_text(path.read_text().replace(":read   4", ":read   3"))
+    code, out = run(capsys, path)
+    assert code == 1 and "read → 3" in out, out
