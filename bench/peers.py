@@ -16,12 +16,22 @@ checking), `check s` the linearizability checker's own time from results.json's 
 
     .venv/bin/python bench/peers.py /tmp/peers /tmp/peers/verdicts.txt
     .venv/bin/python bench/peers.py /tmp/peers /tmp/peers/verdicts.txt --markdown
+
+The peers' largest histories (Porcupine's c50 kv logs, its 20000-operation etcd logs) are too
+big to fetch by hand; ``--synthetic DIR`` writes histories of their shape and size, in their
+formats, whose verdicts are known by construction (each operation takes effect at a random
+instant inside its interval; the invalid ones read a value nothing wrote), and their verdicts
+file, DIR/verdicts.txt:
+
+    .venv/bin/python bench/peers.py --synthetic /tmp/peers-synth
+    .venv/bin/python bench/peers.py /tmp/peers-synth /tmp/peers-synth/verdicts.txt
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import shlex
 import subprocess
 import sys
@@ -92,17 +102,99 @@ def check(directory: Path, case: Case, time_limit: float) -> Outcome:
                    counts.get("ops"), note)
 
 
+def _timeline(rng: random.Random, clients: int, n: int) -> list[tuple[float, float, float, int]]:
+    """(invoke, takes effect, complete, client) for n operations; a client's never overlap."""
+    free = [0.0] * clients
+    ops = []
+    for _ in range(n):
+        c = rng.randrange(clients)
+        start = free[c] + rng.random() * clients / 4
+        lin = start + rng.random() * 3
+        free[c] = end = lin + rng.random() * 3
+        ops.append((start, lin, end, c))
+    return ops
+
+
+def synth_kv(path: Path, clients: int, n: int, seed: int, bad: bool) -> None:
+    """Porcupine's kv test log shape: get/put/append on 10 keys, "" initially, string appends."""
+    rng = random.Random(seed)
+    state: dict[str, str] = {}
+    events = []
+    for i, (start, lin, end, c) in enumerate(sorted(_timeline(rng, clients, n), key=lambda o: o[1])):
+        f, k, v = rng.choice(["get", "put", "append"]), str(rng.randrange(10)), f"x {c} {i} y"
+        if f == "get":
+            v = state.get(k, "")
+            if bad and i >= n // 2:
+                v, bad = v + "z", False  # no append ends in z: no linearization can return it
+        else:
+            state[k] = v if f == "put" else state.get(k, "") + v
+        arg = "nil" if f == "get" else json.dumps(v)
+        events.append((start, f'{{:process {c}, :type :invoke, :f :{f}, :key "{k}", :value {arg}}}'))
+        events.append((end, f'{{:process {c}, :type :ok, :f :{f}, :key "{k}", :value {json.dumps(v)}}}'))
+    path.write_text("".join(line + "\n" for _, line in sorted(events)))
+
+
+def synth_etcd(path: Path, clients: int, n: int, seed: int, bad: bool, p_info: float = 0.05) -> None:
+    """Porcupine's Jepsen etcd log shape: read/write/cas of 0-4, timeouts as :info, new processes after them."""
+    rng = random.Random(seed)
+    state: int | None = None
+    process = list(range(clients))
+    fresh = clients
+    events = []
+    for i, (start, lin, end, c) in enumerate(sorted(_timeline(rng, clients, n), key=lambda o: o[1])):
+        f, a, b = rng.choice(["read", "write", "cas"]), rng.randrange(5), rng.randrange(5)
+        p = process[c]
+        events.append((start, f"{p}\t:invoke\t:{f}\t" + {"read": "nil", "write": str(a), "cas": f"[{a} {b}]"}[f]))
+        if f == "read":
+            done = f"ok\t:read\t{'nil' if state is None else state}"
+            if bad and i >= n // 2:
+                done, bad = "ok\t:read\t9", False  # nothing writes 9
+        elif f == "write":
+            state, done = a, f"ok\t:write\t{a}"
+        else:
+            done = f"{'ok' if state == a else 'fail'}\t:cas\t[{a} {b}]"
+            state = b if state == a else state
+        if rng.random() < p_info and not done.endswith("\t9"):
+            done = f"info\t:{f}\t:timed-out"  # it took effect, but the client cannot know
+            process[c], fresh = fresh, fresh + 1
+        events.append((end, f"{p}\t:{done}"))
+    path.write_text("".join(f"INFO  jepsen.util - {line}\n" for _, line in sorted(events)))
+
+
+def synthesize(directory: Path) -> None:
+    """Write the synthetic histories and DIR/verdicts.txt."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for name, clients, n, seed, bad in [("c50-ok", 50, 3000, 1, False), ("c50-bad", 50, 3000, 2, True)]:
+        synth_kv(directory / f"kv-{name}.txt", clients, n, seed, bad)
+        cases.append(f"kv-{name}.txt {'invalid' if bad else 'valid'}")
+    for name, clients, n, seed, bad in [("CLI16_OPS20000", 16, 20000, 3, False),
+                                         ("CLI16_OPS20000-bad", 16, 20000, 4, True),
+                                         ("CLI8_OPS2000", 8, 2000, 5, False)]:
+        synth_etcd(directory / f"etcd-{name}.log", clients, n, seed, bad)
+        cases.append(f"etcd-{name}.log {'invalid' if bad else 'valid'}")
+    (directory / "verdicts.txt").write_text("# synthetic: verdicts known by construction (bench/peers.py --synthetic)\n"
+                                            + "".join(c + "\n" for c in cases))
+    print(f"wrote {len(cases)} histories and {directory / 'verdicts.txt'}")
+
+
 def _verdict(v: object) -> str:
     return {True: "valid", False: "invalid"}.get(v, str(v)) if isinstance(v, bool) else str(v)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("directory", type=Path, help="where the peers' files are")
-    ap.add_argument("verdicts", type=Path, help="PATH EXPECTED [FLAGS] per line")
+    ap.add_argument("directory", type=Path, nargs="?", help="where the peers' files are")
+    ap.add_argument("verdicts", type=Path, nargs="?", help="PATH EXPECTED [FLAGS] per line")
     ap.add_argument("--time-limit", type=float, default=TIME_LIMIT_S)
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--synthetic", type=Path, metavar="DIR", help="write synthetic peer-shaped histories to DIR")
     args = ap.parse_args()
+    if args.synthetic is not None:
+        synthesize(args.synthetic)
+        return
+    if args.directory is None or args.verdicts is None:
+        ap.error("DIRECTORY and VERDICTS are needed (or --synthetic DIR)")
 
     outcomes = []
     for case in read_verdicts(args.verdicts):

@@ -78,7 +78,7 @@ class _KeySearch:
     __slots__ = ("key", "calls", "fns", "args", "outs", "zbits", "nxt", "prv", "cache", "entry",
                  "state", "h", "stack", "depth", "best", "best_depth", "status", "steps", "init", "phs", "skip",
                  "first", "rem", "cnt", "cpos", "rpos", "rule", "ntok", "ptok", "unproducible",
-                 "need", "prod",
+                 "need", "prod", "twin", "done",
                  "phase", "todo")
 
     def __init__(self, key: Any, calls: list[Call], init: Any, model: Model | None = None,
@@ -110,6 +110,20 @@ class _KeySearch:
         # Search pass of each call: 2 reads (committed greedily), 1 determinate writes, 0 info.
         self.phs = [2 if c.kind in PURE_KINDS else 1 if c.determinate else 0 for c in calls]
         self.todo = sum(1 for p in self.phs if p)  # info calls left over may all go at +infinity
+        # Info calls with the same operation and arguments are interchangeable: both return at
+        # +infinity, so the one invoked first can stand in for the later one in any
+        # linearization. Trying them only in invocation order (`twin`: the previous such call,
+        # which must be linearized first) keeps the search from exploring every choice among
+        # them: a Jepsen register history's timed-out writes of 0-4 are a handful of values.
+        self.twin = [-1] * n
+        self.done = [False] * n
+        last: dict[tuple[Any, str, str], int] = {}
+        for i in sorted(range(n), key=lambda j: calls[j].call_pos):
+            c = calls[i]
+            if not self.phs[i]:
+                sig = (c.stepper, repr(c.arg), repr(c.output))
+                self.twin[i] = last.get(sig, -1)
+                last[sig] = i
         self.phase = 2
         self.skip = -1
         self.first = -1
@@ -182,6 +196,8 @@ class _KeySearch:
         cpos = self.cpos
         rpos = self.rpos
         zbits = self.zbits
+        twin = self.twin
+        done = self.done
         rule = self.rule
         ntok = self.ntok
         ptok = self.ptok
@@ -290,6 +306,7 @@ class _KeySearch:
                     if phs[(c - 2) >> 1]:
                         todo += 1
                     i = (c - 2) >> 1
+                    done[i] = False
                     t = ntok[i]
                     if t is not _NO_TOKEN:
                         need[t] += 1
@@ -312,7 +329,10 @@ class _KeySearch:
                     continue
             # Try to linearize `cand` now.
             i = (cand - 2) >> 1
-            ns = fns[i](state, args[i], outs[i])
+            if not phs[i] and twin[i] >= 0 and not done[twin[i]]:
+                ns = ILLEGAL  # its earlier twin goes first (see __init__)
+            else:
+                ns = fns[i](state, args[i], outs[i])
             ok = ns is not ILLEGAL and (phs[i] or ns != state)
             if ok and rule and phs[i] != 2 and ns != state and (rule == 1 or type(state) is not tuple):
                 # Overwriting `state` kills every unlinearized call that needs it if no
@@ -335,6 +355,7 @@ class _KeySearch:
                         depth += 1
                         if phs[i]:
                             todo -= 1
+                        done[i] = True
                         t = ntok[i]
                         if t is not _NO_TOKEN:
                             need[t] -= 1

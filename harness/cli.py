@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -482,6 +484,17 @@ def params_from_test(test: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _with_line(history: Any, msg: str) -> str:
+    """A checker's "op N: ..." error, prefixed with the file and line that holds op N."""
+    m = re.match(r"op (\d+)\b", msg)
+    if m is None or not isinstance(history, (str, os.PathLike)):
+        return msg
+    from harness.history import op_line
+
+    line = op_line(history, int(m.group(1)))
+    return msg if line is None else f"{history}:{line}: {msg}"
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """``harness check``: run the checkers and print the verdict; exit 0/1/2."""
     from checkers.compose import CHECKERS, check_all
@@ -567,7 +580,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             result.valid = "unknown"
             result.params["unknown_because"] = "the history has no client operations"
     except HistoryError as e:
-        raise UsageError(f"cannot read history {str(history)!r}: {e}") from None
+        raise UsageError(f"cannot read history {str(history)!r}: {_with_line(history, str(e))}") from None
     except OSError as e:  # a disk error or permissions while reading: the file, not the harness
         raise UsageError(f"cannot read history {str(history)!r}: {e.strerror or e}") from None
     if save_to is not None:

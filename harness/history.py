@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -870,7 +871,11 @@ def _edn_forms(tokens: Iterator[tuple[str, str]], where: str) -> Iterator[tuple[
             body = tok[1:]
             value = _CHAR_NAMES.get(body) or (chr(int(body[1:], 16)) if len(body) == 5 and body[0] == "u" else body)
         else:
-            value = _edn_atom(tok)
+            try:
+                value = _edn_atom(tok)
+            except ValueError as e:  # an integer longer than Python converts (sys.int_max_str_digits)
+                raise HistoryError(f"{where}: EDN number {tok[:20]}... has {len(tok)} digits, more than Python reads"
+                                   f" ({sys.get_int_max_str_digits()}, sys.int_max_str_digits)") from None
         depth = len(stack)
         if discard_depths and discard_depths[-1] == depth:
             discard_depths.pop()
@@ -917,7 +922,10 @@ def _op_from_edn(m: Any, n: int, where: str, independent: bool) -> Op:
         if name not in d:
             raise HistoryError(f"{where}: operation {n}: missing :{name}")
     process = d["process"]
-    process = NEMESIS if isinstance(process, str) else process
+    if isinstance(process, str):
+        process = NEMESIS
+    elif type(process) is not int:
+        raise HistoryError(f"{where}: operation {n}: :process must be an integer or :nemesis, got {_edn_dump(process)[:60]}")
     err = d.get("error")
     if isinstance(err, list) and err:
         err = err[0]
@@ -951,7 +959,7 @@ def _op_from_edn(m: Any, n: int, where: str, independent: bool) -> Op:
 def read_edn(path: str | os.PathLike[str], independent: bool = False) -> Iterator[Op]:
     """Stream a Jepsen EDN history: one map per operation, bare or inside one vector/list."""
     where = _Where(str(path))
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         n = 0
         try:
             for depth, form in _edn_forms(_edn_tokens(f, where), where):
@@ -1063,7 +1071,11 @@ def write_edn(ops: Iterable[Op], path: str | os.PathLike[str], independent: bool
 
 # How much of a file's head is read to tell its format: far more than one operation.
 _SNIFF_CHARS = 1 << 14
-_JEPSEN_LOG_LINE = re.compile(r"jepsen\.util - (\S+)\t(:[\w-]+)\t(:?[^\t\n]+)\t?(.*)$", re.MULTILINE)
+# The fields are tab-separated in the Jepsen etcd logs Porcupine's etcd tests read
+# ("3\t:invoke\t:cas\t[1 2]"); Porcupine's longer etcd logs separate :type from :f by a space
+# and follow the value with more fields ("3 \t:ok :read \t66 \t:hint 2913"): the value is
+# the first EDN form after :f.
+_JEPSEN_LOG_LINE = re.compile(r"jepsen\.util - (\S+)[ \t]+(:[\w-]+)[ \t]+(:?[^\s]+)[ \t]*(.*)$", re.MULTILINE)
 
 
 def history_format(path: str | os.PathLike[str]) -> str:
@@ -1078,7 +1090,7 @@ def history_format(path: str | os.PathLike[str]) -> str:
             head = f.read(_SNIFF_CHARS)
     except OSError:
         return "jsonl"  # the reader reports the error
-    text = head.lstrip()
+    text = head.lstrip("\ufeff \t\r\n")
     if not text:
         return "jsonl"
     if text[0] in "[(#;" or re.match(r"\{\s*:", text):
@@ -1093,11 +1105,18 @@ def read_jepsen_log(path: str | os.PathLike[str]) -> Iterator[Op]:
 
     Lines that are not operations are skipped. The value is EDN; a keyword in place of the
     value of a ``fail``/``info`` completion (``:timed-out``) is its error. The log has no times:
-    ``time`` is 0 and the order of the lines is the order of the events.
+    ``time`` is 0 and the order of the lines is the order of the events. As in JSONL, a last
+    line cut off mid-write (no newline, and its value missing or not complete EDN) is dropped.
     """
+    for _, op in _jepsen_log_ops(path):
+        yield op
+
+
+def _jepsen_log_ops(path: str | os.PathLike[str]) -> Iterator[tuple[int, Op]]:
+    """``(lineno, op)`` for each operation line of a Jepsen log."""
     where = str(path)
     n = 0
-    for lineno, line, _ in _lines(path):
+    for lineno, line, ended in _lines(path):
         m = _JEPSEN_LOG_LINE.search(line.rstrip("\r\n"))
         if m is None:
             continue
@@ -1113,10 +1132,51 @@ def read_jepsen_log(path: str | os.PathLike[str]) -> Iterator[Op]:
         try:
             forms = parse_edn(raw) if raw else [None]
         except HistoryError as e:
-            raise HistoryError(f"{where}:{lineno}: {e}") from None
+            if not ended:
+                return  # the run was interrupted while this line was being written
+            raise HistoryError(f"{where}:{lineno}: the value {raw[:40]!r}: {str(e).removeprefix('<string>: ')}"
+                               ) from None
+        if not ended and not raw:
+            return  # cut off before its value: the tab after :f is all that was written
         value = _plain(forms[0]) if forms else None
         error = None
         if typ in ("fail", "info") and isinstance(forms[0] if forms else None, Keyword):
             error, value = str(forms[0]), None
-        yield Op(n, 0, process, typ, fname.lstrip(":"), None, value, error=error)
+        yield lineno, Op(n, 0, process, typ, fname.lstrip(":"), None, value, error=error)
         n += 1
+
+
+def _edn_ops(path: str | os.PathLike[str]) -> Iterator[tuple[int, Op]]:
+    """``(lineno, op)`` for each operation of an EDN history (the line its map ends on)."""
+    where = _Where(str(path))
+    with open(path, encoding="utf-8-sig") as f:
+        n = 0
+        for depth, form in _edn_forms(_edn_tokens(f, where), where):
+            if depth == 0 and isinstance(form, list):
+                continue
+            yield where.line, _op_from_edn(form, n, str(where), False)
+            n += 1
+
+
+def op_line(path: str | os.PathLike[str], index: int) -> int | None:
+    """The line of ``path`` that holds the operation numbered ``index`` (None if none does).
+
+    For error messages only: it reads the file again, up to that operation.
+    """
+    p = str(path)
+    try:
+        fmt = history_format(p)
+        if fmt == "edn":
+            return next((line for line, op in _edn_ops(p) if op.index == index), None)
+        if fmt == "jepsen-log":
+            return next((line for line, op in _jepsen_log_ops(p) if op.index == index), None)
+        for lineno, text, _ in _lines(p):
+            try:
+                d = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(d, dict) and d.get("index") == index:
+                return lineno
+    except (HistoryError, OSError, ValueError, RecursionError):
+        return None
+    return None
